@@ -1,0 +1,72 @@
+//! What each port answers for: its MAC, its own addresses and the VIPs reached on it.
+use std::net::Ipv4Addr;
+
+use rules::config::{Config, PortRole};
+use rules::Cidr;
+use tcpstate::wire::MacAddr;
+
+/// Why a destination address is ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// One of the switch's own addresses on the port.
+    Own,
+    /// A virtual IP served on the port (index into `vips`).
+    Vip(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct PortAddrs {
+    pub name: String,
+    pub role: PortRole,
+    pub mac: MacAddr,
+    pub own: Vec<Cidr>,
+    pub vips: Vec<(Ipv4Addr, Vec<u16>)>,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+impl PortAddrs {
+    /// Builds the table of every port, given each port's MAC (in config order).
+    pub fn from_config(config: &Config, macs: &[MacAddr]) -> Vec<PortAddrs> {
+        config
+            .ports
+            .iter()
+            .zip(macs)
+            .map(|(p, mac)| PortAddrs {
+                name: p.name.clone(),
+                role: p.role,
+                mac: *mac,
+                own: p.addresses.clone(),
+                vips: config
+                    .vips
+                    .iter()
+                    .filter(|v| v.port == p.name)
+                    .map(|v| (v.address, v.tcp_ports.clone()))
+                    .collect(),
+                gateway: p.gateway,
+            })
+            .collect()
+    }
+
+    /// Whether `ip` is ours on this port.
+    #[inline]
+    pub fn local(&self, ip: Ipv4Addr) -> Option<Local> {
+        if self.own.iter().any(|c| c.addr == ip) {
+            return Some(Local::Own);
+        }
+        self.vips.iter().position(|(v, _)| *v == ip).map(Local::Vip)
+    }
+
+    /// Whether `ip` is on one of the port's subnets (a neighbour we may learn).
+    #[inline]
+    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
+        self.own.iter().any(|c| c.contains(ip))
+    }
+
+    /// Every address the port answers ARP for: own addresses, then VIPs.
+    pub fn all_addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.own
+            .iter()
+            .map(|c| c.addr)
+            .chain(self.vips.iter().map(|(v, _)| *v))
+    }
+}

@@ -1,0 +1,235 @@
+//! Per-packet logic below TCP: Ethernet checks, ARP (answer, learn, build requests) and
+//! ICMP echo. Pure functions over a frame's bytes: answers are written in place into
+//! the received buffer (no allocation, no copy), so the worker only decides where the
+//! buffer goes next. Unit-tested with byte fixtures, no DPDK needed.
+use std::net::Ipv4Addr;
+
+use tcpstate::neighbour::{Learned, NeighbourTable};
+use tcpstate::steer;
+use tcpstate::wire::{
+    arp_op, checksum, ethertype, icmp_type, ip_proto, ArpPacket, ArpRepr, EthernetFrame,
+    Icmpv4Packet, Ipv4Packet, MacAddr, TcpPacket,
+};
+
+use crate::addrs::{Local, PortAddrs};
+use crate::stats::DropReason;
+
+/// TTL of packets the switch originates.
+pub const TTL: u8 = 64;
+
+/// Length of an Ethernet + ARP frame (before any padding).
+pub const ARP_FRAME_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN + ArpPacket::<&[u8]>::LEN;
+
+/// What became of a received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Drop(DropReason),
+    /// Rewritten into an ARP reply: send it back out of the same port.
+    ArpAnswered,
+    /// Rewritten into an ICMP echo reply (now `len` bytes): send it back out.
+    EchoAnswered {
+        len: usize,
+    },
+    /// Nothing to send: an ARP reply or announcement that (maybe) taught us a neighbour.
+    Absorbed,
+    /// A TCP segment to a local address; `core` owns its flow.
+    Tcp {
+        core: usize,
+    },
+}
+
+/// A neighbour mapping learned from the frame, to count and to share with other cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learn {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub outcome: Learned,
+}
+
+/// Classifies a frame received on `port` and, for ARP and ICMP, answers it in place.
+pub fn process_frame(
+    frame: &mut [u8],
+    port: &PortAddrs,
+    neigh: &mut NeighbourTable,
+    now_ms: u64,
+    cores: usize,
+) -> (Action, Option<Learn>) {
+    let Ok(eth) = EthernetFrame::new_checked(&frame[..]) else {
+        return (Action::Drop(DropReason::Malformed), None);
+    };
+    let dst = eth.dst_addr();
+    if dst != port.mac && !dst.is_broadcast() {
+        return (Action::Drop(DropReason::NotOurMac), None);
+    }
+    match eth.ethertype() {
+        ethertype::ARP => process_arp(frame, port, neigh, now_ms),
+        ethertype::IPV4 => (process_ipv4(frame, port, cores), None),
+        _ => (Action::Drop(DropReason::UnsupportedEthertype), None),
+    }
+}
+
+fn process_arp(
+    frame: &mut [u8],
+    port: &PortAddrs,
+    neigh: &mut NeighbourTable,
+    now_ms: u64,
+) -> (Action, Option<Learn>) {
+    let hdr = EthernetFrame::<&[u8]>::HEADER_LEN;
+    let Ok(arp) = ArpPacket::new_checked(&frame[hdr..]) else {
+        return (Action::Drop(DropReason::Malformed), None);
+    };
+    let Ok(req) = ArpRepr::parse(&arp) else {
+        return (Action::Drop(DropReason::Malformed), None);
+    };
+    let target_is_ours = port.local(req.target_ip).is_some();
+    let sender_known = neigh.lookup(req.sender_ip, now_ms).is_some();
+    // Learn only on-link, unicast senders of ARP that concerns us (or that we already
+    // track, to follow a neighbour's MAC change): a flood of foreign ARP fills nothing.
+    let learnable = port.on_link(req.sender_ip)
+        && !req.sender_ip.is_unspecified()
+        && req.sender_mac.is_unicast()
+        && port.local(req.sender_ip).is_none()
+        && (target_is_ours || sender_known);
+    let learned = learnable.then(|| Learn {
+        ip: req.sender_ip,
+        mac: req.sender_mac,
+        outcome: neigh.learn(req.sender_ip, req.sender_mac, now_ms),
+    });
+    match req.operation {
+        arp_op::REQUEST if target_is_ours => {
+            let reply = ArpRepr {
+                operation: arp_op::REPLY,
+                sender_mac: port.mac,
+                sender_ip: req.target_ip,
+                target_mac: req.sender_mac,
+                target_ip: req.sender_ip,
+            };
+            let mut arp = ArpPacket::new_unchecked(&mut frame[hdr..]);
+            reply.emit(&mut arp);
+            let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+            eth.set_dst_addr(req.sender_mac);
+            eth.set_src_addr(port.mac);
+            (Action::ArpAnswered, learned)
+        }
+        arp_op::REQUEST | arp_op::REPLY if learned.is_some() => (Action::Absorbed, learned),
+        arp_op::REQUEST | arp_op::REPLY => (Action::Drop(DropReason::ArpNotForUs), None),
+        _ => (Action::Drop(DropReason::Malformed), None),
+    }
+}
+
+fn process_ipv4(frame: &mut [u8], port: &PortAddrs, cores: usize) -> Action {
+    let hdr = EthernetFrame::<&[u8]>::HEADER_LEN;
+    let (src, dst, proto, ip_hdr_len, total_len) = {
+        let Ok(ip) = Ipv4Packet::new_checked(&frame[hdr..]) else {
+            return Action::Drop(DropReason::Malformed);
+        };
+        if !ip.verify_checksum() {
+            return Action::Drop(DropReason::BadIpChecksum);
+        }
+        (
+            ip.src_addr(),
+            ip.dst_addr(),
+            ip.protocol(),
+            ip.header_len() as usize,
+            ip.total_len() as usize,
+        )
+    };
+    let Some(local) = port.local(dst) else {
+        return Action::Drop(DropReason::NotForUs);
+    };
+    let ip = Ipv4Packet::new_unchecked(&frame[hdr..]);
+    if ip.is_fragment() {
+        return Action::Drop(DropReason::IpFragment);
+    }
+    if ip.has_options() {
+        return Action::Drop(DropReason::IpOptions);
+    }
+    match proto {
+        ip_proto::ICMP => answer_echo(frame, port.mac, src, dst, ip_hdr_len, total_len),
+        ip_proto::TCP => {
+            let Ok(tcp) = TcpPacket::new_checked(&frame[hdr + ip_hdr_len..hdr + total_len]) else {
+                return Action::Drop(DropReason::Malformed);
+            };
+            let core = match local {
+                Local::Vip(_) => {
+                    steer::client_flow_core(src, tcp.src_port(), dst, tcp.dst_port(), cores)
+                }
+                Local::Own => steer::local_port_core(tcp.dst_port(), cores),
+            };
+            Action::Tcp { core }
+        }
+        _ => Action::Drop(DropReason::UnsupportedProtocol),
+    }
+}
+
+/// Turns an ICMP echo request into its reply in place.
+fn answer_echo(
+    frame: &mut [u8],
+    our_mac: MacAddr,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ip_hdr_len: usize,
+    total_len: usize,
+) -> Action {
+    let hdr = EthernetFrame::<&[u8]>::HEADER_LEN;
+    let icmp_range = hdr + ip_hdr_len..hdr + total_len;
+    {
+        let Ok(icmp) = Icmpv4Packet::new_checked(&frame[icmp_range.clone()]) else {
+            return Action::Drop(DropReason::Malformed);
+        };
+        if icmp.msg_type() != icmp_type::ECHO_REQUEST || icmp.code() != 0 {
+            return Action::Drop(DropReason::IcmpNotEcho);
+        }
+        if !icmp.verify_checksum() {
+            return Action::Drop(DropReason::BadIcmpChecksum);
+        }
+    }
+    {
+        let mut icmp = Icmpv4Packet::new_unchecked(&mut frame[icmp_range]);
+        // Only the type changes (8 → 0): patch the checksum for that one word (RFC 1624).
+        let old_word = u16::from(icmp_type::ECHO_REQUEST) << 8;
+        let new_word = u16::from(icmp_type::ECHO_REPLY) << 8;
+        let csum = checksum::update16(icmp.checksum(), old_word, new_word);
+        icmp.set_msg_type(icmp_type::ECHO_REPLY);
+        icmp.set_checksum(csum);
+    }
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[hdr..]);
+        ip.set_src_addr(dst);
+        ip.set_dst_addr(src);
+        ip.set_ttl(TTL);
+        ip.fill_checksum();
+    }
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+    let peer = eth.src_addr();
+    eth.set_dst_addr(peer);
+    eth.set_src_addr(our_mac);
+    // Drop any Ethernet padding the request carried.
+    Action::EchoAnswered {
+        len: hdr + total_len,
+    }
+}
+
+/// Writes an ARP request for `target_ip` from (`our_mac`, `our_ip`) into `buf`
+/// (at least [`ARP_FRAME_LEN`] bytes). With `target_ip == our_ip` it is a gratuitous
+/// ARP announcing the address.
+pub fn build_arp_request(buf: &mut [u8], our_mac: MacAddr, our_ip: Ipv4Addr, target_ip: Ipv4Addr) {
+    let hdr = EthernetFrame::<&[u8]>::HEADER_LEN;
+    {
+        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.set_dst_addr(MacAddr::BROADCAST);
+        eth.set_src_addr(our_mac);
+        eth.set_ethertype(ethertype::ARP);
+    }
+    let repr = ArpRepr {
+        operation: arp_op::REQUEST,
+        sender_mac: our_mac,
+        sender_ip: our_ip,
+        target_mac: MacAddr([0; 6]),
+        target_ip,
+    };
+    repr.emit(&mut ArpPacket::new_unchecked(&mut buf[hdr..ARP_FRAME_LEN]));
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,15 @@
+//! The webswitch dataplane: one poll loop per worker lcore over DPDK ports.
+//!
+//! `setup` turns a validated config into a running EAL, mempool, ports and workers;
+//! `worker` is the l3fwd-shaped poll loop; `l2l3` holds the per-packet ARP/ICMP logic as
+//! pure functions over byte slices (unit-tested without DPDK); `stats` the per-core
+//! counters that the main thread reads without stopping anyone.
+#![forbid(unsafe_code)]
+
+pub mod addrs;
+pub mod backoff;
+pub mod eal_args;
+pub mod l2l3;
+pub mod setup;
+pub mod stats;
+pub mod worker;

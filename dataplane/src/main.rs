@@ -1,0 +1,214 @@
+//! `webswitch`: the command line. `run` starts the switch from a JSON config and runs
+//! until SIGINT or SIGTERM, then prints its final counters; `check` validates a config
+//! without touching DPDK.
+//!
+//! Machine-readable events go to stdout, one JSON object per line (`ready`, `stats`,
+//! `final_stats`); logs and the human-readable summary go to stderr.
+#![forbid(unsafe_code)]
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use rules::Config;
+use webswitch::setup::{self, Running, Snapshot};
+
+#[derive(Parser)]
+#[command(
+    name = "webswitch",
+    version,
+    about = "A content-aware web switch on DPDK"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the switch and run until SIGINT/SIGTERM.
+    Run {
+        /// The JSON config (see docs/config.md).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also print a `stats` event every this many seconds (0: never).
+        #[arg(long, default_value_t = 0)]
+        stats_interval: u64,
+    },
+    /// Validate a config (parse, fields, CPUs) and print it with defaults filled in.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEBSWITCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            stats_interval,
+        } => run(&config, stats_interval),
+        Command::Check { config } => check(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("webswitch: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    let config = Config::from_file(path).map_err(|e| e.to_string())?;
+    config.validate().map_err(|e| e.to_string())?;
+    setup::check_cpus(&config).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn check(path: &std::path::Path) -> Result<(), String> {
+    let config = load(path)?;
+    println!("{}", config.to_json_pretty());
+    Ok(())
+}
+
+fn run(path: &std::path::Path, stats_interval: u64) -> Result<(), String> {
+    let config = load(path)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("installing signal handler: {e}"))?;
+    }
+    let mut running = setup::start(&config).map_err(|e| e.to_string())?;
+    emit(&serde_json::json!({
+        "event": "ready",
+        "pid": std::process::id(),
+        "workers": config.lcores.workers,
+        "ports": running.ports,
+        "vips": config.vips.iter().map(|v| v.address.to_string()).collect::<Vec<_>>(),
+    }));
+    tracing::info!(
+        workers = config.lcores.workers.len(),
+        ports = running.ports.len(),
+        "webswitch running"
+    );
+
+    let started = Instant::now();
+    let mut next_stats = Duration::from_secs(stats_interval);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+        if stats_interval > 0 && started.elapsed() >= next_stats {
+            next_stats += Duration::from_secs(stats_interval);
+            emit(&snapshot_json("stats", &running.snapshot(), started));
+        }
+    }
+    tracing::info!("signal received, stopping workers");
+    running.stop();
+    let snap = running.snapshot();
+    emit(&snapshot_json("final_stats", &snap, started));
+    print_summary(&snap, &running);
+    drop(running);
+    Ok(())
+}
+
+fn emit(v: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout must not stop a clean shutdown.
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn snapshot_json(event: &str, s: &Snapshot, started: Instant) -> serde_json::Value {
+    let ports: serde_json::Map<String, serde_json::Value> = s
+        .ports
+        .iter()
+        .map(|(name, st)| {
+            let v = match st {
+                Some(st) => serde_json::json!({
+                    "rx_packets": st.rx_packets, "tx_packets": st.tx_packets,
+                    "rx_bytes": st.rx_bytes, "tx_bytes": st.tx_bytes,
+                    "imissed": st.imissed, "rx_errors": st.rx_errors, "tx_errors": st.tx_errors,
+                    "rx_nombuf": st.rx_nombuf,
+                }),
+                None => serde_json::Value::Null,
+            };
+            (name.clone(), v)
+        })
+        .collect();
+    serde_json::json!({
+        "event": event,
+        "uptime_ms": started.elapsed().as_millis() as u64,
+        "total": s.total,
+        "cores": s.cores,
+        "ports": ports,
+        "mbufs_in_use": s.mbufs_in_use,
+    })
+}
+
+/// The human-readable counters on stderr: every non-zero counter, per core and total.
+fn print_summary(s: &Snapshot, running: &Running) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "webswitch final counters (TSC {} Hz):",
+        running.tsc_hz()
+    );
+    let name_w = 26;
+    let cols = s.cores.len();
+    let _ = write!(err, "{:name_w$}", "counter");
+    for c in 0..cols {
+        let _ = write!(err, " {:>14}", format!("core{c}"));
+    }
+    let _ = writeln!(err, " {:>14}", "total");
+    let row = |err: &mut std::io::StderrLock<'_>,
+               label: &str,
+               get: &dyn Fn(&serde_json::Value) -> u64| {
+        let total = get(&s.total);
+        if total == 0 {
+            return;
+        }
+        let _ = write!(err, "{label:name_w$}");
+        for c in &s.cores {
+            let _ = write!(err, " {:>14}", get(c));
+        }
+        let _ = writeln!(err, " {total:>14}");
+    };
+    if let Some(obj) = s.total.as_object() {
+        for (k, v) in obj {
+            if v.is_u64() {
+                row(&mut err, k, &|x: &serde_json::Value| {
+                    x[k].as_u64().unwrap_or(0)
+                });
+            }
+        }
+        if let Some(drops) = obj.get("drops").and_then(|d| d.as_object()) {
+            for k in drops.keys() {
+                row(&mut err, &format!("drop.{k}"), &|x: &serde_json::Value| {
+                    x["drops"][k].as_u64().unwrap_or(0)
+                });
+            }
+        }
+    }
+    for (name, st) in &s.ports {
+        if let Some(st) = st {
+            let _ = writeln!(
+                err,
+                "port {name}: rx {} tx {} imissed {} rx_nombuf {} rx_errors {} tx_errors {}",
+                st.rx_packets, st.tx_packets, st.imissed, st.rx_nombuf, st.rx_errors, st.tx_errors
+            );
+        }
+    }
+}

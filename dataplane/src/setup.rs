@@ -1,0 +1,332 @@
+//! From a validated config to running workers: check the lcores against the CPUs we may
+//! use, start the EAL, create the mempool, start each port with one tx queue per worker,
+//! create the steering rings and launch one poll loop per worker lcore. Every failure
+//! names the config field it comes from.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+use dpdk_env::{
+    cpu_available, tsc_hz, Eal, MbufRing, Mempool, Port, PortConfig as DpdkPortConfig, PortStats,
+};
+use rules::{Config, ConfigError};
+use tcpstate::wire::MacAddr;
+
+use crate::addrs::PortAddrs;
+use crate::eal_args::eal_args;
+use crate::stats::WorkerStats;
+use crate::worker::{Shared, Worker, WorkerSettings, NEIGHBOUR_QUEUE_LEN};
+
+/// Data room of each mbuf: a standard 2 KiB buffer plus DPDK's 128-byte headroom.
+const MBUF_DATA_ROOM: u16 = 2048 + 128;
+/// Slots of each steering ring (a power of two).
+const STEER_RING_SIZE: u32 = 1024;
+/// How long to wait for each port's link at start before going on with a warning.
+const LINK_WAIT: Duration = Duration::from_secs(5);
+
+/// Why webswitch could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The config is wrong (names the field).
+    Config(ConfigError),
+    /// DPDK refused something the config asked for; the field it came from, then why.
+    Dpdk {
+        field: String,
+        error: dpdk_env::DpdkError,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => e.fmt(f),
+            StartError::Dpdk { field, error } => write!(f, "config field `{field}`: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> Self {
+        StartError::Config(e)
+    }
+}
+
+fn dpdk(field: impl Into<String>) -> impl FnOnce(dpdk_env::DpdkError) -> StartError {
+    let field = field.into();
+    move |error| StartError::Dpdk { field, error }
+}
+
+/// A started port as reported in the `ready` event.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PortInfo {
+    pub name: String,
+    pub mac: String,
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rss: bool,
+    pub link_up: bool,
+}
+
+/// The running switch. Dropping it without [`Running::stop`] still stops the workers.
+pub struct Running {
+    shared: Option<Arc<Shared>>,
+    lcores: Vec<u32>,
+    pub ports: Vec<PortInfo>,
+    // Last: the EAL is cleaned up after every port, ring and pool is gone.
+    eal: Option<Eal>,
+}
+
+/// Checks that every lcore maps to a CPU this process may run on, before the EAL would
+/// abort on it.
+pub fn check_cpus(config: &Config) -> Result<(), ConfigError> {
+    let l = &config.lcores;
+    let check = |field: String, lcore: u32| {
+        let cpu = l.cpu_of(lcore);
+        if cpu_available(cpu) {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                field,
+                format!("lcore {lcore} runs on CPU {cpu}, which this process may not use"),
+            ))
+        }
+    };
+    check("lcores.main".into(), l.main)?;
+    for (i, w) in l.workers.iter().enumerate() {
+        check(format!("lcores.workers[{i}]"), *w)?;
+    }
+    Ok(())
+}
+
+/// Checks that each `net_af_packet`/`net_af_xdp` port's interface exists here, so the
+/// error names the port instead of coming out of a failed EAL probe.
+pub fn check_interfaces(config: &Config) -> Result<(), ConfigError> {
+    for (i, p) in config.ports.iter().enumerate() {
+        let name = p.dpdk_name();
+        if !(name.starts_with("net_af_packet") || name.starts_with("net_af_xdp")) {
+            continue;
+        }
+        let iface = p.device.split(',').find_map(|kv| kv.strip_prefix("iface="));
+        match iface {
+            None => {
+                return Err(ConfigError::new(
+                    format!("ports[{i}].device"),
+                    format!("{name} needs iface=<interface>"),
+                ))
+            }
+            Some(ifc) if !std::path::Path::new("/sys/class/net").join(ifc).exists() => {
+                return Err(ConfigError::new(
+                    format!("ports[{i}].device"),
+                    format!("interface {ifc:?} does not exist in this network namespace"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Starts everything the config describes and launches the workers.
+pub fn start(config: &Config) -> Result<Running, StartError> {
+    config.validate()?;
+    check_cpus(config)?;
+    check_interfaces(config)?;
+    let workers = config.lcores.workers.len();
+    let eal = Eal::init(&eal_args(config)).map_err(dpdk("eal.args"))?;
+    let mut running = Running {
+        shared: None,
+        lcores: config.lcores.workers.clone(),
+        ports: Vec::new(),
+        eal: None,
+    };
+
+    let needed = needed_mbufs(config);
+    if config.mempool.mbufs < needed {
+        return Err(ConfigError::new(
+            "mempool.mbufs",
+            format!("{} is too few for the configured descriptors, rings and bursts: needs at least {needed}", config.mempool.mbufs),
+        )
+        .into());
+    }
+    let pool = Arc::new(
+        Mempool::new(
+            "ws_mbufs",
+            config.mempool.mbufs,
+            config.mempool.cache,
+            MBUF_DATA_ROOM,
+        )
+        .map_err(dpdk("mempool"))?,
+    );
+
+    let mut ports = Vec::with_capacity(config.ports.len());
+    for (i, pc) in config.ports.iter().enumerate() {
+        let field = format!("ports[{i}].device");
+        let id = Port::find(pc.dpdk_name()).map_err(dpdk(field.clone()))?;
+        let info = Port::device_info(id).map_err(dpdk(field.clone()))?;
+        if usize::from(info.max_tx_queues) < workers {
+            let hint = if pc.dpdk_name().starts_with("net_af_packet") {
+                format!(" (add qpairs={workers} to the device arguments)")
+            } else {
+                String::new()
+            };
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "device {} has {} tx queues; webswitch needs one per worker ({workers}){hint}",
+                    pc.dpdk_name(),
+                    info.max_tx_queues
+                ),
+            )
+            .into());
+        }
+        let conf = DpdkPortConfig {
+            rx_queues: info.max_rx_queues.min(workers as u16).max(1),
+            tx_queues: workers as u16,
+            rx_descriptors: pc.rx_descriptors,
+            tx_descriptors: pc.tx_descriptors,
+            rss: true,
+            promiscuous: false,
+        };
+        let port = Port::start(id, &pc.name, &conf, Arc::clone(&pool)).map_err(dpdk(field))?;
+        let link_up = match port.wait_link(LINK_WAIT) {
+            Ok(l) => l.up,
+            Err(e) => {
+                tracing::warn!(port = %pc.name, "link status unavailable: {e}");
+                false
+            }
+        };
+        if !link_up {
+            tracing::warn!(port = %pc.name, "link is down after {LINK_WAIT:?}; going on");
+        }
+        running.ports.push(PortInfo {
+            name: pc.name.clone(),
+            mac: MacAddr(port.mac()).to_string(),
+            rx_queues: port.rx_queues(),
+            tx_queues: port.tx_queues(),
+            rss: port.rss(),
+            link_up,
+        });
+        ports.push(port);
+    }
+
+    let macs: Vec<MacAddr> = ports.iter().map(|p| MacAddr(p.mac())).collect();
+    let mut steer = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let mut per_port = Vec::with_capacity(ports.len());
+        for p in 0..ports.len() {
+            per_port.push(
+                MbufRing::new(&format!("ws_steer_{w}_{p}"), STEER_RING_SIZE)
+                    .map_err(dpdk("lcores.workers"))?,
+            );
+        }
+        steer.push(per_port);
+    }
+    let shared = Arc::new(Shared {
+        addrs: PortAddrs::from_config(config, &macs),
+        ports,
+        pool,
+        stats: (0..workers).map(|_| WorkerStats::default()).collect(),
+        steer,
+        neighbours: (0..workers)
+            .map(|_| ArrayQueue::new(NEIGHBOUR_QUEUE_LEN))
+            .collect(),
+        stop: AtomicBool::new(false),
+        tsc_hz: tsc_hz(),
+        settings: WorkerSettings {
+            arp_ttl_ms: config.arp.entry_ttl_ms,
+            arp_max_entries: config.arp.max_entries,
+            gratuitous_arps: config.arp.gratuitous_at_start,
+            idle_max_sleep_us: config.worker.idle_max_sleep_us,
+            tx_drain_us: config.worker.tx_drain_us,
+        },
+    });
+    running.shared = Some(Arc::clone(&shared));
+    running.eal = Some(eal);
+    for (i, lcore) in config.lcores.workers.iter().enumerate() {
+        let s = Arc::clone(&shared);
+        let eal = running.eal.as_ref().expect("set above");
+        eal.launch(*lcore, move || Worker::new(i, s).run())
+            .map_err(dpdk(format!("lcores.workers[{i}]")))?;
+    }
+    Ok(running)
+}
+
+/// Mbufs the ports and rings can hold at once, plus one burst per worker and port in
+/// flight and each worker's mempool cache: fewer and a busy port starves the others.
+fn needed_mbufs(config: &Config) -> u32 {
+    let workers = config.lcores.workers.len() as u32;
+    let ports = config.ports.len() as u32;
+    let descriptors: u32 = config
+        .ports
+        .iter()
+        .map(|p| (u32::from(p.rx_descriptors) + u32::from(p.tx_descriptors)) * workers)
+        .sum();
+    let rings = workers * ports * STEER_RING_SIZE;
+    let bursts = workers * ports * 3 * dpdk_env::BURST as u32;
+    let caches = (workers + 1) * config.mempool.cache;
+    descriptors + rings + bursts + caches
+}
+
+/// Counters of the whole switch at one moment.
+pub struct Snapshot {
+    pub cores: Vec<serde_json::Value>,
+    pub total: serde_json::Value,
+    pub ports: Vec<(String, Option<PortStats>)>,
+    pub mbufs_in_use: u32,
+}
+
+impl Running {
+    fn shared(&self) -> &Shared {
+        self.shared.as_ref().expect("present until drop")
+    }
+
+    /// Reads every worker's counters and the ports' hardware counters.
+    pub fn snapshot(&self) -> Snapshot {
+        let s = self.shared();
+        let all: Vec<&WorkerStats> = s.stats.iter().collect();
+        Snapshot {
+            cores: s.stats.iter().map(WorkerStats::to_json).collect(),
+            total: crate::stats::total_json(&all),
+            ports: s
+                .ports
+                .iter()
+                .map(|p| (p.name().to_string(), p.stats().ok()))
+                .collect(),
+            mbufs_in_use: s.pool.in_use(),
+        }
+    }
+
+    /// Raises the stop flag and waits for every worker to leave its loop.
+    pub fn stop(&mut self) {
+        if let (Some(s), Some(eal)) = (&self.shared, &self.eal) {
+            s.stop.store(true, Ordering::Relaxed);
+            for l in &self.lcores {
+                let rc = eal.wait(*l);
+                if rc != 0 {
+                    tracing::warn!(lcore = l, rc, "worker exited with an error");
+                }
+            }
+        }
+    }
+
+    pub fn tsc_hz(&self) -> u64 {
+        self.shared().tsc_hz
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+        // Ports, rings and pool go first (their Drops call into DPDK), then the EAL.
+        if let Some(shared) = self.shared.take() {
+            match Arc::try_unwrap(shared) {
+                Ok(s) => drop(s),
+                Err(_) => tracing::error!("a worker still holds the shared state; leaking it"),
+            }
+        }
+        self.eal.take();
+    }
+}

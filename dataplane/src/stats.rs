@@ -1,0 +1,157 @@
+//! Per-core counters. Each worker is the only writer of its own cache-aligned block and
+//! updates it with plain relaxed load+store (no locked instruction); the main thread
+//! reads any block at any time. Every drop has a reason, and every reason a counter.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counter_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum $name { $($variant),* }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            pub const COUNT: usize = Self::ALL.len();
+            /// The name used in printed and JSON stats.
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+        }
+    };
+}
+
+counter_enum! {
+    /// Things a worker counts that are not drops.
+    Counter {
+        RxPackets => "rx_packets",
+        RxBytes => "rx_bytes",
+        TxPackets => "tx_packets",
+        TxBytes => "tx_bytes",
+        ArpRequestsAnswered => "arp_requests_answered",
+        ArpAbsorbed => "arp_absorbed",
+        ArpRequestsSent => "arp_requests_sent",
+        GratuitousArpSent => "gratuitous_arp_sent",
+        NeighboursLearned => "neighbours_learned",
+        NeighbourChanged => "neighbour_changed",
+        IcmpEchoAnswered => "icmp_echo_answered",
+        TcpSegmentsOwned => "tcp_segments_owned",
+        SteeredToPeer => "steered_to_peer",
+        SteeredFromPeer => "steered_from_peer",
+        BusyIterations => "busy_iterations",
+        IdleIterations => "idle_iterations",
+        BusyCycles => "busy_cycles",
+        IdleCycles => "idle_cycles",
+    }
+}
+
+counter_enum! {
+    /// Why a packet was dropped.
+    DropReason {
+        Malformed => "malformed",
+        NotOurMac => "not_our_mac",
+        NotForUs => "not_for_us",
+        UnsupportedEthertype => "unsupported_ethertype",
+        UnsupportedProtocol => "unsupported_protocol",
+        BadIpChecksum => "bad_ip_checksum",
+        BadIcmpChecksum => "bad_icmp_checksum",
+        IpFragment => "ip_fragment",
+        IpOptions => "ip_options",
+        IcmpNotEcho => "icmp_not_echo",
+        ArpNotForUs => "arp_not_for_us",
+        ArpTableFull => "arp_table_full",
+        TcpNoService => "tcp_no_service",
+        RxChained => "rx_chained",
+        NoMbuf => "no_mbuf",
+        TxFull => "tx_full",
+        PeerRingFull => "peer_ring_full",
+    }
+}
+
+/// One worker's counters, on their own cache lines.
+#[repr(align(64))]
+pub struct WorkerStats {
+    counters: [AtomicU64; Counter::COUNT],
+    drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        Self {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl WorkerStats {
+    /// Adds `n` to a counter. Only the owning worker may call this (single writer).
+    #[inline]
+    pub fn add(&self, c: Counter, n: u64) {
+        let slot = &self.counters[c as usize];
+        slot.store(
+            slot.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Counts `n` drops for `reason`. Owning worker only.
+    #[inline]
+    pub fn drop(&self, reason: DropReason, n: u64) {
+        let slot = &self.drops[reason as usize];
+        slot.store(
+            slot.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.counters[c as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        DropReason::ALL.iter().map(|r| self.dropped(*r)).sum()
+    }
+
+    /// A JSON object of every counter and drop reason.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for c in Counter::ALL {
+            m.insert(c.name().into(), self.get(*c).into());
+        }
+        let mut d = serde_json::Map::new();
+        for r in DropReason::ALL {
+            d.insert(r.name().into(), self.dropped(*r).into());
+        }
+        m.insert("drops".into(), d.into());
+        m.insert("drops_total".into(), self.total_drops().into());
+        m.into()
+    }
+}
+
+/// Sums several workers' counters (for the totals line).
+pub fn total_json(all: &[&WorkerStats]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for c in Counter::ALL {
+        m.insert(
+            c.name().into(),
+            all.iter().map(|s| s.get(*c)).sum::<u64>().into(),
+        );
+    }
+    let mut d = serde_json::Map::new();
+    for r in DropReason::ALL {
+        d.insert(
+            r.name().into(),
+            all.iter().map(|s| s.dropped(*r)).sum::<u64>().into(),
+        );
+    }
+    m.insert("drops".into(), d.into());
+    m.insert(
+        "drops_total".into(),
+        all.iter().map(|s| s.total_drops()).sum::<u64>().into(),
+    );
+    m.into()
+}

@@ -1,0 +1,372 @@
+//! The per-lcore poll loop, shaped like DPDK's l3fwd: receive a burst of 32 on the stack,
+//! prefetch ahead, classify each frame, stage replies per port, flush the staged frames
+//! when a burst was short or the drain timer fired, and back off when idle.
+//!
+//! Worker `i` polls rx queue `i` of every port that has one and transmits on tx queue
+//! `i` of every port (setup gives each port one tx queue per worker), so no queue is
+//! ever touched by two cores. A TCP segment whose flow belongs to another core (the port
+//! had fewer rx queues than workers, or the NIC's hash disagreed with ours) goes to that
+//! core through a ring; neighbour learnings are shared with the other cores through
+//! small lock-free queues so every core's ARP table converges.
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use dpdk_env::{rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, Port, BURST};
+use tcpstate::neighbour::{Learned, NeighbourTable};
+use tcpstate::wire::MacAddr;
+
+use crate::addrs::PortAddrs;
+use crate::backoff::{Backoff, Idle};
+use crate::l2l3::{self, Action, ARP_FRAME_LEN};
+use crate::stats::{Counter, DropReason, WorkerStats};
+
+/// Shortest Ethernet frame on the wire (without FCS): frames we build are padded to it.
+const MIN_FRAME_LEN: usize = 60;
+/// The stop flag and the neighbour housekeeping are looked at every this many iterations.
+const HOUSEKEEPING_EVERY: u32 = 1024;
+/// At most one ARP request per unresolved gateway per this many milliseconds.
+const ARP_RETRY_MS: u64 = 1000;
+/// Neighbour learnings queued per peer core before further ones are dropped (the peer
+/// will learn the neighbour itself from the next ARP it sees).
+pub const NEIGHBOUR_QUEUE_LEN: usize = 256;
+
+/// A neighbour learned by one core, for the others: (port index, IP, MAC).
+pub type NeighbourUpdate = (usize, Ipv4Addr, MacAddr);
+
+/// What every worker shares, read-only except through the lock-free parts.
+pub struct Shared {
+    pub ports: Vec<Port>,
+    pub addrs: Vec<PortAddrs>,
+    pub pool: Arc<Mempool>,
+    /// One per worker.
+    pub stats: Vec<WorkerStats>,
+    /// `steer[w][p]`: TCP segments received on port `p` whose flow worker `w` owns.
+    pub steer: Vec<Vec<MbufRing>>,
+    /// `neighbours[w]`: learnings for worker `w` from the others.
+    pub neighbours: Vec<ArrayQueue<NeighbourUpdate>>,
+    pub stop: AtomicBool,
+    pub tsc_hz: u64,
+    pub settings: WorkerSettings,
+}
+
+/// The config values a worker needs, copied out of the config.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    pub arp_ttl_ms: u64,
+    pub arp_max_entries: usize,
+    pub gratuitous_arps: u32,
+    pub idle_max_sleep_us: u64,
+    pub tx_drain_us: u64,
+}
+
+/// One worker's private state. Cache-aligned so two workers never share a line.
+#[repr(align(64))]
+pub struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    /// One per port: frames staged for that port's tx queue `index`.
+    tx: Vec<MbufBatch>,
+    tx_bytes: Vec<u64>,
+    neigh: Vec<NeighbourTable>,
+    /// Per port: when we last asked for the gateway's MAC.
+    gateway_asked_ms: Vec<Option<u64>>,
+    backoff: Backoff,
+    start_tsc: u64,
+    tsc_per_ms: u64,
+    tx_drain_tsc: u64,
+}
+
+impl Worker {
+    pub fn new(index: usize, shared: Arc<Shared>) -> Worker {
+        let s = shared.settings;
+        let nports = shared.ports.len();
+        let tsc_per_ms = (shared.tsc_hz / 1000).max(1);
+        Worker {
+            index,
+            tx: (0..nports).map(|_| MbufBatch::new()).collect(),
+            tx_bytes: vec![0; nports],
+            neigh: (0..nports)
+                .map(|_| NeighbourTable::new(s.arp_max_entries, s.arp_ttl_ms))
+                .collect(),
+            gateway_asked_ms: vec![None; nports],
+            backoff: Backoff::new(s.idle_max_sleep_us),
+            start_tsc: rdtsc(),
+            tsc_per_ms,
+            tx_drain_tsc: (shared.tsc_hz / 1_000_000).max(1) * s.tx_drain_us,
+            shared,
+        }
+    }
+
+    fn stats(&self) -> &WorkerStats {
+        &self.shared.stats[self.index]
+    }
+
+    fn now_ms(&self, tsc: u64) -> u64 {
+        tsc.wrapping_sub(self.start_tsc) / self.tsc_per_ms
+    }
+
+    /// Runs until the stop flag is raised. Returns 0 (the lcore's exit code).
+    pub fn run(mut self) -> i32 {
+        let shared = Arc::clone(&self.shared);
+        let queue = self.index as u16;
+        let mut rx = MbufBatch::new();
+        let mut steered = MbufBatch::new();
+        if self.index == 0 {
+            self.announce(self.now_ms(rdtsc()));
+        }
+        let mut last_drain = rdtsc();
+        let mut iteration: u32 = 0;
+        let mut prev_tsc = rdtsc();
+        loop {
+            let mut work = 0usize;
+            let now_tsc = prev_tsc;
+            let now_ms = self.now_ms(now_tsc);
+            for p in 0..shared.ports.len() {
+                let port = &shared.ports[p];
+                if queue < port.rx_queues() {
+                    let (n, chained) = port.rx_burst(queue, &mut rx);
+                    if chained > 0 {
+                        self.stats().drop(DropReason::RxChained, chained as u64);
+                    }
+                    if n > 0 {
+                        work += n;
+                        self.handle_burst(p, &mut rx, now_ms);
+                    }
+                }
+                let ring = &shared.steer[self.index][p];
+                let n = ring.dequeue_burst(&mut steered);
+                if n > 0 {
+                    work += n;
+                    self.stats().add(Counter::SteeredFromPeer, n as u64);
+                    for m in steered.drain() {
+                        self.handle_owned_tcp(p, m);
+                    }
+                }
+            }
+            while let Some((p, ip, mac)) = shared.neighbours[self.index].pop() {
+                self.neigh[p].learn(ip, mac, now_ms);
+            }
+            // Flush when the burst was short (no more coming right now) or on the timer,
+            // so a trickle of packets is not held back.
+            let short = work < BURST;
+            if short || now_tsc.wrapping_sub(last_drain) >= self.tx_drain_tsc {
+                self.flush_all();
+                last_drain = now_tsc;
+            }
+            iteration = iteration.wrapping_add(1);
+            if iteration % HOUSEKEEPING_EVERY == 0 {
+                if shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                self.housekeeping(now_ms);
+            }
+            let end_tsc = rdtsc();
+            let spent = end_tsc.wrapping_sub(prev_tsc);
+            if work > 0 {
+                self.stats().add(Counter::BusyIterations, 1);
+                self.stats().add(Counter::BusyCycles, spent);
+                self.backoff.reset();
+                prev_tsc = end_tsc;
+            } else {
+                self.stats().add(Counter::IdleIterations, 1);
+                match self.backoff.idle() {
+                    Idle::Spin => {}
+                    Idle::Pause(n) => (0..n).for_each(|_| dpdk_env::pause()),
+                    Idle::Sleep(d) => {
+                        // Housekeeping must not wait for 1024 slept iterations.
+                        if shared.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(d);
+                    }
+                }
+                prev_tsc = rdtsc();
+                self.stats()
+                    .add(Counter::IdleCycles, prev_tsc.wrapping_sub(end_tsc) + spent);
+            }
+        }
+        self.flush_all();
+        0
+    }
+
+    /// Classifies a received burst and routes each frame: replies to the port's tx
+    /// stage, foreign TCP flows to their core, the rest freed with a counted reason.
+    /// Out of line so callgrind can count it alone (bench/callgrind-l2l3.sh).
+    #[inline(never)]
+    fn handle_burst(&mut self, p: usize, rx: &mut MbufBatch, now_ms: u64) {
+        let shared = Arc::clone(&self.shared);
+        let cores = shared.stats.len();
+        for mut m in rx.drain() {
+            self.stats().add(Counter::RxPackets, 1);
+            self.stats().add(Counter::RxBytes, m.len() as u64);
+            let (action, learn) =
+                process_packet(&mut m, &shared.addrs[p], &mut self.neigh[p], now_ms, cores);
+            if let Some(l) = learn {
+                self.learned(p, l);
+            }
+            match action {
+                Action::Drop(reason) => self.stats().drop(reason, 1),
+                Action::Absorbed => self.stats().add(Counter::ArpAbsorbed, 1),
+                Action::ArpAnswered => {
+                    self.stats().add(Counter::ArpRequestsAnswered, 1);
+                    self.stage(p, m);
+                }
+                Action::EchoAnswered { len } => {
+                    self.stats().add(Counter::IcmpEchoAnswered, 1);
+                    m.set_len(len);
+                    self.stage(p, m);
+                }
+                Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m),
+                Action::Tcp { core } => match shared.steer[core][p].enqueue(m) {
+                    Ok(()) => self.stats().add(Counter::SteeredToPeer, 1),
+                    Err(m) => {
+                        drop(m);
+                        self.stats().drop(DropReason::PeerRingFull, 1);
+                    }
+                },
+            }
+        }
+    }
+
+    /// A TCP segment of a flow this core owns. No TCP service runs yet (the splice
+    /// issue adds it), so it is counted and dropped.
+    fn handle_owned_tcp(&mut self, _port: usize, m: Mbuf) {
+        self.stats().add(Counter::TcpSegmentsOwned, 1);
+        self.stats().drop(DropReason::TcpNoService, 1);
+        drop(m);
+    }
+
+    fn learned(&mut self, p: usize, l: l2l3::Learn) {
+        match l.outcome {
+            Learned::New => self.stats().add(Counter::NeighboursLearned, 1),
+            Learned::Changed => self.stats().add(Counter::NeighbourChanged, 1),
+            Learned::Refreshed => {}
+            Learned::TableFull => {
+                self.stats().drop(DropReason::ArpTableFull, 1);
+                return;
+            }
+        }
+        if l.outcome != Learned::Refreshed {
+            // Best effort: a peer whose queue is full learns the neighbour from its own
+            // traffic or at the next refresh.
+            for (w, q) in self.shared.neighbours.iter().enumerate() {
+                if w != self.index {
+                    let _ = q.push((p, l.ip, l.mac));
+                }
+            }
+        }
+    }
+
+    /// Stages a frame for transmission on port `p`, flushing first if the stage is full.
+    fn stage(&mut self, p: usize, m: Mbuf) {
+        if self.tx[p].is_full() {
+            self.flush(p);
+        }
+        self.tx_bytes[p] += m.len() as u64;
+        if let Err(m) = self.tx[p].push(m) {
+            // Unreachable after the flush above, but never leak: count and free.
+            self.tx_bytes[p] -= m.len() as u64;
+            self.stats().drop(DropReason::TxFull, 1);
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for p in 0..self.tx.len() {
+            if !self.tx[p].is_empty() {
+                self.flush(p);
+            }
+        }
+    }
+
+    /// Hands the stage to the driver; what it refuses is dropped and counted, because
+    /// holding it would only delay newer frames behind a full ring.
+    #[inline(never)]
+    fn flush(&mut self, p: usize) {
+        let staged = self.tx[p].len();
+        let sent = self.shared.ports[p].tx_burst(self.index as u16, &mut self.tx[p]);
+        let mut bytes = std::mem::take(&mut self.tx_bytes[p]);
+        if sent < staged {
+            for m in self.tx[p].drain() {
+                bytes -= m.len() as u64;
+            }
+            self.stats()
+                .drop(DropReason::TxFull, (staged - sent) as u64);
+        }
+        self.stats().add(Counter::TxPackets, sent as u64);
+        self.stats().add(Counter::TxBytes, bytes);
+    }
+
+    /// Worker 0 at start: gratuitous ARP for every address we answer for (so neighbours
+    /// and switches learn our MAC at once) and a request for each gateway.
+    fn announce(&mut self, now_ms: u64) {
+        let shared = Arc::clone(&self.shared);
+        for _ in 0..shared.settings.gratuitous_arps {
+            for (p, port) in shared.addrs.iter().enumerate() {
+                for ip in port.all_addresses() {
+                    if self.send_arp_request(p, ip, ip) {
+                        self.stats().add(Counter::GratuitousArpSent, 1);
+                    }
+                }
+            }
+        }
+        self.housekeeping(now_ms);
+        self.flush_all();
+    }
+
+    /// Expires neighbours and asks again for any gateway we do not know.
+    fn housekeeping(&mut self, now_ms: u64) {
+        let shared = Arc::clone(&self.shared);
+        for (p, port) in shared.addrs.iter().enumerate() {
+            self.neigh[p].expire(now_ms);
+            // Only one core asks; the answer reaches the others through the queues.
+            let Some(gw) = port.gateway.filter(|_| self.index == 0) else {
+                continue;
+            };
+            if self.neigh[p].lookup(gw, now_ms).is_some() {
+                continue;
+            }
+            let due =
+                self.gateway_asked_ms[p].is_none_or(|t| now_ms.saturating_sub(t) >= ARP_RETRY_MS);
+            if due {
+                self.gateway_asked_ms[p] = Some(now_ms);
+                if let Some(own) = port.own.iter().find(|c| c.contains(gw)).map(|c| c.addr) {
+                    if self.send_arp_request(p, own, gw) {
+                        self.stats().add(Counter::ArpRequestsSent, 1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds an ARP request (gratuitous when `target == sender`) and stages it.
+    fn send_arp_request(&mut self, p: usize, sender: Ipv4Addr, target: Ipv4Addr) -> bool {
+        let Some(mut m) = Mbuf::alloc(&self.shared.pool) else {
+            self.stats().drop(DropReason::NoMbuf, 1);
+            return false;
+        };
+        let mac = self.shared.addrs[p].mac;
+        let Some(buf) = m.append(MIN_FRAME_LEN) else {
+            self.stats().drop(DropReason::NoMbuf, 1);
+            return false;
+        };
+        buf.fill(0);
+        l2l3::build_arp_request(&mut buf[..ARP_FRAME_LEN], mac, sender, target);
+        self.stage(p, m);
+        true
+    }
+}
+
+/// The per-packet work of the loop, kept out of line so `callgrind --toggle-collect`
+/// can count its instructions alone (docs/benchmarks.md).
+#[inline(never)]
+pub fn process_packet(
+    m: &mut Mbuf,
+    port: &PortAddrs,
+    neigh: &mut NeighbourTable,
+    now_ms: u64,
+    cores: usize,
+) -> (Action, Option<l2l3::Learn>) {
+    l2l3::process_frame(m, port, neigh, now_ms, cores)
+}

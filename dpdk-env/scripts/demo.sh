@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The main job on the embedded default, as root on a fresh machine: install what is
+# missing, build webswitch, bring up the netns testbed, start webswitch with
+# examples/testbed.json in the switch namespace, show it answering from the client
+# namespace, stop it (its final counters print), and take everything down.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "demo.sh: run as root (network namespaces and the DPDK EAL need it)" >&2
+    exit 1
+fi
+bash dpdk-env/scripts/deps.sh
+# shellcheck disable=SC1091
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+
+export WS_TESTBED=${WS_TESTBED:-wsd}
+CONFIG=${CONFIG:-examples/testbed.json}
+TB=dpdk-env/scripts/testbed.sh
+OUT=$(mktemp -d /tmp/webswitch-demo.XXXXXX)
+PID=
+
+cleanup() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        kill -TERM "$PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$PID" 2>/dev/null || true
+    fi
+    bash "$ROOT/$TB" down >/dev/null 2>&1 || true
+    rm -rf "$OUT"
+}
+trap cleanup EXIT
+
+echo "== building webswitch (release)"
+cargo build --release -q -p webswitch
+
+echo "== bringing up the testbed ($WS_TESTBED)"
+bash $TB up
+eval "$(bash $TB env)"
+
+echo "== starting webswitch in $WS_NS_SW with $CONFIG"
+ip netns exec "$WS_NS_SW" target/release/webswitch run --config "$CONFIG" >"$OUT/events" 2>"$OUT/log" &
+PID=$!
+for _ in $(seq 300); do
+    grep -q '"event":"ready"' "$OUT/events" 2>/dev/null && break
+    kill -0 "$PID" 2>/dev/null || { cat "$OUT/log"; echo "webswitch exited early" >&2; exit 1; }
+    sleep 0.1
+done
+grep -q '"event":"ready"' "$OUT/events" || { cat "$OUT/log"; echo "webswitch did not become ready" >&2; exit 1; }
+echo "webswitch is ready:"
+head -n1 "$OUT/events"
+
+echo
+echo "== from $WS_NS_CLI: ping the VIP $WS_VIP (ARP resolved by webswitch, echo answered by it)"
+ip netns exec "$WS_NS_CLI" ping -n -c 3 -i 0.2 -W 2 "$WS_VIP"
+echo
+echo "== the client's neighbour table: the VIP is at webswitch's MAC"
+ip netns exec "$WS_NS_CLI" ip neigh show "$WS_VIP"
+echo
+echo "== ping the switch's own address $WS_SWITCH_CLIENT_IP"
+ip netns exec "$WS_NS_CLI" ping -n -c 2 -i 0.2 -W 2 "$WS_SWITCH_CLIENT_IP"
+echo
+OTHER=${WS_VIP%.*}.77
+echo "== ping $OTHER, which webswitch does not own: no answer expected"
+if ip netns exec "$WS_NS_CLI" ping -n -c 1 -W 1 "$OTHER" >/dev/null; then
+    echo "unexpected answer from $OTHER" >&2
+    exit 1
+fi
+echo "no answer, as it should be"
+
+echo
+echo "== stopping webswitch (SIGTERM); its final counters:"
+kill -TERM "$PID"
+wait "$PID"
+PID=
+grep '"event":"final_stats"' "$OUT/events" | python3 -c '
+import json, sys
+s = json.loads(sys.stdin.read())
+t = s["total"]
+keys = ["rx_packets", "tx_packets", "arp_requests_answered", "icmp_echo_answered", "gratuitous_arp_sent", "arp_absorbed"]
+for k in keys:
+    print(f"  {k:24} {t[k]}")
+for k, v in t["drops"].items():
+    if v:
+        print(f"  drops.{k:18} {v}")
+busy, idle = t["busy_cycles"], t["idle_cycles"]
+print(f"  busy/idle cycles         {busy}/{idle}")
+'
+echo
+echo "== taking the testbed down"
+bash $TB down
+echo "demo done"

@@ -1,0 +1,615 @@
+#!/usr/bin/env bash
+# testbed.sh: the webswitch network-namespace testbed (see docs/testbed.md).
+#
+# Usage: dpdk-env/scripts/testbed.sh {up|down|status|env|help} [--purge]
+#   up       (re)build the testbed: runs `down` for the same prefix first, then creates
+#            the namespaces, veths, bridge, addresses, and starts one nginx per backend
+#   down     kill every process in our namespaces, delete the namespaces; with --purge
+#            also delete /tmp/$P-testbed (the generated content, incl. 3 x 100 MiB files)
+#   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up
+#   env      print shell-eval-able variables (eval "$(testbed.sh env)")
+#
+# Environment:
+#   WS_TESTBED  name prefix P, 1-5 chars [A-Za-z0-9_] (default: wst). Every namespace,
+#               file and directory this script touches derives from it.
+#   WS_NET      second octet N of the addresses, 0-255 (default: 99), so two testbeds
+#               can coexist: client net 10.N.0.0/24, backend net 10.N.1.0/24.
+#
+# Nothing is created in the root namespace: veths are created inside their namespaces
+# and the backend bridge lives in its own namespace ($P-br).
+set -euo pipefail
+
+P=${WS_TESTBED:-wst}
+N=${WS_NET:-99}
+
+die() { echo "testbed: $*" >&2; exit 1; }
+say() { echo "testbed[$P]: $*"; }
+
+if ! [[ $P =~ ^[A-Za-z0-9_]{1,5}$ ]]; then
+    die "WS_TESTBED='$P' is invalid: use 1-5 characters from [A-Za-z0-9_] (every namespace and file name derives from it)"
+fi
+if ! [[ $N =~ ^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$ ]]; then
+    die "WS_NET='$N' is invalid: use a number 0-255 (the second octet of 10.N.x.x)"
+fi
+
+# ---- names and addresses (everything derives from P and N) --------------------------
+NS_CLI=$P-cli
+NS_SW=$P-sw
+NS_BR=$P-br
+BACKENDS=(be1 be2 be3)
+NS_ALL=("$NS_CLI" "$NS_SW" "$NS_BR")
+for b in "${BACKENDS[@]}"; do NS_ALL+=("$P-$b"); done
+
+DIR=/tmp/$P-testbed
+
+CLIENT_NET=10.$N.0
+BACKEND_NET=10.$N.1
+CLIENT_IP=$CLIENT_NET.2
+SWITCH_CLIENT_IP=$CLIENT_NET.1
+VIP=$CLIENT_NET.10
+VIP_PORT=80
+SWITCH_BACKEND_IP=$BACKEND_NET.1
+backend_ip() { # be1 -> 10.N.1.11
+    echo "$BACKEND_NET.$((10 + ${1#be}))"
+}
+
+# Interface names live inside the namespaces, so they need no prefix.
+IF_CLI=cli0          # in $P-cli
+IF_SW_CLI=sw-cli     # in $P-sw, veth peer of cli0            (DPDK port 0)
+IF_SW_BE=sw-be       # in $P-sw, veth peer of to-sw in $P-br  (DPDK port 1)
+IF_BR=br0            # in $P-br, bridge
+IF_BR_SW=to-sw       # in $P-br, bridge port, peer of sw-be
+IF_BE=eth0           # in $P-beN, peer of beN in $P-br
+
+# Deterministic, locally administered MACs that embed the IP: 02:00:0a:NN:SS:HH.
+NHEX=$(printf '%02x' "$N")
+mac() { printf '02:00:0a:%s:%02x:%02x' "$NHEX" "$1" "$2"; }
+MAC_CLI=$(mac 0 2)
+MAC_SW_CLI=$(mac 0 1)
+MAC_SW_BE=$(mac 1 1)
+
+# ---- helpers ---------------------------------------------------------------------------
+need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
+
+need_tools() {
+    local t missing=()
+    for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+    ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (run dpdk-env/scripts/deps.sh)"
+}
+
+ns_exists() {
+    ip netns list 2>/dev/null | awk '{print $1}' | grep -Fxq -- "$1"
+}
+
+nsx() { # run a command inside a namespace
+    local ns=$1; shift
+    ip netns exec "$ns" "$@"
+}
+
+offloads_off() { # ns if: checksum/segmentation/GRO offloads off, one at a time (some are fixed)
+    local ns=$1 ifc=$2 f
+    for f in rx tx sg tso gso gro lro ufo; do
+        nsx "$ns" ethtool -K "$ifc" "$f" off >/dev/null 2>&1 || true
+    done
+}
+
+ns_sysctls() { # ns: no IPv6, no reverse-path filtering
+    local ns=$1
+    nsx "$ns" sysctl -qw \
+        net.ipv6.conf.all.disable_ipv6=1 \
+        net.ipv6.conf.default.disable_ipv6=1 \
+        net.ipv4.conf.all.rp_filter=0 \
+        net.ipv4.conf.default.rp_filter=0 >/dev/null
+    ip -n "$ns" link set lo up
+}
+
+pid_in_ns() { # pid ns: is this pid a process in that namespace?
+    local pid=$1 ns=$2
+    ns_exists "$ns" || return 1
+    ip netns pids "$ns" 2>/dev/null | grep -Fxq -- "$pid"
+}
+
+nginx_pid() { # backend -> pid of its nginx master, if running in its own namespace
+    local b=$1 pid
+    [[ -s $DIR/$b/nginx.pid ]] || return 1
+    pid=$(tr -dc '0-9' <"$DIR/$b/nginx.pid")
+    [[ -n $pid ]] || return 1
+    pid_in_ns "$pid" "$P-$b" || return 1
+    echo "$pid"
+}
+
+# ---- down ------------------------------------------------------------------------------
+kill_ns_procs() { # TERM, then KILL, every process in our namespaces (and only there)
+    local ns pid b i pids=() killed=()
+    for b in "${BACKENDS[@]}"; do
+        # the pid file first (a graceful nginx stop), but only if that pid is really ours
+        if pid=$(nginx_pid "$b"); then
+            kill -TERM "$pid" 2>/dev/null || true
+            killed+=("$pid")
+        fi
+    done
+    for i in $(seq 1 30); do
+        pids=()
+        for ns in "${NS_ALL[@]}"; do
+            ns_exists "$ns" || continue
+            while read -r pid; do
+                if [[ -n $pid ]]; then pids+=("$pid"); fi
+            done < <(ip netns pids "$ns" 2>/dev/null || true)
+        done
+        ((${#pids[@]} == 0)) && break
+        killed+=("${pids[@]}")
+        if ((i == 1)); then
+            kill -TERM "${pids[@]}" 2>/dev/null || true
+        elif ((i >= 15)); then
+            kill -KILL "${pids[@]}" 2>/dev/null || true
+        fi
+        sleep 0.1
+    done
+    if ((${#pids[@]})); then
+        echo "testbed[$P]: warning: processes still in our namespaces: ${pids[*]}" >&2
+    fi
+    # A killed daemon (nginx's master) is reaped by init, not by us. Give that up to
+    # 3 s so callers that look for leftover processes right after `down` see none
+    # (some sandbox inits reap only every second or two; zombies hold no resources).
+    for i in $(seq 1 60); do
+        for pid in "${killed[@]}"; do
+            if [[ -e /proc/$pid ]]; then sleep 0.05; continue 2; fi
+        done
+        break
+    done
+}
+
+cmd_down() {
+    local purge=$1 ns
+    need_root
+    kill_ns_procs
+    for ns in "${NS_ALL[@]}"; do
+        if ns_exists "$ns"; then
+            ip netns del "$ns" 2>/dev/null || echo "testbed[$P]: warning: could not delete netns $ns" >&2
+        fi
+    done
+    rm -f "$DIR"/*/nginx.pid 2>/dev/null || true
+    if ((purge)); then
+        rm -rf -- "/tmp/$P-testbed"
+    fi
+}
+
+# ---- content -----------------------------------------------------------------------------
+
+make_content() { # backend index
+    local b=$1 i=$2 www=$DIR/$1/www
+    mkdir -p "$www/img" "$www/static" "$www/big" "$www/upload" \
+        "$DIR/$b/tmp/body" "$DIR/$b/tmp/proxy" "$DIR/$b/tmp/fastcgi" "$DIR/$b/tmp/uwsgi" "$DIR/$b/tmp/scgi"
+    # uploads from a previous run are not content
+    find "$www/upload" -mindepth 1 -delete
+
+    python3 - "$www" "$b" "$i" <<'PY'
+import json, os, struct, sys, zlib
+
+www, name, idx = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+def write(rel, data):
+    path = os.path.join(www, rel)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with open(path, mode) as f:
+        f.write(data)
+
+# ---- PNG: 32x32 RGB, colour per backend, tEXt comment naming the backend
+def png_chunk(kind, data):
+    c = kind + data
+    return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c) & 0xFFFFFFFF)
+
+W = H = 32
+base = [(200, 40, 40), (40, 160, 40), (40, 60, 200)][(idx - 1) % 3]
+raw = bytearray()
+for y in range(H):
+    raw.append(0)  # filter: none
+    for x in range(W):
+        raw += bytes(((base[0] + 3 * x) % 256, (base[1] + 3 * y) % 256, base[2]))
+png = (b"\x89PNG\r\n\x1a\n"
+       + png_chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 2, 0, 0, 0))
+       + png_chunk(b"tEXt", b"Comment\x00webswitch testbed backend " + name.encode())
+       + png_chunk(b"IDAT", zlib.compress(bytes(raw), 9))
+       + png_chunk(b"IEND", b""))
+write("img/logo.png", png)
+
+# ---- JPEG: baseline, 16x16 grayscale, four flat 8x8 blocks, COM naming the backend.
+# Quantisation 16 everywhere: a flat block of level v has quantised DC (v-128)//2.
+def huff_codes(counts, values):
+    codes, code, k = {}, 0, 0
+    for length, n in enumerate(counts, start=1):
+        for _ in range(n):
+            codes[values[k]] = (code, length)
+            code += 1
+            k += 1
+        code <<= 1
+    return codes
+
+def segment(marker, payload):
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
+
+dc_counts = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]  # ITU T.81 Annex K.3 luminance DC
+dc_values = list(range(12))
+ac_counts = [1] + [0] * 15                                   # one symbol: EOB (0x00), code "0"
+ac_values = [0x00]
+dc_codes, ac_codes = huff_codes(dc_counts, dc_values), huff_codes(ac_counts, ac_values)
+
+levels = [(40 + 50 * idx + 37 * k) % 256 for k in range(4)]  # 4 blocks, raster order
+bits = []
+def put(code, length):
+    bits.extend((code >> (length - 1 - j)) & 1 for j in range(length))
+prev = 0
+for v in levels:
+    dc = (v - 128) // 2
+    diff, prev = dc - prev, dc
+    cat = abs(diff).bit_length()
+    put(*dc_codes[cat])
+    if cat:
+        put(diff if diff > 0 else diff + (1 << cat) - 1, cat)
+    put(*ac_codes[0x00])  # EOB: all AC coefficients zero
+while len(bits) % 8:
+    bits.append(1)
+scan = bytearray()
+for j in range(0, len(bits), 8):
+    byte = int("".join(map(str, bits[j:j + 8])), 2)
+    scan.append(byte)
+    if byte == 0xFF:
+        scan.append(0x00)  # byte stuffing
+
+jpeg = (b"\xFF\xD8"
+        + segment(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+        + segment(0xFE, b"webswitch testbed backend " + name.encode())
+        + segment(0xDB, b"\x00" + bytes([16] * 64))
+        + segment(0xC0, struct.pack(">BHHB", 8, 16, 16, 1) + b"\x01\x11\x00")
+        + segment(0xC4, b"\x00" + bytes(dc_counts) + bytes(dc_values))
+        + segment(0xC4, b"\x10" + bytes(ac_counts) + bytes(ac_values))
+        + segment(0xDA, b"\x01\x01\x00\x00\x3F\x00")
+        + bytes(scan)
+        + b"\xFF\xD9")
+write("img/photo.jpg", jpeg)
+
+write("index.html", f"""<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>webswitch testbed: backend {name}</title>
+<link rel="stylesheet" href="/static/style.css">
+<script src="/static/app.js"></script>
+</head>
+<body>
+<h1>backend {name}</h1>
+<p>This page is served by nginx in namespace backend {name} of the webswitch testbed.</p>
+<img src="/img/logo.png" alt="logo"> <img src="/img/photo.jpg" alt="photo">
+<p><a href="/app/run.cgi?x=1">app</a> <a href="/whoami">whoami</a></p>
+</body>
+</html>
+""")
+write("static/style.css", f"/* webswitch testbed: backend {name} */\nbody {{ font-family: sans-serif; }}\nh1 {{ color: rgb{base}; }}\n")
+write("static/app.js", f"// webswitch testbed: backend {name}\nvar WEBSWITCH_BACKEND = \"{name}\";\n")
+write("static/data.json", json.dumps({"backend": name, "index": idx}) + "\n")
+PY
+
+    # 1 MiB and 100 MiB random files, distinct per backend; the 100 MiB one survives
+    # `down` (only `down --purge` removes it) and is reused when its size and .sha256 fit.
+    local f size
+    for f in 1M 100M; do
+        size=$((${f%M} * 1024 * 1024))
+        if [[ -s $www/big/$f.bin.sha256 && -f $www/big/$f.bin ]] &&
+            [[ $(stat -c %s "$www/big/$f.bin") -eq $size ]] &&
+            [[ $(awk '{print $1; exit}' "$www/big/$f.bin.sha256") =~ ^[0-9a-f]{64}$ ]]; then
+            continue
+        fi
+        dd if=/dev/urandom of="$www/big/$f.bin" bs=1M count="${f%M}" status=none
+        sha256sum "$www/big/$f.bin" | awk '{print $1}' >"$www/big/$f.bin.sha256"
+    done
+}
+
+write_nginx_conf() { # backend
+    local b=$1 d=$DIR/$1 echo_module=/usr/lib/nginx/modules/ngx_http_echo_module.so
+    local load_echo="" echo_loc=""
+    if [[ -f $echo_module ]]; then
+        load_echo="load_module $echo_module;"
+        echo_loc="        # echoes a request body (up to 16 MiB) back
+        location = /echo {
+            client_max_body_size 16m;
+            client_body_buffer_size 16m;
+            default_type application/octet-stream;
+            echo_read_request_body;
+            echo_request_body;
+        }"
+    fi
+    # \$ below: nginx variables, not shell ones
+    cat >"$d/nginx.conf" <<EOF
+# generated by dpdk-env/scripts/testbed.sh for testbed $P, backend $b; do not edit
+$load_echo
+user root;
+daemon on;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+
+events {
+    worker_connections 8192;
+}
+
+http {
+    types {
+        text/html                 html htm;
+        text/css                  css;
+        application/javascript    js;
+        application/json          json;
+        text/plain                txt;
+        image/png                 png;
+        image/jpeg                jpg jpeg;
+    }
+    default_type application/octet-stream;
+
+    log_format ws '\$remote_addr:\$remote_port "\$request" \$status \$body_bytes_sent '
+                  'xff="\$http_x_forwarded_for" conn=\$connection req=\$connection_requests '
+                  'len=\$request_length';
+    access_log $d/access.log ws;
+
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path       $d/tmp/proxy;
+    fastcgi_temp_path     $d/tmp/fastcgi;
+    uwsgi_temp_path       $d/tmp/uwsgi;
+    scgi_temp_path        $d/tmp/scgi;
+
+    sendfile on;
+    keepalive_requests 100000;
+    keepalive_timeout 65s;
+
+    server {
+        listen 80 backlog=4096;
+        server_name _;
+        root $d/www;
+        add_header X-Backend $b always;
+
+        location = /whoami {
+            default_type text/plain;
+            return 200 "$b\n";
+        }
+        # the "application" (any path under /app/, e.g. /app/run.cgi?x=1)
+        location /app/ {
+            default_type text/plain;
+            return 200 "app on $b: \$request_uri\n";
+        }
+        # WebDAV PUT/DELETE for byte-exact upload checks: PUT /upload/NAME, then GET it
+        location /upload/ {
+            client_max_body_size 0;
+            dav_methods PUT DELETE;
+            create_full_put_path on;
+            dav_access user:rw group:r all:r;
+        }
+        location = /nginx_status {
+            stub_status;
+        }
+$echo_loc
+    }
+}
+EOF
+}
+
+# ---- up --------------------------------------------------------------------------------
+cmd_up() {
+    need_root
+    need_tools ip ethtool nginx curl python3 sha256sum dd awk sysctl ping
+    say "tearing down any previous state"
+    cmd_down 0
+    trap 'rc=$?; if ((rc)); then echo "testbed[$P]: up failed; clean up with: WS_TESTBED=$P $0 down" >&2; fi' EXIT
+
+    say "creating namespaces ${NS_ALL[*]}"
+    local ns b i ip
+    for ns in "${NS_ALL[@]}"; do
+        ip netns add "$ns"
+        ns_sysctls "$ns"
+    done
+    # bridged frames must not go through iptables in the bridge namespace
+    nsx "$NS_BR" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
+        net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0 >/dev/null 2>&1 || true
+
+    # client <-> switch
+    ip -n "$NS_CLI" link add "$IF_CLI" address "$MAC_CLI" type veth \
+        peer name "$IF_SW_CLI" address "$MAC_SW_CLI" netns "$NS_SW"
+    # switch <-> backend bridge
+    ip -n "$NS_BR" link add "$IF_BR" address "$(mac 255 0)" type bridge stp_state 0 forward_delay 0
+    ip -n "$NS_SW" link add "$IF_SW_BE" address "$MAC_SW_BE" type veth \
+        peer name "$IF_BR_SW" address "$(mac 255 1)" netns "$NS_BR"
+    ip -n "$NS_BR" link set "$IF_BR_SW" master "$IF_BR"
+    # backends <-> bridge
+    for b in "${BACKENDS[@]}"; do
+        i=${b#be}
+        ip -n "$P-$b" link add "$IF_BE" address "$(mac 1 $((10 + i)))" type veth \
+            peer name "$b" address "$(mac 255 $((10 + i)))" netns "$NS_BR"
+        ip -n "$NS_BR" link set "$b" master "$IF_BR"
+    done
+
+    # offloads off on every veth end (and the bridge), then everything up
+    offloads_off "$NS_CLI" "$IF_CLI"
+    offloads_off "$NS_SW" "$IF_SW_CLI"
+    offloads_off "$NS_SW" "$IF_SW_BE"
+    offloads_off "$NS_BR" "$IF_BR_SW"
+    offloads_off "$NS_BR" "$IF_BR"
+    for b in "${BACKENDS[@]}"; do
+        offloads_off "$P-$b" "$IF_BE"
+        offloads_off "$NS_BR" "$b"
+        ip -n "$NS_BR" link set "$b" up
+    done
+    ip -n "$NS_BR" link set "$IF_BR_SW" up
+    ip -n "$NS_BR" link set "$IF_BR" up
+    ip -n "$NS_SW" link set "$IF_SW_CLI" up
+    ip -n "$NS_SW" link set "$IF_SW_BE" up
+    ip -n "$NS_CLI" link set "$IF_CLI" up
+
+    # addresses and routes (none in $P-sw: webswitch owns those links through DPDK)
+    ip -n "$NS_CLI" addr add "$CLIENT_IP/24" dev "$IF_CLI"
+    ip -n "$NS_CLI" route add default via "$SWITCH_CLIENT_IP" dev "$IF_CLI"
+    for b in "${BACKENDS[@]}"; do
+        ip=$(backend_ip "$b")
+        ip -n "$P-$b" link set "$IF_BE" up
+        ip -n "$P-$b" addr add "$ip/24" dev "$IF_BE"
+        ip -n "$P-$b" route add default via "$SWITCH_BACKEND_IP" dev "$IF_BE"
+    done
+
+    say "generating backend content in $DIR (100 MiB files are reused between runs)"
+    mkdir -p "$DIR"
+    i=0
+    for b in "${BACKENDS[@]}"; do
+        i=$((i + 1))
+        make_content "$b" "$i"
+        write_nginx_conf "$b"
+        : >"$DIR/$b/error.log"
+        nsx "$P-$b" nginx -q -t -p "$DIR/$b" -c "$DIR/$b/nginx.conf" -e "$DIR/$b/error.log" ||
+            die "nginx config for $b rejected (see $DIR/$b/nginx.conf)"
+        nsx "$P-$b" nginx -p "$DIR/$b" -c "$DIR/$b/nginx.conf" -e "$DIR/$b/error.log"
+    done
+
+    # each backend answers inside its own namespace
+    local ok=1 got tries
+    for b in "${BACKENDS[@]}"; do
+        ip=$(backend_ip "$b")
+        got=""
+        for tries in 1 2 3 4 5 6 7 8 9 10; do
+            got=$(nsx "$P-$b" curl -s --max-time 2 "http://$ip/whoami" || true)
+            [[ $got == "$b" ]] && break
+            sleep 0.2
+        done
+        if [[ $got == "$b" ]]; then
+            say "$b: nginx answers on $ip:80 (tries: $tries)"
+        else
+            echo "testbed[$P]: $b: nginx does not answer on $ip:80 (got '$got'); see $DIR/$b/error.log" >&2
+            ok=0
+        fi
+    done
+    ((ok)) || die "backends not healthy"
+
+    # with no switch running the client reaches nothing; forget the failed ARP entry after
+    if nsx "$NS_CLI" ping -c1 -W1 -q "$SWITCH_CLIENT_IP" >/dev/null 2>&1; then
+        say "note: $SWITCH_CLIENT_IP already answers from $NS_CLI (is a switch running?)"
+    else
+        say "client: switch $SWITCH_CLIENT_IP not reachable yet (expected until webswitch runs in $NS_SW)"
+    fi
+    ip -n "$NS_CLI" neigh flush all 2>/dev/null || true
+    trap - EXIT
+
+    cat <<EOF
+
+testbed '$P' is up (WS_NET=$N)
+  client    ns $NS_CLI   $IF_CLI $CLIENT_IP/24 ($MAC_CLI), default via $SWITCH_CLIENT_IP
+  switch    ns $NS_SW    $IF_SW_CLI ($MAC_SW_CLI) <-> $IF_CLI;  $IF_SW_BE ($MAC_SW_BE) <-> bridge $NS_BR/$IF_BR
+            webswitch owns: $SWITCH_CLIENT_IP (client side), VIP $VIP:$VIP_PORT, $SWITCH_BACKEND_IP (backend side)
+EOF
+    for b in "${BACKENDS[@]}"; do
+        printf '  backend   ns %-8s %s %s/24, default via %s, nginx :80, content %s/%s/www\n' \
+            "$P-$b" "$IF_BE" "$(backend_ip "$b")" "$SWITCH_BACKEND_IP" "$DIR" "$b"
+    done
+    cat <<EOF
+  attach:   ip netns exec $NS_SW webswitch run --config CONFIG   (ports net_af_packet0,iface=$IF_SW_CLI and net_af_packet1,iface=$IF_SW_BE)
+  client:   ip netns exec $NS_CLI curl http://$VIP/whoami
+  teardown: WS_TESTBED=$P $0 down [--purge]
+EOF
+}
+
+# ---- status ----------------------------------------------------------------------------
+cmd_status() {
+    need_root
+    local ns b ip pid got up=1
+    for ns in "${NS_ALL[@]}"; do
+        if ns_exists "$ns"; then
+            echo "== netns $ns"
+            ip -n "$ns" -br link show | sed 's/^/   /'
+            ip -n "$ns" -br -4 addr show | awk '$3 != "" {print "   " $0}'
+            if [[ $ns == "$NS_CLI" ]]; then ip -n "$ns" route show | sed 's/^/   route: /'; fi
+        else
+            echo "== netns $ns: MISSING"
+            up=0
+        fi
+    done
+    check_up() { # ns if
+        if ! { ns_exists "$1" && ip -n "$1" link show "$2" 2>/dev/null | grep -q 'state UP'; }; then
+            echo "link $1/$2: not up"
+            up=0
+        fi
+    }
+    check_up "$NS_CLI" "$IF_CLI"
+    check_up "$NS_SW" "$IF_SW_CLI"
+    check_up "$NS_SW" "$IF_SW_BE"
+    check_up "$NS_BR" "$IF_BR"
+    echo "== nginx"
+    for b in "${BACKENDS[@]}"; do
+        ip=$(backend_ip "$b")
+        if pid=$(nginx_pid "$b"); then
+            got=$(nsx "$P-$b" curl -s --max-time 1 "http://$ip/whoami" 2>/dev/null || true)
+            if [[ $got == "$b" ]]; then
+                echo "   $b: running (pid $pid), answers on $ip:80"
+            else
+                echo "   $b: running (pid $pid) but does not answer on $ip:80"
+                up=0
+            fi
+        else
+            echo "   $b: NOT running"
+            up=0
+        fi
+    done
+    if ((up)); then
+        echo "testbed '$P': up"
+        return 0
+    fi
+    echo "testbed '$P': not (fully) up"
+    return 1
+}
+
+# ---- env -------------------------------------------------------------------------------
+cmd_env() {
+    local b ips=() nss=()
+    for b in "${BACKENDS[@]}"; do
+        ips+=("$(backend_ip "$b")")
+        nss+=("$P-$b")
+    done
+    cat <<EOF
+WS_TESTBED=$P
+WS_NET=$N
+WS_NS_CLI=$NS_CLI
+WS_NS_SW=$NS_SW
+WS_NS_BR=$NS_BR
+WS_NS_BACKENDS="${nss[*]}"
+WS_CLIENT_IF=$IF_CLI
+WS_SW_CLIENT_IF=$IF_SW_CLI
+WS_SW_BACKEND_IF=$IF_SW_BE
+WS_CLIENT_IP=$CLIENT_IP
+WS_CLIENT_MAC=$MAC_CLI
+WS_SWITCH_CLIENT_IP=$SWITCH_CLIENT_IP
+WS_SWITCH_CLIENT_MAC=$MAC_SW_CLI
+WS_VIP=$VIP
+WS_VIP_PORT=$VIP_PORT
+WS_SWITCH_BACKEND_IP=$SWITCH_BACKEND_IP
+WS_SWITCH_BACKEND_MAC=$MAC_SW_BE
+WS_BACKENDS="${ips[*]}"
+WS_BACKEND_NAMES="${BACKENDS[*]}"
+WS_BACKEND_PORT=80
+WS_TESTBED_DIR=$DIR
+EOF
+}
+
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+
+cmd=${1:-}
+shift || true
+purge=0
+for arg in "$@"; do
+    case $arg in
+        --purge) purge=1 ;;
+        *) usage >&2; die "unknown argument '$arg'" ;;
+    esac
+done
+if ((purge)) && [[ $cmd != down ]]; then die "--purge only goes with 'down'"; fi
+
+case $cmd in
+    up) cmd_up ;;
+    down) cmd_down "$purge"; say "down" ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    help|-h|--help) usage ;;
+    *) usage >&2; exit 2 ;;
+esac

@@ -1,0 +1,9 @@
+//! Pure TCP/IP building blocks for webswitch: typed packet views and builders,
+//! checksums, sequence arithmetic and the per-core tables. Nothing here does I/O,
+//! logs or reads a clock: time and buffers come in as arguments, actions go out
+//! as return values, so every piece is testable with byte fixtures.
+#![forbid(unsafe_code)]
+
+pub mod neighbour;
+pub mod steer;
+pub mod wire;

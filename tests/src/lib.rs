@@ -1,0 +1,358 @@
+//! End-to-end test harness: brings up a netns testbed under a unique name, runs the real
+//! `webswitch` binary in the switch namespace, drives real clients in the client
+//! namespace, and tears everything down by name, also when a test panics.
+//!
+//! Every wait has a timeout, and every command runs with one, so a hung switch fails
+//! the test instead of hanging CI.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Whether we run as root (needed for namespaces and the DPDK EAL).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Returns false (and says why) when a root-only test must be skipped. Under
+/// `WS_REQUIRE_ROOT=1` (set by the test script and CI) not being root is a failure.
+pub fn root_or_skip() -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("WS_REQUIRE_ROOT").is_some() {
+        panic!("WS_REQUIRE_ROOT is set but the tests are not running as root");
+    }
+    eprintln!("skipped: needs root (network namespaces and the DPDK EAL)");
+    false
+}
+
+/// Serializes the tests that build testbeds: the machine has two cores, and the switch
+/// would be starved by a second testbed's traffic.
+pub fn testbed_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The webswitch binary: `$WEBSWITCH_BIN`, or the workspace's debug build (built once
+/// on first use if missing).
+pub fn webswitch_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("WEBSWITCH_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = workspace_root();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-q", "-p", "webswitch", "--bin", "webswitch"])
+            .current_dir(&root)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build -p webswitch failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("debug").join("webswitch")
+    })
+    .clone()
+}
+
+/// Runs a command with a timeout and returns its output (killing it on timeout).
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait().expect("try_wait") {
+            Some(_) => return child.wait_with_output().expect("wait_with_output"),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait_with_output");
+                panic!(
+                    "timed out after {timeout:?}: {desc}\nstdout: {}\nstderr: {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// A testbed brought up under its own name and subnet; `Drop` takes it down.
+pub struct Testbed {
+    pub name: String,
+    /// Second octet of the testbed's 10.N.0.0/24 and 10.N.1.0/24 networks.
+    pub net: u8,
+    script: PathBuf,
+}
+
+impl Testbed {
+    /// Brings up testbed `name` (at most 5 characters) on 10.`net`.x.x.
+    pub fn up(name: &str, net: u8) -> Testbed {
+        let tb = Testbed {
+            name: name.into(),
+            net,
+            script: workspace_root().join("dpdk-env/scripts/testbed.sh"),
+        };
+        let out = run_with_timeout(&mut tb.command("up"), Duration::from_secs(300));
+        assert!(
+            out.status.success(),
+            "testbed up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tb
+    }
+
+    fn command(&self, verb: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(&self.script)
+            .arg(verb)
+            .env("WS_TESTBED", &self.name)
+            .env("WS_NET", self.net.to_string());
+        cmd
+    }
+
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.name)
+    }
+
+    /// An address on the testbed: `ip(0, 10)` is the VIP 10.N.0.10.
+    pub fn ip(&self, subnet: u8, host: u8) -> String {
+        format!("10.{}.{subnet}.{host}", self.net)
+    }
+
+    /// Runs `args` inside namespace `<name>-<role>` with a timeout.
+    pub fn exec(&self, role: &str, args: &[&str], timeout: Duration) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(role)]).args(args);
+        run_with_timeout(&mut cmd, timeout)
+    }
+
+    /// Names of this testbed's namespaces that currently exist.
+    pub fn existing_namespaces(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip netns list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(&format!("{}-", self.name)))
+            .map(String::from)
+            .collect()
+    }
+
+    /// A switch config for this testbed: the example config with this testbed's subnet,
+    /// `workers` worker lcores and its own DPDK file prefix.
+    pub fn config(&self, workers: usize) -> Value {
+        let file = if workers == 1 {
+            "examples/testbed.json"
+        } else {
+            "examples/testbed-2workers.json"
+        };
+        let text = std::fs::read_to_string(workspace_root().join(file)).expect("example config");
+        let text = text.replace("10.99.", &format!("10.{}.", self.net));
+        let mut v: Value = serde_json::from_str(&text).expect("example config is JSON");
+        v["eal"]["file_prefix"] = Value::from(format!("ws-{}", self.name));
+        v
+    }
+
+    pub fn down(&self) {
+        let out = run_with_timeout(&mut self.command("down"), Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "testbed down failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = self
+            .command("down")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A running `webswitch run` in the switch namespace.
+pub struct Switch {
+    child: Option<Child>,
+    pub ready: Value,
+    pub file_prefix: String,
+    lines: mpsc::Receiver<String>,
+    stderr: std::sync::Arc<Mutex<String>>,
+    config_path: PathBuf,
+}
+
+impl Switch {
+    /// Writes `config` to a file and starts the switch in `tb`'s switch namespace;
+    /// returns once it printed its `ready` event.
+    pub fn start(tb: &Testbed, config: &Value) -> Switch {
+        let file_prefix = config["eal"]["file_prefix"]
+            .as_str()
+            .expect("file_prefix")
+            .to_string();
+        let config_path = std::env::temp_dir().join(format!("{}-webswitch.json", tb.name));
+        std::fs::write(&config_path, serde_json::to_string_pretty(config).unwrap())
+            .expect("write config");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &tb.ns("sw")])
+            .arg(webswitch_bin())
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("WEBSWITCH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn webswitch");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&stderr);
+        let err_pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                eprintln!("[webswitch] {line}");
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let mut sw = Switch {
+            child: Some(child),
+            ready: Value::Null,
+            file_prefix,
+            lines,
+            stderr,
+            config_path,
+        };
+        sw.ready = sw.wait_event("ready", Duration::from_secs(30));
+        sw
+    }
+
+    /// Waits for the next stdout event named `name`.
+    pub fn wait_event(&mut self, name: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let v: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("bad event line {line:?}: {e}"));
+                    if v["event"] == name {
+                        return v;
+                    }
+                }
+                Err(e) => {
+                    let status = self
+                        .child
+                        .as_mut()
+                        .and_then(|c| c.try_wait().ok().flatten());
+                    panic!("no `{name}` event within {timeout:?} ({e}); exit status {status:?}; stderr:\n{}", self.stderr());
+                }
+            }
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The MAC of the port named `name`, from the ready event.
+    pub fn port_mac(&self, name: &str) -> String {
+        self.ready["ports"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["mac"].as_str())
+            .unwrap_or_else(|| panic!("no port {name} in {}", self.ready))
+            .to_string()
+    }
+
+    /// Sends SIGTERM, waits (bounded) for a clean exit, and returns the final counters.
+    pub fn stop(mut self) -> Value {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        // `ip netns exec` execs the program, so the child pid is webswitch itself.
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let final_stats = self.wait_event("final_stats", Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("webswitch did not exit within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "webswitch exited with {status}; stderr:\n{}",
+            self.stderr()
+        );
+        let rundir = Path::new("/run/dpdk").join(&self.file_prefix);
+        assert!(
+            !rundir.exists(),
+            "{} left behind after a clean exit",
+            rundir.display()
+        );
+        final_stats
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.config_path);
+        // A killed EAL cannot clean up after itself: remove its runtime directory by name.
+        let _ = std::fs::remove_dir_all(Path::new("/run/dpdk").join(&self.file_prefix));
+    }
+}
+
+/// `stats["total"][path...]` as a number (0 when absent).
+pub fn counter(stats: &Value, path: &[&str]) -> u64 {
+    let mut v = stats;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_u64().unwrap_or(0)
+}
