@@ -24,7 +24,7 @@ cleanup() {
     [ -n "$PID" ] && kill -KILL "$PID" 2>/dev/null
     bash "$ROOT/$TB" down >/dev/null 2>&1 || true
     rm -rf "/run/dpdk/ws-$WS_TESTBED"
-    rm -rf "$OUT"
+    [ -n "${KEEP:-}" ] || rm -rf "$OUT"
 }
 trap cleanup EXIT
 
@@ -61,7 +61,7 @@ send() { # kind count
     sleep 1
 }
 instr() { # callgrind out file → total Ir collected
-    callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}'
+    callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); if (!done) print ($1 == "." ? 0 : $1); done = 1}'
 }
 counted() { # counter name from final_stats
     python3 -c 'import json,sys
@@ -70,7 +70,7 @@ for l in open(sys.argv[1]):
     if e["event"] == "final_stats": print(e["total"][sys.argv[2]])' "$OUT/events" "$1"
 }
 
-CG="valgrind --tool=callgrind --fair-sched=yes --toggle-collect=*Worker*handle_burst* --toggle-collect=*Worker*flush*"
+CG="valgrind --tool=callgrind --fair-sched=yes --toggle-collect=*Worker::handle_burst --toggle-collect=*Worker::flush"
 declare -A IR
 for kind in idle arp_req echo; do
     start "$CG --callgrind-out-file=$OUT/cg.$kind"
@@ -95,13 +95,31 @@ printf 'ARP request -> reply:  %d instructions per packet (handle_burst + flush,
 printf 'ICMP echo -> reply:    %d instructions per packet (handle_burst + flush, N=%d)\n' \
     $(( (IR[echo] - IR[idle]) / N )) "$N"
 
-# Idle CPU: the release binary, no traffic, CPU time over 10 s from /proc.
+# Idle CPU: the release binary, no traffic, CPU time over 10 s from /proc, per thread.
 start ""
 sleep 2
-ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
-t0=$(ticks); s0=$(date +%s.%N)
-sleep 10
-t1=$(ticks); s1=$(date +%s.%N)
-hz=$(getconf CLK_TCK)
+python3 - "$PID" <<'PY'
+import os, sys, time
+pid = sys.argv[1]
+hz = os.sysconf("SC_CLK_TCK")
+def sample():
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            raw = f.read()
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2:].split()
+        out[f"{comm}[{tid}]"] = int(fields[11]) + int(fields[12])
+    return out, time.monotonic()
+a, t0 = sample()
+time.sleep(10)
+b, t1 = sample()
+wall = t1 - t0
+total = 0
+for k in sorted(b):
+    used = (b[k] - a.get(k, 0)) / hz
+    total += used
+    print(f"  thread {k:28} {100 * used / wall:5.2f}% of a core")
+print(f"idle CPU: {100 * total / wall:.2f}% of one core in all ({total:.2f} s CPU in {wall:.1f} s)")
+PY
 stop
-python3 -c "import sys; t=($t1-$t0)/$hz; w=$s1-$s0; print(f'idle CPU: {100*t/w:.2f}% of one core ({t:.2f} s CPU in {w:.1f} s, 1 worker + main thread)')"

@@ -109,7 +109,7 @@ fn run(path: &std::path::Path, stats_interval: u64) -> Result<(), String> {
     let started = Instant::now();
     let mut next_stats = Duration::from_secs(stats_interval);
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(100));
         if stats_interval > 0 && started.elapsed() >= next_stats {
             next_stats += Duration::from_secs(stats_interval);
             emit(&snapshot_json("stats", &running.snapshot(), started));

@@ -156,7 +156,7 @@ impl Worker {
                 last_drain = now_tsc;
             }
             iteration = iteration.wrapping_add(1);
-            if iteration % HOUSEKEEPING_EVERY == 0 {
+            if iteration.is_multiple_of(HOUSEKEEPING_EVERY) {
                 if shared.stop.load(Ordering::Relaxed) {
                     break;
                 }

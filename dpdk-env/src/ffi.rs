@@ -5,5 +5,10 @@
     non_snake_case,
     dead_code
 )]
-#![allow(clippy::all, unsafe_op_in_unsafe_fn)]
+// Generated code: its unsafe blocks (bitfield accessors) carry no SAFETY comments.
+#![allow(
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    unsafe_op_in_unsafe_fn
+)]
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));

@@ -62,7 +62,7 @@ fn run() {
         assert!(n > 0 && n <= BURST);
         assert_eq!(pool.in_use() as usize, n);
         for m in batch.drain() {
-            assert!(m.len() > 0);
+            assert!(!m.is_empty());
         }
         assert_eq!(pool.in_use(), 0, "drain frees what it yields");
 

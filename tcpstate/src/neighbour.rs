@@ -4,7 +4,10 @@
 //! narrow: the dataplane only offers on-link senders of ARP traffic addressed to us or
 //! replies, so a flood of unrelated ARP cannot fill it; when it is full of live
 //! entries a new neighbour is refused (and counted) rather than evicting a live one.
-use std::collections::HashMap;
+// hashbrown with its default foldhash: a keyed-by-IP table needs no SipHash DoS
+// resistance here (its size is bounded and only on-link senders are learned), and
+// SipHash was about a quarter of the ARP path's instructions.
+use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
 use crate::wire::MacAddr;

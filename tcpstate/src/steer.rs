@@ -31,7 +31,7 @@ pub fn client_flow_core(
     x ^= x >> 27;
     x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^= x >> 31;
-    ((x >> 32) * cores as u64 >> 32) as usize
+    (((x >> 32) * cores as u64) >> 32) as usize
 }
 
 /// The core owning a backend-side flow, from the switch's local port on it.

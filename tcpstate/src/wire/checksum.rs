@@ -62,8 +62,8 @@ pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u3
 /// `new`, without touching the rest of the data: RFC 1624 eqn. 3,
 /// `HC' = ~(~HC + ~m + m')`.
 ///
-/// Unlike the older `~(HC - m + m')` form this never produces the 0xffff ("-0")
-/// that only an all-zero message may carry. The one case where it differs from a
+/// Unlike the older `~(HC - m + m')` form, starting from a correct checksum this
+/// never produces the 0xffff ("-0") that only an all-zero message may carry. The one case where it differs from a
 /// full recomputation is when the *new* data is entirely zero: then a full
 /// recomputation gives 0xffff and this gives 0. No header the switch patches (IPv4
 /// has a non-zero version nibble; an ICMP echo reply has the request's identifier,

@@ -465,9 +465,7 @@ mod options {
             &[8, 9, 0, 0, 0, 0, 0, 0, 0], // timestamps must be 10
             &[5, 2],                      // SACK with no block
             &[5, 6, 0, 0, 0, 0],          // SACK with a partial block
-            &[
-                5, 34, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-            ], // past the end
+            &[5, 34, 0, 0, 0, 0],         // four blocks claimed, not there
             &[30, 200, 1],                // unknown kind, past the end
         ];
         for &case in cases {
