@@ -10,6 +10,8 @@
 # Per packet = (run - idle run) / N. Instruction counts repeat exactly run after run.
 #
 # Usage (root): bash bench/scripts/callgrind-l2l3.sh [N]
+#   IDLE_MAX_SLEEP_US=2000 ... sets worker.idle_max_sleep_us for all runs; IDLE_ONLY=1 skips
+#   the callgrind runs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -34,6 +36,10 @@ bash $TB up >/dev/null
 eval "$(bash $TB env)"
 sed -e "s/10\.99\./10.$WS_NET./g" -e "s/\"file_prefix\": \"webswitch\"/\"file_prefix\": \"ws-$WS_TESTBED\"/" \
     examples/testbed.json >"$OUT/config.json"
+if [ -n "${IDLE_MAX_SLEEP_US:-}" ]; then
+    python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["worker"]["idle_max_sleep_us"]=int(sys.argv[2]); json.dump(c, open(sys.argv[1], "w"))' \
+        "$OUT/config.json" "$IDLE_MAX_SLEEP_US"
+fi
 
 start() { # $1: wrapper command (may be empty)
     : >"$OUT/events"
@@ -73,6 +79,7 @@ for l in open(sys.argv[1]):
 CG="valgrind --tool=callgrind --fair-sched=yes --toggle-collect=*Worker::handle_burst --toggle-collect=*Worker::flush"
 declare -A IR
 for kind in idle arp_req echo; do
+    [ -n "${IDLE_ONLY:-}" ] && break
     start "$CG --callgrind-out-file=$OUT/cg.$kind"
     sleep 2
     [ "$kind" != idle ] && send "$kind" "$N"
@@ -89,11 +96,13 @@ for kind in idle arp_req echo; do
         exit 1
     fi
 done
+if [ -z "${IDLE_ONLY:-}" ]; then
 echo
 printf 'ARP request -> reply:  %d instructions per packet (handle_burst + flush, N=%d)\n' \
     $(( (IR[arp_req] - IR[idle]) / N )) "$N"
 printf 'ICMP echo -> reply:    %d instructions per packet (handle_burst + flush, N=%d)\n' \
     $(( (IR[echo] - IR[idle]) / N )) "$N"
+fi
 
 # Idle CPU: the release binary, no traffic, CPU time over 10 s from /proc, per thread.
 start ""

@@ -304,11 +304,19 @@ impl Switch {
     }
 
     /// Sends SIGTERM, waits (bounded) for a clean exit, and returns the final counters.
-    pub fn stop(mut self) -> Value {
+    pub fn stop(self) -> Value {
+        self.stop_with("TERM")
+    }
+
+    /// Sends `signal` (`TERM` or `INT`), waits (bounded) for a clean exit, checks the
+    /// DPDK runtime directory is gone, and returns the final counters.
+    pub fn stop_with(mut self, signal: &str) -> Value {
         let mut child = self.child.take().expect("running");
         let pid = child.id().to_string();
         // `ip netns exec` execs the program, so the child pid is webswitch itself.
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
         let final_stats = self.wait_event("final_stats", Duration::from_secs(20));
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
@@ -317,7 +325,7 @@ impl Switch {
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
-                panic!("webswitch did not exit within 20 s of SIGTERM");
+                panic!("webswitch did not exit within 20 s of SIG{signal}");
             }
             std::thread::sleep(Duration::from_millis(20));
         };

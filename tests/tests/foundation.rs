@@ -62,7 +62,8 @@ fn arp_entry(tb: &Testbed, ip: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn scenario(name: &str, net: u8, workers: usize) {
+/// `signal` stops the switch at the end: both SIGTERM and SIGINT must exit cleanly.
+fn scenario(name: &str, net: u8, workers: usize, signal: &str) {
     if !root_or_skip() {
         return;
     }
@@ -120,7 +121,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
     // Let the switch drain what is in flight before stopping it.
     std::thread::sleep(Duration::from_millis(500));
 
-    let stats = sw.stop();
+    let stats = sw.stop_with(signal);
     let total = &stats["total"];
     eprintln!("final totals: {total}");
     assert_eq!(
@@ -238,10 +239,10 @@ fn scenario(name: &str, net: u8, workers: usize) {
 
 #[test]
 fn arp_ping_and_drops_one_worker() {
-    scenario("tf1", 101, 1);
+    scenario("tf1", 101, 1, "TERM");
 }
 
 #[test]
 fn arp_ping_and_drops_two_workers() {
-    scenario("tf2", 102, 2);
+    scenario("tf2", 102, 2, "INT");
 }
