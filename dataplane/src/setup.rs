@@ -16,7 +16,7 @@ use tcpstate::wire::MacAddr;
 use crate::addrs::PortAddrs;
 use crate::eal_args::eal_args;
 use crate::stats::WorkerStats;
-use crate::worker::{Shared, Worker, WorkerSettings, NEIGHBOUR_QUEUE_LEN};
+use crate::worker::{BackendRoute, Shared, TcpSettings, Worker, WorkerSettings, NEIGHBOUR_QUEUE_LEN};
 
 /// Data room of each mbuf: a standard 2 KiB buffer plus DPDK's 128-byte headroom.
 const MBUF_DATA_ROOM: u16 = 2048 + 128;
@@ -213,6 +213,9 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     }
 
     let macs: Vec<MacAddr> = ports.iter().map(|p| MacAddr(p.mac())).collect();
+    let router = rules::matcher::Router::new(config)?;
+    let pools = rules::pool::Pools::new(config)?;
+    let backends = backend_routes(config)?;
     let mut steer = Vec::with_capacity(workers);
     for w in 0..workers {
         let mut per_port = Vec::with_capacity(ports.len());
@@ -242,6 +245,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             idle_max_sleep_us: config.worker.idle_max_sleep_us,
             tx_drain_us: config.worker.tx_drain_us,
         },
+        tcp: tcp_settings(config),
+        config: config.clone(),
+        pools,
+        router,
+        backends,
     });
     running.shared = Some(Arc::clone(&shared));
     running.eal = Some(eal);
@@ -252,6 +260,68 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             .map_err(dpdk(format!("lcores.workers[{i}]")))?;
     }
     Ok(running)
+}
+
+/// Head buffers per core: allocated on demand, capped so a slowloris flood costs at
+/// most this many times `tcp.max_head_bytes` of memory per core.
+const MAX_HEADS_PER_CORE: usize = 16384;
+
+fn tcp_settings(config: &Config) -> TcpSettings {
+    let t = &config.tcp;
+    TcpSettings {
+        seed: random_seed(),
+        max_flows: t.max_flows_per_core as usize,
+        max_heads: (t.max_flows_per_core as usize).min(MAX_HEADS_PER_CORE),
+        head_capacity: t.max_head_bytes as usize,
+        cookie_rotate_ms: t.syn_cookie_rotate_s * 1000,
+        params: tcpstate::conn::ConnParams {
+            mss: t.mss,
+            window_scale: t.window_scale,
+            head_timeout_ms: t.head_timeout_ms,
+            connect_timeout_ms: t.connect_timeout_ms,
+            connect_attempts: t.connect_attempts,
+            idle_timeout_ms: t.idle_timeout_ms,
+            fin_timeout_ms: t.fin_timeout_ms,
+            closed_linger_ms: t.closed_linger_ms,
+        },
+    }
+}
+
+/// 64 bits from the kernel's CSPRNG (SYN cookie secrets derive from it).
+fn random_seed() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)) {
+        Ok(()) => u64::from_le_bytes(b),
+        // Not expected on Linux; fall back to the clock rather than refuse to start.
+        Err(_) => dpdk_env::rdtsc() ^ u64::from(std::process::id()),
+    }
+}
+
+/// For each backend: the port facing it, our address there, and the next hop.
+fn backend_routes(config: &Config) -> Result<Vec<BackendRoute>, ConfigError> {
+    use rules::config::PortRole;
+    let mut routes = Vec::with_capacity(config.backends.len());
+    for (i, b) in config.backends.iter().enumerate() {
+        let facing = |p: &&rules::config::PortConfig| p.role != PortRole::Client;
+        let direct = config.ports.iter().enumerate().filter(|(_, p)| facing(p)).find_map(|(pi, p)| {
+            p.addresses.iter().find(|c| c.contains(b.address)).map(|c| (pi, c.addr, b.address))
+        });
+        let via_gateway = || {
+            config.ports.iter().enumerate().filter(|(_, p)| facing(p)).find_map(|(pi, p)| {
+                let gw = p.gateway?;
+                p.addresses.iter().find(|c| c.contains(gw)).map(|c| (pi, c.addr, gw))
+            })
+        };
+        let Some((via_port, local_ip, next_hop)) = direct.or_else(via_gateway) else {
+            return Err(ConfigError::new(
+                format!("backends[{i}].address"),
+                format!("{} is on no backend-facing port's subnet and no such port has a gateway", b.address),
+            ));
+        };
+        routes.push(BackendRoute { address: b.address, port: b.port, via_port, local_ip, next_hop });
+    }
+    Ok(routes)
 }
 
 /// Mbufs the ports and rings can hold at once, plus one burst per worker and port in

@@ -35,6 +35,28 @@ counter_enum! {
         NeighbourChanged => "neighbour_changed",
         IcmpEchoAnswered => "icmp_echo_answered",
         TcpSegmentsOwned => "tcp_segments_owned",
+        TcpSegmentsSent => "tcp_segments_sent",
+        SynReceived => "syn_received",
+        SynCookiesSent => "syn_cookies_sent",
+        RstSent => "rst_sent",
+        ConnsAccepted => "conns_accepted",
+        ConnsClosed => "conns_closed",
+        RequestsRouted => "requests_routed",
+        BackendConnects => "backend_connects",
+        BackendConnectFailures => "backend_connect_failures",
+        HeadTimeouts => "head_timeouts",
+        Http4xxSent => "http_4xx_sent",
+        Http5xxSent => "http_5xx_sent",
+        SplicedPacketsC2b => "spliced_packets_c2b",
+        SplicedBytesC2b => "spliced_bytes_c2b",
+        SplicedPacketsB2c => "spliced_packets_b2c",
+        SplicedBytesB2c => "spliced_bytes_b2c",
+        ConnsReadingHead => "conns_reading_head",
+        ConnsConnecting => "conns_connecting",
+        ConnsSpliced => "conns_spliced",
+        ConnsResponding => "conns_responding",
+        ConnsClosedLinger => "conns_closed_linger",
+        FlowsLive => "flows_live",
         SteeredToPeer => "steered_to_peer",
         SteeredFromPeer => "steered_from_peer",
         BusyIterations => "busy_iterations",
@@ -59,7 +81,16 @@ counter_enum! {
         IcmpNotEcho => "icmp_not_echo",
         ArpNotForUs => "arp_not_for_us",
         ArpTableFull => "arp_table_full",
-        TcpNoService => "tcp_no_service",
+        BadTcp => "bad_tcp",
+        TcpNoFlow => "tcp_no_flow",
+        TcpClosedPort => "tcp_closed_port",
+        BadCookie => "bad_cookie",
+        HeadBuffersExhausted => "head_buffers_exhausted",
+        FlowTableFull => "flow_table_full",
+        OutOfWindow => "out_of_window",
+        HeadOverflow => "head_overflow",
+        TcpUnexpected => "tcp_unexpected",
+        NoLocalPort => "no_local_port",
         RxChained => "rx_chained",
         NoMbuf => "no_mbuf",
         TxFull => "tx_full",
@@ -102,6 +133,12 @@ impl WorkerStats {
             slot.load(Ordering::Relaxed).wrapping_add(n),
             Ordering::Relaxed,
         );
+    }
+
+    /// Sets a gauge (e.g. connections per state). Owning worker only.
+    #[inline]
+    pub fn set(&self, c: Counter, v: u64) {
+        self.counters[c as usize].store(v, Ordering::Relaxed);
     }
 
     pub fn get(&self, c: Counter) -> u64 {

@@ -22,6 +22,9 @@ use crate::backoff::{Backoff, Idle};
 use crate::l2l3::{self, Action, ARP_FRAME_LEN};
 use crate::stats::{Counter, DropReason, WorkerStats};
 
+mod tcp;
+pub use tcp::BackendRoute;
+
 /// Shortest Ethernet frame on the wire (without FCS): frames we build are padded to it.
 const MIN_FRAME_LEN: usize = 60;
 /// The stop flag and the neighbour housekeeping are looked at every this many iterations.
@@ -49,6 +52,28 @@ pub struct Shared {
     pub stop: AtomicBool,
     pub tsc_hz: u64,
     pub settings: WorkerSettings,
+    pub tcp: TcpSettings,
+    /// The whole config (schedulers are built from it per core).
+    pub config: rules::Config,
+    /// The pools with fresh scheduler state; each core starts from a clone.
+    pub pools: rules::pool::Pools,
+    /// Request routing, compiled once and shared read-only.
+    pub router: rules::matcher::Router,
+    /// How to reach each configured backend (same index as `config.backends`).
+    pub backends: Vec<BackendRoute>,
+}
+
+/// TCP settings every core's `TcpCore` is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSettings {
+    /// Seed of each core's SYN cookie secrets and random choices.
+    pub seed: u64,
+    pub max_flows: usize,
+    /// Head buffers per core (allocated on demand up to this many).
+    pub max_heads: usize,
+    pub head_capacity: usize,
+    pub cookie_rotate_ms: u64,
+    pub params: tcpstate::conn::ConnParams,
 }
 
 /// The config values a worker needs, copied out of the config.
@@ -73,6 +98,9 @@ pub struct Worker {
     /// Per port: when we last asked for the gateway's MAC.
     gateway_asked_ms: Vec<Option<u64>>,
     backoff: Backoff,
+    tcp: tcp::TcpCore,
+    /// When worker 0 last asked for each backend's next hop.
+    backend_asked_ms: Vec<Option<u64>>,
     start_tsc: u64,
     tsc_per_ms: u64,
     tx_drain_tsc: u64,
@@ -92,6 +120,8 @@ impl Worker {
                 .collect(),
             gateway_asked_ms: vec![None; nports],
             backoff: Backoff::new(s.idle_max_sleep_us),
+            tcp: tcp::TcpCore::new(&shared, index),
+            backend_asked_ms: vec![None; shared.backends.len()],
             start_tsc: rdtsc(),
             tsc_per_ms,
             tx_drain_tsc: (shared.tsc_hz / 1_000_000).max(1) * s.tx_drain_us,
@@ -141,13 +171,14 @@ impl Worker {
                     work += n;
                     self.stats().add(Counter::SteeredFromPeer, n as u64);
                     for m in steered.drain() {
-                        self.handle_owned_tcp(p, m);
+                        self.handle_owned_tcp(p, m, now_ms);
                     }
                 }
             }
             while let Some((p, ip, mac)) = shared.neighbours[self.index].pop() {
                 self.neigh[p].learn(ip, mac, now_ms);
             }
+            self.tcp_timers(now_ms);
             // Flush when the burst was short (no more coming right now) or on the timer,
             // so a trickle of packets is not held back.
             let short = work < BURST;
@@ -218,7 +249,7 @@ impl Worker {
                     m.set_len(len);
                     self.stage(p, m);
                 }
-                Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m),
+                Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m, now_ms),
                 Action::Tcp { core } => match shared.steer[core][p].enqueue(m) {
                     Ok(()) => self.stats().add(Counter::SteeredToPeer, 1),
                     Err(m) => {
@@ -228,14 +259,6 @@ impl Worker {
                 },
             }
         }
-    }
-
-    /// A TCP segment of a flow this core owns. No TCP service runs yet (the splice
-    /// issue adds it), so it is counted and dropped.
-    fn handle_owned_tcp(&mut self, _port: usize, m: Mbuf) {
-        self.stats().add(Counter::TcpSegmentsOwned, 1);
-        self.stats().drop(DropReason::TcpNoService, 1);
-        drop(m);
     }
 
     fn learned(&mut self, p: usize, l: l2l3::Learn) {
@@ -315,9 +338,24 @@ impl Worker {
         self.flush_all();
     }
 
-    /// Expires neighbours and asks again for any gateway we do not know.
+    /// Expires neighbours and asks again for any gateway or backend next hop we do not
+    /// know (worker 0 only; the others learn the answers through the queues).
     fn housekeeping(&mut self, now_ms: u64) {
         let shared = Arc::clone(&self.shared);
+        if self.index == 0 {
+            for (b, route) in shared.backends.iter().enumerate() {
+                if self.neigh[route.via_port].lookup(route.next_hop, now_ms).is_some() {
+                    continue;
+                }
+                let due = self.backend_asked_ms[b].is_none_or(|t| now_ms.saturating_sub(t) >= ARP_RETRY_MS);
+                if due {
+                    self.backend_asked_ms[b] = Some(now_ms);
+                    if self.send_arp_request(route.via_port, route.local_ip, route.next_hop) {
+                        self.stats().add(Counter::ArpRequestsSent, 1);
+                    }
+                }
+            }
+        }
         for (p, port) in shared.addrs.iter().enumerate() {
             self.neigh[p].expire(now_ms);
             // Only one core asks; the answer reaches the others through the queues.

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # testbed.sh: the webswitch network-namespace testbed (see docs/testbed.md).
 #
-# Usage: dpdk-env/scripts/testbed.sh {up|down|status|env|help} [--purge]
+# Usage: dpdk-env/scripts/testbed.sh {up|down|status|env|impair|help} [--purge]
 #   up       (re)build the testbed: runs `down` for the same prefix first, then creates
 #            the namespaces, veths, bridge, addresses, and starts one nginx per backend
 #   down     kill every process in our namespaces, delete the namespaces; with --purge
 #            also delete /tmp/$P-testbed (the generated content, incl. 3 x 100 MiB files)
 #   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up
 #   env      print shell-eval-able variables (eval "$(testbed.sh env)")
+#   impair [--loss PCT] [--dup PCT] [--reorder PCT] [--seed N] [--links client,backend]
+#          [--reorder-gap K] [--reorder-ms MS]
+#            (re)apply TCP-only loss/duplication/reordering, both directions, on the client
+#            link and/or every backend link (replaces any earlier impairment; PCT: 0-100,
+#            up to 2 decimals; reorder holds PCT % of packets until K (default 3) later
+#            packets of their flow passed or MS (default 10) ms elapsed)
+#   impair off     remove every impairment (rules, helper veths, NFQUEUE consumers)
+#   impair stats   print JSON counters of what was injected, per link and direction
 #
 # Environment:
 #   WS_TESTBED  name prefix P, 1-5 chars [A-Za-z0-9_] (default: wst). Every namespace,
@@ -592,10 +600,14 @@ WS_TESTBED_DIR=$DIR
 EOF
 }
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-}
 shift || true
+if [[ $cmd == impair ]]; then
+    cmd_impair "$@"
+    exit 0
+fi
 purge=0
 for arg in "$@"; do
     case $arg in

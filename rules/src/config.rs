@@ -10,6 +10,15 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod routing;
+mod tcp;
+
+pub use routing::{
+    BackendConfig, CookieMatch, HeaderMatch, LardConfig, PoolConfig, RuleConfig, RuleMatch,
+    Scheduler, MAX_WEIGHT,
+};
+pub use tcp::TcpConfig;
+
 /// A config error: `field` is a JSON path such as `ports[1].addresses[0]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -112,6 +121,21 @@ pub struct Config {
     pub arp: ArpConfig,
     #[serde(default)]
     pub worker: WorkerConfig,
+    /// The real servers (`backends[].name` is what pools refer to).
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+    /// Named groups of backends, each with a scheduler.
+    #[serde(default)]
+    pub pools: Vec<PoolConfig>,
+    /// Content rules, in order: the first whose conditions all hold picks the pool.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// The pool for requests no rule matches; required unless a rule matches everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_pool: Option<String>,
+    /// The switch's TCP limits and timers.
+    #[serde(default)]
+    pub tcp: TcpConfig,
 }
 
 /// EAL arguments. webswitch adds `--lcores`, `--main-lcore`, `--file-prefix`, and one
@@ -563,7 +587,22 @@ impl Config {
                 ));
             }
         }
+        self.validate_tcp()?;
+        self.validate_backends_and_pools()?;
+        // The rules and `default_pool` are checked by compiling them, exactly as the
+        // workers will.
+        crate::matcher::Router::new(self)?;
         Ok(())
+    }
+
+    /// The index of the pool named `name` (a [`crate::PoolId`]).
+    pub fn pool_index(&self, name: &str) -> Option<usize> {
+        self.pools.iter().position(|p| p.name == name)
+    }
+
+    /// The index of the backend named `name` (a [`crate::BackendId`]).
+    pub fn backend_index(&self, name: &str) -> Option<usize> {
+        self.backends.iter().position(|b| b.name == name)
     }
 }
 

@@ -4,6 +4,11 @@
 //! as return values, so every piece is testable with byte fixtures.
 #![forbid(unsafe_code)]
 
+pub mod conn;
+pub mod flow;
 pub mod neighbour;
+pub mod reasm;
+pub mod splice;
 pub mod steer;
+pub mod syncookie;
 pub mod wire;

@@ -1,4 +1,5 @@
 use super::*;
+use std::net::Ipv4Addr;
 
 const EXAMPLE: &str = include_str!("../../../examples/testbed.json");
 const EXAMPLE2: &str = include_str!("../../../examples/testbed-2workers.json");
@@ -104,4 +105,182 @@ fn cidr_math() {
 fn not_json_is_an_error() {
     let e = err_of("{ not json");
     assert!(e.to_string().contains("config"), "{e}");
+}
+
+#[test]
+fn example_routing_sections() {
+    let c = Config::from_json(EXAMPLE).unwrap();
+    assert_eq!(c.backends.len(), 3);
+    assert_eq!(c.backends[0].name, "be1");
+    assert_eq!(c.backends[2].address, Ipv4Addr::new(10, 99, 1, 13));
+    assert_eq!(c.backends[0].weight, 1);
+    assert_eq!(c.pool_index("default"), Some(2));
+    assert_eq!(c.backend_index("be3"), Some(2));
+    assert_eq!(c.pools[2].scheduler, Scheduler::LeastConnections);
+    assert_eq!(c.default_pool.as_deref(), Some("default"));
+    assert_eq!(c.tcp, TcpConfig::default());
+    // Both examples route alike.
+    let c2 = Config::from_json(EXAMPLE2).unwrap();
+    assert_eq!(
+        (&c.backends, &c.pools, &c.rules, &c.default_pool),
+        (&c2.backends, &c2.pools, &c2.rules, &c2.default_pool)
+    );
+}
+
+#[test]
+fn routing_defaults() {
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    v["backends"] = serde_json::json!([{ "name": "x", "address": "10.99.1.50" }]);
+    v["pools"] = serde_json::json!([{ "name": "p", "backends": ["x"] }]);
+    v["rules"] = serde_json::json!([]);
+    v["default_pool"] = "p".into();
+    v.as_object_mut().unwrap().remove("tcp");
+    let c = Config::from_json(&v.to_string()).unwrap();
+    let b = &c.backends[0];
+    assert_eq!((b.port, b.weight, b.max_connections), (80, 1, None));
+    assert_eq!(c.pools[0].scheduler, Scheduler::RoundRobin);
+    assert_eq!(
+        c.pools[0].lard_thresholds(),
+        LardConfig { low: 25, high: 65 }
+    );
+    let t = &c.tcp;
+    assert_eq!(
+        (
+            t.max_flows_per_core,
+            t.max_head_bytes,
+            t.head_timeout_ms,
+            t.connect_timeout_ms
+        ),
+        (65536, 8192, 10_000, 1000)
+    );
+    assert_eq!(
+        (
+            t.connect_attempts,
+            t.idle_timeout_ms,
+            t.fin_timeout_ms,
+            t.closed_linger_ms
+        ),
+        (3, 300_000, 30_000, 2000)
+    );
+    assert_eq!(
+        (t.mss, t.window_scale, t.syn_cookie_rotate_s),
+        (1460, 7, 60)
+    );
+    let again = Config::from_json(&c.to_json_pretty()).unwrap();
+    assert_eq!(c, again);
+    // A LARD pool with thresholds, and a catch-all rule instead of default_pool.
+    v["pools"] = serde_json::json!([
+        { "name": "p", "backends": ["x"], "scheduler": "lard", "lard": { "high": 10, "low": 3 } }
+    ]);
+    v["rules"] = serde_json::json!([{ "match": {}, "pool": "p" }]);
+    v.as_object_mut().unwrap().remove("default_pool");
+    let c = Config::from_json(&v.to_string()).unwrap();
+    assert_eq!(
+        c.pools[0].lard_thresholds(),
+        LardConfig { low: 3, high: 10 }
+    );
+    assert_eq!(c, Config::from_json(&c.to_json_pretty()).unwrap());
+}
+
+#[test]
+fn backend_errors_are_named() {
+    let e = err_after(|v| v["backends"][1]["address"] = "192.168.7.7".into());
+    assert_eq!(e.field, "backends[1].address");
+    assert!(e.message.contains("gateway"), "{e}");
+    // Off-link is fine once a backend-facing port has a gateway.
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    v["backends"][1]["address"] = "192.168.7.7".into();
+    v["ports"][1]["gateway"] = "10.99.1.254".into();
+    Config::from_json(&v.to_string()).expect("routed backend");
+    // A gateway on the client-facing port does not count.
+    let e = err_after(|v| {
+        v["backends"][1]["address"] = "192.168.7.7".into();
+        v["ports"][0]["gateway"] = "10.99.0.254".into();
+    });
+    assert_eq!(e.field, "backends[1].address");
+    let e = err_after(|v| v["backends"][1]["address"] = "10.99.1.1".into());
+    assert_eq!(e.field, "backends[1].address");
+    assert!(e.message.contains("own"), "{e}");
+    let e = err_after(|v| v["backends"][2]["address"] = "10.99.1.11".into());
+    assert_eq!(e.field, "backends[2].address");
+    let e = err_after(|v| v["backends"][1]["address"] = "255.255.255.255".into());
+    assert_eq!(e.field, "backends[1].address");
+    let e = err_after(|v| v["backends"][1]["address"] = "10.99.1".into());
+    assert_eq!(e.field, "backends[1].address");
+    let e = err_after(|v| v["backends"][1]["name"] = "be1".into());
+    assert_eq!(e.field, "backends[1].name");
+    let e = err_after(|v| v["backends"][0]["port"] = 0.into());
+    assert_eq!(e.field, "backends[0].port");
+    let e = err_after(|v| v["backends"][0]["port"] = 70000.into());
+    assert_eq!(e.field, "backends[0].port");
+    let e = err_after(|v| v["backends"][0]["weight"] = 2_000_000.into());
+    assert_eq!(e.field, "backends[0].weight");
+    let e = err_after(|v| v["backends"][0]["max_connections"] = 0.into());
+    assert_eq!(e.field, "backends[0].max_connections");
+    let e = err_after(|v| v["backends"][0]["wieght"] = 1.into());
+    assert_eq!(e.field, "backends[0].wieght");
+}
+
+#[test]
+fn pool_errors_are_named() {
+    let e = err_after(|v| v["pools"][0]["backends"] = serde_json::json!(["be1", "be9"]));
+    assert_eq!(e.field, "pools[0].backends[1]");
+    assert!(e.message.contains("be9"), "{e}");
+    let e = err_after(|v| v["pools"][2]["backends"] = serde_json::json!(["be1", "be2", "be1"]));
+    assert_eq!(e.field, "pools[2].backends[2]");
+    let e = err_after(|v| v["pools"][0]["backends"] = serde_json::json!([]));
+    assert_eq!(e.field, "pools[0].backends");
+    let e = err_after(|v| v["pools"][1]["name"] = "images".into());
+    assert_eq!(e.field, "pools[1].name");
+    let e = err_after(|v| v["pools"][0]["scheduler"] = "fastest".into());
+    assert_eq!(e.field, "pools[0].scheduler");
+    let e = err_after(|v| v["pools"][0]["lard"] = serde_json::json!({}));
+    assert_eq!(e.field, "pools[0].lard");
+    let e = err_after(|v| {
+        v["pools"][0]["scheduler"] = "lard".into();
+        v["pools"][0]["lard"] = serde_json::json!({ "low": 70 });
+    });
+    assert_eq!(e.field, "pools[0].lard.low");
+    let e = err_after(|v| {
+        v["pools"][0]["scheduler"] = "lard".into();
+        v["pools"][0]["lard"] = serde_json::json!({ "low": 0, "high": 0 });
+    });
+    assert_eq!(e.field, "pools[0].lard.high");
+    // No pools, no rules, no default: requests would have nowhere to go.
+    let e = err_after(|v| {
+        v["pools"] = serde_json::json!([]);
+        v["rules"] = serde_json::json!([]);
+        v.as_object_mut().unwrap().remove("default_pool");
+    });
+    assert_eq!(e.field, "default_pool");
+}
+
+#[test]
+fn rule_errors_are_named() {
+    let e = err_after(|v| v["rules"][2]["pool"] = "nope".into());
+    assert_eq!(e.field, "rules[2].pool");
+    let e = err_after(|v| v["rules"][0]["match"] = serde_json::json!({ "path_regex": "a(b" }));
+    assert_eq!(e.field, "rules[0].match.path_regex");
+    let e = err_after(|v| v["default_pool"] = "gone".into());
+    assert_eq!(e.field, "default_pool");
+}
+
+#[test]
+fn tcp_ranges_are_named() {
+    for (field, bad) in [
+        ("max_head_bytes", 512u64),
+        ("max_head_bytes", 70_000),
+        ("max_flows_per_core", 0),
+        ("connect_attempts", 0),
+        ("mss", 100),
+        ("mss", 9001),
+        ("window_scale", 15),
+        ("syn_cookie_rotate_s", 0),
+        ("head_timeout_ms", 0),
+    ] {
+        let e = err_after(|v| v["tcp"][field] = bad.into());
+        assert_eq!(e.field, format!("tcp.{field}"), "{e}");
+    }
+    let e = err_after(|v| v["tcp"]["max_head"] = 4096.into());
+    assert_eq!(e.field, "tcp.max_head");
 }

@@ -1,0 +1,772 @@
+//! One spliced connection's state machine, from the client's cookie-validated ACK to
+//! its removal. No I/O: every method takes the parsed segment and `now_ms`, updates
+//! the state, and says what to send in an [`Outputs`] list that the dataplane turns
+//! into packets (building new ones, or translating the received one in place).
+//!
+//! The life of a connection:
+//!
+//! ```text
+//!  SYN ─► (stateless SYN-ACK with a cookie; no Conn yet)
+//!  ACK with a valid cookie ─► ReadingHead: buffer the request head, ACK it
+//!        │ head complete: the caller parses and routes it, then `connect`
+//!        ▼                  (or `respond` with 400/431/503...)
+//!  Connecting: SYN to the backend with ISN = client ISN, so client sequence numbers
+//!        │     need no translation toward the backend
+//!        ▼ SYN-ACK: translations fixed, the buffered head sent to the backend
+//!  Spliced: every segment translated in place both ways; FIN/RST tracked
+//!        ▼ both FINs acked, or a RST, or an idle timeout
+//!  Closed: linger (late retransmissions still find the entry), then removed
+//!  Responding: the switch's own HTTP error + FIN, then removed
+//! ```
+use crate::flow::FlowKey;
+use crate::reasm::{HeadBuffer, Insert};
+use crate::splice::Translation;
+use crate::syncookie::SynOptions;
+use crate::wire::{tcp_flags, SeqNumber};
+
+/// Retransmission timeout for what the switch itself sends (head to the backend,
+/// error responses). Fixed: these are one-off sends on a LAN, not a data stream.
+pub const RTO_MS: u64 = 200;
+/// Retransmissions of one thing before giving up.
+pub const MAX_RETRANSMITS: u32 = 8;
+
+/// Timeouts and sizes from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnParams {
+    /// MSS we announce to clients.
+    pub mss: u16,
+    /// Window scale we announce to clients that asked for scaling.
+    pub window_scale: u8,
+    pub head_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub connect_attempts: u32,
+    pub idle_timeout_ms: u64,
+    pub fin_timeout_ms: u64,
+    pub closed_linger_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    ReadingHead,
+    Connecting,
+    Spliced,
+    Responding,
+    Closed,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [State::ReadingHead, State::Connecting, State::Spliced, State::Responding, State::Closed];
+    pub fn name(self) -> &'static str {
+        match self {
+            State::ReadingHead => "reading_head",
+            State::Connecting => "connecting",
+            State::Spliced => "spliced",
+            State::Responding => "responding",
+            State::Closed => "closed",
+        }
+    }
+}
+
+/// The parts of a received segment the state machine looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentInfo {
+    pub seq: SeqNumber,
+    pub ack: Option<SeqNumber>,
+    /// Without ACK (`TcpRepr` convention: ACK is `ack.is_some()`).
+    pub flags: u8,
+    pub window: u16,
+    pub timestamps: Option<(u32, u32)>,
+    pub payload_len: usize,
+    /// Options of a SYN (backend SYN-ACK).
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+}
+
+impl SegmentInfo {
+    pub fn syn(&self) -> bool {
+        self.flags & tcp_flags::SYN != 0
+    }
+    pub fn fin(&self) -> bool {
+        self.flags & tcp_flags::FIN != 0
+    }
+    pub fn rst(&self) -> bool {
+        self.flags & tcp_flags::RST != 0
+    }
+}
+
+/// Payload of a segment the switch builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    None,
+    /// `len` bytes of the buffered head from `offset`.
+    Head { offset: usize, len: usize },
+    /// A fixed response (the switch's own HTTP errors).
+    Static(&'static [u8]),
+}
+
+/// A segment the switch builds and sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentOut {
+    pub seq: SeqNumber,
+    pub ack: Option<SeqNumber>,
+    /// Without ACK.
+    pub flags: u8,
+    pub window: u16,
+    pub timestamps: Option<(u32, u32)>,
+    /// SYN options (a SYN to a backend).
+    pub syn_options: Option<SynOptions>,
+    pub data: Data,
+}
+
+/// What to send in answer to an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// Translate the received segment in place and send it on (to the other side).
+    Forward,
+    ToClient(SegmentOut),
+    ToBackend(SegmentOut),
+}
+
+/// What the caller must do beyond sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    /// The head is complete: parse and route it, then `connect` or `respond`.
+    HeadComplete,
+    /// The backend attempt failed (RST or timeout): pick a backend again and
+    /// `connect`, or `respond(503)` if none is left. `attempts` made so far.
+    NeedBackend { attempts: u32 },
+    /// The head did not arrive within the head timeout: `respond(408)`.
+    HeadTimeout,
+    /// The head buffer filled without a complete head: `respond(431)`.
+    HeadTooLarge,
+    /// Forget the connection (remove it from the flow table).
+    Remove,
+    /// The segment was not acceptable and was not forwarded.
+    Drop(ConnDrop),
+}
+
+/// Why a segment of a known connection was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnDrop {
+    OutOfWindow,
+    HeadOverflow,
+    Unexpected,
+}
+
+/// A small fixed list of emits (no allocation per packet).
+#[derive(Debug, Default)]
+pub struct Outputs {
+    items: [Option<Emit>; 4],
+    len: usize,
+}
+
+impl Outputs {
+    pub fn push(&mut self, e: Emit) {
+        if self.len < self.items.len() {
+            self.items[self.len] = Some(e);
+            self.len += 1;
+        }
+    }
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+    pub fn iter(&self) -> impl Iterator<Item = Emit> + '_ {
+        self.items[..self.len].iter().flatten().copied()
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The backend a connection goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendTarget {
+    pub id: usize,
+    /// Backend side tuple: remote = backend, local = our backend-facing address/port.
+    pub key: FlowKey,
+}
+
+#[derive(Debug)]
+pub struct Conn {
+    pub client: FlowKey,
+    pub state: State,
+    pub backend: Option<BackendTarget>,
+    /// The client's SYN options, from the cookie.
+    pub syn: SynOptions,
+    client_isn: SeqNumber,
+    our_isn: SeqNumber,
+    backend_isn: SeqNumber,
+    /// Latest TSval from the client (echoed in our TSecr).
+    client_ts_recent: u32,
+    /// Latest TSval we sent the client (ours must not go backwards).
+    our_ts_last: u32,
+    /// Latest TSval from the backend (echoed to it in the head segments).
+    backend_ts_recent: u32,
+    /// Latest raw window field from the client.
+    client_window: u16,
+    /// Window scale we announced to the client (0 if none).
+    our_ws: u8,
+    pub head: Option<HeadBuffer>,
+    /// Bytes of the head sent to the backend; the backend has acked them once
+    /// `head_acked` is set.
+    head_sent: usize,
+    head_acked: bool,
+    pub c2b: Translation,
+    pub b2c: Translation,
+    /// Sequence number of the client's FIN (client space = backend space).
+    client_fin: Option<SeqNumber>,
+    client_fin_acked: bool,
+    /// Sequence number of the backend's FIN, in the client's space.
+    backend_fin: Option<SeqNumber>,
+    backend_fin_acked: bool,
+    /// Highest ack and window each side announced (client space), for window checks.
+    client_ack: Option<SeqNumber>,
+    backend_ack: Option<SeqNumber>,
+    pub attempts: u32,
+    retransmits: u32,
+    /// The switch's own response while Responding.
+    response: &'static [u8],
+    response_acked: bool,
+    client_fin_seen_responding: bool,
+    deadline_ms: u64,
+    last_activity_ms: u64,
+    params: ConnParams,
+    /// Bytes spliced each way (payload), for counters.
+    pub bytes_c2b: u64,
+    pub bytes_b2c: u64,
+}
+
+/// The largest window field value for `bytes` at scale `ws`.
+fn window_field(bytes: usize, ws: u8) -> u16 {
+    (bytes >> ws).clamp(1, 65535) as u16
+}
+
+impl Conn {
+    /// A connection whose handshake was completed by a valid cookie. `client_seq` and
+    /// `our_seq` are the ACK's seq and ack (ISNs + 1); `head` an empty buffer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept(
+        client: FlowKey,
+        syn: SynOptions,
+        client_seq: SeqNumber,
+        our_seq: SeqNumber,
+        ack_seg: &SegmentInfo,
+        mut head: HeadBuffer,
+        params: ConnParams,
+        now_ms: u64,
+    ) -> Conn {
+        head.reset(client_seq);
+        let our_ws = if syn.window_scale.is_some() { params.window_scale } else { 0 };
+        let (ts_recent, our_ts) = ack_seg.timestamps.unwrap_or((0, 0));
+        Conn {
+            client,
+            state: State::ReadingHead,
+            backend: None,
+            syn,
+            client_isn: client_seq - 1,
+            our_isn: our_seq - 1,
+            backend_isn: SeqNumber(0),
+            client_ts_recent: ts_recent,
+            our_ts_last: our_ts,
+            backend_ts_recent: 0,
+            client_window: ack_seg.window,
+            our_ws,
+            head: Some(head),
+            head_sent: 0,
+            head_acked: false,
+            c2b: Translation::default(),
+            b2c: Translation::default(),
+            client_fin: None,
+            client_fin_acked: false,
+            backend_fin: None,
+            backend_fin_acked: false,
+            client_ack: None,
+            backend_ack: None,
+            attempts: 0,
+            retransmits: 0,
+            response: b"",
+            response_acked: false,
+            client_fin_seen_responding: false,
+            deadline_ms: now_ms + params.head_timeout_ms,
+            last_activity_ms: now_ms,
+            params,
+            bytes_c2b: 0,
+            bytes_b2c: 0,
+        }
+    }
+
+    pub fn deadline_ms(&self) -> u64 {
+        self.deadline_ms
+    }
+
+    /// The buffered head (and any bytes after it received with it).
+    pub fn head_bytes(&self) -> &[u8] {
+        self.head.as_ref().map(|h| h.contiguous()).unwrap_or(&[])
+    }
+
+    /// Takes the head buffer back (for the caller's pool) once it is no longer needed.
+    pub fn take_head_if_done(&mut self) -> Option<HeadBuffer> {
+        let done = match self.state {
+            State::Spliced => self.head_acked,
+            State::Closed => true,
+            _ => false,
+        };
+        if done {
+            self.head.take()
+        } else {
+            None
+        }
+    }
+
+    fn our_tsval(&mut self, now_ms: u64) -> u32 {
+        // Our TS clock to the client is milliseconds, never going backwards from what the
+        // cookie's TSval (or a translated backend TSval) already told the client.
+        let t = (now_ms as u32).max(self.our_ts_last);
+        self.our_ts_last = t;
+        t
+    }
+
+    fn client_timestamps(&mut self, now_ms: u64) -> Option<(u32, u32)> {
+        self.syn.timestamps.then(|| (self.our_tsval(now_ms), self.client_ts_recent))
+    }
+
+    /// An ACK to the client for what the head buffer holds.
+    fn ack_to_client(&mut self, now_ms: u64) -> SegmentOut {
+        let (ack, free) = match &self.head {
+            Some(h) => (h.ack_seq(), h.window()),
+            None => (self.client_isn + 1, 0),
+        };
+        SegmentOut {
+            seq: self.our_isn + 1,
+            ack: Some(ack),
+            flags: 0,
+            window: window_field(free.max(1024), self.our_ws),
+            timestamps: self.client_timestamps(now_ms),
+            syn_options: None,
+            data: Data::None,
+        }
+    }
+
+    /// A segment from the client.
+    pub fn on_client(&mut self, seg: &SegmentInfo, payload: &[u8], now_ms: u64, out: &mut Outputs) -> Verdict {
+        self.last_activity_ms = now_ms;
+        if let Some((tsval, _)) = seg.timestamps {
+            self.client_ts_recent = tsval;
+        }
+        if seg.ack.is_some() {
+            self.client_window = seg.window;
+        }
+        match self.state {
+            State::ReadingHead | State::Connecting => self.client_before_splice(seg, payload, now_ms, out),
+            State::Spliced => self.client_spliced(seg, out),
+            State::Responding => self.client_responding(seg, now_ms, out),
+            State::Closed => {
+                // Late retransmissions after the close: pass them on while the entry
+                // lingers so the other end can finish (it may have missed our FIN/ACK).
+                if self.backend.is_some() && self.head_sent > 0 && !seg.syn() {
+                    out.push(Emit::Forward);
+                    Verdict::Continue
+                } else {
+                    Verdict::Drop(ConnDrop::Unexpected)
+                }
+            }
+        }
+    }
+
+    fn client_before_splice(&mut self, seg: &SegmentInfo, payload: &[u8], now_ms: u64, out: &mut Outputs) -> Verdict {
+        if seg.rst() {
+            self.close(now_ms);
+            return Verdict::Remove;
+        }
+        if seg.syn() {
+            return Verdict::Drop(ConnDrop::Unexpected);
+        }
+        let Some(head) = self.head.as_mut() else {
+            return Verdict::Drop(ConnDrop::Unexpected);
+        };
+        let before = head.contiguous_len();
+        let mut verdict = Verdict::Continue;
+        if !payload.is_empty() {
+            match head.insert(seg.seq, payload) {
+                Insert::Added { .. } | Insert::Duplicate => {}
+                Insert::OutOfWindow => verdict = Verdict::Drop(ConnDrop::OutOfWindow),
+                _ => verdict = Verdict::Drop(ConnDrop::HeadOverflow),
+            }
+        }
+        if seg.fin() && self.state == State::ReadingHead {
+            // The client gave up before sending a whole head: nothing to serve.
+            self.close(now_ms);
+            return Verdict::Remove;
+        }
+        let grew = head.contiguous_len() > before;
+        if !payload.is_empty() {
+            // ACK data like a careful server: every data segment, in order or not (an
+            // out-of-order one gets a duplicate ACK that tells the client what is missing).
+            let ack = self.ack_to_client(now_ms);
+            out.push(Emit::ToClient(ack));
+        }
+        if self.state == State::ReadingHead {
+            let head = self.head.as_ref().expect("checked above");
+            if grew && rules_head_end(head.contiguous()) {
+                return Verdict::HeadComplete;
+            }
+            if head.is_full() {
+                return Verdict::HeadTooLarge;
+            }
+        }
+        verdict
+    }
+
+    fn client_spliced(&mut self, seg: &SegmentInfo, out: &mut Outputs) -> Verdict {
+        if !self.client_in_window(seg) {
+            return Verdict::Drop(ConnDrop::OutOfWindow);
+        }
+        self.bytes_c2b += seg.payload_len as u64;
+        if seg.rst() {
+            self.state = State::Closed;
+            self.deadline_ms = self.last_activity_ms + self.params.closed_linger_ms;
+            out.push(Emit::Forward);
+            return Verdict::Continue;
+        }
+        if seg.fin() {
+            self.client_fin = Some(seg.seq + seg.payload_len);
+        }
+        if let Some(ack) = seg.ack {
+            self.client_ack = Some(self.client_ack.map_or(ack, |a| a.max(ack)));
+            if let Some(bf) = self.backend_fin {
+                if ack.wrapping_diff(bf) > 0 {
+                    self.backend_fin_acked = true;
+                }
+            }
+        }
+        self.after_fin_progress();
+        out.push(Emit::Forward);
+        Verdict::Continue
+    }
+
+    fn client_in_window(&self, seg: &SegmentInfo) -> bool {
+        // Accept anything from a little before what the backend acked up to far ahead
+        // of it: the switch does not buffer, so it only rejects what no window allows.
+        match self.backend_ack {
+            None => true,
+            Some(acked) => {
+                let d = seg.seq.wrapping_diff(acked);
+                (-(1 << 30)..(1 << 30)).contains(&d)
+            }
+        }
+    }
+
+    fn backend_in_window(&self, seq_client_space: SeqNumber) -> bool {
+        match self.client_ack {
+            None => true,
+            Some(acked) => {
+                let d = seq_client_space.wrapping_diff(acked);
+                (-(1 << 30)..(1 << 30)).contains(&d)
+            }
+        }
+    }
+
+    fn client_responding(&mut self, seg: &SegmentInfo, now_ms: u64, out: &mut Outputs) -> Verdict {
+        if seg.rst() {
+            return Verdict::Remove;
+        }
+        let fin_seq = self.our_isn + 1 + self.response.len();
+        if let Some(ack) = seg.ack {
+            if ack.wrapping_diff(fin_seq) > 0 {
+                self.response_acked = true;
+            }
+        }
+        if seg.fin() && !self.client_fin_seen_responding {
+            self.client_fin_seen_responding = true;
+        }
+        if self.client_fin_seen_responding {
+            // ACK the client's FIN (its sequence plus data plus one).
+            let their_fin = seg.seq + seg.payload_len + usize::from(seg.fin());
+            let ts = self.client_timestamps(now_ms);
+            out.push(Emit::ToClient(SegmentOut {
+                seq: fin_seq + 1,
+                ack: Some(their_fin),
+                flags: 0,
+                window: window_field(1024, self.our_ws),
+                timestamps: ts,
+                syn_options: None,
+                data: Data::None,
+            }));
+        }
+        if self.response_acked && self.client_fin_seen_responding {
+            self.close(now_ms);
+        }
+        Verdict::Continue
+    }
+
+    /// The caller routed the head to `target`: send the SYN (ISN = client ISN).
+    pub fn connect(&mut self, target: BackendTarget, now_ms: u64, out: &mut Outputs) {
+        self.backend = Some(target);
+        self.state = State::Connecting;
+        self.attempts += 1;
+        self.deadline_ms = now_ms + self.params.connect_timeout_ms;
+        out.push(Emit::ToBackend(self.syn_to_backend()));
+    }
+
+    fn syn_to_backend(&self) -> SegmentOut {
+        SegmentOut {
+            seq: self.client_isn,
+            ack: None,
+            flags: tcp_flags::SYN,
+            window: 65535,
+            timestamps: self.syn.timestamps.then_some((self.client_ts_recent, 0)),
+            syn_options: Some(self.syn),
+            data: Data::None,
+        }
+    }
+
+    /// Answer the client with the switch's own HTTP response (`response` ends the
+    /// connection: it carries `Connection: close`) and a FIN.
+    pub fn respond(&mut self, response: &'static [u8], now_ms: u64, out: &mut Outputs) {
+        self.state = State::Responding;
+        self.response = response;
+        self.retransmits = 0;
+        self.deadline_ms = now_ms + RTO_MS;
+        out.push(Emit::ToClient(self.response_segment(now_ms)));
+    }
+
+    fn response_segment(&mut self, now_ms: u64) -> SegmentOut {
+        let ack = self.head.as_ref().map(|h| h.ack_seq()).unwrap_or(self.client_isn + 1);
+        SegmentOut {
+            seq: self.our_isn + 1,
+            ack: Some(ack),
+            flags: tcp_flags::PSH | tcp_flags::FIN,
+            window: window_field(1024, self.our_ws),
+            timestamps: self.client_timestamps(now_ms),
+            syn_options: None,
+            data: Data::Static(self.response),
+        }
+    }
+
+    /// A segment from the backend.
+    pub fn on_backend(&mut self, seg: &SegmentInfo, now_ms: u64, out: &mut Outputs) -> Verdict {
+        self.last_activity_ms = now_ms;
+        match self.state {
+            State::Connecting => self.backend_connecting(seg, now_ms, out),
+            State::Spliced => self.backend_spliced(seg, now_ms, out),
+            State::Closed if self.head_sent > 0 && !seg.syn() => {
+                out.push(Emit::Forward);
+                Verdict::Continue
+            }
+            _ => Verdict::Drop(ConnDrop::Unexpected),
+        }
+    }
+
+    fn backend_connecting(&mut self, seg: &SegmentInfo, now_ms: u64, out: &mut Outputs) -> Verdict {
+        let expected_ack = self.client_isn + 1;
+        if seg.rst() {
+            if seg.ack == Some(expected_ack) {
+                return Verdict::NeedBackend { attempts: self.attempts };
+            }
+            return Verdict::Drop(ConnDrop::Unexpected);
+        }
+        if !seg.syn() || seg.ack != Some(expected_ack) {
+            return Verdict::Drop(ConnDrop::Unexpected);
+        }
+        let target = self.backend.expect("connecting has a backend");
+        self.backend_isn = seg.seq;
+        // Window scaling is on toward the backend only if both SYNs carried it.
+        let client_ws = self.syn.window_scale.unwrap_or(0);
+        let (to_backend_ws, backend_ws) = match (self.syn.window_scale, seg.window_scale) {
+            (Some(c), Some(b)) => (c, b),
+            _ => (0, 0),
+        };
+        let ts_on = self.syn.timestamps && seg.timestamps.is_some();
+        // Backend TSvals are shifted into our TS clock toward the client, just ahead of
+        // what we last sent it, so the client's PAWS check sees them only increase.
+        let ts_delta = match seg.timestamps {
+            Some((b_tsval, _)) if ts_on => self.our_tsval(now_ms).wrapping_add(1).wrapping_sub(b_tsval),
+            _ => 0,
+        };
+        let vip = (self.client.local_ip, self.client.local_port);
+        let client = (self.client.remote_ip, self.client.remote_port);
+        let local = (target.key.local_ip, target.key.local_port);
+        let backend = (target.key.remote_ip, target.key.remote_port);
+        self.c2b = Translation {
+            src: local,
+            dst: backend,
+            seq_delta: 0,
+            ack_delta: self.backend_isn.0.wrapping_sub(self.our_isn.0),
+            ts_val_delta: 0,
+            ts_ecr_delta: ts_delta.wrapping_neg(),
+            window_shift_in: client_ws,
+            window_shift_out: to_backend_ws,
+        };
+        self.b2c = Translation {
+            src: vip,
+            dst: client,
+            seq_delta: self.our_isn.0.wrapping_sub(self.backend_isn.0),
+            ack_delta: 0,
+            ts_val_delta: ts_delta,
+            ts_ecr_delta: 0,
+            window_shift_in: backend_ws,
+            window_shift_out: self.our_ws,
+        };
+        if let Some((b_tsval, _)) = seg.timestamps {
+            self.backend_ts_recent = b_tsval;
+        }
+        self.state = State::Spliced;
+        self.head_sent = self.head_bytes().len();
+        self.retransmits = 0;
+        self.deadline_ms = now_ms + RTO_MS;
+        self.send_head(out);
+        Verdict::Continue
+    }
+
+    /// The buffered head (and what came with it) to the backend, as one `Data::Head`
+    /// emit; the caller cuts it into MSS-sized segments.
+    fn send_head(&mut self, out: &mut Outputs) {
+        let window = {
+            // The client's window, re-expressed at the scale the backend applies.
+            let bytes = (self.client_window as usize) << self.c2b.window_shift_in;
+            window_field(bytes, self.c2b.window_shift_out)
+        };
+        out.push(Emit::ToBackend(SegmentOut {
+            seq: self.client_isn + 1,
+            ack: Some(self.backend_isn + 1),
+            flags: tcp_flags::PSH,
+            window,
+            timestamps: (self.syn.timestamps && self.backend_ts_recent != 0)
+                .then_some((self.client_ts_recent, self.backend_ts_recent)),
+            syn_options: None,
+            data: Data::Head { offset: 0, len: self.head_sent },
+        }));
+    }
+
+    fn backend_spliced(&mut self, seg: &SegmentInfo, now_ms: u64, out: &mut Outputs) -> Verdict {
+        if seg.syn() {
+            // Our ACK of its SYN-ACK was lost: send the head again (it carries the ACK).
+            if seg.seq == self.backend_isn && !self.head_acked {
+                self.send_head(out);
+            }
+            return Verdict::Drop(ConnDrop::Unexpected);
+        }
+        let seq_client_space = SeqNumber(seg.seq.0.wrapping_add(self.b2c.seq_delta));
+        if !self.backend_in_window(seq_client_space) {
+            return Verdict::Drop(ConnDrop::OutOfWindow);
+        }
+        if let Some((tsval, _)) = seg.timestamps {
+            self.backend_ts_recent = tsval;
+            self.our_ts_last = self.our_ts_last.max(tsval.wrapping_add(self.b2c.ts_val_delta));
+        }
+        self.bytes_b2c += seg.payload_len as u64;
+        if seg.rst() {
+            self.state = State::Closed;
+            self.deadline_ms = now_ms + self.params.closed_linger_ms;
+            out.push(Emit::Forward);
+            return Verdict::Continue;
+        }
+        if let Some(ack) = seg.ack {
+            // Backend acks are in client space (delta 0 that way).
+            self.backend_ack = Some(self.backend_ack.map_or(ack, |a| a.max(ack)));
+            if !self.head_acked && ack.wrapping_diff(self.client_isn + 1 + self.head_sent) >= 0 {
+                self.head_acked = true;
+                self.deadline_ms = now_ms + self.params.idle_timeout_ms;
+            }
+            if let Some(cf) = self.client_fin {
+                if ack.wrapping_diff(cf) > 0 {
+                    self.client_fin_acked = true;
+                }
+            }
+        }
+        if seg.fin() {
+            self.backend_fin = Some(seq_client_space + seg.payload_len);
+        }
+        self.after_fin_progress();
+        out.push(Emit::Forward);
+        Verdict::Continue
+    }
+
+    fn after_fin_progress(&mut self) {
+        let now = self.last_activity_ms;
+        if self.client_fin_acked && self.backend_fin_acked {
+            self.state = State::Closed;
+            self.deadline_ms = now + self.params.closed_linger_ms;
+        } else if (self.client_fin.is_some() || self.backend_fin.is_some()) && self.head_acked {
+            self.deadline_ms = now + self.params.fin_timeout_ms;
+        } else if self.head_acked {
+            self.deadline_ms = now + self.params.idle_timeout_ms;
+        }
+    }
+
+    fn close(&mut self, now_ms: u64) {
+        self.state = State::Closed;
+        self.deadline_ms = now_ms + self.params.closed_linger_ms;
+    }
+
+    /// The connection's deadline passed: retransmit, give up, or remove.
+    pub fn on_timer(&mut self, now_ms: u64, out: &mut Outputs) -> Verdict {
+        if now_ms < self.deadline_ms {
+            return Verdict::Continue;
+        }
+        match self.state {
+            State::ReadingHead => {
+                // Slowloris and friends: the head did not arrive in time.
+                Verdict::HeadTimeout
+            }
+            State::Connecting => Verdict::NeedBackend { attempts: self.attempts },
+            State::Spliced if !self.head_acked => {
+                if self.retransmits >= MAX_RETRANSMITS {
+                    return self.abort(now_ms, out);
+                }
+                self.retransmits += 1;
+                self.deadline_ms = now_ms + (RTO_MS << self.retransmits.min(5));
+                self.send_head(out);
+                Verdict::Continue
+            }
+            State::Spliced => self.abort(now_ms, out),
+            State::Responding => {
+                if self.response_acked || self.retransmits >= MAX_RETRANSMITS {
+                    return Verdict::Remove;
+                }
+                self.retransmits += 1;
+                self.deadline_ms = now_ms + (RTO_MS << self.retransmits.min(5));
+                let seg = self.response_segment(now_ms);
+                out.push(Emit::ToClient(seg));
+                Verdict::Continue
+            }
+            State::Closed => Verdict::Remove,
+        }
+    }
+
+    /// Idle or stuck: reset both ends and close.
+    fn abort(&mut self, now_ms: u64, out: &mut Outputs) -> Verdict {
+        let to_client = SegmentOut {
+            seq: self.client_ack.unwrap_or(self.our_isn + 1),
+            ack: None,
+            flags: tcp_flags::RST,
+            window: 0,
+            timestamps: None,
+            syn_options: None,
+            data: Data::None,
+        };
+        out.push(Emit::ToClient(to_client));
+        let to_backend = SegmentOut {
+            seq: self.backend_ack.unwrap_or(self.client_isn + 1),
+            ack: None,
+            flags: tcp_flags::RST,
+            window: 0,
+            timestamps: None,
+            syn_options: None,
+            data: Data::None,
+        };
+        out.push(Emit::ToBackend(to_backend));
+        self.close(now_ms);
+        Verdict::Continue
+    }
+}
+
+/// Whether the buffer holds a complete request head.
+fn rules_head_end(buf: &[u8]) -> bool {
+    buf.windows(4).any(|w| w == b"\r\n\r\n")
+}

@@ -1,0 +1,252 @@
+//! Bounded reassembly of a client's request head.
+//!
+//! Before the switch can route a request it must hold the whole head, which may
+//! arrive in several segments, out of order, duplicated, overlapping or
+//! retransmitted. [`HeadBuffer`] puts each segment's bytes at their offset from the
+//! first data sequence number (the client's ISN + 1) in a buffer allocated once, and
+//! keeps which byte ranges it holds: the in-order prefix, which is what the head
+//! parser reads and what the switch acknowledges, plus up to [`MAX_RANGES`]
+//! out-of-order ranges waiting for the holes before them.
+//!
+//! Nothing is ever overwritten: where a segment overlaps bytes already held, the
+//! first copy wins (RFC 9293 leaves the choice to the receiver). That matters less
+//! than it seems, because the switch forwards to the backend the very bytes it
+//! inspected from this buffer, so routing and the backend can never see two
+//! different versions of an ambiguous request.
+use std::fmt;
+
+use crate::wire::SeqNumber;
+
+/// Out-of-order ranges held at once. A client that needs more holes than this is
+/// either on a very lossy path or probing; the segment that would need another
+/// range is refused ([`Insert::TooFragmented`]) and will be retransmitted.
+pub const MAX_RANGES: usize = 8;
+
+/// What [`HeadBuffer::insert`] did with a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Insert {
+    /// New bytes were stored; `contiguous` is the in-order prefix length after them
+    /// (unchanged if they landed after a hole).
+    Added { contiguous: usize },
+    /// Every byte was already held (a retransmission or duplicate), or the segment
+    /// was empty. A careful server answers with an ACK of [`HeadBuffer::ack_seq`].
+    Duplicate,
+    /// Nothing of the segment can be in this buffer: it ends before the first data
+    /// byte (the SYN's number or earlier) or starts at or beyond the capacity (the
+    /// right edge of any window this buffer could have advertised). Drop it; RFC
+    /// 9293 §3.10.7.4 says to answer with an ACK.
+    OutOfWindow,
+    /// The segment runs past the capacity: what fits was stored and the rest
+    /// dropped. Once the prefix fills the capacity without a complete head, the head
+    /// is too large (431).
+    Overflow,
+    /// Storing the segment would need more than [`MAX_RANGES`] out-of-order ranges;
+    /// nothing was stored.
+    TooFragmented,
+}
+
+/// A fixed-capacity reassembly buffer for one connection's request head.
+///
+/// Offsets are relative to the base sequence number; offset `o` lives at
+/// `buf[o]`. The buffer's bytes are never cleared: only held ranges are ever
+/// exposed, so a pooled buffer's stale contents cannot leak into a new connection.
+pub struct HeadBuffer {
+    buf: Box<[u8]>,
+    base: SeqNumber,
+    /// Bytes held from offset 0 without a hole.
+    contiguous: usize,
+    /// Out-of-order ranges `[start, end)`: sorted, disjoint, not touching each
+    /// other, all starting after `contiguous`.
+    ranges: [(usize, usize); MAX_RANGES],
+    n_ranges: usize,
+}
+
+impl fmt::Debug for HeadBuffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadBuffer")
+            .field("capacity", &self.buf.len())
+            .field("base", &self.base)
+            .field("contiguous", &self.contiguous)
+            .field("out_of_order", &&self.ranges[..self.n_ranges])
+            .finish()
+    }
+}
+
+impl HeadBuffer {
+    /// A buffer holding up to `capacity` bytes (the longest head accepted, plus
+    /// whatever the client may send after it before the switch stops it), allocated
+    /// here once. Its base is sequence number 0 until [`reset`](Self::reset).
+    pub fn new(capacity: usize) -> Self {
+        HeadBuffer {
+            buf: vec![0; capacity].into_boxed_slice(),
+            base: SeqNumber(0),
+            contiguous: 0,
+            ranges: [(0, 0); MAX_RANGES],
+            n_ranges: 0,
+        }
+    }
+
+    /// Empties the buffer for a new connection whose first data byte is `base`
+    /// (the client's ISN + 1).
+    pub fn reset(&mut self, base: SeqNumber) {
+        self.base = base;
+        self.clear();
+    }
+
+    /// Forgets every byte held, keeping the base.
+    pub fn clear(&mut self) {
+        self.contiguous = 0;
+        self.n_ranges = 0;
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The sequence number of the first data byte.
+    pub fn base(&self) -> SeqNumber {
+        self.base
+    }
+
+    /// The in-order bytes received so far: the head (or its beginning), and
+    /// whatever followed it in the same segments.
+    pub fn contiguous(&self) -> &[u8] {
+        &self.buf[..self.contiguous]
+    }
+
+    pub fn contiguous_len(&self) -> usize {
+        self.contiguous
+    }
+
+    /// Whether the in-order prefix fills the whole capacity.
+    pub fn is_full(&self) -> bool {
+        self.contiguous == self.buf.len()
+    }
+
+    /// What a careful server acknowledges: the first byte it does not have in order.
+    /// Out-of-order bytes are held but not acknowledged (only SACK could say so).
+    pub fn ack_seq(&self) -> SeqNumber {
+        self.base + self.contiguous
+    }
+
+    /// The receive window to advertise from [`ack_seq`](Self::ack_seq): all the
+    /// space after the in-order prefix, held out-of-order bytes included (they are
+    /// within the window already promised). It is 0 only when the buffer is full;
+    /// a server waiting for the rest of a head must not advertise a zero window, or
+    /// the client would stall in persist mode. When the caller expresses it in a
+    /// scaled window field it should round up for the same reason.
+    pub fn window(&self) -> usize {
+        self.buf.len() - self.contiguous
+    }
+
+    /// The out-of-order ranges held, as `(left, right)` sequence numbers in
+    /// sequence order: the blocks a SACK option would report.
+    pub fn out_of_order(&self) -> impl Iterator<Item = (SeqNumber, SeqNumber)> + '_ {
+        self.ranges[..self.n_ranges]
+            .iter()
+            .map(|&(s, e)| (self.base + s, self.base + e))
+    }
+
+    /// Stores a segment's `payload`, whose first byte has sequence number `seq`.
+    ///
+    /// Bytes before the base and bytes already held are skipped; bytes beyond the
+    /// capacity are dropped. Sequence numbers are taken modulo 2^32 relative to the
+    /// base, so a connection whose numbers wrap around 0 needs nothing special.
+    pub fn insert(&mut self, seq: SeqNumber, payload: &[u8]) -> Insert {
+        if payload.is_empty() {
+            return Insert::Duplicate;
+        }
+        let cap = self.buf.len() as i64;
+        let off = i64::from(seq.wrapping_diff(self.base));
+        let end = off + payload.len() as i64;
+        if end <= 0 || off >= cap {
+            return Insert::OutOfWindow;
+        }
+        let overflow = end > cap;
+        // In range now: 0 <= start, stop <= cap.
+        let start = off.max(self.contiguous as i64) as usize;
+        let stop = end.min(cap) as usize;
+        let nothing_new = if overflow {
+            Insert::Overflow
+        } else {
+            Insert::Duplicate
+        };
+        if start >= stop {
+            return nothing_new;
+        }
+
+        // The out-of-order ranges that overlap or touch [start, stop) are
+        // ranges[first..last]; they merge with it into one.
+        let all = self.ranges; // a copy (128 bytes), so the buffer can be written below
+        let ranges = &all[..self.n_ranges];
+        let first = ranges.partition_point(|&(_, e)| e < start);
+        let last = ranges.partition_point(|&(s, _)| s <= stop);
+        let joins_prefix = start == self.contiguous;
+        let new_count = self.n_ranges - (last - first) + usize::from(!joins_prefix);
+        if new_count > MAX_RANGES {
+            return Insert::TooFragmented;
+        }
+
+        // Copy into the gaps only: held bytes are never overwritten.
+        let mut new_bytes = 0;
+        let mut pos = start;
+        for &(s, e) in &ranges[first..last] {
+            if s > pos {
+                self.copy_in(pos, s, off, payload);
+                new_bytes += s - pos;
+            }
+            pos = pos.max(e);
+        }
+        if pos < stop {
+            self.copy_in(pos, stop, off, payload);
+            new_bytes += stop - pos;
+        }
+        if new_bytes == 0 {
+            return nothing_new;
+        }
+
+        let (lo, hi) = if last > first {
+            (ranges[first].0.min(start), ranges[last - 1].1.max(stop))
+        } else {
+            (start, stop)
+        };
+        let mut merged = [(0, 0); MAX_RANGES];
+        let mut n = 0;
+        for &r in &ranges[..first] {
+            merged[n] = r;
+            n += 1;
+        }
+        if joins_prefix {
+            // first == 0 here (every range starts after the prefix), and the next
+            // range starts after `hi` (ranges never touch), so nothing else joins.
+            self.contiguous = hi;
+        } else {
+            merged[n] = (lo, hi);
+            n += 1;
+        }
+        for &r in &ranges[last..] {
+            merged[n] = r;
+            n += 1;
+        }
+        self.ranges = merged;
+        self.n_ranges = n;
+
+        if overflow {
+            Insert::Overflow
+        } else {
+            Insert::Added {
+                contiguous: self.contiguous,
+            }
+        }
+    }
+
+    /// Copies the payload bytes for buffer offsets `[from, to)`; the payload starts
+    /// at offset `payload_off`.
+    fn copy_in(&mut self, from: usize, to: usize, payload_off: i64, payload: &[u8]) {
+        let at = (from as i64 - payload_off) as usize;
+        self.buf[from..to].copy_from_slice(&payload[at..at + (to - from)]);
+    }
+}
+
+#[cfg(test)]
+mod tests;
