@@ -219,6 +219,7 @@ impl Worker {
             }
         }
         self.flush_all();
+        self.tcp.log_open(self.index, 32);
         0
     }
 

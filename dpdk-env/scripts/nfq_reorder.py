@@ -17,8 +17,8 @@ Roles decide which link and direction a packet belongs to (for the counters):
   br   queue in P-br (FORWARD with bridge-nf-call-iptables=1): physical out-port to-sw =
        <physical in-port>/to_switch, otherwise <physical out-port>/from_switch
 
-Counters go to --stats FILE (JSON, written atomically): every 0.5 s while they change, at once on
-SIGUSR1, and at exit. SIGTERM/SIGINT: accept every held packet and whatever is still queued, unbind,
+Counters go to --stats FILE (JSON, written atomically, with a "seq" that grows by one each time):
+every 0.5 s while they change, at once on SIGUSR1, and at exit. SIGTERM/SIGINT: accept every held packet and whatever is still queued, unbind,
 write the counters, exit 0.
 """
 import argparse
@@ -114,6 +114,11 @@ class Reorderer:
         self.errors = {"enobufs": 0, "bad_messages": 0, "not_tcp": 0, "netlink_errors": 0}
         self.ifnames = {}
         self.stop = False
+        self.want_stats = False
+        # signals wake the select() below through this pair (handlers only set flags)
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.wake_w.setblocking(False)
         self.started = time.time()
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         try:
@@ -381,14 +386,21 @@ class Reorderer:
             now = time.monotonic()
             timeout = 0.2 if nearest is None else min(0.2, max(0.0, nearest - now))
             try:
-                select.select([self.sock], [], [], timeout)
+                ready, _, _ = select.select([self.sock, self.wake_r], [], [], timeout)
             except InterruptedError:
-                pass
+                ready = []
+            if self.wake_r in ready:
+                try:
+                    while self.wake_r.recv(4096):
+                        pass
+                except (BlockingIOError, InterruptedError):
+                    pass
             now = time.monotonic()
             self.drain(buf, now)
             nearest = self.expire(now)
             self.flush()
-            if self.dirty and now - last_write >= 0.5:
+            if self.want_stats or (self.dirty and now - last_write >= 0.5):
+                self.want_stats = False
                 self.write_stats()
                 last_write = now
         # shutdown: let everything through, including what is still queued
@@ -425,10 +437,9 @@ def main():
         r.stop = True
 
     def on_usr1(_sig, _frm):
-        try:
-            r.write_stats()
-        except OSError:
-            pass
+        r.want_stats = True
+
+    signal.set_wakeup_fd(r.wake_w.fileno(), warn_on_full_buffer=False)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)

@@ -170,6 +170,8 @@ kill_ns_procs() { # TERM, then KILL, every process in our namespaces (and only t
 cmd_down() {
     local purge=$1 ns
     need_root
+    # impairment first (its consumers run in our namespaces; it restores cli0's GSO limit)
+    if [[ -d $DIR/impair ]]; then impair_off; fi
     kill_ns_procs
     for ns in "${NS_ALL[@]}"; do
         if ns_exists "$ns"; then
@@ -566,6 +568,339 @@ cmd_status() {
     fi
     echo "testbed '$P': not (fully) up"
     return 1
+}
+
+# ---- impair: loss, duplication, reordering (no netem; see docs/testbed.md) -------------
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+IMP_DIR=$DIR/impair
+IMP_TABLE=ws_impair          # nft table (netdev family) in $P-cli and $P-br
+IMP_BH=wsbh0                 # in $P-cli: blackhole veth (peer wsbh1 stays down), silent c2s loss
+IMP_BH_PEER=wsbh1
+IMP_DUP=wsdup0               # in $P-cli: s2c duplicates leave here ...
+IMP_DUP_PEER=wsdup1          # ... and arrive here (same MAC as cli0) into the client's stack
+IMP_Q_CLI=1                  # NFQUEUE numbers (queues are per network namespace)
+IMP_Q_BR=2
+IMP_TCP="meta protocol ip meta l4proto tcp"   # only IPv4 TCP: never ARP, ICMP, ...
+
+ipt() { # ns args...: iptables-legacy inside a namespace
+    local ns=$1; shift
+    nsx "$ns" iptables-legacy -w "$@"
+}
+
+pct_bp() { # "2" / "0.5" / "12.25" -> basis points (0-10000)
+    local v=$1 name=$2 i f bp
+    [[ $v =~ ^([0-9]{1,3})(\.([0-9]{1,2}))?$ ]] || die "impair: --$name '$v' is not a percentage (0-100, up to 2 decimals)"
+    i=${BASH_REMATCH[1]}
+    f=${BASH_REMATCH[3]}00
+    bp=$((10#$i * 100 + 10#${f:0:2}))
+    ((bp <= 10000)) || die "impair: --$name '$v' is over 100"
+    echo "$bp"
+}
+
+impair_pid() { # role -> pid of its NFQUEUE consumer, if it is running in its namespace
+    local role=$1 ns pid
+    case $role in cli) ns=$NS_CLI ;; br) ns=$NS_BR ;; *) return 1 ;; esac
+    [[ -s $IMP_DIR/reorder-$role.pid ]] || return 1
+    pid=$(tr -dc '0-9' <"$IMP_DIR/reorder-$role.pid")
+    [[ -n $pid ]] || return 1
+    pid_in_ns "$pid" "$ns" || return 1
+    echo "$pid"
+}
+
+alive() { # pid: running (a zombie waiting for init to reap it is not)
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    st=${st%% *}
+    [[ -n $st && $st != Z && $st != X ]]
+}
+
+ipt_unhook() { # ns parent chain: remove our chain and every jump to it
+    local ns=$1 parent=$2 chain=$3
+    while ipt "$ns" -D "$parent" -j "$chain" 2>/dev/null; do :; done
+    ipt "$ns" -F "$chain" 2>/dev/null || true
+    ipt "$ns" -X "$chain" 2>/dev/null || true
+}
+
+impair_off() { # remove every impairment of this testbed; fine if nothing (or no testbed) is there
+    local role pid i segs
+    # 1. stop queueing (with --queue-bypass nothing waits for a consumer anyway)
+    if ns_exists "$NS_CLI"; then
+        ipt_unhook "$NS_CLI" OUTPUT ws_impair_out
+        ipt_unhook "$NS_CLI" INPUT ws_impair_in
+    fi
+    if ns_exists "$NS_BR"; then
+        ipt_unhook "$NS_BR" FORWARD ws_impair_fwd
+    fi
+    # 2. stop the consumers (on SIGTERM they let everything they hold through)
+    for role in cli br; do
+        if pid=$(impair_pid "$role"); then
+            kill -TERM "$pid" 2>/dev/null || true
+            for i in $(seq 1 60); do
+                alive "$pid" || break
+                if ((i == 50)); then kill -KILL "$pid" 2>/dev/null || true; fi
+                sleep 0.05
+            done
+        fi
+    done
+    # 3. nft tables, helper veths, GSO limit, bridge netfilter
+    if ns_exists "$NS_CLI"; then
+        nsx "$NS_CLI" nft delete table netdev "$IMP_TABLE" 2>/dev/null || true
+        ip -n "$NS_CLI" link del "$IMP_BH" 2>/dev/null || true
+        ip -n "$NS_CLI" link del "$IMP_DUP" 2>/dev/null || true
+        segs=65535
+        if [[ -s $IMP_DIR/cli0.gso_max_segs ]]; then segs=$(tr -dc '0-9' <"$IMP_DIR/cli0.gso_max_segs"); fi
+        ip -n "$NS_CLI" link set "$IF_CLI" gso_max_segs "${segs:-65535}" 2>/dev/null || true
+    fi
+    if ns_exists "$NS_BR"; then
+        nsx "$NS_BR" nft delete table netdev "$IMP_TABLE" 2>/dev/null || true
+        nsx "$NS_BR" sysctl -qw net.bridge.bridge-nf-call-iptables=0 >/dev/null 2>&1 || true
+    fi
+    rm -rf -- "$IMP_DIR"
+}
+
+start_reorderer() { # role ns queue pct seed gap ms
+    local role=$1 ns=$2 q=$3 pct=$4 seed=$5 gap=$6 ms=$7 i pid
+    rm -f "$IMP_DIR/reorder-$role.pid"
+    # its own session, stdio on a log file: callers that capture our output never wait on it
+    setsid ip netns exec "$ns" python3 "$SCRIPT_DIR/nfq_reorder.py" --role "$role" --queue "$q" \
+        --pct "$pct" --seed "$seed" --gap "$gap" --max-ms "$ms" \
+        --stats "$IMP_DIR/reorder-$role.json" --pidfile "$IMP_DIR/reorder-$role.pid" \
+        </dev/null >>"$IMP_DIR/reorder-$role.log" 2>&1 &
+    for i in $(seq 1 100); do
+        if pid=$(impair_pid "$role"); then
+            say "impair: reorderer $role (pid $pid) serves NFQUEUE $q in $ns"
+            return 0
+        fi
+        sleep 0.05
+    done
+    cat "$IMP_DIR/reorder-$role.log" >&2 || true
+    die "impair: the NFQUEUE consumer for $ns did not start (log: $IMP_DIR/reorder-$role.log)"
+}
+
+impair_apply() {
+    local loss=0 dup=0 reorder=0 seed="" links="client,backend" gap=3 ms=10
+    while (($#)); do
+        case $1 in
+            --loss|--dup|--reorder|--seed|--links|--reorder-gap|--reorder-ms)
+                (($# >= 2)) || die "impair: $1 needs a value"
+                case $1 in
+                    --loss) loss=$2 ;;
+                    --dup) dup=$2 ;;
+                    --reorder) reorder=$2 ;;
+                    --seed) seed=$2 ;;
+                    --links) links=$2 ;;
+                    --reorder-gap) gap=$2 ;;
+                    --reorder-ms) ms=$2 ;;
+                esac
+                shift 2 ;;
+            *) die "impair: unknown argument '$1' (see: $0 help)" ;;
+        esac
+    done
+    local loss_bp dup_bp reorder_bp
+    loss_bp=$(pct_bp "$loss" loss)
+    dup_bp=$(pct_bp "$dup" dup)
+    reorder_bp=$(pct_bp "$reorder" reorder)
+    [[ -z $seed ]] && seed=$(( (RANDOM << 15) | RANDOM ))
+    [[ $seed =~ ^[0-9]{1,18}$ ]] || die "impair: --seed '$seed' is not a number"
+    if ! [[ $gap =~ ^[1-9][0-9]{0,3}$ ]]; then die "impair: --reorder-gap '$gap' must be 1-9999"; fi
+    if ! [[ $ms =~ ^[1-9][0-9]{0,4}$ ]]; then die "impair: --reorder-ms '$ms' must be 1-99999"; fi
+    local l on_cli=0 on_be=0
+    for l in ${links//,/ }; do
+        case $l in
+            client) on_cli=1 ;;
+            backend|backends) on_be=1 ;;
+            both|all) on_cli=1; on_be=1 ;;
+            *) die "impair: --links takes client, backend or both ('$l')" ;;
+        esac
+    done
+    ((on_cli + on_be)) || die "impair: --links names no link"
+    local ns
+    for ns in "$NS_CLI" "$NS_BR"; do ns_exists "$ns" || die "impair: netns $ns missing: is testbed '$P' up?"; done
+
+    impair_off
+    mkdir -p "$IMP_DIR"
+    local links_json=()
+    ((on_cli)) && links_json+=('"client"')
+    ((on_be)) && links_json+=('"backend"')
+    cat >"$IMP_DIR/params.json" <<EOF
+{"loss_pct": $((loss_bp / 100)).$(printf '%02d' $((loss_bp % 100))), "dup_pct": $((dup_bp / 100)).$(printf '%02d' $((dup_bp % 100))), "reorder_pct": $((reorder_bp / 100)).$(printf '%02d' $((reorder_bp % 100))), "seed": $seed, "reorder_gap": $gap, "reorder_ms": $ms, "links": [$(IFS=,; echo "${links_json[*]}")]}
+EOF
+    # pct for the reorderer as a decimal string
+    local reorder_pct
+    reorder_pct=$((reorder_bp / 100)).$(printf '%02d' $((reorder_bp % 100)))
+
+    # nft rules: per link and direction a packet counter, then loss, then duplication
+    # (a duplicate passes the same chain again where it is made on egress)
+    rules() { # link dir match lossaction dupaction
+        local link=$1 dir=$2 m=$3 lossact=$4 dupact=$5 c=$1__$2
+        echo "        $m $IMP_TCP counter name \"${c}__packets\""
+        if ((loss_bp)); then echo "        $m $IMP_TCP numgen random mod 10000 < $loss_bp counter name \"${c}__drops\" $lossact"; fi
+        if ((dup_bp)); then echo "        $m $IMP_TCP numgen random mod 10000 < $dup_bp counter name \"${c}__dups\" $dupact"; fi
+    }
+    counters() { # link...: the named counters for both directions
+        local link dir k
+        for link in "$@"; do for dir in to_switch from_switch; do for k in packets drops dups; do
+            echo "    counter ${link}__${dir}__$k { }"
+        done; done; done
+    }
+
+    if ((on_cli)); then
+        # blackhole for silent client->switch loss; a second veth pair to inject switch->client
+        # duplicates into the client's stack (ingress `dup to` a device would send them back)
+        ip -n "$NS_CLI" link add "$IMP_BH" type veth peer name "$IMP_BH_PEER"
+        ip -n "$NS_CLI" link add "$IMP_DUP" type veth peer name "$IMP_DUP_PEER" address "$MAC_CLI"
+        for l in "$IMP_BH" "$IMP_DUP" "$IMP_DUP_PEER"; do offloads_off "$NS_CLI" "$l"; done
+        ip -n "$NS_CLI" link set "$IMP_DUP_PEER" arp off
+        ip -n "$NS_CLI" link set "$IMP_BH" up        # its peer stays down: no carrier, frames vanish
+        ip -n "$NS_CLI" link set "$IMP_DUP_PEER" up
+        ip -n "$NS_CLI" link set "$IMP_DUP" up
+        if ((loss_bp || dup_bp)); then
+            # the egress hook sees whole GSO skbs (up to 64 KB); one segment per skb makes
+            # client->switch loss and duplication per frame (for connections opened from now on)
+            ip -d -n "$NS_CLI" link show "$IF_CLI" | grep -o 'gso_max_segs [0-9]*' | awk '{print $2}' \
+                >"$IMP_DIR/cli0.gso_max_segs" || true
+            ip -n "$NS_CLI" link set "$IF_CLI" gso_max_segs 1
+        fi
+        nsx "$NS_CLI" nft -f - <<EOF
+table netdev $IMP_TABLE {
+$(counters client)
+    chain cli0_egress {
+        type filter hook egress device "$IF_CLI" priority 0; policy accept;
+$(rules client to_switch "" "fwd to \"$IMP_BH\"" "dup to \"$IF_CLI\"")
+    }
+    chain cli0_ingress {
+        type filter hook ingress device "$IF_CLI" priority 0; policy accept;
+$(rules client from_switch "" "drop" "dup to \"$IMP_DUP\"")
+    }
+}
+EOF
+        if ((reorder_bp)); then
+            start_reorderer cli "$NS_CLI" "$IMP_Q_CLI" "$reorder_pct" "$seed" "$gap" "$ms"
+            ipt "$NS_CLI" -N ws_impair_out
+            ipt "$NS_CLI" -A ws_impair_out -o "$IF_CLI" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
+            ipt "$NS_CLI" -I OUTPUT -j ws_impair_out
+            ipt "$NS_CLI" -N ws_impair_in
+            ipt "$NS_CLI" -A ws_impair_in -i "$IF_CLI" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
+            ipt "$NS_CLI" -A ws_impair_in -i "$IMP_DUP_PEER" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
+            ipt "$NS_CLI" -I INPUT -j ws_impair_in
+        fi
+    fi
+
+    if ((on_be)); then
+        local b i
+        {
+            echo "table netdev $IMP_TABLE {"
+            counters "${BACKENDS[@]}"
+            for b in "${BACKENDS[@]}"; do
+                echo "    chain ${b}_egress {"
+                echo "        type filter hook egress device \"$b\" priority 0; policy accept;"
+                rules "$b" from_switch "" "drop" "dup to \"$b\""
+                echo "    }"
+            done
+            echo "    chain to_sw_egress {"
+            echo "        type filter hook egress device \"$IF_BR_SW\" priority 0; policy accept;"
+            for b in "${BACKENDS[@]}"; do
+                i=${b#be}
+                rules "$b" to_switch "ether saddr $(mac 1 $((10 + i)))" "drop" "dup to \"$IF_BR_SW\""
+            done
+            echo "    }"
+            echo "}"
+        } | nsx "$NS_BR" nft -f -
+        if ((reorder_bp)); then
+            nsx "$NS_BR" sysctl -qw net.bridge.bridge-nf-call-iptables=1 >/dev/null
+            start_reorderer br "$NS_BR" "$IMP_Q_BR" "$reorder_pct" "$seed" "$gap" "$ms"
+            ipt "$NS_BR" -N ws_impair_fwd
+            ipt "$NS_BR" -A ws_impair_fwd -p tcp -m physdev --physdev-is-bridged -j NFQUEUE --queue-num "$IMP_Q_BR" --queue-bypass
+            ipt "$NS_BR" -I FORWARD -j ws_impair_fwd
+        fi
+    fi
+    say "impair: loss $loss% dup $dup% reorder $reorder_pct% (gap $gap, max $ms ms) seed $seed on $links (TCP/IPv4 only)"
+}
+
+impair_stats() {
+    local role pid seq0 i tmp
+    tmp=$(mktemp -d)
+    # fresh counters from the consumers: SIGUSR1 makes them rewrite their file (seq + 1)
+    for role in cli br; do
+        if pid=$(impair_pid "$role"); then
+            seq0=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seq"])' \
+                "$IMP_DIR/reorder-$role.json" 2>/dev/null || echo -1)
+            kill -USR1 "$pid" 2>/dev/null || true
+            for i in $(seq 1 40); do
+                [[ $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seq"])' \
+                    "$IMP_DIR/reorder-$role.json" 2>/dev/null || echo -1) != "$seq0" ]] && break
+                sleep 0.025
+            done
+            echo 1 >"$tmp/running-$role"
+        fi
+    done
+    if ns_exists "$NS_CLI"; then nsx "$NS_CLI" nft -j list counters table netdev "$IMP_TABLE" >"$tmp/nft-cli.json" 2>/dev/null || true; fi
+    if ns_exists "$NS_BR"; then nsx "$NS_BR" nft -j list counters table netdev "$IMP_TABLE" >"$tmp/nft-br.json" 2>/dev/null || true; fi
+    python3 - "$P" "$IMP_DIR" "$tmp" "${BACKENDS[@]}" <<'PY'
+import json, os, sys
+
+P, imp, tmp, backends = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+params = load(os.path.join(imp, "params.json"))
+out = {"testbed": P, "active": params is not None, "params": params, "links": {}, "totals": {},
+       "reorderers": {}}
+NFT = ("packets", "drops", "dups")
+REO = ("queued", "held", "reordered", "overtakes", "released_by_gap", "released_by_timeout")
+if params is not None:
+    names = (["client"] if "client" in params["links"] else []) + \
+            (backends if "backend" in params["links"] else [])
+    for link in names:
+        out["links"][link] = {d: dict.fromkeys(NFT + REO, 0) for d in ("to_switch", "from_switch")}
+    for ns in ("cli", "br"):
+        doc = load(os.path.join(tmp, f"nft-{ns}.json")) or {}
+        for item in doc.get("nftables", []):
+            c = item.get("counter")
+            if not c:
+                continue
+            try:
+                link, d, kind = c["name"].split("__")
+            except ValueError:
+                continue
+            out["links"].setdefault(link, {}).setdefault(d, dict.fromkeys(NFT + REO, 0))[kind] = c["packets"]
+    for role in ("cli", "br"):
+        doc = load(os.path.join(imp, f"reorder-{role}.json"))
+        if doc is None:
+            continue
+        out["reorderers"][role] = {"pid": doc["pid"], "running": os.path.exists(os.path.join(tmp, f"running-{role}")),
+                                   "held_now": doc["held_now"], "errors": doc["errors"], "kernel": doc["kernel"]}
+        for link, dirs in doc["links"].items():
+            for d, st in dirs.items():
+                dst = out["links"].setdefault(link, {}).setdefault(d, dict.fromkeys(NFT + REO, 0))
+                dst["queued"] = st["packets"]
+                for k in REO[1:]:
+                    dst[k] = st[k]
+    for d in ("to_switch", "from_switch"):
+        out["totals"][d] = {k: sum(v.get(d, {}).get(k, 0) for v in out["links"].values()) for k in NFT + REO}
+print(json.dumps(out, indent=2, sort_keys=False))
+PY
+    rm -rf -- "$tmp"
+}
+
+cmd_impair() {
+    need_root
+    need_tools nft iptables-legacy python3 ip sysctl setsid
+    case ${1:-} in
+        off)
+            (($# == 1)) || die "impair off takes no arguments"
+            impair_off
+            say "impair: off" ;;
+        stats)
+            (($# == 1)) || die "impair stats takes no arguments"
+            impair_stats ;;
+        *) impair_apply "$@" ;;
+    esac
 }
 
 # ---- env -------------------------------------------------------------------------------

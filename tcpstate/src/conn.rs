@@ -300,6 +300,26 @@ impl Conn {
         }
     }
 
+    /// One line for logs: the state and the close/ack bookkeeping.
+    pub fn summary(&self) -> String {
+        format!(
+            "{:?} client={}:{} backend={:?} head_sent={} head_acked={} client_fin={:?}/{} backend_fin={:?}/{} client_ack={:?} backend_ack={:?} deadline={}",
+            self.state,
+            self.client.remote_ip,
+            self.client.remote_port,
+            self.backend.map(|b| b.key.local_port),
+            self.head_sent,
+            self.head_acked,
+            self.client_fin.map(|s| s.0),
+            self.client_fin_acked,
+            self.backend_fin.map(|s| s.0),
+            self.backend_fin_acked,
+            self.client_ack.map(|s| s.0),
+            self.backend_ack.map(|s| s.0),
+            self.deadline_ms
+        )
+    }
+
     pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms
     }

@@ -95,6 +95,17 @@ impl TcpCore {
     pub fn live(&self) -> usize {
         self.flows.len()
     }
+
+    /// Logs the connections still open when the worker stops (at most `limit`).
+    pub fn log_open(&self, worker: usize, limit: usize) {
+        let mut ids = Vec::new();
+        self.flows.live_ids(&mut ids);
+        for id in ids.iter().take(limit) {
+            if let Some(c) = self.flows.get(*id) {
+                tracing::debug!(worker, "open at stop: {}", c.summary());
+            }
+        }
+    }
 }
 
 fn splitmix(x: &mut u64) -> u64 {

@@ -75,7 +75,7 @@ impl TcpConfig {
         7
     }
     fn default_cookie_rotate() -> u64 {
-        60
+        300
     }
 }
 
@@ -127,7 +127,9 @@ impl Config {
         range("closed_linger_ms", t.closed_linger_ms, 0, 600_000)?;
         range("mss", t.mss, 536, 9000)?;
         range("window_scale", t.window_scale, 0, 14)?;
-        range("syn_cookie_rotate_s", t.syn_cookie_rotate_s, 1, 86_400)?;
+        // A cookie lives 2-3 counter periods of 64 s, checked against the current and the
+        // previous secret: rotating faster than that would cut cookies in flight short.
+        range("syn_cookie_rotate_s", t.syn_cookie_rotate_s, 192, 86_400)?;
         Ok(())
     }
 }

@@ -164,7 +164,7 @@ fn routing_defaults() {
     );
     assert_eq!(
         (t.mss, t.window_scale, t.syn_cookie_rotate_s),
-        (1460, 7, 60)
+        (1460, 7, 300)
     );
     let again = Config::from_json(&c.to_json_pretty()).unwrap();
     assert_eq!(c, again);
