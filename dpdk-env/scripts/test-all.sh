@@ -22,6 +22,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== build"
 cargo build --workspace --all-targets
+# The end-to-end tests run the release binary: the build the README's demo runs and
+# operators deploy, and fast enough that a burst of 1000 connections does not overflow
+# net_af_packet's receive ring behind a debug build's slow loop.
+cargo build --release -p webswitch
+export WEBSWITCH_BIN="$PWD/target/release/webswitch"
 
 echo "== tests"
 cargo test --workspace -- --nocapture
