@@ -16,7 +16,9 @@ use tcpstate::wire::MacAddr;
 use crate::addrs::PortAddrs;
 use crate::eal_args::eal_args;
 use crate::stats::WorkerStats;
-use crate::worker::{BackendRoute, Shared, TcpSettings, Worker, WorkerSettings, NEIGHBOUR_QUEUE_LEN};
+use crate::worker::{
+    BackendRoute, Shared, TcpSettings, Worker, WorkerSettings, NEIGHBOUR_QUEUE_LEN,
+};
 
 /// Data room of each mbuf: a standard 2 KiB buffer plus DPDK's 128-byte headroom.
 const MBUF_DATA_ROOM: u16 = 2048 + 128;
@@ -304,22 +306,47 @@ fn backend_routes(config: &Config) -> Result<Vec<BackendRoute>, ConfigError> {
     let mut routes = Vec::with_capacity(config.backends.len());
     for (i, b) in config.backends.iter().enumerate() {
         let facing = |p: &&rules::config::PortConfig| p.role != PortRole::Client;
-        let direct = config.ports.iter().enumerate().filter(|(_, p)| facing(p)).find_map(|(pi, p)| {
-            p.addresses.iter().find(|c| c.contains(b.address)).map(|c| (pi, c.addr, b.address))
-        });
+        let direct = config
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| facing(p))
+            .find_map(|(pi, p)| {
+                p.addresses
+                    .iter()
+                    .find(|c| c.contains(b.address))
+                    .map(|c| (pi, c.addr, b.address))
+            });
         let via_gateway = || {
-            config.ports.iter().enumerate().filter(|(_, p)| facing(p)).find_map(|(pi, p)| {
-                let gw = p.gateway?;
-                p.addresses.iter().find(|c| c.contains(gw)).map(|c| (pi, c.addr, gw))
-            })
+            config
+                .ports
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| facing(p))
+                .find_map(|(pi, p)| {
+                    let gw = p.gateway?;
+                    p.addresses
+                        .iter()
+                        .find(|c| c.contains(gw))
+                        .map(|c| (pi, c.addr, gw))
+                })
         };
         let Some((via_port, local_ip, next_hop)) = direct.or_else(via_gateway) else {
             return Err(ConfigError::new(
                 format!("backends[{i}].address"),
-                format!("{} is on no backend-facing port's subnet and no such port has a gateway", b.address),
+                format!(
+                    "{} is on no backend-facing port's subnet and no such port has a gateway",
+                    b.address
+                ),
             ));
         };
-        routes.push(BackendRoute { address: b.address, port: b.port, via_port, local_ip, next_hop });
+        routes.push(BackendRoute {
+            address: b.address,
+            port: b.port,
+            via_port,
+            local_ip,
+            next_hop,
+        });
     }
     Ok(routes)
 }

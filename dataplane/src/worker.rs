@@ -345,10 +345,14 @@ impl Worker {
         let shared = Arc::clone(&self.shared);
         if self.index == 0 {
             for (b, route) in shared.backends.iter().enumerate() {
-                if self.neigh[route.via_port].lookup(route.next_hop, now_ms).is_some() {
+                if self.neigh[route.via_port]
+                    .lookup(route.next_hop, now_ms)
+                    .is_some()
+                {
                     continue;
                 }
-                let due = self.backend_asked_ms[b].is_none_or(|t| now_ms.saturating_sub(t) >= ARP_RETRY_MS);
+                let due = self.backend_asked_ms[b]
+                    .is_none_or(|t| now_ms.saturating_sub(t) >= ARP_RETRY_MS);
                 if due {
                     self.backend_asked_ms[b] = Some(now_ms);
                     if self.send_arp_request(route.via_port, route.local_ip, route.next_hop) {

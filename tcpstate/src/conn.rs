@@ -55,7 +55,13 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 5] = [State::ReadingHead, State::Connecting, State::Spliced, State::Responding, State::Closed];
+    pub const ALL: [State; 5] = [
+        State::ReadingHead,
+        State::Connecting,
+        State::Spliced,
+        State::Responding,
+        State::Closed,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             State::ReadingHead => "reading_head",
@@ -100,7 +106,10 @@ impl SegmentInfo {
 pub enum Data {
     None,
     /// `len` bytes of the buffered head from `offset`.
-    Head { offset: usize, len: usize },
+    Head {
+        offset: usize,
+        len: usize,
+    },
     /// A fixed response (the switch's own HTTP errors).
     Static(&'static [u8]),
 }
@@ -136,7 +145,9 @@ pub enum Verdict {
     HeadComplete,
     /// The backend attempt failed (RST or timeout): pick a backend again and
     /// `connect`, or `respond(503)` if none is left. `attempts` made so far.
-    NeedBackend { attempts: u32 },
+    NeedBackend {
+        attempts: u32,
+    },
     /// The head did not arrive within the head timeout: `respond(408)`.
     HeadTimeout,
     /// The head buffer filled without a complete head: `respond(431)`.
@@ -261,7 +272,11 @@ impl Conn {
         now_ms: u64,
     ) -> Conn {
         head.reset(client_seq);
-        let our_ws = if syn.window_scale.is_some() { params.window_scale } else { 0 };
+        let our_ws = if syn.window_scale.is_some() {
+            params.window_scale
+        } else {
+            0
+        };
         let (ts_recent, our_ts) = ack_seg.timestamps.unwrap_or((0, 0));
         Conn {
             client,
@@ -352,7 +367,9 @@ impl Conn {
     }
 
     fn client_timestamps(&mut self, now_ms: u64) -> Option<(u32, u32)> {
-        self.syn.timestamps.then(|| (self.our_tsval(now_ms), self.client_ts_recent))
+        self.syn
+            .timestamps
+            .then(|| (self.our_tsval(now_ms), self.client_ts_recent))
     }
 
     /// An ACK to the client for what the head buffer holds.
@@ -373,7 +390,13 @@ impl Conn {
     }
 
     /// A segment from the client.
-    pub fn on_client(&mut self, seg: &SegmentInfo, payload: &[u8], now_ms: u64, out: &mut Outputs) -> Verdict {
+    pub fn on_client(
+        &mut self,
+        seg: &SegmentInfo,
+        payload: &[u8],
+        now_ms: u64,
+        out: &mut Outputs,
+    ) -> Verdict {
         self.last_activity_ms = now_ms;
         if let Some((tsval, _)) = seg.timestamps {
             self.client_ts_recent = tsval;
@@ -382,7 +405,9 @@ impl Conn {
             self.client_window = seg.window;
         }
         match self.state {
-            State::ReadingHead | State::Connecting => self.client_before_splice(seg, payload, now_ms, out),
+            State::ReadingHead | State::Connecting => {
+                self.client_before_splice(seg, payload, now_ms, out)
+            }
             State::Spliced => self.client_spliced(seg, out),
             State::Responding => self.client_responding(seg, now_ms, out),
             State::Closed => {
@@ -398,7 +423,13 @@ impl Conn {
         }
     }
 
-    fn client_before_splice(&mut self, seg: &SegmentInfo, payload: &[u8], now_ms: u64, out: &mut Outputs) -> Verdict {
+    fn client_before_splice(
+        &mut self,
+        seg: &SegmentInfo,
+        payload: &[u8],
+        now_ms: u64,
+        out: &mut Outputs,
+    ) -> Verdict {
         if seg.rst() {
             self.close(now_ms);
             return Verdict::Remove;
@@ -556,7 +587,11 @@ impl Conn {
     }
 
     fn response_segment(&mut self, now_ms: u64) -> SegmentOut {
-        let ack = self.head.as_ref().map(|h| h.ack_seq()).unwrap_or(self.client_isn + 1);
+        let ack = self
+            .head
+            .as_ref()
+            .map(|h| h.ack_seq())
+            .unwrap_or(self.client_isn + 1);
         SegmentOut {
             seq: self.our_isn + 1,
             ack: Some(ack),
@@ -586,7 +621,9 @@ impl Conn {
         let expected_ack = self.client_isn + 1;
         if seg.rst() {
             if seg.ack == Some(expected_ack) {
-                return Verdict::NeedBackend { attempts: self.attempts };
+                return Verdict::NeedBackend {
+                    attempts: self.attempts,
+                };
             }
             return Verdict::Drop(ConnDrop::Unexpected);
         }
@@ -605,7 +642,9 @@ impl Conn {
         // Backend TSvals are shifted into our TS clock toward the client, just ahead of
         // what we last sent it, so the client's PAWS check sees them only increase.
         let ts_delta = match seg.timestamps {
-            Some((b_tsval, _)) if ts_on => self.our_tsval(now_ms).wrapping_add(1).wrapping_sub(b_tsval),
+            Some((b_tsval, _)) if ts_on => {
+                self.our_tsval(now_ms).wrapping_add(1).wrapping_sub(b_tsval)
+            }
             _ => 0,
         };
         let vip = (self.client.local_ip, self.client.local_port);
@@ -659,7 +698,10 @@ impl Conn {
             timestamps: (self.syn.timestamps && self.backend_ts_recent != 0)
                 .then_some((self.client_ts_recent, self.backend_ts_recent)),
             syn_options: None,
-            data: Data::Head { offset: 0, len: self.head_sent },
+            data: Data::Head {
+                offset: 0,
+                len: self.head_sent,
+            },
         }));
     }
 
@@ -677,7 +719,9 @@ impl Conn {
         }
         if let Some((tsval, _)) = seg.timestamps {
             self.backend_ts_recent = tsval;
-            self.our_ts_last = self.our_ts_last.max(tsval.wrapping_add(self.b2c.ts_val_delta));
+            self.our_ts_last = self
+                .our_ts_last
+                .max(tsval.wrapping_add(self.b2c.ts_val_delta));
         }
         self.bytes_b2c += seg.payload_len as u64;
         if seg.rst() {
@@ -734,7 +778,9 @@ impl Conn {
                 // Slowloris and friends: the head did not arrive in time.
                 Verdict::HeadTimeout
             }
-            State::Connecting => Verdict::NeedBackend { attempts: self.attempts },
+            State::Connecting => Verdict::NeedBackend {
+                attempts: self.attempts,
+            },
             State::Spliced if !self.head_acked => {
                 if self.retransmits >= MAX_RETRANSMITS {
                     return self.abort(now_ms, out);

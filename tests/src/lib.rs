@@ -229,7 +229,10 @@ impl Switch {
             .arg(webswitch_bin())
             .args(["run", "--config"])
             .arg(&config_path)
-            .env("WEBSWITCH_LOG", std::env::var("WEBSWITCH_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "WEBSWITCH_LOG",
+                std::env::var("WEBSWITCH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

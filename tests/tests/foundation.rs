@@ -158,7 +158,11 @@ fn scenario(name: &str, net: u8, workers: usize, signal: &str) {
     // the NIC delivered it to.
     // Each SYN gets a cookie SYN-ACK, which the client's kernel (no socket asked for
     // it) answers with a RST: no flow, so dropped and counted.
-    assert_eq!(counter(total, &["syn_cookies_sent"]), TCP_SYNS, "each SYN answered by a cookie SYN-ACK");
+    assert_eq!(
+        counter(total, &["syn_cookies_sent"]),
+        TCP_SYNS,
+        "each SYN answered by a cookie SYN-ACK"
+    );
     assert_eq!(counter(total, &["tcp_segments_owned"]), 2 * TCP_SYNS);
     assert_eq!(counter(total, &["drops", "tcp_no_flow"]), TCP_SYNS);
     assert_eq!(counter(total, &["flows_live"]), 0, "a SYN creates no state");
@@ -212,7 +216,10 @@ fn scenario(name: &str, net: u8, workers: usize, signal: &str) {
         "arp_not_for_us",
         "peer_ring_full",
     ];
-    let rx_drops: u64 = l2l3_drops.iter().map(|r| counter(total, &["drops", r])).sum();
+    let rx_drops: u64 = l2l3_drops
+        .iter()
+        .map(|r| counter(total, &["drops", r]))
+        .sum();
     let accounted = counter(total, &["arp_requests_answered"])
         + counter(total, &["icmp_echo_answered"])
         + counter(total, &["arp_absorbed"])

@@ -17,9 +17,12 @@ fn config(tb: &Testbed, workers: usize) -> Value {
     let mut c = tb.config(workers);
     c["tcp"]["head_timeout_ms"] = 1500.into();
     c["tcp"]["closed_linger_ms"] = 300.into();
-    c["backends"].as_array_mut().unwrap().push(serde_json::json!({
-        "name": "ghost", "address": tb.ip(1, 14), "port": 80
-    }));
+    c["backends"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "ghost", "address": tb.ip(1, 14), "port": 80
+        }));
     c["pools"].as_array_mut().unwrap().push(serde_json::json!({
         "name": "dead", "backends": ["ghost"], "scheduler": "round_robin"
     }));
@@ -44,7 +47,11 @@ impl Client<'_> {
         args.extend_from_slice(extra);
         args.push(&url);
         let out = self.tb.exec("cli", &args, Duration::from_secs(90));
-        assert!(out.status.success(), "curl {path}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "curl {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let headers = std::fs::read_to_string(&hdr).unwrap_or_default();
         (out.stdout, headers)
     }
@@ -52,7 +59,10 @@ impl Client<'_> {
     fn backend_of(headers: &str) -> String {
         headers
             .lines()
-            .find_map(|l| l.strip_prefix("X-Backend: ").or_else(|| l.strip_prefix("x-backend: ")))
+            .find_map(|l| {
+                l.strip_prefix("X-Backend: ")
+                    .or_else(|| l.strip_prefix("x-backend: "))
+            })
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|| panic!("no X-Backend in {headers:?}"))
     }
@@ -85,8 +95,14 @@ sys.stdout.write("\n@@RESET@@" if reset else "")
             hex = hex(request.as_bytes()),
             wait = wait_s
         );
-        let out = self.tb.exec("cli", &["python3", "-c", &script], Duration::from_secs(30));
-        assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .tb
+            .exec("cli", &["python3", "-c", &script], Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "python: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let reset = text.ends_with("@@RESET@@");
         (text.trim_end_matches("\n@@RESET@@").to_string(), reset)
@@ -98,8 +114,15 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn sha256_file(path: &str) -> String {
-    let out = std::process::Command::new("sha256sum").arg(path).output().expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 fn access_log_lines(tb: &Testbed) -> usize {
@@ -119,49 +142,97 @@ fn scenario(name: &str, net: u8, workers: usize) {
     let _guard = testbed_lock();
     let tb = Testbed::up(name, net);
     let sw = Switch::start(&tb, &config(&tb, workers));
-    let c = Client { tb: &tb, vip: tb.ip(0, 10) };
+    let c = Client {
+        tb: &tb,
+        vip: tb.ip(0, 10),
+    };
     let dir = format!("/tmp/{}-testbed", tb.name);
 
     // Content routing: each answer names (and is the content of) the backend it came from.
     let (body, h) = c.curl("/img/logo.png", &[]);
-    assert_eq!(Client::backend_of(&h), "be1", "/img/ goes to the images pool");
-    assert_eq!(body, std::fs::read(format!("{dir}/be1/www/img/logo.png")).unwrap(), "logo.png byte-exact");
+    assert_eq!(
+        Client::backend_of(&h),
+        "be1",
+        "/img/ goes to the images pool"
+    );
+    assert_eq!(
+        body,
+        std::fs::read(format!("{dir}/be1/www/img/logo.png")).unwrap(),
+        "logo.png byte-exact"
+    );
     let (_, h) = c.curl("/img/photo.jpg", &[]);
     assert_eq!(Client::backend_of(&h), "be1");
     let (body, h) = c.curl("/app/run.cgi?x=1", &[]);
     assert_eq!(Client::backend_of(&h), "be2", "/app/ goes to the apps pool");
-    assert!(String::from_utf8_lossy(&body).contains("app on be2"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("app on be2"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     for _ in 0..3 {
         let (body, h) = c.curl("/static/app.js", &[]);
         let b = Client::backend_of(&h);
-        assert_eq!(body, std::fs::read(format!("{dir}/{b}/www/static/app.js")).unwrap(), "app.js from {b}");
+        assert_eq!(
+            body,
+            std::fs::read(format!("{dir}/{b}/www/static/app.js")).unwrap(),
+            "app.js from {b}"
+        );
     }
     let (body, h) = c.curl("/whoami", &["-H", "Connection: close"]);
-    assert_eq!(String::from_utf8_lossy(&body).trim(), Client::backend_of(&h), "backend closes first");
+    assert_eq!(
+        String::from_utf8_lossy(&body).trim(),
+        Client::backend_of(&h),
+        "backend closes first"
+    );
 
     // 100 MB down and up, byte-exact.
     let file = format!("/tmp/{}-dl.bin", tb.name);
     let (_, h) = c.curl("/big/100M.bin", &["-o", &file]);
     let b = Client::backend_of(&h);
     let want = std::fs::read_to_string(format!("{dir}/{b}/www/big/100M.bin.sha256")).unwrap();
-    assert_eq!(sha256_file(&file), want.split_whitespace().next().unwrap(), "100 MB download from {b}");
+    assert_eq!(
+        sha256_file(&file),
+        want.split_whitespace().next().unwrap(),
+        "100 MB download from {b}"
+    );
     let (_, h) = c.curl("/upload/up.bin", &["-T", &file]);
     let b = Client::backend_of(&h);
     let stored = format!("{dir}/{b}/www/upload/up.bin");
-    assert_eq!(sha256_file(&stored), sha256_file(&file), "100 MB upload stored on {b}");
+    assert_eq!(
+        sha256_file(&stored),
+        sha256_file(&file),
+        "100 MB upload stored on {b}"
+    );
     let _ = std::fs::remove_file(&file);
 
     // Many concurrent connections.
     let out = tb.exec(
         "cli",
-        &["bash", "-c", &format!("ulimit -n 65536; wrk -t2 -c1000 -d3s --timeout 5s http://{}/whoami", c.vip)],
+        &[
+            "bash",
+            "-c",
+            &format!(
+                "ulimit -n 65536; wrk -t2 -c1000 -d3s --timeout 5s http://{}/whoami",
+                c.vip
+            ),
+        ],
         Duration::from_secs(60),
     );
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}");
-    assert!(out.status.success(), "wrk failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(!text.contains("Socket errors"), "wrk saw socket errors:\n{text}");
-    assert!(!text.contains("Non-2xx"), "wrk saw non-2xx answers:\n{text}");
+    assert!(
+        out.status.success(),
+        "wrk failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("Socket errors"),
+        "wrk saw socket errors:\n{text}"
+    );
+    assert!(
+        !text.contains("Non-2xx"),
+        "wrk saw non-2xx answers:\n{text}"
+    );
     assert!(text.contains("requests in"), "{text}");
 
     // The switch's own answers: no backend sees any of these requests.
@@ -177,18 +248,40 @@ fn scenario(name: &str, net: u8, workers: usize) {
     }
     let (resp, _) = c.raw("GARBAGE\r\n\r\n", 5.0);
     assert!(resp.starts_with("HTTP/1.1 400"), "malformed head: {resp:?}");
-    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Fill: {}\r\n\r\n", "a".repeat(9000));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Fill: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
     let (resp, _) = c.raw(&big, 5.0);
     assert!(resp.starts_with("HTTP/1.1 431"), "oversized head: {resp:?}");
     let (resp, _) = c.raw("GET / HTTP/1.1\r\nHost: slow\r\n", 4.0);
     assert!(resp.starts_with("HTTP/1.1 408"), "slowloris: {resp:?}");
     let (resp, _) = c.raw("GET /dead/x HTTP/1.1\r\nHost: x\r\n\r\n", 5.0);
     assert!(resp.starts_with("HTTP/1.1 503"), "no backend: {resp:?}");
-    assert_eq!(access_log_lines(&tb), seen_before, "a backend saw a request the switch answered itself");
+    assert_eq!(
+        access_log_lines(&tb),
+        seen_before,
+        "a backend saw a request the switch answered itself"
+    );
 
     // A closed port gets a RST: connection refused at once.
-    let out = tb.exec("cli", &["curl", "-sS", "--max-time", "5", &format!("http://{}:81/", c.vip)], Duration::from_secs(10));
-    assert_eq!(out.status.code(), Some(7), "port 81: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tb.exec(
+        "cli",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://{}:81/", c.vip),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "port 81: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The client resets a spliced connection: the backend is told, nothing breaks.
     let script = format!(
@@ -196,18 +289,36 @@ fn scenario(name: &str, net: u8, workers: usize) {
         c.vip
     );
     let out = tb.exec("cli", &["python3", "-c", &script], Duration::from_secs(20));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (body, _) = c.curl("/whoami", &[]);
-    assert!(String::from_utf8_lossy(&body).starts_with("be"), "still serving after a client RST");
+    assert!(
+        String::from_utf8_lossy(&body).starts_with("be"),
+        "still serving after a client RST"
+    );
 
     // Let every connection close and linger out, then stop.
     std::thread::sleep(Duration::from_millis(2500));
     let stats = sw.stop();
     let t = &stats["total"];
     eprintln!("final totals: {t}");
-    assert_eq!(counter(t, &["flows_live"]), 0, "flow table empty once timers passed");
-    assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "every mbuf back in the pool");
-    assert_eq!(counter(t, &["conns_accepted"]), counter(t, &["conns_closed"]));
+    assert_eq!(
+        counter(t, &["flows_live"]),
+        0,
+        "flow table empty once timers passed"
+    );
+    assert_eq!(
+        counter(&stats, &["mbufs_in_use"]),
+        0,
+        "every mbuf back in the pool"
+    );
+    assert_eq!(
+        counter(t, &["conns_accepted"]),
+        counter(t, &["conns_closed"])
+    );
     assert_eq!(counter(t, &["http_4xx_sent"]), 3, "400, 431, 408");
     assert_eq!(counter(t, &["http_5xx_sent"]), 1, "503");
     assert!(counter(t, &["drops", "tcp_closed_port"]) >= 1);
@@ -216,8 +327,14 @@ fn scenario(name: &str, net: u8, workers: usize) {
     assert_eq!(counter(t, &["drops", "bad_tcp"]), 0);
     assert_eq!(counter(t, &["drops", "tx_full"]), 0);
     if workers > 1 {
-        assert!(counter(t, &["steered_to_peer"]) > 0, "two cores but nothing crossed between them");
-        assert_eq!(counter(t, &["steered_to_peer"]), counter(t, &["steered_from_peer"]));
+        assert!(
+            counter(t, &["steered_to_peer"]) > 0,
+            "two cores but nothing crossed between them"
+        );
+        assert_eq!(
+            counter(t, &["steered_to_peer"]),
+            counter(t, &["steered_from_peer"])
+        );
     }
     tb.down();
 }

@@ -5,13 +5,17 @@ use std::net::Ipv4Addr;
 
 use dpdk_env::Mbuf;
 use rules::http;
-use tcpstate::conn::{BackendTarget, Conn, ConnDrop, ConnParams, Data, Emit, Outputs, SegmentInfo, SegmentOut, State, Verdict};
+use tcpstate::conn::{
+    BackendTarget, Conn, ConnDrop, ConnParams, Data, Emit, Outputs, SegmentInfo, SegmentOut, State,
+    Verdict,
+};
 use tcpstate::flow::{ConnId, FlowKey, FlowTable, Side};
 use tcpstate::reasm::HeadBuffer;
 use tcpstate::steer;
 use tcpstate::syncookie::{SynCookies, SynOptions};
 use tcpstate::wire::{
-    ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, SeqNumber, TcpPacket, TcpRepr,
+    ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, SeqNumber,
+    TcpPacket, TcpRepr,
 };
 
 use super::Worker;
@@ -138,7 +142,12 @@ impl Worker {
         };
         let shared = std::sync::Arc::clone(&self.shared);
         let local = shared.addrs[p].local(rx.dst);
-        let key = FlowKey { remote_ip: rx.src, remote_port: rx.sport, local_ip: rx.dst, local_port: rx.dport };
+        let key = FlowKey {
+            remote_ip: rx.src,
+            remote_port: rx.sport,
+            local_ip: rx.dst,
+            local_port: rx.dport,
+        };
         match self.tcp.flows.lookup(&key) {
             Some((id, side)) => self.on_flow_segment(id, side, p, m, &rx, now_ms),
             None => match local {
@@ -151,7 +160,15 @@ impl Worker {
         }
     }
 
-    fn on_new_client_segment(&mut self, p: usize, vip: usize, key: FlowKey, m: Mbuf, rx: &Rx, now_ms: u64) {
+    fn on_new_client_segment(
+        &mut self,
+        p: usize,
+        vip: usize,
+        key: FlowKey,
+        m: Mbuf,
+        rx: &Rx,
+        now_ms: u64,
+    ) {
         let seg = rx.seg;
         if seg.rst() {
             self.stats().drop(DropReason::TcpNoFlow, 1);
@@ -207,17 +224,31 @@ impl Worker {
                 return;
             }
         };
-        self.tcp.meta[id as usize] =
-            Meta { client_mac: rx.src_mac, client_port: p, backend_mac: MacAddr([0; 6]), backend_port: 0 };
+        self.tcp.meta[id as usize] = Meta {
+            client_mac: rx.src_mac,
+            client_port: p,
+            backend_mac: MacAddr([0; 6]),
+            backend_port: 0,
+        };
         self.stats().add(Counter::ConnsAccepted, 1);
         self.on_flow_segment(id, Side::Client, p, m, rx, now_ms);
     }
 
-    fn on_flow_segment(&mut self, id: ConnId, side: Side, _p: usize, m: Mbuf, rx: &Rx, now_ms: u64) {
+    fn on_flow_segment(
+        &mut self,
+        id: ConnId,
+        side: Side,
+        _p: usize,
+        m: Mbuf,
+        rx: &Rx,
+        now_ms: u64,
+    ) {
         let mut out = std::mem::take(&mut self.tcp.out);
         out.clear();
         let verdict = {
-            let Some(conn) = self.tcp.flows.get_mut(id) else { return };
+            let Some(conn) = self.tcp.flows.get_mut(id) else {
+                return;
+            };
             let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
             match side {
                 Side::Client => conn.on_client(&rx.seg, payload, now_ms, &mut out),
@@ -274,7 +305,9 @@ impl Worker {
     fn route_head(&mut self, id: ConnId, now_ms: u64) {
         let shared = std::sync::Arc::clone(&self.shared);
         let (status, pool) = {
-            let Some(conn) = self.tcp.flows.get(id) else { return };
+            let Some(conn) = self.tcp.flows.get(id) else {
+                return;
+            };
             let bytes = conn.head_bytes();
             let end = http::head_end(bytes).unwrap_or(bytes.len());
             match http::parse_request(&bytes[..end]) {
@@ -317,7 +350,12 @@ impl Worker {
             }
             if let Some(conn) = self.tcp.flows.get_mut(id) {
                 let mut out = Outputs::default();
-                let key = FlowKey { remote_ip: route.address, remote_port: route.port, local_ip: route.local_ip, local_port: 0 };
+                let key = FlowKey {
+                    remote_ip: route.address,
+                    remote_port: route.port,
+                    local_ip: route.local_ip,
+                    local_port: 0,
+                };
                 conn.connect(BackendTarget { id: b, key }, now_ms, &mut out);
             }
             return;
@@ -327,7 +365,12 @@ impl Worker {
             self.respond(id, 503, now_ms);
             return;
         };
-        let key = FlowKey { remote_ip: route.address, remote_port: route.port, local_ip: route.local_ip, local_port };
+        let key = FlowKey {
+            remote_ip: route.address,
+            remote_port: route.port,
+            local_ip: route.local_ip,
+            local_port,
+        };
         self.tcp.flows.bind_backend(id, key);
         self.tcp.pools.connection_opened(b);
         let meta = &mut self.tcp.meta[id as usize];
@@ -348,9 +391,23 @@ impl Worker {
     fn pick_local_port(&mut self, route: BackendRoute) -> Option<u16> {
         let cores = self.shared.stats.len();
         for _ in 0..64 {
-            let port = steer::next_local_port_for_core(self.tcp.next_local_port, self.index, cores, LOCAL_PORTS);
-            self.tcp.next_local_port = if port >= *LOCAL_PORTS.end() { *LOCAL_PORTS.start() } else { port + 1 };
-            let key = FlowKey { remote_ip: route.address, remote_port: route.port, local_ip: route.local_ip, local_port: port };
+            let port = steer::next_local_port_for_core(
+                self.tcp.next_local_port,
+                self.index,
+                cores,
+                LOCAL_PORTS,
+            );
+            self.tcp.next_local_port = if port >= *LOCAL_PORTS.end() {
+                *LOCAL_PORTS.start()
+            } else {
+                port + 1
+            };
+            let key = FlowKey {
+                remote_ip: route.address,
+                remote_port: route.port,
+                local_ip: route.local_ip,
+                local_port: port,
+            };
             if !self.tcp.flows.contains_key(&key) {
                 return Some(port);
             }
@@ -370,7 +427,11 @@ impl Worker {
     }
 
     fn respond(&mut self, id: ConnId, status: u16, now_ms: u64) {
-        let counter = if status >= 500 { Counter::Http5xxSent } else { Counter::Http4xxSent };
+        let counter = if status >= 500 {
+            Counter::Http5xxSent
+        } else {
+            Counter::Http4xxSent
+        };
         self.stats().add(counter, 1);
         let mut out = Outputs::default();
         if let Some(conn) = self.tcp.flows.get_mut(id) {
@@ -384,7 +445,9 @@ impl Worker {
     }
 
     fn remove_conn(&mut self, id: ConnId) {
-        let Some(conn) = self.tcp.flows.get(id) else { return };
+        let Some(conn) = self.tcp.flows.get(id) else {
+            return;
+        };
         let mut keys = [conn.client, conn.client];
         let mut n = 1;
         if let Some(t) = conn.backend {
@@ -415,7 +478,9 @@ impl Worker {
 
     /// Translates the received segment in place and stages it toward the other side.
     fn forward(&mut self, id: ConnId, from: Side, mut m: Mbuf, rx: &Rx) {
-        let Some(conn) = self.tcp.flows.get(id) else { return };
+        let Some(conn) = self.tcp.flows.get(id) else {
+            return;
+        };
         let meta = self.tcp.meta[id as usize];
         let (t, out_port, dst_mac) = match from {
             Side::Client => (conn.c2b, meta.backend_port, meta.backend_mac),
@@ -447,7 +512,9 @@ impl Worker {
     }
 
     fn send_to_client(&mut self, id: ConnId, s: &SegmentOut, _now_ms: u64) {
-        let Some(conn) = self.tcp.flows.get(id) else { return };
+        let Some(conn) = self.tcp.flows.get(id) else {
+            return;
+        };
         let meta = self.tcp.meta[id as usize];
         let key = conn.client;
         let data: &[u8] = match s.data {
@@ -469,7 +536,9 @@ impl Worker {
     }
 
     fn send_to_backend(&mut self, id: ConnId, s: &SegmentOut) {
-        let Some(conn) = self.tcp.flows.get(id) else { return };
+        let Some(conn) = self.tcp.flows.get(id) else {
+            return;
+        };
         let Some(target) = conn.backend else { return };
         if target.key.local_port == 0 {
             return; // still resolving the backend's MAC
@@ -485,7 +554,9 @@ impl Worker {
         match s.data {
             Data::Head { offset, len } => {
                 // Borrow the head buffer out of the connection while building from it.
-                let Some(head) = self.tcp.flows.get_mut(id).and_then(|c| c.head.take()) else { return };
+                let Some(head) = self.tcp.flows.get_mut(id).and_then(|c| c.head.take()) else {
+                    return;
+                };
                 let bytes = &head.contiguous()[offset..offset + len];
                 let mut off = 0;
                 while off < bytes.len() {
@@ -517,7 +588,15 @@ impl Worker {
             sack_permitted: seg.sack_permitted,
             timestamps: seg.timestamps.is_some(),
         };
-        let cookie = self.tcp.cookies.make(rx.src, rx.sport, rx.dst, rx.dport, seg.seq, &client_opts, now_ms);
+        let cookie = self.tcp.cookies.make(
+            rx.src,
+            rx.sport,
+            rx.dst,
+            rx.dport,
+            seg.seq,
+            &client_opts,
+            now_ms,
+        );
         let ours = SynOptions {
             mss: self.tcp.params.mss,
             window_scale: seg.window_scale.map(|_| self.tcp.params.window_scale),
@@ -620,9 +699,22 @@ impl Worker {
             eth.set_src_addr(f.src_mac);
             eth.set_ethertype(ethertype::IPV4);
         }
-        let ip = Ipv4Repr { src: f.src.0, dst: f.dst.0, protocol: ip_proto::TCP, payload_len: tcp_len, ttl: crate::l2l3::TTL };
-        ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH..ETH + IP + tcp_len]));
-        repr.emit(&mut TcpPacket::new_unchecked(&mut buf[ETH + IP..ETH + IP + tcp_len]), f.src.0, f.dst.0, data);
+        let ip = Ipv4Repr {
+            src: f.src.0,
+            dst: f.dst.0,
+            protocol: ip_proto::TCP,
+            payload_len: tcp_len,
+            ttl: crate::l2l3::TTL,
+        };
+        ip.emit(&mut Ipv4Packet::new_unchecked(
+            &mut buf[ETH..ETH + IP + tcp_len],
+        ));
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[ETH + IP..ETH + IP + tcp_len]),
+            f.src.0,
+            f.dst.0,
+            data,
+        );
         if total < 60 {
             m.set_len(total.max(60));
         }
@@ -660,7 +752,11 @@ impl Worker {
         }
         self.stats().set(Counter::FlowsLive, self.tcp.live() as u64);
         for &id in &ids {
-            let due = self.tcp.flows.get(id).is_some_and(|c| now_ms >= c.deadline_ms());
+            let due = self
+                .tcp
+                .flows
+                .get(id)
+                .is_some_and(|c| now_ms >= c.deadline_ms());
             if !due {
                 continue;
             }
