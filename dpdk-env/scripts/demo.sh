@@ -2,7 +2,9 @@
 # The main job on the embedded default, as root on a fresh machine: install what is
 # missing, build webswitch, bring up the netns testbed, start webswitch with
 # examples/testbed.json in the switch namespace, show it answering from the client
-# namespace, stop it (its final counters print), and take everything down.
+# namespace (ARP, ping, then HTTP: curl requests routed by rule to different nginx
+# backends, a 100 MB download checked with sha256, a short wrk run), stop it (its final
+# counters print), and take everything down.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -70,6 +72,27 @@ fi
 echo "no answer, as it should be"
 
 echo
+echo "== HTTP through webswitch: each request is routed by its content and spliced onto a backend"
+for path in /img/logo.png /img/photo.jpg /app/run.cgi /static/app.js /whoami /whoami /whoami; do
+    backend=$(ip netns exec "$WS_NS_CLI" curl -sS --max-time 10 -o /dev/null -D - "http://$WS_VIP$path" |
+        tr -d '\r' | awk -F': ' 'tolower($1) == "x-backend" {print $2}')
+    printf '  GET %-16s -> %s\n' "$path" "$backend"
+done
+echo "  (rules in $CONFIG: images -> be1, /app/ -> be2, the rest -> least-connections over be1..be3)"
+echo
+echo "== 100 MB download through the splice, checked with sha256"
+ip netns exec "$WS_NS_CLI" curl -sS --max-time 60 -D "$OUT/h" -o "$OUT/100M.bin" \
+    -w '  %{size_download} bytes at %{speed_download} bytes/s\n' "http://$WS_VIP/big/100M.bin"
+b=$(tr -d '\r' <"$OUT/h" | awk -F': ' 'tolower($1) == "x-backend" {print $2}')
+got=$(sha256sum "$OUT/100M.bin" | cut -d' ' -f1)
+want=$(cut -d' ' -f1 "$WS_TESTBED_DIR/$b/www/big/100M.bin.sha256")
+[ "$got" = "$want" ] && echo "  sha256 matches $b's file" || { echo "sha256 mismatch" >&2; exit 1; }
+rm -f "$OUT/100M.bin"
+echo
+echo "== wrk: 3 s, 100 keep-alive connections, through webswitch"
+ip netns exec "$WS_NS_CLI" wrk -t2 -c100 -d3s --latency "http://$WS_VIP/whoami" | sed 's/^/  /'
+
+echo
 echo "== stopping webswitch (SIGTERM); its final counters:"
 kill -TERM "$PID"
 wait "$PID"
@@ -78,7 +101,10 @@ grep '"event":"final_stats"' "$OUT/events" | python3 -c '
 import json, sys
 s = json.loads(sys.stdin.read())
 t = s["total"]
-keys = ["rx_packets", "tx_packets", "arp_requests_answered", "icmp_echo_answered", "gratuitous_arp_sent", "arp_absorbed"]
+keys = ["rx_packets", "tx_packets", "arp_requests_answered", "icmp_echo_answered", "gratuitous_arp_sent",
+        "syn_cookies_sent", "conns_accepted", "requests_routed", "backend_connects", "conns_closed",
+        "spliced_packets_c2b", "spliced_bytes_c2b", "spliced_packets_b2c", "spliced_bytes_b2c",
+        "http_4xx_sent", "http_5xx_sent"]
 for k in keys:
     print(f"  {k:24} {t[k]}")
 for k, v in t["drops"].items():

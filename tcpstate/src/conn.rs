@@ -244,6 +244,8 @@ pub struct Conn {
     response: &'static [u8],
     response_acked: bool,
     client_fin_seen_responding: bool,
+    /// While Responding: the sequence number after the client's FIN, once seen.
+    client_fin_end: Option<SeqNumber>,
     deadline_ms: u64,
     last_activity_ms: u64,
     params: ConnParams,
@@ -307,6 +309,7 @@ impl Conn {
             response: b"",
             response_acked: false,
             client_fin_seen_responding: false,
+            client_fin_end: None,
             deadline_ms: now_ms + params.head_timeout_ms,
             last_activity_ms: now_ms,
             params,
@@ -449,11 +452,6 @@ impl Conn {
                 _ => verdict = Verdict::Drop(ConnDrop::HeadOverflow),
             }
         }
-        if seg.fin() && self.state == State::ReadingHead {
-            // The client gave up before sending a whole head: nothing to serve.
-            self.close(now_ms);
-            return Verdict::Remove;
-        }
         let grew = head.contiguous_len() > before;
         if !payload.is_empty() {
             // ACK data like a careful server: every data segment, in order or not (an
@@ -464,10 +462,25 @@ impl Conn {
         if self.state == State::ReadingHead {
             let head = self.head.as_ref().expect("checked above");
             if grew && rules_head_end(head.contiguous()) {
+                // A FIN riding on the head's last segment is not acked here: the client
+                // retransmits it and it reaches the backend once spliced (half-close).
                 return Verdict::HeadComplete;
             }
             if head.is_full() {
                 return Verdict::HeadTooLarge;
+            }
+            if seg.fin() {
+                let fin_at = seg.seq + seg.payload_len;
+                if head.ack_seq() == fin_at {
+                    // The client closed before sending a whole head: close our side as a
+                    // server would (our FIN acks theirs) instead of vanishing, or its FIN
+                    // retransmissions would each look like a new cookie-valid connection.
+                    self.client_fin_end = Some(fin_at + 1);
+                    self.client_fin_seen_responding = true;
+                    self.respond(b"", now_ms, out);
+                    return Verdict::Continue;
+                }
+                // Out of order: the duplicate ACK above tells it what is missing.
             }
         }
         verdict
@@ -532,12 +545,12 @@ impl Conn {
                 self.response_acked = true;
             }
         }
-        if seg.fin() && !self.client_fin_seen_responding {
+        if seg.fin() {
             self.client_fin_seen_responding = true;
+            self.client_fin_end = Some(seg.seq + seg.payload_len + 1);
         }
-        if self.client_fin_seen_responding {
-            // ACK the client's FIN (its sequence plus data plus one).
-            let their_fin = seg.seq + seg.payload_len + usize::from(seg.fin());
+        if let (true, Some(their_fin)) = (seg.fin(), self.client_fin_end) {
+            // ACK the client's FIN (and any retransmission of it).
             let ts = self.client_timestamps(now_ms);
             out.push(Emit::ToClient(SegmentOut {
                 seq: fin_seq + 1,
@@ -587,11 +600,12 @@ impl Conn {
     }
 
     fn response_segment(&mut self, now_ms: u64) -> SegmentOut {
-        let ack = self
-            .head
-            .as_ref()
-            .map(|h| h.ack_seq())
-            .unwrap_or(self.client_isn + 1);
+        let ack = self.client_fin_end.unwrap_or_else(|| {
+            self.head
+                .as_ref()
+                .map(|h| h.ack_seq())
+                .unwrap_or(self.client_isn + 1)
+        });
         SegmentOut {
             seq: self.our_isn + 1,
             ack: Some(ack),

@@ -231,6 +231,7 @@ impl Worker {
             backend_port: 0,
         };
         self.stats().add(Counter::ConnsAccepted, 1);
+        tracing::trace!(worker = self.index, client = %rx.src, port = rx.sport, seq = seg.seq.0, len = seg.payload_len, flags = seg.flags, "accepted by cookie");
         self.on_flow_segment(id, Side::Client, p, m, rx, now_ms);
     }
 

@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# webswitch against a kernel router ("direct") and HAProxy on ONE netns testbed, in one run.
+# Time on the 2-core development machines is noisy and the clients and backends saturate
+# CPU0 in every setup, so read the results as ratios inside one run, and compare the middle
+# boxes by CPU per request (see docs/benchmarks.md, "webswitch, HAProxy and the kernel").
+#
+# Setups, one after the other on the same testbed (prefix wbc, 10.140.x.x by default):
+#   direct    kernel router in P-sw (sw-cli 10.N.0.1/24, sw-be 10.N.1.1/24, ip_forward=1);
+#             the client talks to be1 (10.N.1.11) itself. Its softirq cost is not attributable
+#             to a process: "n/a" (the CPU1 column still shows what CPU1 spent).
+#   haproxy   Debian's HAProxy in P-sw, same kernel addresses plus the VIP 10.N.0.10 on
+#             sw-cli; mode http, the rules of examples/testbed.json, nbthread 1, taskset CPU1.
+#   webswitch the release binary, examples/testbed.json (1 worker: lcores main 0, worker 1),
+#             no kernel addresses in P-sw, --stats-interval 1.
+# Pinning (DPDK-NOTES): wrk, curl, nginx and the receive softirqs (RPS) of the client's, the
+# bridge's and the backends' veths on CPU0; the middle box and RPS of sw-cli/sw-be on CPU1.
+#
+# Per setup: wrk -t2 -c100 -d10s --latency keep-alive on /whoami and on /static/app.js, and
+# on /whoami with "Connection: close" (a new connection per request); then 3 downloads of
+# /big/100M.bin with curl (median rate). CPU per request of the middle box:
+#   haproxy   utime+stime of its process (/proc/PID/stat) during the run / requests;
+#   webswitch busy_cycles / TSC Hz between the stats events around the run / requests, and
+#             its process CPU time the same way as HAProxy's, for comparison;
+#   all       CPU1's non-idle time (/proc/stat user+nice+system+irq+softirq) / requests: the
+#             whole middle core including kernel work (forwarding, TCP, af_packet), but also
+#             anything else that ran on CPU1 (other jobs on a shared machine).
+# With PERF=1 (default) a last 5 s keep-alive /whoami run per middle box is sampled with
+# `perf record -e cpu-clock -C 1` (no hardware counters here) and the top of the profile is
+# printed.
+#
+# Usage (root): bash bench/scripts/compare.sh
+#   DURATION=10 THREADS=2 CONNS=100 DL_RUNS=3 SETUPS="direct haproxy webswitch" PERF=1
+#   WS_TESTBED=wbc WS_NET=140 KEEP=1 (keep the raw outputs in /tmp/webswitch-compare.*)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+export WS_TESTBED=${WS_TESTBED:-wbc}
+export WS_NET=${WS_NET:-140}
+DURATION=${DURATION:-10}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-100}
+DL_RUNS=${DL_RUNS:-3}
+SETUPS=${SETUPS:-direct haproxy webswitch}
+PERF=${PERF:-1}
+TB=$ROOT/dpdk-env/scripts/testbed.sh
+OUT=$(mktemp -d /tmp/webswitch-compare.XXXXXX)
+MID_PID=
+MODE=
+# shellcheck source=bench/scripts/lib.sh
+. "$ROOT/bench/scripts/lib.sh"
+
+stop_middle() {
+    [ -n "$MID_PID" ] || return 0
+    kill -TERM "$MID_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$MID_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$MID_PID" 2>/dev/null || true
+    wait "$MID_PID" 2>/dev/null || true
+    MID_PID=
+}
+cleanup() {
+    stop_middle
+    bash "$TB" down >/dev/null 2>&1 || true
+    rm -rf "/run/dpdk/ws-$WS_TESTBED"
+    if [ -n "${KEEP:-}" ]; then echo "raw outputs kept in $OUT"; else rm -rf "$OUT"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_binary
+bash "$TB" up >/dev/null
+eval "$(bash "$TB" env)"
+pin_testbed
+read -r BE1 _ <<<"$WS_BACKENDS"
+write_ws_config "$OUT/config.json"
+{
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit=$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
+    echo "dirty=$(git -C "$ROOT" status --porcelain -- dataplane tcpstate rules dpdk-env mgmt 2>/dev/null | wc -l)"
+    echo "kernel=$(uname -r)"
+    echo "cpus=$(nproc)"
+    echo "haproxy=$(haproxy -v 2>/dev/null | head -1)"
+    echo "nginx=$(nginx -v 2>&1)"
+    echo "wrk=$(wrk -v 2>&1 | head -1)"
+    echo "params=-t$THREADS -c$CONNS -d${DURATION}s dl_runs=$DL_RUNS"
+} >"$OUT/meta"
+
+kernel_addrs() { # on|off [vip]
+    local sw=$WS_NS_SW
+    ip -n "$sw" addr flush dev "$WS_SW_CLIENT_IF"
+    ip -n "$sw" addr flush dev "$WS_SW_BACKEND_IF"
+    if [ "$1" = on ]; then
+        ip -n "$sw" addr add "$WS_SWITCH_CLIENT_IP/24" dev "$WS_SW_CLIENT_IF"
+        ip -n "$sw" addr add "$WS_SWITCH_BACKEND_IP/24" dev "$WS_SW_BACKEND_IF"
+        [ -z "${2:-}" ] || ip -n "$sw" addr add "$2/32" dev "$WS_SW_CLIENT_IF"
+        ip netns exec "$sw" sysctl -qw net.ipv4.ip_forward=1
+    else
+        ip netns exec "$sw" sysctl -qw net.ipv4.ip_forward=0
+        ip -n "$sw" neigh flush all
+    fi
+}
+
+cli() { ip netns exec "$WS_NS_CLI" taskset -c 0 "$@"; }
+
+backend_accepts() { # nginx stub_status "accepts", summed over the backends
+    local total=0 ns ip n
+    set -- $WS_BACKENDS
+    for ns in $WS_NS_BACKENDS; do
+        ip=$1
+        shift
+        n=$(ip netns exec "$ns" taskset -c 0 curl -s --max-time 3 "http://$ip/nginx_status" | awk 'NR == 3 {print $1}')
+        total=$((total + ${n:-0}))
+    done
+    echo "$total"
+}
+
+ws_sync() { # waits for the next periodic stats event of webswitch and prints it
+    local n m
+    n=$(grep -c '"event":"stats"' "$OUT/ws.events" || true)
+    for _ in $(seq 60); do
+        m=$(grep -c '"event":"stats"' "$OUT/ws.events" || true)
+        [ "$m" -gt "$n" ] && break
+        sleep 0.05
+    done
+    grep '"event":"stats"' "$OUT/ws.events" | tail -1
+}
+
+snap() { # file: counters of the middle box, CPU1 and the backends at this moment
+    local f=$1
+    [ "$MODE" != webswitch ] || ws_sync >"$f.ws"
+    {
+        echo "time=$(date +%s.%N)"
+        if [ -n "$MID_PID" ]; then
+            echo "proc=$(sed 's/.*) //' "/proc/$MID_PID/stat" | awk '{print $12 + $13}')"
+        fi
+        awk '$1 == "cpu1" {print "cpu1=" $2 + $3 + $4 + $7 + $8; print "cpu1_softirq=" $8}' /proc/stat
+        echo "accepts=$(backend_accepts)"
+    } >"$f"
+}
+
+run_wrk() { # name url [wrk options]
+    local name=$1 url=$2
+    shift 2
+    snap "$OUT/$MODE.$name.before"
+    cli wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$OUT/$MODE.$name.wrk" 2>&1 || true
+    snap "$OUT/$MODE.$name.after"
+    printf '  %-9s %-8s %s\n' "$MODE" "$name" \
+        "$(awk '/Requests\/sec/ {r=$2} /Socket errors|Non-2xx/ {e=e " [" $0 "]"} END {print r " req/s" e}' "$OUT/$MODE.$name.wrk")"
+}
+
+run_downloads() { # base url
+    local i
+    : >"$OUT/$MODE.dl.curl"
+    snap "$OUT/$MODE.dl.before"
+    for i in $(seq "$DL_RUNS"); do
+        cli curl -s -o /dev/null --max-time 300 -w '%{speed_download} %{size_download} %{http_code}\n' \
+            "$1/big/100M.bin" >>"$OUT/$MODE.dl.curl" || echo "0 0 000" >>"$OUT/$MODE.dl.curl"
+    done
+    snap "$OUT/$MODE.dl.after"
+    printf '  %-9s %-8s %s\n' "$MODE" download "$(awk '{printf "%.1f MB/s ", $1 / 1e6}' "$OUT/$MODE.dl.curl")"
+}
+
+profile() { # 5 s of keep-alive /whoami with CPU1 sampled by perf
+    [ "$PERF" = 1 ] && command -v perf >/dev/null || return 0
+    perf record -q -e cpu-clock -C 1 -o "$OUT/perf.$MODE.data" -- sleep 5 >/dev/null 2>&1 &
+    local ppid=$!
+    cli wrk -t"$THREADS" -c"$CONNS" -d5s "$1/whoami" >/dev/null 2>&1 || true
+    wait "$ppid" || true
+    {
+        echo "## perf, CPU1, $MODE, keep-alive /whoami (cpu-clock samples)"
+        perf report -i "$OUT/perf.$MODE.data" --stdio --no-children --sort comm,dso 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -12
+        echo "## top symbols"
+        perf report -i "$OUT/perf.$MODE.data" --stdio --no-children --sort dso,sym 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -40
+    } >"$OUT/perf.$MODE.txt"
+}
+
+wait_http() { # url: until it answers 200 (10 s at most)
+    for _ in $(seq 100); do
+        [ "$(cli curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" || true)" = 200 ] && return 0
+        sleep 0.1
+    done
+    echo "no answer from $1" >&2
+    return 1
+}
+
+# TIME_WAIT sockets a backend keeps toward 10.N.1.1 from the previous middle box would meet the
+# next one's SYNs from the same addresses and ports: let them expire first (at most ~60 s).
+drain_time_wait() {
+    local ns n left
+    for _ in $(seq 75); do
+        left=0
+        for ns in $WS_NS_BACKENDS; do
+            n=$(ip netns exec "$ns" ss -Htan state time-wait dst "$WS_SWITCH_BACKEND_IP" | wc -l)
+            left=$((left + n))
+        done
+        [ "$left" -eq 0 ] && return 0
+        sleep 1
+    done
+}
+
+suite() { # base url
+    run_wrk ka_small "$1/whoami"
+    run_wrk ka_js "$1/static/app.js"
+    run_wrk close "$1/whoami" -H "Connection: close"
+    run_downloads "$1"
+}
+
+haproxy_cfg() {
+    local i=0 ip
+    cat <<EOF
+global
+    nbthread 1
+    maxconn 20000
+    pidfile $OUT/haproxy.pid
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse safe
+frontend vip
+    bind $WS_VIP:$WS_VIP_PORT
+    acl images path_beg /img/
+    acl images path_end .png .jpg .jpeg .gif
+    acl apps path_beg /app/
+    use_backend images if images
+    use_backend apps if apps
+    default_backend default
+backend images
+    server be1 ${BE1}:$WS_BACKEND_PORT
+backend apps
+    server be2 $(echo "$WS_BACKENDS" | awk '{print $2}'):$WS_BACKEND_PORT
+backend default
+    balance leastconn
+EOF
+    for ip in $WS_BACKENDS; do
+        i=$((i + 1))
+        echo "    server be$i $ip:$WS_BACKEND_PORT"
+    done
+}
+
+echo "results (raw outputs in $OUT):"
+for MODE in $SETUPS; do
+    case $MODE in
+        direct)
+            kernel_addrs on
+            wait_http "http://$BE1/whoami"
+            suite "http://$BE1"
+            kernel_addrs off
+            ;;
+        haproxy)
+            kernel_addrs on "$WS_VIP"
+            haproxy_cfg >"$OUT/haproxy.cfg"
+            haproxy -c -q -f "$OUT/haproxy.cfg"
+            ip netns exec "$WS_NS_SW" taskset -c 1 haproxy -db -f "$OUT/haproxy.cfg" \
+                >"$OUT/haproxy.log" 2>&1 &
+            MID_PID=$!
+            wait_http "http://$WS_VIP/whoami"
+            suite "http://$WS_VIP"
+            profile "http://$WS_VIP"
+            stop_middle
+            kernel_addrs off
+            ;;
+        webswitch)
+            kernel_addrs off
+            drain_time_wait
+            ip netns exec "$WS_NS_SW" "$BIN" run --config "$OUT/config.json" --stats-interval 1 \
+                >"$OUT/ws.events" 2>"$OUT/ws.log" &
+            MID_PID=$!
+            for _ in $(seq 300); do
+                grep -q '"event":"ready"' "$OUT/ws.events" && break
+                kill -0 "$MID_PID" 2>/dev/null || break
+                sleep 0.1
+            done
+            grep -q '"event":"ready"' "$OUT/ws.events" || { cat "$OUT/ws.log" >&2; exit 1; }
+            wait_http "http://$WS_VIP/whoami"
+            suite "http://$WS_VIP"
+            profile "http://$WS_VIP"
+            stop_middle
+            ;;
+        *) echo "unknown setup $MODE" >&2; exit 2 ;;
+    esac
+done
+echo
+python3 "$ROOT/bench/scripts/compare_report.py" "$OUT" $SETUPS
+for f in "$OUT"/perf.*.txt; do
+    [ -e "$f" ] || continue
+    echo
+    cat "$f"
+done

@@ -1,0 +1,58 @@
+# Shared helpers for the benchmark scripts (sourced, not run). Expects ROOT (the repository),
+# OUT (a scratch directory) and the testbed variables from `testbed.sh env`.
+
+# Waits while another cargo/rustc runs (2 cores: no parallel heavy builds), builds the release
+# binary only if it is missing or older than its sources, and copies it to $OUT so that a
+# build started by someone else during the benchmark cannot swap the binary under it.
+# Sets BIN.
+ensure_binary() {
+    local bin=$ROOT/target/release/webswitch stale=
+    while pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; do
+        echo "waiting for another cargo build to finish..." >&2
+        sleep 5
+    done
+    if [ -x "$bin" ]; then
+        stale=$(cd "$ROOT" && find dataplane tcpstate rules mgmt dpdk-env Cargo.toml Cargo.lock \
+            \( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Cargo.toml -o -name Cargo.lock \) \
+            -newer "$bin" -print -quit 2>/dev/null)
+    fi
+    if [ ! -x "$bin" ] || [ -n "$stale" ]; then
+        echo "building the release binary${stale:+ ($stale is newer)}" >&2
+        (cd "$ROOT" && cargo build --release -q -p webswitch)
+    fi
+    cp "$bin" "$OUT/webswitch"
+    BIN=$OUT/webswitch
+}
+
+# The example config (1 worker: lcores main 0, worker 1) on this testbed's subnet, with its own
+# EAL file prefix.
+write_ws_config() { # $1: output path
+    sed -e "s/10\.99\./10.$WS_NET./g" \
+        -e "s/\"file_prefix\": \"webswitch\"/\"file_prefix\": \"ws-$WS_TESTBED\"/" \
+        "$ROOT/examples/testbed.json" >"$1"
+}
+
+set_rps() { # namespace interface cpumask
+    ip netns exec "$1" sh -c "for q in /sys/class/net/$2/queues/rx-*; do echo $3 >\"\$q/rps_cpus\"; done"
+}
+
+# Pinning from DPDK-NOTES: clients, backends and the receive softirqs of their namespaces on
+# CPU0; the middle box (and RPS of its two veths) on CPU1. Clients are started with
+# `taskset -c 0`; the middle with `taskset -c 1` (HAProxy) or its EAL lcores (webswitch).
+pin_testbed() {
+    local ns pid ifc
+    set_rps "$WS_NS_CLI" "$WS_CLIENT_IF" 1
+    for ifc in to-sw be1 be2 be3; do set_rps "$WS_NS_BR" "$ifc" 1; done
+    for ns in $WS_NS_BACKENDS; do
+        set_rps "$ns" eth0 1
+        for pid in $(ip netns pids "$ns"); do taskset -a -pc 0 "$pid" >/dev/null; done
+    done
+    set_rps "$WS_NS_SW" "$WS_SW_CLIENT_IF" 2
+    set_rps "$WS_NS_SW" "$WS_SW_BACKEND_IF" 2
+}
+
+# Total instructions callgrind collected (the toggled functions only).
+cg_instr() { # callgrind out file
+    callgrind_annotate "$1" 2>/dev/null |
+        awk '/PROGRAM TOTALS/ {gsub(",", "", $1); if (!done) print ($1 == "." ? 0 : $1); done = 1}'
+}
