@@ -134,12 +134,15 @@ snap() { # file: counters of the middle box, CPU1 and the backends at this momen
         fi
         awk '$1 == "cpu1" {print "cpu1=" $2 + $3 + $4 + $7 + $8; print "cpu1_softirq=" $8}' /proc/stat
         echo "accepts=$(backend_accepts)"
+        echo "builds=$(pgrep -c -x 'cargo|rustc' || true)"
+        echo "loadavg=$(cut -d' ' -f1 /proc/loadavg)"
     } >"$f"
 }
 
 run_wrk() { # name url [wrk options]
     local name=$1 url=$2
     shift 2
+    wait_for_builds
     snap "$OUT/$MODE.$name.before"
     cli wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$OUT/$MODE.$name.wrk" 2>&1 || true
     snap "$OUT/$MODE.$name.after"
@@ -150,6 +153,7 @@ run_wrk() { # name url [wrk options]
 run_downloads() { # base url
     local i
     : >"$OUT/$MODE.dl.curl"
+    wait_for_builds
     snap "$OUT/$MODE.dl.before"
     for i in $(seq "$DL_RUNS"); do
         cli curl -s -o /dev/null --max-time 300 -w '%{speed_download} %{size_download} %{http_code}\n' \
@@ -168,10 +172,10 @@ profile() { # 5 s of keep-alive /whoami with CPU1 sampled by perf
     {
         echo "## perf, CPU1, $MODE, keep-alive /whoami (cpu-clock samples)"
         perf report -i "$OUT/perf.$MODE.data" --stdio --no-children --sort comm,dso 2>/dev/null |
-            grep -v '^#' | grep -v '^$' | head -12
+            grep -v -e '^#' -e '^$' | awk 'NR <= 12'
         echo "## top symbols"
         perf report -i "$OUT/perf.$MODE.data" --stdio --no-children --sort dso,sym 2>/dev/null |
-            grep -v '^#' | grep -v '^$' | head -40
+            grep -v -e '^#' -e '^$' | awk 'NR <= 40'
     } >"$OUT/perf.$MODE.txt"
 }
 
@@ -211,7 +215,7 @@ haproxy_cfg() {
     cat <<EOF
 global
     nbthread 1
-    maxconn 20000
+    maxconn 8000
     pidfile $OUT/haproxy.pid
 defaults
     mode http

@@ -1,16 +1,24 @@
 # Shared helpers for the benchmark scripts (sourced, not run). Expects ROOT (the repository),
 # OUT (a scratch directory) and the testbed variables from `testbed.sh env`.
 
+# Waits while another cargo/rustc runs: on 2 shared cores a build next to a measurement
+# takes most of a core. Measurements call it before each run too.
+wait_for_builds() {
+    local said=
+    while pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; do
+        [ -n "$said" ] || echo "waiting for another cargo build to finish..." >&2
+        said=1
+        sleep 5
+    done
+}
+
 # Waits while another cargo/rustc runs (2 cores: no parallel heavy builds), builds the release
 # binary only if it is missing or older than its sources, and copies it to $OUT so that a
 # build started by someone else during the benchmark cannot swap the binary under it.
 # Sets BIN.
 ensure_binary() {
     local bin=$ROOT/target/release/webswitch stale=
-    while pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; do
-        echo "waiting for another cargo build to finish..." >&2
-        sleep 5
-    done
+    wait_for_builds
     if [ -x "$bin" ]; then
         stale=$(cd "$ROOT" && find dataplane tcpstate rules mgmt dpdk-env Cargo.toml Cargo.lock \
             \( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Cargo.toml -o -name Cargo.lock \) \

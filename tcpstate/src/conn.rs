@@ -238,6 +238,9 @@ pub struct Conn {
     /// Highest ack and window each side announced (client space), for window checks.
     client_ack: Option<SeqNumber>,
     backend_ack: Option<SeqNumber>,
+    /// The receive window (bytes) each side last announced.
+    client_wnd: u32,
+    backend_wnd: u32,
     pub attempts: u32,
     retransmits: u32,
     /// The switch's own response while Responding.
@@ -304,6 +307,8 @@ impl Conn {
             backend_fin_acked: false,
             client_ack: None,
             backend_ack: None,
+            client_wnd: 0,
+            backend_wnd: 0,
             attempts: 0,
             retransmits: 0,
             response: b"",
@@ -502,6 +507,7 @@ impl Conn {
         }
         if let Some(ack) = seg.ack {
             self.client_ack = Some(self.client_ack.map_or(ack, |a| a.max(ack)));
+            self.client_wnd = u32::from(seg.window) << self.c2b.window_shift_in;
             if let Some(bf) = self.backend_fin {
                 if ack.wrapping_diff(bf) > 0 {
                     self.backend_fin_acked = true;
@@ -514,25 +520,23 @@ impl Conn {
     }
 
     fn client_in_window(&self, seg: &SegmentInfo) -> bool {
-        // Accept anything from a little before what the backend acked up to far ahead
-        // of it: the switch does not buffer, so it only rejects what no window allows.
-        match self.backend_ack {
-            None => true,
-            Some(acked) => {
-                let d = seg.seq.wrapping_diff(acked);
-                (-(1 << 30)..(1 << 30)).contains(&d)
-            }
-        }
+        in_window(
+            seg.seq,
+            seg.payload_len,
+            self.backend_ack,
+            self.backend_wnd,
+            seg.rst(),
+        )
     }
 
-    fn backend_in_window(&self, seq_client_space: SeqNumber) -> bool {
-        match self.client_ack {
-            None => true,
-            Some(acked) => {
-                let d = seq_client_space.wrapping_diff(acked);
-                (-(1 << 30)..(1 << 30)).contains(&d)
-            }
-        }
+    fn backend_in_window(&self, seq_client_space: SeqNumber, seg: &SegmentInfo) -> bool {
+        in_window(
+            seq_client_space,
+            seg.payload_len,
+            self.client_ack,
+            self.client_wnd,
+            seg.rst(),
+        )
     }
 
     fn client_responding(&mut self, seg: &SegmentInfo, now_ms: u64, out: &mut Outputs) -> Verdict {
@@ -728,7 +732,7 @@ impl Conn {
             return Verdict::Drop(ConnDrop::Unexpected);
         }
         let seq_client_space = SeqNumber(seg.seq.0.wrapping_add(self.b2c.seq_delta));
-        if !self.backend_in_window(seq_client_space) {
+        if !self.backend_in_window(seq_client_space, seg) {
             return Verdict::Drop(ConnDrop::OutOfWindow);
         }
         if let Some((tsval, _)) = seg.timestamps {
@@ -747,6 +751,7 @@ impl Conn {
         if let Some(ack) = seg.ack {
             // Backend acks are in client space (delta 0 that way).
             self.backend_ack = Some(self.backend_ack.map_or(ack, |a| a.max(ack)));
+            self.backend_wnd = u32::from(seg.window) << self.b2c.window_shift_in;
             if !self.head_acked && ack.wrapping_diff(self.client_isn + 1 + self.head_sent) >= 0 {
                 self.head_acked = true;
                 self.deadline_ms = now_ms + self.params.idle_timeout_ms;
@@ -846,7 +851,31 @@ impl Conn {
     }
 }
 
+/// Extra room beyond the receiver's announced window: window updates and acks cross in
+/// flight, and the switch never buffers, so only what no recent window allows is refused.
+const WINDOW_SLACK: i64 = 256 * 1024;
+/// How far behind the receiver's ack a (duplicate, harmless) segment may start.
+const OLD_LIMIT: i64 = 1 << 30;
+
+/// Whether a segment starting at `seq` with `len` bytes fits the receiver's window
+/// (`acked`, `wnd` as last announced). RSTs must start inside the window itself
+/// (RFC 5961 3.2's test, without the challenge ACK), so a blind RST cannot kill a
+/// spliced connection.
+fn in_window(seq: SeqNumber, len: usize, acked: Option<SeqNumber>, wnd: u32, rst: bool) -> bool {
+    let Some(acked) = acked else { return true };
+    let start = i64::from(seq.wrapping_diff(acked));
+    let right = i64::from(wnd) + WINDOW_SLACK;
+    if rst {
+        return (-1..=right).contains(&start);
+    }
+    let end = start + len as i64;
+    end >= -OLD_LIMIT && start <= right
+}
+
 /// Whether the buffer holds a complete request head.
 fn rules_head_end(buf: &[u8]) -> bool {
     buf.windows(4).any(|w| w == b"\r\n\r\n")
 }
+
+#[cfg(test)]
+mod tests;

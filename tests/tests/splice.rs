@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use webswitch_tests::{counter, root_or_skip, testbed_lock, Switch, Testbed};
+use webswitch_tests::{counter, root_or_skip, testbed_lock, workspace_root, Switch, Testbed};
 
 /// The testbed config plus what these tests need: a short head timeout (slowloris), a
 /// short linger (so the table empties quickly), and a pool whose only backend does not
@@ -300,6 +300,121 @@ fn scenario(name: &str, net: u8, workers: usize) {
         "still serving after a client RST"
     );
 
+    // Blind injection into a spliced connection: RSTs and data with the right 4-tuple
+    // but a sequence number far outside the window are dropped (and counted); the
+    // transfer they aimed at completes intact.
+    let victim = {
+        let (name, vip, dir2) = (tb.name.clone(), c.vip.clone(), dir.clone());
+        std::thread::spawn(move || {
+            let file = format!("/tmp/{name}-victim.bin");
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &format!("{name}-cli"),
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "60",
+                ])
+                .args([
+                    "--local-port",
+                    "45000",
+                    "--limit-rate",
+                    "30M",
+                    "-D",
+                    &format!("{file}.h"),
+                    "-o",
+                    &file,
+                ])
+                .arg(format!("http://{vip}/big/100M.bin"))
+                .output()
+                .expect("curl");
+            let h = std::fs::read_to_string(format!("{file}.h")).unwrap_or_default();
+            let b = h
+                .lines()
+                .find_map(|l| l.strip_prefix("X-Backend: "))
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let want = std::fs::read_to_string(format!("{dir2}/{b}/www/big/100M.bin.sha256"))
+                .unwrap_or_default();
+            let ok = out.status.success()
+                && sha256_file(&file) == want.split_whitespace().next().unwrap_or("-");
+            let _ = std::fs::remove_file(&file);
+            let _ = std::fs::remove_file(format!("{file}.h"));
+            ok
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let inject = workspace_root().join("tests/tools/inject.py");
+    let client_mac = sw.port_mac("client");
+    for (seq, flags, len) in [("far", "R", "0"), ("far", "RA", "0"), ("far", "PA", "100")] {
+        let out = tb.exec(
+            "cli",
+            &[
+                "python3",
+                inject.to_str().unwrap(),
+                "cli0",
+                &client_mac,
+                &tb.ip(0, 2),
+                "45000",
+                &c.vip,
+                "80",
+                seq,
+                flags,
+                "3",
+                len,
+            ],
+            Duration::from_secs(10),
+        );
+        assert!(
+            out.status.success(),
+            "inject: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        victim.join().unwrap(),
+        "the download under blind injection must complete byte-exact"
+    );
+
+    // The backend resets a spliced connection mid-transfer (`ss -K` destroys its
+    // socket, which sends a RST): the client sees the reset, not a hang.
+    let slow = {
+        let (name, vip) = (tb.name.clone(), c.vip.clone());
+        std::thread::spawn(move || {
+            let url = format!("http://{vip}/big/100M.bin");
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &format!("{name}-cli"),
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "30",
+                ])
+                .args(["--limit-rate", "200k", "-o", "/dev/null", &url])
+                .output()
+                .expect("curl");
+            out.status.code()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    for b in 1..=3 {
+        tb.exec(
+            &format!("be{b}"),
+            &["ss", "-K", "dst", &tb.ip(1, 1)],
+            Duration::from_secs(5),
+        );
+    }
+    assert_eq!(
+        slow.join().unwrap(),
+        Some(56),
+        "curl must see the backend's reset (exit 56)"
+    );
+
     // Let every connection close and linger out, then stop.
     std::thread::sleep(Duration::from_millis(2500));
     let stats = sw.stop();
@@ -322,6 +437,10 @@ fn scenario(name: &str, net: u8, workers: usize) {
     assert_eq!(counter(t, &["http_4xx_sent"]), 3, "400, 431, 408");
     assert_eq!(counter(t, &["http_5xx_sent"]), 1, "503");
     assert!(counter(t, &["drops", "tcp_closed_port"]) >= 1);
+    assert!(
+        counter(t, &["drops", "out_of_window"]) >= 9,
+        "the 9 injected segments are dropped"
+    );
     assert!(counter(t, &["spliced_bytes_b2c"]) > 100_000_000);
     assert!(counter(t, &["spliced_bytes_c2b"]) > 100_000_000);
     assert_eq!(counter(t, &["drops", "bad_tcp"]), 0);
