@@ -134,6 +134,7 @@ snap() { # file: counters of the middle box, CPU1 and the backends at this momen
         fi
         awk '$1 == "cpu1" {print "cpu1=" $2 + $3 + $4 + $7 + $8; print "cpu1_softirq=" $8}' /proc/stat
         echo "accepts=$(backend_accepts)"
+        ip netns exec "$WS_NS_CLI" nstat -asz TcpExtTCPSynRetrans TcpRetransSegs | awk '/^Tcp/ {print "cli_" $1 "=" $2}'
         echo "builds=$(pgrep -c -x 'cargo|rustc' || true)"
         echo "loadavg=$(cut -d' ' -f1 /proc/loadavg)"
     } >"$f"

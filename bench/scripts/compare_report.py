@@ -85,6 +85,9 @@ def window(setup, name):
     if "accepts" in a and "accepts" in b:
         # Each snapshot's own stub_status request is one accept per backend.
         w["accepts"] = int(a["accepts"]) - int(b["accepts"]) - 3
+    for k in ("cli_TcpExtTCPSynRetrans", "cli_TcpRetransSegs"):
+        if k in a and k in b:
+            w[k] = int(a[k]) - int(b[k])
     w["builds"] = int(a.get("builds") or 0) + int(b.get("builds") or 0)
     if setup == "webswitch":
         cb = ws_counters(os.path.join(OUT, f"{setup}.{name}.before.ws"))
@@ -114,8 +117,8 @@ print(f"webswitch TSC: {tsc_hz()} Hz")
 print()
 results = {"meta": meta, "tsc_hz": tsc_hz(), "wrk": {}, "download": {}}
 print("| test | setup | requests/s | vs direct | p50 ms | p90 ms | p99 ms | middle CPU µs/req | "
-      "process CPU µs/req | CPU1 µs/req | backend conns/req | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "process CPU µs/req | CPU1 µs/req | backend conns/req | client retransmits (SYN) | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name, label in TESTS:
     base = None
     for setup in SETUPS:
@@ -130,6 +133,7 @@ for name, label in TESTS:
         print(f"| {label} | {setup} | {fmt(r['rps'], '.0f')} | {ratio} | {fmt(r['lat'].get('50'), '.2f')} | "
               f"{fmt(r['lat'].get('90'), '.2f')} | {fmt(r['lat'].get('99'), '.2f')} | {us_per(middle, n)} | "
               f"{us_per(w.get('proc_s'), n)} | {us_per(w.get('cpu1_s'), n)} | {conns} | "
+              f"{w.get('cli_TcpRetransSegs', 'n/a')} ({w.get('cli_TcpExtTCPSynRetrans', 'n/a')}) | "
               f"{'; '.join(r['errors'] + (['a cargo build ran'] if w.get('builds') else [])) or '-'} |")
         results["wrk"][f"{setup}.{name}"] = {"wrk": r, "window": w}
 print()
@@ -150,10 +154,10 @@ for name, label in TESTS:
     if h["window"].get("cpu1_s"):
         parts.append(f"CPU1 {s['window']['cpu1_s'] / sn / (h['window']['cpu1_s'] / hn):.2f}")
     print(f"  {label}: " + ", ".join(parts))
-for setup in SETUPS:
-    w = results["wrk"].get(f"{setup}.close", {}).get("window", {})
-    if "ws_drops" in w and w["ws_drops"]:
-        print(f"  webswitch drops during the close run: {w['ws_drops']}")
+for name, label in TESTS:
+    w = results["wrk"].get(f"webswitch.{name}", {}).get("window", {})
+    if w.get("ws_drops"):
+        print(f"  webswitch drops during {label}: {w['ws_drops']}")
 print()
 print("| 100 MB download | MB/s (median) | runs MB/s | vs direct | middle CPU ms/100 MB | "
       "process CPU ms/100 MB | CPU1 ms/100 MB |")

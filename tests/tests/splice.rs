@@ -185,6 +185,38 @@ fn scenario(name: &str, net: u8, workers: usize) {
         "backend closes first"
     );
 
+    // After the splice, a keep-alive connection stays with its backend: the second
+    // request (which the rules would send to be2) rides the first one's connection to be1.
+    let out = tb.exec(
+        "cli",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            &format!("http://{}/img/logo.png", c.vip),
+            &format!("http://{}/app/run.cgi", c.vip),
+        ],
+        Duration::from_secs(20),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let backends: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("X-Backend: "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        backends,
+        ["be1", "be1"],
+        "one connection, one backend: {text}"
+    );
+
     // 100 MB down and up, byte-exact.
     let file = format!("/tmp/{}-dl.bin", tb.name);
     let (_, h) = c.curl("/big/100M.bin", &["-o", &file]);
@@ -436,6 +468,13 @@ fn scenario(name: &str, net: u8, workers: usize) {
     );
     assert_eq!(counter(t, &["http_4xx_sent"]), 3, "400, 431, 408");
     assert_eq!(counter(t, &["http_5xx_sent"]), 1, "503");
+    for status in ["400", "408", "431", "503"] {
+        assert_eq!(
+            counter(t, &[&format!("http_{status}_sent")]),
+            1,
+            "one {status}"
+        );
+    }
     assert!(counter(t, &["drops", "tcp_closed_port"]) >= 1);
     assert!(
         counter(t, &["drops", "out_of_window"]) >= 9,

@@ -434,6 +434,18 @@ impl Worker {
             Counter::Http4xxSent
         };
         self.stats().add(counter, 1);
+        let by_status = match status {
+            400 => Some(Counter::Http400Sent),
+            408 => Some(Counter::Http408Sent),
+            431 => Some(Counter::Http431Sent),
+            501 => Some(Counter::Http501Sent),
+            503 => Some(Counter::Http503Sent),
+            505 => Some(Counter::Http505Sent),
+            _ => None,
+        };
+        if let Some(c) = by_status {
+            self.stats().add(c, 1);
+        }
         let mut out = Outputs::default();
         if let Some(conn) = self.tcp.flows.get_mut(id) {
             conn.respond(http::error_response(status), now_ms, &mut out);
