@@ -15,6 +15,11 @@
 # Pinning (DPDK-NOTES): wrk, curl, nginx and the receive softirqs (RPS) of the client's, the
 # bridge's and the backends' veths on CPU0; the middle box and RPS of sw-cli/sw-be on CPU1.
 #
+#   webswitch_linger  diagnostic: webswitch with tcp.closed_linger_ms=LINGER_MS (200; default
+#             2000), the new-connection run only (see docs/benchmarks.md for why).
+# Pinning (DPDK-NOTES): wrk, curl, nginx and the receive softirqs (RPS) of the client's, the
+# bridge's and the backends' veths on CPU0; the middle box and RPS of sw-cli/sw-be on CPU1.
+#
 # Per setup: wrk -t2 -c100 -d10s --latency keep-alive on /whoami and on /static/app.js, and
 # on /whoami with "Connection: close" (a new connection per request); then 3 downloads of
 # /big/100M.bin with curl (median rate). CPU per request of the middle box:
@@ -23,14 +28,16 @@
 #             its process CPU time the same way as HAProxy's, for comparison;
 #   all       CPU1's non-idle time (/proc/stat user+nice+system+irq+softirq) / requests: the
 #             whole middle core including kernel work (forwarding, TCP, af_packet), but also
-#             anything else that ran on CPU1 (other jobs on a shared machine).
-# With PERF=1 (default) a last 5 s keep-alive /whoami run per middle box is sampled with
-# `perf record -e cpu-clock -C 1` (no hardware counters here) and the top of the profile is
-# printed.
+#             anything else that ran on CPU1 and, for webswitch, its idle polling;
+#   all       "CPU1 work": the same minus the share of CPU1 samples that were webswitch's idle
+#             polling (ws_pause, ws_rdtsc) or other processes, from `perf record -F 999
+#             -e cpu-clock -C 1` during the run (PERF=1, default; no hardware counters here).
+# Also counted: backend connections per request (nginx stub_status accepts), the client's
+# TCP (SYN) retransmissions (nstat in P-cli), webswitch's drops, and whether a cargo build ran.
 #
 # Usage (root): bash bench/scripts/compare.sh
-#   DURATION=10 THREADS=2 CONNS=100 DL_RUNS=3 SETUPS="direct haproxy webswitch" PERF=1
-#   WS_TESTBED=wbc WS_NET=140 KEEP=1 (keep the raw outputs in /tmp/webswitch-compare.*)
+#   DURATION=10 THREADS=2 CONNS=100 DL_RUNS=3 SETUPS="direct haproxy webswitch webswitch_linger"
+#   LINGER_MS=200 PERF=1 WS_TESTBED=wbc WS_NET=140 KEEP=1 (keep raw outputs in /tmp/webswitch-compare.*)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -40,12 +47,14 @@ DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-100}
 DL_RUNS=${DL_RUNS:-3}
-SETUPS=${SETUPS:-direct haproxy webswitch}
+SETUPS=${SETUPS:-direct haproxy webswitch webswitch_linger}
+LINGER_MS=${LINGER_MS:-200}
 PERF=${PERF:-1}
 TB=$ROOT/dpdk-env/scripts/testbed.sh
 OUT=$(mktemp -d /tmp/webswitch-compare.XXXXXX)
 MID_PID=
 MODE=
+PERF_PID=
 # shellcheck source=bench/scripts/lib.sh
 . "$ROOT/bench/scripts/lib.sh"
 
@@ -58,6 +67,7 @@ stop_middle() {
     MID_PID=
 }
 cleanup() {
+    perf_stop
     stop_middle
     bash "$TB" down >/dev/null 2>&1 || true
     rm -rf "/run/dpdk/ws-$WS_TESTBED"
@@ -65,24 +75,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-ensure_binary
-bash "$TB" up >/dev/null
-eval "$(bash "$TB" env)"
-pin_testbed
-read -r BE1 _ <<<"$WS_BACKENDS"
-write_ws_config "$OUT/config.json"
-{
-    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "commit=$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
-    echo "dirty=$(git -C "$ROOT" status --porcelain -- dataplane tcpstate rules dpdk-env mgmt 2>/dev/null | wc -l)"
-    echo "kernel=$(uname -r)"
-    echo "cpus=$(nproc)"
-    echo "haproxy=$(haproxy -v 2>/dev/null | head -1)"
-    echo "nginx=$(nginx -v 2>&1)"
-    echo "wrk=$(wrk -v 2>&1 | head -1)"
-    echo "params=-t$THREADS -c$CONNS -d${DURATION}s dl_runs=$DL_RUNS"
-} >"$OUT/meta"
 
 kernel_addrs() { # on|off [vip]
     local sw=$WS_NS_SW
@@ -115,18 +107,19 @@ backend_accepts() { # nginx stub_status "accepts", summed over the backends
 
 ws_sync() { # waits for the next periodic stats event of webswitch and prints it
     local n m
-    n=$(grep -c '"event":"stats"' "$OUT/ws.events" || true)
+    local ev=$OUT/$MODE.events
+    n=$(grep -c '"event":"stats"' "$ev" || true)
     for _ in $(seq 60); do
-        m=$(grep -c '"event":"stats"' "$OUT/ws.events" || true)
+        m=$(grep -c '"event":"stats"' "$ev" || true)
         [ "$m" -gt "$n" ] && break
         sleep 0.05
     done
-    grep '"event":"stats"' "$OUT/ws.events" | tail -1
+    grep '"event":"stats"' "$ev" | tail -1
 }
 
 snap() { # file: counters of the middle box, CPU1 and the backends at this moment
     local f=$1
-    [ "$MODE" != webswitch ] || ws_sync >"$f.ws"
+    case $MODE in webswitch*) ws_sync >"$f.ws" ;; esac
     {
         echo "time=$(date +%s.%N)"
         if [ -n "$MID_PID" ]; then
@@ -140,14 +133,30 @@ snap() { # file: counters of the middle box, CPU1 and the backends at this momen
     } >"$f"
 }
 
+perf_start() { # name: samples CPU1 into $OUT/perf.$MODE.NAME.data until perf_stop
+    PERF_PID=
+    [ "$PERF" = 1 ] && command -v perf >/dev/null || return 0
+    taskset -c 0 perf record -q -F 999 -e cpu-clock -C 1 -o "$OUT/perf.$MODE.$1.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+    sleep 1 # perf takes a moment to start sampling
+}
+perf_stop() {
+    [ -n "$PERF_PID" ] || return 0
+    kill -TERM "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" || true
+    PERF_PID=
+}
+
 run_wrk() { # name url [wrk options]
     local name=$1 url=$2
     shift 2
     wait_for_builds
+    perf_start "$name"
     snap "$OUT/$MODE.$name.before"
     cli wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$OUT/$MODE.$name.wrk" 2>&1 || true
     snap "$OUT/$MODE.$name.after"
-    printf '  %-9s %-8s %s\n' "$MODE" "$name" \
+    perf_stop
+    printf '  %-11s %-8s %s\n' "$MODE" "$name" \
         "$(awk '/Requests\/sec/ {r=$2} /Socket errors|Non-2xx/ {e=e " [" $0 "]"} END {print r " req/s" e}' "$OUT/$MODE.$name.wrk")"
 }
 
@@ -155,29 +164,38 @@ run_downloads() { # base url
     local i
     : >"$OUT/$MODE.dl.curl"
     wait_for_builds
+    perf_start dl
     snap "$OUT/$MODE.dl.before"
     for i in $(seq "$DL_RUNS"); do
         cli curl -s -o /dev/null --max-time 300 -w '%{speed_download} %{size_download} %{http_code}\n' \
             "$1/big/100M.bin" >>"$OUT/$MODE.dl.curl" || echo "0 0 000" >>"$OUT/$MODE.dl.curl"
     done
     snap "$OUT/$MODE.dl.after"
-    printf '  %-9s %-8s %s\n' "$MODE" download "$(awk '{printf "%.1f MB/s ", $1 / 1e6}' "$OUT/$MODE.dl.curl")"
+    perf_stop
+    printf '  %-11s %-8s %s\n' "$MODE" download "$(awk '{printf "%.1f MB/s ", $1 / 1e6}' "$OUT/$MODE.dl.curl")"
 }
 
-profile() { # 5 s of keep-alive /whoami with CPU1 sampled by perf
-    [ "$PERF" = 1 ] && command -v perf >/dev/null || return 0
-    perf record -q -e cpu-clock -C 1 -o "$OUT/perf.$MODE.data" -- sleep 5 >/dev/null 2>&1 &
-    local ppid=$!
-    cli wrk -t"$THREADS" -c"$CONNS" -d5s "$1/whoami" >/dev/null 2>&1 || true
-    wait "$ppid" || true
-    {
-        echo "## perf, CPU1, $MODE, keep-alive /whoami (cpu-clock samples)"
-        perf report -i "$OUT/perf.$MODE.data" --stdio --no-children --sort comm,dso 2>/dev/null |
-            grep -v -e '^#' -e '^$' | awk 'NR <= 12'
-        echo "## top symbols"
-        perf report -i "$OUT/perf.$MODE.data" --stdio --no-children --sort dso,sym 2>/dev/null |
-            grep -v -e '^#' -e '^$' | awk 'NR <= 40'
-    } >"$OUT/perf.$MODE.txt"
+# After all measurements (perf report is CPU-heavy): per-sample splits for the report, and the
+# top of the keep-alive /whoami profiles.
+perf_reports() {
+    local f base
+    for f in "$OUT"/perf.*.data; do
+        [ -e "$f" ] || continue
+        base=${f%.data}
+        perf report -i "$f" --stdio --no-children --sort comm,dso,sym -t '|' >"$base.full" 2>/dev/null || true
+    done
+    for f in "$OUT"/perf.*.ka_small.data; do
+        [ -e "$f" ] || continue
+        base=${f%.data}
+        {
+            echo "## perf cpu-clock samples on CPU1, ${base##*/perf.}"
+            perf report -i "$f" --stdio --no-children --sort comm,dso 2>/dev/null |
+                grep -v -e '^#' -e '^$' | awk 'NR <= 8'
+            echo "## top symbols"
+            perf report -i "$f" --stdio --no-children --sort dso,sym 2>/dev/null |
+                grep -v -e '^#' -e '^$' | awk 'NR <= 25'
+        } >"$base.txt"
+    done
 }
 
 wait_http() { # url: until it answers 200 (10 s at most)
@@ -245,6 +263,25 @@ EOF
     done
 }
 
+ensure_binary
+bash "$TB" up >/dev/null
+eval "$(bash "$TB" env)"
+pin_testbed
+read -r BE1 _ <<<"$WS_BACKENDS"
+write_ws_config "$OUT/config.json"
+{
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "commit=$(git -C "$ROOT" log -1 --format='%h %s' 2>/dev/null || echo unknown)"
+    echo "dirty=$(git -C "$ROOT" status --porcelain -- dataplane tcpstate rules dpdk-env mgmt 2>/dev/null | wc -l)"
+    echo "binary=built $BIN_DATE${BIN_NOTE:+ ($BIN_NOTE)}"
+    echo "kernel=$(uname -r)"
+    echo "cpus=$(nproc)"
+    echo "haproxy=$(haproxy -v 2>/dev/null | head -1)"
+    echo "nginx=$(nginx -v 2>&1)"
+    echo "wrk=$(wrk -v 2>&1 | head -1)"
+    echo "params=-t$THREADS -c$CONNS -d${DURATION}s dl_runs=$DL_RUNS"
+} >"$OUT/meta"
+
 echo "results (raw outputs in $OUT):"
 for MODE in $SETUPS; do
     case $MODE in
@@ -263,33 +300,42 @@ for MODE in $SETUPS; do
             MID_PID=$!
             wait_http "http://$WS_VIP/whoami"
             suite "http://$WS_VIP"
-            profile "http://$WS_VIP"
             stop_middle
             kernel_addrs off
             ;;
-        webswitch)
+        webswitch | webswitch_linger)
             kernel_addrs off
             drain_time_wait
-            ip netns exec "$WS_NS_SW" "$BIN" run --config "$OUT/config.json" --stats-interval 1 \
-                >"$OUT/ws.events" 2>"$OUT/ws.log" &
+            cfg=$OUT/config.json
+            if [ "$MODE" = webswitch_linger ]; then
+                cfg=$OUT/config-linger.json
+                python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["tcp"]["closed_linger_ms"]=int(sys.argv[3]); json.dump(c, open(sys.argv[2], "w"))' \
+                    "$OUT/config.json" "$cfg" "$LINGER_MS"
+            fi
+            ip netns exec "$WS_NS_SW" "$BIN" run --config "$cfg" --stats-interval 1 \
+                >"$OUT/$MODE.events" 2>"$OUT/$MODE.log" &
             MID_PID=$!
             for _ in $(seq 300); do
-                grep -q '"event":"ready"' "$OUT/ws.events" && break
+                grep -q '"event":"ready"' "$OUT/$MODE.events" && break
                 kill -0 "$MID_PID" 2>/dev/null || break
                 sleep 0.1
             done
-            grep -q '"event":"ready"' "$OUT/ws.events" || { cat "$OUT/ws.log" >&2; exit 1; }
+            grep -q '"event":"ready"' "$OUT/$MODE.events" || { cat "$OUT/$MODE.log" >&2; exit 1; }
             wait_http "http://$WS_VIP/whoami"
-            suite "http://$WS_VIP"
-            profile "http://$WS_VIP"
+            if [ "$MODE" = webswitch ]; then
+                suite "http://$WS_VIP"
+            else
+                run_wrk close "http://$WS_VIP/whoami" -H "Connection: close"
+            fi
             stop_middle
             ;;
         *) echo "unknown setup $MODE" >&2; exit 2 ;;
     esac
 done
+perf_reports
 echo
 python3 "$ROOT/bench/scripts/compare_report.py" "$OUT" $SETUPS
-for f in "$OUT"/perf.*.txt; do
+for f in "$OUT"/perf.*.ka_small.txt; do
     [ -e "$f" ] || continue
     echo
     cat "$f"

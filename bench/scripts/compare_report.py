@@ -56,11 +56,12 @@ def parse_wrk(path):
 
 
 def tsc_hz():
-    path = os.path.join(OUT, "ws.log")
-    if os.path.exists(path):
-        m = re.search(r"TSC (\d+) Hz", open(path).read())
-        if m:
-            return int(m.group(1))
+    for s in SETUPS:
+        path = os.path.join(OUT, f"{s}.log")
+        if s.startswith("webswitch") and os.path.exists(path):
+            m = re.search(r"TSC (\d+) Hz", open(path).read())
+            if m:
+                return int(m.group(1))
     return None
 
 
@@ -72,6 +73,36 @@ def ws_counters(path):
         return None
 
 
+def perf_split(path):
+    """CPU1 samples of the profiling run by where they went (percent of all samples)."""
+    cats = {}
+    for line in open(path):
+        f = [x.strip() for x in line.split("|")]
+        if line.startswith("#") or len(f) < 4 or not f[0].endswith("%"):
+            continue
+        pct, comm, dso, sym = float(f[0].rstrip("%")), f[1], f[2], f[3]
+        middle = comm == "haproxy" or comm.startswith("rte-") or comm in ("webswitch", "eal-intr-thread")
+        kernel = dso == "[kernel.kallsyms]"
+        if middle and kernel:
+            c = "kernel in the middle's context"
+        elif middle and sym.split()[-1] in ("ws_pause", "ws_rdtsc"):
+            c = "idle polling (ws_pause, ws_rdtsc)"
+        elif middle:
+            c = "middle user space"
+        elif comm.startswith(("ksoftirqd", "swapper", "kworker")):
+            c = "kernel, other contexts"
+        else:
+            c = "other processes"
+        cats[c] = cats.get(c, 0.0) + pct
+    return cats
+
+
+
+IDLE_POLL = "idle polling (ws_pause, ws_rdtsc)"
+OTHERS = "other processes"
+ORDER = ["middle user space", IDLE_POLL, "kernel in the middle's context", "kernel, other contexts", OTHERS]
+
+
 def window(setup, name):
     """Middle-box CPU over a run: seconds of process CPU, busy cycles, CPU1, backend accepts."""
     b = read_kv(os.path.join(OUT, f"{setup}.{name}.before"))
@@ -79,7 +110,9 @@ def window(setup, name):
     w = {}
     if "proc" in a and "proc" in b:
         w["proc_s"] = (int(a["proc"]) - int(b["proc"])) / HZ
-    if "cpu1" in a and "cpu1" in b:
+    # The kernel router's work is softirq on an otherwise idle CPU1: with tick-based accounting
+    # and the tick stopped while idle it is mostly not counted at all, so not attributable.
+    if "cpu1" in a and "cpu1" in b and setup != "direct":
         w["cpu1_s"] = (int(a["cpu1"]) - int(b["cpu1"])) / HZ
         w["cpu1_softirq_s"] = (int(a["cpu1_softirq"]) - int(b["cpu1_softirq"])) / HZ
     if "accepts" in a and "accepts" in b:
@@ -89,7 +122,13 @@ def window(setup, name):
         if k in a and k in b:
             w[k] = int(a[k]) - int(b[k])
     w["builds"] = int(a.get("builds") or 0) + int(b.get("builds") or 0)
-    if setup == "webswitch":
+    perf = os.path.join(OUT, f"perf.{setup}.{name}.full")
+    if os.path.exists(perf) and os.path.getsize(perf) and setup != "direct":
+        w["perf"] = perf_split(perf)
+        if "cpu1_s" in w:
+            waste = w["perf"].get(IDLE_POLL, 0.0) + w["perf"].get(OTHERS, 0.0)
+            w["cpu1_work_s"] = w["cpu1_s"] * (1 - waste / 100)
+    if setup.startswith("webswitch"):
         cb = ws_counters(os.path.join(OUT, f"{setup}.{name}.before.ws"))
         ca = ws_counters(os.path.join(OUT, f"{setup}.{name}.after.ws"))
         hz = tsc_hz()
@@ -111,28 +150,30 @@ def fmt(v, spec):
 
 meta = read_kv(os.path.join(OUT, "meta"))
 print(f"date {meta.get('date')}, commit {meta.get('commit')} (uncommitted source files: "
-      f"{meta.get('dirty')}), kernel {meta.get('kernel')}, {meta.get('cpus')} CPUs, "
+      f"{meta.get('dirty')}), binary {meta.get('binary')}, kernel {meta.get('kernel')}, {meta.get('cpus')} CPUs, "
       f"{meta.get('haproxy')}, {meta.get('nginx')}, {meta.get('wrk')}; wrk {meta.get('params')}")
 print(f"webswitch TSC: {tsc_hz()} Hz")
 print()
 results = {"meta": meta, "tsc_hz": tsc_hz(), "wrk": {}, "download": {}}
 print("| test | setup | requests/s | vs direct | p50 ms | p90 ms | p99 ms | middle CPU µs/req | "
-      "process CPU µs/req | CPU1 µs/req | backend conns/req | client retransmits (SYN) | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "process CPU µs/req | CPU1 µs/req | CPU1 work µs/req | backend conns/req | client retransmits (SYN) | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name, label in TESTS:
     base = None
     for setup in SETUPS:
+        if not os.path.exists(os.path.join(OUT, f"{setup}.{name}.wrk")):
+            continue
         r = parse_wrk(os.path.join(OUT, f"{setup}.{name}.wrk"))
         w = window(setup, name)
         n = r["requests"]
         if setup == "direct":
             base = r["rps"]
-        middle = w.get("busy_s") if setup == "webswitch" else w.get("proc_s")
+        middle = w.get("busy_s") if setup.startswith("webswitch") else w.get("proc_s")
         ratio = f"{r['rps'] / base:.2f}" if base and r["rps"] else "n/a"
         conns = f"{w['accepts'] / n:.3f}" if "accepts" in w and n else "n/a"
         print(f"| {label} | {setup} | {fmt(r['rps'], '.0f')} | {ratio} | {fmt(r['lat'].get('50'), '.2f')} | "
               f"{fmt(r['lat'].get('90'), '.2f')} | {fmt(r['lat'].get('99'), '.2f')} | {us_per(middle, n)} | "
-              f"{us_per(w.get('proc_s'), n)} | {us_per(w.get('cpu1_s'), n)} | {conns} | "
+              f"{us_per(w.get('proc_s'), n)} | {us_per(w.get('cpu1_s'), n)} | {us_per(w.get('cpu1_work_s'), n)} | {conns} | "
               f"{w.get('cli_TcpRetransSegs', 'n/a')} ({w.get('cli_TcpExtTCPSynRetrans', 'n/a')}) | "
               f"{'; '.join(r['errors'] + (['a cargo build ran'] if w.get('builds') else [])) or '-'} |")
         results["wrk"][f"{setup}.{name}"] = {"wrk": r, "window": w}
@@ -151,20 +192,22 @@ for name, label in TESTS:
             parts.append(f"busy cycles {s['window']['busy_s'] / sn / hp:.2f}")
         if "proc_s" in s["window"]:
             parts.append(f"process CPU {s['window']['proc_s'] / sn / hp:.2f}")
-    if h["window"].get("cpu1_s"):
-        parts.append(f"CPU1 {s['window']['cpu1_s'] / sn / (h['window']['cpu1_s'] / hn):.2f}")
+    for k in ("cpu1_s", "cpu1_work_s"):
+        if h["window"].get(k) and k in s["window"]:
+            parts.append(f"{'CPU1' if k == 'cpu1_s' else 'CPU1 work'} {s['window'][k] / sn / (h['window'][k] / hn):.2f}")
     print(f"  {label}: " + ", ".join(parts))
-for name, label in TESTS:
-    w = results["wrk"].get(f"webswitch.{name}", {}).get("window", {})
-    if w.get("ws_drops"):
-        print(f"  webswitch drops during {label}: {w['ws_drops']}")
+for key, v in results["wrk"].items():
+    if v["window"].get("ws_drops"):
+        print(f"  {key}: webswitch drops {v['window']['ws_drops']}")
 print()
 print("| 100 MB download | MB/s (median) | runs MB/s | vs direct | middle CPU ms/100 MB | "
-      "process CPU ms/100 MB | CPU1 ms/100 MB |")
-print("|---|---|---|---|---|---|---|")
+      "process CPU ms/100 MB | CPU1 ms/100 MB | CPU1 work ms/100 MB |")
+print("|---|---|---|---|---|---|---|---|")
 base = None
 for setup in SETUPS:
     path = os.path.join(OUT, f"{setup}.dl.curl")
+    if not os.path.exists(path):
+        continue
     runs = []
     ok = 0
     if os.path.exists(path):
@@ -177,16 +220,28 @@ for setup in SETUPS:
     if setup == "direct":
         base = med
     w = window(setup, "dl")
-    middle = w.get("busy_s") if setup == "webswitch" else w.get("proc_s")
+    middle = w.get("busy_s") if setup.startswith("webswitch") else w.get("proc_s")
     k = len(runs) or None
 
     def ms(x):
         return "n/a" if x is None or not k else f"{1e3 * x / k:.0f}"
 
+    wk = w.get("cpu1_work_s")
     print(f"| {setup} | {fmt(med, '.1f')} | {' '.join(f'{x:.1f}' for x in runs)}"
           f"{'' if ok == len(runs) else f' ({len(runs) - ok} incomplete)'} | "
           f"{f'{med / base:.2f}' if base and med else 'n/a'} | {ms(middle)} | {ms(w.get('proc_s'))} | "
-          f"{ms(w.get('cpu1_s'))} |{' (a cargo build ran)' if w.get('builds') else ''}")
+          f"{ms(w.get('cpu1_s'))} | {ms(wk)} |{' (a cargo build ran)' if w.get('builds') else ''}")
     results["download"][setup] = {"runs_MBps": runs, "complete": ok, "window": w}
+
+
+
+rows = [(k, v["window"]["perf"]) for k, v in list(results["wrk"].items()) + list(results["download"].items())
+        if "perf" in v["window"]]
+if rows:
+    print()
+    print("| CPU1 samples (perf cpu-clock) | " + " | ".join(ORDER) + " |")
+    print("|---|" + "---|" * len(ORDER))
+    for k, cats in rows:
+        print(f"| {k} | " + " | ".join(f"{cats.get(c, 0.0):.1f}%" for c in ORDER) + " |")
 with open(os.path.join(OUT, "results.json"), "w") as f:
     json.dump(results, f, indent=1)

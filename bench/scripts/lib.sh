@@ -24,12 +24,19 @@ ensure_binary() {
             \( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Cargo.toml -o -name Cargo.lock \) \
             -newer "$bin" -print -quit 2>/dev/null)
     fi
+    BIN_NOTE=
     if [ ! -x "$bin" ] || [ -n "$stale" ]; then
         echo "building the release binary${stale:+ ($stale is newer)}" >&2
-        (cd "$ROOT" && cargo build --release -q -p webswitch)
+        if ! (cd "$ROOT" && cargo build --release -q -p webswitch); then
+            # A shared working tree may be mid-edit: measure the last good binary, and say so.
+            [ -x "$bin" ] || exit 1
+            BIN_NOTE="the working tree did not build; measured the existing binary, older than $stale"
+            echo "warning: $BIN_NOTE" >&2
+        fi
     fi
     cp "$bin" "$OUT/webswitch"
     BIN=$OUT/webswitch
+    BIN_DATE=$(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ)
 }
 
 # The example config (1 worker: lcores main 0, worker 1) on this testbed's subnet, with its own

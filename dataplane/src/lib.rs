@@ -8,8 +8,10 @@
 
 pub mod addrs;
 pub mod backoff;
+pub mod control;
 pub mod eal_args;
 pub mod l2l3;
+pub mod runtime;
 pub mod setup;
 pub mod stats;
 pub mod worker;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use rules::Config;
+use webswitch::control::{LogLevelFn, SwitchControl};
 use webswitch::setup::{self, Running, Snapshot};
 
 #[derive(Parser)]
@@ -47,20 +48,31 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEBSWITCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEBSWITCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The filter sits behind a reload handle so `log.level` on the socket can change it.
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
         )
         .init();
+    let log_level: LogLevelFn = Box::new(move |level: &str| {
+        let f = tracing_subscriber::EnvFilter::try_new(level)
+            .map_err(|e| format!("bad log filter {level:?}: {e}"))?;
+        reload.reload(f).map_err(|e| e.to_string())?;
+        Ok(level.to_string())
+    });
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {
             config,
             stats_interval,
-        } => run(&config, stats_interval),
+        } => run(&config, stats_interval, log_level),
         Command::Check { config } => check(&config),
     };
     match result {
@@ -85,7 +97,7 @@ fn check(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn run(path: &std::path::Path, stats_interval: u64) -> Result<(), String> {
+fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Result<(), String> {
     let config = load(path)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -93,16 +105,20 @@ fn run(path: &std::path::Path, stats_interval: u64) -> Result<(), String> {
             .map_err(|e| format!("installing signal handler: {e}"))?;
     }
     let mut running = setup::start(&config).map_err(|e| e.to_string())?;
+    let socket = config.mgmt.socket_path(&config.eal.file_prefix);
+    let server = start_mgmt(&socket, &running, &config, log_level)?;
     emit(&serde_json::json!({
         "event": "ready",
         "pid": std::process::id(),
         "workers": config.lcores.workers,
         "ports": running.ports,
         "vips": config.vips.iter().map(|v| v.address.to_string()).collect::<Vec<_>>(),
+        "socket": socket.display().to_string(),
     }));
     tracing::info!(
         workers = config.lcores.workers.len(),
         ports = running.ports.len(),
+        socket = %socket.display(),
         "webswitch running"
     );
 
@@ -116,12 +132,43 @@ fn run(path: &std::path::Path, stats_interval: u64) -> Result<(), String> {
         }
     }
     tracing::info!("signal received, stopping workers");
+    // The socket goes first: it holds the shared state the teardown reclaims.
+    server.stop();
     running.stop();
     let snap = running.snapshot();
     emit(&snapshot_json("final_stats", &snap, started));
     print_summary(&snap, &running);
     drop(running);
     Ok(())
+}
+
+/// Serves the management socket (owner-only, in a directory only root can enter).
+fn start_mgmt(
+    socket: &std::path::Path,
+    running: &Running,
+    config: &Config,
+    log_level: LogLevelFn,
+) -> Result<mgmt::Server, String> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "config field `mgmt.socket`: cannot create {}: {e}",
+                dir.display()
+            )
+        })?;
+    }
+    let control = SwitchControl::new(
+        running.shared_arc(),
+        running.ports.clone(),
+        config.lcores.workers.clone(),
+        log_level,
+    );
+    mgmt::Server::start(socket, Arc::new(control)).map_err(|e| {
+        format!(
+            "config field `mgmt.socket`: cannot serve {}: {e}",
+            socket.display()
+        )
+    })
 }
 
 fn emit(v: &serde_json::Value) {
@@ -132,30 +179,10 @@ fn emit(v: &serde_json::Value) {
 }
 
 fn snapshot_json(event: &str, s: &Snapshot, started: Instant) -> serde_json::Value {
-    let ports: serde_json::Map<String, serde_json::Value> = s
-        .ports
-        .iter()
-        .map(|(name, st)| {
-            let v = match st {
-                Some(st) => serde_json::json!({
-                    "rx_packets": st.rx_packets, "tx_packets": st.tx_packets,
-                    "rx_bytes": st.rx_bytes, "tx_bytes": st.tx_bytes,
-                    "imissed": st.imissed, "rx_errors": st.rx_errors, "tx_errors": st.tx_errors,
-                    "rx_nombuf": st.rx_nombuf,
-                }),
-                None => serde_json::Value::Null,
-            };
-            (name.clone(), v)
-        })
-        .collect();
-    serde_json::json!({
-        "event": event,
-        "uptime_ms": started.elapsed().as_millis() as u64,
-        "total": s.total,
-        "cores": s.cores,
-        "ports": ports,
-        "mbufs_in_use": s.mbufs_in_use,
-    })
+    let mut v = setup::snapshot_json(s);
+    v["event"] = event.into();
+    v["uptime_ms"] = (started.elapsed().as_millis() as u64).into();
+    v
 }
 
 /// The human-readable counters on stderr: every non-zero counter, per core and total.

@@ -16,9 +16,7 @@ use tcpstate::wire::MacAddr;
 use crate::addrs::PortAddrs;
 use crate::eal_args::eal_args;
 use crate::stats::WorkerStats;
-use crate::worker::{
-    BackendRoute, Shared, TcpSettings, Worker, WorkerSettings, NEIGHBOUR_QUEUE_LEN,
-};
+use crate::worker::{Shared, TcpSettings, Worker, WorkerSettings, NEIGHBOUR_QUEUE_LEN};
 
 /// Data room of each mbuf: a standard 2 KiB buffer plus DPDK's 128-byte headroom.
 const MBUF_DATA_ROOM: u16 = 2048 + 128;
@@ -215,9 +213,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     }
 
     let macs: Vec<MacAddr> = ports.iter().map(|p| MacAddr(p.mac())).collect();
-    let router = rules::matcher::Router::new(config)?;
-    let pools = rules::pool::Pools::new(config)?;
-    let backends = backend_routes(config)?;
+    let runtime = crate::runtime::Runtime::initial(config)?;
     let mut steer = Vec::with_capacity(workers);
     for w in 0..workers {
         let mut per_port = Vec::with_capacity(ports.len());
@@ -249,9 +245,20 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         },
         tcp: tcp_settings(config),
         config: config.clone(),
-        pools,
-        router,
-        backends,
+        runtime: arc_swap::ArcSwap::from_pointee(runtime),
+        runtime_version: std::sync::atomic::AtomicU64::new(1),
+        health: (0..crate::runtime::MAX_BACKENDS)
+            .map(|_| std::sync::atomic::AtomicU8::new(crate::worker::HEALTH_UNKNOWN))
+            .collect(),
+        backend_active: (0..workers)
+            .map(|_| {
+                (0..crate::runtime::MAX_BACKENDS)
+                    .map(|_| std::sync::atomic::AtomicU32::new(0))
+                    .collect()
+            })
+            .collect(),
+        ctl: (0..workers).map(|_| ArrayQueue::new(16)).collect(),
+        health_settings: config.health.clone(),
     });
     running.shared = Some(Arc::clone(&shared));
     running.eal = Some(eal);
@@ -300,57 +307,6 @@ fn random_seed() -> u64 {
     }
 }
 
-/// For each backend: the port facing it, our address there, and the next hop.
-fn backend_routes(config: &Config) -> Result<Vec<BackendRoute>, ConfigError> {
-    use rules::config::PortRole;
-    let mut routes = Vec::with_capacity(config.backends.len());
-    for (i, b) in config.backends.iter().enumerate() {
-        let facing = |p: &&rules::config::PortConfig| p.role != PortRole::Client;
-        let direct = config
-            .ports
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| facing(p))
-            .find_map(|(pi, p)| {
-                p.addresses
-                    .iter()
-                    .find(|c| c.contains(b.address))
-                    .map(|c| (pi, c.addr, b.address))
-            });
-        let via_gateway = || {
-            config
-                .ports
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| facing(p))
-                .find_map(|(pi, p)| {
-                    let gw = p.gateway?;
-                    p.addresses
-                        .iter()
-                        .find(|c| c.contains(gw))
-                        .map(|c| (pi, c.addr, gw))
-                })
-        };
-        let Some((via_port, local_ip, next_hop)) = direct.or_else(via_gateway) else {
-            return Err(ConfigError::new(
-                format!("backends[{i}].address"),
-                format!(
-                    "{} is on no backend-facing port's subnet and no such port has a gateway",
-                    b.address
-                ),
-            ));
-        };
-        routes.push(BackendRoute {
-            address: b.address,
-            port: b.port,
-            via_port,
-            local_ip,
-            next_hop,
-        });
-    }
-    Ok(routes)
-}
-
 /// Mbufs the ports and rings can hold at once, plus one burst per worker and port in
 /// flight and each worker's mempool cache: fewer and a busy port starves the others.
 fn needed_mbufs(config: &Config) -> u32 {
@@ -375,6 +331,42 @@ pub struct Snapshot {
     pub mbufs_in_use: u32,
 }
 
+/// Reads every worker's counters and the ports' hardware counters.
+pub fn snapshot(s: &Shared) -> Snapshot {
+    let all: Vec<&WorkerStats> = s.stats.iter().collect();
+    Snapshot {
+        cores: s.stats.iter().map(WorkerStats::to_json).collect(),
+        total: crate::stats::total_json(&all),
+        ports: s
+            .ports
+            .iter()
+            .map(|p| (p.name().to_string(), p.stats().ok()))
+            .collect(),
+        mbufs_in_use: s.pool.in_use(),
+    }
+}
+
+/// A snapshot as JSON: `total`, `cores`, `ports`, `mbufs_in_use`.
+pub fn snapshot_json(s: &Snapshot) -> serde_json::Value {
+    let ports: serde_json::Map<String, serde_json::Value> = s
+        .ports
+        .iter()
+        .map(|(name, st)| {
+            let v = match st {
+                Some(st) => serde_json::json!({
+                    "rx_packets": st.rx_packets, "tx_packets": st.tx_packets,
+                    "rx_bytes": st.rx_bytes, "tx_bytes": st.tx_bytes,
+                    "imissed": st.imissed, "rx_errors": st.rx_errors, "tx_errors": st.tx_errors,
+                    "rx_nombuf": st.rx_nombuf,
+                }),
+                None => serde_json::Value::Null,
+            };
+            (name.clone(), v)
+        })
+        .collect();
+    serde_json::json!({ "total": s.total, "cores": s.cores, "ports": ports, "mbufs_in_use": s.mbufs_in_use })
+}
+
 impl Running {
     fn shared(&self) -> &Shared {
         self.shared.as_ref().expect("present until drop")
@@ -382,18 +374,12 @@ impl Running {
 
     /// Reads every worker's counters and the ports' hardware counters.
     pub fn snapshot(&self) -> Snapshot {
-        let s = self.shared();
-        let all: Vec<&WorkerStats> = s.stats.iter().collect();
-        Snapshot {
-            cores: s.stats.iter().map(WorkerStats::to_json).collect(),
-            total: crate::stats::total_json(&all),
-            ports: s
-                .ports
-                .iter()
-                .map(|p| (p.name().to_string(), p.stats().ok()))
-                .collect(),
-            mbufs_in_use: s.pool.in_use(),
-        }
+        snapshot(self.shared())
+    }
+
+    /// The shared state, for the management socket (stop its server before `stop`).
+    pub fn shared_arc(&self) -> Arc<Shared> {
+        Arc::clone(self.shared.as_ref().expect("present until drop"))
     }
 
     /// Raises the stop flag and waits for every worker to leave its loop.

@@ -63,6 +63,8 @@ counter_enum! {
         ConnsResponding => "conns_responding",
         ConnsClosedLinger => "conns_closed_linger",
         FlowsLive => "flows_live",
+        HealthProbesSent => "health_probes_sent",
+        HealthChanges => "health_changes",
         SteeredToPeer => "steered_to_peer",
         SteeredFromPeer => "steered_from_peer",
         BusyIterations => "busy_iterations",

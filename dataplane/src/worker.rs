@@ -9,7 +9,9 @@
 //! core through a ring; neighbour learnings are shared with the other cores through
 //! small lock-free queues so every core's ARP table converges.
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use arc_swap::ArcSwap;
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -20,10 +22,13 @@ use tcpstate::wire::MacAddr;
 use crate::addrs::PortAddrs;
 use crate::backoff::{Backoff, Idle};
 use crate::l2l3::{self, Action, ARP_FRAME_LEN};
+use crate::runtime::Runtime;
 use crate::stats::{Counter, DropReason, WorkerStats};
 
+mod health;
 mod tcp;
-pub use tcp::BackendRoute;
+pub use health::HEALTH_UNKNOWN;
+pub use tcp::{ConnInfo, CoreReply, CoreRequest};
 
 /// Shortest Ethernet frame on the wire (without FCS): frames we build are padded to it.
 const MIN_FRAME_LEN: usize = 60;
@@ -53,14 +58,20 @@ pub struct Shared {
     pub tsc_hz: u64,
     pub settings: WorkerSettings,
     pub tcp: TcpSettings,
-    /// The whole config (schedulers are built from it per core).
+    /// The static part of the config (ports, VIPs, limits).
     pub config: rules::Config,
-    /// The pools with fresh scheduler state; each core starts from a clone.
-    pub pools: rules::pool::Pools,
-    /// Request routing, compiled once and shared read-only.
-    pub router: rules::matcher::Router,
-    /// How to reach each configured backend (same index as `config.backends`).
-    pub backends: Vec<BackendRoute>,
+    /// Backends, pools and rules: replaced as a whole by the management thread.
+    pub runtime: ArcSwap<Runtime>,
+    /// `runtime`'s version, so a worker checks for a change with one relaxed load.
+    pub runtime_version: AtomicU64,
+    /// Health per backend id (`health::HEALTH_*`), written by worker 0's checks.
+    pub health: Vec<AtomicU8>,
+    /// `backend_active[core][backend]`: connections each core has open per backend,
+    /// published every sweep for `backends list` and drain reporting.
+    pub backend_active: Vec<Box<[AtomicU32]>>,
+    /// Requests from the management thread to each core (connections list/kill).
+    pub ctl: Vec<ArrayQueue<CoreRequest>>,
+    pub health_settings: rules::config::HealthConfig,
 }
 
 /// TCP settings every core's `TcpCore` is built from.
@@ -99,6 +110,8 @@ pub struct Worker {
     gateway_asked_ms: Vec<Option<u64>>,
     backoff: Backoff,
     tcp: tcp::TcpCore,
+    /// Worker 0 only: active health checks.
+    health: health::HealthChecker,
     /// When worker 0 last asked for each backend's next hop.
     backend_asked_ms: Vec<Option<u64>>,
     start_tsc: u64,
@@ -121,7 +134,8 @@ impl Worker {
             gateway_asked_ms: vec![None; nports],
             backoff: Backoff::new(s.idle_max_sleep_us),
             tcp: tcp::TcpCore::new(&shared, index),
-            backend_asked_ms: vec![None; shared.backends.len()],
+            health: health::HealthChecker::new(shared.health_settings),
+            backend_asked_ms: vec![None; crate::runtime::MAX_BACKENDS],
             start_tsc: rdtsc(),
             tsc_per_ms,
             tx_drain_tsc: (shared.tsc_hz / 1_000_000).max(1) * s.tx_drain_us,
@@ -344,7 +358,11 @@ impl Worker {
     fn housekeeping(&mut self, now_ms: u64) {
         let shared = Arc::clone(&self.shared);
         if self.index == 0 {
-            for (b, route) in shared.backends.iter().enumerate() {
+            let rt = shared.runtime.load();
+            for (b, route) in rt.routes.iter().enumerate() {
+                if rt.removed[b] {
+                    continue;
+                }
                 if self.neigh[route.via_port]
                     .lookup(route.next_hop, now_ms)
                     .is_some()

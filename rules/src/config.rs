@@ -10,9 +10,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod mgmt;
 pub(crate) mod routing;
 mod tcp;
 
+pub use mgmt::{HealthConfig, MgmtConfig};
 pub use routing::{
     BackendConfig, CookieMatch, HeaderMatch, LardConfig, PoolConfig, RuleConfig, RuleMatch,
     Scheduler, MAX_WEIGHT,
@@ -136,6 +138,12 @@ pub struct Config {
     /// The switch's TCP limits and timers.
     #[serde(default)]
     pub tcp: TcpConfig,
+    /// The JSON management socket.
+    #[serde(default)]
+    pub mgmt: MgmtConfig,
+    /// Active health checks of the backends.
+    #[serde(default)]
+    pub health: HealthConfig,
 }
 
 /// EAL arguments. webswitch adds `--lcores`, `--main-lcore`, `--file-prefix`, and one
@@ -588,6 +596,7 @@ impl Config {
             }
         }
         self.validate_tcp()?;
+        self.health.validate()?;
         self.validate_backends_and_pools()?;
         // The rules and `default_pool` are checked by compiling them, exactly as the
         // workers will.

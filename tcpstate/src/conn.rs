@@ -218,6 +218,10 @@ pub struct Conn {
     our_ts_last: u32,
     /// Latest TSval from the backend (echoed to it in the head segments).
     backend_ts_recent: u32,
+    /// The MSS the backend announced (the head is cut to fit it and the client's).
+    pub backend_mss: u16,
+    /// Both sides negotiated timestamps (the client in its SYN, the backend in its SYN-ACK).
+    ts_on: bool,
     /// Latest raw window field from the client.
     client_window: u16,
     /// Window scale we announced to the client (0 if none).
@@ -294,6 +298,8 @@ impl Conn {
             client_ts_recent: ts_recent,
             our_ts_last: our_ts,
             backend_ts_recent: 0,
+            ts_on: false,
+            backend_mss: 536,
             client_window: ack_seg.window,
             our_ws,
             head: Some(head),
@@ -407,7 +413,11 @@ impl Conn {
     ) -> Verdict {
         self.last_activity_ms = now_ms;
         if let Some((tsval, _)) = seg.timestamps {
-            self.client_ts_recent = tsval;
+            // Only newer TSvals (RFC 7323 4.3): a reordered old segment must not make us
+            // echo, or send the backend, a value below one it has already seen.
+            if tsval.wrapping_sub(self.client_ts_recent) as i32 >= 0 {
+                self.client_ts_recent = tsval;
+            }
         }
         if seg.ack.is_some() {
             self.client_window = seg.window;
@@ -588,7 +598,12 @@ impl Conn {
             flags: tcp_flags::SYN,
             window: 65535,
             timestamps: self.syn.timestamps.then_some((self.client_ts_recent, 0)),
-            syn_options: Some(self.syn),
+            // The client's options, so what the backend sends fits the client; the MSS no
+            // larger than the switch's own.
+            syn_options: Some(SynOptions {
+                mss: self.syn.mss.min(self.params.mss),
+                ..self.syn
+            }),
             data: Data::None,
         }
     }
@@ -691,7 +706,15 @@ impl Conn {
         };
         if let Some((b_tsval, _)) = seg.timestamps {
             self.backend_ts_recent = b_tsval;
+            self.ts_on = ts_on;
         }
+        // Both directions' window checks start now, from what each side has announced,
+        // so a blind RST cannot slip in before the first spliced segment.
+        self.client_ack = Some(self.our_isn + 1);
+        self.client_wnd = u32::from(self.client_window) << client_ws;
+        self.backend_ack = Some(self.client_isn + 1);
+        self.backend_wnd = u32::from(seg.window);
+        self.backend_mss = seg.mss.unwrap_or(536);
         self.state = State::Spliced;
         self.head_sent = self.head_bytes().len();
         self.retransmits = 0;
@@ -713,7 +736,8 @@ impl Conn {
             ack: Some(self.backend_isn + 1),
             flags: tcp_flags::PSH,
             window,
-            timestamps: (self.syn.timestamps && self.backend_ts_recent != 0)
+            timestamps: self
+                .ts_on
                 .then_some((self.client_ts_recent, self.backend_ts_recent)),
             syn_options: None,
             data: Data::Head {
@@ -824,6 +848,11 @@ impl Conn {
         }
     }
 
+    /// The operator kills the connection: RST both ways, then linger and go.
+    pub fn kill(&mut self, now_ms: u64, out: &mut Outputs) -> Verdict {
+        self.abort(now_ms, out)
+    }
+
     /// Idle or stuck: reset both ends and close.
     fn abort(&mut self, now_ms: u64, out: &mut Outputs) -> Verdict {
         let to_client = SegmentOut {
@@ -873,8 +902,12 @@ fn in_window(seq: SeqNumber, len: usize, acked: Option<SeqNumber>, wnd: u32, rst
 }
 
 /// Whether the buffer holds a complete request head.
+/// (As `rules::http::head_end`: a blank line ended by CRLF or a bare LF ends the head,
+/// so a bare-LF request is answered 400 at once rather than left to time out.)
 fn rules_head_end(buf: &[u8]) -> bool {
-    buf.windows(4).any(|w| w == b"\r\n\r\n")
+    buf.windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\r\n" && i > 0 && buf[i - 1] == b'\n'))
 }
 
 #[cfg(test)]

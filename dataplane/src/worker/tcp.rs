@@ -20,6 +20,7 @@ use tcpstate::wire::{
 
 use super::Worker;
 use crate::addrs::Local;
+use crate::runtime::{Admin, BackendRoute, Runtime};
 use crate::stats::{Counter, DropReason};
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
@@ -38,17 +39,6 @@ struct Meta {
     backend_port: usize,
 }
 
-/// How to reach one configured backend.
-#[derive(Debug, Clone, Copy)]
-pub struct BackendRoute {
-    pub address: Ipv4Addr,
-    pub port: u16,
-    /// DPDK port index facing it, our address there, and the next hop to resolve.
-    pub via_port: usize,
-    pub local_ip: Ipv4Addr,
-    pub next_hop: Ipv4Addr,
-}
-
 /// Per-worker TCP state.
 pub struct TcpCore {
     flows: FlowTable<Conn>,
@@ -59,6 +49,10 @@ pub struct TcpCore {
     max_heads: usize,
     head_capacity: usize,
     pools: rules::pool::Pools,
+    /// The runtime snapshot this core works with, and its version.
+    rt: std::sync::Arc<Runtime>,
+    /// Health probes in flight (worker 0): tuple → backend id.
+    probes: hashbrown::HashMap<FlowKey, usize>,
     /// The pool each connection was routed to (for retries).
     pool_of: Vec<usize>,
     params: ConnParams,
@@ -85,7 +79,9 @@ impl TcpCore {
             heads_allocated: 0,
             max_heads: t.max_heads,
             head_capacity: t.head_capacity,
-            pools: shared.pools.clone(),
+            pools: shared.runtime.load().pools.clone(),
+            rt: shared.runtime.load_full(),
+            probes: hashbrown::HashMap::new(),
             pool_of: vec![0; t.max_flows],
             params: t.params,
             next_local_port: *LOCAL_PORTS.start(),
@@ -148,6 +144,10 @@ impl Worker {
             local_ip: rx.dst,
             local_port: rx.dport,
         };
+        if let Some(&b) = self.tcp.probes.get(&key) {
+            self.health_segment(b, key, &rx.seg, now_ms);
+            return;
+        }
         match self.tcp.flows.lookup(&key) {
             Some((id, side)) => self.on_flow_segment(id, side, p, m, &rx, now_ms),
             None => match local {
@@ -304,7 +304,6 @@ impl Worker {
     }
 
     fn route_head(&mut self, id: ConnId, now_ms: u64) {
-        let shared = std::sync::Arc::clone(&self.shared);
         let (status, pool) = {
             let Some(conn) = self.tcp.flows.get(id) else {
                 return;
@@ -313,7 +312,7 @@ impl Worker {
             let end = http::head_end(bytes).unwrap_or(bytes.len());
             match http::parse_request(&bytes[..end]) {
                 Err(e) => (Some(e.status()), 0),
-                Ok(req) => (None, shared.router.route(&req)),
+                Ok(req) => (None, self.tcp.rt.router.route(&req)),
             }
         };
         if let Some(status) = status {
@@ -343,7 +342,7 @@ impl Worker {
             self.respond(id, 503, now_ms);
             return;
         };
-        let route = self.shared.backends[b];
+        let route = self.tcp.rt.routes[b];
         let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
             // Unknown MAC: ask for it and let the connect timer try again.
             if self.send_arp_request(route.via_port, route.local_ip, route.next_hop) {
@@ -563,7 +562,7 @@ impl Worker {
             src: (target.key.local_ip, target.key.local_port),
             dst: (target.key.remote_ip, target.key.remote_port),
         };
-        let mss = usize::from(conn.syn.mss.clamp(536, 1460));
+        let mss = usize::from(conn.syn.mss.min(conn.backend_mss).clamp(536, 9000));
         match s.data {
             Data::Head { offset, len } => {
                 // Borrow the head buffer out of the connection while building from it.
@@ -610,11 +609,17 @@ impl Worker {
             &client_opts,
             now_ms,
         );
+        // Without timestamps the cookie has nowhere to keep window scale and SACK-permitted,
+        // so (as Linux does) they are not offered: both ends then agree there are none.
+        let ts = seg.timestamps.is_some();
         let ours = SynOptions {
             mss: self.tcp.params.mss,
-            window_scale: seg.window_scale.map(|_| self.tcp.params.window_scale),
-            sack_permitted: seg.sack_permitted,
-            timestamps: seg.timestamps.is_some(),
+            window_scale: seg
+                .window_scale
+                .filter(|_| ts)
+                .map(|_| self.tcp.params.window_scale),
+            sack_permitted: seg.sack_permitted && ts,
+            timestamps: ts,
         };
         let out = SegmentOut {
             seq: cookie.isn,
@@ -741,6 +746,10 @@ impl Worker {
             return;
         }
         self.tcp.next_sweep_ms = now_ms + SWEEP_MS;
+        self.adopt_runtime();
+        self.sync_backend_state();
+        self.serve_ctl(now_ms);
+        self.health_tick(now_ms);
         let mut fresh = [0u8; 16];
         fresh[..8].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());
         fresh[8..].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());
@@ -798,6 +807,209 @@ fn request_path(head: &[u8]) -> &[u8] {
     let mut parts = line.split(|b| *b == b' ');
     parts.next();
     parts.next().unwrap_or(&[])
+}
+
+/// A connection as reported to the management socket.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnInfo {
+    pub client: String,
+    pub vip: String,
+    pub backend: Option<String>,
+    pub local_port: Option<u16>,
+    pub state: &'static str,
+    pub core: usize,
+    pub bytes_c2b: u64,
+    pub bytes_b2c: u64,
+}
+
+/// A question from the management thread to one core, answered on `reply`.
+pub enum CoreRequest {
+    List {
+        client: Option<(std::net::Ipv4Addr, Option<u16>)>,
+        backend: Option<usize>,
+        state: Option<String>,
+        limit: usize,
+        reply: std::sync::mpsc::SyncSender<CoreReply>,
+    },
+    Kill {
+        client: (std::net::Ipv4Addr, u16),
+        reply: std::sync::mpsc::SyncSender<CoreReply>,
+    },
+}
+
+pub enum CoreReply {
+    Connections {
+        list: Vec<ConnInfo>,
+        truncated: bool,
+    },
+    Killed(usize),
+}
+
+impl Worker {
+    /// Picks up a new runtime snapshot: new router and pools; this core's open
+    /// connections per backend carry over (backend ids are stable).
+    fn adopt_runtime(&mut self) {
+        let v = self
+            .shared
+            .runtime_version
+            .load(std::sync::atomic::Ordering::Acquire);
+        if v == self.tcp.rt.version {
+            return;
+        }
+        let rt = self.shared.runtime.load_full();
+        let mut pools = rt.pools.clone();
+        let carried = self.tcp.pools.backend_count().min(pools.backend_count());
+        for b in 0..carried {
+            for _ in 0..self.tcp.pools.active(b) {
+                pools.connection_opened(b);
+            }
+        }
+        self.tcp.pools = pools;
+        self.tcp.rt = rt;
+    }
+
+    /// Applies health and admin state to this core's schedulers, and publishes this
+    /// core's open connections per backend.
+    fn sync_backend_state(&mut self) {
+        let rt = std::sync::Arc::clone(&self.tcp.rt);
+        for b in 0..self.tcp.pools.backend_count() {
+            let health = self.shared.health[b].load(std::sync::atomic::Ordering::Relaxed);
+            let up = health != super::health::HEALTH_DOWN
+                && rt.admin[b] != Admin::Maint
+                && !rt.removed[b];
+            self.tcp.pools.set_up(b, up);
+            let weight = if rt.admin[b] == Admin::Ready {
+                rt.config.backends[b].weight
+            } else {
+                0
+            };
+            self.tcp.pools.set_weight(b, weight);
+            self.shared.backend_active[self.index][b].store(
+                self.tcp.pools.active(b),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Answers the management thread's questions about this core's connections.
+    fn serve_ctl(&mut self, now_ms: u64) {
+        let _ = now_ms;
+        while let Some(req) = self.shared.ctl[self.index].pop() {
+            match req {
+                CoreRequest::List {
+                    client,
+                    backend,
+                    state,
+                    limit,
+                    reply,
+                } => {
+                    let mut ids = Vec::new();
+                    self.tcp.flows.live_ids(&mut ids);
+                    let mut list = Vec::new();
+                    let mut truncated = false;
+                    for id in ids {
+                        let Some(c) = self.tcp.flows.get(id) else {
+                            continue;
+                        };
+                        if let Some((ip, port)) = client {
+                            if c.client.remote_ip != ip
+                                || port.is_some_and(|p| p != c.client.remote_port)
+                            {
+                                continue;
+                            }
+                        }
+                        if backend.is_some() && c.backend.map(|t| t.id) != backend {
+                            continue;
+                        }
+                        if state.as_deref().is_some_and(|s| s != c.state.name()) {
+                            continue;
+                        }
+                        if list.len() >= limit {
+                            truncated = true;
+                            break;
+                        }
+                        list.push(ConnInfo {
+                            client: format!("{}:{}", c.client.remote_ip, c.client.remote_port),
+                            vip: format!("{}:{}", c.client.local_ip, c.client.local_port),
+                            backend: c
+                                .backend
+                                .and_then(|t| self.tcp.rt.config.backends.get(t.id))
+                                .map(|b| b.name.clone()),
+                            local_port: c.backend.map(|t| t.key.local_port).filter(|p| *p != 0),
+                            state: c.state.name(),
+                            core: self.index,
+                            bytes_c2b: c.bytes_c2b,
+                            bytes_b2c: c.bytes_b2c,
+                        });
+                    }
+                    let _ = reply.try_send(CoreReply::Connections { list, truncated });
+                }
+                CoreRequest::Kill { client, reply } => {
+                    let mut ids = Vec::new();
+                    self.tcp.flows.live_ids(&mut ids);
+                    let key = ids.into_iter().find(|id| {
+                        self.tcp.flows.get(*id).is_some_and(|c| {
+                            c.client.remote_ip == client.0 && c.client.remote_port == client.1
+                        })
+                    });
+                    let mut killed = 0;
+                    if let Some(id) = key {
+                        let mut out = Outputs::default();
+                        let verdict = self.tcp.flows.get_mut(id).map(|c| c.kill(now_ms, &mut out));
+                        for e in out.iter() {
+                            match e {
+                                Emit::ToClient(s) => self.send_to_client(id, &s, now_ms),
+                                Emit::ToBackend(s) => self.send_to_backend(id, &s),
+                                Emit::Forward => {}
+                            }
+                        }
+                        if let Some(v) = verdict {
+                            self.apply_verdict(id, v, now_ms);
+                        }
+                        killed = 1;
+                    }
+                    let _ = reply.try_send(CoreReply::Killed(killed));
+                }
+            }
+        }
+    }
+
+    pub(super) fn tcp_bind_probe(&mut self, key: FlowKey, b: usize) {
+        self.tcp.probes.insert(key, b);
+    }
+
+    pub(super) fn tcp_unbind_probe(&mut self, key: &FlowKey) {
+        self.tcp.probes.remove(key);
+    }
+
+    /// A local port for a health probe: this core's, not used by a connection or probe.
+    pub(super) fn probe_port(&mut self, route: BackendRoute) -> Option<u16> {
+        let port = self.pick_local_port(route)?;
+        let key = FlowKey {
+            remote_ip: route.address,
+            remote_port: route.port,
+            local_ip: route.local_ip,
+            local_port: port,
+        };
+        (!self.tcp.probes.contains_key(&key)).then_some(port)
+    }
+
+    /// Sends a segment on a tuple that has no connection (health probes).
+    pub(super) fn send_raw_segment(
+        &mut self,
+        p: usize,
+        dst_mac: MacAddr,
+        key: FlowKey,
+        s: &SegmentOut,
+    ) {
+        let frame = FrameSpec {
+            src_mac: self.shared.addrs[p].mac,
+            dst_mac,
+            src: (key.local_ip, key.local_port),
+            dst: (key.remote_ip, key.remote_port),
+        };
+        self.emit_segment(p, &frame, s, 0, &[]);
+    }
 }
 
 struct FrameSpec {

@@ -1,0 +1,438 @@
+//! The switch's side of the management socket: each command reads the published state
+//! or builds a new runtime snapshot and publishes it (see `runtime`). Mutations are
+//! serialized by one mutex held only by the management thread; workers never take it.
+//! A command that fails validation publishes nothing, so the running state is unchanged.
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mgmt::{Control, CtlError};
+use rules::config::BackendConfig;
+use rules::{Config, ConfigError};
+use serde_json::{json, Value};
+
+use crate::runtime::{Admin, Runtime};
+use crate::setup::{self, PortInfo};
+use crate::worker::{CoreReply, CoreRequest, Shared, HEALTH_UNKNOWN};
+
+/// Changes the log filter at run time (`log.level`); returns the filter now in force.
+pub type LogLevelFn = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+pub struct SwitchControl {
+    shared: Arc<Shared>,
+    started: Instant,
+    ports: Vec<PortInfo>,
+    workers: Vec<u32>,
+    mutate: Mutex<()>,
+    log_level: LogLevelFn,
+}
+
+fn invalid(e: ConfigError) -> CtlError {
+    CtlError::invalid(e.to_string())
+}
+
+fn arg_str<'a>(args: &'a Value, key: &str) -> Result<&'a str, CtlError> {
+    args.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| CtlError::invalid(format!("`{key}` (a string) is required")))
+}
+
+impl SwitchControl {
+    pub fn new(
+        shared: Arc<Shared>,
+        ports: Vec<PortInfo>,
+        workers: Vec<u32>,
+        log_level: LogLevelFn,
+    ) -> Self {
+        Self {
+            shared,
+            started: Instant::now(),
+            ports,
+            workers,
+            mutate: Mutex::new(()),
+            log_level,
+        }
+    }
+
+    fn rt(&self) -> Arc<Runtime> {
+        self.shared.runtime.load_full()
+    }
+
+    fn publish(&self, rt: Runtime) -> Value {
+        let v = rt.version;
+        self.shared.runtime.store(Arc::new(rt));
+        self.shared.runtime_version.store(v, Ordering::Release);
+        tracing::info!(version = v, "runtime config published");
+        json!({ "version": v })
+    }
+
+    fn status(&self) -> Value {
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_ms": self.started.elapsed().as_millis() as u64,
+            "workers": self.workers,
+            "ports": self.ports.iter().map(|p| {
+                let link = self.shared.ports.iter().find(|x| x.name() == p.name).and_then(|x| x.link().ok());
+                json!({ "name": p.name, "mac": p.mac, "link_up": link.map(|l| l.up).unwrap_or(p.link_up),
+                        "rx_queues": p.rx_queues, "tx_queues": p.tx_queues })
+            }).collect::<Vec<_>>(),
+            "config_version": self.rt().version,
+        })
+    }
+
+    fn stats(&self) -> Value {
+        let snap = setup::snapshot(&self.shared);
+        let mut v = setup::snapshot_json(&snap);
+        v["uptime_ms"] = (self.started.elapsed().as_millis() as u64).into();
+        v
+    }
+
+    fn backends_list(&self) -> Value {
+        let rt = self.rt();
+        let list: Vec<Value> = rt
+            .config
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !rt.removed[*i])
+            .map(|(i, b)| {
+                let health = match self.shared.health[i].load(Ordering::Relaxed) {
+                    HEALTH_UNKNOWN => "unknown",
+                    1 => "up",
+                    _ => "down",
+                };
+                let active: u32 = self.shared.backend_active.iter().map(|c| c[i].load(Ordering::Relaxed)).sum();
+                json!({ "name": b.name, "address": b.address.to_string(), "port": b.port, "weight": b.weight,
+                        "admin": rt.admin[i], "health": health, "active": active, "pools": rt.pools_of(&b.name) })
+            })
+            .collect();
+        json!({ "backends": list })
+    }
+
+    fn backend_named(&self, rt: &Runtime, args: &Value) -> Result<usize, CtlError> {
+        let name = arg_str(args, "name")?;
+        rt.backend_id(name)
+            .ok_or_else(|| CtlError::not_found(format!("no backend named `{name}`")))
+    }
+
+    fn set_admin(&self, args: &Value, admin: Admin) -> Result<Value, CtlError> {
+        let _g = self.mutate.lock().unwrap_or_else(|e| e.into_inner());
+        let rt = self.rt();
+        let b = self.backend_named(&rt, args)?;
+        let mut admins = rt.admin.clone();
+        admins[b] = admin;
+        let next = Runtime::build(
+            rt.version + 1,
+            rt.config.clone(),
+            rt.removed.clone(),
+            admins,
+        )
+        .map_err(invalid)?;
+        Ok(self.publish(next))
+    }
+
+    /// Applies `edit` to the operator's view of the config and publishes the result.
+    fn edit_config(
+        &self,
+        dry_run: bool,
+        edit: impl FnOnce(&mut Config) -> Result<(), CtlError>,
+    ) -> Result<Value, CtlError> {
+        let _g = self.mutate.lock().unwrap_or_else(|e| e.into_inner());
+        let rt = self.rt();
+        let mut c = rt.public_config();
+        edit(&mut c)?;
+        let next = rt.successor_with(c).map_err(invalid)?;
+        if dry_run {
+            return Ok(json!({ "valid": true }));
+        }
+        Ok(self.publish(next))
+    }
+
+    fn backends_add(&self, args: &Value) -> Result<Value, CtlError> {
+        let name = arg_str(args, "name")?.to_string();
+        let address: Ipv4Addr = arg_str(args, "address")?
+            .parse()
+            .map_err(|_| CtlError::invalid("`address` is not an IPv4 address"))?;
+        let port = args.get("port").and_then(Value::as_u64).unwrap_or(80);
+        let port = u16::try_from(port).map_err(|_| CtlError::invalid("`port` out of range"))?;
+        let weight = args.get("weight").and_then(Value::as_u64).unwrap_or(1) as u32;
+        let pools: Vec<String> = args
+            .get("pools")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.edit_config(false, |c| {
+            if c.backends.iter().any(|b| b.name == name) {
+                return Err(CtlError::conflict(format!("backend `{name}` exists")));
+            }
+            let template = c.backends.first().cloned();
+            let mut b: BackendConfig = match template {
+                Some(t) => t,
+                None => {
+                    serde_json::from_value(json!({ "name": name, "address": address.to_string() }))
+                        .map_err(|e| CtlError::internal(e.to_string()))?
+                }
+            };
+            b.name = name.clone();
+            b.address = address;
+            b.port = port;
+            b.weight = weight;
+            b.max_connections = None;
+            c.backends.push(b);
+            for p in &pools {
+                let Some(pool) = c.pools.iter_mut().find(|x| &x.name == p) else {
+                    return Err(CtlError::not_found(format!("no pool named `{p}`")));
+                };
+                pool.backends.push(name.clone());
+            }
+            Ok(())
+        })
+    }
+
+    fn backends_remove(&self, args: &Value) -> Result<Value, CtlError> {
+        let name = arg_str(args, "name")?.to_string();
+        self.edit_config(false, |c| {
+            let before = c.backends.len();
+            c.backends.retain(|b| b.name != name);
+            if c.backends.len() == before {
+                return Err(CtlError::not_found(format!("no backend named `{name}`")));
+            }
+            for p in &mut c.pools {
+                p.backends.retain(|b| *b != name);
+            }
+            if let Some(p) = c.pools.iter().find(|p| p.backends.is_empty()) {
+                return Err(CtlError::conflict(format!(
+                    "pool `{}` would be left without backends",
+                    p.name
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn backends_weight(&self, args: &Value) -> Result<Value, CtlError> {
+        let name = arg_str(args, "name")?.to_string();
+        let weight = args
+            .get("weight")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| CtlError::invalid("`weight` (a number) is required"))?;
+        self.edit_config(false, |c| {
+            let b = c
+                .backends
+                .iter_mut()
+                .find(|b| b.name == name)
+                .ok_or_else(|| CtlError::not_found(format!("no backend named `{name}`")))?;
+            b.weight =
+                u32::try_from(weight).map_err(|_| CtlError::invalid("`weight` out of range"))?;
+            Ok(())
+        })
+    }
+
+    fn rules_replace(&self, args: &Value, dry_run: bool) -> Result<Value, CtlError> {
+        let rules = args
+            .get("rules")
+            .cloned()
+            .ok_or_else(|| CtlError::invalid("`rules` (an array) is required"))?;
+        let rules: Vec<rules::config::RuleConfig> =
+            serde_json::from_value(rules).map_err(|e| CtlError::invalid(format!("rules: {e}")))?;
+        let default_pool = args
+            .get("default_pool")
+            .and_then(Value::as_str)
+            .map(String::from);
+        if let Some(expect) = args.get("expect_version").and_then(Value::as_u64) {
+            let now = self.rt().version;
+            if expect != now {
+                return Err(CtlError::conflict(format!(
+                    "expected version {expect}, running version is {now}"
+                )));
+            }
+        }
+        self.edit_config(dry_run, |c| {
+            c.rules = rules;
+            if default_pool.is_some() {
+                c.default_pool = default_pool;
+            }
+            Ok(())
+        })
+    }
+
+    /// A whole config from the operator: only backends, pools, rules and the default pool
+    /// may change at run time; anything else needs a restart and is refused by name.
+    fn config_apply(&self, args: &Value, dry_run: bool) -> Result<Value, CtlError> {
+        let v = args
+            .get("config")
+            .ok_or_else(|| CtlError::invalid("`config` (an object) is required"))?;
+        let new = Config::from_json(&v.to_string()).map_err(invalid)?;
+        let running = self.rt().public_config();
+        let (a, b) = (
+            serde_json::to_value(&running).unwrap_or_default(),
+            serde_json::to_value(&new).unwrap_or_default(),
+        );
+        let changeable = ["backends", "pools", "rules", "default_pool"];
+        if let (Some(a), Some(b)) = (a.as_object(), b.as_object()) {
+            for key in a.keys().chain(b.keys()) {
+                if !changeable.contains(&key.as_str()) && a.get(key) != b.get(key) {
+                    return Err(CtlError::invalid(format!(
+                        "config field `{key}` cannot change at run time (restart webswitch)"
+                    )));
+                }
+            }
+        }
+        self.edit_config(dry_run, |c| {
+            *c = new;
+            Ok(())
+        })
+    }
+
+    fn config_save(&self, args: &Value) -> Result<Value, CtlError> {
+        let path = std::path::PathBuf::from(arg_str(args, "path")?);
+        let text = self.rt().public_config().to_json_pretty() + "\n";
+        let tmp = path.with_extension("tmp-webswitch");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| CtlError::invalid(format!("cannot write {}: {e}", path.display())))?;
+        Ok(json!({ "path": path.display().to_string() }))
+    }
+
+    /// Asks every core (through its request queue) and gathers the answers.
+    fn ask_cores(
+        &self,
+        make: impl Fn(std::sync::mpsc::SyncSender<CoreReply>) -> CoreRequest,
+    ) -> Result<Vec<CoreReply>, CtlError> {
+        let mut replies = Vec::new();
+        for q in &self.shared.ctl {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            if q.push(make(tx)).is_err() {
+                return Err(CtlError::conflict(
+                    "a core's request queue is full; try again",
+                ));
+            }
+            let r = rx
+                .recv_timeout(Duration::from_secs(2))
+                .map_err(|_| CtlError::internal("a core did not answer within 2 s"))?;
+            replies.push(r);
+        }
+        Ok(replies)
+    }
+
+    fn connections_list(&self, args: &Value) -> Result<Value, CtlError> {
+        let client = match args.get("client").and_then(Value::as_str) {
+            None => None,
+            Some(c) => Some(parse_client(c)?),
+        };
+        let backend = match args.get("backend").and_then(Value::as_str) {
+            None => None,
+            Some(name) => Some(
+                self.rt()
+                    .backend_id(name)
+                    .ok_or_else(|| CtlError::not_found(format!("no backend named `{name}`")))?,
+            ),
+        };
+        let state = args.get("state").and_then(Value::as_str).map(String::from);
+        let limit = args
+            .get("limit")
+            .and_then(Value::as_u64)
+            .unwrap_or(100)
+            .min(10_000) as usize;
+        let replies = self.ask_cores(|reply| CoreRequest::List {
+            client,
+            backend,
+            state: state.clone(),
+            limit,
+            reply,
+        })?;
+        let mut all = Vec::new();
+        let mut truncated = false;
+        for r in replies {
+            if let CoreReply::Connections { list, truncated: t } = r {
+                truncated |= t;
+                all.extend(list);
+            }
+        }
+        if all.len() > limit {
+            all.truncate(limit);
+            truncated = true;
+        }
+        Ok(json!({ "connections": all, "truncated": truncated }))
+    }
+
+    fn connections_kill(&self, args: &Value) -> Result<Value, CtlError> {
+        let (ip, port) = parse_client(arg_str(args, "client")?)?;
+        let port = port.ok_or_else(|| CtlError::invalid("`client` must be ip:port"))?;
+        let replies = self.ask_cores(|reply| CoreRequest::Kill {
+            client: (ip, port),
+            reply,
+        })?;
+        let killed: usize = replies
+            .iter()
+            .map(|r| if let CoreReply::Killed(n) = r { *n } else { 0 })
+            .sum();
+        Ok(json!({ "killed": killed }))
+    }
+}
+
+fn parse_client(c: &str) -> Result<(Ipv4Addr, Option<u16>), CtlError> {
+    let bad = || CtlError::invalid(format!("`client` {c:?} is not ip or ip:port"));
+    match c.split_once(':') {
+        Some((ip, port)) => Ok((
+            ip.parse().map_err(|_| bad())?,
+            Some(port.parse().map_err(|_| bad())?),
+        )),
+        None => Ok((c.parse().map_err(|_| bad())?, None)),
+    }
+}
+
+impl Control for SwitchControl {
+    fn handle(&self, cmd: &str, args: &Value) -> Result<Value, CtlError> {
+        match cmd {
+            "status" => Ok(self.status()),
+            "stats" => Ok(self.stats()),
+            "backends.list" => Ok(self.backends_list()),
+            "backends.add" => self.backends_add(args),
+            "backends.remove" => self.backends_remove(args),
+            "backends.weight" => self.backends_weight(args),
+            "backends.drain" => self.set_admin(args, Admin::Drain),
+            "backends.ready" => self.set_admin(args, Admin::Ready),
+            "backends.maint" => self.set_admin(args, Admin::Maint),
+            "pools.list" => {
+                let rt = self.rt();
+                let pools: Vec<Value> = rt
+                    .config
+                    .pools
+                    .iter()
+                    .map(|p| json!({ "name": p.name, "scheduler": p.scheduler, "backends": p.backends }))
+                    .collect();
+                Ok(json!({ "pools": pools }))
+            }
+            "rules.show" => {
+                let rt = self.rt();
+                Ok(
+                    json!({ "version": rt.version, "rules": rt.config.rules, "default_pool": rt.config.default_pool }),
+                )
+            }
+            "rules.replace" => self.rules_replace(args, false),
+            "rules.validate" => self.rules_replace(args, true),
+            "config.show" => {
+                let rt = self.rt();
+                Ok(json!({ "version": rt.version, "config": rt.public_config() }))
+            }
+            "config.validate" => self.config_apply(args, true),
+            "config.apply" => self.config_apply(args, false),
+            "config.save" => self.config_save(args),
+            "connections.list" => self.connections_list(args),
+            "connections.kill" => self.connections_kill(args),
+            "log.level" => {
+                let level = arg_str(args, "level")?;
+                let now = (self.log_level)(level).map_err(CtlError::invalid)?;
+                Ok(json!({ "level": now }))
+            }
+            other => Err(CtlError::unknown_command(other)),
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Issue 5 end to end: the management socket of a running switch on the testbed, with
+//! real traffic. Backends added at run time take requests; a drained backend finishes
+//! its download byte-exact and gets nothing new; rules replaced under wrk fail no
+//! request; health checks take a stopped nginx out and bring it back; bad requests get
+//! JSON errors and change nothing; the socket refuses another user; a saved config
+//! restarts into the same running config.
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use webswitch_tests::{root_or_skip, testbed_lock, webswitch_bin, Switch, Testbed};
+
+/// A JSON-lines client (kept independent of the mgmt crate, so the wire format is tested).
+struct Ctl {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+}
+
+impl Ctl {
+    fn connect(path: &str) -> Ctl {
+        let s = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {path}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Ctl {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+            next_id: 1,
+        }
+    }
+
+    fn line(&mut self, line: &str) -> Value {
+        self.writer.write_all(line.as_bytes()).unwrap();
+        self.writer.write_all(b"\n").unwrap();
+        let mut reply = String::new();
+        self.reader.read_line(&mut reply).expect("reply line");
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("reply {reply:?}: {e}"))
+    }
+
+    /// Sends a command; returns the whole reply (`ok`, `result` or `error`).
+    fn raw(&mut self, cmd: &str, args: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let reply = self.line(&json!({ "id": id, "cmd": cmd, "args": args }).to_string());
+        assert_eq!(reply["id"], id, "id echoed");
+        reply
+    }
+
+    fn ok(&mut self, cmd: &str, args: Value) -> Value {
+        let r = self.raw(cmd, args);
+        assert_eq!(r["ok"], true, "{cmd} failed: {r}");
+        r["result"].clone()
+    }
+}
+
+fn curl_backend(tb: &Testbed, path: &str) -> String {
+    let out = tb.exec(
+        "cli",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            &format!("http://{}{path}", tb.ip(0, 10)),
+        ],
+        Duration::from_secs(15),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("X-Backend: "))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| format!("none ({text})"))
+}
+
+fn backend_row(ctl: &mut Ctl, name: &str) -> Value {
+    let list = ctl.ok("backends.list", json!({}));
+    list["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+#[test]
+fn run_time_changes_through_the_socket() {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up("tm1", 131);
+    // Start without be3; checks fast enough for a test.
+    let mut config = tb.config(1);
+    config["backends"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|b| b["name"] != "be3");
+    for p in config["pools"].as_array_mut().unwrap() {
+        p["backends"].as_array_mut().unwrap().retain(|b| b != "be3");
+    }
+    config["health"] = json!({ "interval_ms": 300, "timeout_ms": 200, "rise": 2, "fall": 2 });
+    let sw = Switch::start(&tb, &config);
+    let sock = sw.ready["socket"]
+        .as_str()
+        .expect("socket in ready")
+        .to_string();
+    let mut ctl = Ctl::connect(&sock);
+
+    // status and stats answer.
+    let st = ctl.ok("status", json!({}));
+    assert_eq!(st["config_version"], 1);
+    assert!(ctl.ok("stats", json!({}))["total"]["rx_packets"].is_u64());
+
+    // Add be3 at run time: new requests reach it.
+    let v = ctl.ok(
+        "backends.add",
+        json!({ "name": "be3", "address": tb.ip(1, 13), "pools": ["default"] }),
+    );
+    assert_eq!(v["version"], 2);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..12 {
+        seen.insert(curl_backend(&tb, "/whoami"));
+    }
+    assert!(
+        seen.contains("be3"),
+        "added backend gets requests: {seen:?}"
+    );
+
+    // Drain the backend of a slow 100 MB download: it completes byte-exact, no new
+    // request goes there, and the socket reports it empty at the end.
+    let dl = {
+        let (name, vip) = (tb.name.clone(), tb.ip(0, 10));
+        std::thread::spawn(move || {
+            let file = format!("/tmp/{name}-drain.bin");
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &format!("{name}-cli"),
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "60",
+                ])
+                .args([
+                    "--limit-rate",
+                    "25M",
+                    "-D",
+                    &format!("{file}.h"),
+                    "-o",
+                    &file,
+                ])
+                .arg(format!("http://{vip}/big/100M.bin"))
+                .output()
+                .expect("curl");
+            (out.status.success(), file)
+        })
+    };
+    let mut victim = String::new();
+    wait_for(
+        "the download to show in connections.list",
+        Duration::from_secs(10),
+        || {
+            let c = ctl.ok("connections.list", json!({ "state": "spliced" }));
+            if let Some(b) = c["connections"]
+                .as_array()
+                .and_then(|a| a.iter().find_map(|x| x["backend"].as_str()))
+            {
+                victim = b.to_string();
+                true
+            } else {
+                false
+            }
+        },
+    );
+    ctl.ok("backends.drain", json!({ "name": victim }));
+    assert_eq!(backend_row(&mut ctl, &victim)["admin"], "drain");
+    for _ in 0..8 {
+        let b = curl_backend(&tb, "/whoami");
+        assert_ne!(b, victim, "a drained backend got a new connection");
+    }
+    assert!(
+        backend_row(&mut ctl, &victim)["active"].as_u64().unwrap() >= 1,
+        "the download is still on it"
+    );
+    let (ok, file) = dl.join().unwrap();
+    assert!(ok, "download through a draining backend failed");
+    let want = std::fs::read_to_string(format!(
+        "/tmp/{}-testbed/{victim}/www/big/100M.bin.sha256",
+        tb.name
+    ))
+    .unwrap();
+    let got = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout)
+            .split_whitespace()
+            .next(),
+        want.split_whitespace().next(),
+        "byte-exact through the drain"
+    );
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(format!("{file}.h"));
+    wait_for(
+        "the drained backend to report empty",
+        Duration::from_secs(10),
+        || backend_row(&mut ctl, &victim)["active"] == 0,
+    );
+    ctl.ok("backends.ready", json!({ "name": victim }));
+
+    // Replace the rules while wrk runs: no failed request; new requests follow them.
+    let wrk = {
+        let (name, vip) = (tb.name.clone(), tb.ip(0, 10));
+        std::thread::spawn(move || {
+            std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &format!("{name}-cli"),
+                    "wrk",
+                    "-t2",
+                    "-c50",
+                    "-d4s",
+                    "--timeout",
+                    "3s",
+                ])
+                .arg(format!("http://{vip}/whoami"))
+                .output()
+                .expect("wrk")
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = ctl.ok("rules.show", json!({}));
+    let new_rules = json!([{ "name": "all-to-apps", "match": {}, "pool": "apps" }]);
+    let bad = ctl.raw(
+        "rules.replace",
+        json!({ "rules": [{ "match": { "path_regex": "(" }, "pool": "apps" }] }),
+    );
+    assert_eq!(bad["ok"], false, "a bad regex is refused");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rules[0].match.path_regex"),
+        "{bad}"
+    );
+    let stale = ctl.raw(
+        "rules.replace",
+        json!({ "rules": new_rules, "expect_version": 1 }),
+    );
+    assert_eq!(
+        stale["error"]["code"], "conflict",
+        "stale version refused: {stale}"
+    );
+    let v = ctl.ok(
+        "rules.replace",
+        json!({ "rules": new_rules, "expect_version": before["version"] }),
+    );
+    assert!(v["version"].as_u64().unwrap() > before["version"].as_u64().unwrap());
+    let out = wrk.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("Socket errors") && !text.contains("Non-2xx"),
+        "wrk across the rules change:\n{text}"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            curl_backend(&tb, "/whoami"),
+            "be2",
+            "new rules send everything to apps (be2)"
+        );
+    }
+    ctl.ok(
+        "rules.replace",
+        json!({ "rules": before["rules"], "default_pool": before["default_pool"] }),
+    );
+
+    // Health: stop be1's nginx → marked down, no traffic; start it → back up.
+    let pidfile = format!("/tmp/{}-testbed/be1/nginx.pid", tb.name);
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let _ = std::process::Command::new("kill").arg(&pid).status();
+    wait_for("be1 marked down", Duration::from_secs(10), || {
+        backend_row(&mut ctl, "be1")["health"] == "down"
+    });
+    for _ in 0..6 {
+        assert_ne!(
+            curl_backend(&tb, "/whoami"),
+            "be1",
+            "a down backend got traffic"
+        );
+    }
+    let conf = format!("/tmp/{}-testbed/be1/nginx.conf", tb.name);
+    let out = tb.exec("be1", &["nginx", "-c", &conf], Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "restart nginx: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("be1 back up", Duration::from_secs(10), || {
+        backend_row(&mut ctl, "be1")["health"] == "up"
+    });
+
+    // Bad input: JSON errors, nothing changes.
+    let version = ctl.ok("rules.show", json!({}))["version"].clone();
+    let r = ctl.line("{ not json");
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["error"]["code"], "bad_request");
+    assert_eq!(
+        ctl.raw("no.such.command", json!({}))["error"]["code"],
+        "unknown_command"
+    );
+    assert_eq!(
+        ctl.raw(
+            "backends.weight",
+            json!({ "name": "be1", "weight": "heavy" })
+        )["error"]["code"],
+        "invalid_argument"
+    );
+    assert_eq!(
+        ctl.raw("backends.drain", json!({ "name": "nope" }))["error"]["code"],
+        "not_found"
+    );
+    let r = ctl.raw(
+        "config.apply",
+        json!({ "config": { "lcores": { "workers": [1] } } }),
+    );
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(
+        ctl.ok("rules.show", json!({}))["version"],
+        version,
+        "failed commands changed nothing"
+    );
+
+    // Another user cannot connect.
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "python3", "-c"])
+        .arg(format!(
+            "import socket; s = socket.socket(socket.AF_UNIX); s.connect({sock:?})"
+        ))
+        .output()
+        .expect("runuser");
+    assert!(!out.status.success(), "user nobody connected to the socket");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // config save → restart with it → the same running config.
+    let saved = format!("/tmp/{}-saved.json", tb.name);
+    ctl.ok("config.save", json!({ "path": saved }));
+    let running = ctl.ok("config.show", json!({}))["config"].clone();
+    drop(ctl);
+    sw.stop();
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let check = std::process::Command::new(webswitch_bin())
+        .args(["check", "--config", &saved])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "saved config must be accepted: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let sw = Switch::start(&tb, &serde_json::from_str(&text).unwrap());
+    let mut ctl = Ctl::connect(&sock);
+    assert_eq!(
+        ctl.ok("config.show", json!({}))["config"],
+        running,
+        "restart from the saved file"
+    );
+    assert!(ctl.ok("backends.list", json!({}))["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["name"] == "be3"));
+    drop(ctl);
+    sw.stop();
+    let _ = std::fs::remove_file(&saved);
+    assert!(
+        !std::path::Path::new(&sock).exists(),
+        "socket removed at exit"
+    );
+    tb.down();
+}
