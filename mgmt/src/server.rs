@@ -101,19 +101,29 @@ impl Server {
                 .create(&parent)?;
         }
         clear_stale(path)?;
-        let listener = bind_owner_only(&parent, path)?;
-        let meta = fs::symlink_metadata(path)?;
-        listener.set_nonblocking(true)?;
-
+        let listener = bind_owner_only(&parent, path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display()))
+        })?;
         let shared = Arc::new(Shared {
             control,
             stop: AtomicBool::new(false),
             clients: Mutex::new(Clients::default()),
         });
         let sh = shared.clone();
-        let accept = thread::Builder::new()
-            .name("mgmt-accept".into())
-            .spawn(move || accept_loop(&sh, listener))?;
+        let started = fs::symlink_metadata(path).and_then(|meta| {
+            listener.set_nonblocking(true)?;
+            let accept = thread::Builder::new()
+                .name("mgmt-accept".into())
+                .spawn(move || accept_loop(&sh, listener))?;
+            Ok((meta, accept))
+        });
+        let (meta, accept) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = fs::remove_file(path);
+                return Err(e);
+            }
+        };
         tracing::info!(socket = %path.display(), "management socket listening");
         Ok(Server {
             path: path.to_path_buf(),
