@@ -6,15 +6,12 @@
 #
 # Setups, one after the other on the same testbed (prefix wbc, 10.140.x.x by default):
 #   direct    kernel router in P-sw (sw-cli 10.N.0.1/24, sw-be 10.N.1.1/24, ip_forward=1);
-#             the client talks to be1 (10.N.1.11) itself. Its softirq cost is not attributable
-#             to a process: "n/a" (the CPU1 column still shows what CPU1 spent).
+#             the client talks to be1 (10.N.1.11) itself. Its cost is softirq work on an
+#             otherwise idle CPU1, which tick-based accounting mostly misses: "n/a".
 #   haproxy   Debian's HAProxy in P-sw, same kernel addresses plus the VIP 10.N.0.10 on
 #             sw-cli; mode http, the rules of examples/testbed.json, nbthread 1, taskset CPU1.
 #   webswitch the release binary, examples/testbed.json (1 worker: lcores main 0, worker 1),
 #             no kernel addresses in P-sw, --stats-interval 1.
-# Pinning (DPDK-NOTES): wrk, curl, nginx and the receive softirqs (RPS) of the client's, the
-# bridge's and the backends' veths on CPU0; the middle box and RPS of sw-cli/sw-be on CPU1.
-#
 #   webswitch_linger  diagnostic: webswitch with tcp.closed_linger_ms=LINGER_MS (200; default
 #             2000), the new-connection run only (see docs/benchmarks.md for why).
 # Pinning (DPDK-NOTES): wrk, curl, nginx and the receive softirqs (RPS) of the client's, the
@@ -26,18 +23,19 @@
 #   haproxy   utime+stime of its process (/proc/PID/stat) during the run / requests;
 #   webswitch busy_cycles / TSC Hz between the stats events around the run / requests, and
 #             its process CPU time the same way as HAProxy's, for comparison;
-#   all       CPU1's non-idle time (/proc/stat user+nice+system+irq+softirq) / requests: the
+#   both      CPU1's non-idle time (/proc/stat user+nice+system+irq+softirq) / requests: the
 #             whole middle core including kernel work (forwarding, TCP, af_packet), but also
 #             anything else that ran on CPU1 and, for webswitch, its idle polling;
-#   all       "CPU1 work": the same minus the share of CPU1 samples that were webswitch's idle
+#   both      "CPU1 work": the same minus the share of CPU1 samples that were webswitch's idle
 #             polling (ws_pause, ws_rdtsc) or other processes, from `perf record -F 999
 #             -e cpu-clock -C 1` during the run (PERF=1, default; no hardware counters here).
 # Also counted: backend connections per request (nginx stub_status accepts), the client's
-# TCP (SYN) retransmissions (nstat in P-cli), webswitch's drops, and whether a cargo build ran.
+# TCP (SYN) retransmissions (nstat in P-cli) and webswitch's drops. A run during which a cargo
+# build or a valgrind run (anyone's) was seen is repeated, up to RETRIES (3) times, then flagged.
 #
 # Usage (root): bash bench/scripts/compare.sh
 #   DURATION=10 THREADS=2 CONNS=100 DL_RUNS=3 SETUPS="direct haproxy webswitch webswitch_linger"
-#   LINGER_MS=200 PERF=1 WS_TESTBED=wbc WS_NET=140 KEEP=1 (keep raw outputs in /tmp/webswitch-compare.*)
+#   LINGER_MS=200 PERF=1 RETRIES=3 WS_TESTBED=wbc WS_NET=140 KEEP=1 (keep raw outputs in /tmp/webswitch-compare.*)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -50,11 +48,13 @@ DL_RUNS=${DL_RUNS:-3}
 SETUPS=${SETUPS:-direct haproxy webswitch webswitch_linger}
 LINGER_MS=${LINGER_MS:-200}
 PERF=${PERF:-1}
+RETRIES=${RETRIES:-3}
 TB=$ROOT/dpdk-env/scripts/testbed.sh
 OUT=$(mktemp -d /tmp/webswitch-compare.XXXXXX)
 MID_PID=
 MODE=
 PERF_PID=
+WATCH_PID=
 # shellcheck source=bench/scripts/lib.sh
 . "$ROOT/bench/scripts/lib.sh"
 
@@ -68,6 +68,7 @@ stop_middle() {
 }
 cleanup() {
     perf_stop
+    [ -z "$WATCH_PID" ] || watch_stop || true
     stop_middle
     bash "$TB" down >/dev/null 2>&1 || true
     rm -rf "/run/dpdk/ws-$WS_TESTBED"
@@ -128,7 +129,6 @@ snap() { # file: counters of the middle box, CPU1 and the backends at this momen
         awk '$1 == "cpu1" {print "cpu1=" $2 + $3 + $4 + $7 + $8; print "cpu1_softirq=" $8}' /proc/stat
         echo "accepts=$(backend_accepts)"
         ip netns exec "$WS_NS_CLI" nstat -asz TcpExtTCPSynRetrans TcpRetransSegs | awk '/^Tcp/ {print "cli_" $1 "=" $2}'
-        echo "builds=$(pgrep -c -x 'cargo|rustc' || true)"
         echo "loadavg=$(cut -d' ' -f1 /proc/loadavg)"
     } >"$f"
 }
@@ -147,31 +147,58 @@ perf_stop() {
     PERF_PID=
 }
 
-run_wrk() { # name url [wrk options]
-    local name=$1 url=$2
-    shift 2
-    wait_for_builds
-    perf_start "$name"
-    snap "$OUT/$MODE.$name.before"
-    cli wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$OUT/$MODE.$name.wrk" 2>&1 || true
-    snap "$OUT/$MODE.$name.after"
-    perf_stop
-    printf '  %-11s %-8s %s\n' "$MODE" "$name" \
-        "$(awk '/Requests\/sec/ {r=$2} /Socket errors|Non-2xx/ {e=e " [" $0 "]"} END {print r " req/s" e}' "$OUT/$MODE.$name.wrk")"
+# A build started by someone else during a run takes most of a core: watch for one, and
+# repeat the run (up to RETRIES times) when one was seen.
+watch_start() {
+    rm -f "$OUT/heavy.flag"
+    (while :; do heavy_jobs && touch "$OUT/heavy.flag"; sleep 0.5; done) &
+    WATCH_PID=$!
+}
+watch_stop() { # false when a build ran
+    kill "$WATCH_PID" 2>/dev/null || true
+    wait "$WATCH_PID" 2>/dev/null || true
+    WATCH_PID=
+    [ ! -e "$OUT/heavy.flag" ]
 }
 
-run_downloads() { # base url
+measured() { # name command...: one measurement with snapshots, perf, and the build watch
+    local name=$1 try
+    shift
+    for try in $(seq "$RETRIES"); do
+        wait_for_builds
+        watch_start
+        perf_start "$name"
+        snap "$OUT/$MODE.$name.before"
+        "$@"
+        snap "$OUT/$MODE.$name.after"
+        perf_stop
+        if watch_stop; then return 0; fi
+        echo "heavy=1" >>"$OUT/$MODE.$name.after"
+        echo "  ($MODE $name: a build or valgrind ran during the run; attempt $try of $RETRIES)" >&2
+    done
+}
+
+wrk_once() { # name url [wrk options]
+    local name=$1 url=$2
+    shift 2
+    cli wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$OUT/$MODE.$name.wrk" 2>&1 || true
+}
+run_wrk() { # name url [wrk options]
+    measured "$1" wrk_once "$@"
+    printf '  %-11s %-8s %s\n' "$MODE" "$1" \
+        "$(awk '/Requests\/sec/ {r=$2} /Socket errors|Non-2xx/ {e=e " [" $0 "]"} END {print r " req/s" e}' "$OUT/$MODE.$1.wrk")"
+}
+
+downloads_once() { # base url
     local i
     : >"$OUT/$MODE.dl.curl"
-    wait_for_builds
-    perf_start dl
-    snap "$OUT/$MODE.dl.before"
     for i in $(seq "$DL_RUNS"); do
         cli curl -s -o /dev/null --max-time 300 -w '%{speed_download} %{size_download} %{http_code}\n' \
             "$1/big/100M.bin" >>"$OUT/$MODE.dl.curl" || echo "0 0 000" >>"$OUT/$MODE.dl.curl"
     done
-    snap "$OUT/$MODE.dl.after"
-    perf_stop
+}
+run_downloads() { # base url
+    measured dl downloads_once "$1"
     printf '  %-11s %-8s %s\n' "$MODE" download "$(awk '{printf "%.1f MB/s ", $1 / 1e6}' "$OUT/$MODE.dl.curl")"
 }
 

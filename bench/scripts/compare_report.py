@@ -121,7 +121,7 @@ def window(setup, name):
     for k in ("cli_TcpExtTCPSynRetrans", "cli_TcpRetransSegs"):
         if k in a and k in b:
             w[k] = int(a[k]) - int(b[k])
-    w["builds"] = int(a.get("builds") or 0) + int(b.get("builds") or 0)
+    w["builds"] = int(a.get("heavy") or 0)
     perf = os.path.join(OUT, f"perf.{setup}.{name}.full")
     if os.path.exists(perf) and os.path.getsize(perf) and setup != "direct":
         w["perf"] = perf_split(perf)
@@ -175,7 +175,7 @@ for name, label in TESTS:
               f"{fmt(r['lat'].get('90'), '.2f')} | {fmt(r['lat'].get('99'), '.2f')} | {us_per(middle, n)} | "
               f"{us_per(w.get('proc_s'), n)} | {us_per(w.get('cpu1_s'), n)} | {us_per(w.get('cpu1_work_s'), n)} | {conns} | "
               f"{w.get('cli_TcpRetransSegs', 'n/a')} ({w.get('cli_TcpExtTCPSynRetrans', 'n/a')}) | "
-              f"{'; '.join(r['errors'] + (['a cargo build ran'] if w.get('builds') else [])) or '-'} |")
+              f"{'; '.join(r['errors'] + (['a build/valgrind ran'] if w.get('builds') else [])) or '-'} |")
         results["wrk"][f"{setup}.{name}"] = {"wrk": r, "window": w}
 print()
 print("CPU per request, webswitch / HAProxy:")
@@ -230,7 +230,7 @@ for setup in SETUPS:
     print(f"| {setup} | {fmt(med, '.1f')} | {' '.join(f'{x:.1f}' for x in runs)}"
           f"{'' if ok == len(runs) else f' ({len(runs) - ok} incomplete)'} | "
           f"{f'{med / base:.2f}' if base and med else 'n/a'} | {ms(middle)} | {ms(w.get('proc_s'))} | "
-          f"{ms(w.get('cpu1_s'))} | {ms(wk)} |{' (a cargo build ran)' if w.get('builds') else ''}")
+          f"{ms(w.get('cpu1_s'))} | {ms(wk)} |{' (a build/valgrind ran)' if w.get('builds') else ''}")
     results["download"][setup] = {"runs_MBps": runs, "complete": ok, "window": w}
 
 

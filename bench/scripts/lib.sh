@@ -3,10 +3,13 @@
 
 # Waits while another cargo/rustc runs: on 2 shared cores a build next to a measurement
 # takes most of a core. Measurements call it before each run too.
+heavy_jobs() { # true while a build or a valgrind run (ours or anyone's) is going on
+    pgrep -x 'cargo|rustc|rust-lld|ld.lld|cc1' >/dev/null || pgrep 'callgrind|memcheck' >/dev/null
+}
 wait_for_builds() {
     local said=
-    while pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; do
-        [ -n "$said" ] || echo "waiting for another cargo build to finish..." >&2
+    while heavy_jobs; do
+        [ -n "$said" ] || echo "waiting for another cargo build (or valgrind run) to finish..." >&2
         said=1
         sleep 5
     done

@@ -258,7 +258,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             })
             .collect(),
         ctl: (0..workers).map(|_| ArrayQueue::new(16)).collect(),
-        health_settings: config.health.clone(),
+        health_settings: config.health,
     });
     running.shared = Some(Arc::clone(&shared));
     running.eal = Some(eal);

@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building webswitch (release)"
-cargo build --release -q -p webswitch
+cargo build --release -q -p webswitch -p mgmt
 
 echo "== bringing up the testbed ($WS_TESTBED)"
 bash $TB up
@@ -91,6 +91,21 @@ rm -f "$OUT/100M.bin"
 echo
 echo "== wrk: 3 s, 100 keep-alive connections, through webswitch"
 ip netns exec "$WS_NS_CLI" wrk -t2 -c100 -d3s --latency "http://$WS_VIP/whoami" | sed 's/^/  /'
+
+echo
+echo "== the management socket with webswitchctl"
+CTL="target/release/webswitchctl --socket /run/webswitch/webswitch.sock"
+show() { echo "\$ webswitchctl $*"; $CTL "$@" | sed 's/^/  /'; }
+show status
+show backends
+show backends drain be3
+for _ in 1 2 3 4; do
+    b=$(ip netns exec "$WS_NS_CLI" curl -sS --max-time 10 -o /dev/null -D - "http://$WS_VIP/whoami" |
+        tr -d '\r' | awk -F': ' 'tolower($1) == "x-backend" {print $2}')
+    echo "  GET /whoami -> $b"
+done
+show backends ready be3
+show rules
 
 echo
 echo "== stopping webswitch (SIGTERM); its final counters:"
