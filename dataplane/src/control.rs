@@ -432,6 +432,14 @@ impl Control for SwitchControl {
                 let now = (self.log_level)(level).map_err(CtlError::invalid)?;
                 Ok(json!({ "level": now }))
             }
+            "log.access" => {
+                let enabled = args
+                    .get("enabled")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| CtlError::invalid("`enabled` (true or false) is required"))?;
+                self.shared.access_log.store(enabled, Ordering::Relaxed);
+                Ok(json!({ "enabled": enabled }))
+            }
             other => Err(CtlError::unknown_command(other)),
         }
     }

@@ -10,6 +10,7 @@ pub mod addrs;
 pub mod backoff;
 pub mod control;
 pub mod eal_args;
+pub mod hist;
 pub mod l2l3;
 pub mod runtime;
 pub mod setup;

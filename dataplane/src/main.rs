@@ -122,10 +122,12 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
         "webswitch running"
     );
 
+    let shared = running.shared_arc();
     let started = Instant::now();
     let mut next_stats = Duration::from_secs(stats_interval);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        write_access_log(&shared);
         if stats_interval > 0 && started.elapsed() >= next_stats {
             next_stats += Duration::from_secs(stats_interval);
             emit(&snapshot_json("stats", &running.snapshot(), started));
@@ -134,6 +136,8 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     tracing::info!("signal received, stopping workers");
     // The socket goes first: it holds the shared state the teardown reclaims.
     server.stop();
+    write_access_log(&shared);
+    drop(shared);
     running.stop();
     let snap = running.snapshot();
     emit(&snapshot_json("final_stats", &snap, started));
@@ -169,6 +173,32 @@ fn start_mgmt(
             socket.display()
         )
     })
+}
+
+/// Writes the access log lines the cores queued (target `access`, one structured line per
+/// connection: `WEBSWITCH_LOG=info` shows them).
+fn write_access_log(shared: &webswitch::worker::Shared) {
+    for q in &shared.access {
+        while let Some(r) = q.pop() {
+            tracing::info!(
+                target: "access",
+                client = %format_args!("{}:{}", r.client.0, r.client.1),
+                vip = %format_args!("{}:{}", r.vip.0, r.vip.1),
+                method = %r.method,
+                path = %r.path,
+                rule = %r.rule.as_deref().filter(|s| !s.is_empty()).unwrap_or("-"),
+                pool = %r.pool.as_deref().unwrap_or("-"),
+                backend = %r.backend.as_deref().unwrap_or("-"),
+                status = %r.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                bytes_in = r.bytes_c2b,
+                bytes_out = r.bytes_b2c,
+                setup_us = %r.setup_us.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                duration_us = r.duration_us,
+                core = r.core,
+                "request"
+            );
+        }
+    }
 }
 
 fn emit(v: &serde_json::Value) {

@@ -259,6 +259,8 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             .collect(),
         ctl: (0..workers).map(|_| ArrayQueue::new(16)).collect(),
         health_settings: config.health,
+        access_log: std::sync::atomic::AtomicBool::new(config.mgmt.access_log),
+        access: (0..workers).map(|_| ArrayQueue::new(4096)).collect(),
     });
     running.shared = Some(Arc::clone(&shared));
     running.eal = Some(eal);

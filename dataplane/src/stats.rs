@@ -3,6 +3,8 @@
 //! reads any block at any time. Every drop has a reason, and every reason a counter.
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::hist::{self, Histogram};
+
 macro_rules! counter_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
         $(#[$meta])*
@@ -63,6 +65,7 @@ counter_enum! {
         ConnsResponding => "conns_responding",
         ConnsClosedLinger => "conns_closed_linger",
         FlowsLive => "flows_live",
+        AccessLogDropped => "access_log_dropped",
         HealthProbesSent => "health_probes_sent",
         HealthChanges => "health_changes",
         SteeredToPeer => "steered_to_peer",
@@ -111,6 +114,10 @@ counter_enum! {
 pub struct WorkerStats {
     counters: [AtomicU64; Counter::COUNT],
     drops: [AtomicU64; DropReason::COUNT],
+    /// Connection setup: the client's handshake completed → the backend's SYN-ACK.
+    pub setup_us: Histogram,
+    /// Time to first response byte: the request routed → the backend's first data.
+    pub ttfb_us: Histogram,
 }
 
 impl Default for WorkerStats {
@@ -118,6 +125,8 @@ impl Default for WorkerStats {
         Self {
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            setup_us: Histogram::default(),
+            ttfb_us: Histogram::default(),
         }
     }
 }
@@ -197,6 +206,15 @@ pub fn total_json(all: &[&WorkerStats]) -> serde_json::Value {
     m.insert(
         "drops_total".into(),
         all.iter().map(|s| s.total_drops()).sum::<u64>().into(),
+    );
+    let (mut setup, mut ttfb) = ([0u64; hist::BUCKETS], [0u64; hist::BUCKETS]);
+    for s in all {
+        s.setup_us.add_into(&mut setup);
+        s.ttfb_us.add_into(&mut ttfb);
+    }
+    m.insert(
+        "latency_us".into(),
+        serde_json::json!({ "setup": hist::summary(&setup), "ttfb": hist::summary(&ttfb) }),
     );
     m.into()
 }

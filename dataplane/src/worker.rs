@@ -28,7 +28,7 @@ use crate::stats::{Counter, DropReason, WorkerStats};
 mod health;
 mod tcp;
 pub use health::HEALTH_UNKNOWN;
-pub use tcp::{ConnInfo, CoreReply, CoreRequest};
+pub use tcp::{AccessRecord, ConnInfo, CoreReply, CoreRequest};
 
 /// Shortest Ethernet frame on the wire (without FCS): frames we build are padded to it.
 const MIN_FRAME_LEN: usize = 60;
@@ -72,6 +72,10 @@ pub struct Shared {
     /// Requests from the management thread to each core (connections list/kill).
     pub ctl: Vec<ArrayQueue<CoreRequest>>,
     pub health_settings: rules::config::HealthConfig,
+    /// Whether cores queue access log records (switched at run time by `log.access`).
+    pub access_log: AtomicBool,
+    /// `access[core]`: access log records for the main thread to write.
+    pub access: Vec<ArrayQueue<AccessRecord>>,
 }
 
 /// TCP settings every core's `TcpCore` is built from.
@@ -145,6 +149,11 @@ impl Worker {
 
     fn stats(&self) -> &WorkerStats {
         &self.shared.stats[self.index]
+    }
+
+    /// Microseconds since the worker started, from the TSC (for latency histograms).
+    fn now_us(&self) -> u64 {
+        rdtsc().wrapping_sub(self.start_tsc) * 1000 / self.tsc_per_ms
     }
 
     fn now_ms(&self, tsc: u64) -> u64 {

@@ -321,6 +321,80 @@ fn run_time_changes_through_the_socket() {
         backend_row(&mut ctl, "be1")["health"] == "up"
     });
 
+    // The access log, switched on at run time: one line per connection, naming the
+    // path, the rule's pool and the backend.
+    ctl.ok("log.access", json!({ "enabled": true }));
+    assert_eq!(curl_backend(&tb, "/app/run.cgi?from=access-log"), "be2");
+    wait_for("the access log line", Duration::from_secs(10), || {
+        sw.stderr().lines().any(|l| {
+            l.contains("access")
+                && l.contains("/app/run.cgi?from=access-log")
+                && l.contains("backend=be2")
+                && l.contains("pool=apps")
+        })
+    });
+    ctl.ok("log.access", json!({ "enabled": false }));
+    assert_eq!(
+        ctl.ok("log.level", json!({ "level": "info,webswitch=debug" }))["level"],
+        "info,webswitch=debug"
+    );
+    assert_eq!(
+        ctl.raw("log.level", json!({ "level": "=[" }))["error"]["code"],
+        "invalid_argument"
+    );
+
+    // Latency histograms: connection setup and time to first byte, with percentiles.
+    let st = ctl.ok("stats", json!({}));
+    let lat = &st["total"]["latency_us"];
+    assert!(lat["setup"]["count"].as_u64().unwrap() > 10, "{lat}");
+    assert!(lat["ttfb"]["p50"].as_u64().unwrap() > 0, "{lat}");
+    assert!(lat["ttfb"]["p99"].as_u64().unwrap() >= lat["ttfb"]["p50"].as_u64().unwrap());
+
+    // Kill a connection: the client sees a reset.
+    let slow = {
+        let (name, vip) = (tb.name.clone(), tb.ip(0, 10));
+        std::thread::spawn(move || {
+            std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &format!("{name}-cli"),
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "30",
+                    "--local-port",
+                    "46000",
+                ])
+                .args([
+                    "--limit-rate",
+                    "200k",
+                    "-o",
+                    "/dev/null",
+                    &format!("http://{vip}/big/100M.bin"),
+                ])
+                .output()
+                .expect("curl")
+                .status
+                .code()
+        })
+    };
+    let client = format!("{}:46000", tb.ip(0, 2));
+    wait_for(
+        "the slow download to be spliced",
+        Duration::from_secs(10),
+        || {
+            ctl.ok("connections.list", json!({ "client": client }))["connections"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    );
+    assert_eq!(
+        ctl.ok("connections.kill", json!({ "client": client }))["killed"],
+        1
+    );
+    assert_eq!(slow.join().unwrap(), Some(56), "killed connection is reset");
+
     // Bad input: JSON errors, nothing changes.
     let version = ctl.ok("rules.show", json!({}))["version"].clone();
     let r = ctl.line("{ not json");

@@ -31,12 +31,68 @@ const LOCAL_PORTS: std::ops::RangeInclusive<u16> = 10000..=65535;
 const SWEEP_MS: u64 = 10;
 
 /// Where each side of a connection is reached.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Meta {
     client_mac: MacAddr,
     client_port: usize,
     backend_mac: MacAddr,
     backend_port: usize,
+    /// TSC microseconds: handshake completed, request routed (0: not yet).
+    accept_us: u64,
+    routed_us: u64,
+    setup_us: Option<u64>,
+    ttfb_done: bool,
+    /// For the access log: what was asked and where it went.
+    method: [u8; 8],
+    method_len: u8,
+    path: [u8; 120],
+    path_len: u8,
+    rule: Option<u16>,
+    pool: Option<u16>,
+    /// The status of the switch's own answer, if it gave one.
+    status: Option<u16>,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            client_mac: MacAddr([0; 6]),
+            client_port: 0,
+            backend_mac: MacAddr([0; 6]),
+            backend_port: 0,
+            accept_us: 0,
+            routed_us: 0,
+            setup_us: None,
+            ttfb_done: false,
+            method: [0; 8],
+            method_len: 0,
+            path: [0; 120],
+            path_len: 0,
+            rule: None,
+            pool: None,
+            status: None,
+        }
+    }
+}
+
+/// One line of the access log, sent by the owning core to the main thread when a
+/// connection ends (the switch sees one request per spliced connection: later ones on a
+/// keep-alive connection go straight through).
+#[derive(Debug, Clone)]
+pub struct AccessRecord {
+    pub client: (std::net::Ipv4Addr, u16),
+    pub vip: (std::net::Ipv4Addr, u16),
+    pub method: String,
+    pub path: String,
+    pub rule: Option<String>,
+    pub pool: Option<String>,
+    pub backend: Option<String>,
+    pub status: Option<u16>,
+    pub bytes_c2b: u64,
+    pub bytes_b2c: u64,
+    pub setup_us: Option<u64>,
+    pub duration_us: u64,
+    pub core: usize,
 }
 
 /// Per-worker TCP state.
@@ -227,8 +283,8 @@ impl Worker {
         self.tcp.meta[id as usize] = Meta {
             client_mac: rx.src_mac,
             client_port: p,
-            backend_mac: MacAddr([0; 6]),
-            backend_port: 0,
+            accept_us: self.now_us(),
+            ..Meta::default()
         };
         self.stats().add(Counter::ConnsAccepted, 1);
         tracing::trace!(worker = self.index, client = %rx.src, port = rx.sport, seq = seg.seq.0, len = seg.payload_len, flags = seg.flags, "accepted by cookie");
@@ -270,7 +326,29 @@ impl Worker {
         }
         self.tcp.out = out;
         drop(m);
+        if side == Side::Backend {
+            self.record_latency(id, rx.seg.payload_len);
+        }
         self.apply_verdict(id, verdict, now_ms);
+    }
+
+    /// Connection setup and time to first byte, on the backend's segments.
+    fn record_latency(&mut self, id: ConnId, payload_len: usize) {
+        let Some(state) = self.tcp.flows.get(id).map(|c| c.state) else {
+            return;
+        };
+        let meta = self.tcp.meta[id as usize];
+        if meta.setup_us.is_none() && state == State::Spliced {
+            let now = self.now_us();
+            let d = now.saturating_sub(meta.accept_us);
+            self.tcp.meta[id as usize].setup_us = Some(d);
+            self.stats().setup_us.record(d);
+        }
+        if payload_len > 0 && !meta.ttfb_done && meta.routed_us != 0 {
+            let d = self.now_us().saturating_sub(meta.routed_us);
+            self.tcp.meta[id as usize].ttfb_done = true;
+            self.stats().ttfb_us.record(d);
+        }
     }
 
     fn apply_verdict(&mut self, id: ConnId, verdict: Verdict, now_ms: u64) {
@@ -312,7 +390,22 @@ impl Worker {
             let end = http::head_end(bytes).unwrap_or(bytes.len());
             match http::parse_request(&bytes[..end]) {
                 Err(e) => (Some(e.status()), 0),
-                Ok(req) => (None, self.tcp.rt.router.route(&req)),
+                Ok(req) => {
+                    let pool = self.tcp.rt.router.route(&req);
+                    let meta = &mut self.tcp.meta[id as usize];
+                    let m = req.method.as_bytes();
+                    let n = m.len().min(meta.method.len());
+                    meta.method[..n].copy_from_slice(&m[..n]);
+                    meta.method_len = n as u8;
+                    let pth = req.path.as_bytes();
+                    let n = pth.len().min(meta.path.len());
+                    meta.path[..n].copy_from_slice(&pth[..n]);
+                    meta.path_len = n as u8;
+                    meta.rule = self.tcp.rt.router.matching_rule(&req).map(|r| r as u16);
+                    meta.pool = Some(pool as u16);
+                    meta.routed_us = 0;
+                    (None, pool)
+                }
             }
         };
         if let Some(status) = status {
@@ -320,6 +413,7 @@ impl Worker {
             return;
         }
         self.stats().add(Counter::RequestsRouted, 1);
+        self.tcp.meta[id as usize].routed_us = self.now_us();
         self.connect_backend(id, Some(pool), now_ms);
     }
 
@@ -433,6 +527,7 @@ impl Worker {
             Counter::Http4xxSent
         };
         self.stats().add(counter, 1);
+        self.tcp.meta[id as usize].status = Some(status);
         let by_status = match status {
             400 => Some(Counter::Http400Sent),
             408 => Some(Counter::Http408Sent),
@@ -469,11 +564,56 @@ impl Worker {
                 self.tcp.pools.connection_closed(t.id);
             }
         }
+        if self
+            .shared
+            .access_log
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.log_access(id);
+        }
         if let Some(mut conn) = self.tcp.flows.remove(id, &keys[..n]) {
             if let Some(h) = conn.head.take() {
                 self.tcp.heads.push(h);
             }
             self.stats().add(Counter::ConnsClosed, 1);
+        }
+    }
+
+    /// Queues the connection's access log line for the main thread (never blocks: a
+    /// full queue drops the line and counts it).
+    fn log_access(&mut self, id: ConnId) {
+        let Some(c) = self.tcp.flows.get(id) else {
+            return;
+        };
+        let meta = self.tcp.meta[id as usize];
+        let rt = &self.tcp.rt;
+        let rec = AccessRecord {
+            client: (c.client.remote_ip, c.client.remote_port),
+            vip: (c.client.local_ip, c.client.local_port),
+            method: String::from_utf8_lossy(&meta.method[..meta.method_len as usize]).into_owned(),
+            path: String::from_utf8_lossy(&meta.path[..meta.path_len as usize]).into_owned(),
+            rule: meta
+                .rule
+                .and_then(|r| rt.config.rules.get(r as usize))
+                .map(|r| r.name.clone().unwrap_or_default()),
+            pool: meta
+                .pool
+                .and_then(|p| rt.config.pools.get(p as usize))
+                .map(|p| p.name.clone()),
+            backend: c
+                .backend
+                .filter(|t| t.key.local_port != 0)
+                .and_then(|t| rt.config.backends.get(t.id))
+                .map(|b| b.name.clone()),
+            status: meta.status,
+            bytes_c2b: c.bytes_c2b,
+            bytes_b2c: c.bytes_b2c,
+            setup_us: meta.setup_us,
+            duration_us: self.now_us().saturating_sub(meta.accept_us),
+            core: self.index,
+        };
+        if self.shared.access[self.index].push(rec).is_err() {
+            self.stats().add(Counter::AccessLogDropped, 1);
         }
     }
 

@@ -13,6 +13,10 @@ pub struct MgmtConfig {
     /// `/run/webswitch/<eal.file_prefix>.sock`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<PathBuf>,
+    /// Write an access log line per connection (to the log, target `access`); can be
+    /// switched at run time with `log.access`.
+    #[serde(default)]
+    pub access_log: bool,
 }
 
 impl MgmtConfig {
