@@ -260,6 +260,9 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ctl: (0..workers).map(|_| ArrayQueue::new(16)).collect(),
         health_settings: config.health,
         access_log: std::sync::atomic::AtomicBool::new(config.mgmt.access_log),
+        passive_fails: (0..crate::runtime::MAX_BACKENDS)
+            .map(|_| std::sync::atomic::AtomicU32::new(0))
+            .collect(),
         access: (0..workers).map(|_| ArrayQueue::new(4096)).collect(),
     });
     running.shared = Some(Arc::clone(&shared));

@@ -72,6 +72,9 @@ pub struct Shared {
     /// Requests from the management thread to each core (connections list/kill).
     pub ctl: Vec<ArrayQueue<CoreRequest>>,
     pub health_settings: rules::config::HealthConfig,
+    /// Failed connects per backend id seen by any core since worker 0 last looked
+    /// (passive health; an atomic add per failure, which is rare).
+    pub passive_fails: Vec<AtomicU32>,
     /// Whether cores queue access log records (switched at run time by `log.access`).
     pub access_log: AtomicBool,
     /// `access[core]`: access log records for the main thread to write.

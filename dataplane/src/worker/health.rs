@@ -2,8 +2,10 @@
 //! each backend every `health.interval_ms`. A SYN-ACK within `health.timeout_ms` is a
 //! pass (answered with a RST at once, so the backend keeps no connection); a RST, no
 //! answer, or an unknown MAC is a failure. `rise` passes in a row bring a backend up,
-//! `fall` failures take it down. The result goes to `Shared::health`, which every core
-//! applies to its schedulers at its next sweep.
+//! `fall` failures take it down. Connects that fail on any core (RST or no answer to the
+//! switch's SYN for a real connection) count as failures too (passive checks). The
+//! result goes to `Shared::health`, which every core applies to its schedulers at its
+//! next sweep.
 use std::sync::atomic::Ordering;
 
 use rules::config::HealthConfig;
@@ -53,9 +55,13 @@ impl Worker {
         let rt = self.shared.runtime.load_full();
         let s = self.health.settings;
         for b in 0..rt.routes.len() {
+            let passive = self.shared.passive_fails[b].swap(0, Ordering::Relaxed);
             if rt.removed[b] || rt.admin[b] == Admin::Maint {
                 self.health.probes[b] = Probe::default();
                 continue;
+            }
+            for _ in 0..passive.min(s.fall) {
+                self.health_result(b, false, now_ms);
             }
             if let Some((key, _, sent)) = self.health.probes[b].in_flight {
                 if now_ms.saturating_sub(sent) >= s.timeout_ms {

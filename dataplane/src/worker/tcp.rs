@@ -365,6 +365,19 @@ impl Worker {
             Verdict::HeadTooLarge => self.respond(id, 431, now_ms),
             Verdict::NeedBackend { attempts } => {
                 self.stats().add(Counter::BackendConnectFailures, 1);
+                // Passive health: a refused or unanswered connect counts against the
+                // backend; worker 0 folds these into its checks.
+                let failed = self
+                    .tcp
+                    .flows
+                    .get(id)
+                    .and_then(|c| c.backend)
+                    .filter(|t| t.key.local_port != 0);
+                if let Some(t) = failed {
+                    if let Some(cell) = self.shared.passive_fails.get(t.id) {
+                        cell.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
                 self.release_backend(id);
                 if attempts >= self.tcp.params.connect_attempts {
                     self.respond(id, 503, now_ms);
@@ -960,6 +973,7 @@ pub struct ConnInfo {
     pub core: usize,
     pub bytes_c2b: u64,
     pub bytes_b2c: u64,
+    pub age_ms: u64,
 }
 
 /// A question from the management thread to one core, answered on `reply`.
@@ -1033,7 +1047,7 @@ impl Worker {
 
     /// Answers the management thread's questions about this core's connections.
     fn serve_ctl(&mut self, now_ms: u64) {
-        let _ = now_ms;
+        let now_us = self.now_us();
         while let Some(req) = self.shared.ctl[self.index].pop() {
             match req {
                 CoreRequest::List {
@@ -1080,6 +1094,8 @@ impl Worker {
                             core: self.index,
                             bytes_c2b: c.bytes_c2b,
                             bytes_b2c: c.bytes_b2c,
+                            age_ms: now_us.saturating_sub(self.tcp.meta[id as usize].accept_us)
+                                / 1000,
                         });
                     }
                     let _ = reply.try_send(CoreReply::Connections { list, truncated });
