@@ -258,7 +258,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             })
             .collect(),
         ctl: (0..workers).map(|_| ArrayQueue::new(16)).collect(),
-        health_settings: config.health,
+        health_settings: config.health.clone(),
         access_log: std::sync::atomic::AtomicBool::new(config.mgmt.access_log),
         passive_fails: (0..crate::runtime::MAX_BACKENDS)
             .map(|_| std::sync::atomic::AtomicU32::new(0))

@@ -141,7 +141,7 @@ impl Worker {
             gateway_asked_ms: vec![None; nports],
             backoff: Backoff::new(s.idle_max_sleep_us),
             tcp: tcp::TcpCore::new(&shared, index),
-            health: health::HealthChecker::new(shared.health_settings),
+            health: health::HealthChecker::new(shared.health_settings.clone()),
             backend_asked_ms: vec![None; crate::runtime::MAX_BACKENDS],
             start_tsc: rdtsc(),
             tsc_per_ms,

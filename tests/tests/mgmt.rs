@@ -114,7 +114,7 @@ fn run_time_changes_through_the_socket() {
     for p in config["pools"].as_array_mut().unwrap() {
         p["backends"].as_array_mut().unwrap().retain(|b| b != "be3");
     }
-    config["health"] = json!({ "interval_ms": 300, "timeout_ms": 200, "rise": 2, "fall": 2 });
+    config["health"] = json!({ "interval_ms": 300, "timeout_ms": 200, "rise": 2, "fall": 2, "http_path": "/whoami" });
     let sw = Switch::start(&tb, &config);
     let sock = sw.ready["socket"]
         .as_str()

@@ -25,6 +25,8 @@ pub const HEALTH_DOWN: u8 = 2;
 struct Probe {
     /// The probe in flight: our tuple, ISN and when it was sent.
     in_flight: Option<(FlowKey, SeqNumber, u64)>,
+    /// HTTP checks: the backend's ISN once it answered the SYN (the GET is out).
+    http_sent: Option<SeqNumber>,
     next_ms: u64,
     passes: u32,
     fails: u32,
@@ -34,16 +36,34 @@ pub struct HealthChecker {
     settings: HealthConfig,
     probes: Vec<Probe>,
     isn: u32,
+    /// The GET request of HTTP checks, built once.
+    request: Vec<u8>,
 }
 
 impl HealthChecker {
     pub fn new(settings: HealthConfig) -> Self {
+        let request = settings
+            .http_path
+            .as_ref()
+            .map(|p| {
+                format!(
+                    "GET {p} HTTP/1.0\r\nUser-Agent: webswitch-health\r\nConnection: close\r\n\r\n"
+                )
+                .into_bytes()
+            })
+            .unwrap_or_default();
         Self {
             settings,
             probes: vec![Probe::default(); MAX_BACKENDS],
             isn: 0x5EED_0001,
+            request,
         }
     }
+}
+
+/// An HTTP status line that counts as healthy: 2xx or 3xx.
+fn healthy_status(payload: &[u8]) -> bool {
+    payload.len() >= 12 && payload.starts_with(b"HTTP/1.") && matches!(payload[9], b'2' | b'3')
 }
 
 impl Worker {
@@ -53,7 +73,7 @@ impl Worker {
             return;
         }
         let rt = self.shared.runtime.load_full();
-        let s = self.health.settings;
+        let s = self.health.settings.clone();
         for b in 0..rt.routes.len() {
             let passive = self.shared.passive_fails[b].swap(0, Ordering::Relaxed);
             if rt.removed[b] || rt.admin[b] == Admin::Maint {
@@ -67,6 +87,7 @@ impl Worker {
                 if now_ms.saturating_sub(sent) >= s.timeout_ms {
                     self.tcp_unbind_probe(&key);
                     self.health.probes[b].in_flight = None;
+                    self.health.probes[b].http_sent = None;
                     self.health_result(b, false, now_ms);
                 }
                 continue;
@@ -112,11 +133,13 @@ impl Worker {
     }
 
     /// A segment on a probe's tuple (found in the TCP path before the flow table).
+    /// `payload` is the segment's data (HTTP checks read the status line from it).
     pub(super) fn health_segment(
         &mut self,
         b: usize,
         key: FlowKey,
         seg: &SegmentInfo,
+        payload: &[u8],
         now_ms: u64,
     ) {
         let Some((k, isn, _)) = self.health.probes[b].in_flight else {
@@ -125,19 +148,48 @@ impl Worker {
         if k != key {
             return;
         }
-        let pass = seg.syn() && !seg.rst() && seg.ack == Some(isn + 1);
-        let fail = seg.rst();
-        if !pass && !fail {
-            return;
-        }
-        self.health.probes[b].in_flight = None;
-        self.tcp_unbind_probe(&key);
-        if pass {
-            // Close the half-open connection at once: the backend keeps nothing.
-            let route = self.shared.runtime.load().routes[b];
-            if let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) {
+        let route = self.shared.runtime.load().routes[b];
+        let mac = self.neigh[route.via_port].lookup(route.next_hop, now_ms);
+        let http = !self.health.request.is_empty();
+        let req_len = self.health.request.len();
+        let verdict = match self.health.probes[b].http_sent {
+            _ if seg.rst() => Some(false),
+            None if seg.syn() && seg.ack == Some(isn + 1) && !http => Some(true),
+            None if seg.syn() && seg.ack == Some(isn + 1) => {
+                // HTTP check: ACK the SYN-ACK with the GET and wait for the status line.
+                self.health.probes[b].http_sent = Some(seg.seq);
+                if let Some(mac) = mac {
+                    let get = SegmentOut {
+                        seq: isn + 1,
+                        ack: Some(seg.seq + 1),
+                        flags: tcp_flags::PSH,
+                        window: 8192,
+                        timestamps: None,
+                        syn_options: None,
+                        data: Data::None,
+                    };
+                    let request = std::mem::take(&mut self.health.request);
+                    self.send_raw_segment_with(route.via_port, mac, key, &get, &request);
+                    self.health.request = request;
+                }
+                None
+            }
+            Some(their) if !payload.is_empty() && seg.seq == their + 1 => {
+                Some(healthy_status(payload))
+            }
+            _ => None,
+        };
+        let Some(pass) = verdict else { return };
+        if !seg.rst() {
+            // Close the probe's connection at once: the backend keeps nothing.
+            if let Some(mac) = mac {
+                let sent = if self.health.probes[b].http_sent.is_some() {
+                    req_len
+                } else {
+                    0
+                };
                 let rst = SegmentOut {
-                    seq: isn + 1,
+                    seq: isn + 1 + sent,
                     ack: None,
                     flags: tcp_flags::RST,
                     window: 0,
@@ -148,11 +200,14 @@ impl Worker {
                 self.send_raw_segment(route.via_port, mac, key, &rst);
             }
         }
+        self.health.probes[b].in_flight = None;
+        self.health.probes[b].http_sent = None;
+        self.tcp_unbind_probe(&key);
         self.health_result(b, pass, now_ms);
     }
 
     fn health_result(&mut self, b: usize, pass: bool, _now_ms: u64) {
-        let s = self.health.settings;
+        let s = self.health.settings.clone();
         let p = &mut self.health.probes[b];
         if pass {
             p.passes += 1;
@@ -185,5 +240,20 @@ impl Worker {
             // Rare (a state change), so logging here does not cost the hot path.
             tracing::warn!(backend = %name, state = if new == HEALTH_UP { "up" } else { "down" }, "health changed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::healthy_status;
+
+    #[test]
+    fn status_lines() {
+        assert!(healthy_status(b"HTTP/1.1 200 OK\r\n"));
+        assert!(healthy_status(b"HTTP/1.0 302 Found\r\n"));
+        assert!(!healthy_status(b"HTTP/1.1 404 Not Found\r\n"));
+        assert!(!healthy_status(b"HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(!healthy_status(b"SSH-2.0-OpenSSH\r\n"));
+        assert!(!healthy_status(b"HTTP/1.1 2"));
     }
 }

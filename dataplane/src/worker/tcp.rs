@@ -201,7 +201,8 @@ impl Worker {
             local_port: rx.dport,
         };
         if let Some(&b) = self.tcp.probes.get(&key) {
-            self.health_segment(b, key, &rx.seg, now_ms);
+            let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
+            self.health_segment(b, key, &rx.seg, payload, now_ms);
             return;
         }
         match self.tcp.flows.lookup(&key) {
@@ -1158,13 +1159,25 @@ impl Worker {
         key: FlowKey,
         s: &SegmentOut,
     ) {
+        self.send_raw_segment_with(p, dst_mac, key, s, &[]);
+    }
+
+    /// As `send_raw_segment`, with data.
+    pub(super) fn send_raw_segment_with(
+        &mut self,
+        p: usize,
+        dst_mac: MacAddr,
+        key: FlowKey,
+        s: &SegmentOut,
+        data: &[u8],
+    ) {
         let frame = FrameSpec {
             src_mac: self.shared.addrs[p].mac,
             dst_mac,
             src: (key.local_ip, key.local_port),
             dst: (key.remote_ip, key.remote_port),
         };
-        self.emit_segment(p, &frame, s, 0, &[]);
+        self.emit_segment(p, &frame, s, 0, data);
     }
 }
 

@@ -31,7 +31,7 @@ impl MgmtConfig {
 /// Active health checks: worker 0 opens a TCP connection to each backend every
 /// `interval_ms` (SYN; a SYN-ACK within `timeout_ms` is a pass, which it resets at
 /// once); `rise` passes in a row mark a down backend up, `fall` failures a up one down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     #[serde(default = "HealthConfig::default_enabled")]
@@ -44,6 +44,10 @@ pub struct HealthConfig {
     pub rise: u32,
     #[serde(default = "HealthConfig::default_fall")]
     pub fall: u32,
+    /// With a path, the check is an HTTP GET of it (HTTP/1.0, `Connection: close`) and
+    /// passes on a 2xx or 3xx status line; without one, a TCP connect check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_path: Option<String>,
 }
 
 impl HealthConfig {
@@ -82,6 +86,16 @@ impl HealthConfig {
         if !(1..=100).contains(&self.fall) {
             return Err(ConfigError::new("health.fall", "must be 1..=100"));
         }
+        if let Some(p) = &self.http_path {
+            let ok =
+                p.starts_with('/') && p.len() <= 512 && p.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(ConfigError::new(
+                    "health.http_path",
+                    "must start with / and be printable ASCII without spaces (at most 512 bytes)",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -94,6 +108,7 @@ impl Default for HealthConfig {
             timeout_ms: Self::default_timeout(),
             rise: Self::default_rise(),
             fall: Self::default_fall(),
+            http_path: None,
         }
     }
 }
