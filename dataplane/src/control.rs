@@ -410,6 +410,40 @@ impl Control for SwitchControl {
                     .collect();
                 Ok(json!({ "pools": pools }))
             }
+            "pools.add" => {
+                let name = arg_str(args, "name")?.to_string();
+                let pool: rules::config::PoolConfig = serde_json::from_value(json!({
+                    "name": name,
+                    "backends": args.get("backends").cloned().unwrap_or(Value::Null),
+                    "scheduler": args.get("scheduler").cloned().unwrap_or_else(|| json!("round_robin")),
+                }))
+                .map_err(|e| CtlError::invalid(format!("pool: {e}")))?;
+                self.edit_config(false, |c| {
+                    if c.pools.iter().any(|p| p.name == name) {
+                        return Err(CtlError::conflict(format!("pool `{name}` exists")));
+                    }
+                    c.pools.push(pool);
+                    Ok(())
+                })
+            }
+            "pools.remove" => {
+                let name = arg_str(args, "name")?.to_string();
+                self.edit_config(false, |c| {
+                    let before = c.pools.len();
+                    c.pools.retain(|p| p.name != name);
+                    if c.pools.len() == before {
+                        return Err(CtlError::not_found(format!("no pool named `{name}`")));
+                    }
+                    if c.rules.iter().any(|r| r.pool == name)
+                        || c.default_pool.as_deref() == Some(name.as_str())
+                    {
+                        return Err(CtlError::conflict(format!(
+                            "pool `{name}` is used by the rules or as the default pool"
+                        )));
+                    }
+                    Ok(())
+                })
+            }
             "rules.show" => {
                 let rt = self.rt();
                 Ok(

@@ -395,6 +395,56 @@ fn run_time_changes_through_the_socket() {
     );
     assert_eq!(slow.join().unwrap(), Some(56), "killed connection is reset");
 
+    // webswitchctl against the real switch: pools add/remove, exit codes, --json.
+    let ctl_bin = webswitch_tests::workspace_root().join("target/debug/webswitchctl");
+    let run_ctl = |args: &[&str]| {
+        let out = std::process::Command::new(&ctl_bin)
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .expect("webswitchctl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert!(
+        ctl_bin.exists(),
+        "{} missing: build the workspace first (test-all.sh does)",
+        ctl_bin.display()
+    );
+    {
+        let (code, text, err) = run_ctl(&[
+            "pools",
+            "add",
+            "api",
+            "be1",
+            "be2",
+            "--scheduler",
+            "least_connections",
+        ]);
+        assert_eq!(code, Some(0), "{text}{err}");
+        let (code, text, _) = run_ctl(&["pools"]);
+        assert_eq!(code, Some(0));
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("api") && l.contains("least_connections")),
+            "{text}"
+        );
+        let (code, _, err) = run_ctl(&["pools", "remove", "default"]);
+        assert_eq!(code, Some(1), "a pool in use cannot be removed: {err}");
+        assert!(err.contains("conflict"), "{err}");
+        assert_eq!(run_ctl(&["pools", "remove", "api"]).0, Some(0));
+        let (code, text, _) = run_ctl(&["--json", "status"]);
+        assert_eq!(code, Some(0));
+        let v: Value = serde_json::from_str(&text).expect("--json prints JSON");
+        assert_eq!(v["workers"], json!([1]));
+        let (code, text, _) = run_ctl(&["top", "--count", "2"]);
+        assert_eq!(code, Some(0), "{text}");
+    }
+
     // Bad input: JSON errors, nothing changes.
     let version = ctl.ok("rules.show", json!({}))["version"].clone();
     let r = ctl.line("{ not json");

@@ -89,9 +89,14 @@ enum Command {
         #[command(subcommand)]
         action: Option<BackendsCmd>,
     },
-    /// List pools with their scheduler and backends
-    #[command(after_help = "Example:\n  webswitchctl pools")]
-    Pools,
+    /// List pools with their scheduler and backends, add or remove one (default: list)
+    #[command(
+        after_help = "Examples:\n  webswitchctl pools\n  webswitchctl pools add api be1 be2 --scheduler least_connections\n  webswitchctl pools remove api"
+    )]
+    Pools {
+        #[command(subcommand)]
+        action: Option<PoolsCmd>,
+    },
     /// Show the content rules, replace them all at once, or check a rules file (default: show)
     #[command(
         after_help = "FILE holds {\"rules\": [...], \"default_pool\": \"...\"} (a whole config file works too:\nonly those two fields are taken), or a bare array of rules; - reads standard input.\n\nExamples:\n  webswitchctl rules\n  webswitchctl rules validate new-rules.json\n  webswitchctl rules replace new-rules.json --expect-version 7"
@@ -146,6 +151,30 @@ enum Command {
         /// The args object, as JSON
         args: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PoolsCmd {
+    /// List pools
+    #[command(after_help = "Example:\n  webswitchctl pools list")]
+    List,
+    /// Add a pool of existing backends
+    #[command(
+        after_help = "Example:\n  webswitchctl pools add api be1 be2 --scheduler weighted_round_robin"
+    )]
+    Add {
+        /// Unique pool name
+        name: String,
+        /// Member backends (at least one)
+        #[arg(required = true)]
+        backends: Vec<String>,
+        /// round_robin, weighted_round_robin, least_connections, lard or weighted_random
+        #[arg(long, default_value = "round_robin")]
+        scheduler: String,
+    },
+    /// Remove a pool no rule refers to
+    #[command(after_help = "Example:\n  webswitchctl pools remove api")]
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -534,7 +563,23 @@ fn prepare(command: &Command) -> Result<Prepared, Failure> {
     Ok(Some(match command {
         Command::Status => ("status", Value::Null, Show::Status),
         Command::Stats { all } => ("stats", Value::Null, Show::Stats { all: *all }),
-        Command::Pools => ("pools.list", Value::Null, Show::Pools),
+        Command::Pools { action } => match action.as_ref().unwrap_or(&PoolsCmd::List) {
+            PoolsCmd::List => ("pools.list", Value::Null, Show::Pools),
+            PoolsCmd::Add {
+                name,
+                backends,
+                scheduler,
+            } => (
+                "pools.add",
+                json!({ "name": name, "backends": backends, "scheduler": scheduler }),
+                Show::Done(format!("pool {name} added")),
+            ),
+            PoolsCmd::Remove { name } => (
+                "pools.remove",
+                name_arg(name),
+                Show::Done(format!("pool {name} removed")),
+            ),
+        },
         Command::Top { .. } => return Ok(None),
         Command::Raw { cmd, args } => {
             let args = match args {
