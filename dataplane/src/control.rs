@@ -19,7 +19,15 @@ use crate::worker::{CoreReply, CoreRequest, Shared, HEALTH_UNKNOWN};
 /// Changes the log filter at run time (`log.level`); returns the filter now in force.
 pub type LogLevelFn = Box<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 
+/// Totals at the last once-a-second sample, for rates.
+struct RateSample {
+    at: Instant,
+    totals: [u64; 6],
+    rates: Value,
+}
+
 pub struct SwitchControl {
+    rates: Mutex<RateSample>,
     shared: Arc<Shared>,
     started: Instant,
     ports: Vec<PortInfo>,
@@ -45,7 +53,13 @@ impl SwitchControl {
         workers: Vec<u32>,
         log_level: LogLevelFn,
     ) -> Self {
+        let rates = Mutex::new(RateSample {
+            at: Instant::now(),
+            totals: [0; 6],
+            rates: Value::Null,
+        });
         Self {
+            rates,
             shared,
             started: Instant::now(),
             ports,
@@ -53,6 +67,34 @@ impl SwitchControl {
             mutate: Mutex::new(()),
             log_level,
         }
+    }
+
+    /// Called about once a second by the main thread: rates over the last interval
+    /// (`stats` reports them under `rates`).
+    pub fn sample_rates(&self) {
+        use crate::stats::Counter;
+        let keys = [
+            Counter::ConnsAccepted,
+            Counter::RequestsRouted,
+            Counter::RxPackets,
+            Counter::TxPackets,
+            Counter::RxBytes,
+            Counter::TxBytes,
+        ];
+        let mut totals = [0u64; 6];
+        for (t, k) in totals.iter_mut().zip(keys) {
+            *t = self.shared.stats.iter().map(|s| s.get(k)).sum();
+        }
+        let mut g = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        let secs = g.at.elapsed().as_secs_f64().max(1e-3);
+        let per = |i: usize| ((totals[i].saturating_sub(g.totals[i])) as f64 / secs).round() as u64;
+        g.rates = json!({
+            "interval_ms": (secs * 1000.0) as u64,
+            "conns_per_s": per(0), "requests_per_s": per(1),
+            "rx_pps": per(2), "tx_pps": per(3), "rx_bps": per(4) * 8, "tx_bps": per(5) * 8,
+        });
+        g.totals = totals;
+        g.at = Instant::now();
     }
 
     fn rt(&self) -> Arc<Runtime> {
@@ -86,6 +128,12 @@ impl SwitchControl {
         let snap = setup::snapshot(&self.shared);
         let mut v = setup::snapshot_json(&snap);
         v["uptime_ms"] = (self.started.elapsed().as_millis() as u64).into();
+        v["rates"] = self
+            .rates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rates
+            .clone();
         v
     }
 

@@ -39,6 +39,9 @@ enum Command {
         /// Also print a `stats` event every this many seconds (0: never).
         #[arg(long, default_value_t = 0)]
         stats_interval: u64,
+        /// Write the log (and the access log) to this file (appended) instead of stderr.
+        #[arg(long, value_name = "PATH")]
+        log_file: Option<PathBuf>,
     },
     /// Validate a config (parse, fields, CPUs) and print it with defaults filled in.
     Check {
@@ -49,16 +52,45 @@ enum Command {
 
 fn main() -> ExitCode {
     use tracing_subscriber::prelude::*;
+    let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEBSWITCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // The filter sits behind a reload handle so `log.level` on the socket can change it.
     let (filter, reload) = tracing_subscriber::reload::Layer::new(filter);
+    let log_file = match &cli.command {
+        Command::Run {
+            log_file: Some(p), ..
+        } => {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    eprintln!("webswitch: cannot open log file {}: {e}", p.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    let (writer, ansi) = match log_file {
+        Some(f) => (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(f)),
+            false,
+        ),
+        None => (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+    };
     tracing_subscriber::registry()
         .with(filter)
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
+                .with_writer(writer)
+                .with_ansi(ansi),
         )
         .init();
     let log_level: LogLevelFn = Box::new(move |level: &str| {
@@ -67,11 +99,11 @@ fn main() -> ExitCode {
         reload.reload(f).map_err(|e| e.to_string())?;
         Ok(level.to_string())
     });
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {
             config,
             stats_interval,
+            ..
         } => run(&config, stats_interval, log_level),
         Command::Check { config } => check(&config),
     };
@@ -106,7 +138,7 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     }
     let mut running = setup::start(&config).map_err(|e| e.to_string())?;
     let socket = config.mgmt.socket_path(&config.eal.file_prefix);
-    let server = start_mgmt(&socket, &running, &config, log_level)?;
+    let (server, control) = start_mgmt(&socket, &running, &config, log_level)?;
     emit(&serde_json::json!({
         "event": "ready",
         "pid": std::process::id(),
@@ -125,9 +157,14 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     let shared = running.shared_arc();
     let started = Instant::now();
     let mut next_stats = Duration::from_secs(stats_interval);
+    let mut next_rates = Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         write_access_log(&shared);
+        if started.elapsed() >= next_rates {
+            next_rates += Duration::from_secs(1);
+            control.sample_rates();
+        }
         if stats_interval > 0 && started.elapsed() >= next_stats {
             next_stats += Duration::from_secs(stats_interval);
             emit(&snapshot_json("stats", &running.snapshot(), started));
@@ -136,6 +173,7 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     tracing::info!("signal received, stopping workers");
     // The socket goes first: it holds the shared state the teardown reclaims.
     server.stop();
+    drop(control);
     write_access_log(&shared);
     drop(shared);
     running.stop();
@@ -152,7 +190,7 @@ fn start_mgmt(
     running: &Running,
     config: &Config,
     log_level: LogLevelFn,
-) -> Result<mgmt::Server, String> {
+) -> Result<(mgmt::Server, Arc<SwitchControl>), String> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
             format!(
@@ -161,18 +199,20 @@ fn start_mgmt(
             )
         })?;
     }
-    let control = SwitchControl::new(
+    let control = Arc::new(SwitchControl::new(
         running.shared_arc(),
         running.ports.clone(),
         config.lcores.workers.clone(),
         log_level,
-    );
-    mgmt::Server::start(socket, Arc::new(control)).map_err(|e| {
-        format!(
-            "config field `mgmt.socket`: cannot serve {}: {e}",
-            socket.display()
-        )
-    })
+    ));
+    let server = mgmt::Server::start(socket, Arc::clone(&control) as Arc<dyn mgmt::Control>)
+        .map_err(|e| {
+            format!(
+                "config field `mgmt.socket`: cannot serve {}: {e}",
+                socket.display()
+            )
+        })?;
+    Ok((server, control))
 }
 
 /// Writes the access log lines the cores queued (target `access`, one structured line per

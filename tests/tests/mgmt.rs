@@ -349,6 +349,12 @@ fn run_time_changes_through_the_socket() {
     assert!(lat["setup"]["count"].as_u64().unwrap() > 10, "{lat}");
     assert!(lat["ttfb"]["p50"].as_u64().unwrap() > 0, "{lat}");
     assert!(lat["ttfb"]["p99"].as_u64().unwrap() >= lat["ttfb"]["p50"].as_u64().unwrap());
+    // Rates over the last second, sampled by the switch.
+    assert!(
+        st["rates"]["requests_per_s"].is_u64() && st["rates"]["conns_per_s"].is_u64(),
+        "{}",
+        st["rates"]
+    );
 
     // Kill a connection: the client sees a reset.
     let slow = {
