@@ -15,4 +15,5 @@ pub mod l2l3;
 pub mod runtime;
 pub mod setup;
 pub mod stats;
+pub mod web;
 pub mod worker;

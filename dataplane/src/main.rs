@@ -139,6 +139,11 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     let mut running = setup::start(&config).map_err(|e| e.to_string())?;
     let socket = config.mgmt.socket_path(&config.eal.file_prefix);
     let (server, control) = start_mgmt(&socket, &running, &config, log_level)?;
+    let web = webswitch::web::start(
+        &config.web,
+        running.shared_arc(),
+        &socket.with_extension("web.sock"),
+    )?;
     emit(&serde_json::json!({
         "event": "ready",
         "pid": std::process::id(),
@@ -171,7 +176,10 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
         }
     }
     tracing::info!("signal received, stopping workers");
-    // The socket goes first: it holds the shared state the teardown reclaims.
+    // The listeners go first: they hold the shared state the teardown reclaims.
+    if let Some(web) = web {
+        web.stop();
+    }
     server.stop();
     drop(control);
     write_access_log(&shared);

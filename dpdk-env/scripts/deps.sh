@@ -18,6 +18,8 @@ PACKAGES=(
     nginx-light haproxy wrk curl iputils-ping arping python3 jq
     # instruction counts per packet
     valgrind
+    # the web listener's end-to-end tests: a real Prometheus (and promtool), headless Chromium
+    prometheus chromium
 )
 
 check_only=0
@@ -69,6 +71,8 @@ stop_default_service() {
 if ((check_only == 0)); then
     stop_default_service nginx /run/nginx.pid
     stop_default_service haproxy /run/haproxy.pid
+    # prometheus: the tests start their own, inside the switch namespace
+    stop_default_service prometheus /run/prometheus/prometheus.pid
 fi
 
 # cargo: rustup installs into ~/.cargo; make it reachable for this shell.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 mod mgmt;
 pub(crate) mod routing;
 mod tcp;
+mod web;
 
 pub use mgmt::{HealthConfig, MgmtConfig};
 pub use routing::{
@@ -20,6 +21,7 @@ pub use routing::{
     Scheduler, MAX_WEIGHT,
 };
 pub use tcp::TcpConfig;
+pub use web::WebConfig;
 
 /// A config error: `field` is a JSON path such as `ports[1].addresses[0]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +146,9 @@ pub struct Config {
     /// Active health checks of the backends.
     #[serde(default)]
     pub health: HealthConfig,
+    /// The read-only HTTP listener (`/metrics`, the stats page); off unless `listen` is set.
+    #[serde(default)]
+    pub web: WebConfig,
 }
 
 /// EAL arguments. webswitch adds `--lcores`, `--main-lcore`, `--file-prefix`, and one
@@ -597,6 +602,7 @@ impl Config {
         }
         self.validate_tcp()?;
         self.health.validate()?;
+        self.web.validate()?;
         self.validate_backends_and_pools()?;
         // The rules and `default_pool` are checked by compiling them, exactly as the
         // workers will.

@@ -1,0 +1,514 @@
+//! `/metrics`: the Prometheus text exposition, encoded by `prometheus-client` from a
+//! [`Collector`] that reads the per-core counters at scrape time.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::State;
+use crate::hist::{self, BUCKETS};
+use crate::stats::{Counter, DropReason, WorkerStats};
+use crate::worker::Shared;
+
+/// Histogram bucket bounds in seconds (10 µs .. 10 s).
+pub const LE_SECONDS: &[f64] = &[
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+type Labels = Vec<(&'static str, String)>;
+type PickHist = fn(&WorkerStats) -> &hist::Histogram;
+
+/// Reads everything once per scrape.
+struct SwitchCollector {
+    shared: std::sync::Arc<Shared>,
+}
+
+impl std::fmt::Debug for SwitchCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SwitchCollector")
+    }
+}
+
+fn core(i: usize) -> Labels {
+    vec![("core", i.to_string())]
+}
+
+fn counter_family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in rows {
+        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter_f64_family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, f64)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in rows {
+        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge_family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, i64)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in rows {
+        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// `(le seconds, count in that bucket)` pairs, `_sum` in seconds and `_count`, from
+/// merged log-linear µs buckets; `prometheus-client` makes the counts cumulative and
+/// writes the last bound (`f64::MAX`) as `+Inf`. A µs bucket goes to the first `le` at
+/// or above its upper bound (so a value is never counted early); `_sum` takes each µs
+/// bucket's midpoint.
+pub fn to_prometheus(counts: &[u64; BUCKETS]) -> (Vec<(f64, u64)>, f64, u64) {
+    let total: u64 = counts.iter().sum();
+    let mut sum_us = 0.0;
+    let mut per = vec![0u64; LE_SECONDS.len() + 1];
+    for (i, c) in counts.iter().enumerate() {
+        let lo = if i == 0 {
+            0
+        } else {
+            hist::upper_bound(i - 1) + 1
+        };
+        let hi = hist::upper_bound(i);
+        sum_us += (lo + hi) as f64 / 2.0 * *c as f64;
+        let slot = LE_SECONDS
+            .iter()
+            .position(|le| hi <= (le * 1e6).round() as u64)
+            .unwrap_or(LE_SECONDS.len());
+        per[slot] += c;
+    }
+    let buckets = LE_SECONDS
+        .iter()
+        .copied()
+        .chain(std::iter::once(f64::MAX))
+        .zip(per)
+        .collect();
+    (buckets, sum_us / 1e6, total)
+}
+
+impl Collector for SwitchCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.shared;
+        let per_core = |c: Counter| -> Vec<(Labels, u64)> {
+            s.stats
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (core(i), w.get(c)))
+                .collect()
+        };
+        let simple: &[(&str, &str, Counter)] = &[
+            (
+                "webswitch_rx_packets",
+                "Packets received, per worker core.",
+                Counter::RxPackets,
+            ),
+            (
+                "webswitch_tx_packets",
+                "Packets sent, per worker core.",
+                Counter::TxPackets,
+            ),
+            (
+                "webswitch_rx_bytes",
+                "Bytes received, per worker core.",
+                Counter::RxBytes,
+            ),
+            (
+                "webswitch_tx_bytes",
+                "Bytes sent, per worker core.",
+                Counter::TxBytes,
+            ),
+            (
+                "webswitch_connections_accepted",
+                "Client connections accepted (handshake completed).",
+                Counter::ConnsAccepted,
+            ),
+            (
+                "webswitch_connections_closed",
+                "Client connections closed.",
+                Counter::ConnsClosed,
+            ),
+            (
+                "webswitch_requests_routed",
+                "Requests routed to a backend.",
+                Counter::RequestsRouted,
+            ),
+            (
+                "webswitch_backend_connects",
+                "Connections opened to backends.",
+                Counter::BackendConnects,
+            ),
+            (
+                "webswitch_backend_connect_failures",
+                "Backend connections that failed.",
+                Counter::BackendConnectFailures,
+            ),
+            (
+                "webswitch_head_timeouts",
+                "Connections whose request head did not arrive in time.",
+                Counter::HeadTimeouts,
+            ),
+            (
+                "webswitch_syn_cookies_sent",
+                "SYN-ACKs sent with a SYN cookie.",
+                Counter::SynCookiesSent,
+            ),
+            ("webswitch_rst_sent", "TCP resets sent.", Counter::RstSent),
+            (
+                "webswitch_health_probes_sent",
+                "Active health probes sent.",
+                Counter::HealthProbesSent,
+            ),
+            (
+                "webswitch_health_changes",
+                "Backend health state changes.",
+                Counter::HealthChanges,
+            ),
+            (
+                "webswitch_access_log_dropped",
+                "Access log records dropped (queue full).",
+                Counter::AccessLogDropped,
+            ),
+        ];
+        for (name, help, c) in simple {
+            counter_family(&mut enc, name, help, &per_core(*c))?;
+        }
+        let mut spliced = Vec::new();
+        for (i, w) in s.stats.iter().enumerate() {
+            spliced.push((
+                vec![
+                    ("core", i.to_string()),
+                    ("direction", "client_to_backend".into()),
+                ],
+                w.get(Counter::SplicedBytesC2b),
+            ));
+            spliced.push((
+                vec![
+                    ("core", i.to_string()),
+                    ("direction", "backend_to_client".into()),
+                ],
+                w.get(Counter::SplicedBytesB2c),
+            ));
+        }
+        counter_family(
+            &mut enc,
+            "webswitch_spliced_bytes",
+            "Payload bytes spliced between client and backend, by direction.",
+            &spliced,
+        )?;
+
+        let statuses = [
+            (Counter::Http400Sent, "400"),
+            (Counter::Http408Sent, "408"),
+            (Counter::Http431Sent, "431"),
+            (Counter::Http501Sent, "501"),
+            (Counter::Http503Sent, "503"),
+            (Counter::Http505Sent, "505"),
+        ];
+        let mut http = Vec::new();
+        for (i, w) in s.stats.iter().enumerate() {
+            for (c, code) in statuses {
+                http.push((
+                    vec![("core", i.to_string()), ("status", code.to_string())],
+                    w.get(c),
+                ));
+            }
+        }
+        counter_family(
+            &mut enc,
+            "webswitch_http_responses_sent",
+            "Error responses the switch itself sent, by status.",
+            &http,
+        )?;
+
+        let mut drops = Vec::new();
+        for (i, w) in s.stats.iter().enumerate() {
+            for r in DropReason::ALL {
+                drops.push((
+                    vec![("core", i.to_string()), ("reason", r.name().to_string())],
+                    w.dropped(*r),
+                ));
+            }
+        }
+        counter_family(
+            &mut enc,
+            "webswitch_drops",
+            "Packets dropped, by reason.",
+            &drops,
+        )?;
+
+        let hz = s.tsc_hz.max(1) as f64;
+        let mut cycles = Vec::new();
+        for (i, w) in s.stats.iter().enumerate() {
+            cycles.push((
+                vec![("core", i.to_string()), ("state", "busy".into())],
+                w.get(Counter::BusyCycles) as f64 / hz,
+            ));
+            cycles.push((
+                vec![("core", i.to_string()), ("state", "idle".into())],
+                w.get(Counter::IdleCycles) as f64 / hz,
+            ));
+        }
+        counter_f64_family(
+            &mut enc,
+            "webswitch_core_seconds",
+            "Time each worker spent in busy and idle poll iterations (TSC cycles / TSC Hz).",
+            &cycles,
+        )?;
+
+        let flow_states = [
+            (Counter::ConnsReadingHead, "reading_head"),
+            (Counter::ConnsConnecting, "connecting"),
+            (Counter::ConnsSpliced, "spliced"),
+            (Counter::ConnsResponding, "responding"),
+            (Counter::ConnsClosedLinger, "closed_linger"),
+        ];
+        let mut flows = Vec::new();
+        for (i, w) in s.stats.iter().enumerate() {
+            for (c, st) in flow_states {
+                flows.push((
+                    vec![("core", i.to_string()), ("state", st.to_string())],
+                    w.get(c) as i64,
+                ));
+            }
+        }
+        gauge_family(
+            &mut enc,
+            "webswitch_connections",
+            "Open client connections by state.",
+            &flows,
+        )?;
+        let live: Vec<(Labels, i64)> = per_core(Counter::FlowsLive)
+            .into_iter()
+            .map(|(l, v)| (l, v as i64))
+            .collect();
+        gauge_family(
+            &mut enc,
+            "webswitch_flows",
+            "Entries in each core's flow table.",
+            &live,
+        )?;
+
+        // Backends.
+        let rows = super::backend_rows(s);
+        let mut health = Vec::new();
+        let mut weight = Vec::new();
+        let mut active = Vec::new();
+        let mut admin = Vec::new();
+        for b in &rows {
+            let name = b["name"].as_str().unwrap_or("").to_string();
+            for st in ["up", "down", "unknown"] {
+                health.push((
+                    vec![("backend", name.clone()), ("state", st.to_string())],
+                    i64::from(b["health"] == st),
+                ));
+            }
+            for st in ["ready", "drain", "maint"] {
+                admin.push((
+                    vec![("backend", name.clone()), ("state", st.to_string())],
+                    i64::from(b["admin"] == st),
+                ));
+            }
+            weight.push((
+                vec![("backend", name.clone())],
+                b["weight"].as_i64().unwrap_or(0),
+            ));
+            active.push((vec![("backend", name)], b["active"].as_i64().unwrap_or(0)));
+        }
+        gauge_family(
+            &mut enc,
+            "webswitch_backend_health",
+            "1 for the backend's current health state, 0 for the others.",
+            &health,
+        )?;
+        gauge_family(
+            &mut enc,
+            "webswitch_backend_admin",
+            "1 for the backend's administrative state, 0 for the others.",
+            &admin,
+        )?;
+        gauge_family(
+            &mut enc,
+            "webswitch_backend_weight",
+            "The backend's scheduling weight.",
+            &weight,
+        )?;
+        gauge_family(
+            &mut enc,
+            "webswitch_backend_active_connections",
+            "Connections open to the backend (all cores).",
+            &active,
+        )?;
+        let rt = s.runtime.load_full();
+        let pools: Vec<(Labels, i64)> = rt
+            .config
+            .pools
+            .iter()
+            .map(|p| (vec![("pool", p.name.clone())], p.backends.len() as i64))
+            .collect();
+        gauge_family(
+            &mut enc,
+            "webswitch_pool_backends",
+            "Backends configured in each pool.",
+            &pools,
+        )?;
+
+        // Ports (hardware counters).
+        let mut imissed = Vec::new();
+        let mut nombuf = Vec::new();
+        for p in &s.ports {
+            if let Ok(st) = p.stats() {
+                imissed.push((vec![("port", p.name().to_string())], st.imissed));
+                nombuf.push((vec![("port", p.name().to_string())], st.rx_nombuf));
+            }
+        }
+        counter_family(
+            &mut enc,
+            "webswitch_port_imissed",
+            "Packets the NIC dropped because the rx queue was full.",
+            &imissed,
+        )?;
+        counter_family(
+            &mut enc,
+            "webswitch_port_rx_nombuf",
+            "Receive failures for want of an mbuf.",
+            &nombuf,
+        )?;
+        gauge_family(
+            &mut enc,
+            "webswitch_mbufs_in_use",
+            "Mbufs out of the pool.",
+            &[(vec![], i64::from(s.pool.in_use()))],
+        )?;
+
+        // Latency histograms, merged over the cores.
+        let hists: [(&str, &str, PickHist); 2] = [
+            (
+                "webswitch_connection_setup_seconds",
+                "Client handshake completed to backend SYN-ACK.",
+                |w| &w.setup_us,
+            ),
+            (
+                "webswitch_time_to_first_byte_seconds",
+                "Request routed to the backend's first response byte.",
+                |w| &w.ttfb_us,
+            ),
+        ];
+        for (name, help, pick) in hists {
+            let mut acc = [0u64; BUCKETS];
+            for w in &s.stats {
+                pick(w).add_into(&mut acc);
+            }
+            let (buckets, sum, count) = to_prometheus(&acc);
+            let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            m.encode_histogram::<Labels>(sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// The exposition: OpenMetrics text as `prometheus-client` encodes it when
+/// `openmetrics`, else the classic Prometheus text format (0.0.4), which names a
+/// counter family with its `_total` suffix and has no `# EOF`.
+pub fn render(state: &State, openmetrics: bool) -> String {
+    let text = render_openmetrics(state);
+    if openmetrics {
+        text
+    } else {
+        to_classic(&text)
+    }
+}
+
+/// OpenMetrics → Prometheus 0.0.4 text: counter families' `# HELP`/`# TYPE` lines take
+/// the `_total` name their samples carry; `# EOF` goes.
+pub fn to_classic(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len() + 64 * counters.len());
+    for line in open.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+fn render_openmetrics(state: &State) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SwitchCollector {
+        shared: std::sync::Arc::clone(&state.shared),
+    }));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!(error = %e, "web: encoding metrics");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counter_families_with_total() {
+        let open = "# HELP a_bytes Bytes.\n# TYPE a_bytes counter\na_bytes_total{core=\"0\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            to_classic(open),
+            "# HELP a_bytes_total Bytes.\n# TYPE a_bytes_total counter\na_bytes_total{core=\"0\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
+    }
+
+    #[test]
+    fn buckets_are_cumulative_and_in_seconds() {
+        let h = hist::Histogram::default();
+        for us in [5u64, 40, 40, 700, 20_000, 3_000_000] {
+            h.record(us);
+        }
+        let mut acc = [0u64; BUCKETS];
+        h.add_into(&mut acc);
+        let (b, sum, count) = to_prometheus(&acc);
+        assert_eq!(count, 6);
+        assert_eq!(b.last().unwrap().0, f64::MAX);
+        assert_eq!(b.iter().map(|x| x.1).sum::<u64>(), 6);
+        let cumulative = |le: f64| -> u64 { b.iter().filter(|(l, _)| *l <= le).map(|x| x.1).sum() };
+        assert_eq!(cumulative(1e-5), 1);
+        assert_eq!(cumulative(5e-5), 3);
+        assert_eq!(cumulative(1e-3), 4);
+        assert_eq!(cumulative(0.025), 5);
+        assert_eq!(cumulative(5.0), 6);
+        assert!((sum - 3.0208).abs() < 0.8, "sum {sum}");
+    }
+}
