@@ -108,6 +108,13 @@ show backends ready be3
 show rules
 
 echo
+echo "== metrics and the live stats page (examples/testbed.json: web.listen 127.0.0.1:9180 in $WS_NS_SW)"
+ip netns exec "$WS_NS_SW" curl -sS --max-time 5 http://127.0.0.1:9180/metrics |
+    grep -E '^webswitch_(requests_routed_total|connections_accepted_total|connections\{)' | head -8 | sed 's/^/  /'
+echo "  stats page: ip netns exec $WS_NS_SW curl http://127.0.0.1:9180/  (or open it in a browser in that namespace;"
+echo "  docs/operations.md shows a screenshot)"
+
+echo
 echo "== stopping webswitch (SIGTERM); its final counters:"
 kill -TERM "$PID"
 wait "$PID"
