@@ -5,7 +5,8 @@
 # including net_af_packet's tx code up to its sendto; and *tcp_timers*, the connection timer
 # sweep, when it is not inlined), the same way as callgrind-l2l3.sh:
 #
-#   idle        start, 2 s, stop (the baseline subtracted from every other run)
+#   idle        start, 2 s, stop: the baseline, subtracted from every other run in proportion
+#               to its length (health probes and ARP refreshes come with time)
 #   download    one 100 MB download through the VIP (curl, new connection):
 #               per spliced data packet = (run - idle) / (spliced_packets_b2c + spliced_packets_c2b)
 #   short       N sequential curl processes, each a new connection with one GET /whoami:
@@ -14,12 +15,15 @@
 #               per request = (run - idle) / M (includes 1/M of the connection's set-up)
 #
 # Valgrind counts user space only: the kernel's share of net_af_packet (the tpacket receive
-# in softirq, sendto) is not in these figures. Packet counts under valgrind differ a little
+# in softirq, sendto) is not in these figures, nor is the PMD's rx copy from its ring into
+# mbufs (rx_burst is called from Worker::run, outside the collected functions). Packet counts under valgrind differ a little
 # from native runs (the slower switch sees other burst sizes and some retransmissions), so
 # the figures are per packet / per connection / per request of that run.
 #
+# Prints, per run, the functions with the largest self cost.
+#
 # Usage (root): bash bench/scripts/callgrind-splice.sh [N] [M]     (defaults 200, 2000)
-#   WS_TESTBED=wbg WS_NET=141 KEEP=1 RUNS="idle download short keepalive"
+#   WS_TESTBED=wbg WS_NET=141 KEEP=1 TOP=12 RUNS="idle download short keepalive"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -80,10 +84,11 @@ for l in open(sys.argv[1]):
 }
 cli() { ip netns exec "$WS_NS_CLI" "$@"; }
 
-declare -A IR DEN
+declare -A IR DEN SECS
 for run in $RUNS; do
     wait_for_builds
     start "$OUT/cg.$run"
+    t0=$(date +%s%3N)
     sleep 2
     case $run in
         idle) ;;
@@ -104,6 +109,7 @@ for run in $RUNS; do
     esac
     sleep 1
     stop
+    SECS[$run]=$(($(date +%s%3N) - t0))
     IR[$run]=$(cg_instr "$OUT/cg.$run")
     case $run in
         download) DEN[$run]=$(counted spliced_packets_b2c spliced_packets_c2b) ;;
@@ -112,7 +118,7 @@ for run in $RUNS; do
         *) DEN[$run]=1 ;;
     esac
     accepted=$(counted conns_accepted)
-    echo "run $run: ${IR[$run]} instructions collected; conns_accepted $accepted," \
+    echo "run $run: ${IR[$run]} instructions collected in ${SECS[$run]} ms; conns_accepted $accepted," \
         "rx_packets $(counted rx_packets), spliced packets c2b+b2c $(counted spliced_packets_b2c spliced_packets_c2b)," \
         "drops $(counted drops_total)"
     case $run in
@@ -120,10 +126,9 @@ for run in $RUNS; do
         keepalive | download) [ "$accepted" -eq 1 ] || { echo "expected 1 connection, got $accepted" >&2; exit 1; } ;;
     esac
 done
-tc=$(callgrind_annotate "$OUT/cg.${RUNS##* }" 2>/dev/null | grep -c tcp_timers || true)
-[ "$tc" -gt 0 ] || echo "note: no tcp_timers function in the profile (inlined into Worker::run): the timer sweep is not counted"
+nm "$BIN" | grep -q tcp_timers ||
+    echo "note: tcp_timers is inlined into Worker::run in this build: the timer sweep is not counted"
 echo
-base=${IR[idle]:-0}
 for run in $RUNS; do
     case $run in
         download) what="per spliced data packet (100 MB download, ${DEN[$run]} packets c2b+b2c)" ;;
@@ -131,10 +136,25 @@ for run in $RUNS; do
         keepalive) what="per keep-alive request (GET /whoami, M=$M on one connection)" ;;
         *) continue ;;
     esac
+    # The idle run's work (start-up announcements, ARP refreshes, health probes) grows with
+    # time: subtract it in proportion to the run's length.
+    base=$((${IR[idle]:-0} * SECS[$run] / (${SECS[idle]:-1} > 0 ? ${SECS[idle]:-1} : 1)))
     printf '%-10s %8d instructions %s\n' "$run:" $(((IR[$run] - base) / DEN[$run])) "$what"
 done
-if [ -n "${TOP:-1}" ] && [ -e "$OUT/cg.short" ]; then
+top_self() { # callgrind out file, lines: self cost by function (inlined code counted where it landed)
+    callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null | awk -v n="$2" '
+        /file:function/ {p = 1; next}
+        p && /^ *[0-9,]+ +\( *[0-9.]+%\)  / {
+            ir = $1; gsub(",", "", ir); f = $0
+            sub(/^ *[0-9,]+ +\( *[0-9.]+%\)  /, "", f)
+            if (f ~ /^\?\?\?:/) { o = f; sub(/.*\//, "", o); sub(/\]$/, "", o); sub(/\.so.*/, "", o); f = o " (no symbols)" }
+            sub(/ \[[^]]*\]$/, "", f); sub(/^[^ ]*\.(rs|c|h|S):/, "", f)
+            s[f] += ir; t += ir }
+        END {for (k in s) printf "%6.1f%%  %s\n", 100 * s[k] / t, k}' | sort -rn | awk -v n="$2" 'NR <= n'
+}
+for run in download keepalive short; do
+    [ -e "$OUT/cg.$run" ] || continue
     echo
-    echo "largest inclusive costs, short connections run:"
-    callgrind_annotate --inclusive=yes "$OUT/cg.short" 2>/dev/null | awk '/file:function/ {p = 1; next} p && NF && n++ < 25'
-fi
+    echo "largest self costs, $run run:"
+    top_self "$OUT/cg.$run" "${TOP:-12}"
+done

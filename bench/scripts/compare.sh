@@ -13,7 +13,8 @@
 #   webswitch the release binary, examples/testbed.json (1 worker: lcores main 0, worker 1),
 #             no kernel addresses in P-sw, --stats-interval 1.
 #   webswitch_linger  diagnostic: webswitch with tcp.closed_linger_ms=LINGER_MS (200; default
-#             2000), the new-connection run only (see docs/benchmarks.md for why).
+#             2000), the new-connection run only, for LINGER_DURATION (5) s (see
+#             docs/benchmarks.md for why).
 # Pinning (DPDK-NOTES): wrk, curl, nginx and the receive softirqs (RPS) of the client's, the
 # bridge's and the backends' veths on CPU0; the middle box and RPS of sw-cli/sw-be on CPU1.
 #
@@ -30,12 +31,16 @@
 #             polling (ws_pause, ws_rdtsc) or other processes, from `perf record -F 999
 #             -e cpu-clock -C 1` during the run (PERF=1, default; no hardware counters here).
 # Also counted: backend connections per request (nginx stub_status accepts), the client's
-# TCP (SYN) retransmissions (nstat in P-cli) and webswitch's drops. A run during which a cargo
-# build or a valgrind run (anyone's) was seen is repeated, up to RETRIES (3) times, then flagged.
+# TCP (SYN) retransmissions (nstat in P-cli) and webswitch's drops. A run during which a
+# cargo build, a valgrind run, a package installation or another testbed's test was seen
+# (lib.sh heavy_jobs), or in which other processes took more than FOREIGN_MAX (5) % of CPU1
+# (perf samples against wall time), is repeated, up to RETRIES (5) times, then flagged. Each
+# run first waits until the machine is quiet (lib.sh wait_for_builds).
 #
 # Usage (root): bash bench/scripts/compare.sh
 #   DURATION=10 THREADS=2 CONNS=100 DL_RUNS=3 SETUPS="direct haproxy webswitch webswitch_linger"
-#   LINGER_MS=200 PERF=1 RETRIES=3 WS_TESTBED=wbc WS_NET=140 KEEP=1 (keep raw outputs in /tmp/webswitch-compare.*)
+#   LINGER_MS=200 LINGER_DURATION=5 PERF=1 RETRIES=5 FOREIGN_MAX=5 QUIET_PCT=15 QUIET_WAIT_S=900
+#   WS_TESTBED=wbc WS_NET=140 KEEP=1 (keep the raw outputs in /tmp/webswitch-compare.*)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -47,8 +52,10 @@ CONNS=${CONNS:-100}
 DL_RUNS=${DL_RUNS:-3}
 SETUPS=${SETUPS:-direct haproxy webswitch webswitch_linger}
 LINGER_MS=${LINGER_MS:-200}
+LINGER_DURATION=${LINGER_DURATION:-5}
 PERF=${PERF:-1}
-RETRIES=${RETRIES:-3}
+RETRIES=${RETRIES:-5}
+FOREIGN_MAX=${FOREIGN_MAX:-5}
 TB=$ROOT/dpdk-env/scripts/testbed.sh
 OUT=$(mktemp -d /tmp/webswitch-compare.XXXXXX)
 MID_PID=
@@ -96,6 +103,7 @@ cli() { ip netns exec "$WS_NS_CLI" taskset -c 0 "$@"; }
 
 backend_accepts() { # nginx stub_status "accepts", summed over the backends
     local total=0 ns ip n
+    # shellcheck disable=SC2086 # a list
     set -- $WS_BACKENDS
     for ns in $WS_NS_BACKENDS; do
         ip=$1
@@ -151,8 +159,9 @@ perf_stop() {
 # repeat the run (up to RETRIES times) when one was seen.
 watch_start() {
     rm -f "$OUT/heavy.flag"
-    (while :; do heavy_jobs && touch "$OUT/heavy.flag"; sleep 0.5; done) &
+    (while :; do heavy_jobs && touch "$OUT/heavy.flag"; sleep 1; done) &
     WATCH_PID=$!
+    taskset -pc 0 "$WATCH_PID" >/dev/null # with the clients, off the middle's core
 }
 watch_stop() { # false when a build ran
     kill "$WATCH_PID" 2>/dev/null || true
@@ -161,8 +170,21 @@ watch_stop() { # false when a build ran
     [ ! -e "$OUT/heavy.flag" ]
 }
 
-measured() { # name command...: one measurement with snapshots, perf, and the build watch
-    local name=$1 try
+# CPU1 time that went to processes other than the middle box and the kernel's own threads,
+# in percent of the run's wall time: what heavy_jobs missed (someone's shell, python, ...).
+# From the perf samples (-F 999); 0 without perf.
+foreign_share() { # perf data file, wall seconds
+    [ -s "$1" ] || { echo 0; return; }
+    perf report -i "$1" --stdio --no-children -n --sort comm -t '|' 2>/dev/null | awk -F'|' -v wall="$2" '
+        /^#/ || NF < 3 {next}
+        {c = $3; gsub(/^ +| +$/, "", c)}
+        c ~ /^(haproxy|webswitch|eal-intr-thread|rte[-_].*|ksoftirqd\/.*|kworker\/.*|swapper\/.*|kdamond.*|rcu.*|migration\/.*|cpuhp\/.*|perf.*)$/ {next}
+        {n += $2}
+        END {printf "%.0f\n", (wall > 0) ? 100 * n / 999 / wall : 0}'
+}
+
+measured() { # name command...: one measurement with snapshots, perf, and the heavy-job watch
+    local name=$1 try foreign
     shift
     for try in $(seq "$RETRIES"); do
         wait_for_builds
@@ -172,9 +194,11 @@ measured() { # name command...: one measurement with snapshots, perf, and the bu
         "$@"
         snap "$OUT/$MODE.$name.after"
         perf_stop
-        if watch_stop; then return 0; fi
+        foreign=$(foreign_share "$OUT/perf.$MODE.$name.data" \
+            "$(($(date +%s) - $(sed -n 's/^time=\([0-9]*\).*/\1/p' "$OUT/$MODE.$name.before")))")
+        if watch_stop && [ "$foreign" -le "$FOREIGN_MAX" ]; then return 0; fi
         echo "heavy=1" >>"$OUT/$MODE.$name.after"
-        echo "  ($MODE $name: a build or valgrind ran during the run; attempt $try of $RETRIES)" >&2
+        echo "  ($MODE $name: other jobs ran during the run (${foreign}% of CPU1); attempt $try of $RETRIES)" >&2
     done
 }
 
@@ -309,7 +333,7 @@ write_ws_config "$OUT/config.json"
     echo "params=-t$THREADS -c$CONNS -d${DURATION}s dl_runs=$DL_RUNS"
 } >"$OUT/meta"
 
-echo "results (raw outputs in $OUT):"
+echo "results:"
 for MODE in $SETUPS; do
     case $MODE in
         direct)
@@ -352,7 +376,9 @@ for MODE in $SETUPS; do
             if [ "$MODE" = webswitch ]; then
                 suite "http://$WS_VIP"
             else
-                run_wrk close "http://$WS_VIP/whoami" -H "Connection: close"
+                # Short enough that the switch's 55,536 local ports toward the backends do not
+                # wrap around within the run (see docs/benchmarks.md).
+                DURATION=$LINGER_DURATION run_wrk close "http://$WS_VIP/whoami" -H "Connection: close"
             fi
             stop_middle
             ;;
@@ -361,6 +387,7 @@ for MODE in $SETUPS; do
 done
 perf_reports
 echo
+# shellcheck disable=SC2086 # a list
 python3 "$ROOT/bench/scripts/compare_report.py" "$OUT" $SETUPS
 for f in "$OUT"/perf.*.ka_small.txt; do
     [ -e "$f" ] || continue

@@ -73,8 +73,14 @@ def ws_counters(path):
         return None
 
 
+IDLE_POLL = "idle polling (ws_pause, ws_rdtsc)"
+OTHERS = "other processes"
+ORDER = ["middle user space", IDLE_POLL, "kernel in the middle's context", "kernel, other contexts", OTHERS]
+KERNEL_THREADS = ("ksoftirqd", "swapper", "kworker", "kdamond", "rcu", "migration", "cpuhp")
+
+
 def perf_split(path):
-    """CPU1 samples of the profiling run by where they went (percent of all samples)."""
+    """CPU1's perf samples of a run by where they went (percent of all samples)."""
     cats = {}
     for line in open(path):
         f = [x.strip() for x in line.split("|")]
@@ -82,25 +88,18 @@ def perf_split(path):
             continue
         pct, comm, dso, sym = float(f[0].rstrip("%")), f[1], f[2], f[3]
         middle = comm == "haproxy" or comm.startswith("rte-") or comm in ("webswitch", "eal-intr-thread")
-        kernel = dso == "[kernel.kallsyms]"
-        if middle and kernel:
+        if middle and dso == "[kernel.kallsyms]":
             c = "kernel in the middle's context"
         elif middle and sym.split()[-1] in ("ws_pause", "ws_rdtsc"):
-            c = "idle polling (ws_pause, ws_rdtsc)"
+            c = IDLE_POLL
         elif middle:
             c = "middle user space"
-        elif comm.startswith(("ksoftirqd", "swapper", "kworker")):
+        elif comm.startswith(KERNEL_THREADS):
             c = "kernel, other contexts"
         else:
-            c = "other processes"
+            c = OTHERS
         cats[c] = cats.get(c, 0.0) + pct
     return cats
-
-
-
-IDLE_POLL = "idle polling (ws_pause, ws_rdtsc)"
-OTHERS = "other processes"
-ORDER = ["middle user space", IDLE_POLL, "kernel in the middle's context", "kernel, other contexts", OTHERS]
 
 
 def window(setup, name):
@@ -175,7 +174,7 @@ for name, label in TESTS:
               f"{fmt(r['lat'].get('90'), '.2f')} | {fmt(r['lat'].get('99'), '.2f')} | {us_per(middle, n)} | "
               f"{us_per(w.get('proc_s'), n)} | {us_per(w.get('cpu1_s'), n)} | {us_per(w.get('cpu1_work_s'), n)} | {conns} | "
               f"{w.get('cli_TcpRetransSegs', 'n/a')} ({w.get('cli_TcpExtTCPSynRetrans', 'n/a')}) | "
-              f"{'; '.join(r['errors'] + (['a build/valgrind ran'] if w.get('builds') else [])) or '-'} |")
+              f"{'; '.join(r['errors'] + (['other heavy jobs ran'] if w.get('builds') else [])) or '-'} |")
         results["wrk"][f"{setup}.{name}"] = {"wrk": r, "window": w}
 print()
 print("CPU per request, webswitch / HAProxy:")
@@ -210,12 +209,11 @@ for setup in SETUPS:
         continue
     runs = []
     ok = 0
-    if os.path.exists(path):
-        for line in open(path):
-            f = line.split()
-            if len(f) == 3:
-                runs.append(float(f[0]) / 1e6)
-                ok += f[1] == "104857600" and f[2] == "200"
+    for line in open(path):
+        f = line.split()
+        if len(f) == 3:
+            runs.append(float(f[0]) / 1e6)
+            ok += f[1] == "104857600" and f[2] == "200"
     med = statistics.median(runs) if runs else None
     if setup == "direct":
         base = med
@@ -230,13 +228,11 @@ for setup in SETUPS:
     print(f"| {setup} | {fmt(med, '.1f')} | {' '.join(f'{x:.1f}' for x in runs)}"
           f"{'' if ok == len(runs) else f' ({len(runs) - ok} incomplete)'} | "
           f"{f'{med / base:.2f}' if base and med else 'n/a'} | {ms(middle)} | {ms(w.get('proc_s'))} | "
-          f"{ms(w.get('cpu1_s'))} | {ms(wk)} |{' (a build/valgrind ran)' if w.get('builds') else ''}")
+          f"{ms(w.get('cpu1_s'))} | {ms(wk)} |{' (other heavy jobs ran)' if w.get('builds') else ''}")
     results["download"][setup] = {"runs_MBps": runs, "complete": ok, "window": w}
 
-
-
-rows = [(k, v["window"]["perf"]) for k, v in list(results["wrk"].items()) + list(results["download"].items())
-        if "perf" in v["window"]]
+rows = [(k, v["window"]["perf"]) for k, v in results["wrk"].items() if "perf" in v["window"]]
+rows += [(f"{k}.dl", v["window"]["perf"]) for k, v in results["download"].items() if "perf" in v["window"]]
 if rows:
     print()
     print("| CPU1 samples (perf cpu-clock) | " + " | ".join(ORDER) + " |")

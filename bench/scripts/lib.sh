@@ -1,26 +1,49 @@
+# shellcheck shell=bash disable=SC2034
 # Shared helpers for the benchmark scripts (sourced, not run). Expects ROOT (the repository),
 # OUT (a scratch directory) and the testbed variables from `testbed.sh env`.
 
-# Waits while another cargo/rustc runs: on 2 shared cores a build next to a measurement
-# takes most of a core. Measurements call it before each run too.
-heavy_jobs() { # true while a build or a valgrind run (ours or anyone's) is going on
-    pgrep -x 'cargo|rustc|rust-lld|ld.lld|cc1' >/dev/null || pgrep 'callgrind|memcheck' >/dev/null
+# On 2 shared cores a build or another test next to a measurement takes most of a core.
+# True while a build, a valgrind run, a package installation, or another testbed's test (a
+# process in some other P-sw or P-cli namespace) is going on: any of them takes a good part
+# of a core here.
+heavy_jobs() {
+    local ns
+    # shellcheck disable=SC2009 # one ps for all names (pgrep takes one short pattern)
+    ps -e -o comm= | grep -qE '^(cargo|rustc|rust-lld|cc1|clang|callgrind|memcheck|apt-get|apt|dpkg|pip3?)$' && return 0
+    for ns in $(ip netns list | awk '$1 ~ /-(sw|cli)$/ {print $1}'); do
+        case $ns in "${WS_TESTBED:-}"-*) continue ;; esac
+        [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] || return 0
+    done
+    return 1
 }
+cpu_busy_pct() { # both CPUs' non-idle share over 2 s, in percent (everything, ours included)
+    local a b
+    a=$(awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat)
+    sleep 2
+    b=$(awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat)
+    echo "$a $b" | awk '{busy = $3 - $1; idle = $4 - $2; printf "%.0f\n", (busy + idle > 0) ? 100 * busy / (busy + idle) : 0}'
+}
+# Waits until no heavy job is seen and the machine is quiet (QUIET_PCT, 15 % of both CPUs over
+# 2 s, with our own testbed idle), for at most QUIET_WAIT_S (900) s.
 wait_for_builds() {
-    local said=
-    while heavy_jobs; do
-        [ -n "$said" ] || echo "waiting for another cargo build (or valgrind run) to finish..." >&2
+    local said='' start=$SECONDS
+    while heavy_jobs || [ "$(cpu_busy_pct)" -gt "${QUIET_PCT:-15}" ]; do
+        if [ $((SECONDS - start)) -ge "${QUIET_WAIT_S:-900}" ]; then
+            echo "the machine did not get quiet in ${QUIET_WAIT_S:-900} s; going on" >&2
+            return 0
+        fi
+        [ -n "$said" ] || echo "waiting for other builds, valgrind runs or tests to finish..." >&2
         said=1
-        sleep 5
+        sleep 3
     done
 }
 
-# Waits while another cargo/rustc runs (2 cores: no parallel heavy builds), builds the release
-# binary only if it is missing or older than its sources, and copies it to $OUT so that a
-# build started by someone else during the benchmark cannot swap the binary under it.
-# Sets BIN.
+# Waits for other builds (2 cores: no parallel heavy builds), builds the release binary only if
+# it is missing or older than its sources, and copies it to $OUT so that a build started by
+# someone else during the benchmark cannot swap the binary under it. Sets BIN, BIN_DATE and
+# BIN_NOTE (set when the tree did not build and the older binary is measured).
 ensure_binary() {
-    local bin=$ROOT/target/release/webswitch stale=
+    local bin=$ROOT/target/release/webswitch stale=''
     wait_for_builds
     if [ -x "$bin" ]; then
         stale=$(cd "$ROOT" && find dataplane tcpstate rules mgmt dpdk-env Cargo.toml Cargo.lock \

@@ -65,6 +65,7 @@ counter_enum! {
         ConnsResponding => "conns_responding",
         ConnsClosedLinger => "conns_closed_linger",
         FlowsLive => "flows_live",
+        TupleReused => "tuple_reused",
         AccessLogDropped => "access_log_dropped",
         HealthProbesSent => "health_probes_sent",
         HealthChanges => "health_changes",

@@ -217,6 +217,34 @@ fn scenario(name: &str, net: u8, workers: usize) {
         "one connection, one backend: {text}"
     );
 
+    // A client reusing its port at once (the backend closed first, so the client kept no
+    // TIME_WAIT) while the switch's entry for the old connection still lingers: the new
+    // SYN starts a new connection instead of being dropped until the linger ends.
+    for _ in 0..2 {
+        let out = tb.exec(
+            "cli",
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "1",
+                "--local-port",
+                "47000",
+                "-H",
+                "Connection: close",
+                "-o",
+                "/dev/null",
+                &format!("http://{}/whoami", c.vip),
+            ],
+            Duration::from_secs(5),
+        );
+        assert!(
+            out.status.success(),
+            "port reuse within the linger: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     // 100 MB down and up, byte-exact.
     let file = format!("/tmp/{}-dl.bin", tb.name);
     let (_, h) = c.curl("/big/100M.bin", &["-o", &file]);
@@ -476,6 +504,10 @@ fn scenario(name: &str, net: u8, workers: usize) {
         );
     }
     assert!(counter(t, &["drops", "tcp_closed_port"]) >= 1);
+    assert!(
+        counter(t, &["tuple_reused"]) >= 1,
+        "the reused client port started a new connection"
+    );
     assert!(
         counter(t, &["drops", "out_of_window"]) >= 9,
         "the 9 injected segments are dropped"

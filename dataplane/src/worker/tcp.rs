@@ -205,9 +205,21 @@ impl Worker {
             self.health_segment(b, key, &rx.seg, payload, now_ms);
             return;
         }
-        match self.tcp.flows.lookup(&key) {
-            Some((id, side)) => self.on_flow_segment(id, side, p, m, &rx, now_ms),
-            None => match local {
+        let lingering =
+            |t: &TcpCore, id: ConnId| t.flows.get(id).is_some_and(|c| c.state == State::Closed);
+        match (self.tcp.flows.lookup(&key), local) {
+            // A new SYN on the tuple of a connection that is closed and only lingering: the
+            // client reused its port (as TIME_WAIT would allow, RFC 6191). Start afresh
+            // instead of making it retransmit until the linger ends.
+            (Some((id, Side::Client)), Some(Local::Vip(v)))
+                if rx.seg.syn() && rx.seg.ack.is_none() && lingering(&self.tcp, id) =>
+            {
+                self.remove_conn(id);
+                self.stats().add(Counter::TupleReused, 1);
+                self.on_new_client_segment(p, v, key, m, &rx, now_ms);
+            }
+            (Some((id, side)), _) => self.on_flow_segment(id, side, p, m, &rx, now_ms),
+            (None, _) => match local {
                 Some(Local::Vip(v)) => self.on_new_client_segment(p, v, key, m, &rx, now_ms),
                 _ => {
                     self.stats().drop(DropReason::TcpNoFlow, 1);
