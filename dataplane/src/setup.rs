@@ -297,6 +297,10 @@ fn tcp_settings(config: &Config) -> TcpSettings {
             idle_timeout_ms: t.idle_timeout_ms,
             fin_timeout_ms: t.fin_timeout_ms,
             closed_linger_ms: t.closed_linger_ms,
+            backend_ts_base: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u32)
+                .unwrap_or(0),
         },
     }
 }

@@ -254,13 +254,19 @@ impl Worker {
     /// Out of line so callgrind can count it alone (bench/callgrind-l2l3.sh).
     #[inline(never)]
     fn handle_burst(&mut self, p: usize, rx: &mut MbufBatch, now_ms: u64) {
-        let shared = Arc::clone(&self.shared);
-        let cores = shared.stats.len();
+        // Field borrows, not an Arc clone: a refcount shared by every core would bounce its
+        // cache line between them on each burst.
+        let cores = self.shared.stats.len();
         for mut m in rx.drain() {
             self.stats().add(Counter::RxPackets, 1);
             self.stats().add(Counter::RxBytes, m.len() as u64);
-            let (action, learn) =
-                process_packet(&mut m, &shared.addrs[p], &mut self.neigh[p], now_ms, cores);
+            let (action, learn) = process_packet(
+                &mut m,
+                &self.shared.addrs[p],
+                &mut self.neigh[p],
+                now_ms,
+                cores,
+            );
             if let Some(l) = learn {
                 self.learned(p, l);
             }
@@ -277,7 +283,7 @@ impl Worker {
                     self.stage(p, m);
                 }
                 Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m, now_ms),
-                Action::Tcp { core } => match shared.steer[core][p].enqueue(m) {
+                Action::Tcp { core } => match self.shared.steer[core][p].enqueue(m) {
                     Ok(()) => self.stats().add(Counter::SteeredToPeer, 1),
                     Err(m) => {
                         drop(m);

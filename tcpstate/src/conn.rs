@@ -43,6 +43,9 @@ pub struct ConnParams {
     pub idle_timeout_ms: u64,
     pub fin_timeout_ms: u64,
     pub closed_linger_ms: u64,
+    /// Added to `now_ms` for the TSvals the switch's SYNs to backends carry: wall-clock
+    /// milliseconds at start, so they keep growing across restarts (see `connect`).
+    pub backend_ts_base: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +223,8 @@ pub struct Conn {
     backend_ts_recent: u32,
     /// The MSS the backend announced (the head is cut to fit it and the client's).
     pub backend_mss: u16,
+    /// Client TSval → the TSval the backend sees (fixed at `connect`).
+    backend_ts_delta: u32,
     /// Both sides negotiated timestamps (the client in its SYN, the backend in its SYN-ACK).
     ts_on: bool,
     /// Latest raw window field from the client.
@@ -299,6 +304,7 @@ impl Conn {
             our_ts_last: our_ts,
             backend_ts_recent: 0,
             ts_on: false,
+            backend_ts_delta: 0,
             backend_mss: 536,
             client_window: ack_seg.window,
             our_ws,
@@ -584,6 +590,13 @@ impl Conn {
 
     /// The caller routed the head to `target`: send the SYN (ISN = client ISN).
     pub fn connect(&mut self, target: BackendTarget, now_ms: u64, out: &mut Outputs) {
+        // Our SYN's TSval comes from a clock that only grows (wall-clock ms), not from the
+        // client's TSval: when a local port is reused while the backend still holds the old
+        // connection in TIME_WAIT, the newer TSval is what lets it accept the SYN (Linux
+        // `tcp_timewait_state_process`, RFC 6191). Client TSvals are shifted into this
+        // clock from then on, and the backend's echoes shifted back.
+        let backend_clock = self.params.backend_ts_base.wrapping_add(now_ms as u32);
+        self.backend_ts_delta = backend_clock.wrapping_sub(self.client_ts_recent);
         self.backend = Some(target);
         self.state = State::Connecting;
         self.attempts += 1;
@@ -597,7 +610,10 @@ impl Conn {
             ack: None,
             flags: tcp_flags::SYN,
             window: 65535,
-            timestamps: self.syn.timestamps.then_some((self.client_ts_recent, 0)),
+            timestamps: self
+                .syn
+                .timestamps
+                .then_some((self.client_ts_recent.wrapping_add(self.backend_ts_delta), 0)),
             // The client's options, so what the backend sends fits the client; the MSS no
             // larger than the switch's own.
             syn_options: Some(SynOptions {
@@ -689,7 +705,7 @@ impl Conn {
             dst: backend,
             seq_delta: 0,
             ack_delta: self.backend_isn.0.wrapping_sub(self.our_isn.0),
-            ts_val_delta: 0,
+            ts_val_delta: self.backend_ts_delta,
             ts_ecr_delta: ts_delta.wrapping_neg(),
             window_shift_in: client_ws,
             window_shift_out: to_backend_ws,
@@ -700,7 +716,7 @@ impl Conn {
             seq_delta: self.our_isn.0.wrapping_sub(self.backend_isn.0),
             ack_delta: 0,
             ts_val_delta: ts_delta,
-            ts_ecr_delta: 0,
+            ts_ecr_delta: self.backend_ts_delta.wrapping_neg(),
             window_shift_in: backend_ws,
             window_shift_out: self.our_ws,
         };
@@ -736,9 +752,10 @@ impl Conn {
             ack: Some(self.backend_isn + 1),
             flags: tcp_flags::PSH,
             window,
-            timestamps: self
-                .ts_on
-                .then_some((self.client_ts_recent, self.backend_ts_recent)),
+            timestamps: self.ts_on.then_some((
+                self.client_ts_recent.wrapping_add(self.backend_ts_delta),
+                self.backend_ts_recent,
+            )),
             syn_options: None,
             data: Data::Head {
                 offset: 0,

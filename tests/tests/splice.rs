@@ -217,33 +217,30 @@ fn scenario(name: &str, net: u8, workers: usize) {
         "one connection, one backend: {text}"
     );
 
-    // A client reusing its port at once (the backend closed first, so the client kept no
-    // TIME_WAIT) while the switch's entry for the old connection still lingers: the new
-    // SYN starts a new connection instead of being dropped until the linger ends.
-    for _ in 0..2 {
-        let out = tb.exec(
-            "cli",
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "1",
-                "--local-port",
-                "47000",
-                "-H",
-                "Connection: close",
-                "-o",
-                "/dev/null",
-                &format!("http://{}/whoami", c.vip),
-            ],
-            Duration::from_secs(5),
-        );
-        assert!(
-            out.status.success(),
-            "port reuse within the linger: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    // A client reusing its port at once while the switch's entry for the old connection
+    // still lingers (the client resets its first connection, so it keeps no TIME_WAIT):
+    // the new SYN starts a new connection instead of being dropped until the linger ends
+    // (the 1 s timeout is shorter than the client's first SYN retransmission).
+    let script = format!(
+        "import socket, struct\n\
+         for i in range(2):\n\
+         \x20   s = socket.socket()\n\
+         \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         \x20   s.bind(('', 47000))\n\
+         \x20   s.settimeout(1)\n\
+         \x20   s.connect(('{vip}', 80))\n\
+         \x20   s.sendall(b'GET /whoami HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n\
+         \x20   assert b' 200 ' in s.recv(4096)\n\
+         \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n\
+         \x20   s.close()\n",
+        vip = c.vip
+    );
+    let out = tb.exec("cli", &["python3", "-c", &script], Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "port reuse within the linger: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // 100 MB down and up, byte-exact.
     let file = format!("/tmp/{}-dl.bin", tb.name);

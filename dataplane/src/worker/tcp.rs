@@ -192,8 +192,7 @@ impl Worker {
             self.stats().drop(DropReason::BadTcp, 1);
             return;
         };
-        let shared = std::sync::Arc::clone(&self.shared);
-        let local = shared.addrs[p].local(rx.dst);
+        let local = self.shared.addrs[p].local(rx.dst);
         let key = FlowKey {
             remote_ip: rx.src,
             remote_port: rx.sport,
@@ -347,18 +346,27 @@ impl Worker {
 
     /// Connection setup and time to first byte, on the backend's segments.
     fn record_latency(&mut self, id: ConnId, payload_len: usize) {
-        let Some(state) = self.tcp.flows.get(id).map(|c| c.state) else {
+        // Cheap on the common path: two flags read, no clock read once both are recorded.
+        let m = &self.tcp.meta[id as usize];
+        let (accept_us, routed_us) = (m.accept_us, m.routed_us);
+        let want_setup = m.setup_us.is_none();
+        let want_ttfb = payload_len > 0 && !m.ttfb_done && routed_us != 0;
+        if !want_setup && !want_ttfb {
             return;
-        };
-        let meta = self.tcp.meta[id as usize];
-        if meta.setup_us.is_none() && state == State::Spliced {
-            let now = self.now_us();
-            let d = now.saturating_sub(meta.accept_us);
+        }
+        let spliced = self
+            .tcp
+            .flows
+            .get(id)
+            .is_some_and(|c| c.state == State::Spliced);
+        let now = self.now_us();
+        if want_setup && spliced {
+            let d = now.saturating_sub(accept_us);
             self.tcp.meta[id as usize].setup_us = Some(d);
             self.stats().setup_us.record(d);
         }
-        if payload_len > 0 && !meta.ttfb_done && meta.routed_us != 0 {
-            let d = self.now_us().saturating_sub(meta.routed_us);
+        if want_ttfb {
+            let d = now.saturating_sub(routed_us);
             self.tcp.meta[id as usize].ttfb_done = true;
             self.stats().ttfb_us.record(d);
         }

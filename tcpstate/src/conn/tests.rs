@@ -43,6 +43,7 @@ fn params() -> ConnParams {
         idle_timeout_ms: 300_000,
         fin_timeout_ms: 30_000,
         closed_linger_ms: 2_000,
+        backend_ts_base: 0,
     }
 }
 
@@ -268,7 +269,12 @@ impl H {
     fn backend_seg(&mut self, off: usize, ack_off: usize, flags: u8, len: usize) -> SegmentInfo {
         let timestamps = if self.backend_ts_on {
             self.backend_ts = self.backend_ts.wrapping_add(3);
-            Some((self.backend_ts, self.client_ts))
+            // The backend echoes the TSval it saw: the client's, shifted into our
+            // backend clock (see `Conn::connect`).
+            Some((
+                self.backend_ts,
+                self.client_ts.wrapping_add(self.c.backend_ts_delta),
+            ))
         } else {
             None
         };
@@ -327,11 +333,10 @@ impl H {
             ack: Some(self.cseq(0)),
             flags: tcp_flags::SYN,
             window: 65_535,
-            timestamps: self
-                .s
-                .opts
-                .timestamps
-                .then_some((self.s.backend_ts, self.client_ts)),
+            timestamps: self.s.opts.timestamps.then_some((
+                self.s.backend_ts,
+                self.client_ts.wrapping_add(self.c.backend_ts_delta),
+            )),
             payload_len: 0,
             mss: Some(BACKEND_MSS),
             window_scale: Some(BACKEND_WS),
@@ -1099,8 +1104,11 @@ fn connect_sends_a_syn_with_the_client_isn_and_options() {
     assert_eq!(v, Verdict::Continue);
     let (v, _) = h.client(40, 0, tcp_flags::PSH, &HEAD[40..], T0 + 2);
     assert_eq!(v, Verdict::HeadComplete);
-    let latest = h.client_ts;
     let e = h.connect(T0 + 3);
+    assert_eq!(
+        h.client_ts.wrapping_add(h.c.backend_ts_delta),
+        (T0 + 3) as u32
+    );
     assert_eq!(
         one_to_backend(&e),
         SegmentOut {
@@ -1108,7 +1116,8 @@ fn connect_sends_a_syn_with_the_client_isn_and_options() {
             ack: None,
             flags: tcp_flags::SYN,
             window: 65_535,
-            timestamps: Some((latest, 0)),
+            // Our backend clock (wall-clock base + now), not the client's TSval.
+            timestamps: Some(((T0 + 3) as u32, 0)),
             syn_options: Some(full_opts()),
             data: Data::None,
         }
@@ -1150,7 +1159,7 @@ fn syn_ack_splices_and_sends_the_whole_head() {
             flags: tcp_flags::PSH,
             // 502 << 7 at the client's scale, which the backend also applies.
             window: 502,
-            timestamps: Some((client_ts, h.s.backend_ts)),
+            timestamps: Some((client_ts.wrapping_add(h.c.backend_ts_delta), h.s.backend_ts)),
             syn_options: None,
             data: Data::Head { offset: 0, len: 84 },
         }
@@ -1165,7 +1174,8 @@ fn syn_ack_splices_and_sends_the_whole_head() {
             dst: (BACKEND_IP, BACKEND_PORT),
             seq_delta: 0,
             ack_delta: h.s.backend_isn.wrapping_sub(h.s.our_isn),
-            ts_val_delta: 0,
+            // Client TSvals into our backend clock (which read T0 + 2 at connect).
+            ts_val_delta: ((T0 + 2) as u32).wrapping_sub(client_ts),
             ts_ecr_delta: ts_delta.wrapping_neg(),
             window_shift_in: 7,
             window_shift_out: 7,
@@ -1179,7 +1189,7 @@ fn syn_ack_splices_and_sends_the_whole_head() {
             seq_delta: h.s.our_isn.wrapping_sub(h.s.backend_isn),
             ack_delta: 0,
             ts_val_delta: ts_delta,
-            ts_ecr_delta: 0,
+            ts_ecr_delta: ((T0 + 2) as u32).wrapping_sub(client_ts).wrapping_neg(),
             window_shift_in: BACKEND_WS,
             window_shift_out: 7,
         }
@@ -1249,8 +1259,11 @@ fn client_ack_reaches_the_backend_in_its_space() {
     assert_eq!(seen.tcp.window_len, CLIENT_WIN, "both sides at scale 7");
     assert_eq!(
         seen.tcp.timestamps,
-        Some((h.client_ts, bseg.timestamps.unwrap().0)),
-        "TSval untouched, TSecr back in the backend's clock"
+        Some((
+            h.client_ts.wrapping_add(h.c.backend_ts_delta),
+            bseg.timestamps.unwrap().0
+        )),
+        "TSval in our backend clock, TSecr back in the backend's clock"
     );
     // Client data (a request body) keeps its numbers too.
     let data = b"more";
@@ -1416,7 +1429,25 @@ fn connect_timeout_needs_another_backend_each_attempt() {
     // The caller picks another backend (another local port) and connects again.
     h.c.backend = None;
     let syn2 = one_to_backend(&h.connect_to(target_on(40_002), T0 + 1_002));
-    assert_eq!(syn2, syn1, "the same SYN: ISN = client ISN");
+    assert_eq!(
+        SegmentOut {
+            timestamps: None,
+            ..syn2
+        },
+        SegmentOut {
+            timestamps: None,
+            ..syn1
+        },
+        "the same SYN: ISN = client ISN"
+    );
+    // Its TSval has grown with the clock: a backend holding the tuple in TIME_WAIT accepts it.
+    assert!(
+        syn2.timestamps
+            .unwrap()
+            .0
+            .wrapping_sub(syn1.timestamps.unwrap().0) as i32
+            > 0
+    );
     assert_eq!(h.c.attempts, 2);
     assert_eq!(h.c.deadline_ms(), T0 + 2_002);
     assert_eq!(h.timer(T0 + 2_001), (Verdict::Continue, vec![]));
@@ -2090,7 +2121,7 @@ fn head_carries_timestamps_when_the_backend_tsval_is_zero() {
     // stacks (FreeBSD) drop those that do not.
     assert_eq!(
         one_to_backend(&e).timestamps,
-        Some((h.client_ts, 0)),
+        Some((h.client_ts.wrapping_add(h.c.backend_ts_delta), 0)),
         "timestamps were negotiated both ways"
     );
 }
