@@ -378,7 +378,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
                     "--local-port",
                     "45000",
                     "--limit-rate",
-                    "30M",
+                    "20M",
                     "-D",
                     &format!("{file}.h"),
                     "-o",
@@ -403,7 +403,23 @@ fn scenario(name: &str, net: u8, workers: usize) {
             ok
         })
     };
-    std::thread::sleep(Duration::from_millis(1000));
+    // Inject only once the victim's connection is established (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = tb.exec(
+            "cli",
+            &["ss", "-Htn", "state", "established", "sport", "= :45000"],
+            Duration::from_secs(5),
+        );
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the victim download never connected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let inject = workspace_root().join("tests/tools/inject.py");
     let client_mac = sw.port_mac("client");
     for (seq, flags, len) in [("far", "R", "0"), ("far", "RA", "0"), ("far", "PA", "100")] {
@@ -423,7 +439,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
                 "3",
                 len,
             ],
-            Duration::from_secs(10),
+            Duration::from_secs(20),
         );
         assert!(
             out.status.success(),

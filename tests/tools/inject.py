@@ -33,7 +33,7 @@ def main():
     if seq == "far":
         sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0003))
         sniff.bind((iface, 0))
-        sniff.settimeout(10)
+        sniff.settimeout(8)
         while True:
             f = sniff.recv(65535)
             if f[12:14] != b"\x08\x00" or f[23] != 6:
