@@ -718,7 +718,7 @@ impl Worker {
         let mut buf = [0u8; 1600];
         let n = data.len().min(buf.len());
         buf[..n].copy_from_slice(&data[..n]);
-        self.emit_segment(meta.client_port, &frame, s, 0, &buf[..n]);
+        self.emit_segment(meta.client_port, &frame, s, &buf[..n]);
     }
 
     fn send_to_backend(&mut self, id: ConnId, s: &SegmentOut) {
@@ -752,15 +752,15 @@ impl Worker {
                     if off + n < bytes.len() {
                         seg.flags &= !tcp_flags::PSH;
                     }
-                    self.emit_segment(meta.backend_port, &frame, &seg, 0, &bytes[off..off + n]);
+                    self.emit_segment(meta.backend_port, &frame, &seg, &bytes[off..off + n]);
                     off += n;
                 }
                 if let Some(c) = self.tcp.flows.get_mut(id) {
                     c.head = Some(head);
                 }
             }
-            Data::Static(b) => self.emit_segment(meta.backend_port, &frame, s, 0, b),
-            Data::None => self.emit_segment(meta.backend_port, &frame, s, 0, &[]),
+            Data::Static(b) => self.emit_segment(meta.backend_port, &frame, s, b),
+            Data::None => self.emit_segment(meta.backend_port, &frame, s, &[]),
         }
     }
 
@@ -814,7 +814,7 @@ impl Worker {
             dst: (key.remote_ip, key.remote_port),
         };
         drop(m);
-        self.emit_segment(p, &frame, &out, 0, &[]);
+        self.emit_segment(p, &frame, &out, &[]);
         self.stats().add(Counter::SynCookiesSent, 1);
     }
 
@@ -854,12 +854,12 @@ impl Worker {
             dst: (rx.src, rx.sport),
         };
         drop(m);
-        self.emit_segment(p, &frame, &out, 0, &[]);
+        self.emit_segment(p, &frame, &out, &[]);
         self.stats().add(Counter::RstSent, 1);
     }
 
     /// Builds Ethernet + IPv4 + TCP (+ data) in a fresh mbuf and stages it on port `p`.
-    fn emit_segment(&mut self, p: usize, f: &FrameSpec, s: &SegmentOut, _ip_id: u16, data: &[u8]) {
+    fn emit_segment(&mut self, p: usize, f: &FrameSpec, s: &SegmentOut, data: &[u8]) {
         let syn = s.syn_options;
         let repr = TcpRepr {
             src_port: f.src.1,
@@ -1197,7 +1197,7 @@ impl Worker {
             src: (key.local_ip, key.local_port),
             dst: (key.remote_ip, key.remote_port),
         };
-        self.emit_segment(p, &frame, s, 0, data);
+        self.emit_segment(p, &frame, s, data);
     }
 }
 
