@@ -359,7 +359,7 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     fn default_max_sleep() -> u64 {
-        1000
+        2000
     }
     fn default_drain() -> u64 {
         100
