@@ -370,7 +370,7 @@ fn run_time_changes_through_the_socket() {
                     "--max-time",
                     "30",
                     "--local-port",
-                    "46000",
+                    "61600",
                 ])
                 .args([
                     "--limit-rate",
@@ -385,7 +385,7 @@ fn run_time_changes_through_the_socket() {
                 .code()
         })
     };
-    let client = format!("{}:46000", tb.ip(0, 2));
+    let client = format!("{}:61600", tb.ip(0, 2));
     wait_for(
         "the slow download to be spliced",
         Duration::from_secs(10),

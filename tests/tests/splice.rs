@@ -226,7 +226,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
          for i in range(2):\n\
          \x20   s = socket.socket()\n\
          \x20   s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         \x20   s.bind(('', 47000))\n\
+         \x20   s.bind(('', 61500))\n\
          \x20   s.settimeout(1)\n\
          \x20   s.connect(('{vip}', 80))\n\
          \x20   s.sendall(b'GET /whoami HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n\
@@ -376,7 +376,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
                 ])
                 .args([
                     "--local-port",
-                    "45000",
+                    "61400",
                     "--limit-rate",
                     "20M",
                     "-D",
@@ -403,12 +403,14 @@ fn scenario(name: &str, net: u8, workers: usize) {
             ok
         })
     };
-    // Inject only once the victim's connection is established (bounded wait).
+    // Inject only once the victim's connection is established (bounded wait). Its fixed
+    // client port is above the kernel's ephemeral range (32768-60999), so no earlier
+    // connection of this test (wrk's thousand) can still hold it in TIME_WAIT.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let out = tb.exec(
             "cli",
-            &["ss", "-Htn", "state", "established", "sport", "= :45000"],
+            &["ss", "-Htn", "state", "established", "sport", "= :61400"],
             Duration::from_secs(5),
         );
         if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
@@ -431,7 +433,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
                 "cli0",
                 &client_mac,
                 &tb.ip(0, 2),
-                "45000",
+                "61400",
                 &c.vip,
                 "80",
                 seq,
