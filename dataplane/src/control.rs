@@ -128,6 +128,9 @@ impl SwitchControl {
         let snap = setup::snapshot(&self.shared);
         let mut v = setup::snapshot_json(&snap);
         v["uptime_ms"] = (self.started.elapsed().as_millis() as u64).into();
+        let (rules, pools) = crate::stats::routing_json(&self.shared, &self.rt());
+        v["rules"] = rules;
+        v["pools"] = pools;
         v["rates"] = self
             .rates
             .lock()
@@ -152,8 +155,10 @@ impl SwitchControl {
                     _ => "down",
                 };
                 let active: u32 = self.shared.backend_active.iter().map(|c| c[i].load(Ordering::Relaxed)).sum();
+                let connections = self.shared.backend_conns[i].load(Ordering::Relaxed);
                 json!({ "name": b.name, "address": b.address.to_string(), "port": b.port, "weight": b.weight,
-                        "admin": rt.admin[i], "health": health, "active": active, "pools": rt.pools_of(&b.name) })
+                        "admin": rt.admin[i], "health": health, "active": active, "connections": connections,
+                        "max_connections": b.max_connections, "pools": rt.pools_of(&b.name) })
             })
             .collect();
         json!({ "backends": list })
@@ -176,6 +181,7 @@ impl SwitchControl {
             rt.config.clone(),
             rt.removed.clone(),
             admins,
+            (rt.rule_slots.clone(), rt.pool_slots.clone()),
         )
         .map_err(invalid)?;
         Ok(self.publish(next))
@@ -460,12 +466,27 @@ impl Control for SwitchControl {
             }
             "pools.add" => {
                 let name = arg_str(args, "name")?.to_string();
-                let pool: rules::config::PoolConfig = serde_json::from_value(json!({
-                    "name": name,
-                    "backends": args.get("backends").cloned().unwrap_or(Value::Null),
-                    "scheduler": args.get("scheduler").cloned().unwrap_or_else(|| json!("round_robin")),
-                }))
-                .map_err(|e| CtlError::invalid(format!("pool: {e}")))?;
+                let mut fields = serde_json::Map::new();
+                fields.insert("name".into(), json!(name));
+                fields.insert(
+                    "backends".into(),
+                    args.get("backends").cloned().unwrap_or(Value::Null),
+                );
+                for k in [
+                    "scheduler",
+                    "lard",
+                    "client_address",
+                    "client_xff",
+                    "retries",
+                    "queue_length",
+                    "queue_timeout_ms",
+                ] {
+                    if let Some(v) = args.get(k) {
+                        fields.insert(k.into(), v.clone());
+                    }
+                }
+                let pool: rules::config::PoolConfig = serde_json::from_value(Value::Object(fields))
+                    .map_err(|e| CtlError::invalid(format!("pool: {e}")))?;
                 self.edit_config(false, |c| {
                     if c.pools.iter().any(|p| p.name == name) {
                         return Err(CtlError::conflict(format!("pool `{name}` exists")));
@@ -482,7 +503,7 @@ impl Control for SwitchControl {
                     if c.pools.len() == before {
                         return Err(CtlError::not_found(format!("no pool named `{name}`")));
                     }
-                    if c.rules.iter().any(|r| r.pool == name)
+                    if c.rules.iter().any(|r| r.uses_pool(&name))
                         || c.default_pool.as_deref() == Some(name.as_str())
                     {
                         return Err(CtlError::conflict(format!(

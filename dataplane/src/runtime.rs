@@ -19,6 +19,45 @@ use rules::{Config, ConfigError, Pools, Router};
 
 /// Backend slots per process (ids are never reused within a run).
 pub const MAX_BACKENDS: usize = 256;
+/// Rule and pool slots per process, for their counters (keyed by name: a rule or pool
+/// keeps its counters across config changes; an unnamed rule is keyed by its position).
+pub const MAX_RULES: usize = 256;
+pub const MAX_POOLS: usize = 256;
+
+/// Stable counter slots by name: a name keeps its slot for the life of the process.
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    pub names: Vec<String>,
+}
+
+impl Slots {
+    /// The slot of each key, assigning new ones; `None` when `max` would be exceeded.
+    fn assign(&mut self, keys: &[String], max: usize) -> Option<Vec<usize>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let slot = match self.names.iter().position(|n| n == k) {
+                Some(i) => i,
+                None => {
+                    if self.names.len() >= max {
+                        return None;
+                    }
+                    self.names.push(k.clone());
+                    self.names.len() - 1
+                }
+            };
+            out.push(slot);
+        }
+        Some(out)
+    }
+}
+
+/// The counter key of rule `i`: its name, or `#i` for an unnamed rule.
+pub fn rule_key(config: &Config, i: usize) -> String {
+    config.rules[i]
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("#{i}"))
+}
 
 /// The operator's wish for a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -54,6 +93,13 @@ pub struct Runtime {
     /// Scheduler state to start from (no connections); cores carry their counts over.
     pub pools: Pools,
     pub routes: Vec<BackendRoute>,
+    /// Counter slot of each rule and pool (by index in `config`), and every slot's name.
+    pub rule_slot: Vec<usize>,
+    pub rule_slots: Slots,
+    pub pool_slot: Vec<usize>,
+    pub pool_slots: Slots,
+    /// Pool index by slot (`None`: that pool is gone).
+    pub pool_by_slot: Vec<Option<usize>>,
 }
 
 impl Runtime {
@@ -64,6 +110,7 @@ impl Runtime {
         config: Config,
         removed: Vec<bool>,
         admin: Vec<Admin>,
+        slots: (Slots, Slots),
     ) -> Result<Runtime, ConfigError> {
         if config.backends.len() > MAX_BACKENDS {
             return Err(ConfigError::new(
@@ -75,6 +122,21 @@ impl Runtime {
         let router = Arc::new(Router::new(&config)?);
         let pools = Pools::new(&config)?;
         let routes = backend_routes(&config)?;
+        let (mut rule_slots, mut pool_slots) = slots;
+        let rule_keys: Vec<String> = (0..config.rules.len())
+            .map(|i| rule_key(&config, i))
+            .collect();
+        let rule_slot = rule_slots.assign(&rule_keys, MAX_RULES).ok_or_else(|| {
+            ConfigError::new("rules", format!("at most {MAX_RULES} rule names per run"))
+        })?;
+        let pool_keys: Vec<String> = config.pools.iter().map(|p| p.name.clone()).collect();
+        let pool_slot = pool_slots.assign(&pool_keys, MAX_POOLS).ok_or_else(|| {
+            ConfigError::new("pools", format!("at most {MAX_POOLS} pool names per run"))
+        })?;
+        let mut pool_by_slot = vec![None; pool_slots.names.len()];
+        for (i, &slot) in pool_slot.iter().enumerate() {
+            pool_by_slot[slot] = Some(i);
+        }
         Ok(Runtime {
             version,
             config,
@@ -83,13 +145,24 @@ impl Runtime {
             router,
             pools,
             routes,
+            rule_slot,
+            rule_slots,
+            pool_slot,
+            pool_slots,
+            pool_by_slot,
         })
     }
 
     /// The first snapshot, from the config the switch started with.
     pub fn initial(config: &Config) -> Result<Runtime, ConfigError> {
         let n = config.backends.len();
-        Runtime::build(1, config.clone(), vec![false; n], vec![Admin::Ready; n])
+        Runtime::build(
+            1,
+            config.clone(),
+            vec![false; n],
+            vec![Admin::Ready; n],
+            Default::default(),
+        )
     }
 
     /// The config as the operator sees it: removed backends left out. What `config show`
@@ -146,7 +219,8 @@ impl Runtime {
             }
         }
         new.backends = slots;
-        Runtime::build(self.version + 1, new, removed, admin)
+        let slots = (self.rule_slots.clone(), self.pool_slots.clone());
+        Runtime::build(self.version + 1, new, removed, admin, slots)
     }
 }
 
@@ -218,7 +292,8 @@ mod tests {
             p.backends.retain(|b| b != "be2");
         }
         c.pools.retain(|p| !p.backends.is_empty());
-        c.rules.retain(|r| c.pools.iter().any(|p| p.name == r.pool));
+        c.rules
+            .retain(|r| c.pools.iter().any(|p| r.uses_pool(&p.name)));
         let mut be4 = c.backends[0].clone();
         be4.name = "be4".into();
         be4.address = "10.99.1.14".parse().unwrap();

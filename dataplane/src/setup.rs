@@ -2,7 +2,7 @@
 //! use, start the EAL, create the mempool, start each port with one tx queue per worker,
 //! create the steering rings and launch one poll loop per worker lcore. Every failure
 //! names the config field it comes from.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,6 +264,20 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             .map(|_| std::sync::atomic::AtomicU32::new(0))
             .collect(),
         access: (0..workers).map(|_| ArrayQueue::new(4096)).collect(),
+        backend_conns: (0..crate::runtime::MAX_BACKENDS)
+            .map(|_| AtomicU32::new(0))
+            .collect(),
+        queue_len: (0..crate::runtime::MAX_POOLS)
+            .map(|_| AtomicU32::new(0))
+            .collect(),
+        queue_head: (0..workers)
+            .map(|_| {
+                (0..crate::runtime::MAX_POOLS)
+                    .map(|_| AtomicU64::new(u64::MAX))
+                    .collect()
+            })
+            .collect(),
+        queue_ticket: AtomicU64::new(0),
     });
     running.shared = Some(Arc::clone(&shared));
     running.eal = Some(eal);

@@ -71,6 +71,16 @@ counter_enum! {
         HealthChanges => "health_changes",
         SteeredToPeer => "steered_to_peer",
         SteeredFromPeer => "steered_from_peer",
+        Retries => "retries",
+        Http502Sent => "http_502_sent",
+        RequestsQueued => "requests_queued",
+        QueueTimeouts => "queue_timeouts",
+        QueueFull => "queue_full",
+        XffInserted => "xff_inserted",
+        XffRemoved => "xff_removed",
+        ProxyHeadersSent => "proxy_headers_sent",
+        RuleAnswers => "rule_answers",
+        ConnsQueued => "conns_queued",
         BusyIterations => "busy_iterations",
         IdleIterations => "idle_iterations",
         BusyCycles => "busy_cycles",
@@ -107,6 +117,7 @@ counter_enum! {
         NoMbuf => "no_mbuf",
         TxFull => "tx_full",
         PeerRingFull => "peer_ring_full",
+        HeadRetransmit => "head_retransmit",
     }
 }
 
@@ -119,6 +130,20 @@ pub struct WorkerStats {
     pub setup_us: Histogram,
     /// Time to first response byte: the request routed → the backend's first data.
     pub ttfb_us: Histogram,
+    /// Requests decided by each rule, by rule slot (`Runtime::rule_slot`).
+    pub rule_hits: Box<[AtomicU64]>,
+    /// Requests sent to each pool, and queue timeouts, by pool slot.
+    pub pool_requests: Box<[AtomicU64]>,
+    pub pool_queue_timeouts: Box<[AtomicU64]>,
+}
+
+/// Adds `n` to a single-writer counter.
+#[inline]
+pub fn bump(slot: &AtomicU64, n: u64) {
+    slot.store(
+        slot.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 impl Default for WorkerStats {
@@ -128,6 +153,15 @@ impl Default for WorkerStats {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             setup_us: Histogram::default(),
             ttfb_us: Histogram::default(),
+            rule_hits: (0..crate::runtime::MAX_RULES)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            pool_requests: (0..crate::runtime::MAX_POOLS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            pool_queue_timeouts: (0..crate::runtime::MAX_POOLS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 }
@@ -218,4 +252,57 @@ pub fn total_json(all: &[&WorkerStats]) -> serde_json::Value {
         serde_json::json!({ "setup": hist::summary(&setup), "ttfb": hist::summary(&ttfb) }),
     );
     m.into()
+}
+
+/// Per-rule hits and per-pool requests and queues, summed over the cores, for the
+/// rules and pools of `rt` (counters live in stable slots, so a rule or pool keeps its
+/// counts across config changes that keep its name).
+pub fn routing_json(
+    shared: &crate::worker::Shared,
+    rt: &crate::runtime::Runtime,
+) -> (serde_json::Value, serde_json::Value) {
+    let sum = |f: &dyn Fn(&WorkerStats) -> &AtomicU64| -> u64 {
+        shared
+            .stats
+            .iter()
+            .map(|s| f(s).load(Ordering::Relaxed))
+            .sum()
+    };
+    let rules: Vec<_> = rt
+        .config
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let slot = rt.rule_slot[i];
+            let action = match (&r.pool, &r.action) {
+                (Some(p), _) => format!("pool {p}"),
+                (None, Some(rules::config::RuleAction::Deny { .. })) => "deny".into(),
+                (None, Some(rules::config::RuleAction::Redirect { .. })) => "redirect".into(),
+                (None, Some(rules::config::RuleAction::Respond { .. })) => "respond".into(),
+                (None, None) => String::new(),
+            };
+            serde_json::json!({
+                "name": crate::runtime::rule_key(&rt.config, i),
+                "action": action,
+                "hits": sum(&|s| &s.rule_hits[slot]),
+            })
+        })
+        .collect();
+    let pools: Vec<_> = rt
+        .config
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let slot = rt.pool_slot[i];
+            serde_json::json!({
+                "name": p.name,
+                "requests": sum(&|s| &s.pool_requests[slot]),
+                "queued": shared.queue_len[slot].load(Ordering::Relaxed),
+                "queue_timeouts": sum(&|s| &s.pool_queue_timeouts[slot]),
+            })
+        })
+        .collect();
+    (rules.into(), pools.into())
 }

@@ -79,6 +79,16 @@ pub struct Shared {
     pub access_log: AtomicBool,
     /// `access[core]`: access log records for the main thread to write.
     pub access: Vec<ArrayQueue<AccessRecord>>,
+    /// Connections open to each backend id over all cores, for `max_connections`
+    /// (taken with a compare-and-swap at connect, released at close).
+    pub backend_conns: Vec<AtomicU32>,
+    /// Requests waiting in each pool's queue (by pool slot), over all cores.
+    pub queue_len: Vec<AtomicU32>,
+    /// `queue_head[core][pool slot]`: the ticket of the oldest request that core has
+    /// queued for the pool (`u64::MAX`: none), so freed slots serve the oldest first.
+    pub queue_head: Vec<Box<[AtomicU64]>>,
+    /// Queue tickets: arrival order over all cores.
+    pub queue_ticket: AtomicU64,
 }
 
 /// TCP settings every core's `TcpCore` is built from.

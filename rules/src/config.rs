@@ -17,8 +17,9 @@ mod web;
 
 pub use mgmt::{HealthConfig, MgmtConfig};
 pub use routing::{
-    BackendConfig, CookieMatch, HeaderMatch, LardConfig, PoolConfig, RuleConfig, RuleMatch,
-    Scheduler, MAX_WEIGHT,
+    BackendConfig, ClientAddress, ClientXff, CookieMatch, HeaderMatch, LardConfig, PoolConfig,
+    PrefixRewrite, RuleAction, RuleConfig, RuleMatch, Scheduler, MAX_QUEUE_LENGTH,
+    MAX_RESPONSE_BYTES, MAX_RETRIES, MAX_WEIGHT,
 };
 pub use tcp::TcpConfig;
 pub use web::WebConfig;

@@ -411,7 +411,7 @@ pub fn parse_request(head: &[u8]) -> Result<RequestHead<'_>, HttpError> {
 }
 
 /// A complete response the switch sends itself (then FIN): HTTP/1.1, `Connection:
-/// close`, a one-line text body. For 400, 408, 431, 501, 503 and 505; any other
+/// close`, a one-line text body. For 400, 408, 431, 501, 502, 503 and 505; any other
 /// status gets the 500 response.
 pub fn error_response(status: u16) -> &'static [u8] {
     macro_rules! response {
@@ -435,6 +435,7 @@ pub fn error_response(status: u16) -> &'static [u8] {
         408 => response!("408", "Request Timeout", "16"),
         431 => response!("431", "Request Header Fields Too Large", "32"),
         501 => response!("501", "Not Implemented", "16"),
+        502 => response!("502", "Bad Gateway", "12"),
         503 => response!("503", "Service Unavailable", "20"),
         505 => response!("505", "HTTP Version Not Supported", "27"),
         _ => response!("500", "Internal Server Error", "22"),

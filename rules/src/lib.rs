@@ -10,11 +10,14 @@
 //! [`Pools::pick`] the backend.
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod config;
+pub mod forward;
 pub mod http;
 pub mod matcher;
 pub mod pool;
 
+pub use answer::Action;
 pub use config::{Cidr, Config, ConfigError};
 pub use http::{error_response, head_end, parse_request, HttpError, RequestHead};
 pub use matcher::{PoolId, Router};

@@ -16,6 +16,7 @@ use regex_automata::{
     meta, nfa::thompson::WhichCaptures, util::syntax, Input, MatchKind, PatternID, PatternSet,
 };
 
+use crate::answer::Action;
 use crate::config::{Config, ConfigError, RuleConfig, RuleMatch};
 use crate::http::{strip_port, RequestHead};
 
@@ -28,7 +29,7 @@ const REGEX_SIZE_LIMIT: usize = 10 << 20;
 
 #[derive(Debug, Clone)]
 struct Rule {
-    pool: PoolId,
+    action: Action,
     method: Option<Box<str>>,
     path_prefix: Option<Box<[u8]>>,
     /// The rule's pattern in the path set.
@@ -48,6 +49,8 @@ pub struct Router {
     /// The rules' path regexes, one pattern each, in rule order.
     paths: Option<meta::Regex>,
     fallback: PoolId,
+    /// `Action::Pool(fallback)`.
+    default_action: Action,
 }
 
 thread_local! {
@@ -87,12 +90,22 @@ fn compile_rule(
 ) -> Result<Rule, ConfigError> {
     let f = |s: &str| format!("rules[{i}].match.{s}");
     let m: &RuleMatch = &r.matches;
-    let pool = config.pool_index(&r.pool).ok_or_else(|| {
-        ConfigError::new(
+    let action = match (&r.pool, &r.action) {
+        (Some(name), None) => Action::Pool(config.pool_index(name).ok_or_else(|| {
+            ConfigError::new(
+                format!("rules[{i}].pool"),
+                format!("no pool is named `{name}`"),
+            )
+        })?),
+        (None, Some(a)) => {
+            a.validate(&format!("rules[{i}].action"))?;
+            Action::compile(a)
+        }
+        _ => return Err(ConfigError::new(
             format!("rules[{i}].pool"),
-            format!("no pool is named `{}`", r.pool),
-        )
-    })?;
+            "give exactly one of `pool` (send to a pool) and `action` (deny, redirect, respond)",
+        )),
+    };
     if let Some(p) = &m.path_prefix {
         if !p.starts_with('/') {
             return Err(ConfigError::new(
@@ -188,7 +201,7 @@ fn compile_rule(
         None => None,
     };
     Ok(Rule {
-        pool,
+        action,
         method: m.method.clone().map(String::into_boxed_str),
         path_prefix: m
             .path_prefix
@@ -281,7 +294,15 @@ impl Router {
             (Some(name), _) => config.pool_index(name).ok_or_else(|| {
                 ConfigError::new("default_pool", format!("no pool is named `{name}`"))
             })?,
-            (None, Some(k)) => rules[k].pool,
+            (None, Some(k)) => match &rules[k].action {
+                Action::Pool(p) => *p,
+                _ => {
+                    return Err(ConfigError::new(
+                        "default_pool",
+                        "required: the catch-all rule answers itself, but pools need a default",
+                    ))
+                }
+            },
             (None, None) => {
                 return Err(ConfigError::new(
                     "default_pool",
@@ -315,14 +336,24 @@ impl Router {
             rules: rules.into_boxed_slice(),
             paths,
             fallback,
+            default_action: Action::Pool(fallback),
         })
     }
 
-    /// The pool for `req`.
-    pub fn route(&self, req: &RequestHead<'_>) -> PoolId {
+    /// The pool for `req` (`None`: the matching rule answers itself; see `decide`).
+    pub fn route(&self, req: &RequestHead<'_>) -> Option<PoolId> {
+        match self.decide(req) {
+            (_, Action::Pool(p)) => Some(*p),
+            _ => None,
+        }
+    }
+
+    /// The rule that decides `req` (its index in `Config::rules`, `None` for the
+    /// default pool) and what to do.
+    pub fn decide(&self, req: &RequestHead<'_>) -> (Option<usize>, &Action) {
         match self.matching_rule(req) {
-            Some(i) => self.rules[i].pool,
-            None => self.fallback,
+            Some(i) => (Some(i), &self.rules[i].action),
+            None => (None, &self.default_action),
         }
     }
 

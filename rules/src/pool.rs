@@ -13,8 +13,9 @@
 //!   backends' caches), and the thresholds compare per-core connection counts: each
 //!   core applies its share of `low`/`high` (divided by the number of workers, rounded
 //!   up), so the pool as a whole moves URLs at about the configured totals.
-//! - `max_connections` is likewise a per-core share (divided by the number of workers,
-//!   rounded up): the switch as a whole may exceed the limit by up to workers − 1.
+//! - `max_connections` is exact over all cores: the worker keeps one shared counter per
+//!   backend and marks a backend at its limit `blocked` here before it picks (see
+//!   [`Pools::set_blocked`]), which also excludes backends a retry already tried.
 //! - weighted random: the reported load is per backend, not per core, so every core
 //!   applies the same figures (the management thread sends them to each core).
 use std::collections::hash_map::RandomState;
@@ -38,15 +39,15 @@ struct Backend {
     config: BackendConfig,
     up: bool,
     active: u32,
-    /// This core's share of `max_connections`.
-    limit: Option<u32>,
+    /// Not to be picked now (at its connection limit, or already tried).
+    blocked: bool,
     /// Free capacity for weighted random, 0..=CAPACITY_ONE (1 − load).
     capacity: u64,
 }
 
 impl Backend {
     fn available(&self) -> bool {
-        self.up && self.config.weight > 0 && self.limit.is_none_or(|m| self.active < m)
+        self.up && self.config.weight > 0 && !self.blocked
     }
 }
 
@@ -136,7 +137,7 @@ impl Pools {
                 config: b.clone(),
                 up: true,
                 active: 0,
-                limit: b.max_connections.map(|m| share(m, workers)),
+                blocked: false,
                 capacity: CAPACITY_ONE,
             })
             .collect();
@@ -250,6 +251,18 @@ impl Pools {
     pub fn connection_closed(&mut self, b: BackendId) {
         let a = &mut self.backends[b].active;
         *a = a.saturating_sub(1);
+    }
+
+    /// Blocks `b` from being picked (at its connection limit, or tried already by a
+    /// retry) until unblocked.
+    pub fn set_blocked(&mut self, b: BackendId, blocked: bool) {
+        self.backends[b].blocked = blocked;
+    }
+
+    /// Whether `b` is up and takes new connections (weight above 0), limits aside.
+    pub fn is_usable(&self, b: BackendId) -> bool {
+        let b = &self.backends[b];
+        b.up && b.config.weight > 0
     }
 
     /// Marks `b` up or down (health checks); a down backend is never picked.

@@ -9,15 +9,34 @@
 //!  SYN ─► (stateless SYN-ACK with a cookie; no Conn yet)
 //!  ACK with a valid cookie ─► ReadingHead: buffer the request head, ACK it
 //!        │ head complete: the caller parses and routes it, then `connect`
-//!        ▼                  (or `respond` with 400/431/503...)
+//!        │                  (or `respond` with 400/431/503..., or `enqueue`
+//!        │                  while every backend is at its connection limit)
+//!        ▼
 //!  Connecting: SYN to the backend with ISN = client ISN, so client sequence numbers
 //!        │     need no translation toward the backend
 //!        ▼ SYN-ACK: translations fixed, the buffered head sent to the backend
 //!  Spliced: every segment translated in place both ways; FIN/RST tracked
 //!        ▼ both FINs acked, or a RST, or an idle timeout
 //!  Closed: linger (late retransmissions still find the entry), then removed
-//!  Responding: the switch's own HTTP error + FIN, then removed
+//!  Responding: the switch's own HTTP response + FIN, then removed
+//!  Queued: waiting for a backend slot (bytes still buffered and acked), then `connect`
 //! ```
+//!
+//! **Rewritten heads.** The caller may replace the start of the buffered bytes before
+//! `connect` (`set_head_rewrite`: X-Forwarded-For inserted, a PROXY header in front).
+//! The backend then receives `shift` more (or fewer) bytes than the client sent, and
+//! the two sequence spaces differ by `shift` from the end of the buffered bytes on:
+//! client → backend sequence numbers get `+shift`, backend → client acknowledgments
+//! (and SACK edges) `−shift`. The switch acked the buffered bytes to the client itself,
+//! so every backend ack inside the rewritten part maps to an ack the client already
+//! has (harmless). A client retransmission of buffered bytes is dropped rather than
+//! forwarded: those sequence numbers now hold other bytes on the backend's side.
+//!
+//! **Retries after the splice.** Until the backend sends its first response byte, the
+//! head stays buffered. A backend that resets or closes before that is abandoned and,
+//! for an idempotent request whose bytes all came from the buffer, the caller picks
+//! another backend (`Verdict::BackendFailed { retry: true }`), so the client never
+//! sees the failure; otherwise it answers 502.
 use crate::flow::FlowKey;
 use crate::reasm::{HeadBuffer, Insert};
 use crate::splice::Translation;
@@ -51,6 +70,7 @@ pub struct ConnParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     ReadingHead,
+    Queued,
     Connecting,
     Spliced,
     Responding,
@@ -58,8 +78,9 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 6] = [
         State::ReadingHead,
+        State::Queued,
         State::Connecting,
         State::Spliced,
         State::Responding,
@@ -68,6 +89,7 @@ impl State {
     pub fn name(self) -> &'static str {
         match self {
             State::ReadingHead => "reading_head",
+            State::Queued => "queued",
             State::Connecting => "connecting",
             State::Spliced => "spliced",
             State::Responding => "responding",
@@ -113,8 +135,38 @@ pub enum Data {
         offset: usize,
         len: usize,
     },
-    /// A fixed response (the switch's own HTTP errors).
+    /// `len` bytes of the switch's own response from `offset` (the caller cuts it into
+    /// MSS-sized segments; a FIN goes on the last one).
+    Response {
+        offset: usize,
+        len: usize,
+    },
+}
+
+/// A response the switch sends itself.
+#[derive(Debug, Clone)]
+pub enum Response {
+    /// Built into the binary (errors).
     Static(&'static [u8]),
+    /// Built from the config or the request (rule actions).
+    Shared(std::sync::Arc<[u8]>),
+}
+
+impl Response {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Response::Static(b) => b,
+            Response::Shared(b) => b,
+        }
+    }
+}
+
+/// Bytes that replace the start of the buffered head toward the backend.
+#[derive(Debug)]
+struct HeadRewrite {
+    bytes: Vec<u8>,
+    /// How many buffered bytes `bytes` replaces.
+    replaces: usize,
 }
 
 /// A segment the switch builds and sends.
@@ -151,6 +203,15 @@ pub enum Verdict {
     NeedBackend {
         attempts: u32,
     },
+    /// The backend reset or closed the spliced connection before any response byte
+    /// (the segment was not forwarded; the caller aborts the backend side with
+    /// `abort_backend`). `retry`: the request may go to another backend
+    /// (`prepare_retry`, then `connect`); otherwise answer 502.
+    BackendFailed {
+        retry: bool,
+    },
+    /// The connection waited in a queue past its timeout: `respond(503)`.
+    QueueTimeout,
     /// The head did not arrive within the head timeout: `respond(408)`.
     HeadTimeout,
     /// The head buffer filled without a complete head: `respond(431)`.
@@ -167,6 +228,8 @@ pub enum ConnDrop {
     OutOfWindow,
     HeadOverflow,
     Unexpected,
+    /// A client retransmission of bytes the switch buffered and rewrote.
+    HeadRetransmit,
 }
 
 /// A small fixed list of emits (no allocation per packet).
@@ -232,10 +295,21 @@ pub struct Conn {
     /// Window scale we announced to the client (0 if none).
     our_ws: u8,
     pub head: Option<HeadBuffer>,
-    /// Bytes of the head sent to the backend; the backend has acked them once
-    /// `head_acked` is set.
+    /// What replaces the start of the head toward the backend, if anything.
+    rewrite: Option<HeadRewrite>,
+    /// Buffered client bytes at the splice (client space: from `client_isn + 1`).
+    head_consumed: usize,
+    /// Bytes of the head sent to the backend (backend space, rewrite included); the
+    /// backend has acked them once `head_acked` is set.
     head_sent: usize,
     head_acked: bool,
+    /// The backend has sent response bytes (no retry after that).
+    response_started: bool,
+    /// The request may be sent again to another backend (idempotent, all buffered).
+    retry_ok: bool,
+    /// The client's highest sequence number seen in spliced state (for our ack in a
+    /// 502 after bytes went straight through).
+    client_next: SeqNumber,
     pub c2b: Translation,
     pub b2c: Translation,
     /// Sequence number of the client's FIN (client space = backend space).
@@ -253,7 +327,9 @@ pub struct Conn {
     pub attempts: u32,
     retransmits: u32,
     /// The switch's own response while Responding.
-    response: &'static [u8],
+    response: Response,
+    /// Bytes of the response the client has acked (FIN not included).
+    response_acked_len: usize,
     response_acked: bool,
     client_fin_seen_responding: bool,
     /// While Responding: the sequence number after the client's FIN, once seen.
@@ -309,8 +385,13 @@ impl Conn {
             client_window: ack_seg.window,
             our_ws,
             head: Some(head),
+            rewrite: None,
+            head_consumed: 0,
             head_sent: 0,
             head_acked: false,
+            response_started: false,
+            retry_ok: false,
+            client_next: client_seq,
             c2b: Translation::default(),
             b2c: Translation::default(),
             client_fin: None,
@@ -323,7 +404,8 @@ impl Conn {
             backend_wnd: 0,
             attempts: 0,
             retransmits: 0,
-            response: b"",
+            response: Response::Static(b""),
+            response_acked_len: 0,
             response_acked: false,
             client_fin_seen_responding: false,
             client_fin_end: None,
@@ -364,17 +446,68 @@ impl Conn {
         self.head.as_ref().map(|h| h.contiguous()).unwrap_or(&[])
     }
 
-    /// Takes the head buffer back (for the caller's pool) once it is no longer needed.
-    pub fn take_head_if_done(&mut self) -> Option<HeadBuffer> {
-        let done = match self.state {
-            State::Spliced => self.head_acked,
+    /// Whether the buffered head is no longer needed: the backend has it, and no retry
+    /// could need it again.
+    fn head_done(&self) -> bool {
+        match self.state {
+            State::Spliced => {
+                self.head_acked && (self.response_started || !self.retry_ok || self.bytes_c2b > 0)
+            }
             State::Closed => true,
             _ => false,
-        };
-        if done {
+        }
+    }
+
+    /// Takes the head buffer back (for the caller's pool) once it is no longer needed.
+    pub fn take_head_if_done(&mut self) -> Option<HeadBuffer> {
+        if self.head_done() {
             self.head.take()
         } else {
             None
+        }
+    }
+
+    /// Takes the rewrite buffer back (for the caller's pool) once it is no longer needed.
+    pub fn take_rewrite_if_done(&mut self) -> Option<Vec<u8>> {
+        if self.head_done() || self.state == State::Responding {
+            self.rewrite.take().map(|r| r.bytes)
+        } else {
+            None
+        }
+    }
+
+    /// Takes the rewrite buffer back unconditionally (the connection is going away).
+    pub fn take_rewrite(&mut self) -> Option<Vec<u8>> {
+        self.rewrite.take().map(|r| r.bytes)
+    }
+
+    /// Sends `bytes` to the backend instead of the first `replaces` buffered bytes (call
+    /// before `connect`; `replaces` at most what is buffered).
+    pub fn set_head_rewrite(&mut self, bytes: Vec<u8>, replaces: usize) {
+        let replaces = replaces.min(self.head_bytes().len());
+        self.rewrite = Some(HeadRewrite { bytes, replaces });
+    }
+
+    /// Whether the request may be retried on another backend after the splice, until
+    /// the first response byte (the caller knows the method).
+    pub fn set_retryable(&mut self, retry_ok: bool) {
+        self.retry_ok = retry_ok;
+    }
+
+    /// What the backend receives from the buffer: two slices, in order.
+    pub fn backend_stream(&self) -> (&[u8], &[u8]) {
+        let buffered = self.head_bytes();
+        match &self.rewrite {
+            Some(r) => (&r.bytes, &buffered[r.replaces.min(buffered.len())..]),
+            None => (buffered, &[]),
+        }
+    }
+
+    /// Backend bytes minus client bytes (mod 2^32): the client → backend sequence shift.
+    fn shift(&self) -> u32 {
+        match &self.rewrite {
+            Some(r) => (r.bytes.len() as u32).wrapping_sub(r.replaces as u32),
+            None => 0,
         }
     }
 
@@ -429,7 +562,7 @@ impl Conn {
             self.client_window = seg.window;
         }
         match self.state {
-            State::ReadingHead | State::Connecting => {
+            State::ReadingHead | State::Queued | State::Connecting => {
                 self.client_before_splice(seg, payload, now_ms, out)
             }
             State::Spliced => self.client_spliced(seg, out),
@@ -498,7 +631,7 @@ impl Conn {
                     // retransmissions would each look like a new cookie-valid connection.
                     self.client_fin_end = Some(fin_at + 1);
                     self.client_fin_seen_responding = true;
-                    self.respond(b"", now_ms, out);
+                    self.respond(Response::Static(b""), now_ms, out);
                     return Verdict::Continue;
                 }
                 // Out of order: the duplicate ACK above tells it what is missing.
@@ -511,7 +644,19 @@ impl Conn {
         if !self.client_in_window(seg) {
             return Verdict::Drop(ConnDrop::OutOfWindow);
         }
-        self.bytes_c2b += seg.payload_len as u64;
+        let consumed_end = self.client_isn + 1 + self.head_consumed;
+        if seg.payload_len > 0 && seg.seq.wrapping_diff(consumed_end) < 0 {
+            if self.rewrite.is_some() {
+                // These sequence numbers hold other bytes on the backend's side.
+                return Verdict::Drop(ConnDrop::HeadRetransmit);
+            }
+        } else if seg.payload_len > 0 {
+            self.bytes_c2b += seg.payload_len as u64;
+        }
+        let end = seg.seq + seg.payload_len + usize::from(seg.fin());
+        if end.wrapping_diff(self.client_next) > 0 {
+            self.client_next = end;
+        }
         if seg.rst() {
             self.state = State::Closed;
             self.deadline_ms = self.last_activity_ms + self.params.closed_linger_ms;
@@ -559,8 +704,15 @@ impl Conn {
         if seg.rst() {
             return Verdict::Remove;
         }
-        let fin_seq = self.our_isn + 1 + self.response.len();
+        let fin_seq = self.our_isn + 1 + self.response.bytes().len();
         if let Some(ack) = seg.ack {
+            let acked = ack.wrapping_diff(self.our_isn + 1);
+            if acked > 0 {
+                let acked = acked as usize;
+                self.response_acked_len = self
+                    .response_acked_len
+                    .max(acked.min(fin_seq.wrapping_diff(self.our_isn + 1) as usize));
+            }
             if ack.wrapping_diff(fin_seq) > 0 {
                 self.response_acked = true;
             }
@@ -586,6 +738,13 @@ impl Conn {
             self.close(now_ms);
         }
         Verdict::Continue
+    }
+
+    /// Every backend is at its limit: wait (bytes are still buffered and acked) until
+    /// the caller `connect`s, or `timeout_ms` passes (`Verdict::QueueTimeout`).
+    pub fn enqueue(&mut self, timeout_ms: u64, now_ms: u64) {
+        self.state = State::Queued;
+        self.deadline_ms = now_ms + timeout_ms;
     }
 
     /// The caller routed the head to `target`: send the SYN (ISN = client ISN).
@@ -626,29 +785,46 @@ impl Conn {
 
     /// Answer the client with the switch's own HTTP response (`response` ends the
     /// connection: it carries `Connection: close`) and a FIN.
-    pub fn respond(&mut self, response: &'static [u8], now_ms: u64, out: &mut Outputs) {
+    pub fn respond(&mut self, response: Response, now_ms: u64, out: &mut Outputs) {
         self.state = State::Responding;
         self.response = response;
+        self.response_acked_len = 0;
         self.retransmits = 0;
         self.deadline_ms = now_ms + RTO_MS;
         out.push(Emit::ToClient(self.response_segment(now_ms)));
     }
 
+    /// The response's bytes (what `Data::Response` refers to).
+    pub fn response_bytes(&self) -> &[u8] {
+        self.response.bytes()
+    }
+
+    /// What is not acked yet of the response, and the FIN.
     fn response_segment(&mut self, now_ms: u64) -> SegmentOut {
-        let ack = self.client_fin_end.unwrap_or_else(|| {
-            self.head
-                .as_ref()
-                .map(|h| h.ack_seq())
-                .unwrap_or(self.client_isn + 1)
-        });
+        let buffered = self
+            .head
+            .as_ref()
+            .map(|h| h.ack_seq())
+            .unwrap_or(self.client_isn + 1);
+        let seen = if buffered.wrapping_diff(self.client_next) > 0 {
+            buffered
+        } else {
+            self.client_next
+        };
+        let ack = self.client_fin_end.unwrap_or(seen);
+        let len = self.response.bytes().len();
+        let from = self.response_acked_len.min(len);
         SegmentOut {
-            seq: self.our_isn + 1,
+            seq: self.our_isn + 1 + from,
             ack: Some(ack),
             flags: tcp_flags::PSH | tcp_flags::FIN,
             window: window_field(1024, self.our_ws),
             timestamps: self.client_timestamps(now_ms),
             syn_options: None,
-            data: Data::Static(self.response),
+            data: Data::Response {
+                offset: from,
+                len: len - from,
+            },
         }
     }
 
@@ -700,10 +876,11 @@ impl Conn {
         let client = (self.client.remote_ip, self.client.remote_port);
         let local = (target.key.local_ip, target.key.local_port);
         let backend = (target.key.remote_ip, target.key.remote_port);
+        let shift = self.shift();
         self.c2b = Translation {
             src: local,
             dst: backend,
-            seq_delta: 0,
+            seq_delta: shift,
             ack_delta: self.backend_isn.0.wrapping_sub(self.our_isn.0),
             ts_val_delta: self.backend_ts_delta,
             ts_ecr_delta: ts_delta.wrapping_neg(),
@@ -714,7 +891,7 @@ impl Conn {
             src: vip,
             dst: client,
             seq_delta: self.our_isn.0.wrapping_sub(self.backend_isn.0),
-            ack_delta: 0,
+            ack_delta: shift.wrapping_neg(),
             ts_val_delta: ts_delta,
             ts_ecr_delta: self.backend_ts_delta.wrapping_neg(),
             window_shift_in: backend_ws,
@@ -732,7 +909,9 @@ impl Conn {
         self.backend_wnd = u32::from(seg.window);
         self.backend_mss = seg.mss.unwrap_or(536);
         self.state = State::Spliced;
-        self.head_sent = self.head_bytes().len();
+        self.head_consumed = self.head_bytes().len();
+        let (a, b) = self.backend_stream();
+        self.head_sent = a.len() + b.len();
         self.retransmits = 0;
         self.deadline_ms = now_ms + RTO_MS;
         self.send_head(out);
@@ -742,6 +921,9 @@ impl Conn {
     /// The buffered head (and what came with it) to the backend, as one `Data::Head`
     /// emit; the caller cuts it into MSS-sized segments.
     fn send_head(&mut self, out: &mut Outputs) {
+        // A client FIN right after the buffered bytes (it closed its side after the
+        // request) goes with them: after a retry, the new backend must see it too.
+        let fin = self.client_fin == Some(self.client_isn + 1 + self.head_consumed);
         let window = {
             // The client's window, re-expressed at the scale the backend applies.
             let bytes = (self.client_window as usize) << self.c2b.window_shift_in;
@@ -750,7 +932,7 @@ impl Conn {
         out.push(Emit::ToBackend(SegmentOut {
             seq: self.client_isn + 1,
             ack: Some(self.backend_isn + 1),
-            flags: tcp_flags::PSH,
+            flags: tcp_flags::PSH | if fin { tcp_flags::FIN } else { 0 },
             window,
             timestamps: self.ts_on.then_some((
                 self.client_ts_recent.wrapping_add(self.backend_ts_delta),
@@ -782,6 +964,20 @@ impl Conn {
                 .our_ts_last
                 .max(tsval.wrapping_add(self.b2c.ts_val_delta));
         }
+        if !self.response_started
+            && seg.payload_len == 0
+            && (seg.rst() || seg.fin())
+            && self.client_fin.is_none()
+        {
+            // Reset or closed before any response byte, while the client still waits
+            // for one: a failed attempt, not a reply. (After the client's FIN, a close
+            // without a response is the server giving up on a client that left.)
+            let retry = self.retry_ok && self.bytes_c2b == 0 && self.head.is_some();
+            return Verdict::BackendFailed { retry };
+        }
+        if seg.payload_len > 0 {
+            self.response_started = true;
+        }
         self.bytes_b2c += seg.payload_len as u64;
         if seg.rst() {
             self.state = State::Closed;
@@ -789,11 +985,13 @@ impl Conn {
             out.push(Emit::Forward);
             return Verdict::Continue;
         }
-        if let Some(ack) = seg.ack {
-            // Backend acks are in client space (delta 0 that way).
+        if let Some(raw_ack) = seg.ack {
+            // Into client space (they differ by the rewrite's shift).
+            let ack = raw_ack + self.b2c.ack_delta as usize;
             self.backend_ack = Some(self.backend_ack.map_or(ack, |a| a.max(ack)));
             self.backend_wnd = u32::from(seg.window) << self.b2c.window_shift_in;
-            if !self.head_acked && ack.wrapping_diff(self.client_isn + 1 + self.head_sent) >= 0 {
+            if !self.head_acked && raw_ack.wrapping_diff(self.client_isn + 1 + self.head_sent) >= 0
+            {
                 self.head_acked = true;
                 self.deadline_ms = now_ms + self.params.idle_timeout_ms;
             }
@@ -838,6 +1036,7 @@ impl Conn {
                 // Slowloris and friends: the head did not arrive in time.
                 Verdict::HeadTimeout
             }
+            State::Queued => Verdict::QueueTimeout,
             State::Connecting => Verdict::NeedBackend {
                 attempts: self.attempts,
             },
@@ -882,8 +1081,16 @@ impl Conn {
             data: Data::None,
         };
         out.push(Emit::ToClient(to_client));
+        self.abort_backend(out);
+        self.close(now_ms);
+        Verdict::Continue
+    }
+
+    /// A RST to the backend (its sequence space), e.g. after `BackendFailed`.
+    pub fn abort_backend(&mut self, out: &mut Outputs) {
+        let client_space = self.backend_ack.unwrap_or(self.client_isn + 1);
         let to_backend = SegmentOut {
-            seq: self.backend_ack.unwrap_or(self.client_isn + 1),
+            seq: client_space + self.c2b.seq_delta as usize,
             ack: None,
             flags: tcp_flags::RST,
             window: 0,
@@ -892,8 +1099,24 @@ impl Conn {
             data: Data::None,
         };
         out.push(Emit::ToBackend(to_backend));
-        self.close(now_ms);
-        Verdict::Continue
+    }
+
+    /// After `BackendFailed { retry: true }` (and the caller released the backend):
+    /// forget the failed backend's side, keep the client's, ready for `connect`.
+    pub fn prepare_retry(&mut self) {
+        self.state = State::Connecting;
+        self.backend = None;
+        self.head_sent = 0;
+        self.head_acked = false;
+        self.response_started = false;
+        self.backend_fin = None;
+        self.backend_fin_acked = false;
+        self.client_fin_acked = false;
+        self.client_ack = None;
+        self.backend_ack = None;
+        self.c2b = Translation::default();
+        self.b2c = Translation::default();
+        self.retransmits = 0;
     }
 }
 

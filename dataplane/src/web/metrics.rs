@@ -190,6 +190,46 @@ impl Collector for SwitchCollector {
                 "Access log records dropped (queue full).",
                 Counter::AccessLogDropped,
             ),
+            (
+                "webswitch_retries",
+                "Requests sent to another backend after a failed connect or a reset before any response byte.",
+                Counter::Retries,
+            ),
+            (
+                "webswitch_requests_queued",
+                "Requests that waited in a pool queue (every backend at max_connections).",
+                Counter::RequestsQueued,
+            ),
+            (
+                "webswitch_queue_timeouts",
+                "Queued requests answered 503 after the pool's queue_timeout_ms.",
+                Counter::QueueTimeouts,
+            ),
+            (
+                "webswitch_queue_full",
+                "Requests answered 503 because their pool's queue was full.",
+                Counter::QueueFull,
+            ),
+            (
+                "webswitch_xff_inserted",
+                "Request heads given X-Forwarded-For and X-Forwarded-Proto.",
+                Counter::XffInserted,
+            ),
+            (
+                "webswitch_xff_removed",
+                "Client-supplied X-Forwarded-For/-Proto lines removed.",
+                Counter::XffRemoved,
+            ),
+            (
+                "webswitch_proxy_headers_sent",
+                "PROXY protocol headers sent to backends.",
+                Counter::ProxyHeadersSent,
+            ),
+            (
+                "webswitch_rule_answers",
+                "Requests answered by a rule's deny, redirect or respond action.",
+                Counter::RuleAnswers,
+            ),
         ];
         for (name, help, c) in simple {
             counter_family(&mut enc, name, help, &per_core(*c))?;
@@ -223,6 +263,7 @@ impl Collector for SwitchCollector {
             (Counter::Http408Sent, "408"),
             (Counter::Http431Sent, "431"),
             (Counter::Http501Sent, "501"),
+            (Counter::Http502Sent, "502"),
             (Counter::Http503Sent, "503"),
             (Counter::Http505Sent, "505"),
         ];
@@ -279,6 +320,7 @@ impl Collector for SwitchCollector {
 
         let flow_states = [
             (Counter::ConnsReadingHead, "reading_head"),
+            (Counter::ConnsQueued, "queued"),
             (Counter::ConnsConnecting, "connecting"),
             (Counter::ConnsSpliced, "spliced"),
             (Counter::ConnsResponding, "responding"),
@@ -372,6 +414,65 @@ impl Collector for SwitchCollector {
             "webswitch_pool_backends",
             "Backends configured in each pool.",
             &pools,
+        )?;
+        let (rules_json, pools_json) = crate::stats::routing_json(s, &rt);
+        let rows =
+            |v: &serde_json::Value, label: &'static str, field: &str| -> Vec<(Labels, u64)> {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        (
+                            vec![(label, r["name"].as_str().unwrap_or("").to_string())],
+                            r[field].as_u64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            };
+        counter_family(
+            &mut enc,
+            "webswitch_rule_hits",
+            "Requests each rule decided (by rule name, `#N` for unnamed rules).",
+            &rows(&rules_json, "rule", "hits"),
+        )?;
+        counter_family(
+            &mut enc,
+            "webswitch_pool_requests",
+            "Requests routed to each pool.",
+            &rows(&pools_json, "pool", "requests"),
+        )?;
+        counter_family(
+            &mut enc,
+            "webswitch_pool_queue_timeouts",
+            "Requests that timed out in each pool's queue.",
+            &rows(&pools_json, "pool", "queue_timeouts"),
+        )?;
+        let queued: Vec<(Labels, i64)> = rows(&pools_json, "pool", "queued")
+            .into_iter()
+            .map(|(l, v)| (l, v as i64))
+            .collect();
+        gauge_family(
+            &mut enc,
+            "webswitch_pool_queue_length",
+            "Requests waiting in each pool's queue now.",
+            &queued,
+        )?;
+        let conns: Vec<(Labels, i64)> = rt
+            .config
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !rt.removed[*i])
+            .filter_map(|(_, b)| {
+                let m = b.max_connections?;
+                Some((vec![("backend", b.name.clone())], i64::from(m)))
+            })
+            .collect();
+        gauge_family(
+            &mut enc,
+            "webswitch_backend_max_connections",
+            "The backend's max_connections (only backends that have one).",
+            &conns,
         )?;
 
         // Ports (hardware counters).

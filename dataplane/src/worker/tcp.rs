@@ -5,9 +5,15 @@ use std::net::Ipv4Addr;
 
 use dpdk_env::Mbuf;
 use rules::http;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rules::config::ClientAddress;
+use rules::Action;
 use tcpstate::conn::{
-    BackendTarget, Conn, ConnDrop, ConnParams, Data, Emit, Outputs, SegmentInfo, SegmentOut, State,
-    Verdict,
+    BackendTarget, Conn, ConnDrop, ConnParams, Data, Emit, Outputs, Response, SegmentInfo,
+    SegmentOut, State, Verdict,
 };
 use tcpstate::flow::{ConnId, FlowKey, FlowTable, Side};
 use tcpstate::reasm::HeadBuffer;
@@ -51,6 +57,24 @@ struct Meta {
     pool: Option<u16>,
     /// The status of the switch's own answer, if it gave one.
     status: Option<u16>,
+    /// Backends this request was sent to (one bit per backend id), so that a retry
+    /// goes elsewhere.
+    tried: [u64; 4],
+    /// While queued: the ticket (arrival order over all cores; 0: not queued) and the
+    /// pool slot it waits for.
+    queue_ticket: u64,
+    queue_slot: u16,
+}
+
+impl Meta {
+    fn tried(&self, b: usize) -> bool {
+        b < 256 && self.tried[b / 64] & (1 << (b % 64)) != 0
+    }
+    fn mark_tried(&mut self, b: usize) {
+        if b < 256 {
+            self.tried[b / 64] |= 1 << (b % 64);
+        }
+    }
 }
 
 impl Default for Meta {
@@ -71,6 +95,9 @@ impl Default for Meta {
             rule: None,
             pool: None,
             status: None,
+            tried: [0; 4],
+            queue_ticket: 0,
+            queue_slot: 0,
         }
     }
 }
@@ -117,6 +144,12 @@ pub struct TcpCore {
     rng: u64,
     scratch_ids: Vec<ConnId>,
     out: Outputs,
+    /// Buffers for rewritten heads (X-Forwarded-For, PROXY), reused.
+    rewrite_bufs: Vec<Vec<u8>>,
+    /// Per pool slot: the requests this core has queued, oldest first (ticket, id).
+    queues: Vec<VecDeque<(u64, ConnId)>>,
+    /// Requests in `queues`.
+    queued_local: usize,
 }
 
 impl TcpCore {
@@ -145,6 +178,11 @@ impl TcpCore {
             rng,
             scratch_ids: Vec::with_capacity(t.max_flows),
             out: Outputs::default(),
+            rewrite_bufs: Vec::new(),
+            queues: (0..crate::runtime::MAX_POOLS)
+                .map(|_| VecDeque::new())
+                .collect(),
+            queued_local: 0,
         }
     }
 
@@ -378,6 +416,9 @@ impl Worker {
             Verdict::Drop(ConnDrop::OutOfWindow) => self.stats().drop(DropReason::OutOfWindow, 1),
             Verdict::Drop(ConnDrop::HeadOverflow) => self.stats().drop(DropReason::HeadOverflow, 1),
             Verdict::Drop(ConnDrop::Unexpected) => self.stats().drop(DropReason::TcpUnexpected, 1),
+            Verdict::Drop(ConnDrop::HeadRetransmit) => {
+                self.stats().drop(DropReason::HeadRetransmit, 1)
+            }
             Verdict::HeadComplete => self.route_head(id, now_ms),
             Verdict::HeadTimeout => {
                 self.stats().add(Counter::HeadTimeouts, 1);
@@ -386,25 +427,50 @@ impl Worker {
             Verdict::HeadTooLarge => self.respond(id, 431, now_ms),
             Verdict::NeedBackend { attempts } => {
                 self.stats().add(Counter::BackendConnectFailures, 1);
-                // Passive health: a refused or unanswered connect counts against the
-                // backend; worker 0 folds these into its checks.
-                let failed = self
-                    .tcp
-                    .flows
-                    .get(id)
-                    .and_then(|c| c.backend)
-                    .filter(|t| t.key.local_port != 0);
-                if let Some(t) = failed {
-                    if let Some(cell) = self.shared.passive_fails.get(t.id) {
-                        cell.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.count_passive_failure(id);
+                self.release_backend(id);
+                if attempts > self.retries_of(id) {
+                    self.respond(id, 503, now_ms);
+                } else {
+                    self.stats().add(Counter::Retries, 1);
+                    self.connect_backend(id, None, now_ms);
+                }
+            }
+            Verdict::BackendFailed { retry } => {
+                // Reset or closed before any response byte: abandon that backend
+                // connection (a RST, in case it only closed) and count it against it.
+                self.count_passive_failure(id);
+                let mut out = Outputs::default();
+                let attempts = match self.tcp.flows.get_mut(id) {
+                    Some(c) => {
+                        c.abort_backend(&mut out);
+                        c.attempts
+                    }
+                    None => return,
+                };
+                for e in out.iter() {
+                    if let Emit::ToBackend(s) = e {
+                        self.send_to_backend(id, &s);
                     }
                 }
                 self.release_backend(id);
-                if attempts >= self.tcp.params.connect_attempts {
-                    self.respond(id, 503, now_ms);
-                } else {
+                if retry && attempts <= self.retries_of(id) {
+                    self.stats().add(Counter::Retries, 1);
+                    if let Some(c) = self.tcp.flows.get_mut(id) {
+                        c.prepare_retry();
+                    }
                     self.connect_backend(id, None, now_ms);
+                } else {
+                    // A request that cannot be replayed safely: the client learns it failed.
+                    self.respond(id, 502, now_ms);
                 }
+            }
+            Verdict::QueueTimeout => {
+                let slot = self.tcp.meta[id as usize].queue_slot as usize;
+                self.dequeue(id);
+                self.stats().add(Counter::QueueTimeouts, 1);
+                crate::stats::bump(&self.stats().pool_queue_timeouts[slot], 1);
+                self.respond(id, 503, now_ms);
             }
             Verdict::Remove => self.remove_conn(id),
         }
@@ -412,21 +478,71 @@ impl Worker {
             if let Some(h) = conn.take_head_if_done() {
                 self.tcp.heads.push(h);
             }
+            if let Some(b) = conn.take_rewrite_if_done() {
+                self.tcp.rewrite_bufs.push(b);
+            }
         }
     }
 
+    /// Passive health: a failed connect or a reset before any response counts against
+    /// the backend; worker 0 folds these into its checks.
+    fn count_passive_failure(&mut self, id: ConnId) {
+        let failed = self
+            .tcp
+            .flows
+            .get(id)
+            .and_then(|c| c.backend)
+            .filter(|t| t.key.local_port != 0);
+        if let Some(t) = failed {
+            if let Some(cell) = self.shared.passive_fails.get(t.id) {
+                cell.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many other backends a failed request may try (its pool's `retries`).
+    fn retries_of(&self, id: ConnId) -> u32 {
+        let pool = self.tcp.pool_of[id as usize];
+        let default = self.tcp.params.connect_attempts.saturating_sub(1);
+        self.tcp
+            .rt
+            .config
+            .pools
+            .get(pool)
+            .and_then(|p| p.retries)
+            .unwrap_or(default)
+    }
+
     fn route_head(&mut self, id: ConnId, now_ms: u64) {
-        let (status, pool) = {
-            let Some(conn) = self.tcp.flows.get(id) else {
+        /// What the head asks for.
+        enum Decision {
+            Error(u16),
+            Answer(Response),
+            Pool(usize),
+        }
+        /// What the pool wants done to the head (see `rules::forward`).
+        enum Rewrite {
+            None,
+            Xff(rules::forward::XffRewrite),
+            Proxy,
+        }
+        let rt = Arc::clone(&self.tcp.rt);
+        let mut buf = self.tcp.rewrite_bufs.pop().unwrap_or_default();
+        let mut rewrite = Rewrite::None;
+        let mut replaces = 0;
+        let mut retry_ok = false;
+        let stats = &self.shared.stats[self.index];
+        let decision = {
+            let TcpCore { flows, meta, .. } = &mut self.tcp;
+            let Some(conn) = flows.get(id) else {
                 return;
             };
             let bytes = conn.head_bytes();
             let end = http::head_end(bytes).unwrap_or(bytes.len());
             match http::parse_request(&bytes[..end]) {
-                Err(e) => (Some(e.status()), 0),
+                Err(e) => Decision::Error(e.status()),
                 Ok(req) => {
-                    let pool = self.tcp.rt.router.route(&req);
-                    let meta = &mut self.tcp.meta[id as usize];
+                    let meta = &mut meta[id as usize];
                     let m = req.method.as_bytes();
                     let n = m.len().min(meta.method.len());
                     meta.method[..n].copy_from_slice(&m[..n]);
@@ -435,20 +551,250 @@ impl Worker {
                     let n = pth.len().min(meta.path.len());
                     meta.path[..n].copy_from_slice(&pth[..n]);
                     meta.path_len = n as u8;
-                    meta.rule = self.tcp.rt.router.matching_rule(&req).map(|r| r as u16);
-                    meta.pool = Some(pool as u16);
                     meta.routed_us = 0;
-                    (None, pool)
+                    let (rule, action) = rt.router.decide(&req);
+                    meta.rule = rule.map(|r| r as u16);
+                    if let Some(r) = rule {
+                        crate::stats::bump(&stats.rule_hits[rt.rule_slot[r]], 1);
+                    }
+                    match action {
+                        Action::Pool(p) => {
+                            let p = *p;
+                            meta.pool = Some(p as u16);
+                            // RFC 9110 9.2.2: these may be sent again without harm.
+                            retry_ok = matches!(
+                                req.method,
+                                "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+                            );
+                            let client = (conn.client.remote_ip, conn.client.remote_port);
+                            let vip = (conn.client.local_ip, conn.client.local_port);
+                            let pool = &rt.config.pools[p];
+                            match pool.client_address {
+                                ClientAddress::None => {}
+                                ClientAddress::XForwardedFor => {
+                                    let r = rules::forward::rewrite_xff(
+                                        &bytes[..end],
+                                        client.0,
+                                        pool.client_xff,
+                                        &mut buf,
+                                    );
+                                    rewrite = Rewrite::Xff(r);
+                                    replaces = end;
+                                }
+                                ClientAddress::ProxyV1 => {
+                                    rules::forward::proxy_v1(client, vip, &mut buf);
+                                    rewrite = Rewrite::Proxy;
+                                }
+                                ClientAddress::ProxyV2 => {
+                                    rules::forward::proxy_v2(client, vip, &mut buf);
+                                    rewrite = Rewrite::Proxy;
+                                }
+                            }
+                            Decision::Pool(p)
+                        }
+                        Action::Respond(b) => Decision::Answer(Response::Shared(Arc::clone(b))),
+                        Action::Redirect(r) => {
+                            Decision::Answer(Response::Shared(r.response(&req).into()))
+                        }
+                    }
                 }
             }
         };
-        if let Some(status) = status {
-            self.respond(id, status, now_ms);
+        match decision {
+            Decision::Error(status) => {
+                self.tcp.rewrite_bufs.push(buf);
+                self.respond(id, status, now_ms);
+            }
+            Decision::Answer(response) => {
+                self.tcp.rewrite_bufs.push(buf);
+                self.stats().add(Counter::RuleAnswers, 1);
+                let status = response_status(response.bytes());
+                self.respond_with(id, status, response, now_ms);
+            }
+            Decision::Pool(pool) => {
+                match rewrite {
+                    Rewrite::None => self.tcp.rewrite_bufs.push(buf),
+                    Rewrite::Xff(r) => {
+                        self.stats().add(Counter::XffInserted, 1);
+                        self.stats().add(Counter::XffRemoved, u64::from(r.removed));
+                        if let Some(c) = self.tcp.flows.get_mut(id) {
+                            c.set_head_rewrite(buf, replaces);
+                        }
+                    }
+                    Rewrite::Proxy => {
+                        self.stats().add(Counter::ProxyHeadersSent, 1);
+                        if let Some(c) = self.tcp.flows.get_mut(id) {
+                            c.set_head_rewrite(buf, 0);
+                        }
+                    }
+                }
+                if let Some(c) = self.tcp.flows.get_mut(id) {
+                    c.set_retryable(retry_ok);
+                }
+                self.stats().add(Counter::RequestsRouted, 1);
+                crate::stats::bump(&self.stats().pool_requests[rt.pool_slot[pool]], 1);
+                self.tcp.meta[id as usize].routed_us = self.now_us();
+                self.connect_backend(id, Some(pool), now_ms);
+            }
+        }
+    }
+
+    /// Whether backend `b` has all the connections its `max_connections` allows.
+    fn at_limit(&self, b: usize) -> bool {
+        self.tcp.rt.config.backends[b]
+            .max_connections
+            .is_some_and(|m| self.shared.backend_conns[b].load(Ordering::Relaxed) >= m)
+    }
+
+    /// Takes one of `b`'s connection slots (over all cores); false when it is full.
+    fn take_slot(&self, b: usize) -> bool {
+        let limit = self.tcp.rt.config.backends[b].max_connections;
+        let cell = &self.shared.backend_conns[b];
+        cell.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+            (limit.is_none_or(|m| n < m)).then_some(n + 1)
+        })
+        .is_ok()
+    }
+
+    fn release_slot(&self, b: usize) {
+        let _ =
+            self.shared.backend_conns[b].fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+
+    /// Picks an available backend of `pool` for `id`: not at its limit, and not tried
+    /// before by this request unless every other one is out.
+    fn pick_backend(&mut self, id: ConnId, pool: usize) -> Option<usize> {
+        let n = self.tcp.pools.members(pool).len();
+        let meta = self.tcp.meta[id as usize];
+        let mut any_tried = false;
+        for k in 0..n {
+            let b = self.tcp.pools.members(pool)[k];
+            let tried = meta.tried(b);
+            any_tried |= tried;
+            let blocked = tried || self.at_limit(b);
+            self.tcp.pools.set_blocked(b, blocked);
+        }
+        let r = splitmix(&mut self.tcp.rng);
+        let TcpCore { flows, pools, .. } = &mut self.tcp;
+        let head = flows.get(id).map(|c| c.head_bytes()).unwrap_or(&[]);
+        let mut picked = pools.pick(pool, request_path(head), r);
+        if picked.is_none() && any_tried {
+            // Every untried one is out: a tried one (still up) is better than nothing.
+            for k in 0..n {
+                let b = pools.members(pool)[k];
+                if meta.tried(b) {
+                    pools.set_blocked(b, false);
+                }
+            }
+            picked = pools.pick(pool, request_path(head), r);
+        }
+        for k in 0..n {
+            let b = pools.members(pool)[k];
+            pools.set_blocked(b, false);
+        }
+        picked
+    }
+
+    /// Whether some member of `pool` is usable but at its connection limit (so waiting
+    /// in the queue can help).
+    fn pool_is_full(&self, pool: usize) -> bool {
+        self.tcp
+            .pools
+            .members(pool)
+            .iter()
+            .any(|&b| self.tcp.pools.is_usable(b) && self.at_limit(b))
+    }
+
+    /// Puts `id` in `pool`'s queue (503 when the queue is full).
+    fn enqueue(&mut self, id: ConnId, pool: usize, now_ms: u64) {
+        let rt = Arc::clone(&self.tcp.rt);
+        let slot = rt.pool_slot[pool];
+        let cfg = &rt.config.pools[pool];
+        let len = self.shared.queue_len[slot].fetch_add(1, Ordering::AcqRel);
+        if len >= cfg.queue_length {
+            self.shared.queue_len[slot].fetch_sub(1, Ordering::AcqRel);
+            self.stats().add(Counter::QueueFull, 1);
+            self.respond(id, 503, now_ms);
             return;
         }
-        self.stats().add(Counter::RequestsRouted, 1);
-        self.tcp.meta[id as usize].routed_us = self.now_us();
-        self.connect_backend(id, Some(pool), now_ms);
+        let ticket = self.shared.queue_ticket.fetch_add(1, Ordering::AcqRel) + 1;
+        let meta = &mut self.tcp.meta[id as usize];
+        meta.queue_ticket = ticket;
+        meta.queue_slot = slot as u16;
+        let q = &mut self.tcp.queues[slot];
+        q.push_back((ticket, id));
+        if q.len() == 1 {
+            self.shared.queue_head[self.index][slot].store(ticket, Ordering::Release);
+        }
+        self.tcp.queued_local += 1;
+        self.stats().add(Counter::RequestsQueued, 1);
+        if let Some(c) = self.tcp.flows.get_mut(id) {
+            c.enqueue(cfg.queue_timeout_ms, now_ms);
+        }
+    }
+
+    /// Takes `id` out of its queue, if it is in one.
+    fn dequeue(&mut self, id: ConnId) {
+        let meta = &mut self.tcp.meta[id as usize];
+        let ticket = std::mem::take(&mut meta.queue_ticket);
+        if ticket == 0 {
+            return;
+        }
+        let slot = meta.queue_slot as usize;
+        let q = &mut self.tcp.queues[slot];
+        if let Some(pos) = q.iter().position(|&(t, _)| t == ticket) {
+            q.remove(pos);
+            self.tcp.queued_local -= 1;
+            let _ = self.shared.queue_len[slot].fetch_update(
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+                |n| Some(n.saturating_sub(1)),
+            );
+        }
+        let head = q.front().map_or(u64::MAX, |&(t, _)| t);
+        self.shared.queue_head[self.index][slot].store(head, Ordering::Release);
+    }
+
+    /// Serves queued requests whose turn it is (the oldest over all cores) while their
+    /// pool has a free slot.
+    fn serve_queues(&mut self, now_ms: u64) {
+        if self.tcp.queued_local == 0 {
+            return;
+        }
+        let cores = self.shared.stats.len();
+        for slot in 0..self.tcp.queues.len() {
+            while let Some(&(ticket, id)) = self.tcp.queues[slot].front() {
+                let oldest = (0..cores).all(|c| {
+                    c == self.index
+                        || self.shared.queue_head[c][slot].load(Ordering::Acquire) >= ticket
+                });
+                if !oldest {
+                    break;
+                }
+                let Some(pool) = self.tcp.rt.pool_by_slot.get(slot).copied().flatten() else {
+                    // The pool was removed while the request waited.
+                    self.dequeue(id);
+                    self.respond(id, 503, now_ms);
+                    continue;
+                };
+                let room = self
+                    .tcp
+                    .pools
+                    .members(pool)
+                    .iter()
+                    .any(|&b| self.tcp.pools.is_usable(b) && !self.at_limit(b));
+                if !room {
+                    break;
+                }
+                self.dequeue(id);
+                self.connect_backend(id, Some(pool), now_ms);
+            }
+            if self.tcp.queued_local == 0 {
+                return;
+            }
+        }
     }
 
     /// Picks a backend (again) and sends the SYN; 503 when none can be reached.
@@ -460,14 +806,12 @@ impl Worker {
             }
             None => self.tcp.pool_of[id as usize],
         };
-        let r = splitmix(&mut self.tcp.rng);
-        let picked = {
-            let TcpCore { flows, pools, .. } = &mut self.tcp;
-            let head = flows.get(id).map(|c| c.head_bytes()).unwrap_or(&[]);
-            pools.pick(pool, request_path(head), r)
-        };
-        let Some(b) = picked else {
-            self.respond(id, 503, now_ms);
+        let Some(b) = self.pick_backend(id, pool) else {
+            if self.pool_is_full(pool) {
+                self.enqueue(id, pool, now_ms);
+            } else {
+                self.respond(id, 503, now_ms);
+            }
             return;
         };
         let route = self.tcp.rt.routes[b];
@@ -493,6 +837,12 @@ impl Worker {
             self.respond(id, 503, now_ms);
             return;
         };
+        if !self.take_slot(b) {
+            // Another core took the last slot since `pick_backend` looked.
+            self.enqueue(id, pool, now_ms);
+            return;
+        }
+        self.tcp.meta[id as usize].mark_tried(b);
         let key = FlowKey {
             remote_ip: route.address,
             remote_port: route.port,
@@ -549,12 +899,23 @@ impl Worker {
                 if t.key.local_port != 0 {
                     self.tcp.flows.unbind(&t.key);
                     self.tcp.pools.connection_closed(t.id);
+                    self.release_slot(t.id);
                 }
             }
         }
     }
 
     fn respond(&mut self, id: ConnId, status: u16, now_ms: u64) {
+        self.respond_with(
+            id,
+            status,
+            Response::Static(http::error_response(status)),
+            now_ms,
+        );
+    }
+
+    /// Answers with the switch's own response (`status` is what it carries).
+    fn respond_with(&mut self, id: ConnId, status: u16, response: Response, now_ms: u64) {
         let counter = if status >= 500 {
             Counter::Http5xxSent
         } else {
@@ -567,6 +928,7 @@ impl Worker {
             408 => Some(Counter::Http408Sent),
             431 => Some(Counter::Http431Sent),
             501 => Some(Counter::Http501Sent),
+            502 => Some(Counter::Http502Sent),
             503 => Some(Counter::Http503Sent),
             505 => Some(Counter::Http505Sent),
             _ => None,
@@ -576,7 +938,7 @@ impl Worker {
         }
         let mut out = Outputs::default();
         if let Some(conn) = self.tcp.flows.get_mut(id) {
-            conn.respond(http::error_response(status), now_ms, &mut out);
+            conn.respond(response, now_ms, &mut out);
         }
         for e in out.iter() {
             if let Emit::ToClient(s) = e {
@@ -586,6 +948,7 @@ impl Worker {
     }
 
     fn remove_conn(&mut self, id: ConnId) {
+        self.dequeue(id);
         let Some(conn) = self.tcp.flows.get(id) else {
             return;
         };
@@ -596,6 +959,7 @@ impl Worker {
                 keys[1] = t.key;
                 n = 2;
                 self.tcp.pools.connection_closed(t.id);
+                self.release_slot(t.id);
             }
         }
         if self
@@ -608,6 +972,9 @@ impl Worker {
         if let Some(mut conn) = self.tcp.flows.remove(id, &keys[..n]) {
             if let Some(h) = conn.head.take() {
                 self.tcp.heads.push(h);
+            }
+            if let Some(b) = conn.take_rewrite() {
+                self.tcp.rewrite_bufs.push(b);
             }
             self.stats().add(Counter::ConnsClosed, 1);
         }
@@ -703,22 +1070,46 @@ impl Worker {
         };
         let meta = self.tcp.meta[id as usize];
         let key = conn.client;
-        let data: &[u8] = match s.data {
-            Data::None => &[],
-            Data::Static(b) => b,
-            Data::Head { offset, len } => &conn.head_bytes()[offset..offset + len],
-        };
         let frame = FrameSpec {
             src_mac: self.shared.addrs[meta.client_port].mac,
             dst_mac: meta.client_mac,
             src: (key.local_ip, key.local_port),
             dst: (key.remote_ip, key.remote_port),
         };
-        // Copy out: `data` borrows the flow table, building borrows self mutably.
-        let mut buf = [0u8; 1600];
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        self.emit_segment(meta.client_port, &frame, s, &buf[..n]);
+        let (offset, len) = match s.data {
+            Data::None => (0, 0),
+            Data::Response { offset, len } => (offset, len),
+            // Heads go to backends only.
+            Data::Head { .. } => return,
+        };
+        if len == 0 {
+            self.emit_segment(meta.client_port, &frame, s, &[]);
+            return;
+        }
+        // The switch's own response, cut to the client's MSS; PSH and FIN on the last.
+        let mss = usize::from(conn.syn.mss.min(self.tcp.params.mss)).clamp(536, MAX_SEGMENT);
+        let mut buf = [0u8; MAX_SEGMENT];
+        let mut off = 0;
+        while off < len {
+            let n = (len - off).min(mss);
+            {
+                let Some(conn) = self.tcp.flows.get(id) else {
+                    return;
+                };
+                let bytes = conn.response_bytes();
+                let Some(src) = bytes.get(offset + off..offset + off + n) else {
+                    return;
+                };
+                buf[..n].copy_from_slice(src);
+            }
+            let mut seg = *s;
+            seg.seq = s.seq + off;
+            if off + n < len {
+                seg.flags &= !(tcp_flags::PSH | tcp_flags::FIN);
+            }
+            self.emit_segment(meta.client_port, &frame, &seg, &buf[..n]);
+            off += n;
+        }
     }
 
     fn send_to_backend(&mut self, id: ConnId, s: &SegmentOut) {
@@ -736,31 +1127,36 @@ impl Worker {
             src: (target.key.local_ip, target.key.local_port),
             dst: (target.key.remote_ip, target.key.remote_port),
         };
-        let mss = usize::from(conn.syn.mss.min(conn.backend_mss).clamp(536, 9000));
+        let mss = usize::from(conn.syn.mss.min(conn.backend_mss)).clamp(536, MAX_SEGMENT);
         match s.data {
             Data::Head { offset, len } => {
-                // Borrow the head buffer out of the connection while building from it.
-                let Some(head) = self.tcp.flows.get_mut(id).and_then(|c| c.head.take()) else {
-                    return;
-                };
-                let bytes = &head.contiguous()[offset..offset + len];
+                // What the backend gets from the buffer (a rewritten head, then the
+                // client's bytes), cut to the MSS; PSH (and a FIN) on the last segment.
+                let mut buf = [0u8; MAX_SEGMENT];
                 let mut off = 0;
-                while off < bytes.len() {
-                    let n = (bytes.len() - off).min(mss);
+                while off < len {
+                    let n = (len - off).min(mss);
+                    {
+                        let Some(conn) = self.tcp.flows.get(id) else {
+                            return;
+                        };
+                        let (a, b) = conn.backend_stream();
+                        if !copy_from_two(a, b, offset + off, &mut buf[..n]) {
+                            return;
+                        }
+                    }
                     let mut seg = *s;
                     seg.seq = s.seq + off;
-                    if off + n < bytes.len() {
-                        seg.flags &= !tcp_flags::PSH;
+                    if off + n < len {
+                        seg.flags &= !(tcp_flags::PSH | tcp_flags::FIN);
                     }
-                    self.emit_segment(meta.backend_port, &frame, &seg, &bytes[off..off + n]);
+                    self.emit_segment(meta.backend_port, &frame, &seg, &buf[..n]);
                     off += n;
                 }
-                if let Some(c) = self.tcp.flows.get_mut(id) {
-                    c.head = Some(head);
-                }
             }
-            Data::Static(b) => self.emit_segment(meta.backend_port, &frame, s, b),
-            Data::None => self.emit_segment(meta.backend_port, &frame, s, &[]),
+            Data::Response { .. } | Data::None => {
+                self.emit_segment(meta.backend_port, &frame, s, &[])
+            }
         }
     }
 
@@ -916,6 +1312,7 @@ impl Worker {
 
     /// Runs due connection timers; called every loop iteration, acts every `SWEEP_MS`.
     pub(super) fn tcp_timers(&mut self, now_ms: u64) {
+        self.serve_queues(now_ms);
         if now_ms < self.tcp.next_sweep_ms {
             return;
         }
@@ -930,7 +1327,7 @@ impl Worker {
         self.tcp.cookies.maybe_rotate(now_ms, fresh);
         let mut ids = std::mem::take(&mut self.tcp.scratch_ids);
         self.tcp.flows.live_ids(&mut ids);
-        let mut by_state = [0u64; 5];
+        let mut by_state = [0u64; State::ALL.len()];
         for &id in &ids {
             if let Some(c) = self.tcp.flows.get(id) {
                 by_state[State::ALL.iter().position(|s| *s == c.state).unwrap_or(0)] += 1;
@@ -938,6 +1335,7 @@ impl Worker {
         }
         let gauges = [
             Counter::ConnsReadingHead,
+            Counter::ConnsQueued,
             Counter::ConnsConnecting,
             Counter::ConnsSpliced,
             Counter::ConnsResponding,
@@ -972,6 +1370,37 @@ impl Worker {
         }
         self.tcp.scratch_ids = ids;
     }
+}
+
+/// Largest segment the switch builds itself (jumbo frames included).
+const MAX_SEGMENT: usize = 9000;
+
+/// Copies `out.len()` bytes starting `at` bytes into `a` followed by `b`; false if
+/// they do not hold that many.
+fn copy_from_two(a: &[u8], b: &[u8], at: usize, out: &mut [u8]) -> bool {
+    let n = out.len();
+    if at + n > a.len() + b.len() {
+        return false;
+    }
+    let mut done = 0;
+    if at < a.len() {
+        let k = (a.len() - at).min(n);
+        out[..k].copy_from_slice(&a[at..at + k]);
+        done = k;
+    }
+    if done < n {
+        let from = at + done - a.len();
+        out[done..].copy_from_slice(&b[from..from + (n - done)]);
+    }
+    true
+}
+
+/// The status code of a response the switch built ("HTTP/1.1 302 ..." → 302).
+fn response_status(r: &[u8]) -> u16 {
+    r.get(9..12)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The request target of a head ("GET /a/b HTTP/1.1" → "/a/b"), for LARD's URL map.

@@ -1,7 +1,7 @@
 //! The routing part of the config: `backends`, `pools`, `rules` and `default_pool`
 //! (documented in docs/config.md). The rules themselves are checked by compiling them
 //! ([`crate::matcher::Router::new`]), so a config that validates is one that routes.
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -23,9 +23,10 @@ pub struct BackendConfig {
     /// Relative share of the traffic; 0 drains the backend (no new connections).
     #[serde(default = "BackendConfig::default_weight")]
     pub weight: u32,
-    /// Most connections open to this backend at once (split among the worker cores);
-    /// none means no limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Most connections open to this backend at once, over all worker cores (HAProxy's
+    /// `maxconn`; `max_conns` is accepted as another name). Requests beyond it wait in
+    /// their pool's queue. None: no limit.
+    #[serde(default, alias = "max_conns", skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
 }
 
@@ -96,6 +97,91 @@ pub struct PoolConfig {
     /// Only with `scheduler: "lard"`; defaults to `{ "low": 25, "high": 65 }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lard: Option<LardConfig>,
+    /// How the backend learns the client's address.
+    #[serde(default, skip_serializing_if = "ClientAddress::is_none")]
+    pub client_address: ClientAddress,
+    /// With `client_address: "x-forwarded-for"`: what happens to an `X-Forwarded-For`
+    /// the client sent itself.
+    #[serde(default, skip_serializing_if = "ClientXff::is_remove")]
+    pub client_xff: ClientXff,
+    /// Other backends of the pool tried after a failed connect or a reset before any
+    /// response byte. Default: `tcp.connect_attempts` − 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Requests that may wait for a backend under its `max_connections` (over all
+    /// cores); past it the answer is 503 at once.
+    #[serde(default = "PoolConfig::default_queue_length")]
+    pub queue_length: u32,
+    /// How long a request may wait in the queue before it is answered 503.
+    #[serde(default = "PoolConfig::default_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
+}
+
+/// Most requests one pool may queue.
+pub const MAX_QUEUE_LENGTH: u32 = 65536;
+/// Most retries a pool may configure.
+pub const MAX_RETRIES: u32 = 16;
+
+/// How a pool passes the client's address to its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAddress {
+    /// Not at all: the backend sees the switch's address.
+    #[default]
+    None,
+    /// `X-Forwarded-For: <client>` and `X-Forwarded-Proto: http` inserted into the
+    /// request head.
+    XForwardedFor,
+    /// A PROXY protocol version 1 (text) header first on the backend connection.
+    ProxyV1,
+    /// A PROXY protocol version 2 (binary) header first on the backend connection.
+    ProxyV2,
+}
+
+impl ClientAddress {
+    fn is_none(&self) -> bool {
+        *self == ClientAddress::None
+    }
+}
+
+/// What to do with a client-supplied `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientXff {
+    /// Removed, so a client cannot make the backend believe another address.
+    #[default]
+    Remove,
+    /// Kept, with the client's address appended (for a switch behind trusted proxies).
+    Append,
+}
+
+impl ClientXff {
+    fn is_remove(&self) -> bool {
+        *self == ClientXff::Remove
+    }
+}
+
+impl PoolConfig {
+    fn default_queue_length() -> u32 {
+        256
+    }
+    fn default_queue_timeout_ms() -> u64 {
+        5000
+    }
+    /// A pool with these backends and every other field at its default.
+    pub fn with_backends(name: impl Into<String>, backends: Vec<String>) -> PoolConfig {
+        PoolConfig {
+            name: name.into(),
+            backends,
+            scheduler: Scheduler::default(),
+            lard: None,
+            client_address: ClientAddress::None,
+            client_xff: ClientXff::Remove,
+            retries: None,
+            queue_length: Self::default_queue_length(),
+            queue_timeout_ms: Self::default_queue_timeout_ms(),
+        }
+    }
 }
 
 impl PoolConfig {
@@ -105,7 +191,8 @@ impl PoolConfig {
     }
 }
 
-/// One content rule: when every condition of `match` holds, the request goes to `pool`.
+/// One content rule: when every condition of `match` holds, the request goes to `pool`,
+/// or the switch answers it itself as `action` says (exactly one of the two).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
@@ -114,7 +201,189 @@ pub struct RuleConfig {
     #[serde(rename = "match", default)]
     pub matches: RuleMatch,
     /// A `pools[].name`.
-    pub pool: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<RuleAction>,
+}
+
+impl RuleConfig {
+    /// Whether the rule sends its requests to the pool named `name`.
+    pub fn uses_pool(&self, name: &str) -> bool {
+        self.pool.as_deref() == Some(name)
+    }
+}
+
+/// An answer the switch gives itself; no backend sees the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum RuleAction {
+    /// Refuse: `status` (default 403) with a short text body.
+    Deny {
+        #[serde(default = "RuleAction::default_deny_status")]
+        status: u16,
+    },
+    /// Redirect to `location`, a template: `{host}` (the request's Host, as sent) and
+    /// `{path}` (path and query, after `replace_prefix`) are replaced.
+    Redirect {
+        #[serde(default = "RuleAction::default_redirect_status")]
+        status: u16,
+        location: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replace_prefix: Option<PrefixRewrite>,
+    },
+    /// A fixed response from the config (a maintenance page...).
+    Respond {
+        #[serde(default = "RuleAction::default_respond_status")]
+        status: u16,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        #[serde(default = "RuleAction::default_content_type")]
+        content_type: String,
+        #[serde(default)]
+        body: String,
+    },
+}
+
+/// The start of the path `from` becomes `to` (in a redirect's `{path}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixRewrite {
+    pub from: String,
+    pub to: String,
+}
+
+/// Largest response (head and body) a `respond` action may configure.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024;
+
+impl RuleAction {
+    fn default_deny_status() -> u16 {
+        403
+    }
+    fn default_redirect_status() -> u16 {
+        302
+    }
+    fn default_respond_status() -> u16 {
+        200
+    }
+    fn default_content_type() -> String {
+        "text/plain".into()
+    }
+
+    /// Checks what serde cannot; `field` is the action's JSON path.
+    pub fn validate(&self, field: &str) -> Result<(), ConfigError> {
+        match self {
+            RuleAction::Deny { status } => {
+                if !(400..=599).contains(status) {
+                    return Err(ConfigError::new(
+                        format!("{field}.deny.status"),
+                        "must be an error status, 400-599",
+                    ));
+                }
+            }
+            RuleAction::Redirect {
+                status,
+                location,
+                replace_prefix,
+            } => {
+                if ![301, 302, 303, 307, 308].contains(status) {
+                    return Err(ConfigError::new(
+                        format!("{field}.redirect.status"),
+                        "must be 301, 302, 303, 307 or 308",
+                    ));
+                }
+                if location.is_empty() || !is_field_value(location) {
+                    return Err(ConfigError::new(
+                        format!("{field}.redirect.location"),
+                        "must be a non-empty header value (no control characters)",
+                    ));
+                }
+                let mut rest = location.as_str();
+                while let Some(open) = rest.find('{') {
+                    let close = rest[open..].find('}').map(|c| open + c).ok_or_else(|| {
+                        ConfigError::new(
+                            format!("{field}.redirect.location"),
+                            "a `{` without its `}`",
+                        )
+                    })?;
+                    let var = &rest[open + 1..close];
+                    if var != "host" && var != "path" {
+                        return Err(ConfigError::new(
+                            format!("{field}.redirect.location"),
+                            format!("unknown placeholder `{{{var}}}` (known: {{host}}, {{path}})"),
+                        ));
+                    }
+                    rest = &rest[close + 1..];
+                }
+                if let Some(p) = replace_prefix {
+                    if !p.from.starts_with('/') || !p.to.starts_with('/') || !is_field_value(&p.to)
+                    {
+                        return Err(ConfigError::new(
+                            format!("{field}.redirect.replace_prefix"),
+                            "`from` and `to` must be paths starting with `/`",
+                        ));
+                    }
+                }
+            }
+            RuleAction::Respond {
+                status,
+                headers,
+                content_type,
+                body,
+            } => {
+                if !(200..=599).contains(status) || [204, 304].contains(status) {
+                    return Err(ConfigError::new(
+                        format!("{field}.respond.status"),
+                        "must be 200-599 (not 204 or 304: the response has a body)",
+                    ));
+                }
+                for (name, value) in headers {
+                    let reserved = [
+                        "content-length",
+                        "content-type",
+                        "connection",
+                        "transfer-encoding",
+                    ];
+                    if !is_token(name) || reserved.contains(&name.to_ascii_lowercase().as_str()) {
+                        return Err(ConfigError::new(
+                            format!("{field}.respond.headers.{name}"),
+                            "not a header name, or one the switch sets itself \
+                             (Content-Length, Content-Type, Connection, Transfer-Encoding)",
+                        ));
+                    }
+                    if !is_field_value(value) {
+                        return Err(ConfigError::new(
+                            format!("{field}.respond.headers.{name}"),
+                            "the value has control characters",
+                        ));
+                    }
+                }
+                if !is_field_value(content_type) || content_type.is_empty() {
+                    return Err(ConfigError::new(
+                        format!("{field}.respond.content_type"),
+                        "must be a non-empty header value",
+                    ));
+                }
+                let size = body.len()
+                    + headers
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 4)
+                        .sum::<usize>();
+                if size + 256 > MAX_RESPONSE_BYTES {
+                    return Err(ConfigError::new(
+                        format!("{field}.respond.body"),
+                        format!("the response must fit in {MAX_RESPONSE_BYTES} bytes"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` can be an HTTP field value as written: visible ASCII, spaces and tabs.
+pub(crate) fn is_field_value(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// The conditions of a rule; all that are given must hold. None given: matches all.
@@ -281,6 +550,31 @@ impl Config {
                         format!("`{name}` is listed twice"),
                     ));
                 }
+            }
+            if p.client_xff != ClientXff::Remove && p.client_address != ClientAddress::XForwardedFor
+            {
+                return Err(ConfigError::new(
+                    format!("pools[{i}].client_xff"),
+                    "only used with `client_address: \"x-forwarded-for\"`; remove it",
+                ));
+            }
+            if p.retries.is_some_and(|r| r > MAX_RETRIES) {
+                return Err(ConfigError::new(
+                    format!("pools[{i}].retries"),
+                    format!("must be 0..={MAX_RETRIES}"),
+                ));
+            }
+            if p.queue_length > MAX_QUEUE_LENGTH {
+                return Err(ConfigError::new(
+                    format!("pools[{i}].queue_length"),
+                    format!("must be 0..={MAX_QUEUE_LENGTH} (0: no queue, 503 at once)"),
+                ));
+            }
+            if !(1..=3_600_000).contains(&p.queue_timeout_ms) {
+                return Err(ConfigError::new(
+                    format!("pools[{i}].queue_timeout_ms"),
+                    "must be 1..=3600000",
+                ));
             }
             if let Some(l) = p.lard {
                 if p.scheduler != Scheduler::Lard {

@@ -29,7 +29,7 @@ fn router(rules: serde_json::Value) -> Router {
 fn route(r: &Router, head: &str) -> PoolId {
     let head = head.as_bytes();
     let req = parse_request(&head[..head_end(head).unwrap()]).unwrap();
-    r.route(&req)
+    r.route(&req).expect("a pool")
 }
 
 fn get(path: &str) -> String {

@@ -125,22 +125,16 @@ fn least_connections_weighs_and_rotates_ties() {
 }
 
 #[test]
-fn max_connections_is_a_per_core_share() {
+fn blocked_backends_are_skipped() {
     let (_, mut p) = pools_with(&[1, 1], &["a", "b"], "round_robin", json!({}), 1);
-    assert_eq!(p.backend(0).max_connections, None);
-    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
-    v["backends"][0]["max_connections"] = 3.into();
-    v["lcores"]["workers"] = json!([1, 2]);
-    let c = Config::from_json(&v.to_string()).unwrap();
-    let mut p2 = Pools::new(&c).unwrap();
-    // `images` is be1 alone; 3 over 2 workers is 2 per core.
-    for _ in 0..2 {
-        let b = p2.pick(0, b"/", 0).unwrap();
-        p2.connection_opened(b);
-    }
-    assert_eq!(p2.pick(0, b"/", 0), None, "at its limit");
-    p2.connection_closed(0);
-    assert_eq!(p2.pick(0, b"/", 0), Some(0));
+    p.set_blocked(0, true);
+    assert_eq!(p.pick(0, b"/", 0), Some(1));
+    assert_eq!(p.pick(0, b"/", 0), Some(1));
+    p.set_blocked(1, true);
+    assert_eq!(p.pick(0, b"/", 0), None, "every member blocked");
+    assert!(p.is_usable(0) && !p.is_available(0));
+    p.set_blocked(0, false);
+    assert_eq!(p.pick(0, b"/", 0), Some(0));
     // Without a limit: never full.
     for _ in 0..1000 {
         p.connection_opened(0);

@@ -321,7 +321,8 @@ impl H {
 
     fn respond(&mut self, response: &'static [u8], now: u64) -> Vec<Emit> {
         self.out.clear();
-        self.c.respond(response, now, &mut self.out);
+        self.c
+            .respond(Response::Static(response), now, &mut self.out);
         self.collect()
     }
 
@@ -865,7 +866,13 @@ fn head_too_large_in_two_segments() {
     let r = one_to_client(&e);
     assert_eq!(h.c.state, State::Responding);
     assert_eq!((r.seq, r.ack), (h.oseq(0), Some(h.cseq(64))));
-    assert_eq!(r.data, Data::Static(RESPONSE_431));
+    assert_eq!(
+        r.data,
+        Data::Response {
+            offset: 0,
+            len: RESPONSE_431.len()
+        }
+    );
 }
 
 #[test]
@@ -910,7 +917,7 @@ fn client_fin_while_reading_is_answered_with_our_fin() {
             window: 8,
             timestamps: Some(((T0 + 1) as u32, h.client_ts)),
             syn_options: None,
-            data: Data::Static(b""),
+            data: Data::Response { offset: 0, len: 0 },
         }
     );
     assert_eq!(h.c.state, State::Responding);
@@ -1490,7 +1497,10 @@ fn responding() -> H {
             window: 8,
             timestamps: Some(((T0 + 3) as u32, h.client_ts)),
             syn_options: None,
-            data: Data::Static(RESPONSE_503),
+            data: Data::Response {
+                offset: 0,
+                len: RESPONSE_503.len()
+            },
         }
     );
     assert_eq!(h.c.deadline_ms(), T0 + 3 + RTO_MS);
@@ -1573,7 +1583,13 @@ fn response_is_retransmitted_with_backoff_then_given_up() {
         let r = one_to_client(&e);
         assert_eq!((r.seq, r.ack), (h.oseq(0), Some(h.cseq(84))));
         assert_eq!(r.flags, tcp_flags::PSH | tcp_flags::FIN);
-        assert_eq!(r.data, Data::Static(RESPONSE_503));
+        assert_eq!(
+            r.data,
+            Data::Response {
+                offset: 0,
+                len: RESPONSE_503.len()
+            }
+        );
         due += RTO_MS << i.min(5);
         assert_eq!(h.c.deadline_ms(), due, "retransmission {i}");
     }
@@ -1693,17 +1709,27 @@ fn rst_from_the_backend_is_forwarded_and_closes() {
         timestamps: None,
         ..h.backend_seg(0, 84, tcp_flags::RST, 0)
     };
+    // Before any response byte, a RST is a failed attempt (not forwarded).
+    let (v, e) = h.backend_raw(&seg, T0 + 10);
+    assert_eq!((v, e), (Verdict::BackendFailed { retry: false }, vec![]));
+    // After the response began, it is the backend's to give.
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    assert_eq!(h.backend(0, 84, tcp_flags::PSH, 10, T0 + 10), fwd);
+    let seg = SegmentInfo {
+        timestamps: None,
+        ..h.backend_seg(10, 84, tcp_flags::RST, 0)
+    };
     let (v, e) = h.backend_raw(&seg, T0 + 10);
     assert_eq!((v, e.as_slice()), (Verdict::Continue, &[Emit::Forward][..]));
     assert_eq!(h.c.state, State::Closed);
     let seen = backend_to_client(&h, &seg, &[]);
-    assert_eq!(seen.tcp.seq_number, h.oseq(0));
+    assert_eq!(seen.tcp.seq_number, h.oseq(10));
     assert_eq!(seen.tcp.flags, tcp_flags::RST);
     assert_eq!(h.timer(T0 + 2_010), (Verdict::Remove, vec![]));
 }
 
 #[test]
-fn rst_before_the_head_is_acked_closes_too() {
+fn rst_before_the_head_is_acked_is_a_failed_attempt() {
     let mut h = H::connected(Setup::default());
     let seg = SegmentInfo {
         timestamps: None,
@@ -1711,10 +1737,8 @@ fn rst_before_the_head_is_acked_closes_too() {
     };
     assert_eq!(
         h.backend_raw(&seg, T0 + 10),
-        (Verdict::Continue, vec![Emit::Forward])
+        (Verdict::BackendFailed { retry: false }, vec![])
     );
-    assert_eq!(h.c.state, State::Closed);
-    assert_eq!(h.timer(T0 + 2_010), (Verdict::Remove, vec![]));
 }
 
 #[test]
@@ -1881,8 +1905,10 @@ fn blind_segments_outside_the_windows_are_dropped() {
         timestamps: None,
         ..h.backend_seg(0, 84, tcp_flags::RST, 0)
     };
-    assert_eq!(h.backend_raw(&seg, T0 + 12), fwd);
-    assert_eq!(h.c.state, State::Closed);
+    assert_eq!(
+        h.backend_raw(&seg, T0 + 12),
+        (Verdict::BackendFailed { retry: false }, vec![])
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -2145,4 +2171,256 @@ fn a_blind_backend_rst_before_the_clients_first_spliced_segment_is_dropped() {
         (Verdict::Drop(ConnDrop::OutOfWindow), vec![])
     );
     assert_eq!(h.c.state, State::Spliced);
+}
+
+// ---------------------------------------------------------------------------------
+// 7. Rewritten heads (X-Forwarded-For, PROXY), retries, queues, own responses.
+// ---------------------------------------------------------------------------------
+
+/// A PROXY v1 line for the test connection (48 bytes).
+const PROXY_V1: &[u8] = b"PROXY TCP4 198.51.100.7 203.0.113.10 33800 80\r\n";
+
+/// The head read, `bytes` set to replace its first `replaces` bytes, connected and
+/// spliced: the SYN-ACK at +3 sends the rewritten stream.
+fn rewritten(bytes: Vec<u8>, replaces: usize) -> H {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    h.c.set_head_rewrite(bytes, replaces);
+    h.connect(T0 + 2);
+    let (v, e) = h.syn_ack(T0 + 3);
+    assert_eq!(v, Verdict::Continue);
+    let head = one_to_backend(&e);
+    let (a, b) = h.c.backend_stream();
+    assert_eq!(
+        head.data,
+        Data::Head {
+            offset: 0,
+            len: a.len() + b.len()
+        }
+    );
+    assert_eq!(
+        head.seq,
+        h.cseq(0),
+        "the stream starts where the client's did"
+    );
+    h
+}
+
+#[test]
+fn a_prefix_shifts_the_client_stream_by_its_length() {
+    let n = PROXY_V1.len();
+    let mut h = rewritten(PROXY_V1.to_vec(), 0);
+    let (a, b) = h.c.backend_stream();
+    assert_eq!((a, b), (PROXY_V1, HEAD));
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    // The backend acks the prefix and the head (its space): the client sees the end
+    // of its head acked.
+    let seg = h.backend_seg(0, HEAD.len() + n, 0, 0);
+    assert_eq!(h.backend_raw(&seg, T0 + 4), fwd);
+    assert_eq!(
+        backend_to_client(&h, &seg, &[]).tcp.ack_number,
+        Some(h.cseq(HEAD.len()))
+    );
+    // A response byte, then client data after the head: shifted by the prefix.
+    assert_eq!(
+        h.backend(0, HEAD.len() + n, tcp_flags::PSH, 10, T0 + 5),
+        fwd
+    );
+    let seg = h.client_seg(HEAD.len(), 10, tcp_flags::PSH, 5);
+    assert_eq!(h.client_raw(&seg, b"hello", T0 + 6), fwd);
+    let seen = client_to_backend(&h, &seg, b"hello");
+    assert_eq!(seen.tcp.seq_number, h.cseq(HEAD.len() + n));
+    assert_eq!(seen.payload, b"hello");
+    // A client retransmission of the head would land on the prefix's numbers: dropped.
+    assert_eq!(
+        h.client(0, 10, tcp_flags::PSH, HEAD, T0 + 7),
+        (Verdict::Drop(ConnDrop::HeadRetransmit), vec![])
+    );
+    // Close: the client's FIN (client space) is acked by the backend (its space).
+    let fin_at = HEAD.len() + 5;
+    assert_eq!(h.client(fin_at, 10, tcp_flags::FIN, &[], T0 + 8), fwd);
+    assert_eq!(
+        h.backend(10, fin_at + n + 1, tcp_flags::FIN, 0, T0 + 9),
+        fwd
+    );
+    assert_eq!(h.c.state, State::Spliced);
+    assert_eq!(h.client(fin_at + 1, 11, 0, &[], T0 + 10), fwd);
+    assert_eq!(h.c.state, State::Closed);
+}
+
+#[test]
+fn a_shorter_head_shifts_backwards() {
+    // A header removed (24 bytes): the backend gets 60 bytes for the client's 84.
+    let short: Vec<u8> = String::from_utf8(HEAD.to_vec())
+        .unwrap()
+        .replace("User-Agent: curl/8.5.0\r\n", "")
+        .into_bytes();
+    assert_eq!(short.len(), HEAD.len() - 24);
+    let mut h = rewritten(short.clone(), HEAD.len());
+    assert_eq!(h.c.backend_stream(), (&short[..], &b""[..]));
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    let seg = h.backend_seg(0, HEAD.len() - 24, 0, 0);
+    assert_eq!(h.backend_raw(&seg, T0 + 4), fwd);
+    assert_eq!(
+        backend_to_client(&h, &seg, &[]).tcp.ack_number,
+        Some(h.cseq(HEAD.len()))
+    );
+    assert_eq!(
+        h.c.deadline_ms(),
+        T0 + 4 + 300_000,
+        "the head counts as acked"
+    );
+    let seg = h.client_seg(HEAD.len(), 0, tcp_flags::PSH, 3);
+    assert_eq!(h.client_raw(&seg, b"abc", T0 + 5), fwd);
+    assert_eq!(
+        client_to_backend(&h, &seg, b"abc").tcp.seq_number,
+        h.cseq(HEAD.len() - 24)
+    );
+    // Killing the connection resets the backend at its own numbers.
+    h.out.clear();
+    h.c.kill(T0 + 6, &mut h.out);
+    let e = h.collect();
+    let to_backend: Vec<_> = e
+        .iter()
+        .filter_map(|e| match e {
+            Emit::ToBackend(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to_backend.len(), 1);
+    assert_eq!(to_backend[0].seq, h.cseq(HEAD.len() - 24));
+}
+
+#[test]
+fn a_reset_before_the_response_is_retried_when_allowed() {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    h.c.set_retryable(true);
+    h.connect(T0 + 2);
+    h.syn_ack(T0 + 3);
+    // The backend acks the head, then resets without a byte of response.
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    assert_eq!(h.backend(0, HEAD.len(), 0, 0, T0 + 4), fwd);
+    assert!(
+        h.c.take_head_if_done().is_none(),
+        "the head is kept for a retry"
+    );
+    let seg = SegmentInfo {
+        timestamps: None,
+        ..h.backend_seg(0, HEAD.len(), tcp_flags::RST, 0)
+    };
+    assert_eq!(
+        h.backend_raw(&seg, T0 + 5),
+        (Verdict::BackendFailed { retry: true }, vec![])
+    );
+    // The caller moves on to another backend: the same head goes out again.
+    h.c.prepare_retry();
+    let e = h.connect_to(target_on(40_003), T0 + 6);
+    assert_eq!(one_to_backend(&e).flags, tcp_flags::SYN);
+    assert_eq!(h.c.attempts, 2);
+    let (v, e) = h.syn_ack(T0 + 7);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(
+        one_to_backend(&e).data,
+        Data::Head {
+            offset: 0,
+            len: HEAD.len()
+        }
+    );
+    // Now a response: after it, a close is the backend's to give.
+    assert_eq!(h.backend(0, HEAD.len(), tcp_flags::PSH, 20, T0 + 8), fwd);
+    assert!(
+        h.c.take_head_if_done().is_some(),
+        "no retry after a response byte"
+    );
+    assert_eq!(h.backend(20, HEAD.len(), tcp_flags::FIN, 0, T0 + 9), fwd);
+}
+
+#[test]
+fn a_reset_after_client_bytes_went_through_is_not_retried() {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    h.c.set_retryable(true);
+    h.connect(T0 + 2);
+    h.syn_ack(T0 + 3);
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    assert_eq!(
+        h.client(HEAD.len(), 0, tcp_flags::PSH, b"body", T0 + 4),
+        fwd
+    );
+    let seg = SegmentInfo {
+        timestamps: None,
+        ..h.backend_seg(0, HEAD.len() + 4, tcp_flags::RST, 0)
+    };
+    assert_eq!(
+        h.backend_raw(&seg, T0 + 5),
+        (Verdict::BackendFailed { retry: false }, vec![])
+    );
+    // The caller answers 502: its ack covers what went through.
+    let e = h.respond(RESPONSE_503, T0 + 6);
+    assert_eq!(one_to_client(&e).ack, Some(h.cseq(HEAD.len() + 4)));
+}
+
+#[test]
+fn queued_until_connected_or_timed_out() {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    h.c.enqueue(500, T0 + 2);
+    assert_eq!(h.c.state, State::Queued);
+    // More bytes (a body) are still buffered and acked while waiting.
+    let (v, e) = h.client(HEAD.len(), 0, tcp_flags::PSH, b"xyz", T0 + 3);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(one_to_client(&e).ack, Some(h.cseq(HEAD.len() + 3)));
+    assert_eq!(h.timer(T0 + 501), (Verdict::Continue, vec![]));
+    assert_eq!(h.timer(T0 + 502), (Verdict::QueueTimeout, vec![]));
+    // A slot came free instead: connect from the queue.
+    h.c.enqueue(500, T0 + 502);
+    h.connect(T0 + 503);
+    assert_eq!(h.c.state, State::Connecting);
+    let (_, e) = h.syn_ack(T0 + 504);
+    assert_eq!(
+        one_to_backend(&e).data,
+        Data::Head {
+            offset: 0,
+            len: HEAD.len() + 3
+        }
+    );
+}
+
+#[test]
+fn a_long_own_response_resumes_from_the_clients_ack() {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    let body: std::sync::Arc<[u8]> = vec![b'x'; 3000].into();
+    h.out.clear();
+    h.c.respond(Response::Shared(body), T0 + 2, &mut h.out);
+    let first = one_to_client(&h.collect());
+    assert_eq!(
+        first.data,
+        Data::Response {
+            offset: 0,
+            len: 3000
+        }
+    );
+    assert_eq!(h.c.response_bytes().len(), 3000);
+    // The client acks the first 1460 bytes; the retransmission starts there.
+    assert_eq!(
+        h.client(HEAD.len(), 1460, 0, &[], T0 + 3),
+        (Verdict::Continue, vec![])
+    );
+    let (v, e) = h.timer(T0 + 2 + RTO_MS);
+    assert_eq!(v, Verdict::Continue);
+    let again = one_to_client(&e);
+    assert_eq!(again.seq, h.oseq(1460));
+    assert_eq!(
+        again.data,
+        Data::Response {
+            offset: 1460,
+            len: 1540
+        }
+    );
+    // All of it and the FIN acked, and the client's FIN: done.
+    let (v, _) = h.client(HEAD.len(), 3001, tcp_flags::FIN, &[], T0 + 400);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(h.c.state, State::Closed);
 }
