@@ -113,6 +113,10 @@ struct Cli {
     /// by the second, as examples/*.json route them.
     #[arg(long)]
     check_routing: bool,
+    /// Check the route of every request, not only the first of each connection (for a
+    /// switch that routes each keep-alive request).
+    #[arg(long)]
+    route_every_request: bool,
     /// Expected backend per class, `class=IP` (repeatable; implies the check).
     #[arg(long = "route")]
     routes: Vec<String>,
@@ -397,6 +401,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
                     timeout_ns: cli.timeout_ms * 1_000_000,
                     rto_ns: cli.rto_ms.max(1) * 1_000_000,
                     routes: routes.clone(),
+                    route_every_request: cli.route_every_request,
                     host: "bench".into(),
                     flood_ips: flood,
                 },
@@ -425,6 +430,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             &mut server,
             &clock,
             link_timeout,
+            cli.syn_flood > 0.0,
             &stop,
             &mut c,
         ) {
@@ -461,7 +467,11 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
 
     let rates = Rates::over(&out.window, out.load_s);
     let mut problems = report::check(&out.totals);
-    problems.extend(report::check(&out.window).into_iter().filter(|_| false));
+    problems.extend(
+        report::check(&out.window)
+            .into_iter()
+            .map(|p| format!("load window: {p}")),
+    );
     let integrity = out.totals.integrity_failures();
     if integrity > 0 {
         problems.push(format!(

@@ -367,3 +367,58 @@ pub fn counter(stats: &Value, path: &[&str]) -> u64 {
     }
     v.as_u64().unwrap_or(0)
 }
+
+impl Switch {
+    /// Starts `webswitch run` in the current network namespace (for ports that need no
+    /// testbed, such as `net_memif`), writing `config` to a temporary file named after
+    /// `name`; returns once it printed its `ready` event.
+    pub fn start_local(name: &str, config: &Value) -> Switch {
+        let file_prefix = config["eal"]["file_prefix"]
+            .as_str()
+            .expect("file_prefix")
+            .to_string();
+        let config_path = std::env::temp_dir().join(format!("{name}-webswitch.json"));
+        std::fs::write(&config_path, serde_json::to_string_pretty(config).unwrap())
+            .expect("write config");
+        let mut child = Command::new(webswitch_bin())
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env(
+                "WEBSWITCH_LOG",
+                std::env::var("WEBSWITCH_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn webswitch");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&stderr);
+        let err_pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                eprintln!("[webswitch] {line}");
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let mut sw = Switch {
+            child: Some(child),
+            ready: Value::Null,
+            file_prefix,
+            lines,
+            stderr,
+            config_path,
+        };
+        sw.ready = sw.wait_event("ready", Duration::from_secs(30));
+        sw
+    }
+}

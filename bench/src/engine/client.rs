@@ -33,6 +33,9 @@ pub struct ClientCfg {
     pub rto_ns: u64,
     /// Expected backend per class (`X-Backend`), checked when set.
     pub routes: Vec<(UrlClass, Ipv4Addr)>,
+    /// Check the route of every request, not only the first of each connection (a
+    /// splicing switch routes a connection once, by its first request).
+    pub route_every_request: bool,
     pub host: String,
     /// Spoofed SYN sources (inclusive range) for the SYN flood.
     pub flood_ips: (u32, u32),
@@ -478,7 +481,7 @@ impl Client {
                         conn.bad = true;
                     }
                     conn.clen = clen;
-                    if routes_len > 0 {
+                    if routes_len > 0 && (conn.reqs_done == 0 || self.cfg.route_every_request) {
                         let want = self
                             .cfg
                             .routes
@@ -762,6 +765,33 @@ impl Client {
                 self.close(id, now);
             }
         }
+    }
+
+    /// Connections still connecting and requests still waiting for their response.
+    pub fn in_flight(&self) -> (u64, u64) {
+        let mut r = (0, 0);
+        for &id in &self.active {
+            match self.conns[id as usize].phase {
+                Phase::Connecting => r.0 += 1,
+                Phase::Waiting => r.1 += 1,
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Gratuitous ARP for every client (and flood) address, so a switch that cached an
+    /// earlier run's MAC for them learns this one's.
+    pub fn announce(&mut self, flood: bool, c: &mut Counters) {
+        let mut ips = self.cfg.ips.clone();
+        if flood {
+            ips.extend((self.cfg.flood_ips.0..=self.cfg.flood_ips.1).map(Ipv4Addr::from));
+        }
+        for ip in ips {
+            self.net
+                .send_arp(arp_op::REQUEST, ip, MacAddr([0; 6]), ip, c);
+        }
+        self.net.flush();
     }
 
     /// At the end: counts what is still open as unfinished.

@@ -102,10 +102,17 @@ pub fn resolve(
     server: &mut Option<Server>,
     clock: &Clock,
     timeout: Duration,
+    flood: bool,
     stop: &AtomicBool,
     c: &mut Counters,
 ) -> bool {
     let deadline = clock.now() + timeout.as_nanos() as u64;
+    if let Some(s) = server.as_mut() {
+        s.announce(c);
+    }
+    if let Some(cl) = client.as_mut() {
+        cl.announce(flood, c);
+    }
     loop {
         let now = clock.now();
         if let Some(s) = server.as_mut() {
@@ -277,7 +284,14 @@ pub fn run(
         if !draining && (now >= load_end || stopped) {
             draining = true;
             drain_started = now;
-            end_window = Some((*c, now));
+            let mut snap = *c;
+            if let Some(cl) = client.as_ref() {
+                // what is open at the end of the window ends outside it
+                let (connecting, waiting) = cl.in_flight();
+                snap.conn_unfinished += connecting;
+                snap.req_unfinished += waiting;
+            }
+            end_window = Some((snap, now));
             if let Some(cl) = client.as_mut() {
                 cl.drain(now);
             }

@@ -123,6 +123,15 @@ impl Server {
         }
     }
 
+    /// Gratuitous ARP for every backend address (see `Client::announce`).
+    pub fn announce(&mut self, c: &mut Counters) {
+        for ip in self.cfg.ips.clone() {
+            self.net
+                .send_arp(arp_op::REQUEST, ip, tcpstate::wire::MacAddr([0; 6]), ip, c);
+        }
+        self.net.flush();
+    }
+
     pub fn active(&self) -> usize {
         self.active.len()
     }

@@ -1,0 +1,358 @@
+//! End to end: webswitch-bench (issue 6) in its back-to-back mode and against a real
+//! webswitch over net_memif, with every response body checked against its URL; the JSON
+//! report parses, its figures add up, and the SVG plots beside it parse as SVG.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use webswitch_tests::{root_or_skip, run_with_timeout, testbed_lock, workspace_root, Switch};
+
+/// The webswitch-bench binary: `$WEBSWITCH_BENCH_BIN`, or the workspace's debug build
+/// (built once on first use).
+fn bench_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("WEBSWITCH_BENCH_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = workspace_root();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "webswitch-bench",
+                "--bin",
+                "webswitch-bench",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build -p webswitch-bench failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("debug").join("webswitch-bench")
+    })
+    .clone()
+}
+
+/// Removes, by exact name, what a run may leave behind: DPDK runtime directories, memif
+/// sockets, the scratch directory.
+struct Cleanup {
+    paths: Vec<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.paths {
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+fn run_bench(args: &[&str]) -> Output {
+    let mut cmd = Command::new(bench_bin());
+    cmd.args(args);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(90));
+    eprintln!(
+        "webswitch-bench {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn read_report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("JSON report written");
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// The report's figures add up: every connection and request ends one way, errors by
+/// kind sum to the kinds' counters, rates are counts over the window.
+fn check_figures(r: &Value) {
+    // the window's unfinished are those open at its end, so it adds up as the totals do
+    for part in ["totals", "window"] {
+        let t = &r[part];
+        assert_eq!(
+            n(&t["conn_attempts"]),
+            n(&t["conn_established"])
+                + n(&t["conn_refused"])
+                + n(&t["conn_timeout"])
+                + n(&t["conn_reset"])
+                + n(&t["conn_unfinished"]),
+            "{part}: connections add up"
+        );
+        let req_ends: u64 = [
+            "req_ok",
+            "req_reset",
+            "req_timeout",
+            "req_integrity",
+            "req_http",
+            "req_misrouted",
+            "req_closed",
+            "req_unfinished",
+        ]
+        .iter()
+        .map(|k| n(&t[*k]))
+        .sum();
+        assert_eq!(n(&t["req_sent"]), req_ends, "{part}: requests add up");
+    }
+    let t = &r["totals"];
+    let errors = r["errors"].as_object().expect("errors by kind");
+    assert_eq!(
+        n(&errors["reset"]),
+        n(&t["conn_reset"]) + n(&t["req_reset"]) + n(&t["conn_reset_idle"])
+    );
+    assert_eq!(
+        n(&errors["timeout"]),
+        n(&t["conn_timeout"]) + n(&t["req_timeout"])
+    );
+    assert_eq!(n(&errors["refused"]), n(&t["conn_refused"]));
+    assert_eq!(n(&errors["integrity"]), n(&t["req_integrity"]));
+    let load_s = r["load_s"].as_f64().unwrap();
+    assert!(load_s > 0.5, "load window {load_s}");
+    let w = &r["window"];
+    let rates = &r["rates"];
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+    assert!(close(
+        rates["requests_per_s"].as_f64().unwrap(),
+        n(&w["req_ok"]) as f64 / load_s
+    ));
+    assert!(close(
+        rates["connections_per_s"].as_f64().unwrap(),
+        n(&w["conn_established"]) as f64 / load_s
+    ));
+    let pkts = n(&w["client_tx_pkts"])
+        + n(&w["client_rx_pkts"])
+        + n(&w["server_tx_pkts"])
+        + n(&w["server_rx_pkts"]);
+    assert!(close(
+        rates["packets_per_s"].as_f64().unwrap(),
+        pkts as f64 / load_s
+    ));
+    for name in ["connect", "ttfb", "response"] {
+        let p = &r["latency"][name];
+        let (p50, p99, max) = (
+            p["p50_us"].as_f64().unwrap(),
+            p["p99_us"].as_f64().unwrap(),
+            p["max_us"].as_f64().unwrap(),
+        );
+        assert!(p50 <= p99 && p99 <= max, "{name}: {p}");
+    }
+    assert!(!r["timeline"].as_array().unwrap().is_empty());
+}
+
+/// No error of any kind, requests served, bodies checked.
+fn check_clean(r: &Value) {
+    assert_eq!(r["ok"], true, "report not ok: {}", r["problems"]);
+    for (kind, count) in r["errors"].as_object().unwrap() {
+        assert_eq!(n(count), 0, "errors of kind {kind}");
+    }
+    let t = &r["totals"];
+    assert!(n(&t["req_ok"]) > 50, "too few requests: {}", t["req_ok"]);
+    assert!(n(&t["body_bytes_checked"]) > 0);
+    assert_eq!(n(&t["srv_body_integrity"]), 0);
+}
+
+/// The SVG plots written beside the report parse as SVG.
+fn check_svgs(json: &Path) {
+    let stem = json.file_stem().unwrap().to_string_lossy().to_string();
+    let dir = json.parent().unwrap();
+    for suffix in ["rates", "latency"] {
+        let p = dir.join(format!("{stem}-{suffix}.svg"));
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let doc = roxmltree::Document::parse(&text)
+            .unwrap_or_else(|e| panic!("{} is not XML: {e}", p.display()));
+        assert_eq!(
+            doc.root_element().tag_name().name(),
+            "svg",
+            "{}",
+            p.display()
+        );
+        assert!(
+            doc.descendants()
+                .any(|n| n.has_tag_name("polyline") || n.has_tag_name("path")),
+            "{} has no lines",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn back_to_back_mode_is_clean_and_its_report_adds_up() {
+    if !root_or_skip() {
+        return;
+    }
+    let _lock = testbed_lock();
+    let dir = std::env::temp_dir().join(format!("ws-bench-b2b-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = "ws-bench-b2b";
+    let _cleanup = Cleanup {
+        paths: vec![dir.clone(), Path::new("/run/dpdk").join(prefix)],
+    };
+    let json = dir.join("b2b.json");
+    let out = run_bench(&[
+        "--mode",
+        "back-to-back",
+        "--file-prefix",
+        prefix,
+        "--duration",
+        "3",
+        "--concurrency",
+        "6",
+        "--requests-per-conn",
+        "3",
+        "--sizes",
+        "0,100,1460,5000,70000",
+        "--request-body",
+        "300",
+        "--mix",
+        "img:1,app:1,other:2",
+        "--strict",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "webswitch-bench failed");
+    let r = read_report(&json);
+    assert_eq!(r["mode"], "back-to-back");
+    check_clean(&r);
+    check_figures(&r);
+    let t = &r["totals"];
+    // three requests per connection: at least two thirds of the requests reused one
+    assert!(n(&t["req_sent"]) >= 2 * n(&t["conn_established"]));
+    assert_eq!(
+        n(&t["srv_requests"]),
+        n(&t["req_sent"]) - n(&t["req_unfinished"])
+    );
+    check_svgs(&json);
+    assert!(!Path::new("/run/dpdk").join(prefix).exists());
+}
+
+/// The example config with its memif sockets in `sock_dir` and its own prefixes.
+fn memif_config(sock_dir: &Path, prefix: &str) -> Value {
+    let text = std::fs::read_to_string(workspace_root().join("examples/memif.json"))
+        .expect("examples/memif.json");
+    let text = text.replace("/run/webswitch-bench/", &format!("{}/", sock_dir.display()));
+    let mut v: Value = serde_json::from_str(&text).expect("example is JSON");
+    v["eal"]["file_prefix"] = Value::from(prefix);
+    v["web"]["listen"] = Value::from("127.0.0.1:9187");
+    v
+}
+
+fn memif_dev(name: &str, sock: &Path) -> String {
+    format!(
+        "{name},role=client,id=0,socket={},socket-abstract=no",
+        sock.display()
+    )
+}
+
+#[test]
+fn through_webswitch_over_memif_every_response_checks_out() {
+    if !root_or_skip() {
+        return;
+    }
+    let _lock = testbed_lock();
+    let sock_dir = PathBuf::from(format!("/run/ws-bench-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&sock_dir).unwrap();
+    let (sw_prefix, bench_prefix) = ("ws-bench-sw", "ws-bench-cl");
+    let json = sock_dir.join("switch.json");
+    let _cleanup = Cleanup {
+        paths: vec![
+            sock_dir.join("client.sock"),
+            sock_dir.join("server.sock"),
+            sock_dir.clone(),
+            Path::new("/run/dpdk").join(sw_prefix),
+            Path::new("/run/dpdk").join(bench_prefix),
+        ],
+    };
+    let sw = Switch::start_local("ws-bench", &memif_config(&sock_dir, sw_prefix));
+    let client_dev = memif_dev("net_memif0", &sock_dir.join("client.sock"));
+    let server_dev = memif_dev("net_memif1", &sock_dir.join("server.sock"));
+    let out = run_bench(&[
+        "--client-dev",
+        &client_dev,
+        "--server-dev",
+        &server_dev,
+        "--file-prefix",
+        bench_prefix,
+        "--duration",
+        "3",
+        "--concurrency",
+        "8",
+        "--requests-per-conn",
+        "2",
+        "--sizes",
+        "10,2000,30000",
+        "--check-routing",
+        "--strict",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let r = read_report(&json);
+    // SYN flood with legitimate clients: every legitimate request still succeeds
+    let flood_json = sock_dir.join("flood.json");
+    let flood = run_bench(&[
+        "--client-dev",
+        &client_dev,
+        "--server-dev",
+        &server_dev,
+        "--file-prefix",
+        bench_prefix,
+        "--duration",
+        "2",
+        "--concurrency",
+        "4",
+        "--syn-flood",
+        "5000",
+        "--strict",
+        "--no-plots",
+        "--json",
+        flood_json.to_str().unwrap(),
+    ]);
+    let stats = sw.stop();
+    assert!(
+        out.status.success(),
+        "webswitch-bench through the switch failed"
+    );
+    assert_eq!(r["mode"], "switch");
+    check_clean(&r);
+    check_figures(&r);
+    check_svgs(&json);
+    let t = &r["totals"];
+    assert_eq!(n(&t["req_misrouted"]), 0);
+    let routed = stats["total"]["requests_routed"].as_u64().unwrap_or(0);
+    assert!(
+        routed >= n(&t["req_ok"]),
+        "switch routed {routed} < harness ok {}",
+        t["req_ok"]
+    );
+    assert!(flood.status.success(), "SYN-flood run failed");
+    let f = read_report(&flood_json);
+    check_clean(&f);
+    check_figures(&f);
+    let ft = &f["totals"];
+    assert!(
+        n(&ft["flood_syns"]) > 1000,
+        "flood sent {}",
+        ft["flood_syns"]
+    );
+    assert!(
+        n(&ft["flood_synacks"]) > 0,
+        "the switch answered no spoofed SYN (cookies)"
+    );
+    for p in ["/run/dpdk/ws-bench-sw", "/run/dpdk/ws-bench-cl"] {
+        assert!(!Path::new(p).exists(), "{p} left behind");
+    }
+}
