@@ -266,6 +266,81 @@ fn rule_errors_are_named() {
 }
 
 #[test]
+fn operator_fields_parse_and_bad_ones_are_named() {
+    use serde_json::json;
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    v["backends"][0]["max_conns"] = 2.into();
+    v["pools"][0]["client_address"] = "proxy-v2".into();
+    v["pools"][1]["client_address"] = "x-forwarded-for".into();
+    v["pools"][1]["client_xff"] = "append".into();
+    v["pools"][1]["retries"] = 1.into();
+    v["pools"][1]["queue_length"] = 0.into();
+    v["rules"][0] =
+        json!({ "name": "deny", "match": { "path_prefix": "/admin" }, "action": { "deny": {} } });
+    v["rules"][1] = json!({ "match": { "path_prefix": "/old/" },
+        "action": { "redirect": { "location": "https://{host}{path}", "replace_prefix": { "from": "/old/", "to": "/new/" } } } });
+    let c = Config::from_json(&v.to_string()).unwrap();
+    assert_eq!(c.backends[0].max_connections, Some(2));
+    assert_eq!(c.pools[0].client_address, super::ClientAddress::ProxyV2);
+    assert_eq!(c.pools[1].client_xff, super::ClientXff::Append);
+    assert_eq!((c.pools[1].retries, c.pools[1].queue_length), (Some(1), 0));
+    assert_eq!(c.pools[2].queue_timeout_ms, 5000, "defaults");
+    assert!(matches!(
+        c.rules[0].action,
+        Some(super::RuleAction::Deny { status: 403 })
+    ));
+    // Round trip: what `config save` writes, `webswitch run` reads back the same.
+    let again = Config::from_json(&serde_json::to_string(&c).unwrap()).unwrap();
+    assert_eq!(again, c);
+
+    let e = err_after(|v| v["pools"][0]["client_address"] = "x-real-ip".into());
+    assert_eq!(e.field, "pools[0].client_address");
+    let e = err_after(|v| v["pools"][0]["client_xff"] = "append".into());
+    assert_eq!(e.field, "pools[0].client_xff");
+    let e = err_after(|v| v["pools"][0]["retries"] = 17.into());
+    assert_eq!(e.field, "pools[0].retries");
+    let e = err_after(|v| v["pools"][0]["queue_timeout_ms"] = 0.into());
+    assert_eq!(e.field, "pools[0].queue_timeout_ms");
+    let e = err_after(|v| v["pools"][0]["queue_length"] = 100_000.into());
+    assert_eq!(e.field, "pools[0].queue_length");
+    let e = err_after(|v| v["rules"][0]["action"] = json!({ "deny": { "status": 200 } }));
+    assert_eq!(e.field, "rules[0].pool", "both pool and action: {e}");
+    let action = |a: serde_json::Value| {
+        move |v: &mut serde_json::Value| {
+            v["rules"][0].as_object_mut().unwrap().remove("pool");
+            v["rules"][0]["action"] = a.clone();
+        }
+    };
+    let e = err_after(action(json!({ "deny": { "status": 200 } })));
+    assert_eq!(e.field, "rules[0].action.deny.status");
+    let e = err_after(action(
+        json!({ "redirect": { "status": 200, "location": "/x" } }),
+    ));
+    assert_eq!(e.field, "rules[0].action.redirect.status");
+    let e = err_after(action(
+        json!({ "redirect": { "location": "https://{hots}/" } }),
+    ));
+    assert_eq!(e.field, "rules[0].action.redirect.location");
+    assert!(e.message.contains("hots"), "{e}");
+    let e = err_after(action(json!({ "redirect": { "location": "a\r\nb" } })));
+    assert_eq!(e.field, "rules[0].action.redirect.location");
+    let e = err_after(action(
+        json!({ "respond": { "headers": { "Content-Length": "5" } } }),
+    ));
+    assert_eq!(e.field, "rules[0].action.respond.headers.Content-Length");
+    let e = err_after(action(json!({ "respond": { "status": 204 } })));
+    assert_eq!(e.field, "rules[0].action.respond.status");
+    let e = err_after(action(json!({ "respond": { "body": "x".repeat(40_000) } })));
+    assert_eq!(e.field, "rules[0].action.respond.body");
+    let e = err_after(action(json!({ "forward": {} })));
+    assert!(e.field.starts_with("rules[0].action"), "{e}");
+    let e = err_after(|v| {
+        v["rules"][0].as_object_mut().unwrap().remove("pool");
+    });
+    assert_eq!(e.field, "rules[0].pool");
+}
+
+#[test]
 fn tcp_ranges_are_named() {
     for (field, bad) in [
         ("max_head_bytes", 512u64),
