@@ -118,7 +118,8 @@ fn plot_latency(r: &Report, path: &Path) -> Result<(), String> {
         .y_desc("microseconds")
         .draw()
         .map_err(err)?;
-    let series: [(&str, RGBColor, fn(&crate::report::Tick) -> f64); 5] = [
+    type Series = (&'static str, RGBColor, fn(&crate::report::Tick) -> f64);
+    let series: [Series; 5] = [
         ("ttfb p50", BLUE, |t| t.ttfb_p50_us),
         ("ttfb p90", GREEN, |t| t.ttfb_p90_us),
         ("ttfb p99", RED, |t| t.ttfb_p99_us),

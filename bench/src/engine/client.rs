@@ -134,7 +134,7 @@ impl Client {
             next_target: 0,
             gw_mac: None,
             last_arp: 0,
-            rng: Rng(seed ^ 0xC11E_A7),
+            rng: Rng(seed ^ 0x00C1_1EA7),
             mix_total,
             scratch: vec![0u8; MSS],
             batch: MbufBatch::new(),

@@ -116,7 +116,7 @@ impl Server {
             free: Vec::new(),
             active: Vec::new(),
             pending: Vec::with_capacity(1024),
-            rng: Rng(seed ^ 0x5E4E_E4),
+            rng: Rng(seed ^ 0x005E_4EE4),
             scratch: vec![0u8; MSS],
             batch: MbufBatch::new(),
             cfg,

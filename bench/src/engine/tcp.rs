@@ -163,7 +163,7 @@ impl Tcb {
             return nothing;
         }
         let off = off as usize;
-        if off > len || (off == len && !fin) || (off == len && fin && self.fin_rcvd) {
+        if off > len || (off == len && (!fin || self.fin_rcvd)) {
             // a duplicate
             self.ack_now = true;
             return nothing;
