@@ -212,6 +212,14 @@ impl SwitchControl {
         let port = args.get("port").and_then(Value::as_u64).unwrap_or(80);
         let port = u16::try_from(port).map_err(|_| CtlError::invalid("`port` out of range"))?;
         let weight = args.get("weight").and_then(Value::as_u64).unwrap_or(1) as u32;
+        let max_connections = match args.get("max_connections").or_else(|| args.get("max_conns")) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| CtlError::invalid("`max_connections` is not a count"))?,
+            ),
+        };
         let pools: Vec<String> = args
             .get("pools")
             .and_then(Value::as_array)
@@ -237,7 +245,7 @@ impl SwitchControl {
             b.address = address;
             b.port = port;
             b.weight = weight;
-            b.max_connections = None;
+            b.max_connections = max_connections;
             c.backends.push(b);
             for p in &pools {
                 let Some(pool) = c.pools.iter_mut().find(|x| &x.name == p) else {
