@@ -139,6 +139,10 @@ fn prometheus_scrapes_metrics_that_agree() {
         "webswitch_backend_health{backend=\"be1\",state=",
         "webswitch_time_to_first_byte_seconds_bucket{le=\"0.001\"}",
         "webswitch_core_seconds_total{core=\"0\",state=\"busy\"}",
+        "webswitch_rule_hits_total{rule=\"images-by-extension\"}",
+        "webswitch_pool_requests_total{pool=\"default\"}",
+        "webswitch_pool_queue_length{pool=\"default\"}",
+        "webswitch_retries_total{core=\"0\"}",
     ] {
         assert!(
             metrics.contains(name),
@@ -236,6 +240,20 @@ fn prometheus_scrapes_metrics_that_agree() {
         Some(requests as f64),
         "Prometheus's request counter vs the switch's; prometheus log:\n{}",
         log()
+    );
+    // Every routed request went to some pool: the per-pool counters add up to it, in
+    // the page's JSON and in Prometheus.
+    let pools = stats_json(&tb, port)["pools"].clone();
+    let by_pool: u64 = pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_pool, requests, "pools: {pools}");
+    assert_eq!(
+        prom_query(&tb, prom_addr, "sum(webswitch_pool_requests_total)"),
+        Some(requests as f64)
     );
     let p50_us = stats_json(&tb, port)["latency_us"]["ttfb"]["p50"]
         .as_u64()

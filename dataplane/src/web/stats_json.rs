@@ -94,20 +94,26 @@ pub(super) fn render(state: &State) -> Value {
                     "flows_live": w.get(Counter::FlowsLive), "drops_total": w.total_drops() })
         })
         .collect();
+    let (rule_counts, pool_counts) = crate::stats::routing_json(s, &rt);
     let pools: Vec<Value> = rt
         .config
         .pools
         .iter()
-        .map(|p| json!({ "name": p.name, "scheduler": p.scheduler, "backends": p.backends }))
+        .zip(pool_counts.as_array().cloned().unwrap_or_default())
+        .map(|(p, c)| {
+            json!({ "name": p.name, "scheduler": p.scheduler, "backends": p.backends,
+                    "requests": c["requests"], "queued": c["queued"], "queue_timeouts": c["queue_timeouts"] })
+        })
         .collect();
     let rules: Vec<Value> = rt
         .config
         .rules
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            json!({ "index": i, "name": r.name.clone().unwrap_or_else(|| format!("#{i}")),
-                    "match": r.matches, "pool": r.pool })
+        .zip(rule_counts.as_array().cloned().unwrap_or_default())
+        .map(|((i, r), c)| {
+            json!({ "index": i, "name": c["name"], "match": r.matches,
+                    "pool": r.pool, "action": c["action"], "hits": c["hits"] })
         })
         .collect();
     json!({

@@ -916,12 +916,12 @@ impl Worker {
 
     /// Answers with the switch's own response (`status` is what it carries).
     fn respond_with(&mut self, id: ConnId, status: u16, response: Response, now_ms: u64) {
-        let counter = if status >= 500 {
-            Counter::Http5xxSent
-        } else {
-            Counter::Http4xxSent
-        };
-        self.stats().add(counter, 1);
+        match status {
+            400..=499 => self.stats().add(Counter::Http4xxSent, 1),
+            500..=599 => self.stats().add(Counter::Http5xxSent, 1),
+            // Redirects and `respond` pages are answers, not errors.
+            _ => {}
+        }
         self.tcp.meta[id as usize].status = Some(status);
         let by_status = match status {
             400 => Some(Counter::Http400Sent),
