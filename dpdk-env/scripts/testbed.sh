@@ -508,6 +508,7 @@ cmd_up() {
         make_content "$b" "$i"
         write_nginx_conf "$b"
         : >"$DIR/$b/error.log"
+        : >"$DIR/$b/access.log"   # each run starts with an empty log
         nsx "$P-$b" nginx -q -t -p "$DIR/$b" -c "$DIR/$b/nginx.conf" -e "$DIR/$b/error.log" ||
             die "nginx config for $b rejected (see $DIR/$b/nginx.conf)"
         nsx "$P-$b" nginx -p "$DIR/$b" -c "$DIR/$b/nginx.conf" -e "$DIR/$b/error.log"
