@@ -3,8 +3,13 @@
 # missing, build webswitch, bring up the netns testbed, start webswitch with
 # examples/testbed.json in the switch namespace, show it answering from the client
 # namespace (ARP, ping, then HTTP: curl requests routed by rule to different nginx
-# backends, a 100 MB download checked with sha256, a short wrk run), stop it (its final
-# counters print), and take everything down.
+# backends, the client's address in a backend's access log through X-Forwarded-For and
+# PROXY protocol pools, a 100 MB download checked with sha256, a short wrk run), stop it
+# (its final counters print), and take everything down.
+#
+# The switch runs on a copy of $CONFIG with two pools added in front (selected by an
+# X-Demo-Pool request header): client-xff (be1's nginx on :8080, which trusts
+# X-Forwarded-For) and client-proxy (be2's nginx on :8081, which reads a PROXY v2 header).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -41,8 +46,33 @@ echo "== bringing up the testbed ($WS_TESTBED)"
 bash $TB up
 eval "$(bash $TB env)"
 
-echo "== starting webswitch in $WS_NS_SW with $CONFIG"
-ip netns exec "$WS_NS_SW" target/release/webswitch run --config "$CONFIG" >"$OUT/events" 2>"$OUT/log" &
+# $CONFIG plus the client-address pools (the testbed's nginx listens on :8080 with
+# real_ip_header X-Forwarded-For and on :8081 with proxy_protocol, see docs/testbed.md)
+RUNCONFIG=$OUT/config.json
+python3 - "$CONFIG" "$RUNCONFIG" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+addr = {b["name"]: b["address"] for b in c.get("backends", [])}
+if "be1" in addr and "be2" in addr:
+    c["backends"] += [
+        {"name": "be1-xff", "address": addr["be1"], "port": 8080},
+        {"name": "be2-proxy", "address": addr["be2"], "port": 8081},
+    ]
+    c["pools"] += [
+        {"name": "client-xff", "backends": ["be1-xff"], "client_address": "x-forwarded-for"},
+        {"name": "client-proxy", "backends": ["be2-proxy"], "client_address": "proxy-v2"},
+    ]
+    c["rules"] = [
+        {"name": "demo-xff", "match": {"header": {"name": "X-Demo-Pool", "value_regex": "^xff$"}},
+         "pool": "client-xff"},
+        {"name": "demo-proxy", "match": {"header": {"name": "X-Demo-Pool", "value_regex": "^proxy$"}},
+         "pool": "client-proxy"},
+    ] + c.get("rules", [])
+json.dump(c, open(sys.argv[2], "w"), indent=2)
+PY
+
+echo "== starting webswitch in $WS_NS_SW with $CONFIG (+ the client-address pools: $RUNCONFIG)"
+ip netns exec "$WS_NS_SW" target/release/webswitch run --config "$RUNCONFIG" >"$OUT/events" 2>"$OUT/log" &
 PID=$!
 for _ in $(seq 300); do
     grep -q '"event":"ready"' "$OUT/events" 2>/dev/null && break
@@ -80,6 +110,24 @@ for path in /img/logo.png /img/photo.jpg /app/run.cgi /static/app.js /whoami /wh
 done
 echo "  (rules in $CONFIG: images -> be1, /app/ -> be2, the rest -> least-connections over be1..be3)"
 echo
+if grep -q '"client-xff"' "$RUNCONFIG"; then
+    echo "== the client's address in the backends' logs (client $WS_CLIENT_IP; the backends' TCP peer is webswitch, $WS_SWITCH_BACKEND_IP)"
+    for pool in xff proxy; do
+        ip netns exec "$WS_NS_CLI" curl -sS --max-time 10 -o /dev/null -H "X-Demo-Pool: $pool" \
+            "http://$WS_VIP/whoami?demo=$pool"
+    done
+    sleep 0.3
+    echo "  pool client-xff: X-Forwarded-For inserted; be1's nginx on :8080 has real_ip_header X-Forwarded-For"
+    grep -h 'demo=xff' "$WS_TESTBED_DIR/be1/access.log" | tail -n1 | sed 's/^/    be1: /'
+    echo "  pool client-proxy: a PROXY v2 header first; be2's nginx on :8081 has listen ... proxy_protocol"
+    grep -h 'demo=proxy' "$WS_TESTBED_DIR/be2/access.log" | tail -n1 | sed 's/^/    be2: /'
+    for b in be1:xff be2:proxy; do
+        grep -h "demo=${b#*:}" "$WS_TESTBED_DIR/${b%%:*}/access.log" | tail -n1 | grep -q "^$WS_CLIENT_IP:" ||
+            { echo "${b%%:*}'s access log does not show the client's address $WS_CLIENT_IP" >&2; exit 1; }
+    done
+    echo "  (each line starts with nginx's \$remote_addr, the client's address; peer= is the TCP peer, webswitch)"
+    echo
+fi
 echo "== 100 MB download through the splice, checked with sha256"
 ip netns exec "$WS_NS_CLI" curl -sS --max-time 60 -D "$OUT/h" -o "$OUT/100M.bin" \
     -w '  %{size_download} bytes at %{speed_download} bytes/s\n' "http://$WS_VIP/big/100M.bin"
@@ -126,7 +174,7 @@ t = s["total"]
 keys = ["rx_packets", "tx_packets", "arp_requests_answered", "icmp_echo_answered", "gratuitous_arp_sent",
         "syn_cookies_sent", "conns_accepted", "requests_routed", "backend_connects", "conns_closed",
         "spliced_packets_c2b", "spliced_bytes_c2b", "spliced_packets_b2c", "spliced_bytes_b2c",
-        "http_4xx_sent", "http_5xx_sent"]
+        "xff_inserted", "proxy_headers_sent", "http_4xx_sent", "http_5xx_sent"]
 for k in keys:
     print(f"  {k:24} {t[k]}")
 for k, v in t["drops"].items():
