@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Instructions webswitch spends per spliced packet and per connection under a fixed
+# webswitch-bench load over net_memif, counted by callgrind inside the worker loop's packet
+# functions only (Worker::handle_burst, Worker::flush, and *tcp_timers* when not inlined),
+# as callgrind-splice.sh does on the netns testbed. Valgrind counts instructions, which do not
+# drift with machine noise; no kernel is involved with memif, so nothing is missing from the
+# count but the PMD's rx copy (rte_eth_rx_burst is called from Worker::run, outside the
+# collected functions).
+#
+#   idle       start, IDLE_S s with no harness, stop: the baseline, subtracted from every
+#              other run in proportion to its length
+#   conns      open loop, RATE new connections/s for LOAD_S s, one GET of a 1 KB object each:
+#              per connection = (run - idle) / conns_accepted
+#   data       closed loop, 2 connections, keep-alive GETs of 64 KB objects for LOAD_S s:
+#              per spliced packet = (run - idle) / (spliced_packets_c2b + spliced_packets_b2c)
+#
+# Usage (root): bash bench/scripts/callgrind-harness.sh     (about 2 minutes)
+#   RATE=200 LOAD_S=5 IDLE_S=5 RUNS="idle conns data" KEEP=1 TOP=12
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+RATE=${RATE:-200}
+LOAD_S=${LOAD_S:-5}
+IDLE_S=${IDLE_S:-5}
+RUNS=${RUNS:-idle conns data}
+BIN=${WEBSWITCH:-$ROOT/target/release/webswitch}
+BENCH=${BENCH:-$ROOT/target/release/webswitch-bench}
+SOCK=/run/webswitch-bench
+PREFIX=wsb-cg
+OUT=$(mktemp -d /tmp/webswitch-cgharness.XXXXXX)
+PID=
+# shellcheck source=bench/scripts/lib.sh
+. "$ROOT/bench/scripts/lib.sh"
+cleanup() {
+    if [ -n "$PID" ]; then
+        kill -TERM "$PID" 2>/dev/null && sleep 3
+        kill -KILL "$PID" 2>/dev/null || true
+    fi
+    rm -f "$SOCK/client.sock" "$SOCK/server.sock"
+    rm -rf "/run/dpdk/$PREFIX" "/run/dpdk/$PREFIX-h"
+    if [ -n "${KEEP:-}" ]; then echo "raw outputs kept in $OUT"; else rm -rf "$OUT"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ ! -x "$BIN" ] || [ ! -x "$BENCH" ]; then
+    (cd "$ROOT" && cargo build --release -q -p webswitch -p webswitch-bench)
+fi
+mkdir -p "$SOCK"
+sed -e "s|\"file_prefix\": \"webswitch-memif\"|\"file_prefix\": \"$PREFIX\"|" \
+    examples/memif.json >"$OUT/config.json"
+
+start() { # $1: callgrind output file
+    : >"$OUT/events"
+    valgrind --tool=callgrind --fair-sched=yes \
+        --toggle-collect='*Worker::handle_burst' --toggle-collect='*Worker::flush' \
+        --toggle-collect='*tcp_timers*' --callgrind-out-file="$1" \
+        "$BIN" run --config "$OUT/config.json" >"$OUT/events" 2>"$OUT/log" &
+    PID=$!
+    for _ in $(seq 1200); do
+        grep -q '"event":"ready"' "$OUT/events" && return 0
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$OUT/log" >&2
+    echo "webswitch did not start" >&2
+    exit 1
+}
+stop() {
+    kill -TERM "$PID"
+    wait "$PID" || true
+    PID=
+}
+counted() { # counter names from final_stats, summed
+    python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["event"] == "final_stats": print(sum(e["total"].get(k, 0) for k in sys.argv[2:]))' "$OUT/events" "$@"
+}
+harness() { # run name, then load arguments
+    local name=$1
+    shift
+    "$BENCH" --file-prefix "$PREFIX-h" --cpu 0 --quiet --no-plots --rto-ms 1000 --timeout-ms 20000 \
+        --client-dev "net_memif0,role=client,id=0,socket=$SOCK/client.sock,socket-abstract=no" \
+        --server-dev "net_memif1,role=client,id=0,socket=$SOCK/server.sock,socket-abstract=no" \
+        --link-timeout 60 --strict --json "$OUT/$name.json" "$@" >"$OUT/$name.txt" 2>&1 || {
+        cat "$OUT/$name.txt" >&2
+        echo "harness run $name failed" >&2
+        exit 1
+    }
+}
+
+declare -A IR DEN SECS
+for run in $RUNS; do
+    wait_for_builds
+    start "$OUT/cg.$run"
+    t0=$(date +%s%3N)
+    case $run in
+    idle) sleep "$IDLE_S" ;;
+    conns) harness conns --rate "$RATE" --duration "$LOAD_S" --requests-per-conn 1 --sizes 1024 ;;
+    data) harness data --concurrency 2 --requests-per-conn 1000000 --sizes 65536 --duration "$LOAD_S" ;;
+    *) echo "unknown run $run" >&2; exit 2 ;;
+    esac
+    stop
+    SECS[$run]=$(($(date +%s%3N) - t0))
+    IR[$run]=$(cg_instr "$OUT/cg.$run")
+    case $run in
+    conns) DEN[$run]=$(counted conns_accepted) ;;
+    data) DEN[$run]=$(counted spliced_packets_b2c spliced_packets_c2b) ;;
+    *) DEN[$run]=1 ;;
+    esac
+    echo "run $run: ${IR[$run]} instructions in ${SECS[$run]} ms; conns_accepted $(counted conns_accepted)," \
+        "spliced packets c2b+b2c $(counted spliced_packets_b2c spliced_packets_c2b), rx_packets $(counted rx_packets)," \
+        "drops $(counted drops_total)"
+    [ -e "$OUT/$run.txt" ] && grep -E 'requests  |errors  ' "$OUT/$run.txt"
+done
+echo
+for run in $RUNS; do
+    case $run in
+    conns) what="per connection (new connection, one GET of 1 KB; ${DEN[$run]} connections)" ;;
+    data) what="per spliced packet (keep-alive GETs of 64 KB; ${DEN[$run]} packets c2b+b2c)" ;;
+    *) continue ;;
+    esac
+    base=$((${IR[idle]:-0} * SECS[$run] / (${SECS[idle]:-1} > 0 ? ${SECS[idle]:-1} : 1)))
+    [ "${DEN[$run]}" -gt 0 ] || { echo "$run: nothing counted" >&2; continue; }
+    printf '%-7s %8d instructions %s\n' "$run:" $(((IR[$run] - base) / DEN[$run])) "$what"
+done

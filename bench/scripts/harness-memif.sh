@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# webswitch-bench over net_memif on one machine, with both ceilings measured in the same run:
+#
+#   1. back-to-back   the harness alone: its client side wired to its server side by a memif
+#                     pair inside the process (no switch): the connection/request ceiling
+#   2. testpmd        DPDK's testpmd doing io forwarding between the same two memif links the
+#                     switch uses (client.sock, server.sock), the harness in `direct` mode
+#                     (clients address the backends; ARP and TCP pass testpmd untouched):
+#                     the packet ceiling of a middle box that does nothing
+#   3. webswitch      the release webswitch on examples/memif.json (splice mode), the harness
+#                     in `switch` mode through the VIP, reported as ratios of 1 and 2
+#
+# Each run writes <out>/<name>.json and the SVG plots beside it. The same load (LOAD, below)
+# is used for all three. Lcores: the middle box (testpmd's forwarding lcore, webswitch's
+# worker) on CPU1, the harness on CPU0 (HARNESS_CPU).
+#
+# Usage (root): bash bench/scripts/harness-memif.sh [OUT_DIR]
+#   DURATION=10 LOAD="--concurrency 64 --requests-per-conn 1" RUNS="b2b testpmd switch"
+#   BENCH=path/to/webswitch-bench WEBSWITCH=path/to/webswitch (default: release builds)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+OUT=${1:-/tmp/webswitch-harness}
+DURATION=${DURATION:-10}
+LOAD=${LOAD:---concurrency 64 --requests-per-conn 1 --sizes 1024}
+RUNS=${RUNS:-b2b testpmd switch}
+HARNESS_CPU=${HARNESS_CPU:-0}
+BENCH=${BENCH:-$ROOT/target/release/webswitch-bench}
+WEBSWITCH=${WEBSWITCH:-$ROOT/target/release/webswitch}
+SOCK=/run/webswitch-bench
+PREFIX=wsb-harness
+MID_PID=
+mkdir -p "$OUT" "$SOCK"
+
+cleanup() {
+    if [ -n "$MID_PID" ]; then
+        kill -INT "$MID_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$MID_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$MID_PID" 2>/dev/null || true
+        MID_PID=
+    fi
+    rm -f "$SOCK/client.sock" "$SOCK/server.sock"
+    rm -rf "/run/dpdk/$PREFIX" "/run/dpdk/$PREFIX-mid" /run/dpdk/webswitch-memif
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ ! -x "$BENCH" ] || [ ! -x "$WEBSWITCH" ]; then
+    (cd "$ROOT" && cargo build --release -q -p webswitch-bench -p webswitch)
+fi
+
+dev() { # $1: vdev name, $2: socket
+    echo "$1,role=client,id=0,socket=$SOCK/$2,socket-abstract=no"
+}
+
+bench() { # $1: run name, then extra arguments
+    local name=$1
+    shift
+    # shellcheck disable=SC2086 # LOAD is a list of words
+    "$BENCH" --file-prefix "$PREFIX" --cpu "$HARNESS_CPU" --duration "$DURATION" $LOAD \
+        --json "$OUT/$name.json" "$@" 2> >(grep -v '^EAL: Error: Invalid memory' >&2) |
+        tee "$OUT/$name.txt"
+}
+
+start_testpmd() {
+    dpdk-testpmd -l 0,1 --main-lcore 0 --no-huge -m 512 --no-pci --no-telemetry \
+        --file-prefix "$PREFIX-mid" \
+        --vdev "net_memif0,role=server,id=0,socket=$SOCK/client.sock,socket-abstract=no" \
+        --vdev "net_memif1,role=server,id=0,socket=$SOCK/server.sock,socket-abstract=no" \
+        -- --forward-mode=io --auto-start --stats-period 60 --total-num-mbufs=16384 \
+        --nb-cores=1 --burst=32 </dev/null >"$OUT/testpmd.log" 2>&1 &
+    MID_PID=$!
+    # a memif client does not retry a refused connect: wait until testpmd forwards
+    for _ in $(seq 100); do
+        if [ -S "$SOCK/client.sock" ] && [ -S "$SOCK/server.sock" ] &&
+            grep -q 'forwards packets' "$OUT/testpmd.log"; then
+            sleep 0.5
+            return 0
+        fi
+        sleep 0.1
+    done
+    cat "$OUT/testpmd.log" >&2
+    echo "testpmd did not start" >&2
+    exit 1
+}
+
+start_webswitch() {
+    sed -e "s|\"file_prefix\": \"webswitch-memif\"|\"file_prefix\": \"$PREFIX-mid\"|" \
+        examples/memif.json >"$OUT/memif.json"
+    "$WEBSWITCH" run --config "$OUT/memif.json" >"$OUT/webswitch.events" 2>"$OUT/webswitch.log" &
+    MID_PID=$!
+    for _ in $(seq 300); do
+        grep -q '"event":"ready"' "$OUT/webswitch.events" && return 0
+        kill -0 "$MID_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$OUT/webswitch.log" >&2
+    echo "webswitch did not start" >&2
+    exit 1
+}
+
+ceilings=()
+for run in $RUNS; do
+    case $run in
+    b2b)
+        echo "== back-to-back (no switch): the connection ceiling" >&2
+        bench b2b --mode back-to-back --run-dir "$SOCK"
+        ceilings+=(--ceiling "$OUT/b2b.json")
+        ;;
+    testpmd)
+        echo "== testpmd io forwarding between the two memif links: the packet ceiling" >&2
+        start_testpmd
+        bench testpmd --mode direct --client-dev "$(dev net_memif0 client.sock)" \
+            --server-dev "$(dev net_memif1 server.sock)"
+        cleanup
+        ceilings+=(--ceiling "$OUT/testpmd.json")
+        ;;
+    switch)
+        echo "== webswitch (splice), examples/memif.json" >&2
+        start_webswitch
+        bench switch --client-dev "$(dev net_memif0 client.sock)" \
+            --server-dev "$(dev net_memif1 server.sock)" --check-routing "${ceilings[@]}"
+        kill -TERM "$MID_PID"
+        wait "$MID_PID" || true
+        MID_PID=
+        grep '"event":"final_stats"' "$OUT/webswitch.events" >"$OUT/webswitch-final.json" || true
+        cleanup
+        ;;
+    *) echo "unknown run $run" >&2; exit 2 ;;
+    esac
+done
+echo "reports in $OUT" >&2
