@@ -172,7 +172,7 @@ fn curl_to(tb: &Testbed, to: Option<&str>, args: &[&str]) -> Resp {
         "curl",
         "-sS",
         "--max-time",
-        "120",
+        "30",
         "-D",
         &hdr,
         "-o",
@@ -765,6 +765,81 @@ fn client_address_two_workers() {
     client_address("opa2", 162, 2);
 }
 
+/// Request heads of several segments (a 6000-byte cookie) through a plain pool and the
+/// three client-address pools: each is answered, and the backend logs the client's address.
+#[test]
+fn large_heads_with_client_address() {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up("opf", 168);
+    let mut c = tb.config(1);
+    add_backends(&tb, &mut c, &[]);
+    add_pool(&mut c, json!({ "name": "plain", "backends": ["be1x"] }));
+    add_pool(
+        &mut c,
+        json!({ "name": "xff", "backends": ["be1x"], "client_address": "x-forwarded-for" }),
+    );
+    add_pool(
+        &mut c,
+        json!({ "name": "pp1", "backends": ["be1p"], "client_address": "proxy-v1" }),
+    );
+    add_pool(
+        &mut c,
+        json!({ "name": "pp2", "backends": ["be1p"], "client_address": "proxy-v2" }),
+    );
+    let sw = Switch::start(&tb, &c);
+    let vip = tb.ip(0, 10);
+    let client = tb.ip(0, 2);
+    let cookie = format!("Cookie: big={}", "c".repeat(6000));
+    let mut failed = Vec::new();
+    for pool in ["plain", "xff", "pp1", "pp2"] {
+        let m = format!("m=opf-{pool}");
+        let out = tb.exec(
+            "cli",
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                &format!("X-Pool: {pool}"),
+                "-H",
+                &cookie,
+                &format!("http://{vip}/whoami?{m}"),
+            ],
+            Duration::from_secs(20),
+        );
+        let code = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        eprintln!("{pool}: 6 KB head: {code} {err}");
+        if code != "200" {
+            failed.push(format!("{pool}: {code} {err}"));
+            continue;
+        }
+        let (_, l) = &wait_lines(&tb, &m, 1)[0];
+        if pool != "plain" {
+            assert_eq!(l.remote, client, "{pool}: {}", l.raw);
+        }
+        assert!(
+            l.raw.contains(" len=6"),
+            "the whole head arrived: {}",
+            l.raw
+        );
+    }
+    assert!(
+        failed.is_empty(),
+        "6 KB request heads not answered: {failed:#?}"
+    );
+    stop_clean(sw);
+    tb.down();
+}
+
 // ---- 2. 100 MB both ways through the insertion ---------------------------------------------
 
 /// 100 MB down and up through `pool`, byte-exact; then 1 MB down and up again on one
@@ -778,6 +853,8 @@ fn transfer_round(tb: &Testbed, pool: &str, tag: &str) {
         tb,
         Some(&file),
         &[
+            "--max-time",
+            "120",
             "-H",
             &pool_h,
             &format!("http://{vip}/big/100M.bin?m=opb-{tag}-dl"),
@@ -794,6 +871,8 @@ fn transfer_round(tb: &Testbed, pool: &str, tag: &str) {
     let r = curl(
         tb,
         &[
+            "--max-time",
+            "120",
             "-H",
             &pool_h,
             "-T",
