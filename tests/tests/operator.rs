@@ -1233,6 +1233,9 @@ fn rule_actions() {
         assert_eq!(named(&st, "rules", rule)["hits"], hits, "hits of {rule}");
     }
     assert_eq!(total(&st, "rule_answers"), 11, "rule_answers");
+    // 403 x 3 and 410; 503 x 3 (the 3xx and 200 answers are neither)
+    assert_eq!(total(&st, "http_4xx_sent"), 4, "http_4xx_sent");
+    assert_eq!(total(&st, "http_5xx_sent"), 3, "http_5xx_sent");
     drop(ctl);
     let fin = stop_clean(sw);
     assert_eq!(counter(&fin, &["total", "flows_live"]), 0);
@@ -1283,7 +1286,8 @@ fn max_conns(name: &str, net: u8, workers: usize) {
     let _guard = testbed_lock();
     let tb = Testbed::up(name, net);
     let mut c = tb.config(workers);
-    c["tcp"]["closed_linger_ms"] = 300.into();
+    // The default closed_linger_ms (2 s): a slot is free when its backend connection
+    // closed, not when the switch forgets the flow.
     add_backends(
         &tb,
         &mut c,
@@ -1321,6 +1325,10 @@ fn max_conns(name: &str, net: u8, workers: usize) {
         "every queued request completes: {res:?}"
     );
     assert!(took >= 4.0, "20 x 1 s on 4 slots cannot take {took:.2} s");
+    assert!(
+        took < 9.0,
+        "20 x 1 s on 4 slots took {took:.2} s: are slots freed only after the closed linger?"
+    );
     let lines = wait_lines(&tb, "/slow/1/opd-a-", 20);
     let mut most = 0;
     for b in ["be1", "be2"] {
@@ -1376,6 +1384,10 @@ fn max_conns(name: &str, net: u8, workers: usize) {
     assert_eq!(res[0].1, 200, "{res:?}");
     assert_eq!(res[1].1, 200, "the queued one is served: {res:?}");
     assert!(res[1].2 >= 3.0, "it waited for the first: {res:?}");
+    assert!(
+        res[1].2 < 5.0,
+        "served as soon as the first's connection closed: {res:?}"
+    );
     assert_eq!(res[2].1, 503, "queue full: {res:?}");
     assert!(res[2].2 < 0.5, "a full queue answers at once: {res:?}");
     let st = ctl.stats();
