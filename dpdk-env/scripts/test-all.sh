@@ -27,6 +27,9 @@ cargo build --workspace --all-targets
 # net_af_packet's receive ring behind a debug build's slow loop.
 cargo build --release -p webswitch
 export WEBSWITCH_BIN="$PWD/target/release/webswitch"
+# The harness's e2e test drives the switch over memif with the release load generator.
+cargo build --release -p webswitch-bench --bin webswitch-bench
+export WEBSWITCH_BENCH_BIN="$PWD/target/release/webswitch-bench"
 
 echo "== tests"
 cargo test --workspace -- --nocapture
