@@ -13,6 +13,7 @@
 pub mod answer;
 pub mod config;
 pub mod forward;
+pub mod framing;
 pub mod http;
 pub mod matcher;
 pub mod pool;
