@@ -336,7 +336,7 @@ fn least_loaded(backends: &[Backend], members: &[BackendId], start: usize) -> Op
 
 impl Lard {
     /// LARD as in Pai et al., "Locality-Aware Request Distribution in Cluster-based
-    /// Network Servers" (ASPLOS 1998; reference [4] of paper 003), with load = active
+    /// Network Servers" (ASPLOS 1998; reference \[4\] of paper 003), with load = active
     /// connections:
     ///
     /// ```text

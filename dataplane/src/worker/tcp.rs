@@ -64,6 +64,10 @@ struct Meta {
     /// pool slot it waits for.
     queue_ticket: u64,
     queue_slot: u16,
+    /// The backend connection counts toward its backend's `max_connections` slot and
+    /// this core's scheduler load; cleared when it closes (not when the entry is
+    /// forgotten after the linger).
+    backend_held: bool,
 }
 
 impl Meta {
@@ -98,6 +102,7 @@ impl Default for Meta {
             tried: [0; 4],
             queue_ticket: 0,
             queue_slot: 0,
+            backend_held: false,
         }
     }
 }
@@ -474,6 +479,7 @@ impl Worker {
             }
             Verdict::Remove => self.remove_conn(id),
         }
+        let mut closed_backend = None;
         if let Some(conn) = self.tcp.flows.get_mut(id) {
             if let Some(h) = conn.take_head_if_done() {
                 self.tcp.heads.push(h);
@@ -481,6 +487,13 @@ impl Worker {
             if let Some(b) = conn.take_rewrite_if_done() {
                 self.tcp.rewrite_bufs.push(b);
             }
+            if conn.state == State::Closed {
+                closed_backend = conn.backend.map(|t| t.id);
+            }
+        }
+        if let Some(b) = closed_backend {
+            // Closed: the backend slot is free now, not after the linger.
+            self.release_held(id, b);
         }
     }
 
@@ -654,6 +667,14 @@ impl Worker {
             (limit.is_none_or(|m| n < m)).then_some(n + 1)
         })
         .is_ok()
+    }
+
+    /// The connection's backend side is over: give back its slot and scheduler count.
+    fn release_held(&mut self, id: ConnId, b: usize) {
+        if std::mem::take(&mut self.tcp.meta[id as usize].backend_held) {
+            self.tcp.pools.connection_closed(b);
+            self.release_slot(b);
+        }
     }
 
     fn release_slot(&self, b: usize) {
@@ -851,6 +872,7 @@ impl Worker {
         };
         self.tcp.flows.bind_backend(id, key);
         self.tcp.pools.connection_opened(b);
+        self.tcp.meta[id as usize].backend_held = true;
         let meta = &mut self.tcp.meta[id as usize];
         meta.backend_mac = mac;
         meta.backend_port = route.via_port;
@@ -898,9 +920,8 @@ impl Worker {
             if let Some(t) = conn.backend.take() {
                 if t.key.local_port != 0 {
                     self.tcp.flows.unbind(&t.key);
-                    self.tcp.pools.connection_closed(t.id);
-                    self.release_slot(t.id);
                 }
+                self.release_held(id, t.id);
             }
         }
     }
@@ -958,9 +979,8 @@ impl Worker {
             if t.key.local_port != 0 {
                 keys[1] = t.key;
                 n = 2;
-                self.tcp.pools.connection_closed(t.id);
-                self.release_slot(t.id);
             }
+            self.release_held(id, t.id);
         }
         if self
             .shared
@@ -1087,7 +1107,8 @@ impl Worker {
             return;
         }
         // The switch's own response, cut to the client's MSS; PSH and FIN on the last.
-        let mss = usize::from(conn.syn.mss.min(self.tcp.params.mss)).clamp(536, MAX_SEGMENT);
+        let mss = usize::from(conn.syn.mss.min(self.tcp.params.mss)).clamp(536, MAX_SEGMENT)
+            - options_len(s);
         let mut buf = [0u8; MAX_SEGMENT];
         let mut off = 0;
         while off < len {
@@ -1127,7 +1148,8 @@ impl Worker {
             src: (target.key.local_ip, target.key.local_port),
             dst: (target.key.remote_ip, target.key.remote_port),
         };
-        let mss = usize::from(conn.syn.mss.min(conn.backend_mss)).clamp(536, MAX_SEGMENT);
+        let mss = usize::from(conn.syn.mss.min(conn.backend_mss)).clamp(536, MAX_SEGMENT)
+            - options_len(s);
         match s.data {
             Data::Head { offset, len } => {
                 // What the backend gets from the buffer (a rewritten head, then the
@@ -1346,6 +1368,24 @@ impl Worker {
         }
         self.stats().set(Counter::FlowsLive, self.tcp.live() as u64);
         for &id in &ids {
+            // Waiting for a backend's MAC (the first connect after start, or after the
+            // entry expired): go as soon as it is known, not at the connect timeout.
+            let waiting_arp = self.tcp.flows.get(id).and_then(|c| {
+                let t = c.backend?;
+                (c.state == State::Connecting && t.key.local_port == 0).then_some(t.id)
+            });
+            if let Some(b) = waiting_arp {
+                let route = self.tcp.rt.routes.get(b).copied();
+                if route
+                    .is_some_and(|r| self.neigh[r.via_port].lookup(r.next_hop, now_ms).is_some())
+                {
+                    if let Some(c) = self.tcp.flows.get_mut(id) {
+                        c.backend = None;
+                    }
+                    self.connect_backend(id, None, now_ms);
+                    continue;
+                }
+            }
             let due = self
                 .tcp
                 .flows
@@ -1374,6 +1414,16 @@ impl Worker {
 
 /// Largest segment the switch builds itself (jumbo frames included).
 const MAX_SEGMENT: usize = 9000;
+
+/// Bytes of TCP options on a data segment the switch builds: the MSS counts payload
+/// only, so the options come out of it (RFC 6691), or the packet outgrows the MTU.
+fn options_len(s: &SegmentOut) -> usize {
+    if s.timestamps.is_some() {
+        12 // NOP, NOP, TSval, TSecr
+    } else {
+        0
+    }
+}
 
 /// Copies `out.len()` bytes starting `at` bytes into `a` followed by `b`; false if
 /// they do not hold that many.

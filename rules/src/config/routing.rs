@@ -51,7 +51,7 @@ pub enum Scheduler {
     /// The backend with the fewest active connections per unit of weight.
     LeastConnections,
     /// Locality-aware request distribution: a URL sticks to one backend until load
-    /// thresholds move it (Pai et al., reference [4] of paper 003).
+    /// thresholds move it (Pai et al., reference \[4\] of paper 003).
     Lard,
     /// Random choice weighted by the capacity backends report (paper 001, section 5.1).
     WeightedRandom,
