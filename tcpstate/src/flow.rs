@@ -6,6 +6,15 @@
 //! either direction finds the same slot. The capacity is fixed at creation: when it is
 //! full, `insert` refuses and the caller counts it, instead of growing without bound
 //! under a flood.
+//!
+//! **Lingering entries.** A closed connection keeps its entry for a while (its keys still
+//! find it, so late retransmissions are passed on), as TIME_WAIT does. The caller marks
+//! such entries (`mark_lingering`); the table keeps them in the order they started to
+//! linger, and `oldest_lingering` names the one that has lingered longest, so that a
+//! full table (or a wanted tuple) can recycle it for a new connection instead of
+//! refusing one, as Linux recycles TIME_WAIT sockets when their table overflows
+//! (`tcp_max_tw_buckets`). Lingering is an optimisation, never a reason to refuse.
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 use hashbrown::HashMap;
@@ -41,6 +50,13 @@ pub struct FlowTable<C> {
     /// Live slot ids, for timer sweeps (position kept in `live_pos`).
     live: Vec<ConnId>,
     live_pos: Vec<u32>,
+    /// Per slot: bumped when the slot is freed, so a queued `(id, generation)` of an
+    /// earlier occupant is recognised as stale.
+    generation: Vec<u32>,
+    /// Per slot: marked lingering (and queued in `lingering`).
+    is_lingering: Vec<bool>,
+    /// Lingering connections, oldest first; may hold stale entries of removed ones.
+    lingering: VecDeque<(ConnId, u32)>,
 }
 
 impl<C> FlowTable<C> {
@@ -52,7 +68,15 @@ impl<C> FlowTable<C> {
             free: (0..capacity as ConnId).rev().collect(),
             live: Vec::with_capacity(capacity),
             live_pos: vec![u32::MAX; capacity],
+            generation: vec![0; capacity],
+            is_lingering: vec![false; capacity],
+            lingering: VecDeque::with_capacity(capacity),
         }
+    }
+
+    /// Whether every slot is taken (`insert` of a new key would refuse).
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
     }
 
     pub fn capacity(&self) -> usize {
@@ -70,10 +94,18 @@ impl<C> FlowTable<C> {
 
     /// Stores a connection under its client-side key.
     pub fn insert(&mut self, client: FlowKey, conn: C) -> Result<ConnId, TableFull> {
+        self.try_insert(client, conn).map_err(|(e, _)| e)
+    }
+
+    /// As `insert`, but a refused connection is handed back, so that what it owns (a
+    /// head buffer from a bounded pool) can be returned instead of dropped.
+    pub fn try_insert(&mut self, client: FlowKey, conn: C) -> Result<ConnId, (TableFull, C)> {
         if self.keys.contains_key(&client) {
-            return Err(TableFull);
+            return Err((TableFull, conn));
         }
-        let id = self.free.pop().ok_or(TableFull)?;
+        let Some(id) = self.free.pop() else {
+            return Err((TableFull, conn));
+        };
         self.slots[id as usize] = Some(conn);
         self.keys.insert(client, (id, Side::Client));
         self.live_pos[id as usize] = self.live.len() as u32;
@@ -129,8 +161,47 @@ impl<C> FlowTable<C> {
             self.live_pos[last as usize] = pos as u32;
         }
         self.live_pos[id as usize] = u32::MAX;
+        self.generation[id as usize] = self.generation[id as usize].wrapping_add(1);
+        self.is_lingering[id as usize] = false;
         self.free.push(id);
+        // Lingering entries mostly go in the order they came (their linger is the same
+        // length), so the stale ones are at the front: drop them now, which keeps the
+        // queue no longer than the entries lingering plus a few removed out of turn.
+        while self
+            .lingering
+            .front()
+            .is_some_and(|&(i, g)| self.generation[i as usize] != g)
+        {
+            self.lingering.pop_front();
+        }
         Some(conn)
+    }
+
+    /// Marks live connection `id` as lingering (closed, kept only to absorb late
+    /// segments): from now on `oldest_lingering` may name it. Marking again does nothing.
+    pub fn mark_lingering(&mut self, id: ConnId) {
+        let i = id as usize;
+        if self.slots.get(i).is_some_and(Option::is_some) && !self.is_lingering[i] {
+            self.is_lingering[i] = true;
+            self.lingering.push_back((id, self.generation[i]));
+        }
+    }
+
+    /// Whether `id` is marked lingering.
+    pub fn is_lingering(&self, id: ConnId) -> bool {
+        self.is_lingering.get(id as usize).copied().unwrap_or(false)
+    }
+
+    /// The connection that has lingered longest, if any: the one to recycle when a new
+    /// connection needs its slot. The caller removes it (`remove`) with its keys.
+    pub fn oldest_lingering(&mut self) -> Option<ConnId> {
+        while let Some(&(id, g)) = self.lingering.front() {
+            if self.generation[id as usize] == g && self.is_lingering[id as usize] {
+                return Some(id);
+            }
+            self.lingering.pop_front();
+        }
+        None
     }
 
     /// The live connection ids (a snapshot to iterate while mutating the table).
@@ -191,5 +262,141 @@ mod tests {
         let mut t: FlowTable<u8> = FlowTable::new(4);
         t.insert(key(1), 1).unwrap();
         assert_eq!(t.insert(key(1), 2), Err(TableFull));
+    }
+
+    #[test]
+    fn refused_connection_is_handed_back() {
+        let mut t: FlowTable<String> = FlowTable::new(1);
+        assert!(!t.is_full());
+        t.try_insert(key(1), "a".into()).unwrap();
+        assert!(t.is_full());
+        // Full, and a duplicate key: either way what the connection owns comes back.
+        assert_eq!(
+            t.try_insert(key(2), "b".into()),
+            Err((TableFull, "b".into()))
+        );
+        assert_eq!(
+            t.try_insert(key(1), "c".into()),
+            Err((TableFull, "c".into()))
+        );
+    }
+
+    #[test]
+    fn oldest_lingering_is_recycled_in_the_order_they_closed() {
+        let mut t: FlowTable<u32> = FlowTable::new(3);
+        let a = t.insert(key(1), 1).unwrap();
+        let b = t.insert(key(2), 2).unwrap();
+        let c = t.insert(key(3), 3).unwrap();
+        assert_eq!(
+            t.oldest_lingering(),
+            None,
+            "nothing lingers: a full table refuses"
+        );
+        // c closes first, then a; b stays open.
+        t.mark_lingering(c);
+        t.mark_lingering(a);
+        t.mark_lingering(c); // again: no second place in the queue
+        assert!(t.is_lingering(a) && !t.is_lingering(b));
+        assert!(t.is_full());
+        assert_eq!(t.oldest_lingering(), Some(c));
+        assert_eq!(t.oldest_lingering(), Some(c), "named until removed");
+        assert_eq!(t.remove(c, &[key(3)]), Some(3));
+        let d = t.insert(key(4), 4).unwrap();
+        assert!(
+            !t.is_lingering(d),
+            "a new occupant of the slot does not linger"
+        );
+        assert_eq!(t.oldest_lingering(), Some(a));
+        t.remove(a, &[key(1)]);
+        assert_eq!(t.oldest_lingering(), None, "b and d are open");
+        t.mark_lingering(b);
+        assert_eq!(t.oldest_lingering(), Some(b));
+    }
+
+    #[test]
+    fn entries_removed_out_of_turn_are_skipped() {
+        let mut t: FlowTable<u32> = FlowTable::new(4);
+        let ids: Vec<_> = (0..4)
+            .map(|i| t.insert(key(i), u32::from(i)).unwrap())
+            .collect();
+        for &id in &ids {
+            t.mark_lingering(id);
+        }
+        // The second and third go early (a reused tuple), the slot of the second is taken
+        // by a new connection at once: its stale queue entry must not name the newcomer.
+        t.remove(ids[1], &[key(1)]);
+        t.remove(ids[2], &[key(2)]);
+        let fresh = t.insert(key(10), 10).unwrap();
+        assert!(fresh == ids[1] || fresh == ids[2]);
+        assert_eq!(t.oldest_lingering(), Some(ids[0]));
+        t.remove(ids[0], &[key(0)]);
+        assert_eq!(t.oldest_lingering(), Some(ids[3]));
+        t.remove(ids[3], &[key(3)]);
+        assert_eq!(t.oldest_lingering(), None);
+        assert_eq!(t.get(fresh), Some(&10));
+        assert!(t.lingering.is_empty(), "stale entries were dropped");
+    }
+
+    /// The overload that locked the switch up: connections arrive far faster than their
+    /// linger ends. With recycling the table never refuses one, always recycles the one
+    /// that lingered longest, and its queue stays bounded.
+    #[test]
+    fn overload_recycles_instead_of_refusing() {
+        const CAP: usize = 64;
+        let mut t: FlowTable<u64> = FlowTable::new(CAP);
+        let mut order = std::collections::VecDeque::new(); // model: lingering, oldest first
+        let mut rng = 0x1234_5678_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let k = |n: u64| FlowKey {
+            remote_ip: Ipv4Addr::from((n >> 16) as u32 + 1),
+            remote_port: n as u16,
+            local_ip: Ipv4Addr::new(10, 0, 0, 10),
+            local_port: 80,
+        };
+        let mut open: Vec<(ConnId, u64)> = Vec::new();
+        for n in 0..100_000u64 {
+            if t.is_full() {
+                let old = t
+                    .oldest_lingering()
+                    .expect("a full table of closed flows recycles");
+                let (want, _) = order.pop_front().expect("model has one too");
+                assert_eq!(old, want);
+                let v = *t.get(old).unwrap();
+                assert_eq!(t.remove(old, &[k(v)]), Some(v));
+            }
+            let id = t.insert(k(n), n).expect("never refused");
+            open.push((id, n));
+            // Close a random open one (most connections end quickly); now and then a
+            // lingering one is removed early (its linger ran out, or its tuple came back).
+            if next() % 4 != 0 && !open.is_empty() {
+                let i = (next() % open.len() as u64) as usize;
+                let (id, v) = open.swap_remove(i);
+                t.mark_lingering(id);
+                order.push_back((id, v));
+            }
+            if next() % 16 == 0 && !order.is_empty() {
+                let i = (next() % order.len() as u64) as usize;
+                let (id, v) = order.remove(i).unwrap();
+                assert_eq!(t.remove(id, &[k(v)]), Some(v));
+            }
+            assert!(
+                t.lingering.len() <= 2 * CAP,
+                "queue bounded: {}",
+                t.lingering.len()
+            );
+            assert_eq!(t.len(), open.len() + order.len());
+            // Only the open ones may fill the table: keep them under the capacity.
+            if open.len() > CAP / 2 {
+                let (id, v) = open.swap_remove(0);
+                t.mark_lingering(id);
+                order.push_back((id, v));
+            }
+        }
+        assert_eq!(t.key_count(), t.len());
     }
 }
