@@ -212,7 +212,10 @@ impl SwitchControl {
         let port = args.get("port").and_then(Value::as_u64).unwrap_or(80);
         let port = u16::try_from(port).map_err(|_| CtlError::invalid("`port` out of range"))?;
         let weight = args.get("weight").and_then(Value::as_u64).unwrap_or(1) as u32;
-        let max_connections = match args.get("max_connections").or_else(|| args.get("max_conns")) {
+        let max_connections = match args
+            .get("max_connections")
+            .or_else(|| args.get("max_conns"))
+        {
             None | Some(Value::Null) => None,
             Some(v) => Some(
                 v.as_u64()

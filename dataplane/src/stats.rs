@@ -66,6 +66,7 @@ counter_enum! {
         ConnsClosedLinger => "conns_closed_linger",
         FlowsLive => "flows_live",
         TupleReused => "tuple_reused",
+        LingerRecycled => "linger_recycled",
         AccessLogDropped => "access_log_dropped",
         HealthProbesSent => "health_probes_sent",
         HealthChanges => "health_changes",

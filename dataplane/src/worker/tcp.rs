@@ -321,15 +321,28 @@ impl Worker {
                 return;
             }
         };
+        // A full table recycles the entry that has lingered longest (closed, kept only
+        // for late segments), as TIME_WAIT is recycled; only a table full of open
+        // connections refuses. Checked before a head buffer is taken.
+        if self.tcp.flows.is_full() && !self.recycle_lingering() {
+            self.stats().drop(DropReason::FlowTableFull, 1);
+            self.send_rst_for(p, rx, m);
+            return;
+        }
         let Some(head) = self.take_head_buffer() else {
             self.stats().drop(DropReason::HeadBuffersExhausted, 1);
             self.send_rst_for(p, rx, m);
             return;
         };
         let conn = Conn::accept(key, opts, seg.seq, ack, &seg, head, self.tcp.params, now_ms);
-        let id = match self.tcp.flows.insert(key, conn) {
+        let id = match self.tcp.flows.try_insert(key, conn) {
             Ok(id) => id,
-            Err(_) => {
+            Err((_, mut conn)) => {
+                // The head buffer goes back to the pool: dropped, it would be lost to the
+                // pool for good (`heads_allocated` never goes down).
+                if let Some(h) = conn.head.take() {
+                    self.tcp.heads.push(h);
+                }
                 self.stats().drop(DropReason::FlowTableFull, 1);
                 self.send_rst_for(p, rx, m);
                 return;
@@ -480,6 +493,7 @@ impl Worker {
             Verdict::Remove => self.remove_conn(id),
         }
         let mut closed_backend = None;
+        let mut closed = false;
         if let Some(conn) = self.tcp.flows.get_mut(id) {
             if let Some(h) = conn.take_head_if_done() {
                 self.tcp.heads.push(h);
@@ -488,6 +502,7 @@ impl Worker {
                 self.tcp.rewrite_bufs.push(b);
             }
             if conn.state == State::Closed {
+                closed = true;
                 closed_backend = conn.backend.map(|t| t.id);
             }
         }
@@ -495,6 +510,20 @@ impl Worker {
             // Closed: the backend slot is free now, not after the linger.
             self.release_held(id, b);
         }
+        if closed {
+            // Only lingering now: its slot and tuples may be recycled when needed.
+            self.tcp.flows.mark_lingering(id);
+        }
+    }
+
+    /// Removes the connection that has lingered longest, for a new one; false if none.
+    fn recycle_lingering(&mut self) -> bool {
+        let Some(old) = self.tcp.flows.oldest_lingering() else {
+            return false;
+        };
+        self.remove_conn(old);
+        self.stats().add(Counter::LingerRecycled, 1);
+        true
     }
 
     /// Passive health: a failed connect or a reset before any response counts against
@@ -908,8 +937,16 @@ impl Worker {
                 local_ip: route.local_ip,
                 local_port: port,
             };
-            if !self.tcp.flows.contains_key(&key) {
-                return Some(port);
+            match self.tcp.flows.lookup(&key) {
+                None => return Some(port),
+                // Held only by a lingering connection: recycle it (as a TIME_WAIT tuple is
+                // reused), or a table of closed flows would leave no port to pick.
+                Some((holder, Side::Backend)) if self.tcp.flows.is_lingering(holder) => {
+                    self.remove_conn(holder);
+                    self.stats().add(Counter::LingerRecycled, 1);
+                    return Some(port);
+                }
+                Some(_) => {}
             }
         }
         None
