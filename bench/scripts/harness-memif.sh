@@ -11,12 +11,16 @@
 #                     in `switch` mode through the VIP, reported as ratios of 1 and 2
 #
 # Each run writes <out>/<name>.json and the SVG plots beside it. The same load (LOAD, below)
-# is used for all three. Lcores: the middle box (testpmd's forwarding lcore, webswitch's
-# worker) on CPU1, the harness on CPU0 (HARNESS_CPU).
+# is used for all three. At the end `webswitch-bench compare` draws the runs side by side in
+# <out>/compare.svg (requests/s, new connections/s, time to first byte p50/p99); with
+# COMPARE_COPY=FILE it is also copied there (docs/bench-compare.svg is made that way).
+# Lcores: the middle box (testpmd's forwarding lcore, webswitch's worker) on CPU1, the
+# harness on CPU0 (HARNESS_CPU).
 #
 # Usage (root): bash bench/scripts/harness-memif.sh [OUT_DIR]
 #   DURATION=10 LOAD="--concurrency 64 --requests-per-conn 1" RUNS="b2b testpmd switch"
 #   BENCH=path/to/webswitch-bench WEBSWITCH=path/to/webswitch (default: release builds)
+#   COMPARE_TITLE="..." COMPARE_COPY=docs/bench-compare.svg
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -100,12 +104,14 @@ start_webswitch() {
 }
 
 ceilings=()
+compared=() # LABEL=REPORT.json for `webswitch-bench compare`
 for run in $RUNS; do
     case $run in
     b2b)
         echo "== back-to-back (no switch): the connection ceiling" >&2
         bench b2b --mode back-to-back --run-dir "$SOCK"
         ceilings+=(--ceiling "$OUT/b2b.json")
+        compared+=("back-to-back=$OUT/b2b.json")
         ;;
     testpmd)
         echo "== testpmd io forwarding between the two memif links: the packet ceiling" >&2
@@ -114,6 +120,7 @@ for run in $RUNS; do
             --server-dev "$(dev net_memif1 server.sock)"
         cleanup
         ceilings+=(--ceiling "$OUT/testpmd.json")
+        compared+=("testpmd io=$OUT/testpmd.json")
         ;;
     switch)
         echo "== webswitch (splice), examples/memif.json" >&2
@@ -125,8 +132,18 @@ for run in $RUNS; do
         MID_PID=
         grep '"event":"final_stats"' "$OUT/webswitch.events" >"$OUT/webswitch-final.json" || true
         cleanup
+        compared+=("webswitch splice=$OUT/switch.json")
         ;;
     *) echo "unknown run $run" >&2; exit 2 ;;
     esac
 done
+if [ ${#compared[@]} -gt 0 ]; then
+    "$BENCH" compare --out "$OUT/compare.svg" \
+        --title "${COMPARE_TITLE:-webswitch-bench over memif: ceilings and webswitch}" \
+        "${compared[@]}" | tee "$OUT/compare.txt"
+    if [ -n "${COMPARE_COPY:-}" ]; then
+        cp "$OUT/compare.svg" "$COMPARE_COPY"
+        echo "copied $OUT/compare.svg to $COMPARE_COPY" >&2
+    fi
+fi
 echo "reports in $OUT" >&2

@@ -4,6 +4,7 @@
 //! derivation, histograms, the report); the engine lives in the binary's modules.
 #![forbid(unsafe_code)]
 
+pub mod compare;
 pub mod content;
 pub mod engine;
 pub mod hist;

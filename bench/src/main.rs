@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use dpdk_env::{Eal, Mempool, Port, PortConfig};
 use serde::Serialize;
 use serde_json::Value;
@@ -37,8 +37,15 @@ enum Mode {
 /// Stateful HTTP/1.1 load for webswitch over DPDK ports: emulated clients on one port,
 /// emulated backends on the other, every response body checked against its URL.
 #[derive(Debug, Parser, Serialize)]
-#[command(name = "webswitch-bench", version)]
+#[command(
+    name = "webswitch-bench",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    #[serde(skip)]
+    command: Option<Command>,
     /// switch: through webswitch; back-to-back: in-process memif pair, no switch;
     /// direct: like switch but connecting to the backends, not the VIP.
     #[arg(long, value_enum, default_value = "switch")]
@@ -178,6 +185,35 @@ struct Cli {
     quiet: bool,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Draw one SVG comparing several JSON reports of this tool (e.g. back-to-back, testpmd
+    /// and webswitch runs of the same load): requests/s and new connections/s, and time to
+    /// first byte p50/p99, as grouped bars with their values; prints the figures as a table.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// The SVG to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// The title of the plot.
+    #[arg(long)]
+    title: Option<String>,
+    /// The reports, in the order of the bars: `LABEL=REPORT.json` (or `REPORT.json`, labelled
+    /// with its file stem).
+    #[arg(required = true, value_name = "LABEL=REPORT.json")]
+    reports: Vec<String>,
+}
+
+fn compare(a: &CompareArgs) -> Result<ExitCode, String> {
+    let table = webswitch_bench::compare::run(&a.reports, &a.out, a.title.as_deref())?;
+    print!("{table}");
+    eprintln!("wrote {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn ip_range(s: &str, what: &str) -> Result<(u32, u32), String> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let a: Ipv4Addr = a.trim().parse().map_err(|e| format!("{what}: {a}: {e}"))?;
@@ -205,7 +241,11 @@ fn device_args(dev: &str, args: &mut Vec<String>, pci: &mut bool) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli) {
+    let result = match &cli.command {
+        Some(Command::Compare(a)) => compare(a),
+        None => run(&cli),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("webswitch-bench: {e}");

@@ -1,6 +1,7 @@
 //! End to end: webswitch-bench (issue 6) in its back-to-back mode and against a real
 //! webswitch over net_memif, with every response body checked against its URL; the JSON
-//! report parses, its figures add up, and the SVG plots beside it parse as SVG.
+//! report parses, its figures add up, and the SVG plots beside it parse as SVG, as does the
+//! comparison `webswitch-bench compare` draws from the reports.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -190,6 +191,62 @@ fn check_svgs(json: &Path) {
     }
 }
 
+/// `webswitch-bench compare` on reports the runs wrote: the SVG parses as SVG, has bars, and
+/// names every report by its label; the table on stdout lists them too.
+fn check_compare(out: &Path, reports: &[(&str, &Path)]) {
+    let mut args = vec![
+        "compare".to_string(),
+        "--out".to_string(),
+        out.display().to_string(),
+    ];
+    args.extend(
+        reports
+            .iter()
+            .map(|(label, p)| format!("{label}={}", p.display())),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let res = run_bench(&args);
+    assert!(res.status.success(), "webswitch-bench compare failed");
+    let table = String::from_utf8_lossy(&res.stdout);
+    let text = std::fs::read_to_string(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{} is not XML: {e}", out.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    for (label, _) in reports {
+        assert!(
+            texts.contains(label),
+            "{} does not name {label:?}: {texts:?}",
+            out.display()
+        );
+        assert!(table.contains(label), "table lacks {label:?}:\n{table}");
+    }
+    for legend in ["requests/s", "new connections/s", "ttfb p99"] {
+        assert!(texts.contains(&legend), "no legend {legend:?}");
+    }
+    // two bars per report in each of the two panels, besides the legends' swatches
+    let rects = doc.descendants().filter(|n| n.has_tag_name("rect")).count();
+    assert!(
+        rects >= 4 * reports.len(),
+        "{rects} rects for {} reports",
+        reports.len()
+    );
+    // a bad argument fails with a message, not a panic
+    let bad = run_bench(&[
+        "compare",
+        "--out",
+        out.to_str().unwrap(),
+        "x=/nonexistent.json",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "compare of a missing report");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent.json"));
+}
+
 #[test]
 fn back_to_back_mode_is_clean_and_its_report_adds_up() {
     if !root_or_skip() {
@@ -238,6 +295,7 @@ fn back_to_back_mode_is_clean_and_its_report_adds_up() {
     );
     check_svgs(&json);
     assert!(!Path::new("/run/dpdk").join(prefix).exists());
+    check_compare(&dir.join("compare.svg"), &[("back-to-back", &json)]);
 }
 
 /// The example config with its memif sockets in `sock_dir` and its own prefixes.
@@ -355,4 +413,11 @@ fn through_webswitch_over_memif_every_response_checks_out() {
     for p in ["/run/dpdk/ws-bench-sw", "/run/dpdk/ws-bench-cl"] {
         assert!(!Path::new(p).exists(), "{p} left behind");
     }
+    check_compare(
+        &sock_dir.join("compare.svg"),
+        &[
+            ("webswitch splice", &json),
+            ("with a SYN flood", &flood_json),
+        ],
+    );
 }
