@@ -21,6 +21,8 @@ pub struct PortAddrs {
     pub mac: MacAddr,
     pub own: Vec<Cidr>,
     pub vips: Vec<(Ipv4Addr, Vec<u16>)>,
+    /// Per VIP (as `vips`): every request of a connection is routed (presplice mode).
+    pub per_request: Vec<bool>,
     pub gateway: Option<Ipv4Addr>,
 }
 
@@ -41,6 +43,12 @@ impl PortAddrs {
                     .iter()
                     .filter(|v| v.port == p.name)
                     .map(|v| (v.address, v.tcp_ports.clone()))
+                    .collect(),
+                per_request: config
+                    .vips
+                    .iter()
+                    .filter(|v| v.port == p.name)
+                    .map(|v| v.mode == rules::config::VipMode::Presplice)
                     .collect(),
                 gateway: p.gateway,
             })

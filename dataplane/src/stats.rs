@@ -82,6 +82,8 @@ counter_enum! {
         ProxyHeadersSent => "proxy_headers_sent",
         RuleAnswers => "rule_answers",
         ConnsQueued => "conns_queued",
+        PrespliceRounds => "presplice_rounds",
+        PrespliceFallbacks => "presplice_fallbacks",
         BusyIterations => "busy_iterations",
         IdleIterations => "idle_iterations",
         BusyCycles => "busy_cycles",
@@ -119,6 +121,7 @@ counter_enum! {
         TxFull => "tx_full",
         PeerRingFull => "peer_ring_full",
         HeadRetransmit => "head_retransmit",
+        PresplicePending => "presplice_out_of_order",
     }
 }
 

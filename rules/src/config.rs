@@ -302,6 +302,28 @@ pub struct VipConfig {
     /// TCP ports served on the VIP.
     #[serde(default = "VipConfig::default_tcp_ports")]
     pub tcp_ports: Vec<u16>,
+    /// How requests on a keep-alive connection are routed.
+    #[serde(default, skip_serializing_if = "VipMode::is_splice")]
+    pub mode: VipMode,
+}
+
+/// Whether only the first request of a connection is routed, or every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VipMode {
+    /// The first request routes; the connection is then spliced to that backend for
+    /// its life (later requests on it go to the same backend).
+    #[default]
+    Splice,
+    /// Every request routes: after each response, the client connection is spliced
+    /// onto a backend connection chosen for its next request.
+    Presplice,
+}
+
+impl VipMode {
+    fn is_splice(&self) -> bool {
+        *self == VipMode::Splice
+    }
 }
 
 impl VipConfig {

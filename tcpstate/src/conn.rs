@@ -476,6 +476,61 @@ impl Conn {
         }
     }
 
+    /// Per-request routing: the previous request's response is complete and acked, and
+    /// the client started its next request at `client_next`. Starts a new round on the
+    /// same client connection as if it had just been accepted there: sequence bases move
+    /// to `client_next` (the client's next byte) and `our_next` (the next byte of ours
+    /// the client expects), the head is read into `head` (an empty buffer), and the
+    /// caller routes it and `connect`s. The caller has aborted and released the previous
+    /// backend (and taken back the rewrite buffer) before.
+    pub fn next_round(
+        &mut self,
+        head: HeadBuffer,
+        client_next: SeqNumber,
+        our_next: SeqNumber,
+        now_ms: u64,
+    ) {
+        let mut head = head;
+        head.reset(client_next);
+        self.head = Some(head);
+        self.client_isn = client_next - 1;
+        self.our_isn = our_next - 1;
+        self.rewrite = None;
+        self.head_consumed = 0;
+        self.head_sent = 0;
+        self.head_acked = false;
+        self.response_started = false;
+        self.retry_ok = false;
+        self.backend = None;
+        self.client_fin = None;
+        self.client_fin_acked = false;
+        self.backend_fin = None;
+        self.backend_fin_acked = false;
+        self.client_ack = None;
+        self.backend_ack = None;
+        self.c2b = Translation::default();
+        self.b2c = Translation::default();
+        self.attempts = 0;
+        self.retransmits = 0;
+        self.state = State::ReadingHead;
+        self.deadline_ms = now_ms + self.params.head_timeout_ms;
+    }
+
+    /// The first sequence number of this round's response, in the client's space.
+    pub fn response_base(&self) -> SeqNumber {
+        self.our_isn + 1
+    }
+
+    /// Whether the client has acknowledged everything before `seq` (our bytes).
+    pub fn client_acked(&self, seq: SeqNumber) -> bool {
+        self.client_ack.is_some_and(|a| a.wrapping_diff(seq) >= 0)
+    }
+
+    /// Whether the backend has closed its side (sent a FIN).
+    pub fn backend_closed(&self) -> bool {
+        self.backend_fin.is_some()
+    }
+
     /// Takes the rewrite buffer back unconditionally (the connection is going away).
     pub fn take_rewrite(&mut self) -> Option<Vec<u8>> {
         self.rewrite.take().map(|r| r.bytes)

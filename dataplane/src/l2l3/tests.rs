@@ -14,6 +14,7 @@ fn port() -> PortAddrs {
         mac: OUR_MAC,
         own: vec!["10.99.0.1/24".parse().unwrap()],
         vips: vec![(VIP, vec![80])],
+        per_request: vec![false],
         gateway: None,
     }
 }

@@ -25,9 +25,12 @@ use tcpstate::wire::{
 };
 
 use super::Worker;
+
+mod presplice;
 use crate::addrs::Local;
 use crate::runtime::{Admin, BackendRoute, Runtime};
 use crate::stats::{Counter, DropReason};
+use presplice::PerRequest;
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 const IP: usize = 20;
@@ -68,6 +71,8 @@ struct Meta {
     /// this core's scheduler load; cleared when it closes (not when the entry is
     /// forgotten after the linger).
     backend_held: bool,
+    /// Accepted on a presplice VIP: every request is routed.
+    per_request_vip: bool,
 }
 
 impl Meta {
@@ -103,6 +108,7 @@ impl Default for Meta {
             queue_ticket: 0,
             queue_slot: 0,
             backend_held: false,
+            per_request_vip: false,
         }
     }
 }
@@ -155,6 +161,11 @@ pub struct TcpCore {
     queues: Vec<VecDeque<(u64, ConnId)>>,
     /// Requests in `queues`.
     queued_local: usize,
+    /// Framing state of presplice connections, by connection id, and spares.
+    per_request: Vec<Option<Box<PerRequest>>>,
+    // Boxed: states move between connections and the spares by pointer.
+    #[allow(clippy::vec_box)]
+    pr_pool: Vec<Box<PerRequest>>,
 }
 
 impl TcpCore {
@@ -188,6 +199,8 @@ impl TcpCore {
                 .map(|_| VecDeque::new())
                 .collect(),
             queued_local: 0,
+            per_request: (0..t.max_flows).map(|_| None).collect(),
+            pr_pool: Vec::new(),
         }
     }
 
@@ -352,6 +365,11 @@ impl Worker {
             client_mac: rx.src_mac,
             client_port: p,
             accept_us: self.now_us(),
+            per_request_vip: self.shared.addrs[p]
+                .per_request
+                .get(vip)
+                .copied()
+                .unwrap_or(false),
             ..Meta::default()
         };
         self.stats().add(Counter::ConnsAccepted, 1);
@@ -368,6 +386,12 @@ impl Worker {
         rx: &Rx,
         now_ms: u64,
     ) {
+        if self.tcp.per_request[id as usize].is_some() {
+            let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
+            if !self.presplice_segment(id, side == Side::Backend, &rx.seg, payload, now_ms) {
+                return;
+            }
+        }
         let mut out = std::mem::take(&mut self.tcp.out);
         out.clear();
         let verdict = {
@@ -492,6 +516,9 @@ impl Worker {
             }
             Verdict::Remove => self.remove_conn(id),
         }
+        if self.tcp.per_request[id as usize].is_some() {
+            self.presplice_sync(id);
+        }
         let mut closed_backend = None;
         let mut closed = false;
         if let Some(conn) = self.tcp.flows.get_mut(id) {
@@ -570,6 +597,13 @@ impl Worker {
         }
         let rt = Arc::clone(&self.tcp.rt);
         let mut buf = self.tcp.rewrite_bufs.pop().unwrap_or_default();
+        let mut pr = self.tcp.meta[id as usize].per_request_vip.then(|| {
+            self.tcp.per_request[id as usize]
+                .take()
+                .or_else(|| self.tcp.pr_pool.pop())
+                .unwrap_or_else(PerRequest::new)
+        });
+        let mut framed = false;
         let mut rewrite = Rewrite::None;
         let mut replaces = 0;
         let mut retry_ok = false;
@@ -608,6 +642,9 @@ impl Worker {
                                 req.method,
                                 "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
                             );
+                            if let (Some(pr), Some(h)) = (pr.as_mut(), conn.head.as_ref()) {
+                                framed = pr.start(&req, bytes, h.base(), conn.response_base());
+                            }
                             let client = (conn.client.remote_ip, conn.client.remote_port);
                             let vip = (conn.client.local_ip, conn.client.local_port);
                             let pool = &rt.config.pools[p];
@@ -642,6 +679,17 @@ impl Worker {
                 }
             }
         };
+        if let Some(pr) = pr {
+            if framed {
+                self.tcp.per_request[id as usize] = Some(pr);
+            } else {
+                // Not framable (or pipelined): this connection stays with its backend.
+                if matches!(decision, Decision::Pool(_)) {
+                    self.stats().add(Counter::PrespliceFallbacks, 1);
+                }
+                self.tcp.pr_pool.push(pr);
+            }
+        }
         match decision {
             Decision::Error(status) => {
                 self.tcp.rewrite_bufs.push(buf);
@@ -1007,6 +1055,9 @@ impl Worker {
 
     fn remove_conn(&mut self, id: ConnId) {
         self.dequeue(id);
+        if let Some(pr) = self.tcp.per_request[id as usize].take() {
+            self.tcp.pr_pool.push(pr);
+        }
         let Some(conn) = self.tcp.flows.get(id) else {
             return;
         };

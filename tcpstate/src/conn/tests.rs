@@ -2424,3 +2424,58 @@ fn a_long_own_response_resumes_from_the_clients_ack() {
     assert_eq!(v, Verdict::Continue);
     assert_eq!(h.c.state, State::Closed);
 }
+
+#[test]
+fn a_second_round_continues_both_sequence_spaces() {
+    // Round 1: the head, a 100-byte response, the client acks it.
+    let mut h = H::spliced(Setup::default());
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    assert_eq!(h.backend(0, HEAD.len(), tcp_flags::PSH, 100, T0 + 5), fwd);
+    assert_eq!(h.client(HEAD.len(), 100, 0, &[], T0 + 6), fwd);
+    assert!(h.c.client_acked(h.oseq(100)));
+    assert!(!h.c.client_acked(h.oseq(101)));
+    // Round 2 starts where both streams stand.
+    let _ = h.c.take_head_if_done();
+    h.c.next_round(
+        HeadBuffer::new(4096),
+        h.cseq(HEAD.len()),
+        h.oseq(100),
+        T0 + 7,
+    );
+    assert_eq!(h.c.state, State::ReadingHead);
+    assert_eq!(h.c.response_base(), h.oseq(100));
+    let (v, e) = h.client(HEAD.len(), 100, tcp_flags::PSH, HEAD, T0 + 8);
+    assert_eq!(v, Verdict::HeadComplete);
+    let ack = one_to_client(&e);
+    assert_eq!(
+        (ack.seq, ack.ack),
+        (h.oseq(100), Some(h.cseq(2 * HEAD.len())))
+    );
+    // The new backend connection starts just before the second head.
+    let e = h.connect_to(target_on(40_005), T0 + 9);
+    assert_eq!(one_to_backend(&e).seq, h.cseq(HEAD.len() - 1));
+    let seg = SegmentInfo {
+        ack: Some(h.cseq(HEAD.len())),
+        ..h.syn_ack_seg()
+    };
+    let (v, e) = h.syn_ack_with(seg, T0 + 10);
+    assert_eq!(v, Verdict::Continue);
+    let head = one_to_backend(&e);
+    assert_eq!(head.seq, h.cseq(HEAD.len()));
+    assert_eq!(
+        head.data,
+        Data::Head {
+            offset: 0,
+            len: HEAD.len()
+        }
+    );
+    // Its first response byte lands right after the first response, for the client.
+    let seg = SegmentInfo {
+        ack: Some(h.cseq(2 * HEAD.len())),
+        ..h.backend_seg(0, 0, tcp_flags::PSH, 10)
+    };
+    assert_eq!(h.backend_raw(&seg, T0 + 11), fwd);
+    let seen = backend_to_client(&h, &seg, &[0; 10]);
+    assert_eq!(seen.tcp.seq_number, h.oseq(100));
+    assert_eq!(seen.tcp.ack_number, Some(h.cseq(2 * HEAD.len())));
+}

@@ -1,0 +1,277 @@
+//! Issue 4 end to end (per-request routing, a VIP in `mode: "presplice"`): a browser's
+//! way of loading a page — a few keep-alive connections, several requests each, to
+//! objects that the rules send to different pools — through real DPDK, with nginx
+//! backends. Every object must be byte-exact (checked against the same object fetched
+//! from that backend directly) and served by the pool its rule names, with requests on
+//! one connection alternating between backends; HEAD, a chunked response, a request
+//! with a body; pipelined requests (which stay on one backend); and all of it again
+//! under loss, duplication and reordering.
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use webswitch_tests::{
+    counter, root_or_skip, run_with_timeout, testbed_lock, workspace_root, Switch, Testbed,
+};
+
+fn testbed_cmd(tb: &Testbed, args: &[&str]) -> String {
+    let out = run_with_timeout(
+        Command::new("bash")
+            .arg(workspace_root().join("dpdk-env/scripts/testbed.sh"))
+            .args(args)
+            .env("WS_TESTBED", &tb.name)
+            .env("WS_NET", tb.net.to_string()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "testbed.sh {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The example config with the VIP routing every request, and a rule for the chunked
+/// `/slow/` answers.
+fn config(tb: &Testbed, workers: usize) -> Value {
+    let mut c = tb.config(workers);
+    c["vips"][0]["mode"] = "presplice".into();
+    c["tcp"]["closed_linger_ms"] = 300.into();
+    c["rules"].as_array_mut().unwrap().push(json!(
+        { "name": "slow", "match": { "path_prefix": "/slow/" }, "pool": "apps" }
+    ));
+    c
+}
+
+/// The browser: `conns` keep-alive connections (python http.client, one thread each),
+/// each fetching `paths` in order (a path starting with `HEAD ` is a HEAD request, with
+/// `POST ` a POST with a 3000-byte body). Prints one JSON line per response:
+/// connection, method, path, status, X-Backend, sha256 and length of the body.
+const BROWSER: &str = r#"
+import hashlib, http.client, json, sys, threading
+vip, conns, paths = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+out, lock = [], threading.Lock()
+def run(n):
+    c = http.client.HTTPConnection(vip, 80, timeout=60)
+    for p in paths:
+        method, body, path = "GET", None, p
+        if p.startswith("HEAD "): method, path = "HEAD", p[5:]
+        if p.startswith("POST "): method, path, body = "POST", p[5:], b"x" * 3000
+        c.request(method, path, body=body)
+        r = c.getresponse()
+        data = r.read()
+        with lock:
+            out.append({"conn": n, "method": method, "path": path, "status": r.status,
+                        "backend": r.getheader("X-Backend"), "len": len(data),
+                        "chunked": r.getheader("Transfer-Encoding") == "chunked",
+                        "sha": hashlib.sha256(data).hexdigest()})
+    c.close()
+ts = [threading.Thread(target=run, args=(n,)) for n in range(conns)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(json.dumps(out))
+"#;
+
+fn browse(tb: &Testbed, conns: usize, paths: &[&str]) -> Vec<Value> {
+    let vip = tb.ip(0, 10);
+    let list = serde_json::to_string(paths).unwrap();
+    let out = tb.exec(
+        "cli",
+        &["python3", "-c", BROWSER, &vip, &conns.to_string(), &list],
+        Duration::from_secs(240),
+    );
+    assert!(
+        out.status.success(),
+        "browser: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("browser JSON");
+    v.as_array().unwrap().clone()
+}
+
+/// sha256 of `path` fetched from backend `be` directly, inside its namespace.
+fn direct_sha(tb: &Testbed, be: &str, host: u8, path: &str) -> String {
+    let url = format!("http://{}{path}", tb.ip(1, host));
+    let out = tb.exec(
+        be,
+        &[
+            "sh",
+            "-c",
+            &format!("curl -sS --max-time 30 '{url}' | sha256sum"),
+        ],
+        Duration::from_secs(40),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The page: objects of several types from three pools, alternating.
+const PAGE: &[&str] = &[
+    "/index.html",
+    "/img/logo.png",
+    "/app/run.cgi?x=1",
+    "/static/app.js",
+    "/img/photo.jpg",
+    "/static/style.css",
+    "/app/data?y=2",
+    "/static/data.json",
+    "/img/logo.png",
+    "HEAD /static/app.js",
+    "/slow/0.01/chunked",
+    "POST /app/form",
+    "/whoami",
+];
+
+/// Which backends a path's pool may use.
+fn expected_backends(path: &str) -> &'static [&'static str] {
+    if path.starts_with("/img/") {
+        &["be1"]
+    } else if path.starts_with("/app/") || path.starts_with("/slow/") {
+        &["be2"]
+    } else {
+        &["be1", "be2", "be3"]
+    }
+}
+
+fn check_page(tb: &Testbed, got: &[Value], conns: usize) {
+    assert_eq!(got.len(), conns * PAGE.len(), "responses: {got:?}");
+    for r in got {
+        let path = r["path"].as_str().unwrap();
+        let be = r["backend"].as_str().unwrap_or("");
+        assert_eq!(r["status"], 200, "{r}");
+        assert!(
+            expected_backends(path).contains(&be),
+            "{path} served by {be}, its pool has {:?}: {r}",
+            expected_backends(path)
+        );
+        match r["method"].as_str().unwrap() {
+            "HEAD" => assert_eq!(r["len"], 0, "HEAD has no body: {r}"),
+            "POST" => {}
+            _ if path.starts_with("/slow/") => {
+                assert!(r["chunked"].as_bool().unwrap(), "a chunked answer: {r}");
+                let want = format!("slow on be2: {path}\n");
+                assert_eq!(r["len"].as_u64().unwrap(), want.len() as u64, "{r}");
+            }
+            _ if path.starts_with("/app/") => {
+                let want = format!("app on {be}: {path}\n");
+                assert_eq!(r["len"].as_u64().unwrap(), want.len() as u64, "{r}");
+            }
+            _ if path == "/whoami" => assert_eq!(r["len"].as_u64().unwrap(), 4, "{r}"),
+            _ => {
+                let host = 10 + be[2..].parse::<u8>().unwrap();
+                let want = direct_sha(tb, be, host, path);
+                assert_eq!(
+                    r["sha"].as_str().unwrap(),
+                    want,
+                    "{path} from {be} not byte-exact"
+                );
+            }
+        }
+    }
+    // Per connection, requests alternated between backends (and came back).
+    for n in 0..conns {
+        let seq: Vec<&str> = got
+            .iter()
+            .filter(|r| r["conn"] == n)
+            .map(|r| r["backend"].as_str().unwrap_or(""))
+            .collect();
+        let switches = seq.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(switches >= 3, "connection {n} stayed put: {seq:?}");
+        assert!(seq.contains(&"be1") && seq.contains(&"be2"), "{seq:?}");
+    }
+}
+
+fn scenario(name: &str, net: u8, workers: usize) {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up(name, net);
+    let sw = Switch::start(&tb, &config(&tb, workers));
+
+    // A browser: three keep-alive connections, the page on each.
+    let got = browse(&tb, 3, PAGE);
+    check_page(&tb, &got, 3);
+
+    // Pipelined: two requests in one write; both answered, in order, by one backend.
+    let vip = tb.ip(0, 10);
+    let script = format!(
+        "import socket; s=socket.create_connection(('{vip}',80),timeout=20); \
+         s.sendall(b'GET /img/logo.png HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nGET /app/p HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n'); \
+         d=b''\nwhile True:\n    b=s.recv(65536)\n    if not b: break\n    d+=b\nprint(d.count(b'HTTP/1.1 200'), d.count(b'X-Backend: be1'))"
+    );
+    let out = tb.exec("cli", &["python3", "-c", &script], Duration::from_secs(30));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "2 2",
+        "pipelined answers (count of 200s, of be1): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Again under loss, duplication and reordering on every link.
+    testbed_cmd(
+        &tb,
+        &[
+            "impair",
+            "--loss",
+            "2",
+            "--dup",
+            "1",
+            "--reorder",
+            "2",
+            "--seed",
+            "4",
+        ],
+    );
+    let got = browse(&tb, 2, PAGE);
+    check_page(&tb, &got, 2);
+    let big = browse(
+        &tb,
+        1,
+        &["/big/1M.bin", "/img/logo.png", "/big/1M.bin", "/app/z"],
+    );
+    for r in &big {
+        let path = r["path"].as_str().unwrap();
+        let be = r["backend"].as_str().unwrap();
+        if path.starts_with("/big/") {
+            let host = 10 + be[2..].parse::<u8>().unwrap();
+            assert_eq!(
+                r["sha"].as_str().unwrap(),
+                direct_sha(&tb, be, host, path),
+                "{r}"
+            );
+        }
+    }
+    testbed_cmd(&tb, &["impair", "off"]);
+
+    std::thread::sleep(Duration::from_millis(1000));
+    let fin = sw.stop();
+    let t = &fin["total"];
+    eprintln!("final totals: {t}");
+    let requests = 5 * PAGE.len() as u64 + 4;
+    assert!(
+        counter(t, &["presplice_rounds"]) >= requests - 6 - 2,
+        "every request after a connection's first is a new round: {t}"
+    );
+    assert!(
+        counter(t, &["presplice_fallbacks"]) >= 1,
+        "the pipelined connection: {t}"
+    );
+    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0);
+    assert_eq!(counter(t, &["flows_live"]), 0);
+    tb.down();
+}
+
+#[test]
+fn presplice_one_worker() {
+    scenario("ps1", 171, 1);
+}
+
+#[test]
+fn presplice_two_workers() {
+    scenario("ps2", 172, 2);
+}
