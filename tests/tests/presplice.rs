@@ -41,7 +41,29 @@ fn config(tb: &Testbed, workers: usize) -> Value {
     c["rules"].as_array_mut().unwrap().push(json!(
         { "name": "slow", "match": { "path_prefix": "/slow/" }, "pool": "apps" }
     ));
+    // Client addresses: X-Forwarded-For into every request (nginx :8080 trusts it).
+    c["backends"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "name": "be1x", "address": tb.ip(1, 11), "port": 8080 }));
+    c["pools"].as_array_mut().unwrap().push(json!(
+        { "name": "xff", "backends": ["be1x"], "client_address": "x-forwarded-for" }
+    ));
+    c["rules"].as_array_mut().unwrap().insert(
+        0,
+        json!({ "name": "xff", "match": { "path_prefix": "/xff/" }, "pool": "xff" }),
+    );
     c
+}
+
+/// be1's access log lines for requests whose target contains `marker`.
+fn be1_lines(tb: &Testbed, marker: &str) -> Vec<String> {
+    std::fs::read_to_string(format!("/tmp/{}-testbed/be1/access.log", tb.name))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(marker))
+        .map(String::from)
+        .collect()
 }
 
 /// The browser: `conns` keep-alive connections (python http.client, one thread each),
@@ -196,6 +218,36 @@ fn scenario(name: &str, net: u8, workers: usize) {
     // A browser: three keep-alive connections, the page on each.
     let got = browse(&tb, 3, PAGE);
     check_page(&tb, &got, 3);
+
+    // X-Forwarded-For on every request of one keep-alive connection, between requests to
+    // other pools: nginx (real_ip from X-Forwarded-For) logs the client's address each time.
+    let got = browse(
+        &tb,
+        1,
+        &[
+            "/xff/one",
+            "/img/logo.png",
+            "/xff/two",
+            "/xff/three",
+            "/app/x",
+            "/xff/four",
+        ],
+    );
+    assert_eq!(got.len(), 6, "{got:?}");
+    let client = format!("{}:", tb.ip(0, 2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut lines = be1_lines(&tb, "/xff/");
+    while lines.len() < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        lines = be1_lines(&tb, "/xff/");
+    }
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    for l in &lines {
+        assert!(
+            l.starts_with(&client) && l.contains(&format!("xff=\"{}\"", tb.ip(0, 2))),
+            "the client's address on every request: {l}"
+        );
+    }
 
     // Pipelined: two requests in one write; both answered, in order, by one backend.
     let vip = tb.ip(0, 10);
