@@ -260,6 +260,23 @@ impl Outputs {
     }
 }
 
+/// An established backend connection as the splice needs it (see `Conn::attach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendSide {
+    /// Our next sequence number toward the backend.
+    pub next_to_backend: SeqNumber,
+    /// The backend's next sequence number (what we ack).
+    pub next_from_backend: SeqNumber,
+    /// The backend's latest TSval, if timestamps are on.
+    pub ts_recent: Option<u32>,
+    /// (the scale we announced to the backend, the backend's), if scaling is on.
+    pub window_scales: Option<(u8, u8)>,
+    /// The MSS the backend announced.
+    pub mss: u16,
+    /// The backend's latest raw window field.
+    pub window: u16,
+}
+
 /// The backend a connection goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendTarget {
@@ -278,6 +295,9 @@ pub struct Conn {
     client_isn: SeqNumber,
     our_isn: SeqNumber,
     backend_isn: SeqNumber,
+    /// Backend-space number of this round's first byte toward the backend: the client's
+    /// (`client_isn + 1`) after our own SYN, where a warm connection stands otherwise.
+    backend_base: SeqNumber,
     /// Latest TSval from the client (echoed in our TSecr).
     client_ts_recent: u32,
     /// Latest TSval we sent the client (ours must not go backwards).
@@ -376,6 +396,7 @@ impl Conn {
             client_isn: client_seq - 1,
             our_isn: our_seq - 1,
             backend_isn: SeqNumber(0),
+            backend_base: client_seq,
             client_ts_recent: ts_recent,
             our_ts_last: our_ts,
             backend_ts_recent: 0,
@@ -495,6 +516,8 @@ impl Conn {
         self.head = Some(head);
         self.client_isn = client_next - 1;
         self.our_isn = our_next - 1;
+        self.backend_base = client_next;
+        self.client_next = client_next;
         self.rewrite = None;
         self.head_consumed = 0;
         self.head_sent = 0;
@@ -910,32 +933,54 @@ impl Conn {
         if !seg.syn() || seg.ack != Some(expected_ack) {
             return Verdict::Drop(ConnDrop::Unexpected);
         }
-        let target = self.backend.expect("connecting has a backend");
         self.backend_isn = seg.seq;
-        // Window scaling is on toward the backend only if both SYNs carried it.
-        let client_ws = self.syn.window_scale.unwrap_or(0);
-        let (to_backend_ws, backend_ws) = match (self.syn.window_scale, seg.window_scale) {
-            (Some(c), Some(b)) => (c, b),
-            _ => (0, 0),
+        // Window scaling is on toward the backend only if both SYNs carried it (our SYN
+        // carried the client's scale).
+        let ws = match (self.syn.window_scale, seg.window_scale) {
+            (Some(c), Some(b)) => Some((c, b)),
+            _ => None,
         };
-        let ts_on = self.syn.timestamps && seg.timestamps.is_some();
+        let side = BackendSide {
+            next_to_backend: self.client_isn + 1,
+            next_from_backend: seg.seq + 1,
+            ts_recent: seg.timestamps.map(|t| t.0),
+            window_scales: ws,
+            mss: seg.mss.unwrap_or(536),
+            window: seg.window,
+        };
+        self.splice_with(side, now_ms, out);
+        Verdict::Continue
+    }
+
+    /// Splices onto the backend connection `side` describes (just opened by our SYN, or
+    /// a warm one): fixes both translations, starts the window checks, sends the head.
+    fn splice_with(&mut self, side: BackendSide, now_ms: u64, out: &mut Outputs) {
+        let target = self.backend.expect("splicing has a backend");
+        self.backend_isn = side.next_from_backend - 1;
+        self.backend_base = side.next_to_backend;
+        let client_ws = self.syn.window_scale.unwrap_or(0);
+        let (to_backend_ws, backend_ws) = side.window_scales.unwrap_or((0, 0));
+        let ts_on = self.syn.timestamps && side.ts_recent.is_some();
         // Backend TSvals are shifted into our TS clock toward the client, just ahead of
         // what we last sent it, so the client's PAWS check sees them only increase.
-        let ts_delta = match seg.timestamps {
-            Some((b_tsval, _)) if ts_on => {
-                self.our_tsval(now_ms).wrapping_add(1).wrapping_sub(b_tsval)
-            }
+        let ts_delta = match side.ts_recent {
+            Some(b_tsval) if ts_on => self.our_tsval(now_ms).wrapping_add(1).wrapping_sub(b_tsval),
             _ => 0,
         };
         let vip = (self.client.local_ip, self.client.local_port);
         let client = (self.client.remote_ip, self.client.remote_port);
         let local = (target.key.local_ip, target.key.local_port);
         let backend = (target.key.remote_ip, target.key.remote_port);
-        let shift = self.shift();
+        // Client → backend: where this round starts on each side, plus the rewrite.
+        let seq_delta = self
+            .backend_base
+            .0
+            .wrapping_sub((self.client_isn + 1).0)
+            .wrapping_add(self.shift());
         self.c2b = Translation {
             src: local,
             dst: backend,
-            seq_delta: shift,
+            seq_delta,
             ack_delta: self.backend_isn.0.wrapping_sub(self.our_isn.0),
             ts_val_delta: self.backend_ts_delta,
             ts_ecr_delta: ts_delta.wrapping_neg(),
@@ -946,31 +991,89 @@ impl Conn {
             src: vip,
             dst: client,
             seq_delta: self.our_isn.0.wrapping_sub(self.backend_isn.0),
-            ack_delta: shift.wrapping_neg(),
+            ack_delta: seq_delta.wrapping_neg(),
             ts_val_delta: ts_delta,
             ts_ecr_delta: self.backend_ts_delta.wrapping_neg(),
             window_shift_in: backend_ws,
             window_shift_out: self.our_ws,
         };
-        if let Some((b_tsval, _)) = seg.timestamps {
+        if let Some(b_tsval) = side.ts_recent {
             self.backend_ts_recent = b_tsval;
-            self.ts_on = ts_on;
         }
+        self.ts_on = ts_on;
         // Both directions' window checks start now, from what each side has announced,
         // so a blind RST cannot slip in before the first spliced segment.
         self.client_ack = Some(self.our_isn + 1);
         self.client_wnd = u32::from(self.client_window) << client_ws;
         self.backend_ack = Some(self.client_isn + 1);
-        self.backend_wnd = u32::from(seg.window);
-        self.backend_mss = seg.mss.unwrap_or(536);
+        self.backend_wnd = u32::from(side.window) << backend_ws;
+        self.backend_mss = side.mss;
         self.state = State::Spliced;
         self.head_consumed = self.head_bytes().len();
+        let buffered_end = self.client_isn + 1 + self.head_consumed;
+        if buffered_end.wrapping_diff(self.client_next) > 0 {
+            self.client_next = buffered_end;
+        }
         let (a, b) = self.backend_stream();
         self.head_sent = a.len() + b.len();
         self.retransmits = 0;
         self.deadline_ms = now_ms + RTO_MS;
         self.send_head(out);
-        Verdict::Continue
+    }
+
+    /// Splices onto an established (warm) backend connection instead of opening one:
+    /// the caller routed the head to `target` and took `side` from its warm pool.
+    pub fn attach(
+        &mut self,
+        target: BackendTarget,
+        side: BackendSide,
+        now_ms: u64,
+        out: &mut Outputs,
+    ) {
+        let backend_clock = self.params.backend_ts_base.wrapping_add(now_ms as u32);
+        self.backend_ts_delta = backend_clock.wrapping_sub(self.client_ts_recent);
+        self.backend = Some(target);
+        self.attempts += 1;
+        self.splice_with(side, now_ms, out);
+    }
+
+    /// Whether a warm backend connection with these properties can carry this client's
+    /// traffic: timestamps on both or neither, and its segments no larger than the
+    /// client takes.
+    pub fn fits(&self, ts_on: bool, mss_announced_to_backend: u16) -> bool {
+        self.syn.timestamps == ts_on && self.syn.mss >= mss_announced_to_backend
+    }
+
+    /// At the end of a round whose exchange is over (every request byte acked by the
+    /// backend, every response byte by the client, no FIN either way): the backend
+    /// connection as it stands, for the warm pool. `None` if it cannot be reused.
+    pub fn detach(&mut self) -> Option<(BackendTarget, BackendSide)> {
+        if self.state != State::Spliced
+            || self.client_fin.is_some()
+            || self.backend_fin.is_some()
+            || !self.head_acked
+        {
+            return None;
+        }
+        let target = self.backend?;
+        // Everything the client sent was acked by the backend, everything the backend
+        // sent was acked by the client: both next numbers are known exactly.
+        let client_acked = self.backend_ack?;
+        if client_acked != self.client_next {
+            return None;
+        }
+        let ours_acked = self.client_ack?;
+        let side = BackendSide {
+            next_to_backend: client_acked + self.c2b.seq_delta as usize,
+            next_from_backend: ours_acked + self.b2c.seq_delta.wrapping_neg() as usize,
+            ts_recent: self.ts_on.then_some(self.backend_ts_recent),
+            window_scales: (self.c2b.window_shift_out != 0 || self.b2c.window_shift_in != 0)
+                .then_some((self.c2b.window_shift_out, self.b2c.window_shift_in)),
+            mss: self.backend_mss,
+            window: (self.backend_wnd >> self.b2c.window_shift_in).min(65535) as u16,
+        };
+        self.backend = None;
+        Some((target, side))
     }
 
     /// The buffered head (and what came with it) to the backend, as one `Data::Head`
@@ -985,7 +1088,7 @@ impl Conn {
             window_field(bytes, self.c2b.window_shift_out)
         };
         out.push(Emit::ToBackend(SegmentOut {
-            seq: self.client_isn + 1,
+            seq: self.backend_base,
             ack: Some(self.backend_isn + 1),
             flags: tcp_flags::PSH | if fin { tcp_flags::FIN } else { 0 },
             window,
@@ -1045,8 +1148,7 @@ impl Conn {
             let ack = raw_ack + self.b2c.ack_delta as usize;
             self.backend_ack = Some(self.backend_ack.map_or(ack, |a| a.max(ack)));
             self.backend_wnd = u32::from(seg.window) << self.b2c.window_shift_in;
-            if !self.head_acked && raw_ack.wrapping_diff(self.client_isn + 1 + self.head_sent) >= 0
-            {
+            if !self.head_acked && raw_ack.wrapping_diff(self.backend_base + self.head_sent) >= 0 {
                 self.head_acked = true;
                 self.deadline_ms = now_ms + self.params.idle_timeout_ms;
             }

@@ -11,4 +11,5 @@ pub mod reasm;
 pub mod splice;
 pub mod steer;
 pub mod syncookie;
+pub mod warm;
 pub mod wire;

@@ -2479,3 +2479,55 @@ fn a_second_round_continues_both_sequence_spaces() {
     assert_eq!(seen.tcp.seq_number, h.oseq(100));
     assert_eq!(seen.tcp.ack_number, Some(h.cseq(2 * HEAD.len())));
 }
+
+#[test]
+fn attached_to_a_warm_connection_and_detached_again() {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    // A warm connection whose numbers have nothing to do with the client's.
+    let side = BackendSide {
+        next_to_backend: SeqNumber(123_456_789),
+        next_from_backend: SeqNumber(987_654_321),
+        ts_recent: Some(h.s.backend_ts),
+        window_scales: Some((7, BACKEND_WS)),
+        mss: BACKEND_MSS,
+        window: 300,
+    };
+    assert!(h.c.fits(true, 1460));
+    assert!(!h.c.fits(false, 1460));
+    h.out.clear();
+    h.c.attach(target(), side, T0 + 2, &mut h.out);
+    let e = h.collect();
+    let head = one_to_backend(&e);
+    assert_eq!(
+        head.seq,
+        SeqNumber(123_456_789),
+        "the head where the warm connection stands"
+    );
+    assert_eq!(head.ack, Some(SeqNumber(987_654_321)));
+    assert_eq!(h.c.state, State::Spliced);
+    h.backend_ts_on = true;
+    h.s.backend_isn = 987_654_320;
+    // The backend acks the head (its numbers) and answers 50 bytes.
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    let seg = SegmentInfo {
+        ack: Some(SeqNumber(123_456_789) + HEAD.len()),
+        ..h.backend_seg(0, 0, tcp_flags::PSH, 50)
+    };
+    assert_eq!(h.backend_raw(&seg, T0 + 3), fwd);
+    let seen = backend_to_client(&h, &seg, &[7; 50]);
+    assert_eq!(seen.tcp.seq_number, h.oseq(0));
+    assert_eq!(seen.tcp.ack_number, Some(h.cseq(HEAD.len())));
+    // The client acks the response; the exchange is over: detach.
+    assert_eq!(h.client(HEAD.len(), 50, 0, &[], T0 + 4), fwd);
+    let ack_seg = h.client_seg(HEAD.len(), 50, 0, 0);
+    let seen = client_to_backend(&h, &ack_seg, &[]);
+    assert_eq!(seen.tcp.seq_number, SeqNumber(123_456_789) + HEAD.len());
+    assert_eq!(seen.tcp.ack_number, Some(SeqNumber(987_654_321) + 50));
+    let (t, back) = h.c.detach().expect("reusable");
+    assert_eq!(t, target());
+    assert_eq!(back.next_to_backend, SeqNumber(123_456_789) + HEAD.len());
+    assert_eq!(back.next_from_backend, SeqNumber(987_654_321) + 50);
+    assert_eq!(back.window_scales, Some((7, BACKEND_WS)));
+    assert_eq!(h.c.backend, None);
+}
