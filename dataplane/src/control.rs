@@ -491,6 +491,7 @@ impl Control for SwitchControl {
                     "retries",
                     "queue_length",
                     "queue_timeout_ms",
+                    "warm",
                 ] {
                     if let Some(v) = args.get(k) {
                         fields.insert(k.into(), v.clone());

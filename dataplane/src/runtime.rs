@@ -100,6 +100,9 @@ pub struct Runtime {
     pub pool_slots: Slots,
     /// Pool index by slot (`None`: that pool is gone).
     pub pool_by_slot: Vec<Option<usize>>,
+    /// Per backend id: (min_idle, max_idle) warm connections per core, the largest any
+    /// of its pools asks for; (0, 0) for none.
+    pub warm: Vec<(u32, u32)>,
 }
 
 impl Runtime {
@@ -137,7 +140,18 @@ impl Runtime {
         for (i, &slot) in pool_slot.iter().enumerate() {
             pool_by_slot[slot] = Some(i);
         }
+        let mut warm = vec![(0u32, 0u32); config.backends.len()];
+        for p in &config.pools {
+            let Some(w) = p.warm else { continue };
+            for name in &p.backends {
+                if let Some(b) = config.backend_index(name) {
+                    warm[b].0 = warm[b].0.max(w.min_idle);
+                    warm[b].1 = warm[b].1.max(w.max_idle);
+                }
+            }
+        }
         Ok(Runtime {
+            warm,
             version,
             config,
             removed,

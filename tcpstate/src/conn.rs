@@ -1045,9 +1045,10 @@ impl Conn {
     }
 
     /// At the end of a round whose exchange is over (every request byte acked by the
-    /// backend, every response byte by the client, no FIN either way): the backend
-    /// connection as it stands, for the warm pool. `None` if it cannot be reused.
-    pub fn detach(&mut self) -> Option<(BackendTarget, BackendSide)> {
+    /// backend, every response byte — up to `our_next`, client space — acked by the
+    /// client, no FIN either way): the backend connection as it stands, for the warm
+    /// pool. `None` if it cannot be reused.
+    pub fn detach(&mut self, our_next: SeqNumber) -> Option<(BackendTarget, BackendSide)> {
         if self.state != State::Spliced
             || self.client_fin.is_some()
             || self.backend_fin.is_some()
@@ -1062,10 +1063,11 @@ impl Conn {
         if client_acked != self.client_next {
             return None;
         }
-        let ours_acked = self.client_ack?;
+        // The caller saw the client ack `our_next` (possibly in the segment it is about
+        // to hand over, so not yet in `client_ack`).
         let side = BackendSide {
             next_to_backend: client_acked + self.c2b.seq_delta as usize,
-            next_from_backend: ours_acked + self.b2c.seq_delta.wrapping_neg() as usize,
+            next_from_backend: our_next + self.b2c.seq_delta.wrapping_neg() as usize,
             ts_recent: self.ts_on.then_some(self.backend_ts_recent),
             window_scales: (self.c2b.window_shift_out != 0 || self.b2c.window_shift_in != 0)
                 .then_some((self.c2b.window_shift_out, self.b2c.window_shift_in)),

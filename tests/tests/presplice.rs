@@ -37,6 +37,13 @@ fn testbed_cmd(tb: &Testbed, args: &[&str]) -> String {
 fn config(tb: &Testbed, workers: usize) -> Value {
     let mut c = tb.config(workers);
     c["vips"][0]["mode"] = "presplice".into();
+    // Warm connections for the images and apps pools (not the default pool, so a new
+    // connection's time to first byte can be compared with and without).
+    for p in c["pools"].as_array_mut().unwrap() {
+        if p["name"] == "images" || p["name"] == "apps" {
+            p["warm"] = json!({ "min_idle": 2, "max_idle": 8 });
+        }
+    }
     c["tcp"]["closed_linger_ms"] = 300.into();
     c["rules"].as_array_mut().unwrap().push(json!(
         { "name": "slow", "match": { "path_prefix": "/slow/" }, "pool": "apps" }
@@ -108,6 +115,10 @@ fn browse(tb: &Testbed, conns: usize, paths: &[&str]) -> Vec<Value> {
         "browser: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !err.trim().is_empty() {
+        eprintln!("browser stderr:\n{err}");
+    }
     let v: Value = serde_json::from_slice(&out.stdout).expect("browser JSON");
     v.as_array().unwrap().clone()
 }
@@ -218,6 +229,71 @@ fn scenario(name: &str, net: u8, workers: usize) {
     // A browser: three keep-alive connections, the page on each.
     let got = browse(&tb, 3, PAGE);
     check_page(&tb, &got, 3);
+    // Warm connections carried requests of several client requests: nginx counts
+    // requests per connection, and some of be1's image requests were not the first.
+    let reused = be1_lines(&tb, "/img/")
+        .iter()
+        .filter_map(|l| {
+            l.split(" req=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        reused >= 2,
+        "no backend connection of be1 served two requests"
+    );
+
+    // Time to first byte of a new connection: warm pool (images) against none (default).
+    let ttfb = |path: &str| -> f64 {
+        let url = format!("http://{}{path}", tb.ip(0, 10));
+        let mut total = 0.0;
+        for _ in 0..10 {
+            let out = tb.exec(
+                "cli",
+                &[
+                    "curl",
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{time_starttransfer}",
+                    &url,
+                ],
+                Duration::from_secs(20),
+            );
+            total += String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<f64>()
+                .unwrap_or(0.0);
+        }
+        total / 10.0 * 1e6
+    };
+    let (warm, cold) = (ttfb("/img/logo.png"), ttfb("/static/style.css"));
+    eprintln!(
+        "time to first byte of a new connection (client side, mean of 10): warm pool {warm:.0} µs, no warm pool {cold:.0} µs"
+    );
+
+    // The backend drops its idle connections (reset from its side, as `ss -K` does to
+    // every socket toward the switch): the switch lets those warm connections go and
+    // opens new ones; requests keep succeeding.
+    let out = tb.exec(
+        "be1",
+        &["ss", "-K", "dst", &tb.ip(1, 1)],
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.status.success(),
+        "ss -K: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = browse(&tb, 2, PAGE);
+    check_page(&tb, &got, 2);
 
     // X-Forwarded-For on every request of one keep-alive connection, between requests to
     // other pools: nginx (real_ip from X-Forwarded-For) logs the client's address each time.
@@ -305,6 +381,12 @@ fn scenario(name: &str, net: u8, workers: usize) {
     let t = &fin["total"];
     eprintln!("final totals: {t}");
     let requests = 5 * PAGE.len() as u64 + 4;
+    assert!(counter(t, &["warm_attached"]) >= 1, "{t}");
+    assert!(counter(t, &["warm_returned"]) >= 1, "{t}");
+    assert!(
+        counter(t, &["warm_closed"]) >= 1,
+        "the reload closed idle ones: {t}"
+    );
     assert!(
         counter(t, &["presplice_rounds"]) >= requests - 6 - 2,
         "every request after a connection's first is a new round: {t}"

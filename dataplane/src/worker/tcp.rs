@@ -27,6 +27,7 @@ use tcpstate::wire::{
 use super::Worker;
 
 mod presplice;
+mod warm;
 use crate::addrs::Local;
 use crate::runtime::{Admin, BackendRoute, Runtime};
 use crate::stats::{Counter, DropReason};
@@ -166,6 +167,10 @@ pub struct TcpCore {
     // Boxed: states move between connections and the spares by pointer.
     #[allow(clippy::vec_box)]
     pr_pool: Vec<Box<PerRequest>>,
+    /// Warm backend connections in the pool (not attached to a client), and how many
+    /// each backend has on this core (opening or idle).
+    warm: hashbrown::HashMap<FlowKey, tcpstate::warm::WarmConn>,
+    warm_count: Vec<u32>,
 }
 
 impl TcpCore {
@@ -201,6 +206,8 @@ impl TcpCore {
             queued_local: 0,
             per_request: (0..t.max_flows).map(|_| None).collect(),
             pr_pool: Vec::new(),
+            warm: hashbrown::HashMap::new(),
+            warm_count: vec![0; crate::runtime::MAX_BACKENDS],
         }
     }
 
@@ -258,6 +265,10 @@ impl Worker {
         if let Some(&b) = self.tcp.probes.get(&key) {
             let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
             self.health_segment(b, key, &rx.seg, payload, now_ms);
+            return;
+        }
+        if self.tcp.warm.contains_key(&key) {
+            self.warm_segment(key, &rx.seg, now_ms);
             return;
         }
         let lingering =
@@ -930,16 +941,38 @@ impl Worker {
             }
             return;
         };
-        let Some(local_port) = self.pick_local_port(route) else {
-            self.stats().drop(DropReason::NoLocalPort, 1);
-            self.respond(id, 503, now_ms);
-            return;
-        };
         if !self.take_slot(b) {
             // Another core took the last slot since `pick_backend` looked.
             self.enqueue(id, pool, now_ms);
             return;
         }
+        if let Some((key, side)) = self.take_warm(b, id) {
+            // A warm connection: no backend handshake on this request's path.
+            self.tcp.meta[id as usize].mark_tried(b);
+            self.tcp.flows.bind_backend(id, key);
+            self.tcp.pools.connection_opened(b);
+            let meta = &mut self.tcp.meta[id as usize];
+            meta.backend_held = true;
+            meta.backend_mac = mac;
+            meta.backend_port = route.via_port;
+            let mut out = Outputs::default();
+            if let Some(conn) = self.tcp.flows.get_mut(id) {
+                conn.attach(BackendTarget { id: b, key }, side, now_ms, &mut out);
+            }
+            self.stats().add(Counter::WarmAttached, 1);
+            for e in out.iter() {
+                if let Emit::ToBackend(s) = e {
+                    self.send_to_backend(id, &s);
+                }
+            }
+            return;
+        }
+        let Some(local_port) = self.pick_local_port(route) else {
+            self.release_slot(b);
+            self.stats().drop(DropReason::NoLocalPort, 1);
+            self.respond(id, 503, now_ms);
+            return;
+        };
         self.tcp.meta[id as usize].mark_tried(b);
         let key = FlowKey {
             remote_ip: route.address,
@@ -985,6 +1018,9 @@ impl Worker {
                 local_ip: route.local_ip,
                 local_port: port,
             };
+            if self.tcp.warm.contains_key(&key) {
+                continue;
+            }
             match self.tcp.flows.lookup(&key) {
                 None => return Some(port),
                 // Held only by a lingering connection: recycle it (as a TIME_WAIT tuple is
@@ -1431,6 +1467,7 @@ impl Worker {
         self.sync_backend_state();
         self.serve_ctl(now_ms);
         self.health_tick(now_ms);
+        self.warm_tick(now_ms);
         let mut fresh = [0u8; 16];
         fresh[..8].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());
         fresh[8..].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());

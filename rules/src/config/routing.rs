@@ -115,7 +115,31 @@ pub struct PoolConfig {
     /// How long a request may wait in the queue before it is answered 503.
     #[serde(default = "PoolConfig::default_queue_timeout_ms")]
     pub queue_timeout_ms: u64,
+    /// Warm backend connections: opened ahead of time to each member, per worker core,
+    /// so requests are spliced onto them without a backend handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmConfig>,
 }
+
+/// A pool's warm connections, per backend and worker core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmConfig {
+    /// Established, unused connections kept ready (replenished in the background).
+    pub min_idle: u32,
+    /// Most unused connections kept (a connection given back beyond it is closed).
+    #[serde(default = "WarmConfig::default_max_idle")]
+    pub max_idle: u32,
+}
+
+impl WarmConfig {
+    fn default_max_idle() -> u32 {
+        64
+    }
+}
+
+/// Most warm connections per backend and core.
+pub const MAX_WARM: u32 = 1024;
 
 /// Most requests one pool may queue.
 pub const MAX_QUEUE_LENGTH: u32 = 65536;
@@ -180,6 +204,7 @@ impl PoolConfig {
             retries: None,
             queue_length: Self::default_queue_length(),
             queue_timeout_ms: Self::default_queue_timeout_ms(),
+            warm: None,
         }
     }
 }
@@ -557,6 +582,27 @@ impl Config {
                     format!("pools[{i}].client_xff"),
                     "only used with `client_address: \"x-forwarded-for\"`; remove it",
                 ));
+            }
+            if let Some(w) = p.warm {
+                if matches!(
+                    p.client_address,
+                    ClientAddress::ProxyV1 | ClientAddress::ProxyV2
+                ) {
+                    return Err(ConfigError::new(
+                        format!("pools[{i}].warm"),
+                        format!(
+                            "a warm connection is opened before its client is known, so it \
+                             cannot start with a PROXY header: remove `pools[{i}].warm` or \
+                             set `pools[{i}].client_address` to \"x-forwarded-for\" or \"none\""
+                        ),
+                    ));
+                }
+                if w.max_idle > MAX_WARM || w.min_idle > w.max_idle {
+                    return Err(ConfigError::new(
+                        format!("pools[{i}].warm"),
+                        format!("need min_idle <= max_idle <= {MAX_WARM}"),
+                    ));
+                }
             }
             if p.retries.is_some_and(|r| r > MAX_RETRIES) {
                 return Err(ConfigError::new(

@@ -303,6 +303,17 @@ fn operator_fields_parse_and_bad_ones_are_named() {
     assert_eq!(e.field, "pools[0].queue_timeout_ms");
     let e = err_after(|v| v["pools"][0]["queue_length"] = 100_000.into());
     assert_eq!(e.field, "pools[0].queue_length");
+    let e = err_after(|v| {
+        v["pools"][0]["client_address"] = "proxy-v1".into();
+        v["pools"][0]["warm"] = json!({ "min_idle": 2 });
+    });
+    assert_eq!(e.field, "pools[0].warm");
+    assert!(
+        e.message.contains("pools[0].client_address"),
+        "names both: {e}"
+    );
+    let e = err_after(|v| v["pools"][0]["warm"] = json!({ "min_idle": 5, "max_idle": 2 }));
+    assert_eq!(e.field, "pools[0].warm");
     let e = err_after(|v| v["rules"][0]["action"] = json!({ "deny": { "status": 200 } }));
     assert_eq!(e.field, "rules[0].pool", "both pool and action: {e}");
     let action = |a: serde_json::Value| {

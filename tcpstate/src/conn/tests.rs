@@ -2524,7 +2524,7 @@ fn attached_to_a_warm_connection_and_detached_again() {
     let seen = client_to_backend(&h, &ack_seg, &[]);
     assert_eq!(seen.tcp.seq_number, SeqNumber(123_456_789) + HEAD.len());
     assert_eq!(seen.tcp.ack_number, Some(SeqNumber(987_654_321) + 50));
-    let (t, back) = h.c.detach().expect("reusable");
+    let (t, back) = h.c.detach(h.oseq(50)).expect("reusable");
     assert_eq!(t, target());
     assert_eq!(back.next_to_backend, SeqNumber(123_456_789) + HEAD.len());
     assert_eq!(back.next_from_backend, SeqNumber(987_654_321) + 50);

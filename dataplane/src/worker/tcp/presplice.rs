@@ -344,14 +344,16 @@ impl Worker {
             return false;
         };
         // The previous backend connection is done (its response complete and acked):
-        // reset it and forget it.
-        let mut out = Outputs::default();
-        if let Some(c) = self.tcp.flows.get_mut(id) {
-            c.abort_backend(&mut out);
-        }
-        for e in out.iter() {
-            if let tcpstate::conn::Emit::ToBackend(s) = e {
-                self.send_to_backend(id, &s);
+        // back to its warm pool if it has one, else reset and forgotten.
+        if !self.return_warm(id, our_next) {
+            let mut out = Outputs::default();
+            if let Some(c) = self.tcp.flows.get_mut(id) {
+                c.abort_backend(&mut out);
+            }
+            for e in out.iter() {
+                if let tcpstate::conn::Emit::ToBackend(s) = e {
+                    self.send_to_backend(id, &s);
+                }
             }
         }
         self.release_backend(id);

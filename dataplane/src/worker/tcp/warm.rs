@@ -1,0 +1,173 @@
+//! The warm pools: per backend, on each worker core, established backend connections
+//! kept ready (a pool's `warm.min_idle`, replenished every sweep while the backend is
+//! usable), taken by `connect_backend` instead of a SYN when one fits the client, and
+//! given back by presplice rounds whose exchange ended cleanly (up to `warm.max_idle`).
+//! A warm connection the backend closes or resets is let go and replaced.
+use tcpstate::conn::{BackendSide, BackendTarget, SegmentInfo};
+use tcpstate::flow::{ConnId, FlowKey};
+use tcpstate::warm::{WarmConn, WarmEvent};
+use tcpstate::wire::SeqNumber;
+
+use super::super::Worker;
+use super::splitmix;
+use crate::stats::Counter;
+
+/// Most warm connections opened per backend in one sweep (10 ms), so a large
+/// `min_idle` ramps up instead of bursting.
+const OPEN_PER_SWEEP: u32 = 8;
+
+impl Worker {
+    /// The switch's clock for TSvals toward backends (see `ConnParams::backend_ts_base`).
+    fn backend_clock(&self, now_ms: u64) -> u32 {
+        self.tcp.params.backend_ts_base.wrapping_add(now_ms as u32)
+    }
+
+    /// Sends `seg` on warm connection `key` (to backend `b`).
+    fn warm_send(&mut self, b: usize, key: FlowKey, seg: &tcpstate::conn::SegmentOut, now_ms: u64) {
+        let Some(route) = self.tcp.rt.routes.get(b).copied() else {
+            return;
+        };
+        if let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) {
+            self.send_raw_segment(route.via_port, mac, key, seg);
+        }
+    }
+
+    fn warm_forget(&mut self, key: &FlowKey) {
+        if let Some(w) = self.tcp.warm.remove(key) {
+            let n = &mut self.tcp.warm_count[w.target.id];
+            *n = n.saturating_sub(1);
+            self.stats().add(Counter::WarmClosed, 1);
+        }
+    }
+
+    /// A segment from the backend on a warm connection in the pool.
+    pub(super) fn warm_segment(&mut self, key: FlowKey, seg: &SegmentInfo, now_ms: u64) {
+        let clock = self.backend_clock(now_ms);
+        let Some(w) = self.tcp.warm.get_mut(&key) else {
+            return;
+        };
+        let b = w.target.id;
+        match w.on_segment(seg, clock) {
+            WarmEvent::Nothing => {}
+            WarmEvent::Send(s) => self.warm_send(b, key, &s, now_ms),
+            WarmEvent::Closed(rst) => {
+                if let Some(s) = rst {
+                    self.warm_send(b, key, &s, now_ms);
+                }
+                self.warm_forget(&key);
+            }
+        }
+    }
+
+    /// An idle warm connection to `b` that can carry `id`'s client, taken out of the pool.
+    pub(super) fn take_warm(&mut self, b: usize, id: ConnId) -> Option<(FlowKey, BackendSide)> {
+        if self.tcp.warm_count.get(b).copied().unwrap_or(0) == 0 {
+            return None;
+        }
+        let conn = self.tcp.flows.get(id)?;
+        let key = self.tcp.warm.iter().find_map(|(k, w)| {
+            let side = w.side()?;
+            (w.target.id == b && conn.fits(side.ts_recent.is_some(), w.mss)).then_some(*k)
+        })?;
+        let w = self.tcp.warm.remove(&key)?;
+        self.tcp.warm_count[b] -= 1;
+        w.side().map(|side| (key, side))
+    }
+
+    /// Gives `id`'s backend connection back to its warm pool, if its exchange ended
+    /// cleanly and the pool wants it; `false`: the caller must let it go.
+    pub(super) fn return_warm(&mut self, id: ConnId, our_next: SeqNumber) -> bool {
+        let Some(b) = self.tcp.flows.get(id).and_then(|c| c.backend).map(|t| t.id) else {
+            return false;
+        };
+        let (_, max_idle) = self.tcp.rt.warm.get(b).copied().unwrap_or((0, 0));
+        if self.tcp.warm_count[b] >= max_idle || !self.tcp.pools.is_usable(b) {
+            return false;
+        }
+        let Some((target, side)) = self.tcp.flows.get_mut(id).and_then(|c| c.detach(our_next))
+        else {
+            return false;
+        };
+        self.tcp.flows.unbind(&target.key);
+        self.release_held(id, b);
+        let w = WarmConn::from_detached(target, side, self.tcp.params.mss);
+        self.tcp.warm.insert(target.key, w);
+        self.tcp.warm_count[b] += 1;
+        self.stats().add(Counter::WarmReturned, 1);
+        true
+    }
+
+    /// Every sweep: SYN retransmissions, pools kept at `min_idle` for usable backends,
+    /// and let go for backends that are not.
+    pub(super) fn warm_tick(&mut self, now_ms: u64) {
+        let clock = self.backend_clock(now_ms);
+        if !self.tcp.warm.is_empty() {
+            let mut events: Vec<(FlowKey, usize, WarmEvent)> = Vec::new();
+            for (k, w) in self.tcp.warm.iter_mut() {
+                let usable = self.tcp.pools.backend_count() > w.target.id
+                    && self.tcp.pools.is_usable(w.target.id)
+                    && self.tcp.rt.warm.get(w.target.id).is_some_and(|x| x.1 > 0);
+                if !usable {
+                    events.push((*k, w.target.id, WarmEvent::Closed(Some(w.close()))));
+                    continue;
+                }
+                if now_ms >= w.deadline_ms() {
+                    events.push((*k, w.target.id, w.on_timer(now_ms, clock)));
+                }
+            }
+            for (k, b, e) in events {
+                match e {
+                    WarmEvent::Nothing => {}
+                    WarmEvent::Send(s) => self.warm_send(b, k, &s, now_ms),
+                    WarmEvent::Closed(rst) => {
+                        if let Some(s) = rst {
+                            self.warm_send(b, k, &s, now_ms);
+                        }
+                        self.warm_forget(&k);
+                    }
+                }
+            }
+        }
+        let rt = std::sync::Arc::clone(&self.tcp.rt);
+        let mut idle = 0u64;
+        for (b, &(min_idle, _)) in rt.warm.iter().enumerate() {
+            if min_idle == 0 || !self.tcp.pools.is_usable(b) || rt.removed[b] {
+                continue;
+            }
+            let route = rt.routes[b];
+            let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
+                continue; // worker 0 keeps asking for backends' next hops
+            };
+            let mut opened = 0;
+            while self.tcp.warm_count[b] < min_idle && opened < OPEN_PER_SWEEP {
+                let Some(local_port) = self.pick_local_port(route) else {
+                    break;
+                };
+                let key = FlowKey {
+                    remote_ip: route.address,
+                    remote_port: route.port,
+                    local_ip: route.local_ip,
+                    local_port,
+                };
+                let isn = SeqNumber(splitmix(&mut self.tcp.rng) as u32);
+                let (w, syn) = WarmConn::open(
+                    BackendTarget { id: b, key },
+                    isn,
+                    self.tcp.params.mss,
+                    self.tcp.params.window_scale,
+                    clock,
+                    now_ms,
+                );
+                self.tcp.warm.insert(key, w);
+                self.tcp.warm_count[b] += 1;
+                self.send_raw_segment(route.via_port, mac, key, &syn);
+                self.stats().add(Counter::WarmOpened, 1);
+                opened += 1;
+            }
+        }
+        for w in self.tcp.warm.values() {
+            idle += u64::from(w.side().is_some());
+        }
+        self.stats().set(Counter::WarmIdle, idle);
+    }
+}
