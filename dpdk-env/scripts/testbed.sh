@@ -350,6 +350,15 @@ location = /whoami {
     default_type text/plain;
     return 200 "$b\n";
 }
+# no content (204), and an answer after which nginx closes the connection
+location = /nocontent {
+    return 204;
+}
+location /close/ {
+    keepalive_timeout 0;
+    default_type text/plain;
+    return 200 "closing on $b\n";
+}
 # the "application" (any path under /app/, e.g. /app/run.cgi?x=1)
 location /app/ {
     default_type text/plain;

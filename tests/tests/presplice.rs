@@ -84,10 +84,15 @@ out, lock = [], threading.Lock()
 def run(n):
     c = http.client.HTTPConnection(vip, 80, timeout=60)
     for p in paths:
-        method, body, path = "GET", None, p
+        method, body, path, headers, chunked = "GET", None, p, {}, False
         if p.startswith("HEAD "): method, path = "HEAD", p[5:]
         if p.startswith("POST "): method, path, body = "POST", p[5:], b"x" * 3000
-        c.request(method, path, body=body)
+        if p.startswith("CHUNKED "):
+            method, path, chunked = "POST", p[8:], True
+            body = iter([b"a" * 1000, b"b" * 2000, b"c" * 10])
+        if p.startswith("COND "):
+            path, headers = p[5:], {"If-None-Match": "*"}
+        c.request(method, path, body=body, headers=headers, encode_chunked=chunked)
         r = c.getresponse()
         data = r.read()
         with lock:
@@ -218,6 +223,38 @@ fn check_page(tb: &Testbed, got: &[Value], conns: usize) {
     }
 }
 
+/// No-body answers (204, 304), a chunked request body, and a backend that closes after its
+/// answer (the client opens a new connection for what follows), on one connection.
+fn special_cases(tb: &Testbed) {
+    let got = browse(
+        tb,
+        1,
+        &[
+            "/nocontent",
+            "/img/logo.png",
+            "COND /static/app.js",
+            "CHUNKED /app/chunked",
+            "/img/photo.jpg",
+            "/close/x",
+            "/app/after",
+            "/img/logo.png",
+        ],
+    );
+    let status: Vec<u64> = got.iter().map(|r| r["status"].as_u64().unwrap()).collect();
+    assert_eq!(status, [204, 200, 304, 200, 200, 200, 200, 200], "{got:?}");
+    for r in &got {
+        let path = r["path"].as_str().unwrap();
+        let be = r["backend"].as_str().unwrap_or("");
+        assert!(
+            expected_backends(path).contains(&be),
+            "{path} from {be}: {r}"
+        );
+        if path == "/img/logo.png" {
+            assert_eq!(r["len"], 2077, "{r}");
+        }
+    }
+}
+
 fn scenario(name: &str, net: u8, workers: usize) {
     if !root_or_skip() {
         return;
@@ -325,6 +362,8 @@ fn scenario(name: &str, net: u8, workers: usize) {
         );
     }
 
+    special_cases(&tb);
+
     // Pipelined: two requests in one write; both answered, in order, by one backend.
     let vip = tb.ip(0, 10);
     let script = format!(
@@ -357,6 +396,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
     );
     let got = browse(&tb, 2, PAGE);
     check_page(&tb, &got, 2);
+    special_cases(&tb);
     let big = browse(
         &tb,
         1,
