@@ -230,6 +230,36 @@ impl Collector for SwitchCollector {
                 "Requests answered by a rule's deny, redirect or respond action.",
                 Counter::RuleAnswers,
             ),
+            (
+                "webswitch_presplice_rounds",
+                "Presplice re-splices: a keep-alive connection's next request routed on its own.",
+                Counter::PrespliceRounds,
+            ),
+            (
+                "webswitch_presplice_fallbacks",
+                "Presplice connections left spliced to their backend (pipelining, unframable traffic).",
+                Counter::PrespliceFallbacks,
+            ),
+            (
+                "webswitch_warm_opened",
+                "Warm backend connections opened.",
+                Counter::WarmOpened,
+            ),
+            (
+                "webswitch_warm_attached",
+                "Requests spliced onto a warm backend connection (no backend handshake).",
+                Counter::WarmAttached,
+            ),
+            (
+                "webswitch_warm_returned",
+                "Backend connections given back to their warm pool after an exchange.",
+                Counter::WarmReturned,
+            ),
+            (
+                "webswitch_warm_closed",
+                "Warm backend connections let go (closed or reset by the backend, or not needed).",
+                Counter::WarmClosed,
+            ),
         ];
         for (name, help, c) in simple {
             counter_family(&mut enc, name, help, &per_core(*c))?;
@@ -340,6 +370,16 @@ impl Collector for SwitchCollector {
             "webswitch_connections",
             "Open client connections by state.",
             &flows,
+        )?;
+        let warm: Vec<(Labels, i64)> = per_core(Counter::WarmIdle)
+            .into_iter()
+            .map(|(l, v)| (l, v as i64))
+            .collect();
+        gauge_family(
+            &mut enc,
+            "webswitch_warm_idle",
+            "Warm backend connections established and unused, per core.",
+            &warm,
         )?;
         let live: Vec<(Labels, i64)> = per_core(Counter::FlowsLive)
             .into_iter()
