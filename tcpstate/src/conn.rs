@@ -183,6 +183,21 @@ pub struct SegmentOut {
     pub data: Data,
 }
 
+impl SegmentOut {
+    /// A bare RST at `seq` (no ACK, no options): how the switch resets a peer.
+    pub fn rst(seq: SeqNumber) -> SegmentOut {
+        SegmentOut {
+            seq,
+            ack: None,
+            flags: tcp_flags::RST,
+            window: 0,
+            timestamps: None,
+            syn_options: None,
+            data: Data::None,
+        }
+    }
+}
+
 /// What to send in answer to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Emit {
@@ -1230,15 +1245,7 @@ impl Conn {
 
     /// Idle or stuck: reset both ends and close.
     fn abort(&mut self, now_ms: u64, out: &mut Outputs) -> Verdict {
-        let to_client = SegmentOut {
-            seq: self.client_ack.unwrap_or(self.our_isn + 1),
-            ack: None,
-            flags: tcp_flags::RST,
-            window: 0,
-            timestamps: None,
-            syn_options: None,
-            data: Data::None,
-        };
+        let to_client = SegmentOut::rst(self.client_ack.unwrap_or(self.our_isn + 1));
         out.push(Emit::ToClient(to_client));
         self.abort_backend(out);
         self.close(now_ms);
@@ -1248,15 +1255,7 @@ impl Conn {
     /// A RST to the backend (its sequence space), e.g. after `BackendFailed`.
     pub fn abort_backend(&mut self, out: &mut Outputs) {
         let client_space = self.backend_ack.unwrap_or(self.client_isn + 1);
-        let to_backend = SegmentOut {
-            seq: client_space + self.c2b.seq_delta as usize,
-            ack: None,
-            flags: tcp_flags::RST,
-            window: 0,
-            timestamps: None,
-            syn_options: None,
-            data: Data::None,
-        };
+        let to_backend = SegmentOut::rst(client_space + self.c2b.seq_delta as usize);
         out.push(Emit::ToBackend(to_backend));
     }
 

@@ -125,15 +125,7 @@ impl WarmConn {
     }
 
     fn rst(&self) -> SegmentOut {
-        SegmentOut {
-            seq: self.side.next_to_backend,
-            ack: None,
-            flags: tcp_flags::RST,
-            window: 0,
-            timestamps: None,
-            syn_options: None,
-            data: Data::None,
-        }
+        SegmentOut::rst(self.side.next_to_backend)
     }
 
     /// The connection as `Conn::attach` needs it, if it is established.

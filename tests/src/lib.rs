@@ -138,6 +138,24 @@ impl Testbed {
         cmd
     }
 
+    /// Runs `testbed.sh ARGS...` on this testbed (e.g. `impair --loss 2`, `impair stats`),
+    /// bounded; panics on failure, returns its stdout.
+    pub fn script(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("bash");
+        cmd.arg(&self.script)
+            .args(args)
+            .env("WS_TESTBED", &self.name)
+            .env("WS_NET", self.net.to_string());
+        let out = run_with_timeout(&mut cmd, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "testbed.sh {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     pub fn ns(&self, role: &str) -> String {
         format!("{}-{role}", self.name)
     }

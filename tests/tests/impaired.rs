@@ -8,27 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use webswitch_tests::{
-    counter, root_or_skip, run_with_timeout, testbed_lock, workspace_root, Switch, Testbed,
-};
-
-fn testbed_cmd(tb: &Testbed, args: &[&str]) -> String {
-    let out = run_with_timeout(
-        Command::new("bash")
-            .arg(workspace_root().join("dpdk-env/scripts/testbed.sh"))
-            .args(args)
-            .env("WS_TESTBED", &tb.name)
-            .env("WS_NET", tb.net.to_string()),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "testbed.sh {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
+use webswitch_tests::{counter, root_or_skip, testbed_lock, Switch, Testbed};
 
 fn sha256(path: &str) -> String {
     let out = Command::new("sha256sum")
@@ -66,20 +46,17 @@ fn scenario(name: &str, net: u8, workers: usize) {
     let _guard = testbed_lock();
     let tb = Testbed::up(name, net);
     let sw = Switch::start(&tb, &tb.config(workers));
-    testbed_cmd(
-        &tb,
-        &[
-            "impair",
-            "--loss",
-            "2",
-            "--dup",
-            "1",
-            "--reorder",
-            "2",
-            "--seed",
-            "7",
-        ],
-    );
+    tb.script(&[
+        "impair",
+        "--loss",
+        "2",
+        "--dup",
+        "1",
+        "--reorder",
+        "2",
+        "--seed",
+        "7",
+    ]);
 
     let vip = tb.ip(0, 10);
     let dir = format!("/tmp/{}-testbed", tb.name);
@@ -107,7 +84,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
     }
 
     let stats: Value =
-        serde_json::from_str(&testbed_cmd(&tb, &["impair", "stats"])).expect("impair stats JSON");
+        serde_json::from_str(&tb.script(&["impair", "stats"])).expect("impair stats JSON");
     eprintln!("injected: {}", stats["totals"]);
     for link in ["client", "be1", "be2", "be3"] {
         for d in ["to_switch", "from_switch"] {
@@ -123,7 +100,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
             }
         }
     }
-    testbed_cmd(&tb, &["impair", "off"]);
+    tb.script(&["impair", "off"]);
     std::thread::sleep(Duration::from_millis(2500));
     let fin = sw.stop();
     let t = &fin["total"];

@@ -25,9 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use webswitch_tests::{
-    counter, root_or_skip, run_with_timeout, testbed_lock, workspace_root, Switch, Testbed,
-};
+use webswitch_tests::{counter, root_or_skip, testbed_lock, Switch, Testbed};
 
 // ---- the management socket --------------------------------------------------------------
 
@@ -245,24 +243,6 @@ fn sha256(path: &str) -> String {
         .next()
         .unwrap_or("")
         .to_string()
-}
-
-fn testbed_cmd(tb: &Testbed, args: &[&str]) -> String {
-    let out = run_with_timeout(
-        Command::new("bash")
-            .arg(workspace_root().join("dpdk-env/scripts/testbed.sh"))
-            .args(args)
-            .env("WS_TESTBED", &tb.name)
-            .env("WS_NET", tb.net.to_string()),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "testbed.sh {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -989,23 +969,20 @@ fn big_transfers_with_client_address() {
     transfer_round(&tb, "xff", "xff-clean");
     transfer_round(&tb, "pp2", "pp2-clean");
 
-    testbed_cmd(
-        &tb,
-        &[
-            "impair",
-            "--loss",
-            "2",
-            "--dup",
-            "1",
-            "--reorder",
-            "2",
-            "--seed",
-            "8",
-        ],
-    );
+    tb.script(&[
+        "impair",
+        "--loss",
+        "2",
+        "--dup",
+        "1",
+        "--reorder",
+        "2",
+        "--seed",
+        "8",
+    ]);
     transfer_round(&tb, "xff", "xff-impaired");
     let stats: Value =
-        serde_json::from_str(&testbed_cmd(&tb, &["impair", "stats"])).expect("impair stats JSON");
+        serde_json::from_str(&tb.script(&["impair", "stats"])).expect("impair stats JSON");
     eprintln!("injected: {}", stats["totals"]);
     for link in ["client", "be1", "be2", "be3"] {
         for d in ["to_switch", "from_switch"] {
@@ -1021,7 +998,7 @@ fn big_transfers_with_client_address() {
             }
         }
     }
-    testbed_cmd(&tb, &["impair", "off"]);
+    tb.script(&["impair", "off"]);
 
     let st = ctl.stats();
     eprintln!("totals: {}", st["total"]);

@@ -6,31 +6,10 @@
 //! one connection alternating between backends; HEAD, a chunked response, a request
 //! with a body; pipelined requests (which stay on one backend); and all of it again
 //! under loss, duplication and reordering.
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use webswitch_tests::{
-    counter, root_or_skip, run_with_timeout, testbed_lock, workspace_root, Switch, Testbed,
-};
-
-fn testbed_cmd(tb: &Testbed, args: &[&str]) -> String {
-    let out = run_with_timeout(
-        Command::new("bash")
-            .arg(workspace_root().join("dpdk-env/scripts/testbed.sh"))
-            .args(args)
-            .env("WS_TESTBED", &tb.name)
-            .env("WS_NET", tb.net.to_string()),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "testbed.sh {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
+use webswitch_tests::{counter, root_or_skip, testbed_lock, Switch, Testbed};
 
 /// The example config with the VIP routing every request, and a rule for the chunked
 /// `/slow/` answers.
@@ -380,20 +359,17 @@ fn scenario(name: &str, net: u8, workers: usize) {
     );
 
     // Again under loss, duplication and reordering on every link.
-    testbed_cmd(
-        &tb,
-        &[
-            "impair",
-            "--loss",
-            "2",
-            "--dup",
-            "1",
-            "--reorder",
-            "2",
-            "--seed",
-            "4",
-        ],
-    );
+    tb.script(&[
+        "impair",
+        "--loss",
+        "2",
+        "--dup",
+        "1",
+        "--reorder",
+        "2",
+        "--seed",
+        "4",
+    ]);
     let got = browse(&tb, 2, PAGE);
     check_page(&tb, &got, 2);
     special_cases(&tb);
@@ -414,7 +390,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
             );
         }
     }
-    testbed_cmd(&tb, &["impair", "off"]);
+    tb.script(&["impair", "off"]);
 
     std::thread::sleep(Duration::from_millis(1000));
     let fin = sw.stop();

@@ -188,15 +188,7 @@ impl Worker {
                 } else {
                     0
                 };
-                let rst = SegmentOut {
-                    seq: isn + 1 + sent,
-                    ack: None,
-                    flags: tcp_flags::RST,
-                    window: 0,
-                    timestamps: None,
-                    syn_options: None,
-                    data: Data::None,
-                };
+                let rst = SegmentOut::rst(isn + 1 + sent);
                 self.send_raw_segment(route.via_port, mac, key, &rst);
             }
         }

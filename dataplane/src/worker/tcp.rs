@@ -1367,15 +1367,7 @@ impl Worker {
             return;
         }
         let out = match seg.ack {
-            Some(ack) => SegmentOut {
-                seq: ack,
-                ack: None,
-                flags: tcp_flags::RST,
-                window: 0,
-                timestamps: None,
-                syn_options: None,
-                data: Data::None,
-            },
+            Some(ack) => SegmentOut::rst(ack),
             None => {
                 let len = seg.payload_len + usize::from(seg.syn()) + usize::from(seg.fin());
                 SegmentOut {
