@@ -284,6 +284,8 @@ pub struct BackendSide {
     pub next_from_backend: SeqNumber,
     /// The backend's latest TSval, if timestamps are on.
     pub ts_recent: Option<u32>,
+    /// The latest TSval we sent the backend (ours must not go back: PAWS).
+    pub ts_last_sent: u32,
     /// (the scale we announced to the backend, the backend's), if scaling is on.
     pub window_scales: Option<(u8, u8)>,
     /// The MSS the backend announced.
@@ -374,6 +376,10 @@ pub struct Conn {
     params: ConnParams,
     /// Bytes spliced each way (payload), for counters.
     pub bytes_c2b: u64,
+    /// Client bytes forwarded straight to the backend in this round (decides retries).
+    round_c2b: u64,
+    /// When this round was spliced onto a warm connection (`None`: our own SYN).
+    warm_attached_ms: Option<u64>,
     pub bytes_b2c: u64,
 }
 
@@ -449,6 +455,8 @@ impl Conn {
             last_activity_ms: now_ms,
             params,
             bytes_c2b: 0,
+            round_c2b: 0,
+            warm_attached_ms: None,
             bytes_b2c: 0,
         }
     }
@@ -487,7 +495,7 @@ impl Conn {
     fn head_done(&self) -> bool {
         match self.state {
             State::Spliced => {
-                self.head_acked && (self.response_started || !self.retry_ok || self.bytes_c2b > 0)
+                self.head_acked && (self.response_started || !self.retry_ok || self.round_c2b > 0)
             }
             State::Closed => true,
             _ => false,
@@ -550,6 +558,8 @@ impl Conn {
         self.b2c = Translation::default();
         self.attempts = 0;
         self.retransmits = 0;
+        self.round_c2b = 0;
+        self.warm_attached_ms = None;
         self.state = State::ReadingHead;
         self.deadline_ms = now_ms + self.params.head_timeout_ms;
     }
@@ -738,6 +748,13 @@ impl Conn {
             return Verdict::Drop(ConnDrop::OutOfWindow);
         }
         let consumed_end = self.client_isn + 1 + self.head_consumed;
+        if seg.payload_len > 0
+            && (seg.seq + seg.payload_len).wrapping_diff(self.client_isn + 1) <= 0
+        {
+            // Bytes of an earlier round (presplice): they belonged to another backend
+            // connection; mapped into this one they would land on other bytes.
+            return Verdict::Drop(ConnDrop::HeadRetransmit);
+        }
         if seg.payload_len > 0 && seg.seq.wrapping_diff(consumed_end) < 0 {
             if self.rewrite.is_some() {
                 // These sequence numbers hold other bytes on the backend's side.
@@ -745,6 +762,7 @@ impl Conn {
             }
         } else if seg.payload_len > 0 {
             self.bytes_c2b += seg.payload_len as u64;
+            self.round_c2b += seg.payload_len as u64;
         }
         let end = seg.seq + seg.payload_len + usize::from(seg.fin());
         if end.wrapping_diff(self.client_next) > 0 {
@@ -959,6 +977,7 @@ impl Conn {
             next_to_backend: self.client_isn + 1,
             next_from_backend: seg.seq + 1,
             ts_recent: seg.timestamps.map(|t| t.0),
+            ts_last_sent: self.client_ts_recent.wrapping_add(self.backend_ts_delta),
             window_scales: ws,
             mss: seg.mss.unwrap_or(536),
             window: seg.window,
@@ -1045,10 +1064,18 @@ impl Conn {
         now_ms: u64,
         out: &mut Outputs,
     ) {
-        let backend_clock = self.params.backend_ts_base.wrapping_add(now_ms as u32);
+        let clock = self.params.backend_ts_base.wrapping_add(now_ms as u32);
+        // Never below what the backend saw last on this connection (PAWS): a previous
+        // client's timestamps may have run ahead of our clock.
+        let backend_clock = if side.ts_last_sent.wrapping_sub(clock) as i32 >= 0 {
+            side.ts_last_sent.wrapping_add(1)
+        } else {
+            clock
+        };
         self.backend_ts_delta = backend_clock.wrapping_sub(self.client_ts_recent);
         self.backend = Some(target);
         self.attempts += 1;
+        self.warm_attached_ms = Some(now_ms);
         self.splice_with(side, now_ms, out);
     }
 
@@ -1084,6 +1111,7 @@ impl Conn {
             next_to_backend: client_acked + self.c2b.seq_delta as usize,
             next_from_backend: our_next + self.b2c.seq_delta.wrapping_neg() as usize,
             ts_recent: self.ts_on.then_some(self.backend_ts_recent),
+            ts_last_sent: self.client_ts_recent.wrapping_add(self.backend_ts_delta),
             window_scales: (self.c2b.window_shift_out != 0 || self.b2c.window_shift_in != 0)
                 .then_some((self.c2b.window_shift_out, self.b2c.window_shift_in)),
             mss: self.backend_mss,
@@ -1133,6 +1161,14 @@ impl Conn {
         if !self.backend_in_window(seq_client_space, seg) {
             return Verdict::Drop(ConnDrop::OutOfWindow);
         }
+        if seg.payload_len > 0
+            && (seq_client_space + seg.payload_len).wrapping_diff(self.our_isn + 1) <= 0
+        {
+            // A reused warm connection resending an earlier exchange's bytes (that client
+            // acked them, its ack was not forwarded): never to this client. Ack it here.
+            out.push(Emit::ToBackend(self.ack_to_backend()));
+            return Verdict::Drop(ConnDrop::Unexpected);
+        }
         if let Some((tsval, _)) = seg.timestamps {
             self.backend_ts_recent = tsval;
             self.our_ts_last = self
@@ -1147,7 +1183,7 @@ impl Conn {
             // Reset or closed before any response byte, while the client still waits
             // for one: a failed attempt, not a reply. (After the client's FIN, a close
             // without a response is the server giving up on a client that left.)
-            let retry = self.retry_ok && self.bytes_c2b == 0 && self.head.is_some();
+            let retry = self.retry_ok && self.round_c2b == 0 && self.head.is_some();
             return Verdict::BackendFailed { retry };
         }
         if seg.payload_len > 0 {
@@ -1214,6 +1250,18 @@ impl Conn {
             State::Connecting => Verdict::NeedBackend {
                 attempts: self.attempts,
             },
+            State::Spliced
+                if !self.head_acked
+                    && self
+                        .warm_attached_ms
+                        .is_some_and(|t| now_ms >= t + self.params.connect_timeout_ms) =>
+            {
+                // A warm connection that does not take the head: the backend is gone
+                // (silently). A failed attempt, like an unanswered SYN.
+                self.warm_attached_ms = None;
+                let retry = self.retry_ok && self.round_c2b == 0 && self.head.is_some();
+                Verdict::BackendFailed { retry }
+            }
             State::Spliced if !self.head_acked => {
                 if self.retransmits >= MAX_RETRANSMITS {
                     return self.abort(now_ms, out);
@@ -1252,10 +1300,36 @@ impl Conn {
         Verdict::Continue
     }
 
+    /// A pure ACK to the backend of everything before this round's response.
+    fn ack_to_backend(&self) -> SegmentOut {
+        SegmentOut {
+            seq: self.backend_next(),
+            ack: Some(self.backend_isn + 1),
+            flags: 0,
+            window: 65535 >> self.c2b.window_shift_out.min(14),
+            timestamps: self.ts_on.then_some((
+                self.client_ts_recent.wrapping_add(self.backend_ts_delta),
+                self.backend_ts_recent,
+            )),
+            syn_options: None,
+            data: Data::None,
+        }
+    }
+
+    /// Our next sequence number on the backend connection as far as the backend has
+    /// acked it: what a RST or a pure ACK must carry to be accepted exactly.
+    fn backend_next(&self) -> SeqNumber {
+        match self.backend_ack {
+            Some(a) if a != self.client_isn + 1 => a + self.c2b.seq_delta as usize,
+            // Nothing of this round acked yet: the round's start on that connection
+            // (not the client's start mapped through a rewrite's shift).
+            _ => self.backend_base,
+        }
+    }
+
     /// A RST to the backend (its sequence space), e.g. after `BackendFailed`.
     pub fn abort_backend(&mut self, out: &mut Outputs) {
-        let client_space = self.backend_ack.unwrap_or(self.client_isn + 1);
-        let to_backend = SegmentOut::rst(client_space + self.c2b.seq_delta as usize);
+        let to_backend = SegmentOut::rst(self.backend_next());
         out.push(Emit::ToBackend(to_backend));
     }
 

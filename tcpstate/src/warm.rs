@@ -14,6 +14,9 @@ use crate::wire::{tcp_flags, SeqNumber};
 /// SYN retransmission timeout and attempts before giving up on opening.
 pub const SYN_RTO_MS: u64 = 500;
 pub const SYN_ATTEMPTS: u32 = 3;
+/// How long a connection may sit unused in the pool before the switch lets it go (and
+/// opens a fresh one): a backend or a middlebox may have forgotten it without a word.
+pub const IDLE_MAX_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarmState {
@@ -69,6 +72,7 @@ impl WarmConn {
                 next_to_backend: isn + 1,
                 next_from_backend: SeqNumber(0),
                 ts_recent: None,
+                ts_last_sent: ts_clock,
                 window_scales: None,
                 mss: 536,
                 window: 0,
@@ -81,7 +85,12 @@ impl WarmConn {
     }
 
     /// A connection a client just gave back (see `Conn::detach`).
-    pub fn from_detached(target: BackendTarget, side: BackendSide, mss: u16) -> WarmConn {
+    pub fn from_detached(
+        target: BackendTarget,
+        side: BackendSide,
+        mss: u16,
+        now_ms: u64,
+    ) -> WarmConn {
         WarmConn {
             target,
             state: WarmState::Idle,
@@ -89,7 +98,7 @@ impl WarmConn {
             mss,
             window_scale: side.window_scales.map_or(0, |w| w.0),
             side,
-            deadline_ms: u64::MAX,
+            deadline_ms: now_ms + IDLE_MAX_MS,
             attempts: 0,
         }
     }
@@ -111,14 +120,27 @@ impl WarmConn {
         }
     }
 
+    /// A TSval for the backend: the clock, never below what it saw last (PAWS).
+    fn tsval(&mut self, ts_clock: u32) -> u32 {
+        let last = self.side.ts_last_sent;
+        let t = if last.wrapping_sub(ts_clock) as i32 >= 0 {
+            last
+        } else {
+            ts_clock
+        };
+        self.side.ts_last_sent = t;
+        t
+    }
+
     /// Our pure ACK of everything the backend sent.
-    fn ack(&self, ts_clock: u32) -> SegmentOut {
+    pub fn ack(&mut self, ts_clock: u32) -> SegmentOut {
+        let tsval = self.tsval(ts_clock);
         SegmentOut {
             seq: self.side.next_to_backend,
             ack: Some(self.side.next_from_backend),
             flags: 0,
             window: (65535u32 >> self.side.window_scales.map_or(0, |w| w.0)).max(1) as u16,
-            timestamps: self.side.ts_recent.map(|r| (ts_clock, r)),
+            timestamps: self.side.ts_recent.map(|r| (tsval, r)),
             syn_options: None,
             data: Data::None,
         }
@@ -138,7 +160,7 @@ impl WarmConn {
     }
 
     /// A segment from the backend.
-    pub fn on_segment(&mut self, seg: &SegmentInfo, ts_clock: u32) -> WarmEvent {
+    pub fn on_segment(&mut self, seg: &SegmentInfo, ts_clock: u32, now_ms: u64) -> WarmEvent {
         if seg.rst() {
             return WarmEvent::Closed(None);
         }
@@ -151,12 +173,13 @@ impl WarmConn {
                     next_to_backend: self.isn + 1,
                     next_from_backend: seg.seq + 1,
                     ts_recent: seg.timestamps.map(|t| t.0),
+                    ts_last_sent: self.side.ts_last_sent,
                     window_scales: seg.window_scale.map(|b| (self.window_scale, b)),
                     mss: seg.mss.unwrap_or(536),
                     window: seg.window,
                 };
                 self.state = WarmState::Idle;
-                self.deadline_ms = u64::MAX;
+                self.deadline_ms = now_ms + IDLE_MAX_MS;
                 WarmEvent::Send(self.ack(ts_clock))
             }
             WarmState::Idle => {
@@ -186,10 +209,13 @@ impl WarmConn {
         }
     }
 
-    /// The deadline passed: retransmit the SYN, or give up.
+    /// The deadline passed: retransmit the SYN or give up; or, idle too long, let go.
     pub fn on_timer(&mut self, now_ms: u64, ts_clock: u32) -> WarmEvent {
-        if now_ms < self.deadline_ms || self.state != WarmState::Connecting {
+        if now_ms < self.deadline_ms {
             return WarmEvent::Nothing;
+        }
+        if self.state == WarmState::Idle {
+            return WarmEvent::Closed(Some(self.rst()));
         }
         if self.attempts >= SYN_ATTEMPTS {
             return WarmEvent::Closed(None);
@@ -251,7 +277,7 @@ mod tests {
             window_scale: Some(9),
             ..seg(5000, 1001, tcp_flags::SYN, 0)
         };
-        let WarmEvent::Send(ack) = w.on_segment(&synack, 102) else {
+        let WarmEvent::Send(ack) = w.on_segment(&synack, 102, 0) else {
             panic!("an ACK")
         };
         assert_eq!((ack.seq, ack.ack), (SeqNumber(1001), Some(SeqNumber(5001))));
@@ -262,14 +288,15 @@ mod tests {
         assert_eq!((side.window_scales, side.mss), (Some((7, 9)), 1400));
         // A retransmitted old byte is acked again; a FIN ends it with a RST.
         assert!(matches!(
-            w.on_segment(&seg(5000, 1001, 0, 1), 103),
+            w.on_segment(&seg(5000, 1001, 0, 1), 103, 0),
             WarmEvent::Send(_)
         ));
         assert_eq!(
-            w.on_segment(&seg(5001, 1001, 0, 0), 104),
+            w.on_segment(&seg(5001, 1001, 0, 0), 104, 0),
             WarmEvent::Nothing
         );
-        let WarmEvent::Closed(Some(rst)) = w.on_segment(&seg(5001, 1001, tcp_flags::FIN, 0), 105)
+        let WarmEvent::Closed(Some(rst)) =
+            w.on_segment(&seg(5001, 1001, tcp_flags::FIN, 0), 105, 0)
         else {
             panic!("closed with a RST")
         };
@@ -290,7 +317,7 @@ mod tests {
         );
         let (mut w, _) = WarmConn::open(target(), SeqNumber(1), 1460, 7, 0, 0);
         assert_eq!(
-            w.on_segment(&seg(0, 2, tcp_flags::RST, 0), 0),
+            w.on_segment(&seg(0, 2, tcp_flags::RST, 0), 0, 0),
             WarmEvent::Closed(None)
         );
     }

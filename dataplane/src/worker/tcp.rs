@@ -171,6 +171,8 @@ pub struct TcpCore {
     /// each backend has on this core (opening or idle).
     warm: hashbrown::HashMap<FlowKey, tcpstate::warm::WarmConn>,
     warm_count: Vec<u32>,
+    /// Per backend: no new warm connection before this time (after a refused one).
+    warm_backoff_until: Vec<u64>,
 }
 
 impl TcpCore {
@@ -208,6 +210,7 @@ impl TcpCore {
             pr_pool: Vec::new(),
             warm: hashbrown::HashMap::new(),
             warm_count: vec![0; crate::runtime::MAX_BACKENDS],
+            warm_backoff_until: vec![0; crate::runtime::MAX_BACKENDS],
         }
     }
 
@@ -415,6 +418,10 @@ impl Worker {
                 Side::Backend => conn.on_backend(&rx.seg, now_ms, &mut out),
             }
         };
+        if self.tcp.per_request[id as usize].is_some() && out.iter().any(|e| e == Emit::Forward) {
+            let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
+            self.presplice_commit(id, side == Side::Backend, &rx.seg, payload);
+        }
         let mut m = Some(m);
         for e in out.iter() {
             match e {
@@ -549,8 +556,10 @@ impl Worker {
             self.release_held(id, b);
         }
         if closed {
-            // Only lingering now: its slot and tuples may be recycled when needed.
+            // Only lingering now: its slot and tuples may be recycled when needed; and
+            // out of any queue (a killed queued connection must not connect later).
             self.tcp.flows.mark_lingering(id);
+            self.dequeue(id);
         }
     }
 
@@ -908,6 +917,15 @@ impl Worker {
 
     /// Picks a backend (again) and sends the SYN; 503 when none can be reached.
     fn connect_backend(&mut self, id: ConnId, pool: Option<usize>, now_ms: u64) {
+        let waiting = self.tcp.flows.get(id).is_some_and(|c| {
+            matches!(
+                c.state,
+                State::ReadingHead | State::Queued | State::Connecting
+            )
+        });
+        if !waiting {
+            return; // closed, answered or spliced meanwhile
+        }
         let pool = match pool {
             Some(p) => {
                 self.tcp.pool_of[id as usize] = p;

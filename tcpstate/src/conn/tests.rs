@@ -2489,6 +2489,7 @@ fn attached_to_a_warm_connection_and_detached_again() {
         next_to_backend: SeqNumber(123_456_789),
         next_from_backend: SeqNumber(987_654_321),
         ts_recent: Some(h.s.backend_ts),
+        ts_last_sent: 0,
         window_scales: Some((7, BACKEND_WS)),
         mss: BACKEND_MSS,
         window: 300,
@@ -2530,4 +2531,51 @@ fn attached_to_a_warm_connection_and_detached_again() {
     assert_eq!(back.next_from_backend, SeqNumber(987_654_321) + 50);
     assert_eq!(back.window_scales, Some((7, BACKEND_WS)));
     assert_eq!(h.c.backend, None);
+}
+
+#[test]
+fn an_earlier_exchange_resent_on_a_reused_connection_stays_away_from_the_client() {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    let side = BackendSide {
+        next_to_backend: SeqNumber(10_000),
+        next_from_backend: SeqNumber(50_000),
+        ts_recent: Some(h.s.backend_ts),
+        ts_last_sent: 5_500_000,
+        window_scales: Some((7, BACKEND_WS)),
+        mss: BACKEND_MSS,
+        window: 300,
+    };
+    h.out.clear();
+    h.c.attach(target(), side, T0 + 2, &mut h.out);
+    let head = one_to_backend(&h.collect());
+    // The TSval continues from what the backend saw last, not from our clock (PAWS).
+    assert_eq!(head.timestamps.unwrap().0, 5_500_001);
+    h.backend_ts_on = true;
+    h.s.backend_isn = 49_999;
+    // The backend resends 100 bytes of the previous client's response: never forwarded,
+    // acked here instead.
+    let seg = SegmentInfo {
+        seq: SeqNumber(49_900),
+        ack: Some(SeqNumber(10_000)),
+        ..h.backend_seg(0, 0, tcp_flags::PSH, 100)
+    };
+    let (v, e) = h.backend_raw(&seg, T0 + 3);
+    assert_eq!(v, Verdict::Drop(ConnDrop::Unexpected));
+    let ack = one_to_backend(&e);
+    assert_eq!(
+        (ack.seq, ack.ack),
+        (SeqNumber(10_000), Some(SeqNumber(50_000)))
+    );
+    // A warm connection that never takes the head fails like an unanswered SYN.
+    h.c.set_retryable(true);
+    let (v, now) = loop {
+        let now = h.c.deadline_ms();
+        let (v, _) = h.timer(now);
+        if v != Verdict::Continue {
+            break (v, now);
+        }
+    };
+    assert_eq!(v, Verdict::BackendFailed { retry: true });
+    assert!(now >= T0 + 2 + 1_000, "after the connect timeout");
 }

@@ -49,6 +49,10 @@ pub struct PerRequest {
     req_done_at: Option<SeqNumber>,
     /// Where the current response ended, once it has.
     resp_done_at: Option<SeqNumber>,
+    /// Client bytes the framer had already seen were forwarded (or dropped) again: the
+    /// backend may have read other bytes there than the framer did, so this round's
+    /// backend connection is never reused.
+    tainted: bool,
 }
 
 impl PerRequest {
@@ -60,6 +64,7 @@ impl PerRequest {
             b2c_framed: SeqNumber(0),
             req_done_at: None,
             resp_done_at: None,
+            tainted: false,
         })
     }
 
@@ -86,6 +91,7 @@ impl PerRequest {
         self.resp = ResponseFramer::with_buffer(resp);
         self.req_done_at = None;
         self.resp_done_at = None;
+        self.tainted = false;
         self.c2b_framed = head_start + buffered.len();
         self.b2c_framed = response_start;
         let Ok(has_body) = self.req.start_body(req) else {
@@ -143,23 +149,8 @@ impl PerRequest {
                 if seq.wrapping_diff(self.c2b_framed) > 0 {
                     return Step::Drop;
                 }
-                if end.wrapping_diff(self.c2b_framed) <= 0 {
-                    return Step::Pass; // a retransmission of framed bytes
-                }
-                let off = self.c2b_framed.wrapping_diff(seq) as usize;
-                match self.req.feed(&payload[off..]) {
-                    Ok(p) => {
-                        self.c2b_framed += p.used;
-                        if p.complete {
-                            if off + p.used < payload.len() {
-                                return Step::Fallback; // pipelined
-                            }
-                            self.req_done_at = Some(self.c2b_framed);
-                        }
-                        Step::Pass
-                    }
-                    Err(_) => Step::Fallback,
-                }
+                // Framed in `client_commit`, once the state machine forwards it.
+                Step::Pass
             }
             Some(done) => {
                 if end.wrapping_diff(done) <= 0 {
@@ -180,6 +171,42 @@ impl PerRequest {
                     our_next: r,
                 }
             }
+        }
+    }
+
+    /// A client segment the state machine is forwarding: its new bytes are framed now
+    /// (only bytes that reach the backend may move the framer).
+    pub fn client_commit(&mut self, seg: &SegmentInfo, payload: &[u8]) -> Step {
+        let seq = seg.seq;
+        let end = seq + payload.len();
+        if payload.is_empty() {
+            return Step::Pass;
+        }
+        if self.req_done_at.is_some() || end.wrapping_diff(self.c2b_framed) <= 0 {
+            // Bytes the framer already saw, sent again: they may not be the same.
+            self.tainted = true;
+            return Step::Pass;
+        }
+        let off = self.c2b_framed.wrapping_diff(seq);
+        if off < 0 {
+            return Step::Fallback; // cannot happen: `client_step` drops these
+        }
+        if off > 0 {
+            self.tainted = true;
+        }
+        let off = off as usize;
+        match self.req.feed(&payload[off..]) {
+            Ok(p) => {
+                self.c2b_framed += p.used;
+                if p.complete {
+                    if off + p.used < payload.len() {
+                        return Step::Fallback; // pipelined
+                    }
+                    self.req_done_at = Some(self.c2b_framed);
+                }
+                Step::Pass
+            }
+            Err(_) => Step::Fallback,
         }
     }
 
@@ -211,9 +238,20 @@ impl PerRequest {
     }
 
     /// A backend segment with payload (its sequence number in the client's space), while
-    /// spliced.
-    pub fn backend_step(&mut self, seq: SeqNumber, payload: &[u8]) -> Step {
+    /// spliced, before the state machine sees it: out-of-order bytes wait.
+    pub fn backend_step(&mut self, seq: SeqNumber, _payload: &[u8]) -> Step {
+        if self.resp_done_at.is_none() && seq.wrapping_diff(self.b2c_framed) > 0 {
+            return Step::Drop;
+        }
+        Step::Pass
+    }
+
+    /// A backend segment the state machine is forwarding: its new bytes are framed now.
+    pub fn backend_commit(&mut self, seq: SeqNumber, payload: &[u8]) -> Step {
         let end = seq + payload.len();
+        if payload.is_empty() {
+            return Step::Pass;
+        }
         if self.resp_done_at.is_some() {
             return if end.wrapping_diff(self.b2c_framed) <= 0 {
                 Step::Pass
@@ -221,10 +259,7 @@ impl PerRequest {
                 Step::Fallback // bytes after the response: not framed by us
             };
         }
-        if seq.wrapping_diff(self.b2c_framed) > 0 {
-            return Step::Drop;
-        }
-        if end.wrapping_diff(self.b2c_framed) <= 0 {
+        if seq.wrapping_diff(self.b2c_framed) > 0 || end.wrapping_diff(self.b2c_framed) <= 0 {
             return Step::Pass;
         }
         let mut off = self.b2c_framed.wrapping_diff(seq) as usize;
@@ -256,6 +291,32 @@ impl PerRequest {
 }
 
 impl Worker {
+    /// After the state machine decided to forward a segment of presplice connection
+    /// `id`: frames its new bytes.
+    pub(super) fn presplice_commit(
+        &mut self,
+        id: ConnId,
+        backend_side: bool,
+        seg: &SegmentInfo,
+        payload: &[u8],
+    ) {
+        let Some(conn) = self.tcp.flows.get(id) else {
+            return;
+        };
+        let Some(pr) = self.tcp.per_request[id as usize].as_mut() else {
+            return;
+        };
+        let step = if backend_side {
+            let seq_c = seg.seq + conn.b2c.seq_delta as usize;
+            pr.backend_commit(seq_c, payload)
+        } else {
+            pr.client_commit(seg, payload)
+        };
+        if step == Step::Fallback {
+            self.presplice_fallback(id);
+        }
+    }
+
     /// Brings the request framer of `id` up to the bytes buffered with its head (call
     /// before the head buffer goes back to the pool).
     pub(super) fn presplice_sync(&mut self, id: ConnId) {
@@ -340,12 +401,15 @@ impl Worker {
         our_next: SeqNumber,
         now_ms: u64,
     ) -> bool {
+        let tainted = self.tcp.per_request[id as usize]
+            .as_ref()
+            .is_none_or(|pr| pr.tainted);
         let Some(head) = self.take_head_buffer() else {
             return false;
         };
         // The previous backend connection is done (its response complete and acked):
         // back to its warm pool if it has one, else reset and forgotten.
-        if !self.return_warm(id, our_next) {
+        if tainted || !self.return_warm(id, our_next, now_ms) {
             let mut out = Outputs::default();
             if let Some(c) = self.tcp.flows.get_mut(id) {
                 c.abort_backend(&mut out);

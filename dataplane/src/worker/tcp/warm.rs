@@ -15,6 +15,9 @@ use crate::stats::Counter;
 /// Most warm connections opened per backend in one sweep (10 ms), so a large
 /// `min_idle` ramps up instead of bursting.
 const OPEN_PER_SWEEP: u32 = 8;
+/// After a refused or unanswered open, no new warm connection to that backend for this
+/// long.
+const WARM_BACKOFF_MS: u64 = 1000;
 
 impl Worker {
     /// The switch's clock for TSvals toward backends (see `ConnParams::backend_ts_base`).
@@ -47,15 +50,31 @@ impl Worker {
             return;
         };
         let b = w.target.id;
-        match w.on_segment(seg, clock) {
+        let connecting = w.side().is_none();
+        match w.on_segment(seg, clock, now_ms) {
             WarmEvent::Nothing => {}
             WarmEvent::Send(s) => self.warm_send(b, key, &s, now_ms),
             WarmEvent::Closed(rst) => {
                 if let Some(s) = rst {
                     self.warm_send(b, key, &s, now_ms);
                 }
+                if connecting {
+                    // Refused: back off, or the sweep would hammer it with SYNs until
+                    // health checks notice; and count it against the backend.
+                    self.warm_refused(b, now_ms);
+                }
                 self.warm_forget(&key);
             }
+        }
+    }
+
+    /// An attempt to open a warm connection to `b` failed.
+    fn warm_refused(&mut self, b: usize, now_ms: u64) {
+        if let Some(t) = self.tcp.warm_backoff_until.get_mut(b) {
+            *t = now_ms + WARM_BACKOFF_MS;
+        }
+        if let Some(cell) = self.shared.passive_fails.get(b) {
+            cell.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -76,7 +95,7 @@ impl Worker {
 
     /// Gives `id`'s backend connection back to its warm pool, if its exchange ended
     /// cleanly and the pool wants it; `false`: the caller must let it go.
-    pub(super) fn return_warm(&mut self, id: ConnId, our_next: SeqNumber) -> bool {
+    pub(super) fn return_warm(&mut self, id: ConnId, our_next: SeqNumber, now_ms: u64) -> bool {
         let Some(b) = self.tcp.flows.get(id).and_then(|c| c.backend).map(|t| t.id) else {
             return false;
         };
@@ -90,9 +109,13 @@ impl Worker {
         };
         self.tcp.flows.unbind(&target.key);
         self.release_held(id, b);
-        let w = WarmConn::from_detached(target, side, self.tcp.params.mss);
+        let mut w = WarmConn::from_detached(target, side, self.tcp.params.mss, now_ms);
+        // Ack the exchange's last bytes now: the client's ack of them may have come on
+        // its next request, which went elsewhere; unacked, the backend would resend them.
+        let ack = w.ack(self.backend_clock(now_ms));
         self.tcp.warm.insert(target.key, w);
         self.tcp.warm_count[b] += 1;
+        self.warm_send(b, target.key, &ack, now_ms);
         self.stats().add(Counter::WarmReturned, 1);
         true
     }
@@ -103,6 +126,7 @@ impl Worker {
         let clock = self.backend_clock(now_ms);
         if !self.tcp.warm.is_empty() {
             let mut events: Vec<(FlowKey, usize, WarmEvent)> = Vec::new();
+            let mut refused: Vec<usize> = Vec::new();
             for (k, w) in self.tcp.warm.iter_mut() {
                 let usable = self.tcp.pools.backend_count() > w.target.id
                     && self.tcp.pools.is_usable(w.target.id)
@@ -112,8 +136,16 @@ impl Worker {
                     continue;
                 }
                 if now_ms >= w.deadline_ms() {
-                    events.push((*k, w.target.id, w.on_timer(now_ms, clock)));
+                    let connecting = w.side().is_none();
+                    let e = w.on_timer(now_ms, clock);
+                    if connecting && matches!(e, WarmEvent::Closed(_)) {
+                        refused.push(w.target.id);
+                    }
+                    events.push((*k, w.target.id, e));
                 }
+            }
+            for b in refused {
+                self.warm_refused(b, now_ms);
             }
             for (k, b, e) in events {
                 match e {
@@ -131,7 +163,11 @@ impl Worker {
         let rt = std::sync::Arc::clone(&self.tcp.rt);
         let mut idle = 0u64;
         for (b, &(min_idle, _)) in rt.warm.iter().enumerate() {
-            if min_idle == 0 || !self.tcp.pools.is_usable(b) || rt.removed[b] {
+            if min_idle == 0
+                || !self.tcp.pools.is_usable(b)
+                || rt.removed[b]
+                || self.tcp.warm_backoff_until[b] > now_ms
+            {
                 continue;
             }
             let route = rt.routes[b];
