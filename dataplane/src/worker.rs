@@ -254,6 +254,7 @@ impl Worker {
                     .add(Counter::IdleCycles, prev_tsc.wrapping_sub(end_tsc) + spent);
             }
         }
+        self.close_warm(self.now_ms(rdtsc()));
         self.flush_all();
         self.tcp.log_open(self.index, 32);
         0

@@ -120,6 +120,20 @@ impl Worker {
         true
     }
 
+    /// At stop: reset every warm connection in the pool, so backends do not keep them.
+    pub(in crate::worker) fn close_warm(&mut self, now_ms: u64) {
+        let all: Vec<(FlowKey, usize, tcpstate::conn::SegmentOut)> = self
+            .tcp
+            .warm
+            .iter()
+            .map(|(k, w)| (*k, w.target.id, w.close()))
+            .collect();
+        for (k, b, rst) in all {
+            self.warm_send(b, k, &rst, now_ms);
+            self.warm_forget(&k);
+        }
+    }
+
     /// Every sweep: SYN retransmissions, pools kept at `min_idle` for usable backends,
     /// and let go for backends that are not.
     pub(super) fn warm_tick(&mut self, now_ms: u64) {
