@@ -15,12 +15,23 @@
 #   webswitch_linger  diagnostic: webswitch with tcp.closed_linger_ms=LINGER_MS (200; default
 #             2000), the new-connection run only, for LINGER_DURATION (5) s (see
 #             docs/benchmarks.md for why).
+#   webswitch_presplice  webswitch with the VIP in "mode": "presplice" (every request of a
+#             keep-alive connection routed; issue 4).
+#   haproxy_close  HAProxy as above with `option http-server-close` and `http-reuse never`: a
+#             new server connection for every request, as webswitch's presplice without a
+#             warm pool.
 # Pinning (DPDK-NOTES): wrk, curl, nginx and the receive softirqs (RPS) of the client's, the
 # bridge's and the backends' veths on CPU0; the middle box and RPS of sw-cli/sw-be on CPU1.
 #
-# Per setup: wrk -t2 -c100 -d10s --latency keep-alive on /whoami and on /static/app.js, and
-# on /whoami with "Connection: close" (a new connection per request); then 3 downloads of
-# /big/100M.bin with curl (median rate). CPU per request of the middle box:
+# Per setup, the tests in TESTS (default "ka_small ka_js close dl"): wrk -t2 -c100 -d10s
+# --latency keep-alive on /whoami (ka_small) and on /static/app.js (ka_js), and on /whoami with
+# "Connection: close" (close, a new connection per request); 3 downloads of /big/100M.bin with
+# curl (dl, median rate); and, not in the default, ka_mix: keep-alive with a wrk Lua script
+# that rotates each wrk thread's requests over /img/logo.png (pool images, be1), /app/x (apps,
+# be2) and /static/app.js (default), so consecutive requests of a connection mostly go to
+# different pools (wrk's Lua does not see connections: see bench/scripts/mix.lua).
+# bench/scripts/compare-presplice.sh runs the presplice comparison. CPU per request of the
+# middle box:
 #   haproxy   utime+stime of its process (/proc/PID/stat) during the run / requests;
 #   webswitch busy_cycles / TSC Hz between the stats events around the run / requests, and
 #             its process CPU time the same way as HAProxy's, for comparison;
@@ -40,6 +51,7 @@
 # Usage (root): bash bench/scripts/compare.sh
 #   DURATION=10 THREADS=2 CONNS=100 DL_RUNS=3 SETUPS="direct haproxy webswitch webswitch_linger"
 #   LINGER_MS=200 LINGER_DURATION=5 PERF=1 RETRIES=5 FOREIGN_MAX=5 QUIET_PCT=15 QUIET_WAIT_S=900
+#   TESTS="ka_small ka_js close dl" (and ka_mix)
 #   WS_TESTBED=wbc WS_NET=140 KEEP=1 (keep the raw outputs in /tmp/webswitch-compare.*)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,6 +63,7 @@ THREADS=${THREADS:-2}
 CONNS=${CONNS:-100}
 DL_RUNS=${DL_RUNS:-3}
 SETUPS=${SETUPS:-direct haproxy webswitch webswitch_linger}
+TESTS=${TESTS:-ka_small ka_js close dl}
 LINGER_MS=${LINGER_MS:-200}
 LINGER_DURATION=${LINGER_DURATION:-5}
 PERF=${PERF:-1}
@@ -273,15 +286,38 @@ drain_time_wait() {
     done
 }
 
-suite() { # base url
-    run_wrk ka_small "$1/whoami"
-    run_wrk ka_js "$1/static/app.js"
-    run_wrk close "$1/whoami" -H "Connection: close"
-    run_downloads "$1"
+# Routing check before a ka_mix run: the mix's URLs twice on one curl connection; prints
+# each answer's path, X-Backend and whether it reused the connection (connects 0).
+route_check() { # base url
+    local u=$1 f=$OUT/$MODE.route_check p args=()
+    for p in /img/logo.png /app/x /static/app.js /img/logo.png /app/x /static/app.js; do
+        args+=(-o /dev/null "$u$p")
+    done
+    cli curl -s --max-time 10 -w '%{url_effective} %header{x-backend} %{http_code} connects=%{num_connects}\n' \
+        "${args[@]}" >"$f" 2>&1 || true
+    printf '  %-11s %-8s %s\n' "$MODE" routing "$(awk '{sub(/^http:\/\/[^\/]*/, "", $1); printf "%s>%s(%s,%s) ", $1, $2, $3, $4}' "$f")"
 }
 
-haproxy_cfg() {
-    local i=0 ip
+suite() { # base url
+    local t
+    for t in $TESTS; do
+        case $t in
+            ka_small) run_wrk ka_small "$1/whoami" ;;
+            ka_js) run_wrk ka_js "$1/static/app.js" ;;
+            ka_mix) route_check "$1"; run_wrk ka_mix "$1/" -s "$ROOT/bench/scripts/mix.lua" ;;
+            close) run_wrk close "$1/whoami" -H "Connection: close" ;;
+            dl) run_downloads "$1" ;;
+            *) echo "unknown test $t" >&2; exit 2 ;;
+        esac
+    done
+}
+
+haproxy_cfg() { # [close]: a new server connection per request
+    local i=0 ip reuse=safe close=''
+    if [ "${1:-}" = close ]; then
+        reuse=never
+        close='    option http-server-close'
+    fi
     cat <<EOF
 global
     nbthread 1
@@ -292,7 +328,8 @@ defaults
     timeout connect 5s
     timeout client 30s
     timeout server 30s
-    http-reuse safe
+    http-reuse $reuse
+$close
 frontend vip
     bind $WS_VIP:$WS_VIP_PORT
     acl images path_beg /img/
@@ -330,7 +367,7 @@ write_ws_config "$OUT/config.json"
     echo "haproxy=$(haproxy -v 2>/dev/null | head -1)"
     echo "nginx=$(nginx -v 2>&1)"
     echo "wrk=$(wrk -v 2>&1 | head -1)"
-    echo "params=-t$THREADS -c$CONNS -d${DURATION}s dl_runs=$DL_RUNS"
+    echo "params=-t$THREADS -c$CONNS -d${DURATION}s dl_runs=$DL_RUNS tests=$TESTS"
 } >"$OUT/meta"
 
 echo "results:"
@@ -342,19 +379,19 @@ for MODE in $SETUPS; do
             suite "http://$BE1"
             kernel_addrs off
             ;;
-        haproxy)
+        haproxy | haproxy_close)
             kernel_addrs on "$WS_VIP"
-            haproxy_cfg >"$OUT/haproxy.cfg"
-            haproxy -c -q -f "$OUT/haproxy.cfg"
-            ip netns exec "$WS_NS_SW" taskset -c 1 haproxy -db -f "$OUT/haproxy.cfg" \
-                >"$OUT/haproxy.log" 2>&1 &
+            haproxy_cfg "${MODE#haproxy_}" >"$OUT/$MODE.cfg"
+            haproxy -c -q -f "$OUT/$MODE.cfg"
+            ip netns exec "$WS_NS_SW" taskset -c 1 haproxy -db -f "$OUT/$MODE.cfg" \
+                >"$OUT/$MODE.haproxy.log" 2>&1 &
             MID_PID=$!
             wait_http "http://$WS_VIP/whoami"
             suite "http://$WS_VIP"
             stop_middle
             kernel_addrs off
             ;;
-        webswitch | webswitch_linger)
+        webswitch | webswitch_linger | webswitch_presplice)
             kernel_addrs off
             drain_time_wait
             cfg=$OUT/config.json
@@ -362,6 +399,10 @@ for MODE in $SETUPS; do
                 cfg=$OUT/config-linger.json
                 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["tcp"]["closed_linger_ms"]=int(sys.argv[3]); json.dump(c, open(sys.argv[2], "w"))' \
                     "$OUT/config.json" "$cfg" "$LINGER_MS"
+            elif [ "$MODE" = webswitch_presplice ]; then
+                cfg=$OUT/config-presplice.json
+                python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["vips"][0]["mode"]="presplice"; json.dump(c, open(sys.argv[2], "w"))' \
+                    "$OUT/config.json" "$cfg"
             fi
             ip netns exec "$WS_NS_SW" "$BIN" run --config "$cfg" --stats-interval 1 \
                 >"$OUT/$MODE.events" 2>"$OUT/$MODE.log" &
@@ -373,7 +414,7 @@ for MODE in $SETUPS; do
             done
             grep -q '"event":"ready"' "$OUT/$MODE.events" || { cat "$OUT/$MODE.log" >&2; exit 1; }
             wait_http "http://$WS_VIP/whoami"
-            if [ "$MODE" = webswitch ]; then
+            if [ "$MODE" != webswitch_linger ]; then
                 suite "http://$WS_VIP"
             else
                 # Short enough that the switch's 55,536 local ports toward the backends do not

@@ -13,6 +13,7 @@ TESTS = [
     ("ka_small", "keep-alive /whoami"),
     ("ka_js", "keep-alive /static/app.js"),
     ("close", "new connection per request, /whoami"),
+    ("ka_mix", "keep-alive, requests rotating over 3 pools (mix.lua)"),
 ]
 
 
@@ -178,11 +179,14 @@ for name, label in TESTS:
         results["wrk"][f"{setup}.{name}"] = {"wrk": r, "window": w}
 print()
 print("CPU per request, webswitch / HAProxy:")
-for name, label in TESTS:
-    h = results["wrk"].get(f"haproxy.{name}")
-    s = results["wrk"].get(f"webswitch.{name}")
+PAIRS = [(ws, hp) for ws in SETUPS if ws.startswith("webswitch") for hp in SETUPS if hp.startswith("haproxy")]
+for (name, label), (ws, hp) in [(t, p) for t in TESTS for p in PAIRS]:
+    h = results["wrk"].get(f"{hp}.{name}")
+    s = results["wrk"].get(f"{ws}.{name}")
     if not h or not s or not h["wrk"]["requests"] or not s["wrk"]["requests"]:
         continue
+    if (ws, hp) != ("webswitch", "haproxy"):
+        label = f"{label} [{ws} / {hp}]"
     hn, sn = h["wrk"]["requests"], s["wrk"]["requests"]
     parts = []
     if "proc_s" in h["window"] and h["window"]["proc_s"] > 0:
@@ -198,6 +202,23 @@ for name, label in TESTS:
 for key, v in results["wrk"].items():
     if v["window"].get("ws_drops"):
         print(f"  {key}: webswitch drops {v['window']['ws_drops']}")
+print()
+print("webswitch counters per request (between the stats events around each run):")
+for key, v in results["wrk"].items():
+    c, n = v["window"].get("ws"), v["wrk"]["requests"]
+    if not c or not n:
+        continue
+    parts = [f"{k} {c.get(k, 0) / n:.3f}" for k in
+             ("requests_routed", "presplice_rounds", "backend_connects", "conns_accepted", "rst_sent")]
+    parts += [f"{k} {c[k]}" for k in ("presplice_fallbacks", "backend_connect_failures", "http_5xx_sent",
+                                      "retries", "linger_recycled", "tuple_reused") if c.get(k)]
+    print(f"  {key}: " + ", ".join(parts))
+for setup in SETUPS:
+    path = os.path.join(OUT, f"{setup}.route_check")
+    if os.path.exists(path):
+        print(f"  routing check {setup} (path>X-Backend(status,connects)): " + " ".join(
+            f"{f[0].split('/', 3)[-1]}>{f[1]}({f[2]},{f[3].split('=')[-1]})"
+            for f in (ln.split() for ln in open(path, errors="replace")) if len(f) >= 4))
 print()
 print("| 100 MB download | MB/s (median) | runs MB/s | vs direct | middle CPU ms/100 MB | "
       "process CPU ms/100 MB | CPU1 ms/100 MB | CPU1 work ms/100 MB |")

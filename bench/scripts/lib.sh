@@ -42,9 +42,18 @@ wait_for_builds() {
 # it is missing or older than its sources, and copies it to $OUT so that a build started by
 # someone else during the benchmark cannot swap the binary under it. Sets BIN, BIN_DATE and
 # BIN_NOTE (set when the tree did not build and the older binary is measured).
+# WS_BIN=PATH measures that binary instead, with no build (e.g. a copy of the last commit's
+# build while the shared working tree holds someone's uncommitted edits).
 ensure_binary() {
     local bin=$ROOT/target/release/webswitch stale=''
     wait_for_builds
+    if [ -n "${WS_BIN:-}" ]; then
+        cp "$WS_BIN" "$OUT/webswitch"
+        BIN=$OUT/webswitch
+        BIN_DATE=$(date -u -r "$WS_BIN" +%Y-%m-%dT%H:%M:%SZ)
+        BIN_NOTE="WS_BIN=$WS_BIN, sha256 $(sha256sum "$WS_BIN" | cut -c1-12)"
+        return 0
+    fi
     if [ -x "$bin" ]; then
         stale=$(cd "$ROOT" && find dataplane tcpstate rules mgmt dpdk-env Cargo.toml Cargo.lock \
             \( -name '*.rs' -o -name '*.c' -o -name '*.h' -o -name Cargo.toml -o -name Cargo.lock \) \
