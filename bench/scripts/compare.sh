@@ -15,7 +15,8 @@
 #   webswitch_linger  diagnostic: webswitch with tcp.closed_linger_ms=LINGER_MS (200; default
 #             2000), the new-connection run only, for LINGER_DURATION (5) s (see
 #             docs/benchmarks.md for why).
-#   webswitch_presplice  webswitch with the VIP in "mode": "presplice" (every request of a
+#   webswitch_presplice  webswitch with the VIP in "mode": "presplice" and warm pools of 4 per
+#             backend and core (every request of a
 #             keep-alive connection routed; issue 4).
 #   haproxy_close  HAProxy as above with `option http-server-close` and `http-reuse never`: a
 #             new server connection for every request, as webswitch's presplice without a
@@ -401,7 +402,7 @@ for MODE in $SETUPS; do
                     "$OUT/config.json" "$cfg" "$LINGER_MS"
             elif [ "$MODE" = webswitch_presplice ]; then
                 cfg=$OUT/config-presplice.json
-                python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["vips"][0]["mode"]="presplice"; json.dump(c, open(sys.argv[2], "w"))' \
+                python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["vips"][0]["mode"]="presplice"; [p.__setitem__("warm", {"min_idle": 4, "max_idle": 64}) for p in c["pools"]]; json.dump(c, open(sys.argv[2], "w"))' \
                     "$OUT/config.json" "$cfg"
             fi
             ip netns exec "$WS_NS_SW" "$BIN" run --config "$cfg" --stats-interval 1 \

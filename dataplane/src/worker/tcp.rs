@@ -173,6 +173,8 @@ pub struct TcpCore {
     warm_count: Vec<u32>,
     /// Per backend: no new warm connection before this time (after a refused one).
     warm_backoff_until: Vec<u64>,
+    /// Scratch for segments the switch builds from its buffers.
+    seg_scratch: Vec<u8>,
 }
 
 impl TcpCore {
@@ -211,6 +213,7 @@ impl TcpCore {
             warm: hashbrown::HashMap::new(),
             warm_count: vec![0; crate::runtime::MAX_BACKENDS],
             warm_backoff_until: vec![0; crate::runtime::MAX_BACKENDS],
+            seg_scratch: vec![0; MAX_SEGMENT],
         }
     }
 
@@ -1251,17 +1254,20 @@ impl Worker {
         // The switch's own response, cut to the client's MSS; PSH and FIN on the last.
         let mss = usize::from(conn.syn.mss.min(self.tcp.params.mss)).clamp(536, MAX_SEGMENT)
             - options_len(s);
-        let mut buf = [0u8; MAX_SEGMENT];
+        // A scratch buffer kept by the core (not a 9 KB array zeroed per call).
+        let mut buf = std::mem::take(&mut self.tcp.seg_scratch);
+        buf.resize(MAX_SEGMENT, 0);
         let mut off = 0;
         while off < len {
             let n = (len - off).min(mss);
             {
-                let Some(conn) = self.tcp.flows.get(id) else {
-                    return;
-                };
-                let bytes = conn.response_bytes();
-                let Some(src) = bytes.get(offset + off..offset + off + n) else {
-                    return;
+                let src = self
+                    .tcp
+                    .flows
+                    .get(id)
+                    .and_then(|c| c.response_bytes().get(offset + off..offset + off + n));
+                let Some(src) = src else {
+                    break;
                 };
                 buf[..n].copy_from_slice(src);
             }
@@ -1273,6 +1279,7 @@ impl Worker {
             self.emit_segment(meta.client_port, &frame, &seg, &buf[..n]);
             off += n;
         }
+        self.tcp.seg_scratch = buf;
     }
 
     fn send_to_backend(&mut self, id: ConnId, s: &SegmentOut) {
@@ -1296,18 +1303,17 @@ impl Worker {
             Data::Head { offset, len } => {
                 // What the backend gets from the buffer (a rewritten head, then the
                 // client's bytes), cut to the MSS; PSH (and a FIN) on the last segment.
-                let mut buf = [0u8; MAX_SEGMENT];
+                let mut buf = std::mem::take(&mut self.tcp.seg_scratch);
+                buf.resize(MAX_SEGMENT, 0);
                 let mut off = 0;
                 while off < len {
                     let n = (len - off).min(mss);
-                    {
-                        let Some(conn) = self.tcp.flows.get(id) else {
-                            return;
-                        };
+                    let copied = self.tcp.flows.get(id).is_some_and(|conn| {
                         let (a, b) = conn.backend_stream();
-                        if !copy_from_two(a, b, offset + off, &mut buf[..n]) {
-                            return;
-                        }
+                        copy_from_two(a, b, offset + off, &mut buf[..n])
+                    });
+                    if !copied {
+                        break;
                     }
                     let mut seg = *s;
                     seg.seq = s.seq + off;
@@ -1317,6 +1323,7 @@ impl Worker {
                     self.emit_segment(meta.backend_port, &frame, &seg, &buf[..n]);
                     off += n;
                 }
+                self.tcp.seg_scratch = buf;
             }
             Data::Response { .. } | Data::None => {
                 self.emit_segment(meta.backend_port, &frame, s, &[])
