@@ -156,8 +156,14 @@ impl SwitchControl {
                 };
                 let active: u32 = self.shared.backend_active.iter().map(|c| c[i].load(Ordering::Relaxed)).sum();
                 let connections = self.shared.backend_conns[i].load(Ordering::Relaxed);
+                let requests: u64 = self
+                    .shared
+                    .stats
+                    .iter()
+                    .map(|w| w.backend_requests[i].load(Ordering::Relaxed))
+                    .sum();
                 json!({ "name": b.name, "address": b.address.to_string(), "port": b.port, "weight": b.weight,
-                        "admin": rt.admin[i], "health": health, "active": active, "connections": connections,
+                        "admin": rt.admin[i], "health": health, "active": active, "connections": connections, "requests": requests,
                         "max_connections": b.max_connections, "pools": rt.pools_of(&b.name) })
             })
             .collect();

@@ -144,6 +144,9 @@ pub struct WorkerStats {
     /// Requests sent to each pool, and queue timeouts, by pool slot.
     pub pool_requests: Box<[AtomicU64]>,
     pub pool_queue_timeouts: Box<[AtomicU64]>,
+    /// Requests sent to each backend (by backend id): a new backend connection or a
+    /// warm one per routed request.
+    pub backend_requests: Box<[AtomicU64]>,
 }
 
 /// Adds `n` to a single-writer counter.
@@ -169,6 +172,9 @@ impl Default for WorkerStats {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             pool_queue_timeouts: (0..crate::runtime::MAX_POOLS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            backend_requests: (0..crate::runtime::MAX_BACKENDS)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
         }

@@ -313,9 +313,14 @@ pub(crate) fn backend_rows(shared: &Shared) -> Vec<Value> {
                 .iter()
                 .map(|c| c.get(i).map_or(0, |a| a.load(Ordering::Relaxed)) as u64)
                 .sum();
+            let requests: u64 = shared
+                .stats
+                .iter()
+                .map(|w| w.backend_requests[i].load(Ordering::Relaxed))
+                .sum();
             json!({ "name": b.name, "address": b.address.to_string(), "port": b.port,
                     "weight": b.weight, "admin": rt.admin[i], "health": health,
-                    "active": active, "pools": rt.pools_of(&b.name) })
+                    "active": active, "requests": requests, "pools": rt.pools_of(&b.name) })
         })
         .collect()
 }

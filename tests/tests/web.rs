@@ -143,6 +143,7 @@ fn prometheus_scrapes_metrics_that_agree() {
         "webswitch_pool_requests_total{pool=\"default\"}",
         "webswitch_pool_queue_length{pool=\"default\"}",
         "webswitch_retries_total{core=\"0\"}",
+        "webswitch_backend_requests_total{backend=\"be1\"}",
     ] {
         assert!(
             metrics.contains(name),
@@ -251,6 +252,15 @@ fn prometheus_scrapes_metrics_that_agree() {
         .map(|p| p["requests"].as_u64().unwrap())
         .sum();
     assert_eq!(by_pool, requests, "pools: {pools}");
+    // ... and every one went to some backend (no retries here).
+    let backends = stats_json(&tb, port)["backends"].clone();
+    let by_backend: u64 = backends
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_backend, requests, "backends: {backends}");
     assert_eq!(
         prom_query(&tb, prom_addr, "sum(webswitch_pool_requests_total)"),
         Some(requests as f64)

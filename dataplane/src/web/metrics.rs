@@ -397,6 +397,7 @@ impl Collector for SwitchCollector {
         let mut health = Vec::new();
         let mut weight = Vec::new();
         let mut active = Vec::new();
+        let mut requests = Vec::new();
         let mut admin = Vec::new();
         for b in &rows {
             let name = b["name"].as_str().unwrap_or("").to_string();
@@ -415,6 +416,10 @@ impl Collector for SwitchCollector {
             weight.push((
                 vec![("backend", name.clone())],
                 b["weight"].as_i64().unwrap_or(0),
+            ));
+            requests.push((
+                vec![("backend", name.clone())],
+                b["requests"].as_u64().unwrap_or(0),
             ));
             active.push((vec![("backend", name)], b["active"].as_i64().unwrap_or(0)));
         }
@@ -435,6 +440,12 @@ impl Collector for SwitchCollector {
             "webswitch_backend_weight",
             "The backend's scheduling weight.",
             &weight,
+        )?;
+        counter_family(
+            &mut enc,
+            "webswitch_backend_requests",
+            "Requests sent to the backend (a connection opened, or a warm one, per routed request).",
+            &requests,
         )?;
         gauge_family(
             &mut enc,

@@ -981,6 +981,7 @@ impl Worker {
                 conn.attach(BackendTarget { id: b, key }, side, now_ms, &mut out);
             }
             self.stats().add(Counter::WarmAttached, 1);
+            crate::stats::bump(&self.stats().backend_requests[b], 1);
             for e in out.iter() {
                 if let Emit::ToBackend(s) = e {
                     self.send_to_backend(id, &s);
@@ -1012,6 +1013,7 @@ impl Worker {
             conn.connect(BackendTarget { id: b, key }, now_ms, &mut out);
         }
         self.stats().add(Counter::BackendConnects, 1);
+        crate::stats::bump(&self.stats().backend_requests[b], 1);
         for e in out.iter() {
             if let Emit::ToBackend(s) = e {
                 self.send_to_backend(id, &s);
