@@ -12,13 +12,17 @@
 #                   /img/logo.png, /app/x, /static/app.js (only the first is routed: all M go
 #                   to its backend)
 #   presplice_mix   presplice mode, the same M requests: each one routed, /img/ to be1 (pool
-#                   images), /app/ to be2 (apps), app.js to the default pool, each on a
-#                   backend connection opened for it (no warm pool yet) and reset when done
+#                   images), /app/ to be2 (apps), app.js to the default pool, each spliced
+#                   onto a warm backend connection and given back after its exchange (every
+#                   pool has "warm": {"min_idle": 4, "max_idle": 64}, as compare.sh's
+#                   webswitch_presplice setup)
 #   presplice_ka    presplice mode, M GETs of /whoami (every request routed to the default
 #                   pool: a round without the change of pool)
 # per request = (run - idle) / M. Each run checks curl's answers (count, status 200, one
 # connection, the X-Backend of every answer against the pool its rule names) and the switch's
-# counters (conns_accepted 1; presplice: requests_routed M, presplice_rounds M-1, no fallback).
+# counters (conns_accepted 1; presplice: requests_routed M, presplice_rounds M-1, no fallback)
+# and prints the warm pool counters (warm_attached, warm_returned, warm_opened, warm_closed) and
+# backend_connects (connections opened for a request by its own SYN) of each run.
 #
 # Valgrind counts user space only: the kernel's share of net_af_packet (the tpacket receive,
 # sendto) and the PMD's rx copy (rx_burst is called from Worker::run) are not in the figures.
@@ -54,7 +58,8 @@ ensure_binary
 bash "$TB" up >/dev/null
 eval "$(bash "$TB" env)"
 write_ws_config "$OUT/splice.json"
-python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["vips"][0]["mode"]="presplice"; json.dump(c, open(sys.argv[2], "w"))' \
+# Presplice with warm pools on every pool, as compare.sh's webswitch_presplice setup.
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["vips"][0]["mode"]="presplice"; [p.__setitem__("warm", {"min_idle": 4, "max_idle": 64}) for p in c["pools"]]; json.dump(c, open(sys.argv[2], "w"))' \
     "$OUT/splice.json" "$OUT/presplice.json"
 URL=http://$WS_VIP
 
@@ -84,6 +89,12 @@ counted() { # counter names from final_stats, summed
 for l in open(sys.argv[1]):
     e = json.loads(l)
     if e["event"] == "final_stats": print(sum(e["total"].get(k, 0) for k in sys.argv[2:]))' "$OUT/events" "$@"
+}
+drops_by() { # the nonzero drop reasons of final_stats: reason count, ...
+    python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["event"] == "final_stats": print(", ".join(f"{k} {v}" for k, v in e["total"]["drops"].items() if v) or "none")' "$OUT/events"
 }
 cli() { ip netns exec "$WS_NS_CLI" "$@"; }
 
@@ -130,8 +141,10 @@ run_one() { # run name
     echo "run $run: ${IR[$run]} instructions collected in ${SECS[$run]} ms; conns_accepted $(counted conns_accepted)," \
         "requests_routed $(counted requests_routed), presplice_rounds $(counted presplice_rounds)," \
         "presplice_fallbacks $(counted presplice_fallbacks), backend_connects $(counted backend_connects)," \
+        "warm_attached $(counted warm_attached), warm_returned $(counted warm_returned)," \
+        "warm_opened $(counted warm_opened), warm_closed $(counted warm_closed)," \
         "rx_packets $(counted rx_packets), spliced packets c2b+b2c $(counted spliced_packets_b2c spliced_packets_c2b)," \
-        "drops $(counted drops_total)"
+        "drops $(counted drops_total) ($(drops_by))"
     [ "$what" = idle ] && return 0
     check "$OUT/answers.$run" "$mode" || { echo "$run: unexpected answers (see above)" >&2; exit 1; }
     [ "$(counted conns_accepted)" -eq 1 ] || { echo "$run: expected 1 client connection" >&2; exit 1; }
@@ -159,15 +172,15 @@ for run in $RUNS; do
     case $run in
         splice_ka) what="per keep-alive request, splice mode (GET /whoami, M=$M on one connection; only the first routed)" ;;
         splice_mix) what="per keep-alive request, splice mode, rotating paths (only the first routed: all on one backend)" ;;
-        presplice_mix) what="per routed request, presplice mode, rotating over 3 pools (a backend connection each)" ;;
-        presplice_ka) what="per routed request, presplice mode, GET /whoami (default pool, a backend connection each)" ;;
+        presplice_mix) what="per routed request, presplice mode, rotating over 3 pools (warm pools)" ;;
+        presplice_ka) what="per routed request, presplice mode, GET /whoami (default pool, warm pools)" ;;
         *) what="per request" ;;
     esac
     printf '%-14s %8d instructions %s\n' "$run:" "${PER[$run]}" "$what"
 done
 if [ -n "${PER[presplice_mix]:-}" ] && [ -n "${PER[splice_mix]:-}" ]; then
     echo "presplice_mix / splice_mix: $(awk -v a="${PER[presplice_mix]}" -v b="${PER[splice_mix]}" 'BEGIN {printf "%.2f", a / b}')" \
-        "(the same requests, each routed on its own backend connection against all spliced to one)"
+        "(the same requests, each routed onto a warm backend connection against all spliced to one)"
 fi
 top_self() { # callgrind out file, lines: self cost by function (inlined code counted where it landed)
     callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null | awk -v n="$2" '

@@ -6,12 +6,14 @@
 #   direct               the kernel routes, wrk talks to be1 itself
 #   webswitch            splice mode: only a connection's first request is routed (reference:
 #                        the same traffic at the cost of a plain splice)
-#   webswitch_presplice  "mode": "presplice": every request routed; each routed request opens
-#                        a backend connection (no warm pool yet) and resets it when done
+#   webswitch_presplice  "mode": "presplice": every request routed, with warm pools on every
+#                        pool ("warm": {"min_idle": 4, "max_idle": 64}): a routed request is
+#                        spliced onto an established backend connection, given back after the
+#                        exchange (the report's warm_attached, warm_returned, backend_connects)
 #   haproxy              mode http, path_beg /img/ and /app/ ACLs -> use_backend, http-reuse safe
 #                        (idle server connections reused across requests)
 #   haproxy_close        the same with option http-server-close and http-reuse never: a server
-#                        connection per request, like webswitch's presplice today
+#                        connection per request, like webswitch's presplice without warm pools
 # and these tests: ka_mix (bench/scripts/mix.lua: each wrk thread's requests rotate over
 # /img/logo.png -> images (be1), /app/x -> apps (be2), /static/app.js -> default), preceded by
 # a routing check with curl (both rounds of the three URLs on one connection: path>X-Backend);

@@ -210,8 +210,12 @@ for key, v in results["wrk"].items():
         continue
     parts = [f"{k} {c.get(k, 0) / n:.3f}" for k in
              ("requests_routed", "presplice_rounds", "backend_connects", "conns_accepted", "rst_sent")]
-    parts += [f"{k} {c[k]}" for k in ("presplice_fallbacks", "backend_connect_failures", "http_5xx_sent",
-                                      "retries", "linger_recycled", "tuple_reused") if c.get(k)]
+    # Warm pools (presplice): requests spliced onto a warm connection, connections given back,
+    # opened ahead and let go.
+    parts += [f"{k} {c[k] / n:.3f} ({c[k]})" for k in
+              ("warm_attached", "warm_returned", "warm_opened", "warm_closed") if c.get(k)]
+    parts += [f"{k} {c[k]}" for k in ("presplice_fallbacks", "backend_connect_failures",
+                                      "http_5xx_sent", "retries", "linger_recycled", "tuple_reused") if c.get(k)]
     print(f"  {key}: " + ", ".join(parts))
 for setup in SETUPS:
     path = os.path.join(OUT, f"{setup}.route_check")
