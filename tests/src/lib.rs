@@ -156,6 +156,29 @@ impl Testbed {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Turns the impairment off after asserting it really happened: every link that
+    /// carried at least `busy` packets each way saw drops, duplicates and reordering.
+    pub fn impairment_off_checked(&self, busy: u64) {
+        let stats: Value =
+            serde_json::from_str(&self.script(&["impair", "stats"])).expect("impair stats JSON");
+        eprintln!("injected: {}", stats["totals"]);
+        for link in ["client", "be1", "be2", "be3"] {
+            for d in ["to_switch", "from_switch"] {
+                let l = &stats["links"][link][d];
+                if counter(l, &["packets"]) < busy {
+                    continue; // little traffic on this one: nothing to prove there
+                }
+                for kind in ["drops", "dups", "reordered"] {
+                    assert!(
+                        counter(l, &[kind]) > 0,
+                        "no {kind} injected on {link} {d}: {l}"
+                    );
+                }
+            }
+        }
+        self.script(&["impair", "off"]);
+    }
+
     pub fn ns(&self, role: &str) -> String {
         format!("{}-{role}", self.name)
     }
@@ -235,16 +258,30 @@ impl Switch {
     /// Writes `config` to a file and starts the switch in `tb`'s switch namespace;
     /// returns once it printed its `ready` event.
     pub fn start(tb: &Testbed, config: &Value) -> Switch {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &tb.ns("sw")])
+            .arg(webswitch_bin());
+        Switch::spawn(cmd, &tb.name, config)
+    }
+
+    /// Starts `webswitch run` in the current network namespace (for ports that need no
+    /// testbed, such as `net_memif`), writing `config` to a temporary file named after
+    /// `name`; returns once it printed its `ready` event.
+    pub fn start_local(name: &str, config: &Value) -> Switch {
+        Switch::spawn(Command::new(webswitch_bin()), name, config)
+    }
+
+    /// Runs `cmd run --config FILE` (`cmd` ending in the webswitch binary), its stdout
+    /// events on a channel and its stderr echoed and kept; waits for `ready`.
+    fn spawn(mut cmd: Command, name: &str, config: &Value) -> Switch {
         let file_prefix = config["eal"]["file_prefix"]
             .as_str()
             .expect("file_prefix")
             .to_string();
-        let config_path = std::env::temp_dir().join(format!("{}-webswitch.json", tb.name));
+        let config_path = std::env::temp_dir().join(format!("{name}-webswitch.json"));
         std::fs::write(&config_path, serde_json::to_string_pretty(config).unwrap())
             .expect("write config");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &tb.ns("sw")])
-            .arg(webswitch_bin())
+        let mut child = cmd
             .args(["run", "--config"])
             .arg(&config_path)
             .env(
@@ -384,59 +421,4 @@ pub fn counter(stats: &Value, path: &[&str]) -> u64 {
         v = &v[*p];
     }
     v.as_u64().unwrap_or(0)
-}
-
-impl Switch {
-    /// Starts `webswitch run` in the current network namespace (for ports that need no
-    /// testbed, such as `net_memif`), writing `config` to a temporary file named after
-    /// `name`; returns once it printed its `ready` event.
-    pub fn start_local(name: &str, config: &Value) -> Switch {
-        let file_prefix = config["eal"]["file_prefix"]
-            .as_str()
-            .expect("file_prefix")
-            .to_string();
-        let config_path = std::env::temp_dir().join(format!("{name}-webswitch.json"));
-        std::fs::write(&config_path, serde_json::to_string_pretty(config).unwrap())
-            .expect("write config");
-        let mut child = Command::new(webswitch_bin())
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .env(
-                "WEBSWITCH_LOG",
-                std::env::var("WEBSWITCH_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn webswitch");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::sync::Arc::new(Mutex::new(String::new()));
-        let sink = std::sync::Arc::clone(&stderr);
-        let err_pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
-                eprintln!("[webswitch] {line}");
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let mut sw = Switch {
-            child: Some(child),
-            ready: Value::Null,
-            file_prefix,
-            lines,
-            stderr,
-            config_path,
-        };
-        sw.ready = sw.wait_event("ready", Duration::from_secs(30));
-        sw
-    }
 }

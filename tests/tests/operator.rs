@@ -981,24 +981,7 @@ fn big_transfers_with_client_address() {
         "8",
     ]);
     transfer_round(&tb, "xff", "xff-impaired");
-    let stats: Value =
-        serde_json::from_str(&tb.script(&["impair", "stats"])).expect("impair stats JSON");
-    eprintln!("injected: {}", stats["totals"]);
-    for link in ["client", "be1", "be2", "be3"] {
-        for d in ["to_switch", "from_switch"] {
-            let l = &stats["links"][link][d];
-            if counter(l, &["packets"]) < 10_000 {
-                continue; // little traffic on this one: nothing to prove there
-            }
-            for kind in ["drops", "dups", "reordered"] {
-                assert!(
-                    counter(l, &[kind]) > 0,
-                    "no {kind} injected on {link} {d}: {l}"
-                );
-            }
-        }
-    }
-    tb.script(&["impair", "off"]);
+    tb.impairment_off_checked(10_000);
 
     let st = ctl.stats();
     eprintln!("totals: {}", st["total"]);

@@ -390,7 +390,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
             );
         }
     }
-    tb.script(&["impair", "off"]);
+    tb.impairment_off_checked(300);
 
     std::thread::sleep(Duration::from_millis(1000));
     let fin = sw.stop();

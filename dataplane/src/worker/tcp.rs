@@ -268,15 +268,6 @@ impl Worker {
             local_ip: rx.dst,
             local_port: rx.dport,
         };
-        if let Some(&b) = self.tcp.probes.get(&key) {
-            let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
-            self.health_segment(b, key, &rx.seg, payload, now_ms);
-            return;
-        }
-        if self.tcp.warm.contains_key(&key) {
-            self.warm_segment(key, &rx.seg, now_ms);
-            return;
-        }
         let lingering =
             |t: &TcpCore, id: ConnId| t.flows.get(id).is_some_and(|c| c.state == State::Closed);
         match (self.tcp.flows.lookup(&key), local) {
@@ -291,6 +282,16 @@ impl Worker {
                 self.on_new_client_segment(p, v, key, m, &rx, now_ms);
             }
             (Some((id, side)), _) => self.on_flow_segment(id, side, p, m, &rx, now_ms),
+            // Not a client's flow: a health probe's or a warm connection's (their tuples
+            // are never in the flow table, so established flows pay no extra lookup).
+            (None, _) if self.tcp.probes.contains_key(&key) => {
+                let b = self.tcp.probes[&key];
+                let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
+                self.health_segment(b, key, &rx.seg, payload, now_ms);
+            }
+            (None, _) if self.tcp.warm.contains_key(&key) => {
+                self.warm_segment(key, &rx.seg, now_ms);
+            }
             (None, _) => match local {
                 Some(Local::Vip(v)) => self.on_new_client_segment(p, v, key, m, &rx, now_ms),
                 _ => {
@@ -1041,7 +1042,7 @@ impl Worker {
                 local_ip: route.local_ip,
                 local_port: port,
             };
-            if self.tcp.warm.contains_key(&key) {
+            if self.tcp.warm.contains_key(&key) || self.tcp.probes.contains_key(&key) {
                 continue;
             }
             match self.tcp.flows.lookup(&key) {
