@@ -50,33 +50,9 @@ mkdir -p "$SOCK"
 sed -e "s|\"file_prefix\": \"webswitch-memif\"|\"file_prefix\": \"$PREFIX\"|" \
     examples/memif.json >"$OUT/config.json"
 
-start() { # $1: callgrind output file
-    : >"$OUT/events"
-    valgrind --tool=callgrind --fair-sched=yes \
-        --toggle-collect='*Worker::handle_burst' --toggle-collect='*Worker::flush' \
-        --toggle-collect='*tcp_timers*' --callgrind-out-file="$1" \
-        "$BIN" run --config "$OUT/config.json" >"$OUT/events" 2>"$OUT/log" &
-    PID=$!
-    for _ in $(seq 1200); do
-        grep -q '"event":"ready"' "$OUT/events" && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$OUT/log" >&2
-    echo "webswitch did not start" >&2
-    exit 1
-}
-stop() {
-    kill -TERM "$PID"
-    wait "$PID" || true
-    PID=
-}
-counted() { # counter names from final_stats, summed
-    python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e["event"] == "final_stats": print(sum(e["total"].get(k, 0) for k in sys.argv[2:]))' "$OUT/events" "$@"
-}
+start() { cg_start "$OUT/config.json" "$1"; } # $1: callgrind output file
+stop() { cg_stop; }
+counted() { final_counted "$@"; } # counter names from final_stats, summed
 harness() { # run name, then load arguments
     local name=$1
     shift

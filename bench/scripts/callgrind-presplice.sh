@@ -63,33 +63,9 @@ python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["vips"][0]["mode"
     "$OUT/splice.json" "$OUT/presplice.json"
 URL=http://$WS_VIP
 
-start() { # config, callgrind output file
-    : >"$OUT/events"
-    ip netns exec "$WS_NS_SW" valgrind --tool=callgrind --fair-sched=yes \
-        --toggle-collect='*Worker::handle_burst' --toggle-collect='*Worker::flush' \
-        --toggle-collect='*tcp_timers*' --callgrind-out-file="$2" \
-        "$BIN" run --config "$1" >"$OUT/events" 2>"$OUT/log" &
-    PID=$!
-    for _ in $(seq 1200); do
-        grep -q '"event":"ready"' "$OUT/events" && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$OUT/log" >&2
-    echo "webswitch did not start" >&2
-    exit 1
-}
-stop() {
-    kill -TERM "$PID"
-    wait "$PID" || true
-    PID=
-}
-counted() { # counter names from final_stats, summed
-    python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e["event"] == "final_stats": print(sum(e["total"].get(k, 0) for k in sys.argv[2:]))' "$OUT/events" "$@"
-}
+start() { cg_start "$1" "$2" ip netns exec "$WS_NS_SW"; } # config, callgrind output file
+stop() { cg_stop; }
+counted() { final_counted "$@"; } # counter names from final_stats, summed
 drops_by() { # the nonzero drop reasons of final_stats: reason count, ...
     python3 -c 'import json,sys
 for l in open(sys.argv[1]):
@@ -182,17 +158,7 @@ if [ -n "${PER[presplice_mix]:-}" ] && [ -n "${PER[splice_mix]:-}" ]; then
     echo "presplice_mix / splice_mix: $(awk -v a="${PER[presplice_mix]}" -v b="${PER[splice_mix]}" 'BEGIN {printf "%.2f", a / b}')" \
         "(the same requests, each routed onto a warm backend connection against all spliced to one)"
 fi
-top_self() { # callgrind out file, lines: self cost by function (inlined code counted where it landed)
-    callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null | awk -v n="$2" '
-        /file:function/ {p = 1; next}
-        p && /^ *[0-9,]+ +\( *[0-9.]+%\)  / {
-            ir = $1; gsub(",", "", ir); f = $0
-            sub(/^ *[0-9,]+ +\( *[0-9.]+%\)  /, "", f)
-            if (f ~ /^\?\?\?:/) { o = f; sub(/.*\//, "", o); sub(/\]$/, "", o); sub(/\.so.*/, "", o); f = o " (no symbols)" }
-            sub(/ \[[^]]*\]$/, "", f); sub(/^[^ ]*\.(rs|c|h|S):/, "", f)
-            s[f] += ir; t += ir }
-        END {for (k in s) printf "%6.1f%%  %s\n", 100 * s[k] / t, k}' | sort -rn | awk -v n="$2" 'NR <= n'
-}
+top_self() { cg_top_self "$@"; }
 for run in $RUNS; do
     echo
     echo "largest self costs, $run run:"

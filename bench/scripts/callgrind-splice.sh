@@ -55,33 +55,9 @@ eval "$(bash "$TB" env)"
 write_ws_config "$OUT/config.json"
 URL=http://$WS_VIP
 
-start() { # $1: callgrind output file
-    : >"$OUT/events"
-    ip netns exec "$WS_NS_SW" valgrind --tool=callgrind --fair-sched=yes \
-        --toggle-collect='*Worker::handle_burst' --toggle-collect='*Worker::flush' \
-        --toggle-collect='*tcp_timers*' --callgrind-out-file="$1" \
-        "$BIN" run --config "$OUT/config.json" >"$OUT/events" 2>"$OUT/log" &
-    PID=$!
-    for _ in $(seq 1200); do
-        grep -q '"event":"ready"' "$OUT/events" && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$OUT/log" >&2
-    echo "webswitch did not start" >&2
-    exit 1
-}
-stop() {
-    kill -TERM "$PID"
-    wait "$PID" || true
-    PID=
-}
-counted() { # counter names from final_stats, summed
-    python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    e = json.loads(l)
-    if e["event"] == "final_stats": print(sum(e["total"][k] for k in sys.argv[2:]))' "$OUT/events" "$@"
-}
+start() { cg_start "$OUT/config.json" "$1" ip netns exec "$WS_NS_SW"; } # $1: callgrind output file
+stop() { cg_stop; }
+counted() { final_counted "$@"; } # counter names from final_stats, summed
 cli() { ip netns exec "$WS_NS_CLI" "$@"; }
 
 declare -A IR DEN SECS
@@ -141,17 +117,7 @@ for run in $RUNS; do
     base=$((${IR[idle]:-0} * SECS[$run] / (${SECS[idle]:-1} > 0 ? ${SECS[idle]:-1} : 1)))
     printf '%-10s %8d instructions %s\n' "$run:" $(((IR[$run] - base) / DEN[$run])) "$what"
 done
-top_self() { # callgrind out file, lines: self cost by function (inlined code counted where it landed)
-    callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null | awk -v n="$2" '
-        /file:function/ {p = 1; next}
-        p && /^ *[0-9,]+ +\( *[0-9.]+%\)  / {
-            ir = $1; gsub(",", "", ir); f = $0
-            sub(/^ *[0-9,]+ +\( *[0-9.]+%\)  /, "", f)
-            if (f ~ /^\?\?\?:/) { o = f; sub(/.*\//, "", o); sub(/\]$/, "", o); sub(/\.so.*/, "", o); f = o " (no symbols)" }
-            sub(/ \[[^]]*\]$/, "", f); sub(/^[^ ]*\.(rs|c|h|S):/, "", f)
-            s[f] += ir; t += ir }
-        END {for (k in s) printf "%6.1f%%  %s\n", 100 * s[k] / t, k}' | sort -rn | awk -v n="$2" 'NR <= n'
-}
+top_self() { cg_top_self "$@"; }
 for run in download keepalive short; do
     [ -e "$OUT/cg.$run" ] || continue
     echo

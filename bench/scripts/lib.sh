@@ -101,6 +101,57 @@ pin_testbed() {
     set_rps "$WS_NS_SW" "$WS_SW_BACKEND_IF" 2
 }
 
+# webswitch under callgrind, collecting only the worker's packet work (handle_burst, flush,
+# the TCP timers). $1: config, $2: callgrind output file, then an optional command prefix
+# (e.g. ip netns exec NS). Sets PID; stdout events go to $OUT/events, stderr to $OUT/log.
+cg_start() {
+    local config=$1 out=$2
+    shift 2
+    : >"$OUT/events"
+    "$@" valgrind --tool=callgrind --fair-sched=yes \
+        --toggle-collect='*Worker::handle_burst' --toggle-collect='*Worker::flush' \
+        --toggle-collect='*tcp_timers*' --callgrind-out-file="$out" \
+        "$BIN" run --config "$config" >"$OUT/events" 2>"$OUT/log" &
+    PID=$!
+    for _ in $(seq 1200); do
+        grep -q '"event":"ready"' "$OUT/events" && return 0
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$OUT/log" >&2
+    echo "webswitch did not start" >&2
+    exit 1
+}
+
+# Stops the switch cg_start started (its final_stats event lands in $OUT/events).
+cg_stop() {
+    kill -TERM "$PID"
+    wait "$PID" || true
+    PID=
+}
+
+# The named counters of the final_stats event in $OUT/events, summed.
+final_counted() {
+    python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    e = json.loads(l)
+    if e["event"] == "final_stats": print(sum(e["total"].get(k, 0) for k in sys.argv[2:]))' "$OUT/events" "$@"
+}
+
+# The $2 largest self costs by function in callgrind output file $1 (inlined code counted
+# where it landed), as "percent  function" lines.
+cg_top_self() {
+    callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null | awk '
+        /file:function/ {p = 1; next}
+        p && /^ *[0-9,]+ +\( *[0-9.]+%\)  / {
+            ir = $1; gsub(",", "", ir); f = $0
+            sub(/^ *[0-9,]+ +\( *[0-9.]+%\)  /, "", f)
+            if (f ~ /^\?\?\?:/) { o = f; sub(/.*\//, "", o); sub(/\]$/, "", o); sub(/\.so.*/, "", o); f = o " (no symbols)" }
+            sub(/ \[[^]]*\]$/, "", f); sub(/^[^ ]*\.(rs|c|h|S):/, "", f)
+            s[f] += ir; t += ir }
+        END {for (k in s) printf "%6.1f%%  %s\n", 100 * s[k] / t, k}' | sort -rn | awk -v n="$2" 'NR <= n'
+}
+
 # Total instructions callgrind collected (the toggled functions only).
 cg_instr() { # callgrind out file
     callgrind_annotate "$1" 2>/dev/null |
