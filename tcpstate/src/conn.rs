@@ -541,23 +541,12 @@ impl Conn {
         self.our_isn = our_next - 1;
         self.backend_base = client_next;
         self.client_next = client_next;
+        self.forget_backend_side();
         self.rewrite = None;
         self.head_consumed = 0;
-        self.head_sent = 0;
-        self.head_acked = false;
-        self.response_started = false;
         self.retry_ok = false;
-        self.backend = None;
         self.client_fin = None;
-        self.client_fin_acked = false;
-        self.backend_fin = None;
-        self.backend_fin_acked = false;
-        self.client_ack = None;
-        self.backend_ack = None;
-        self.c2b = Translation::default();
-        self.b2c = Translation::default();
         self.attempts = 0;
-        self.retransmits = 0;
         self.round_c2b = 0;
         self.warm_attached_ms = None;
         self.state = State::ReadingHead;
@@ -1337,6 +1326,12 @@ impl Conn {
     /// forget the failed backend's side, keep the client's, ready for `connect`.
     pub fn prepare_retry(&mut self) {
         self.state = State::Connecting;
+        self.forget_backend_side();
+    }
+
+    /// Everything this connection knows of its backend connection, forgotten (a retry,
+    /// or a new round): translations, acks, FINs, what of the head went out.
+    fn forget_backend_side(&mut self) {
         self.backend = None;
         self.head_sent = 0;
         self.head_acked = false;

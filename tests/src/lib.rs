@@ -414,6 +414,19 @@ impl Drop for Switch {
     }
 }
 
+/// The lowercase hex SHA-256 of a file (`sha256sum`), empty if it cannot be read.
+pub fn sha256_file(path: &str) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
 /// `stats["total"][path...]` as a number (0 when absent).
 pub fn counter(stats: &Value, path: &[&str]) -> u64 {
     let mut v = stats;

@@ -4,22 +4,9 @@
 //! docs/testbed.md). The test prints what was injected and asserts that every kind of
 //! impairment actually happened in every direction, so a pass proves the switch
 //! carried the transfer through it.
-use std::process::Command;
 use std::time::Duration;
 
-use webswitch_tests::{counter, root_or_skip, testbed_lock, Switch, Testbed};
-
-fn sha256(path: &str) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
-}
+use webswitch_tests::{counter, root_or_skip, sha256_file, testbed_lock, Switch, Testbed};
 
 fn curl(tb: &Testbed, args: &[&str]) -> String {
     let hdr = format!("/tmp/{}-imp-headers", tb.name);
@@ -63,14 +50,14 @@ fn scenario(name: &str, net: u8, workers: usize) {
     let b = curl(&tb, &["-o", &file, &format!("http://{vip}/big/100M.bin")]);
     let want = std::fs::read_to_string(format!("{dir}/{b}/www/big/100M.bin.sha256")).unwrap();
     assert_eq!(
-        sha256(&file),
+        sha256_file(&file),
         want.split_whitespace().next().unwrap(),
         "100 MB download from {b} under impairment"
     );
     let b = curl(&tb, &["-T", &file, &format!("http://{vip}/upload/imp.bin")]);
     assert_eq!(
-        sha256(&format!("{dir}/{b}/www/upload/imp.bin")),
-        sha256(&file),
+        sha256_file(&format!("{dir}/{b}/www/upload/imp.bin")),
+        sha256_file(&file),
         "100 MB upload to {b} under impairment"
     );
     let _ = std::fs::remove_file(&file);

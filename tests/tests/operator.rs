@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use webswitch_tests::{counter, root_or_skip, testbed_lock, Switch, Testbed};
+use webswitch_tests::{counter, root_or_skip, sha256_file, testbed_lock, Switch, Testbed};
 
 // ---- the management socket --------------------------------------------------------------
 
@@ -231,18 +231,6 @@ fn cli_bash(tb: &Testbed, script: &str, timeout: Duration) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn sha256(path: &str) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -844,7 +832,7 @@ fn transfer_round(tb: &Testbed, pool: &str, tag: &str) {
     let b = r.backend();
     let want = std::fs::read_to_string(format!("{dir}/{b}/www/big/100M.bin.sha256")).unwrap();
     assert_eq!(
-        sha256(&file),
+        sha256_file(&file),
         want.split_whitespace().next().unwrap(),
         "{tag}: 100 MB download from {b} through {pool}"
     );
@@ -867,8 +855,8 @@ fn transfer_round(tb: &Testbed, pool: &str, tag: &str) {
     );
     let b = r.backend();
     assert_eq!(
-        sha256(&format!("{dir}/{b}/www/upload/opb-{tag}.bin")),
-        sha256(&file),
+        sha256_file(&format!("{dir}/{b}/www/upload/opb-{tag}.bin")),
+        sha256_file(&file),
         "{tag}: 100 MB upload to {b} through {pool}"
     );
     let _ = std::fs::remove_file(&file);
@@ -921,7 +909,7 @@ fn transfer_round(tb: &Testbed, pool: &str, tag: &str) {
         .to_string();
     let want = std::fs::read_to_string(format!("{dir}/{b}/www/big/1M.bin.sha256")).unwrap();
     assert_eq!(
-        sha256(&small),
+        sha256_file(&small),
         want.split_whitespace().next().unwrap(),
         "{tag}: 1 MB GET on the keep-alive connection"
     );
@@ -934,8 +922,8 @@ fn transfer_round(tb: &Testbed, pool: &str, tag: &str) {
         l1.1.raw, l2.1.raw
     );
     assert_eq!(
-        sha256(&format!("{dir}/{}/www/upload/opb-{tag}-ka.bin", l1.0)),
-        sha256(&small),
+        sha256_file(&format!("{dir}/{}/www/upload/opb-{tag}-ka.bin", l1.0)),
+        sha256_file(&small),
         "{tag}: 1 MB PUT on the keep-alive connection"
     );
     let _ = std::fs::remove_file(&small);

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use webswitch_tests::{counter, root_or_skip, testbed_lock, workspace_root, Switch, Testbed};
+use webswitch_tests::{
+    counter, root_or_skip, sha256_file, testbed_lock, workspace_root, Switch, Testbed,
+};
 
 /// The testbed config plus what these tests need: a short head timeout (slowloris), a
 /// short linger (so the table empties quickly), and a pool whose only backend does not
@@ -111,18 +113,6 @@ sys.stdout.write("\n@@RESET@@" if reset else "")
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn sha256_file(path: &str) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
 }
 
 fn access_log_lines(tb: &Testbed) -> usize {
