@@ -337,6 +337,42 @@ impl Body {
         }
     }
 
+    /// How many of the next bytes are body data whose contents do not matter to
+    /// framing (what is left of a Content-Length body, or of the current chunk's data).
+    fn skippable(&self) -> u64 {
+        match self {
+            Body::Length(left) => *left,
+            Body::Chunked(Chunked {
+                state: Chunk::Data(left),
+                ..
+            }) => *left,
+            Body::Chunked(_) | Body::UntilClose => 0,
+        }
+    }
+
+    /// Consumes `n` (at most [`skippable`](Self::skippable)) bytes without seeing
+    /// them: `true` if that ended the body.
+    fn skip(&mut self, n: u64) -> bool {
+        let n = n.min(self.skippable());
+        match self {
+            Body::Length(left) => {
+                *left -= n;
+                *left == 0
+            }
+            Body::Chunked(c) => {
+                if let Chunk::Data(left) = c.state {
+                    c.state = if left == n {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data(left - n)
+                    };
+                }
+                false
+            }
+            Body::UntilClose => false,
+        }
+    }
+
     /// Consumes body bytes: `Ok(Some(n))` if the body ended after `n` bytes.
     fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, FramingError> {
         match self {
@@ -482,6 +518,33 @@ impl RequestFramer {
                 self.state = ReqState::Failed(e);
                 Err(e)
             }
+        }
+    }
+
+    /// How many of the next bytes are body data the framer need not see (their count
+    /// is known, their contents do not matter): the caller may [`skip`](Self::skip)
+    /// them, e.g. while they are still on their way, behind a gap.
+    pub fn skippable(&self) -> u64 {
+        match &self.state {
+            ReqState::Body(body) => body.skippable(),
+            _ => 0,
+        }
+    }
+
+    /// Consumes `n` bytes (at most [`skippable`](Self::skippable)) without their
+    /// contents, as [`feed`](Self::feed) would have.
+    pub fn skip(&mut self, n: u64) -> Progress {
+        let n = n.min(self.skippable());
+        let ended = match &mut self.state {
+            ReqState::Body(body) => body.skip(n),
+            _ => false,
+        };
+        if ended {
+            self.end();
+        }
+        Progress {
+            used: n as usize,
+            complete: ended,
         }
     }
 
@@ -793,6 +856,32 @@ impl<B: AsMut<[u8]>> ResponseFramer<B> {
         ResponseProgress {
             used,
             event: Some(ResponseEvent::Complete(head)),
+        }
+    }
+
+    /// How many of the next bytes are body data the framer need not see (see
+    /// [`RequestFramer::skippable`]).
+    pub fn skippable(&self) -> u64 {
+        match &self.state {
+            RespState::Body(body, _) => body.skippable(),
+            _ => 0,
+        }
+    }
+
+    /// Consumes `n` bytes (at most [`skippable`](Self::skippable)) without their
+    /// contents, as [`feed`](Self::feed) would have: the event is `Complete` if that
+    /// ended the response.
+    pub fn skip(&mut self, n: u64) -> ResponseProgress {
+        let n = n.min(self.skippable());
+        if let RespState::Body(body, head) = &mut self.state {
+            let head = *head;
+            if body.skip(n) {
+                return self.complete(head, n as usize);
+            }
+        }
+        ResponseProgress {
+            used: n as usize,
+            event: None,
         }
     }
 

@@ -524,9 +524,11 @@ impl Conn {
     /// the client started its next request at `client_next`. Starts a new round on the
     /// same client connection as if it had just been accepted there: sequence bases move
     /// to `client_next` (the client's next byte) and `our_next` (the next byte of ours
-    /// the client expects), the head is read into `head` (an empty buffer), and the
-    /// caller routes it and `connect`s. The caller has aborted and released the previous
-    /// backend (and taken back the rewrite buffer) before.
+    /// the client expects), the head is read into `head` (a buffer based at
+    /// `client_next`: empty, or holding what the client sent ahead, see
+    /// [`has_whole_head`](Self::has_whole_head)), and the caller routes it and
+    /// `connect`s. The caller has aborted and released the previous backend (and
+    /// taken back the rewrite buffer) before.
     pub fn next_round(
         &mut self,
         head: HeadBuffer,
@@ -534,8 +536,7 @@ impl Conn {
         our_next: SeqNumber,
         now_ms: u64,
     ) {
-        let mut head = head;
-        head.reset(client_next);
+        debug_assert_eq!(head.base(), client_next);
         self.head = Some(head);
         self.client_isn = client_next - 1;
         self.our_isn = our_next - 1;
@@ -551,6 +552,15 @@ impl Conn {
         self.warm_attached_ms = None;
         self.state = State::ReadingHead;
         self.deadline_ms = now_ms + self.params.head_timeout_ms;
+    }
+
+    /// Whether the head buffer holds a whole request head (to be routed).
+    pub fn has_whole_head(&self) -> bool {
+        self.state == State::ReadingHead
+            && self
+                .head
+                .as_ref()
+                .is_some_and(|h| rules_head_end(h.contiguous()))
     }
 
     /// The first sequence number of this round's response, in the client's space.

@@ -7,6 +7,7 @@
 pub mod conn;
 pub mod flow;
 pub mod neighbour;
+pub mod presplice;
 pub mod reasm;
 pub mod splice;
 pub mod steer;

@@ -240,6 +240,56 @@ impl HeadBuffer {
         }
     }
 
+    /// Keeps only the first `len` in-order bytes: the rest (and every out-of-order
+    /// range) is forgotten, as if never received. Presplice uses it when the buffer
+    /// holds more than one request: the first goes to its backend, the others were
+    /// copied elsewhere to wait for their turn.
+    pub fn truncate(&mut self, len: usize) {
+        self.contiguous = self.contiguous.min(len);
+        self.n_ranges = 0;
+    }
+
+    /// Moves the base forward to `seq`, forgetting every byte before it and keeping
+    /// every byte held after it, in order or not: the buffer then serves as a sliding
+    /// store of what a reader has not taken yet. A `seq` at or before the base changes
+    /// nothing. Costs a copy of what is held after `seq`.
+    pub fn advance_to(&mut self, seq: SeqNumber) {
+        let off = seq.wrapping_diff(self.base);
+        if off <= 0 {
+            return;
+        }
+        let off = off as usize;
+        self.base = seq;
+        let mut held = [(0, 0); MAX_RANGES + 1];
+        let mut n = 0;
+        if self.contiguous > 0 {
+            held[0] = (0, self.contiguous);
+            n = 1;
+        }
+        for &r in &self.ranges[..self.n_ranges] {
+            held[n] = r;
+            n += 1;
+        }
+        let end = if n > 0 { held[n - 1].1 } else { 0 };
+        if end > off {
+            self.buf.copy_within(off..end, 0);
+        }
+        self.contiguous = 0;
+        self.n_ranges = 0;
+        for &(s, e) in &held[..n] {
+            if e <= off {
+                continue;
+            }
+            let (s, e) = (s.max(off) - off, e - off);
+            if s == 0 {
+                self.contiguous = e;
+            } else {
+                self.ranges[self.n_ranges] = (s, e);
+                self.n_ranges += 1;
+            }
+        }
+    }
+
     /// Copies the payload bytes for buffer offsets `[from, to)`; the payload starts
     /// at offset `payload_off`.
     fn copy_in(&mut self, from: usize, to: usize, payload_off: i64, payload: &[u8]) {

@@ -31,7 +31,7 @@ mod warm;
 use crate::addrs::Local;
 use crate::runtime::{Admin, BackendRoute, Runtime};
 use crate::stats::{Counter, DropReason};
-use presplice::PerRequest;
+use tcpstate::presplice::{Buffered, PerRequest};
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 const IP: usize = 20;
@@ -74,6 +74,9 @@ struct Meta {
     backend_held: bool,
     /// Accepted on a presplice VIP: every request is routed.
     per_request_vip: bool,
+    /// A presplice round started with a whole head already held: route it once the
+    /// segment that started the round has been processed.
+    route_pending: bool,
 }
 
 impl Meta {
@@ -110,6 +113,7 @@ impl Default for Meta {
             queue_slot: 0,
             backend_held: false,
             per_request_vip: false,
+            route_pending: false,
         }
     }
 }
@@ -242,6 +246,7 @@ fn splitmix(x: &mut u64) -> u64 {
 }
 
 /// The parsed addressing of a received TCP segment.
+#[derive(Clone, Copy)]
 struct Rx {
     src: Ipv4Addr,
     dst: Ipv4Addr,
@@ -404,10 +409,14 @@ impl Worker {
         rx: &Rx,
         now_ms: u64,
     ) {
+        let mut m = m;
+        let mut rx = *rx;
         if self.tcp.per_request[id as usize].is_some() {
             let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
-            if !self.presplice_segment(id, side == Side::Backend, &rx.seg, payload, now_ms) {
-                return;
+            match self.presplice_segment(id, side == Side::Backend, &rx.seg, payload, now_ms) {
+                presplice::Go::Pass => {}
+                presplice::Go::Drop => return,
+                presplice::Go::Trim(keep) => rx = trim_payload(&mut m, &rx, keep),
             }
         }
         let mut out = std::mem::take(&mut self.tcp.out);
@@ -422,16 +431,19 @@ impl Worker {
                 Side::Backend => conn.on_backend(&rx.seg, now_ms, &mut out),
             }
         };
-        if self.tcp.per_request[id as usize].is_some() && out.iter().any(|e| e == Emit::Forward) {
+        if side == Side::Client
+            && self.tcp.per_request[id as usize].is_some()
+            && out.iter().any(|e| e == Emit::Forward)
+        {
             let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
-            self.presplice_commit(id, side == Side::Backend, &rx.seg, payload);
+            self.presplice_commit(id, &rx.seg, payload, now_ms);
         }
         let mut m = Some(m);
         for e in out.iter() {
             match e {
                 Emit::Forward => {
                     if let Some(m) = m.take() {
-                        self.forward(id, side, m, rx);
+                        self.forward(id, side, m, &rx);
                     }
                 }
                 Emit::ToClient(s) => self.send_to_client(id, &s, now_ms),
@@ -444,6 +456,13 @@ impl Worker {
             self.record_latency(id, rx.seg.payload_len);
         }
         self.apply_verdict(id, verdict, now_ms);
+        if self.tcp.meta[id as usize].route_pending {
+            // A presplice round began with its whole head already held (pipelined).
+            self.tcp.meta[id as usize].route_pending = false;
+            if self.tcp.flows.get(id).is_some_and(|c| c.has_whole_head()) {
+                self.apply_verdict(id, Verdict::HeadComplete, now_ms);
+            }
+        }
     }
 
     /// Connection setup and time to first byte, on the backend's segments.
@@ -539,7 +558,7 @@ impl Worker {
             Verdict::Remove => self.remove_conn(id),
         }
         if self.tcp.per_request[id as usize].is_some() {
-            self.presplice_sync(id);
+            self.presplice_sync(id, now_ms);
         }
         let mut closed_backend = None;
         let mut closed = false;
@@ -621,13 +640,15 @@ impl Worker {
         }
         let rt = Arc::clone(&self.tcp.rt);
         let mut buf = self.tcp.rewrite_bufs.pop().unwrap_or_default();
+        self.tcp.meta[id as usize].route_pending = false;
         let mut pr = self.tcp.meta[id as usize].per_request_vip.then(|| {
             self.tcp.per_request[id as usize]
                 .take()
                 .or_else(|| self.tcp.pr_pool.pop())
                 .unwrap_or_else(PerRequest::new)
         });
-        let mut framed = false;
+        // Presplice: how the buffered bytes divide between this request and the next.
+        let mut framed: Option<Result<Buffered, _>> = None;
         let mut rewrite = Rewrite::None;
         let mut replaces = 0;
         let mut retry_ok = false;
@@ -667,7 +688,8 @@ impl Worker {
                                 "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
                             );
                             if let (Some(pr), Some(h)) = (pr.as_mut(), conn.head.as_ref()) {
-                                framed = pr.start(&req, bytes, h.base(), conn.response_base());
+                                framed =
+                                    Some(pr.start(&req, bytes, h.base(), conn.response_base()));
                             }
                             let client = (conn.client.remote_ip, conn.client.remote_port);
                             let vip = (conn.client.local_ip, conn.client.local_port);
@@ -703,15 +725,24 @@ impl Worker {
                 }
             }
         };
+        let mut decision = decision;
         if let Some(pr) = pr {
-            if framed {
-                self.tcp.per_request[id as usize] = Some(pr);
-            } else {
-                // Not framable (or pipelined): this connection stays with its backend.
-                if matches!(decision, Decision::Pool(_)) {
-                    self.stats().add(Counter::PrespliceFallbacks, 1);
+            // Kept while the connection lives (its buffers too); answered requests end
+            // the connection, so nothing of it is needed there.
+            self.tcp.per_request[id as usize] = Some(pr);
+            match framed {
+                Some(Ok(Buffered::One)) | None => {}
+                Some(Ok(Buffered::More { len })) => {
+                    // Pipelined: only this request goes to its backend; the rest waits.
+                    if !self.split_head(id, len) {
+                        self.stats()
+                            .drop(crate::stats::DropReason::HeadBuffersExhausted, 1);
+                        decision = Decision::Error(503);
+                    }
                 }
-                self.tcp.pr_pool.push(pr);
+                // A body the switch cannot frame (e.g. a malformed chunk already
+                // buffered): refused before any backend sees it.
+                Some(Err(_)) => decision = Decision::Error(400),
             }
         }
         match decision {
@@ -1115,9 +1146,7 @@ impl Worker {
 
     fn remove_conn(&mut self, id: ConnId) {
         self.dequeue(id);
-        if let Some(pr) = self.tcp.per_request[id as usize].take() {
-            self.tcp.pr_pool.push(pr);
-        }
+        self.release_per_request(id);
         let Some(conn) = self.tcp.flows.get(id) else {
             return;
         };
@@ -1834,6 +1863,29 @@ struct FrameSpec {
 
 /// Parses the TCP segment of a frame l2l3 already validated (Ethernet, IPv4 with a good
 /// header checksum, no options, not a fragment, TCP), checking the TCP checksum.
+/// Cuts a received segment's payload to its first `keep` bytes and clears its FIN (the
+/// rest belongs to a later request, see `presplice`): lengths and checksums are set
+/// anew. Returns the segment as it now is.
+fn trim_payload(m: &mut Mbuf, rx: &Rx, keep: usize) -> Rx {
+    let keep = keep.min(rx.seg.payload_len);
+    let ip_total = IP + rx.tcp_hdr + keep;
+    {
+        let frame = &mut m[ETH..ETH + rx.ip_total];
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[..]);
+        ip.set_total_len(ip_total as u16);
+        ip.fill_checksum();
+        let mut tcp = TcpPacket::new_unchecked(&mut frame[IP..ip_total]);
+        tcp.set_fin(false);
+        tcp.fill_checksum(rx.src, rx.dst);
+    }
+    m.set_len(ETH + ip_total);
+    let mut out = *rx;
+    out.ip_total = ip_total;
+    out.seg.payload_len = keep;
+    out.seg.flags &= !tcp_flags::FIN;
+    out
+}
+
 fn parse_tcp(m: &[u8]) -> Option<Rx> {
     // Only frames `l2l3::process_frame` classified as TCP get here (directly or through a
     // steering ring), so the Ethernet and IPv4 headers were already checked: read them

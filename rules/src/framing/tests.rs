@@ -1269,3 +1269,53 @@ fn framers_are_small() {
     assert!(std::mem::size_of::<RequestFramer>() <= 48);
     assert!(std::mem::size_of::<ResponseFramer<&mut [u8]>>() <= 96);
 }
+
+// ---------------------------------------------------------------------------------
+// Skipping body bytes unseen (framing ahead of a gap).
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn response_skip_matches_feed_for_length_and_chunk_data() {
+    // A Content-Length body: its bytes are never needed.
+    let mut f = ResponseFramer::new();
+    f.begin(RequestMethod::Other).unwrap();
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+    let p = f.feed(head).unwrap();
+    assert!(matches!(p.event, Some(ResponseEvent::Head(_))));
+    assert_eq!(f.skippable(), 10);
+    assert_eq!(f.skip(4).event, None);
+    assert_eq!(f.skippable(), 6);
+    let p = f.skip(100); // clamped to what is skippable
+    assert_eq!(p.used, 6);
+    assert!(matches!(p.event, Some(ResponseEvent::Complete(_))));
+    assert_eq!(f.phase(), Phase::Idle);
+
+    // A chunked body: chunk data is skipped, chunk-size lines are read.
+    let mut f = ResponseFramer::new();
+    f.begin(RequestMethod::Other).unwrap();
+    let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n";
+    let p = f.feed(head).unwrap();
+    assert!(matches!(p.event, Some(ResponseEvent::Head(_))));
+    let p = f.feed(&head[p.used..]).unwrap();
+    assert_eq!(p.event, None);
+    assert_eq!(f.skippable(), 5);
+    assert_eq!(f.skip(5).used, 5);
+    assert_eq!(f.skippable(), 0, "the CRLF after the data must be read");
+    let p = f.feed(b"\r\n0\r\n\r\n").unwrap();
+    assert!(matches!(p.event, Some(ResponseEvent::Complete(_))));
+}
+
+#[test]
+fn request_skip_ends_a_length_body() {
+    let head = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\n\r\n";
+    let req = parse_request(head).unwrap();
+    let mut f = RequestFramer::new();
+    assert!(f.start_body(&req).unwrap());
+    assert_eq!(f.skippable(), 7);
+    let p = f.skip(7);
+    assert!(p.complete);
+    assert_eq!(f.phase(), Phase::Idle);
+    assert_eq!(f.skippable(), 0);
+    // Nothing to skip between requests.
+    assert_eq!(f.skip(3).used, 0);
+}

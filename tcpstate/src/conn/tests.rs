@@ -2436,12 +2436,9 @@ fn a_second_round_continues_both_sequence_spaces() {
     assert!(!h.c.client_acked(h.oseq(101)));
     // Round 2 starts where both streams stand.
     let _ = h.c.take_head_if_done();
-    h.c.next_round(
-        HeadBuffer::new(4096),
-        h.cseq(HEAD.len()),
-        h.oseq(100),
-        T0 + 7,
-    );
+    let mut buf = HeadBuffer::new(4096);
+    buf.reset(h.cseq(HEAD.len()));
+    h.c.next_round(buf, h.cseq(HEAD.len()), h.oseq(100), T0 + 7);
     assert_eq!(h.c.state, State::ReadingHead);
     assert_eq!(h.c.response_base(), h.oseq(100));
     let (v, e) = h.client(HEAD.len(), 100, tcp_flags::PSH, HEAD, T0 + 8);

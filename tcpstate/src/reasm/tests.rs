@@ -364,3 +364,58 @@ fn generated_against_a_model() {
         }
     }
 }
+
+#[test]
+fn truncate_keeps_the_prefix_and_forgets_the_rest() {
+    let mut h = HeadBuffer::new(64);
+    h.reset(SeqNumber(100));
+    h.insert(SeqNumber(100), b"GET / HTTP/1.1\r\n\r\nGET /2");
+    h.insert(SeqNumber(140), b"later");
+    h.truncate(18);
+    assert_eq!(h.contiguous(), b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(h.out_of_order().count(), 0);
+    assert_eq!(h.ack_seq(), SeqNumber(118));
+}
+
+#[test]
+fn advance_to_slides_the_base_and_keeps_out_of_order_bytes() {
+    let mut h = HeadBuffer::new(16);
+    h.reset(SeqNumber(u32::MAX - 3)); // wraps while sliding
+    h.insert(SeqNumber(u32::MAX - 3), b"abcd");
+    h.insert(SeqNumber(u32::MAX - 3) + 6, b"gh");
+    h.advance_to(SeqNumber(u32::MAX - 3) + 3);
+    assert_eq!(h.base(), SeqNumber(u32::MAX - 3) + 3);
+    assert_eq!(h.contiguous(), b"d");
+    let ooo: Vec<_> = h.out_of_order().collect();
+    assert_eq!(
+        ooo,
+        [(SeqNumber(u32::MAX - 3) + 6, SeqNumber(u32::MAX - 3) + 8)]
+    );
+    // The hole fills: everything is in order again, from the new base.
+    h.insert(SeqNumber(u32::MAX - 3) + 4, b"ef");
+    assert_eq!(h.contiguous(), b"defgh");
+    // Room freed at the front is usable at the back.
+    h.advance_to(SeqNumber(u32::MAX - 3) + 8);
+    assert!(matches!(
+        h.insert(SeqNumber(u32::MAX - 3) + 8, &[b'x'; 16]),
+        Insert::Added { contiguous: 16 }
+    ));
+    h.advance_to(SeqNumber(u32::MAX - 3) + 100); // past everything held
+    assert_eq!(h.contiguous_len(), 0);
+    assert_eq!(h.out_of_order().count(), 0);
+}
+
+#[test]
+fn advance_to_into_an_out_of_order_range_keeps_its_tail() {
+    let mut h = HeadBuffer::new(32);
+    h.reset(SeqNumber(1000));
+    h.insert(SeqNumber(1000), b"ab");
+    h.insert(SeqNumber(1010), b"0123456789");
+    // The reader skipped to the middle of the second range: it is in order now.
+    h.advance_to(SeqNumber(1014));
+    assert_eq!(h.contiguous(), b"456789");
+    // Skipping into a hole leaves nothing in order.
+    h.advance_to(SeqNumber(1030));
+    assert_eq!(h.contiguous_len(), 0);
+    assert_eq!(h.base(), SeqNumber(1030));
+}
