@@ -8,6 +8,7 @@ pub mod conn;
 pub mod flow;
 pub mod neighbour;
 pub mod reasm;
+pub mod segment;
 pub mod splice;
 pub mod steer;
 pub mod syncookie;
