@@ -92,6 +92,8 @@ counter_enum! {
         WarmReturned => "warm_returned",
         WarmClosed => "warm_closed",
         WarmIdle => "warm_idle",
+        ChallengeAcksSent => "challenge_acks_sent",
+        ChallengeAcksLimited => "challenge_acks_limited",
         BusyIterations => "busy_iterations",
         IdleIterations => "idle_iterations",
         BusyCycles => "busy_cycles",
@@ -130,6 +132,9 @@ counter_enum! {
         PeerRingFull => "peer_ring_full",
         HeadRetransmit => "head_retransmit",
         PresplicePending => "presplice_out_of_order",
+        RstNotExact => "rst_not_exact",
+        SynOnEstablished => "syn_on_established",
+        AckOfUnsent => "ack_of_unsent",
     }
 }
 

@@ -39,7 +39,8 @@
 //! sees the failure; otherwise it answers 502.
 use crate::flow::FlowKey;
 use crate::reasm::{HeadBuffer, Insert};
-use crate::splice::Translation;
+use crate::segment::{Chunk, Sender, Timeout};
+use crate::splice::{rescale_window, Translation};
 use crate::syncookie::SynOptions;
 use crate::wire::{tcp_flags, SeqNumber};
 
@@ -47,7 +48,12 @@ use crate::wire::{tcp_flags, SeqNumber};
 /// error responses). Fixed: these are one-off sends on a LAN, not a data stream.
 pub const RTO_MS: u64 = 200;
 /// Retransmissions of one thing before giving up.
-pub const MAX_RETRANSMITS: u32 = 8;
+pub const MAX_RETRANSMITS: u32 = crate::segment::MAX_RETRIES;
+/// Challenge ACKs (RFC 5961) a connection may send in a burst, and how often it earns
+/// one back: Linux answers at most one per 500 ms per socket (`tcp_invalid_ratelimit`),
+/// so a flood of forged RSTs or SYNs cannot turn the switch into an ACK reflector.
+pub const CHALLENGE_ACK_BURST: u32 = 2;
+pub const CHALLENGE_ACK_INTERVAL_MS: u64 = 500;
 
 /// Timeouts and sizes from the config.
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +142,8 @@ pub enum Data {
         len: usize,
     },
     /// `len` bytes of the switch's own response from `offset` (the caller cuts it into
-    /// MSS-sized segments; a FIN goes on the last one).
+    /// MSS-sized segments with `segment::mss_chunks`; a FIN, if the segment has one, goes
+    /// on the last).
     Response {
         offset: usize,
         len: usize,
@@ -235,6 +242,23 @@ pub enum Verdict {
     Remove,
     /// The segment was not acceptable and was not forwarded.
     Drop(ConnDrop),
+    /// The segment was refused under RFC 5961 and answered with a challenge ACK
+    /// (`sent`), or would have been but the connection's challenge budget is spent.
+    Challenged {
+        why: Challenge,
+        sent: bool,
+    },
+}
+
+/// Why a segment got a challenge ACK instead of being acted on (RFC 5961).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// A RST inside the window but not at the next expected sequence number (3.2).
+    RstNotExact,
+    /// A SYN on an established connection (4.2).
+    SynOnEstablished,
+    /// An ACK of bytes that were never sent (5.2).
+    AckOfUnsent,
 }
 
 /// Why a segment of a known connection was dropped.
@@ -329,6 +353,9 @@ pub struct Conn {
     ts_on: bool,
     /// Latest raw window field from the client.
     client_window: u16,
+    /// Sequence number of the client segment that set it (RFC 9293 SND.WL1): an older
+    /// segment, reordered, must not bring back a window since closed.
+    client_window_seq: SeqNumber,
     /// Window scale we announced to the client (0 if none).
     our_ws: u8,
     pub head: Option<HeadBuffer>,
@@ -337,9 +364,11 @@ pub struct Conn {
     /// Buffered client bytes at the splice (client space: from `client_isn + 1`).
     head_consumed: usize,
     /// Bytes of the head sent to the backend (backend space, rewrite included); the
-    /// backend has acked them once `head_acked` is set.
+    /// backend has acked them (and a client FIN sent after them) once `head_acked` is set.
     head_sent: usize,
     head_acked: bool,
+    /// The head's way to the backend, within the backend's window.
+    head_tx: Sender,
     /// The backend has sent response bytes (no retry after that).
     response_started: bool,
     /// The request may be sent again to another backend (idempotent, all buffered).
@@ -362,12 +391,10 @@ pub struct Conn {
     client_wnd: u32,
     backend_wnd: u32,
     pub attempts: u32,
-    retransmits: u32,
     /// The switch's own response while Responding.
     response: Response,
-    /// Bytes of the response the client has acked (FIN not included).
-    response_acked_len: usize,
-    response_acked: bool,
+    /// The response's way to the client, within the client's window (its FIN included).
+    resp_tx: Sender,
     client_fin_seen_responding: bool,
     /// While Responding: the sequence number after the client's FIN, once seen.
     client_fin_end: Option<SeqNumber>,
@@ -381,11 +408,21 @@ pub struct Conn {
     /// When this round was spliced onto a warm connection (`None`: our own SYN).
     warm_attached_ms: Option<u64>,
     pub bytes_b2c: u64,
+    /// Client space: the sequence number after the backend's highest byte (or FIN) seen
+    /// this round, i.e. the backend's SND.NXT as the client knows it.
+    backend_next_seen: SeqNumber,
+    /// Challenge ACKs this connection may still send now (see `CHALLENGE_ACK_BURST`),
+    /// and when the budget last grew.
+    challenge_tokens: u32,
+    challenge_refilled_ms: u64,
 }
 
-/// The largest window field value for `bytes` at scale `ws`.
+/// The window field that announces `bytes` at scale `ws`: rounded up to the scale's
+/// granularity so that room stays room (as Linux's `__tcp_select_window` does), and a
+/// zero window stays zero.
 fn window_field(bytes: usize, ws: u8) -> u16 {
-    (bytes >> ws).clamp(1, 65535) as u16
+    let unit = (1usize << ws) - 1;
+    (bytes.saturating_add(unit) >> ws).min(65535) as u16
 }
 
 impl Conn {
@@ -425,12 +462,14 @@ impl Conn {
             backend_ts_delta: 0,
             backend_mss: 536,
             client_window: ack_seg.window,
+            client_window_seq: client_seq,
             our_ws,
             head: Some(head),
             rewrite: None,
             head_consumed: 0,
             head_sent: 0,
             head_acked: false,
+            head_tx: Sender::empty(),
             response_started: false,
             retry_ok: false,
             client_next: client_seq,
@@ -445,10 +484,8 @@ impl Conn {
             client_wnd: 0,
             backend_wnd: 0,
             attempts: 0,
-            retransmits: 0,
             response: Response::Static(b""),
-            response_acked_len: 0,
-            response_acked: false,
+            resp_tx: Sender::empty(),
             client_fin_seen_responding: false,
             client_fin_end: None,
             deadline_ms: now_ms + params.head_timeout_ms,
@@ -458,6 +495,9 @@ impl Conn {
             round_c2b: 0,
             warm_attached_ms: None,
             bytes_b2c: 0,
+            backend_next_seen: our_seq,
+            challenge_tokens: CHALLENGE_ACK_BURST,
+            challenge_refilled_ms: now_ms,
         }
     }
 
@@ -637,11 +677,48 @@ impl Conn {
             seq: self.our_isn + 1,
             ack: Some(ack),
             flags: 0,
-            window: window_field(free.max(1024), self.our_ws),
+            // Exactly the room left (a full buffer announces zero: bytes past it would
+            // be dropped anyway).
+            window: window_field(free, self.our_ws),
             timestamps: self.client_timestamps(now_ms),
             syn_options: None,
             data: Data::None,
         }
+    }
+
+    /// Takes one challenge ACK from the connection's budget, refilled one per
+    /// `CHALLENGE_ACK_INTERVAL_MS` up to `CHALLENGE_ACK_BURST`; false if it is spent.
+    fn take_challenge_token(&mut self, now_ms: u64) -> bool {
+        let earned = now_ms.saturating_sub(self.challenge_refilled_ms) / CHALLENGE_ACK_INTERVAL_MS;
+        if earned > 0 {
+            self.challenge_tokens = (self.challenge_tokens
+                + earned.min(u64::from(CHALLENGE_ACK_BURST)) as u32)
+                .min(CHALLENGE_ACK_BURST);
+            self.challenge_refilled_ms += earned * CHALLENGE_ACK_INTERVAL_MS;
+        }
+        if self.challenge_tokens == 0 {
+            return false;
+        }
+        self.challenge_tokens -= 1;
+        true
+    }
+
+    /// RFC 5961: the segment is refused; `ack` is the challenge ACK to send if the
+    /// budget allows (it tells the real peer where it stands, so a genuine RST comes
+    /// back exact and a genuine SYN's sender resets its stale connection).
+    fn challenge(
+        &mut self,
+        why: Challenge,
+        ack: impl FnOnce(&mut Self) -> Emit,
+        now_ms: u64,
+        out: &mut Outputs,
+    ) -> Verdict {
+        let sent = self.take_challenge_token(now_ms);
+        if sent {
+            let e = ack(self);
+            out.push(e);
+        }
+        Verdict::Challenged { why, sent }
     }
 
     /// A segment from the client.
@@ -660,14 +737,15 @@ impl Conn {
                 self.client_ts_recent = tsval;
             }
         }
-        if seg.ack.is_some() {
+        if seg.ack.is_some() && seg.seq.wrapping_diff(self.client_window_seq) >= 0 {
             self.client_window = seg.window;
+            self.client_window_seq = seg.seq;
         }
         match self.state {
             State::ReadingHead | State::Queued | State::Connecting => {
                 self.client_before_splice(seg, payload, now_ms, out)
             }
-            State::Spliced => self.client_spliced(seg, out),
+            State::Spliced => self.client_spliced(seg, now_ms, out),
             State::Responding => self.client_responding(seg, now_ms, out),
             State::Closed => {
                 // Late retransmissions after the close: pass them on while the entry
@@ -689,12 +767,41 @@ impl Conn {
         now_ms: u64,
         out: &mut Outputs,
     ) -> Verdict {
+        let Some(head) = self.head.as_ref() else {
+            return Verdict::Drop(ConnDrop::Unexpected);
+        };
+        let rcv_nxt = head.ack_seq();
+        let rcv_wnd = head.window();
+        let ack_to_client = |c: &mut Self| Emit::ToClient(c.ack_to_client(now_ms));
         if seg.rst() {
-            self.close(now_ms);
-            return Verdict::Remove;
+            // RFC 5961 3.2: only a RST at exactly the next expected byte ends it; one
+            // elsewhere in the window is challenged, one outside it ignored.
+            let at = i64::from(seg.seq.wrapping_diff(rcv_nxt));
+            // (After its FIN, a client's RST may count it: one past.)
+            if at == 0 || (at == 1 && self.client_fin == Some(rcv_nxt)) {
+                self.close(now_ms);
+                return Verdict::Remove;
+            }
+            if at < 0 || at > rcv_wnd.max(1) as i64 {
+                return Verdict::Drop(ConnDrop::OutOfWindow);
+            }
+            return self.challenge(Challenge::RstNotExact, ack_to_client, now_ms, out);
         }
         if seg.syn() {
-            return Verdict::Drop(ConnDrop::Unexpected);
+            return self.challenge(Challenge::SynOnEstablished, ack_to_client, now_ms, out);
+        }
+        if seg
+            .ack
+            .is_some_and(|a| a.wrapping_diff(self.our_isn + 1) > 0)
+        {
+            // The switch has sent no byte yet: this acks nothing that exists.
+            return self.challenge(Challenge::AckOfUnsent, ack_to_client, now_ms, out);
+        }
+        if seg.fin() {
+            // Remembered where it stands: once the bytes before it are all buffered, it
+            // goes to the backend after them (`send_head`), or is acked by our own
+            // response, whether or not the client ever sends it again.
+            self.client_fin = Some(seg.seq + seg.payload_len);
         }
         let Some(head) = self.head.as_mut() else {
             return Verdict::Drop(ConnDrop::Unexpected);
@@ -718,8 +825,9 @@ impl Conn {
         if self.state == State::ReadingHead {
             let head = self.head.as_ref().expect("checked above");
             if grew && rules_head_end(head.contiguous()) {
-                // A FIN riding on the head's last segment is not acked here: the client
-                // retransmits it and it reaches the backend once spliced (half-close).
+                // A FIN riding on the head's last segment is not acked here: it goes to
+                // the backend right after the head (`send_head`), and the backend's ACK
+                // of it reaches the client through the splice (half-close).
                 return Verdict::HeadComplete;
             }
             if head.is_full() {
@@ -742,9 +850,27 @@ impl Conn {
         verdict
     }
 
-    fn client_spliced(&mut self, seg: &SegmentInfo, out: &mut Outputs) -> Verdict {
+    fn client_spliced(&mut self, seg: &SegmentInfo, now_ms: u64, out: &mut Outputs) -> Verdict {
+        let challenge_ack = |c: &mut Self| Emit::ToClient(c.challenge_ack_to_client());
+        if seg.syn() {
+            // RFC 5961 4.2: whatever its sequence number, never forwarded, never a reset.
+            return self.challenge(Challenge::SynOnEstablished, challenge_ack, now_ms, out);
+        }
         if !self.client_in_window(seg) {
             return Verdict::Drop(ConnDrop::OutOfWindow);
+        }
+        if seg.rst() && !self.client_rst_exact(seg.seq) {
+            // RFC 5961 3.2: in the window but not where the backend expects it: it might
+            // be blind, so it is neither forwarded nor allowed to end the connection.
+            return self.challenge(Challenge::RstNotExact, challenge_ack, now_ms, out);
+        }
+        if !seg.rst()
+            && seg
+                .ack
+                .is_some_and(|a| a.wrapping_diff(self.backend_next_seen) > 0)
+        {
+            // RFC 5961 5.2: it acks bytes the backend never sent through the switch.
+            return self.challenge(Challenge::AckOfUnsent, challenge_ack, now_ms, out);
         }
         let consumed_end = self.client_isn + 1 + self.head_consumed;
         if seg.payload_len > 0
@@ -790,6 +916,48 @@ impl Conn {
         Verdict::Continue
     }
 
+    /// Whether a client RST in spliced state is exact: at the next byte the backend
+    /// expects, as far as the switch can tell (the client's next byte it has seen, or
+    /// the backend's latest ack; after the client's FIN, the FIN's own number too, as
+    /// Linux's `tcp_reset_check` allows).
+    fn client_rst_exact(&self, seq: SeqNumber) -> bool {
+        seq == self.client_next || Some(seq) == self.backend_ack || Some(seq) == self.client_fin
+    }
+
+    /// Whether a backend RST (its sequence number in client space) is exact, likewise.
+    fn backend_rst_exact(&self, seq_client_space: SeqNumber) -> bool {
+        seq_client_space == self.backend_next_seen
+            || Some(seq_client_space) == self.client_ack
+            || Some(seq_client_space) == self.backend_fin
+    }
+
+    /// A challenge ACK to the client of a spliced connection, in the backend's name:
+    /// the backend's next sequence number and window, our next expected client byte.
+    fn challenge_ack_to_client(&self) -> SegmentOut {
+        SegmentOut {
+            seq: self.backend_next_seen,
+            ack: Some(self.client_next),
+            flags: 0,
+            window: window_field(self.backend_wnd as usize, self.our_ws),
+            // The highest TSval the client has had from this side: never backwards.
+            timestamps: self
+                .syn
+                .timestamps
+                .then_some((self.our_ts_last, self.client_ts_recent)),
+            syn_options: None,
+            data: Data::None,
+        }
+    }
+
+    /// A challenge ACK to the backend of a spliced connection, in the client's name.
+    fn challenge_ack_to_backend(&self) -> SegmentOut {
+        SegmentOut {
+            seq: self.client_next + self.c2b.seq_delta as usize,
+            ack: Some(self.backend_next_seen + self.b2c.seq_delta.wrapping_neg() as usize),
+            ..self.ack_to_backend()
+        }
+    }
+
     fn client_in_window(&self, seg: &SegmentInfo) -> bool {
         in_window(
             seg.seq,
@@ -811,43 +979,90 @@ impl Conn {
     }
 
     fn client_responding(&mut self, seg: &SegmentInfo, now_ms: u64, out: &mut Outputs) -> Verdict {
+        let rcv_nxt = self.client_rcv_nxt();
+        let ack_now = |c: &mut Self| Emit::ToClient(c.responding_ack(now_ms));
         if seg.rst() {
-            return Verdict::Remove;
-        }
-        let fin_seq = self.our_isn + 1 + self.response.bytes().len();
-        if let Some(ack) = seg.ack {
-            let acked = ack.wrapping_diff(self.our_isn + 1);
-            if acked > 0 {
-                let acked = acked as usize;
-                self.response_acked_len = self
-                    .response_acked_len
-                    .max(acked.min(fin_seq.wrapping_diff(self.our_isn + 1) as usize));
+            // RFC 5961 3.2, as in every state: exact ends it, in-window is challenged.
+            let at = i64::from(seg.seq.wrapping_diff(rcv_nxt));
+            if at == 0 || (at == -1 && self.client_fin_end.is_some()) {
+                return Verdict::Remove;
             }
-            if ack.wrapping_diff(fin_seq) > 0 {
-                self.response_acked = true;
+            if !(0..=RESPONDING_WINDOW as i64).contains(&at) {
+                return Verdict::Drop(ConnDrop::OutOfWindow);
+            }
+            return self.challenge(Challenge::RstNotExact, ack_now, now_ms, out);
+        }
+        if seg.syn() {
+            return self.challenge(Challenge::SynOnEstablished, ack_now, now_ms, out);
+        }
+        if let Some(ack) = seg.ack {
+            let offset = i64::from(ack.wrapping_diff(self.our_isn + 1));
+            if !self.resp_tx.ack_acceptable(offset) {
+                return self.challenge(Challenge::AckOfUnsent, ack_now, now_ms, out);
+            }
+            let window = self.client_window_bytes(seg.window);
+            if offset >= 0 && self.resp_tx.on_ack(offset as usize, window, seg.seq) {
+                self.deadline_ms = now_ms + RTO_MS;
             }
         }
         if seg.fin() {
             self.client_fin_seen_responding = true;
             self.client_fin_end = Some(seg.seq + seg.payload_len + 1);
         }
-        if let (true, Some(their_fin)) = (seg.fin(), self.client_fin_end) {
-            // ACK the client's FIN (and any retransmission of it).
-            let ts = self.client_timestamps(now_ms);
-            out.push(Emit::ToClient(SegmentOut {
-                seq: fin_seq + 1,
-                ack: Some(their_fin),
-                flags: 0,
-                window: window_field(1024, self.our_ws),
-                timestamps: ts,
-                syn_options: None,
-                data: Data::None,
-            }));
+        // More of the response, as far as the client's (perhaps reopened) window allows.
+        if let Some(chunk) = self.resp_tx.poll() {
+            let seg = self.response_segment(chunk, now_ms);
+            out.push(Emit::ToClient(seg));
+            self.deadline_ms = now_ms + RTO_MS;
         }
-        if self.response_acked && self.client_fin_seen_responding {
+        if seg.fin() && self.client_fin_end.is_some() {
+            // ACK the client's FIN (and any retransmission of it).
+            let ack = self.responding_ack(now_ms);
+            out.push(Emit::ToClient(ack));
+        }
+        if self.resp_tx.done() && self.client_fin_seen_responding {
             self.close(now_ms);
         }
         Verdict::Continue
+    }
+
+    /// The client's window field in bytes (its scale applies if scaling was agreed).
+    fn client_window_bytes(&self, field: u16) -> usize {
+        let scale = if self.our_ws > 0 {
+            self.syn.window_scale.unwrap_or(0).min(14)
+        } else {
+            0
+        };
+        usize::from(field) << scale
+    }
+
+    /// The client's next byte as far as the switch has taken it (its FIN included once
+    /// acked by the switch's own response).
+    fn client_rcv_nxt(&self) -> SeqNumber {
+        let buffered = self
+            .head
+            .as_ref()
+            .map(|h| h.ack_seq())
+            .unwrap_or(self.client_isn + 1);
+        let seen = if buffered.wrapping_diff(self.client_next) > 0 {
+            buffered
+        } else {
+            self.client_next
+        };
+        self.client_fin_end.unwrap_or(seen)
+    }
+
+    /// A pure ACK while Responding: our next byte, their next byte.
+    fn responding_ack(&mut self, now_ms: u64) -> SegmentOut {
+        SegmentOut {
+            seq: self.our_isn + 1 + self.resp_tx.next(),
+            ack: Some(self.client_rcv_nxt()),
+            flags: 0,
+            window: window_field(RESPONDING_WINDOW, self.our_ws),
+            timestamps: self.client_timestamps(now_ms),
+            syn_options: None,
+            data: Data::None,
+        }
     }
 
     /// Every backend is at its limit: wait (bytes are still buffered and acked) until
@@ -894,14 +1109,27 @@ impl Conn {
     }
 
     /// Answer the client with the switch's own HTTP response (`response` ends the
-    /// connection: it carries `Connection: close`) and a FIN.
+    /// connection: it carries `Connection: close`) and a FIN, within the client's window.
     pub fn respond(&mut self, response: Response, now_ms: u64, out: &mut Outputs) {
+        if let (Some(fin), None) = (self.client_fin, self.client_fin_end) {
+            // The client closed its side after the request (or after what went straight
+            // to a backend): the response acks its FIN.
+            let seen = self.client_rcv_nxt();
+            if fin.wrapping_diff(seen) <= 0 {
+                self.client_fin_end = Some(fin + 1);
+                self.client_fin_seen_responding = true;
+            }
+        }
         self.state = State::Responding;
         self.response = response;
-        self.response_acked_len = 0;
-        self.retransmits = 0;
+        let window = self.client_window_bytes(self.client_window);
+        self.resp_tx = Sender::new(self.response.bytes().len(), true, window)
+            .window_from(self.client_window_seq);
         self.deadline_ms = now_ms + RTO_MS;
-        out.push(Emit::ToClient(self.response_segment(now_ms)));
+        if let Some(chunk) = self.resp_tx.poll() {
+            let seg = self.response_segment(chunk, now_ms);
+            out.push(Emit::ToClient(seg));
+        }
     }
 
     /// The response's bytes (what `Data::Response` refers to).
@@ -909,32 +1137,27 @@ impl Conn {
         self.response.bytes()
     }
 
-    /// What is not acked yet of the response, and the FIN.
-    fn response_segment(&mut self, now_ms: u64) -> SegmentOut {
-        let buffered = self
-            .head
-            .as_ref()
-            .map(|h| h.ack_seq())
-            .unwrap_or(self.client_isn + 1);
-        let seen = if buffered.wrapping_diff(self.client_next) > 0 {
-            buffered
-        } else {
-            self.client_next
-        };
-        let ack = self.client_fin_end.unwrap_or(seen);
-        let len = self.response.bytes().len();
-        let from = self.response_acked_len.min(len);
+    /// `chunk` of the response (and the FIN if it carries it).
+    fn response_segment(&mut self, chunk: Chunk, now_ms: u64) -> SegmentOut {
         SegmentOut {
-            seq: self.our_isn + 1 + from,
-            ack: Some(ack),
-            flags: tcp_flags::PSH | tcp_flags::FIN,
-            window: window_field(1024, self.our_ws),
+            seq: self.our_isn + 1 + chunk.offset,
+            ack: Some(self.client_rcv_nxt()),
+            flags: tcp_flags::PSH | if chunk.fin { tcp_flags::FIN } else { 0 },
+            window: window_field(RESPONDING_WINDOW, self.our_ws),
             timestamps: self.client_timestamps(now_ms),
             syn_options: None,
             data: Data::Response {
-                offset: from,
-                len: len - from,
+                offset: chunk.offset,
+                len: chunk.len,
             },
+        }
+    }
+
+    /// A zero-window probe to the client: the byte before its last ack, no data.
+    fn response_probe(&mut self, now_ms: u64) -> SegmentOut {
+        SegmentOut {
+            seq: self.our_isn + self.resp_tx.acked(),
+            ..self.responding_ack(now_ms)
         }
     }
 
@@ -981,13 +1204,21 @@ impl Conn {
             mss: seg.mss.unwrap_or(536),
             window: seg.window,
         };
-        self.splice_with(side, now_ms, out);
+        // A SYN-ACK's window is never scaled (RFC 7323 2.2).
+        self.splice_with(side, u32::from(seg.window), now_ms, out);
         Verdict::Continue
     }
 
     /// Splices onto the backend connection `side` describes (just opened by our SYN, or
     /// a warm one): fixes both translations, starts the window checks, sends the head.
-    fn splice_with(&mut self, side: BackendSide, now_ms: u64, out: &mut Outputs) {
+    /// `backend_window`: the backend's window in bytes.
+    fn splice_with(
+        &mut self,
+        side: BackendSide,
+        backend_window: u32,
+        now_ms: u64,
+        out: &mut Outputs,
+    ) {
         let target = self.backend.expect("splicing has a backend");
         self.backend_isn = side.next_from_backend - 1;
         self.backend_base = side.next_to_backend;
@@ -1039,7 +1270,7 @@ impl Conn {
         self.client_ack = Some(self.our_isn + 1);
         self.client_wnd = u32::from(self.client_window) << client_ws;
         self.backend_ack = Some(self.client_isn + 1);
-        self.backend_wnd = u32::from(side.window) << backend_ws;
+        self.backend_wnd = backend_window;
         self.backend_mss = side.mss;
         self.state = State::Spliced;
         self.head_consumed = self.head_bytes().len();
@@ -1049,9 +1280,12 @@ impl Conn {
         }
         let (a, b) = self.backend_stream();
         self.head_sent = a.len() + b.len();
-        self.retransmits = 0;
+        if self.client_fin == Some(buffered_end) {
+            self.client_next = buffered_end + 1;
+        }
+        self.backend_next_seen = self.our_isn + 1;
         self.deadline_ms = now_ms + RTO_MS;
-        self.send_head(out);
+        self.start_head(out);
     }
 
     /// Splices onto an established (warm) backend connection instead of opening one:
@@ -1075,7 +1309,8 @@ impl Conn {
         self.backend = Some(target);
         self.attempts += 1;
         self.warm_attached_ms = Some(now_ms);
-        self.splice_with(side, now_ms, out);
+        let window = u32::from(side.window) << side.window_scales.map_or(0, |w| w.1);
+        self.splice_with(side, window, now_ms, out);
     }
 
     /// Whether a warm backend connection with these properties can carry this client's
@@ -1120,45 +1355,92 @@ impl Conn {
         Some((target, side))
     }
 
-    /// The buffered head (and what came with it) to the backend, as one `Data::Head`
-    /// emit; the caller cuts it into MSS-sized segments.
-    fn send_head(&mut self, out: &mut Outputs) {
+    /// Starts sending the buffered head (and what came with it) to the backend.
+    fn start_head(&mut self, out: &mut Outputs) {
         // A client FIN right after the buffered bytes (it closed its side after the
         // request) goes with them: after a retry, the new backend must see it too.
         let fin = self.client_fin == Some(self.client_isn + 1 + self.head_consumed);
-        let window = {
-            // The client's window, re-expressed at the scale the backend applies.
-            let bytes = (self.client_window as usize) << self.c2b.window_shift_in;
-            window_field(bytes, self.c2b.window_shift_out)
-        };
-        out.push(Emit::ToBackend(SegmentOut {
-            seq: self.backend_base,
+        self.head_tx = Sender::new(self.head_sent, fin, self.backend_wnd as usize);
+        self.send_head(out);
+    }
+
+    /// What the backend's window allows of the head, as one `Data::Head` emit; the
+    /// caller cuts it into MSS-sized segments.
+    fn send_head(&mut self, out: &mut Outputs) {
+        if let Some(chunk) = self.head_tx.poll() {
+            out.push(Emit::ToBackend(self.head_segment(chunk)));
+        }
+    }
+
+    fn head_segment(&self, chunk: Chunk) -> SegmentOut {
+        SegmentOut {
+            seq: self.backend_base + chunk.offset,
             ack: Some(self.backend_isn + 1),
-            flags: tcp_flags::PSH | if fin { tcp_flags::FIN } else { 0 },
-            window,
+            flags: tcp_flags::PSH | if chunk.fin { tcp_flags::FIN } else { 0 },
+            window: self.window_to_backend(),
             timestamps: self.ts_on.then_some((
                 self.client_ts_recent.wrapping_add(self.backend_ts_delta),
                 self.backend_ts_recent,
             )),
             syn_options: None,
             data: Data::Head {
-                offset: 0,
-                len: self.head_sent,
+                offset: chunk.offset,
+                len: chunk.len,
             },
-        }));
+        }
+    }
+
+    /// The client's latest window, re-expressed at the scale the backend applies
+    /// (exactly: zero stays zero).
+    fn window_to_backend(&self) -> u16 {
+        rescale_window(
+            self.client_window,
+            self.c2b.window_shift_in,
+            self.c2b.window_shift_out,
+        )
+    }
+
+    /// A zero-window probe to the backend (the byte before its last ack of the head).
+    fn head_probe(&self) -> SegmentOut {
+        SegmentOut {
+            seq: self.backend_base + self.head_tx.acked() - 1,
+            flags: 0,
+            data: Data::None,
+            ..self.head_segment(Chunk {
+                offset: 0,
+                len: 0,
+                fin: false,
+            })
+        }
     }
 
     fn backend_spliced(&mut self, seg: &SegmentInfo, now_ms: u64, out: &mut Outputs) -> Verdict {
+        let challenge_ack = |c: &mut Self| Emit::ToBackend(c.challenge_ack_to_backend());
         if seg.syn() {
-            // Our ACK of its SYN-ACK was lost: send the head again (it carries the ACK).
             if seg.seq == self.backend_isn && !self.head_acked {
+                // Our ACK of its SYN-ACK was lost: send the head again (it carries the
+                // ACK).
+                self.head_tx.rewind();
                 self.send_head(out);
+                return Verdict::Drop(ConnDrop::Unexpected);
             }
-            return Verdict::Drop(ConnDrop::Unexpected);
+            return self.challenge(Challenge::SynOnEstablished, challenge_ack, now_ms, out);
         }
         let seq_client_space = SeqNumber(seg.seq.0.wrapping_add(self.b2c.seq_delta));
         if !self.backend_in_window(seq_client_space, seg) {
             return Verdict::Drop(ConnDrop::OutOfWindow);
+        }
+        if seg.rst() && !self.backend_rst_exact(seq_client_space) {
+            return self.challenge(Challenge::RstNotExact, challenge_ack, now_ms, out);
+        }
+        if let Some(raw_ack) = seg.ack.filter(|_| !seg.rst()) {
+            // RFC 5961 5.2: not beyond what the switch sent (the client's bytes, the
+            // head, a FIN after them).
+            let head_end = self.backend_base + self.head_tx.next();
+            let sent = (self.client_next + self.c2b.seq_delta as usize).max(head_end);
+            if raw_ack.wrapping_diff(sent) > 0 {
+                return self.challenge(Challenge::AckOfUnsent, challenge_ack, now_ms, out);
+            }
         }
         if seg.payload_len > 0
             && (seq_client_space + seg.payload_len).wrapping_diff(self.our_isn + 1) <= 0
@@ -1200,9 +1482,8 @@ impl Conn {
             let ack = raw_ack + self.b2c.ack_delta as usize;
             self.backend_ack = Some(self.backend_ack.map_or(ack, |a| a.max(ack)));
             self.backend_wnd = u32::from(seg.window) << self.b2c.window_shift_in;
-            if !self.head_acked && raw_ack.wrapping_diff(self.backend_base + self.head_sent) >= 0 {
-                self.head_acked = true;
-                self.deadline_ms = now_ms + self.params.idle_timeout_ms;
+            if !self.head_acked {
+                self.head_progress(raw_ack, seg.seq, now_ms, out);
             }
             if let Some(cf) = self.client_fin {
                 if ack.wrapping_diff(cf) > 0 {
@@ -1213,9 +1494,45 @@ impl Conn {
         if seg.fin() {
             self.backend_fin = Some(seq_client_space + seg.payload_len);
         }
+        let end = seq_client_space + seg.payload_len + usize::from(seg.fin());
+        if end.wrapping_diff(self.backend_next_seen) > 0 {
+            self.backend_next_seen = end;
+        }
         self.after_fin_progress();
         out.push(Emit::Forward);
         Verdict::Continue
+    }
+
+    /// The backend acked `raw_ack` (its space) while the head is still going out: more
+    /// of the head as its window allows, and done once all of it (and a FIN) is acked.
+    fn head_progress(
+        &mut self,
+        raw_ack: SeqNumber,
+        seq: SeqNumber,
+        now_ms: u64,
+        out: &mut Outputs,
+    ) {
+        let offset = i64::from(raw_ack.wrapping_diff(self.backend_base));
+        if offset < 0 {
+            return;
+        }
+        // Past the head: the client's later bytes (forwarded) were acked too.
+        let offset = (offset as usize).min(self.head_tx.next());
+        let window = self.backend_wnd as usize;
+        if self.head_tx.on_ack(offset, window, seq) {
+            self.deadline_ms = now_ms + RTO_MS;
+        }
+        if self.head_tx.done() {
+            self.head_acked = true;
+            self.deadline_ms = now_ms + self.params.idle_timeout_ms;
+            return;
+        }
+        let before = self.head_tx.next();
+        self.send_head(out);
+        if self.head_tx.next() > before {
+            // Something new went out: the retransmission timer restarts from it.
+            self.deadline_ms = now_ms + RTO_MS;
+        }
     }
 
     fn after_fin_progress(&mut self) {
@@ -1262,22 +1579,30 @@ impl Conn {
                 Verdict::BackendFailed { retry }
             }
             State::Spliced if !self.head_acked => {
-                if self.retransmits >= MAX_RETRANSMITS {
-                    return self.abort(now_ms, out);
-                }
-                self.retransmits += 1;
-                self.deadline_ms = now_ms + (RTO_MS << self.retransmits.min(5));
-                self.send_head(out);
+                let seg = match self.head_tx.on_timeout() {
+                    Timeout::Done => return Verdict::Continue,
+                    Timeout::GiveUp => return self.abort(now_ms, out),
+                    Timeout::Retransmit(chunk) => self.head_segment(chunk),
+                    Timeout::Probe => self.head_probe(),
+                };
+                self.deadline_ms = now_ms + self.head_tx.interval_ms(RTO_MS);
+                out.push(Emit::ToBackend(seg));
                 Verdict::Continue
             }
             State::Spliced => self.abort(now_ms, out),
             State::Responding => {
-                if self.response_acked || self.retransmits >= MAX_RETRANSMITS {
-                    return Verdict::Remove;
-                }
-                self.retransmits += 1;
-                self.deadline_ms = now_ms + (RTO_MS << self.retransmits.min(5));
-                let seg = self.response_segment(now_ms);
+                let seg = match self.resp_tx.on_timeout() {
+                    Timeout::Done => return Verdict::Remove,
+                    Timeout::GiveUp => {
+                        // As a Linux socket that gives up: a RST, then gone.
+                        let seq = self.our_isn + 1 + self.resp_tx.next();
+                        out.push(Emit::ToClient(SegmentOut::rst(seq)));
+                        return Verdict::Remove;
+                    }
+                    Timeout::Retransmit(chunk) => self.response_segment(chunk, now_ms),
+                    Timeout::Probe => self.response_probe(now_ms),
+                };
+                self.deadline_ms = now_ms + self.resp_tx.interval_ms(RTO_MS);
                 out.push(Emit::ToClient(seg));
                 Verdict::Continue
             }
@@ -1305,7 +1630,7 @@ impl Conn {
             seq: self.backend_next(),
             ack: Some(self.backend_isn + 1),
             flags: 0,
-            window: 65535 >> self.c2b.window_shift_out.min(14),
+            window: self.window_to_backend(),
             timestamps: self.ts_on.then_some((
                 self.client_ts_recent.wrapping_add(self.backend_ts_delta),
                 self.backend_ts_recent,
@@ -1345,6 +1670,7 @@ impl Conn {
         self.backend = None;
         self.head_sent = 0;
         self.head_acked = false;
+        self.head_tx = Sender::empty();
         self.response_started = false;
         self.backend_fin = None;
         self.backend_fin_acked = false;
@@ -1353,9 +1679,12 @@ impl Conn {
         self.backend_ack = None;
         self.c2b = Translation::default();
         self.b2c = Translation::default();
-        self.retransmits = 0;
     }
 }
+
+/// The receive window the switch announces while it answers by itself (what the
+/// client sends then is read and dropped; this only bounds an in-window RST).
+const RESPONDING_WINDOW: usize = 1024;
 
 /// Extra room beyond the receiver's announced window: window updates and acks cross in
 /// flight, and the switch never buffers, so only what no recent window allows is refused.

@@ -9,6 +9,7 @@ pub mod flow;
 pub mod neighbour;
 pub mod presplice;
 pub mod reasm;
+pub mod segment;
 pub mod splice;
 pub mod steer;
 pub mod syncookie;

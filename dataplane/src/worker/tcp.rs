@@ -12,8 +12,8 @@ use std::sync::Arc;
 use rules::config::ClientAddress;
 use rules::Action;
 use tcpstate::conn::{
-    BackendTarget, Conn, ConnDrop, ConnParams, Data, Emit, Outputs, Response, SegmentInfo,
-    SegmentOut, State, Verdict,
+    BackendTarget, Challenge, Conn, ConnDrop, ConnParams, Data, Emit, Outputs, Response,
+    SegmentInfo, SegmentOut, State, Verdict,
 };
 use tcpstate::flow::{ConnId, FlowKey, FlowTable, Side};
 use tcpstate::reasm::HeadBuffer;
@@ -501,6 +501,23 @@ impl Worker {
             Verdict::Drop(ConnDrop::Unexpected) => self.stats().drop(DropReason::TcpUnexpected, 1),
             Verdict::Drop(ConnDrop::HeadRetransmit) => {
                 self.stats().drop(DropReason::HeadRetransmit, 1)
+            }
+            Verdict::Challenged { why, sent } => {
+                // RFC 5961: refused, and answered by a (rate-limited) challenge ACK.
+                self.stats().drop(
+                    match why {
+                        Challenge::RstNotExact => DropReason::RstNotExact,
+                        Challenge::SynOnEstablished => DropReason::SynOnEstablished,
+                        Challenge::AckOfUnsent => DropReason::AckOfUnsent,
+                    },
+                    1,
+                );
+                let counter = if sent {
+                    Counter::ChallengeAcksSent
+                } else {
+                    Counter::ChallengeAcksLimited
+                };
+                self.stats().add(counter, 1);
             }
             Verdict::HeadComplete => self.route_head(id, now_ms),
             Verdict::HeadTimeout => {
@@ -1332,6 +1349,8 @@ impl Worker {
         let mss = usize::from(conn.syn.mss.min(conn.backend_mss)).clamp(536, MAX_SEGMENT)
             - options_len(s);
         match s.data {
+            // A FIN alone after the head (the backend's window had no room for it before).
+            Data::Head { len: 0, .. } => self.emit_segment(meta.backend_port, &frame, s, &[]),
             Data::Head { offset, len } => {
                 // What the backend gets from the buffer (a rewritten head, then the
                 // client's bytes), cut to the MSS; PSH (and a FIN) on the last segment.

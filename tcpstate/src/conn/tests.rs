@@ -402,10 +402,9 @@ fn one_to_backend(e: &[Emit]) -> SegmentOut {
     }
 }
 
-/// The window field of our ACKs while reading: the free space, at least 1024 bytes,
-/// at our scale, never 0.
+/// The window field of our ACKs while reading:The room left, rounded up to the scale's unit (room stays room, a full buffer is 0).
 fn reading_window(capacity: usize, held: usize, ws: u8) -> u16 {
-    (((capacity - held).max(1024)) >> ws).clamp(1, 65_535) as u16
+    (capacity - held).div_ceil(1 << ws).min(65_535) as u16
 }
 
 /// An IPv4 packet carrying exactly what `seg` describes.
@@ -547,8 +546,8 @@ fn first_data_with_timestamps_is_acked_scaled_with_ts_echo() {
             seq: h.oseq(0),
             ack: Some(h.cseq(84)),
             flags: 0,
-            // (4096 - 84) >> 7
-            window: 31,
+            // (4096 - 84) / 128, rounded up
+            window: 32,
             timestamps: Some(((T0 + 1) as u32, h.client_ts)),
             syn_options: None,
             data: Data::None,
@@ -621,7 +620,7 @@ fn accept_without_options_and_partial_options() {
                 timestamps: true,
             },
             // We announce params.window_scale (7) whatever the client's shift is.
-            (4096 - 84) >> 7,
+            (4096_u16 - 84).div_ceil(128),
             true,
         ),
     ];
@@ -774,7 +773,7 @@ fn a_pure_ack_while_reading_sends_nothing() {
 }
 
 #[test]
-fn window_is_never_zero_while_reading() {
+fn window_is_never_zero_while_reading_until_the_buffer_is_full() {
     for (opts, ws) in [
         (full_opts(), 0),
         (full_opts(), 7),
@@ -803,9 +802,10 @@ fn window_is_never_zero_while_reading() {
             held += n;
             let ack = one_to_client(&e);
             assert_eq!(ack.ack, Some(h.cseq(held)));
-            assert!(
+            assert_eq!(
                 ack.window > 0,
-                "zero window at {held} bytes, scale {our_ws}"
+                held < capacity,
+                "zero window at {held} bytes, scale {our_ws}: only when full"
             );
             assert_eq!(ack.window, reading_window(capacity, held, our_ws));
             if held < capacity {
@@ -860,7 +860,7 @@ fn head_too_large_in_two_segments() {
     assert_eq!(v, Verdict::HeadTooLarge);
     let ack = one_to_client(&e);
     assert_eq!(ack.ack, Some(h.cseq(64)));
-    assert!(ack.window > 0);
+    assert_eq!(ack.window, 0, "full: exactly no room");
     // The caller answers 431: it acknowledges what was read.
     let e = h.respond(RESPONSE_431, T0 + 2);
     let r = one_to_client(&e);
@@ -1031,7 +1031,7 @@ fn client_rst_while_reading_removes() {
 }
 
 #[test]
-fn client_syn_while_reading_is_dropped() {
+fn client_syn_while_reading_gets_a_challenge_ack() {
     let mut h = H::new(Setup::default());
     let seg = SegmentInfo {
         seq: SeqNumber(h.s.client_isn),
@@ -1039,7 +1039,15 @@ fn client_syn_while_reading_is_dropped() {
         ..h.client_seg(0, 0, tcp_flags::SYN, 0)
     };
     let (v, e) = h.client_raw(&seg, &[], T0 + 1);
-    assert_eq!((v, e.len()), (Verdict::Drop(ConnDrop::Unexpected), 0));
+    assert_eq!(
+        v,
+        Verdict::Challenged {
+            why: Challenge::SynOnEstablished,
+            sent: true
+        }
+    );
+    let ack = one_to_client(&e);
+    assert_eq!((ack.seq, ack.ack), (h.oseq(0), Some(h.cseq(0))));
     assert_eq!(h.c.state, State::ReadingHead);
 }
 
@@ -1593,7 +1601,12 @@ fn response_is_retransmitted_with_backoff_then_given_up() {
         due += RTO_MS << i.min(5);
         assert_eq!(h.c.deadline_ms(), due, "retransmission {i}");
     }
-    assert_eq!(h.timer(due), (Verdict::Remove, vec![]));
+    // Given up as a Linux socket gives up: a RST at our next sequence number.
+    let fin_end = h.oseq(RESPONSE_503.len() + 1);
+    assert_eq!(
+        h.timer(due),
+        (Verdict::Remove, vec![Emit::ToClient(rst(fin_end))])
+    );
 }
 
 #[test]
@@ -1604,7 +1617,7 @@ fn response_acked_without_client_fin_is_removed_at_the_next_deadline() {
         h.client(84, n + 1, 0, &[], T0 + 4),
         (Verdict::Continue, vec![])
     );
-    assert_eq!(h.timer(T0 + 3 + RTO_MS), (Verdict::Remove, vec![]));
+    assert_eq!(h.timer(T0 + 4 + RTO_MS), (Verdict::Remove, vec![]));
 }
 
 #[test]
@@ -1777,18 +1790,28 @@ fn unacked_head_is_retransmitted_with_backoff_then_both_sides_reset() {
 }
 
 #[test]
-fn a_partial_ack_keeps_the_head_timer_a_full_one_stops_it() {
+fn a_partial_ack_restarts_the_head_timer_a_full_one_stops_it() {
     let mut h = H::connected(Setup::default());
-    let due = T0 + 3 + RTO_MS;
+    // A partial ack restarts the retransmission timer (Linux `tcp_rearm_rto`)...
+    let due = T0 + 50 + RTO_MS;
     assert_eq!(
         h.backend(0, 40, 0, 0, T0 + 50),
         (Verdict::Continue, vec![Emit::Forward])
     );
     assert_eq!(h.c.deadline_ms(), due);
     assert!(h.c.take_head_if_done().is_none());
+    // ...and the retransmission resends only what is not acked.
     let (v, e) = h.timer(due);
     assert_eq!(v, Verdict::Continue);
-    assert_eq!(one_to_backend(&e).data, Data::Head { offset: 0, len: 84 });
+    let again = one_to_backend(&e);
+    assert_eq!(
+        again.data,
+        Data::Head {
+            offset: 40,
+            len: 44
+        }
+    );
+    assert_eq!(again.seq, h.cseq(40));
     h.backend(0, 84, 0, 0, due + 10);
     assert_eq!(h.c.deadline_ms(), due + 10 + 300_000, "now the idle timer");
     assert_eq!(h.timer(due + 400), (Verdict::Continue, vec![]));
@@ -1803,8 +1826,19 @@ fn retransmitted_syn_ack_gets_the_head_again_until_acked() {
     assert_eq!(v, Verdict::Drop(ConnDrop::Unexpected));
     assert_eq!(one_to_backend(&e).data, Data::Head { offset: 0, len: 84 });
     h.backend(0, 84, 0, 0, T0 + 21);
+    // Once the head is acked the connection is established both ways: a SYN-ACK now
+    // gets a challenge ACK (RFC 5961 4.2) at the numbers the backend expects.
     let (v, e) = h.backend_raw(&seg, T0 + 22);
-    assert_eq!((v, e.len()), (Verdict::Drop(ConnDrop::Unexpected), 0));
+    assert_eq!(
+        v,
+        Verdict::Challenged {
+            why: Challenge::SynOnEstablished,
+            sent: true
+        }
+    );
+    let ack = one_to_backend(&e);
+    assert_eq!((ack.seq, ack.ack), (h.cseq(84), Some(h.bseq(0))));
+    assert_eq!((ack.flags, ack.data), (0, Data::None));
 }
 
 #[test]
@@ -2403,12 +2437,14 @@ fn a_long_own_response_resumes_from_the_clients_ack() {
         }
     );
     assert_eq!(h.c.response_bytes().len(), 3000);
-    // The client acks the first 1460 bytes; the retransmission starts there.
+    // The client acks the first 1460 bytes (which restarts the timer, as in Linux);
+    // the retransmission starts there.
     assert_eq!(
         h.client(HEAD.len(), 1460, 0, &[], T0 + 3),
         (Verdict::Continue, vec![])
     );
-    let (v, e) = h.timer(T0 + 2 + RTO_MS);
+    assert_eq!(h.timer(T0 + 2 + RTO_MS), (Verdict::Continue, vec![]));
+    let (v, e) = h.timer(T0 + 3 + RTO_MS);
     assert_eq!(v, Verdict::Continue);
     let again = one_to_client(&e);
     assert_eq!(again.seq, h.oseq(1460));
@@ -2575,4 +2611,328 @@ fn an_earlier_exchange_resent_on_a_reused_connection_stays_away_from_the_client(
     };
     assert_eq!(v, Verdict::BackendFailed { retry: true });
     assert!(now >= T0 + 2 + 1_000, "after the connect timeout");
+}
+
+// ---------------------------------------------------------------------------------
+// TCP edges as Linux does them: exact windows, the switch's own bytes within the
+// peer's window (zero-window probes, backoff), RFC 5961 for RST, SYN and ACK values,
+// a request with its FIN in one segment.
+// ---------------------------------------------------------------------------------
+
+impl H {
+    /// A client pure ACK of `ack_off` of our bytes announcing `window`.
+    fn client_window(
+        &mut self,
+        off: usize,
+        ack_off: usize,
+        window: u16,
+        now: u64,
+    ) -> (Verdict, Vec<Emit>) {
+        let seg = SegmentInfo {
+            window,
+            ..self.client_seg(off, ack_off, 0, 0)
+        };
+        self.client_raw(&seg, &[], now)
+    }
+}
+
+fn challenged(why: Challenge) -> Verdict {
+    Verdict::Challenged { why, sent: true }
+}
+
+#[test]
+fn own_response_to_a_zero_window_is_only_probes_with_backoff_then_all_of_it() {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    // The client's buffer is full: it closes its window after the request.
+    assert_eq!(
+        h.client_window(84, 0, 0, T0 + 2),
+        (Verdict::Continue, vec![])
+    );
+    // Not one byte of the answer (nor its FIN, which needs room too).
+    assert_eq!(h.respond(RESPONSE_503, T0 + 3), vec![]);
+    let mut due = T0 + 3 + RTO_MS;
+    for i in 1..=4u32 {
+        assert_eq!(h.timer(due - 1), (Verdict::Continue, vec![]));
+        let (v, e) = h.timer(due);
+        assert_eq!(v, Verdict::Continue);
+        let probe = one_to_client(&e);
+        // Linux's probe: a bare ACK one below what the client acked, no data.
+        assert_eq!(
+            (probe.seq, probe.ack, probe.flags, probe.data),
+            (h.oseq(0) - 1, Some(h.cseq(84)), 0, Data::None),
+            "probe {i}"
+        );
+        due += RTO_MS << i;
+        assert_eq!(h.c.deadline_ms(), due, "backoff after probe {i}");
+        // The client answers each probe, its window still closed.
+        assert_eq!(
+            h.client_window(84, 0, 0, due - 10),
+            (Verdict::Continue, vec![])
+        );
+    }
+    // A window update: the whole answer and its FIN at once.
+    let (v, e) = h.client_window(84, 0, CLIENT_WIN, due - 5);
+    assert_eq!(v, Verdict::Continue);
+    let r = one_to_client(&e);
+    assert_eq!(r.seq, h.oseq(0));
+    assert_eq!(r.flags, tcp_flags::PSH | tcp_flags::FIN);
+    assert_eq!(
+        r.data,
+        Data::Response {
+            offset: 0,
+            len: RESPONSE_503.len()
+        }
+    );
+}
+
+#[test]
+fn own_response_is_cut_to_a_small_window_and_resumes_as_it_opens() {
+    // No window scaling: the window field is bytes.
+    let mut h = H::new(Setup {
+        opts: bare_opts(),
+        ..Setup::default()
+    });
+    h.read_head(T0 + 1);
+    h.client_window(84, 0, 30, T0 + 2);
+    let r = one_to_client(&h.respond(RESPONSE_503, T0 + 3));
+    assert_eq!(r.data, Data::Response { offset: 0, len: 30 });
+    assert_eq!(r.flags, tcp_flags::PSH, "no FIN before the last byte");
+    // An old reordered segment with a bigger window changes nothing (RFC 9293 WL1).
+    let old = SegmentInfo {
+        seq: h.cseq(84) - 1,
+        window: 4000,
+        ..h.client_seg(84, 0, 0, 0)
+    };
+    assert_eq!(h.client_raw(&old, &[], T0 + 4), (Verdict::Continue, vec![]));
+    // It acks the 30 and opens to 4000: the rest and the FIN.
+    let (_, e) = h.client_window(84, 30, 4000, T0 + 5);
+    let r = one_to_client(&e);
+    let rest = RESPONSE_503.len() - 30;
+    assert_eq!(
+        r.data,
+        Data::Response {
+            offset: 30,
+            len: rest
+        }
+    );
+    assert_eq!(r.flags, tcp_flags::PSH | tcp_flags::FIN);
+    // An ack past our FIN acks what was never sent: challenged, not taken.
+    let (v, e) = h.client_window(84, RESPONSE_503.len() + 5, 4000, T0 + 6);
+    assert_eq!(v, challenged(Challenge::AckOfUnsent));
+    assert_eq!(one_to_client(&e).ack, Some(h.cseq(84)));
+}
+
+#[test]
+fn head_to_the_backend_carries_the_clients_zero_window_exactly() {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    h.client_window(84, 0, 0, T0 + 2);
+    h.connect(T0 + 3);
+    let (_, e) = h.syn_ack(T0 + 4);
+    let head = one_to_backend(&e);
+    assert_eq!(
+        head.window, 0,
+        "a zero window stays zero (it was 1 unit = 128 bytes)"
+    );
+    // A small window is rounded up, never to 0: 1 unit at the client's scale (128
+    // bytes) is one unit at ours too (the client's scale, 7, goes to the backend).
+    let (_, e) = h.client_window(84, 0, 1, T0 + 5);
+    assert_eq!(e, vec![Emit::Forward]);
+    assert_eq!(
+        splice::rescale_window(1, h.c.c2b.window_shift_in, h.c.c2b.window_shift_out),
+        1
+    );
+    assert_eq!(splice::rescale_window(0, 7, 0), 0);
+    assert_eq!(splice::rescale_window(1, 0, 7), 1);
+}
+
+#[test]
+fn head_is_cut_to_the_backends_window() {
+    let mut h = H::new(Setup::default());
+    h.read_head(T0 + 1);
+    h.connect(T0 + 2);
+    // A SYN-ACK window is never scaled: 40 bytes.
+    let seg = SegmentInfo {
+        window: 40,
+        ..h.syn_ack_seg()
+    };
+    let (_, e) = h.syn_ack_with(seg, T0 + 3);
+    let first = one_to_backend(&e);
+    assert_eq!(first.data, Data::Head { offset: 0, len: 40 });
+    assert_eq!(first.flags, tcp_flags::PSH);
+    // It acks 40 and opens (300 << 9 bytes): the rest.
+    let (v, e) = h.backend(0, 40, 0, 0, T0 + 4);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(e.len(), 2);
+    let Emit::ToBackend(rest) = e[0] else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        rest.data,
+        Data::Head {
+            offset: 40,
+            len: 44
+        }
+    );
+    assert_eq!(rest.seq, h.cseq(40));
+    h.backend(0, 84, 0, 0, T0 + 5);
+    assert!(h.c.take_head_if_done().is_some());
+}
+
+#[test]
+fn request_and_fin_in_one_segment_go_to_the_backend_together_and_close_cleanly() {
+    let mut h = H::new(Setup::default());
+    let (v, e) = h.client(0, 0, tcp_flags::PSH | tcp_flags::FIN, HEAD, T0 + 1);
+    assert_eq!(v, Verdict::HeadComplete);
+    // The head is acked; the FIN is left for the backend to ack (through the splice).
+    assert_eq!(one_to_client(&e).ack, Some(h.cseq(84)));
+    h.connect(T0 + 2);
+    let (_, e) = h.syn_ack(T0 + 3);
+    let head = one_to_backend(&e);
+    assert_eq!(head.data, Data::Head { offset: 0, len: 84 });
+    assert_eq!(
+        head.flags,
+        tcp_flags::PSH | tcp_flags::FIN,
+        "the FIN rides on the head"
+    );
+    // Lost: the retransmission carries the FIN too.
+    let (_, e) = h.timer(T0 + 3 + RTO_MS);
+    assert_eq!(one_to_backend(&e).flags, tcp_flags::PSH | tcp_flags::FIN);
+    // The backend acks head and FIN (forwarded: the client sees its FIN acked), answers
+    // in full and closes.
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    assert_eq!(h.backend(0, 85, 0, 0, T0 + 500), fwd);
+    assert!(h.c.take_head_if_done().is_some());
+    assert_eq!(h.backend(0, 85, tcp_flags::PSH, 1000, T0 + 501), fwd);
+    assert_eq!(h.backend(1000, 85, tcp_flags::FIN, 0, T0 + 502), fwd);
+    assert_eq!(h.client(85, 1001, 0, &[], T0 + 503), fwd);
+    assert_eq!(h.c.state, State::Closed);
+}
+
+#[test]
+fn request_and_fin_answered_by_the_switch_ack_the_fin() {
+    let mut h = H::new(Setup::default());
+    let (v, _) = h.client(0, 0, tcp_flags::PSH | tcp_flags::FIN, HEAD, T0 + 1);
+    assert_eq!(v, Verdict::HeadComplete);
+    let r = one_to_client(&h.respond(RESPONSE_503, T0 + 2));
+    assert_eq!(r.ack, Some(h.cseq(85)), "the response acks the FIN");
+    assert_eq!(r.flags, tcp_flags::PSH | tcp_flags::FIN);
+    // The client acks our FIN: both closed.
+    h.client(85, RESPONSE_503.len() + 1, 0, &[], T0 + 3);
+    assert_eq!(h.c.state, State::Closed);
+}
+
+#[test]
+fn inexact_rst_in_window_gets_a_challenge_ack_and_changes_nothing() {
+    let mut h = H::spliced(Setup::default());
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    assert_eq!(h.backend(0, 84, tcp_flags::PSH, 100, T0 + 5), fwd);
+    let (v, e) = h.client(84 + 10, 0, tcp_flags::RST, &[], T0 + 10);
+    assert_eq!(v, challenged(Challenge::RstNotExact));
+    let ack = one_to_client(&e);
+    // In the backend's name: its next byte, the client's next byte.
+    assert_eq!(
+        (ack.seq, ack.ack, ack.flags),
+        (h.oseq(100), Some(h.cseq(84)), 0)
+    );
+    assert_eq!(ack.window, splice::rescale_window(300, BACKEND_WS, 7));
+    assert_eq!(h.c.state, State::Spliced);
+    // The connection still carries the next request and its answer.
+    assert_eq!(h.client(84, 100, tcp_flags::PSH, HEAD, T0 + 11), fwd);
+    assert_eq!(h.backend(100, 168, tcp_flags::PSH, 50, T0 + 12), fwd);
+    // The RST the challenge asks for (at the ack it carried, now 168) is exact.
+    assert_eq!(h.client(168, 0, tcp_flags::RST, &[], T0 + 13), fwd);
+    assert_eq!(h.c.state, State::Closed);
+}
+
+#[test]
+fn inexact_backend_rst_is_challenged_toward_the_backend() {
+    let mut h = H::spliced(Setup::default());
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    assert_eq!(h.backend(0, 84, tcp_flags::PSH, 100, T0 + 5), fwd);
+    let (v, e) = h.backend(107, 84, tcp_flags::RST, 0, T0 + 10);
+    assert_eq!(v, challenged(Challenge::RstNotExact));
+    let ack = one_to_backend(&e);
+    assert_eq!((ack.seq, ack.ack), (h.cseq(84), Some(h.bseq(100))));
+    assert_eq!(h.c.state, State::Spliced);
+    // Exact: forwarded, closed.
+    let (v, e) = h.backend(100, 84, tcp_flags::RST, 0, T0 + 11);
+    assert_eq!((v, e), (Verdict::Continue, vec![Emit::Forward]));
+    assert_eq!(h.c.state, State::Closed);
+}
+
+#[test]
+fn challenge_acks_are_rate_limited_per_connection() {
+    let mut h = H::spliced(Setup::default());
+    let mut sent = vec![];
+    for t in [10, 11, 12, 13] {
+        let (v, e) = h.client(90, 0, tcp_flags::RST, &[], T0 + t);
+        let Verdict::Challenged { sent: s, .. } = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(s, e.len() == 1);
+        sent.push(s);
+    }
+    assert_eq!(sent, [true, true, false, false]);
+    // One more is earned every CHALLENGE_ACK_INTERVAL_MS.
+    let (v, _) = h.client(
+        90,
+        0,
+        tcp_flags::RST,
+        &[],
+        T0 + 4 + CHALLENGE_ACK_INTERVAL_MS,
+    );
+    assert_eq!(v, challenged(Challenge::RstNotExact));
+    assert_eq!(h.c.state, State::Spliced);
+}
+
+#[test]
+fn syn_on_an_established_connection_gets_a_challenge_ack_in_every_held_state() {
+    // Spliced: never forwarded.
+    let mut h = H::spliced(Setup::default());
+    let seg = SegmentInfo {
+        ack: None,
+        ..h.client_seg(0, 0, tcp_flags::SYN, 0)
+    };
+    let (v, e) = h.client_raw(&seg, &[], T0 + 10);
+    assert_eq!(v, challenged(Challenge::SynOnEstablished));
+    let ack = one_to_client(&e);
+    assert_eq!((ack.seq, ack.ack), (h.oseq(0), Some(h.cseq(84))));
+    assert_eq!(h.c.state, State::Spliced);
+    // Responding: the switch's own numbers.
+    let mut h = responding();
+    let seg = SegmentInfo {
+        ack: None,
+        ..h.client_seg(0, 0, tcp_flags::SYN, 0)
+    };
+    let (v, e) = h.client_raw(&seg, &[], T0 + 10);
+    assert_eq!(v, challenged(Challenge::SynOnEstablished));
+    let ack = one_to_client(&e);
+    assert_eq!(ack.ack, Some(h.cseq(84)));
+    assert_eq!(ack.seq, h.oseq(RESPONSE_503.len() + 1));
+    assert_eq!(h.c.state, State::Responding);
+}
+
+#[test]
+fn rst_while_reading_must_be_exact() {
+    let mut h = H::new(Setup::default());
+    h.client(0, 0, tcp_flags::PSH, &HEAD[..30], T0 + 1);
+    let (v, e) = h.client(50, 0, tcp_flags::RST, &[], T0 + 2);
+    assert_eq!(v, challenged(Challenge::RstNotExact));
+    assert_eq!(one_to_client(&e).ack, Some(h.cseq(30)));
+    assert_eq!(h.c.state, State::ReadingHead);
+    let (v, _) = h.client(30, 0, tcp_flags::RST, &[], T0 + 3);
+    assert_eq!(v, Verdict::Remove);
+}
+
+#[test]
+fn ack_of_bytes_the_backend_never_sent_is_challenged_not_forwarded() {
+    let mut h = H::spliced(Setup::default());
+    let (v, e) = h.client(84, 5000, 0, &[], T0 + 10);
+    assert_eq!(v, challenged(Challenge::AckOfUnsent));
+    assert_eq!(one_to_client(&e).seq, h.oseq(0));
+    // And the backend acking client bytes that never went through.
+    let (v, _) = h.backend(0, 4000, 0, 0, T0 + 11);
+    assert_eq!(v, challenged(Challenge::AckOfUnsent));
 }

@@ -1,0 +1,167 @@
+//! Issue 14, point 7 end to end: TCP edges as Linux does them, against the real switch
+//! (DPDK) with nginx backends, in both VIP modes (splice and presplice), with one and two
+//! workers. A raw-socket client (`tests/tools/rawtcp.py`) in the client namespace speaks
+//! TCP by hand: it announces a zero window (the backends' and the switch's own answers
+//! send nothing but probes until it opens, then everything), sends an in-window RST that
+//! is not exact (a challenge ACK, and the connection still answers its next request) and
+//! an exact one (it ends the connection), a SYN on an established connection (a
+//! challenge ACK, never a SYN-ACK), and a request with its FIN in one segment (answered
+//! in full, FIN both ways, without the client ever retransmitting).
+use std::time::Duration;
+
+use serde_json::Value;
+use webswitch_tests::{counter, root_or_skip, testbed_lock, workspace_root, Switch, Testbed};
+
+/// One scenario of the raw client; its JSON report.
+fn raw(tb: &Testbed, scenario: &str, path: &str) -> Value {
+    let tool = workspace_root().join("tests/tools/rawtcp.py");
+    let vip = tb.ip(0, 10);
+    let out = tb.exec(
+        "cli",
+        &["python3", tool.to_str().unwrap(), &vip, scenario, path],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "rawtcp {scenario}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("  {}", text.trim());
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("rawtcp JSON {e}: {text}"))
+}
+
+fn check_all(tb: &Testbed, mode: &str) {
+    eprintln!("mode {mode}:");
+    // Zero window against a backend's answer: the window reaches the backend as zero,
+    // so it sends nothing but probes, then everything once the window opens.
+    let r = raw(tb, "zero_window", "/whoami");
+    assert_eq!(r["bytes_in_closed_window"], 0, "{mode}: {r}");
+    assert!(r["probes"].as_u64().unwrap() >= 1, "{mode}: no probe: {r}");
+    assert!(r["complete"].as_bool().unwrap(), "{mode}: {r}");
+    assert!(
+        r["status"].as_str().unwrap().contains(" 200 "),
+        "{mode}: {r}"
+    );
+    assert!(r["fin"].as_bool().unwrap(), "{mode}: {r}");
+    // ...and against the switch's own answer (a 400 for a malformed request).
+    let r = raw(tb, "zero_window_own", "/");
+    assert_eq!(r["bytes_in_closed_window"], 0, "{mode}: {r}");
+    assert!(r["probes"].as_u64().unwrap() >= 2, "{mode}: {r}");
+    let times: Vec<f64> = r["probe_times"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0] * 1.5),
+        "{mode}: probes back off exponentially: {times:?}"
+    );
+    assert!(
+        r["status"].as_str().unwrap().contains(" 400 "),
+        "{mode}: {r}"
+    );
+    assert!(
+        r["complete"].as_bool().unwrap() && r["fin"].as_bool().unwrap(),
+        "{mode}: {r}"
+    );
+
+    // An in-window RST that is not exact: challenged, and the connection lives on.
+    let r = raw(tb, "rst_inexact", "/whoami");
+    assert!(r["first"].as_bool().unwrap(), "{mode}: {r}");
+    assert!(r["challenge_ack"].as_bool().unwrap(), "{mode}: {r}");
+    assert!(r["second"].as_bool().unwrap(), "{mode}: next request: {r}");
+    // An exact RST ends it: the next request gets no answer.
+    let r = raw(tb, "rst_exact", "/whoami");
+    assert!(r["first"].as_bool().unwrap(), "{mode}: {r}");
+    assert!(!r["challenge_ack"].as_bool().unwrap(), "{mode}: {r}");
+    assert!(!r["second"].as_bool().unwrap(), "{mode}: {r}");
+
+    // A SYN on an established connection: a challenge ACK, no SYN-ACK, still alive.
+    let r = raw(tb, "syn_established", "/whoami");
+    assert!(r["challenge_ack"].as_bool().unwrap(), "{mode}: {r}");
+    assert!(!r["syn_ack"].as_bool().unwrap(), "{mode}: {r}");
+    assert!(r["second"].as_bool().unwrap(), "{mode}: {r}");
+
+    // A request and its FIN in one segment, never retransmitted: the full answer, its
+    // FIN, and our FIN acked.
+    let r = raw(tb, "request_fin", "/whoami");
+    assert!(r["complete"].as_bool().unwrap(), "{mode}: {r}");
+    assert!(
+        r["status"].as_str().unwrap().contains(" 200 "),
+        "{mode}: {r}"
+    );
+    assert!(r["fin"].as_bool().unwrap(), "{mode}: {r}");
+    assert!(r["our_fin_acked"].as_bool().unwrap(), "{mode}: {r}");
+}
+
+fn scenario(name: &str, net: u8, workers: usize) {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up(name, net);
+    // The kernel of the client namespace knows no socket for the raw client's flows:
+    // its RSTs (all but the raw client's own, which carry TTL 77) must not reach the
+    // switch.
+    let out = tb.exec(
+        "cli",
+        &[
+            "iptables-legacy",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "--tcp-flags",
+            "RST",
+            "RST",
+            "-m",
+            "ttl",
+            "!",
+            "--ttl-eq",
+            "77",
+            "-j",
+            "DROP",
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(
+        out.status.success(),
+        "iptables-legacy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for mode in ["splice", "presplice"] {
+        let mut c = tb.config(workers);
+        c["tcp"]["closed_linger_ms"] = 300.into();
+        if mode == "presplice" {
+            c["vips"][0]["mode"] = mode.into();
+        }
+        let sw = Switch::start(&tb, &c);
+        check_all(&tb, mode);
+        std::thread::sleep(Duration::from_secs(2));
+        let stats = sw.stop();
+        let t = &stats["total"];
+        eprintln!(
+            "{mode}: challenge_acks_sent={} limited={} drops rst_not_exact={} syn_on_established={}",
+            counter(t, &["challenge_acks_sent"]),
+            counter(t, &["challenge_acks_limited"]),
+            counter(t, &["drops", "rst_not_exact"]),
+            counter(t, &["drops", "syn_on_established"]),
+        );
+        assert!(counter(t, &["drops", "rst_not_exact"]) >= 1, "{stats}");
+        assert!(counter(t, &["drops", "syn_on_established"]) >= 1, "{stats}");
+    }
+}
+
+#[test]
+fn edges_one_worker() {
+    scenario("edg1", 181, 1);
+}
+
+#[test]
+fn edges_two_workers() {
+    scenario("edg2", 182, 2);
+}

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""A raw-socket TCP client for the TCP-edge tests (issue 14, point 7): it speaks TCP by
+hand to the VIP so that it can announce a zero window, send an inexact or an exact RST, a
+SYN on an established connection, or a request with its FIN in one segment, and report
+exactly what came back.
+
+Usage (inside the client namespace, as root):
+  rawtcp.py VIP SCENARIO [PATH]
+
+Scenarios: zero_window, zero_window_own (the switch's own 400), rst_inexact, rst_exact,
+syn_established, request_fin.
+
+Every segment it sends has IP TTL 77, so the test can drop the kernel's own RSTs for
+these flows (it knows no socket for them) with
+  iptables-legacy -A OUTPUT -p tcp --tcp-flags RST RST -m ttl ! --ttl-eq 77 -j DROP
+Prints one JSON object with what was seen; exits non-zero only on a usage error.
+"""
+import json
+import os
+import random
+import socket
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rawframes import csum  # noqa: E402  (the one Internet checksum of the test tools)
+
+TTL = 77
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+WSCALE = 7
+OPEN_WINDOW = 502  # 64256 bytes at scale 7
+
+
+class Conn:
+    def __init__(self, vip: str, port: int = 80):
+        self.vip, self.dport = vip, port
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.connect((vip, port))
+        self.src = probe.getsockname()[0]
+        probe.close()
+        self.sport = random.randint(20000, 60000)
+        self.tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        self.tx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
+        self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        self.rx.settimeout(0.05)
+        self.iss = random.randint(1, 2**31)
+        self.snd_nxt = self.iss
+        self.rcv_nxt = 0
+        self.ts_recent = 0
+        self.t0 = time.monotonic()
+        self.data = bytearray()
+        self.fin_seen = False
+        self.seen = []  # every segment received: dicts
+
+    def tsval(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000) + 1000
+
+    def send(self, flags, seq=None, ack=None, window=OPEN_WINDOW, payload=b"", syn_opts=False):
+        seq = self.snd_nxt if seq is None else seq
+        ack = self.rcv_nxt if ack is None else ack
+        if syn_opts:
+            opts = struct.pack("!BBH", 2, 4, 1460) + b"\x04\x02" + struct.pack("!BBII", 8, 10, self.tsval(), 0) \
+                + b"\x01" + struct.pack("!BBB", 3, 3, WSCALE)
+        else:
+            opts = b"\x01\x01" + struct.pack("!BBII", 8, 10, self.tsval(), self.ts_recent)
+        off = (20 + len(opts)) // 4
+        hdr = struct.pack("!HHIIBBHHH", self.sport, self.dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                          off << 4, flags, window, 0, 0) + opts
+        seg = hdr + payload
+        pseudo = socket.inet_aton(self.src) + socket.inet_aton(self.vip) + struct.pack("!BBH", 0, 6, len(seg))
+        c = csum(pseudo + seg)
+        seg = seg[:16] + struct.pack("!H", c) + seg[18:]
+        self.tx.sendto(seg, (self.vip, 0))
+
+    def recv(self, timeout: float):
+        """The next segment of this flow within `timeout` seconds, or None."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                pkt = self.rx.recv(65535)
+            except socket.timeout:
+                continue
+            ihl = (pkt[0] & 0x0F) * 4
+            src = socket.inet_ntoa(pkt[12:16])
+            tcp = pkt[ihl:]
+            sport, dport, seq, ack, off, flags, window = struct.unpack("!HHIIBBH", tcp[:16])
+            if src != self.vip or sport != self.dport or dport != self.sport:
+                continue
+            hl = (off >> 4) * 4
+            opts = tcp[20:hl]
+            i = 0
+            while i < len(opts):
+                kind = opts[i]
+                if kind == 0:
+                    break
+                if kind == 1:
+                    i += 1
+                    continue
+                ln = opts[i + 1] if i + 1 < len(opts) else 0
+                if ln < 2:
+                    break
+                if kind == 8 and ln == 10:
+                    self.ts_recent = struct.unpack("!I", opts[i + 2:i + 6])[0]
+                i += ln
+            s = {"seq": seq, "ack": ack, "flags": flags, "window": window, "payload": tcp[hl:],
+                 "t": round(time.monotonic() - self.t0, 3)}
+            self.seen.append(s)
+            return s
+        return None
+
+    def handshake(self):
+        self.send(SYN, seq=self.iss, ack=0, window=65535, syn_opts=True)
+        while True:
+            s = self.recv(3)
+            if s is None:
+                raise SystemExit(json.dumps({"error": "no SYN-ACK"}))
+            if s["flags"] & (SYN | ACK) == SYN | ACK:
+                break
+        self.snd_nxt = self.iss + 1
+        self.rcv_nxt = (s["seq"] + 1) & 0xFFFFFFFF
+        self.send(ACK)
+
+    def take(self, s, window=OPEN_WINDOW, ack_it=True):
+        """Accepts in-order data (and FIN) of `s` and acks it."""
+        n = len(s["payload"])
+        if n and s["seq"] == self.rcv_nxt:
+            self.data += s["payload"]
+            self.rcv_nxt = (self.rcv_nxt + n) & 0xFFFFFFFF
+        if s["flags"] & FIN and (s["seq"] + n) & 0xFFFFFFFF == self.rcv_nxt:
+            self.fin_seen = True
+            self.rcv_nxt = (self.rcv_nxt + 1) & 0xFFFFFFFF
+        if ack_it and (n or s["flags"] & FIN):
+            self.send(ACK, window=window)
+
+    def request(self, path: str, extra_flags=0, window=OPEN_WINDOW, close=False):
+        head = f"GET {path} HTTP/1.1\r\nHost: edge\r\n{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n"
+        self.send_raw_request(head.encode(), extra_flags, window)
+
+    def send_raw_request(self, head: bytes, extra_flags=0, window=OPEN_WINDOW):
+        self.send(ACK | PSH | extra_flags, payload=head, window=window)
+        self.snd_nxt += len(head) + (1 if extra_flags & FIN else 0)
+
+    def response_complete(self, start: int) -> bool:
+        body = bytes(self.data[start:])
+        if b"\r\n\r\n" not in body:
+            return False
+        head, rest = body.split(b"\r\n\r\n", 1)
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                return len(rest) >= int(line.split(b":")[1])
+        return False
+
+    def read_response(self, timeout: float, start: int = 0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not self.response_complete(start):
+            s = self.recv(end - time.monotonic())
+            if s is None:
+                break
+            self.take(s)
+        return self.response_complete(start)
+
+
+def status_of(data: bytes) -> str:
+    return data.split(b"\r\n", 1)[0].decode("latin-1") if data else ""
+
+
+def zero_window(c: Conn, path: str, own: bool):
+    c.handshake()
+    if own:
+        c.send_raw_request(b"BLAH\r\n\r\n", window=0)
+    else:
+        c.request(path, window=0, close=True)
+    # Closed for 3 s: count what comes; answer every segment with a zero window.
+    bytes_in_closed = 0
+    probes = 0
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        s = c.recv(end - time.monotonic())
+        if s is None:
+            break
+        n = len(s["payload"])
+        bytes_in_closed += n
+        if n == 0 and not s["flags"] & (SYN | RST | FIN) and s["seq"] != c.rcv_nxt:
+            probes += 1
+        c.send(ACK, window=0)
+    probe_times = [s["t"] for s in c.seen
+                   if not s["payload"] and not s["flags"] & SYN and s["seq"] != c.rcv_nxt]
+    # Open: the whole answer, then its FIN.
+    c.send(ACK, window=OPEN_WINDOW)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not c.fin_seen:
+        s = c.recv(end - time.monotonic())
+        if s is None:
+            break
+        c.take(s)
+    c.send(ACK | FIN)
+    return {"bytes_in_closed_window": bytes_in_closed, "probes": probes, "probe_times": probe_times,
+            "status": status_of(bytes(c.data)), "complete": c.response_complete(0),
+            "fin": c.fin_seen, "len": len(c.data)}
+
+
+def rst(c: Conn, path: str, exact: bool):
+    c.handshake()
+    c.request(path)
+    first = c.read_response(5)
+    mark = len(c.data)
+    challenge = None
+    c.send(RST, seq=c.snd_nxt + (0 if exact else 1000))
+    end = time.monotonic() + 1
+    while time.monotonic() < end:
+        s = c.recv(end - time.monotonic())
+        if s is None:
+            break
+        if s["flags"] & ACK and not s["payload"] and s["ack"] == c.snd_nxt:
+            challenge = s
+            break
+    c.request(path)
+    second = c.read_response(3, mark)
+    after = [s["flags"] for s in c.seen if s["t"] > 0 and s["flags"] & RST]
+    return {"first": first, "challenge_ack": challenge is not None, "second": second,
+            "second_status": status_of(bytes(c.data[mark:])), "rst_from_switch": bool(after)}
+
+
+def syn_established(c: Conn, path: str):
+    c.handshake()
+    c.request(path)
+    first = c.read_response(5)
+    mark = len(c.data)
+    c.send(SYN, seq=random.randint(1, 2**31), ack=0, window=65535, syn_opts=True)
+    challenge, synack = None, False
+    end = time.monotonic() + 1
+    while time.monotonic() < end:
+        s = c.recv(end - time.monotonic())
+        if s is None:
+            break
+        if s["flags"] & SYN:
+            synack = True
+        elif s["flags"] & ACK and s["ack"] == c.snd_nxt and not s["payload"]:
+            challenge = s
+            break
+    c.request(path)
+    second = c.read_response(3, mark)
+    return {"first": first, "challenge_ack": challenge is not None, "syn_ack": synack, "second": second}
+
+
+def request_fin(c: Conn, path: str):
+    c.handshake()
+    c.request(path, extra_flags=FIN)
+    end = time.monotonic() + 8
+    fin_acked = False
+    while time.monotonic() < end and not (c.fin_seen and fin_acked):
+        s = c.recv(end - time.monotonic())
+        if s is None:
+            break
+        if s["flags"] & ACK and s["ack"] == c.snd_nxt:
+            fin_acked = True
+        c.take(s)
+    return {"status": status_of(bytes(c.data)), "complete": c.response_complete(0), "fin": c.fin_seen,
+            "our_fin_acked": fin_acked, "len": len(c.data)}
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__)
+        sys.exit(2)
+    vip, scenario = sys.argv[1], sys.argv[2]
+    path = sys.argv[3] if len(sys.argv) > 3 else "/whoami"
+    c = Conn(vip)
+    if scenario == "zero_window":
+        r = zero_window(c, path, False)
+    elif scenario == "zero_window_own":
+        r = zero_window(c, path, True)
+    elif scenario in ("rst_inexact", "rst_exact"):
+        r = rst(c, path, scenario == "rst_exact")
+    elif scenario == "syn_established":
+        r = syn_established(c, path)
+    elif scenario == "request_fin":
+        r = request_fin(c, path)
+    else:
+        print(__doc__)
+        sys.exit(2)
+    r["scenario"] = scenario
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
