@@ -699,6 +699,7 @@ impl Worker {
                         Action::Redirect(r) => {
                             Decision::Answer(Response::Shared(r.response(&req).into()))
                         }
+                        Action::Error(status) => Decision::Error(*status),
                     }
                 }
             }
