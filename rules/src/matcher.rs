@@ -25,7 +25,7 @@ use regex_automata::{
 use crate::answer::Action;
 use crate::config::{Config, ConfigError, RuleConfig, RuleMatch};
 use crate::http::{strip_port, RequestHead};
-use crate::path::{normalize, PathError};
+use crate::path::{with_normalized, PathError};
 
 /// A pool, as its index in `Config::pools`.
 pub type PoolId = usize;
@@ -64,9 +64,6 @@ pub struct Router {
 
 thread_local! {
     static PATH_MATCHES: RefCell<PatternSet> = RefCell::new(PatternSet::new(0));
-    /// The normalised path of the request being matched, when it is not the path as
-    /// sent (its capacity grows to the longest such path, bounded by the head size).
-    static NORMALIZED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn compile(field: String, pattern: &str) -> Result<regex::bytes::Regex, ConfigError> {
@@ -384,10 +381,8 @@ impl Router {
     /// and per-rule counters); `None` when the default pool takes it. Paths are
     /// matched normalised; the error says why a path cannot be (answer 400).
     pub fn matching_rule(&self, req: &RequestHead<'_>) -> Result<Option<usize>, PathError> {
-        NORMALIZED.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let path = normalize(req.path_only().as_bytes(), &mut scratch)?;
-            Ok(self.first_match(req, path))
+        with_normalized(req.path_only().as_bytes(), |path| {
+            Ok(self.first_match(req, path?))
         })
     }
 

@@ -28,6 +28,7 @@
 //! found by one scan) is returned as it is, and others are written into a scratch
 //! buffer the caller keeps (its capacity grows to the longest path seen, bounded by
 //! the head size).
+use std::cell::RefCell;
 use std::fmt;
 
 /// Why a path cannot be normalised. The switch answers such a request 400.
@@ -87,7 +88,7 @@ pub fn segments_normal(path: &[u8]) -> bool {
 }
 
 /// Whether [`normalize`] would return `path` unchanged.
-fn is_normal(path: &[u8]) -> bool {
+pub fn is_normal(path: &[u8]) -> bool {
     !path.iter().any(|&b| b == b'%' || b == b'#') && segments_normal(path)
 }
 
@@ -144,6 +145,19 @@ pub fn normalize<'a>(path: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<&'a [u8
             }
         }
     }
+}
+
+thread_local! {
+    /// The scratch of [`with_normalized`] (its capacity grows to the longest path
+    /// normalised on this thread, bounded by the head size).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with the normal form of `path`, normalised into a per-thread scratch
+/// buffer: [`normalize`] for callers on the hot path that keep no buffer of their own.
+/// `f` must not call `with_normalized` itself.
+pub fn with_normalized<R>(path: &[u8], f: impl FnOnce(Result<&[u8], PathError>) -> R) -> R {
+    SCRATCH.with(|scratch| f(normalize(path, &mut scratch.borrow_mut())))
 }
 
 /// Ends the segment `out[seg_start..]` (`out[seg_start - 1]` is its slash): drops it
