@@ -17,6 +17,11 @@ pub enum Action {
     Respond(Arc<[u8]>),
     /// Answer with a redirect built from the request.
     Redirect(Arc<Redirect>),
+    /// Answer with the switch's own error response for this status
+    /// ([`crate::error_response`]), as for a request it cannot parse: never a rule's
+    /// action, but what [`crate::Router::decide`] gives a request whose path cannot be
+    /// normalised (400).
+    Error(u16),
 }
 
 /// A compiled `redirect` action.

@@ -305,6 +305,10 @@ pub struct VipConfig {
     /// How requests on a keep-alive connection are routed.
     #[serde(default, skip_serializing_if = "VipMode::is_splice")]
     pub mode: VipMode,
+    /// Send backends the request target with its path normalised (as the rules saw
+    /// it, see `crate::path`) instead of as the client sent it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_normalized_path: bool,
 }
 
 /// Whether only the first request of a connection is routed, or every one.
@@ -631,6 +635,14 @@ impl Config {
         // workers will.
         crate::matcher::Router::new(self)?;
         Ok(())
+    }
+
+    /// Whether the VIP at `address` forwards normalised paths
+    /// (`vips[].forward_normalized_path`).
+    pub fn forwards_normalized_path(&self, address: Ipv4Addr) -> bool {
+        self.vips
+            .iter()
+            .any(|v| v.forward_normalized_path && v.address == address)
     }
 
     /// The index of the pool named `name` (a [`crate::PoolId`]).

@@ -16,6 +16,7 @@ pub mod forward;
 pub mod framing;
 pub mod http;
 pub mod matcher;
+pub mod path;
 pub mod pool;
 
 pub use answer::Action;

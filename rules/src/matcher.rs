@@ -1,11 +1,17 @@
 //! Content rules compiled once into a [`Router`]: `route` picks the pool of the first
 //! rule (in config order) whose conditions all hold, else the default pool.
 //!
+//! Path conditions (`path_prefix`, `path_regex`, `extensions`) look at the path as the
+//! backend will serve it, normalised by [`crate::path::normalize`] (decoded, dot
+//! segments removed, slashes merged), so that a `deny` holds against every spelling of
+//! the denied path. A path that cannot be normalised is answered 400 whatever the
+//! rules say (`Action::Error`).
+//!
 //! The `path_regex` patterns of all rules form one regex set, searched at most once
 //! per request (and only if a rule with a regex is reached with its other conditions
 //! holding), so one pass over the path finds every regex that matches. Header value
-//! regexes are compiled once too. Routing allocates nothing: the set's match buffer is
-//! a per-thread scratch reused across requests.
+//! regexes are compiled once too. Routing allocates nothing: the set's match buffer and
+//! the buffer a path is normalised into are per-thread scratch reused across requests.
 //!
 //! Performance note: regexes keep per-thread search caches; the first thread to use a
 //! `Router` gets a lock-free fast path, others share a small pool. Give each worker
@@ -19,6 +25,7 @@ use regex_automata::{
 use crate::answer::Action;
 use crate::config::{Config, ConfigError, RuleConfig, RuleMatch};
 use crate::http::{strip_port, RequestHead};
+use crate::path::{with_normalized, PathError};
 
 /// A pool, as its index in `Config::pools`.
 pub type PoolId = usize;
@@ -51,6 +58,8 @@ pub struct Router {
     fallback: PoolId,
     /// `Action::Pool(fallback)`.
     default_action: Action,
+    /// `Action::Error(400)`: what a path that cannot be normalised gets.
+    bad_path: Action,
 }
 
 thread_local! {
@@ -111,6 +120,14 @@ fn compile_rule(
             return Err(ConfigError::new(
                 f("path_prefix"),
                 format!("`{p}` must start with `/`"),
+            ));
+        }
+        if p.contains("//") || p.contains("/./") || p.contains("/../") {
+            return Err(ConfigError::new(
+                f("path_prefix"),
+                format!(
+                    "`{p}` can never match: paths are matched normalised (no `//`, `/./` or `/../`)"
+                ),
             ));
         }
     }
@@ -337,6 +354,7 @@ impl Router {
             paths,
             fallback,
             default_action: Action::Pool(fallback),
+            bad_path: Action::Error(400),
         })
     }
 
@@ -349,18 +367,27 @@ impl Router {
     }
 
     /// The rule that decides `req` (its index in `Config::rules`, `None` for the
-    /// default pool) and what to do.
+    /// default pool) and what to do: `(None, Action::Error(400))` when its path cannot
+    /// be normalised.
     pub fn decide(&self, req: &RequestHead<'_>) -> (Option<usize>, &Action) {
         match self.matching_rule(req) {
-            Some(i) => (Some(i), &self.rules[i].action),
-            None => (None, &self.default_action),
+            Ok(Some(i)) => (Some(i), &self.rules[i].action),
+            Ok(None) => (None, &self.default_action),
+            Err(_) => (None, &self.bad_path),
         }
     }
 
     /// The index in `Config::rules` of the rule that decides `req` (for access logs
-    /// and per-rule counters); `None` when the default pool takes it.
-    pub fn matching_rule(&self, req: &RequestHead<'_>) -> Option<usize> {
-        let path = req.path_only().as_bytes();
+    /// and per-rule counters); `None` when the default pool takes it. Paths are
+    /// matched normalised; the error says why a path cannot be (answer 400).
+    pub fn matching_rule(&self, req: &RequestHead<'_>) -> Result<Option<usize>, PathError> {
+        with_normalized(req.path_only().as_bytes(), |path| {
+            Ok(self.first_match(req, path?))
+        })
+    }
+
+    /// The first rule that holds for `req` whose normalised path is `path`.
+    fn first_match(&self, req: &RequestHead<'_>, path: &[u8]) -> Option<usize> {
         let mut searched = false;
         PATH_MATCHES.with(|cell| {
             let mut set = cell.borrow_mut();

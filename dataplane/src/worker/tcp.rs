@@ -654,6 +654,8 @@ impl Worker {
             None,
             Xff(rules::forward::XffRewrite),
             Proxy,
+            /// Only the request target (the VIP's `forward_normalized_path`).
+            Target,
         }
         let rt = Arc::clone(&self.tcp.rt);
         let mut buf = self.tcp.rewrite_bufs.pop().unwrap_or_default();
@@ -732,12 +734,23 @@ impl Worker {
                                     rewrite = Rewrite::Proxy;
                                 }
                             }
+                            if rt.config.forwards_normalized_path(vip.0)
+                                && rules::forward::forward_normalized_path(
+                                    &bytes[..end],
+                                    &mut buf,
+                                    &mut replaces,
+                                )
+                                && matches!(rewrite, Rewrite::None)
+                            {
+                                rewrite = Rewrite::Target;
+                            }
                             Decision::Pool(p)
                         }
                         Action::Respond(b) => Decision::Answer(Response::Shared(Arc::clone(b))),
                         Action::Redirect(r) => {
                             Decision::Answer(Response::Shared(r.response(&req).into()))
                         }
+                        Action::Error(status) => Decision::Error(*status),
                     }
                 }
             }
@@ -786,7 +799,12 @@ impl Worker {
                     Rewrite::Proxy => {
                         self.stats().add(Counter::ProxyHeadersSent, 1);
                         if let Some(c) = self.tcp.flows.get_mut(id) {
-                            c.set_head_rewrite(buf, 0);
+                            c.set_head_rewrite(buf, replaces);
+                        }
+                    }
+                    Rewrite::Target => {
+                        if let Some(c) = self.tcp.flows.get_mut(id) {
+                            c.set_head_rewrite(buf, replaces);
                         }
                     }
                 }

@@ -370,3 +370,25 @@ fn tcp_ranges_are_named() {
     let e = err_after(|v| v["tcp"]["max_head"] = 4096.into());
     assert_eq!(e.field, "tcp.max_head");
 }
+
+#[test]
+fn forward_normalized_path_per_vip() {
+    let c = Config::from_json(EXAMPLE).unwrap();
+    let vip = c.vips[0].address;
+    assert!(!c.vips[0].forward_normalized_path, "off by default");
+    assert!(!c.forwards_normalized_path(vip));
+    assert!(
+        !c.to_json_pretty().contains("forward_normalized_path"),
+        "the default is not written out"
+    );
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    v["vips"][0]["forward_normalized_path"] = true.into();
+    let c = Config::from_json(&v.to_string()).unwrap();
+    assert!(c.forwards_normalized_path(vip));
+    assert!(!c.forwards_normalized_path(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
+    let e = err_after(|v| v["vips"][0]["forward_normalized_path"] = "yes".into());
+    assert_eq!(e.field, "vips[0].forward_normalized_path");
+    let e = err_after(|v| v["vips"][0]["forward_normalised_path"] = true.into());
+    assert_eq!(e.field, "vips[0].forward_normalised_path");
+}

@@ -76,10 +76,10 @@ fn first_matching_rule_in_order_wins() {
     assert_eq!(route(&r, &get("/a/x")), APPS);
     let req_head = get("/a/b/d");
     let req = parse_request(req_head.as_bytes()).unwrap();
-    assert_eq!(r.matching_rule(&req), Some(1));
+    assert_eq!(r.matching_rule(&req), Ok(Some(1)));
     let req_head = get("/z");
     let req = parse_request(req_head.as_bytes()).unwrap();
-    assert_eq!(r.matching_rule(&req), None);
+    assert_eq!(r.matching_rule(&req), Ok(None));
 }
 
 #[test]
@@ -259,6 +259,14 @@ fn errors_name_the_field() {
             json!({ "path_prefix": "img/" }),
             "rules[0].match.path_prefix",
         ),
+        (
+            json!({ "path_prefix": "/a/../b/" }),
+            "rules[0].match.path_prefix",
+        ),
+        (
+            json!({ "path_prefix": "//b/" }),
+            "rules[0].match.path_prefix",
+        ),
         (json!({ "extensions": [] }), "rules[0].match.extensions"),
         (
             json!({ "extensions": ["png", ".jpg"] }),
@@ -331,4 +339,115 @@ fn many_regex_rules() {
     assert_eq!(route(&r, &get("/r299/x")), APPS);
     assert_eq!(route(&r, &get("/last/x")), IMAGES);
     assert_eq!(route(&r, &get("/r300/x")), DEFAULT);
+}
+
+/// What `decide` does with the request line `GET {target}`: the rule's index, or the
+/// status of the switch's answer for an `Error`.
+fn decided(r: &Router, target: &str) -> Result<Option<usize>, u16> {
+    let head = get(target);
+    let req = parse_request(head.as_bytes()).expect("the head parses");
+    match r.decide(&req) {
+        (_, Action::Error(status)) => Err(*status),
+        (rule, _) => Ok(rule),
+    }
+}
+
+/// A deny of `/admin/`, then pools by extension and regex: the access-control rule
+/// of issue 14, over the spellings nginx serves as `/admin/...`.
+fn deny_admin() -> Router {
+    router(json!([
+        { "match": { "path_prefix": "/admin/" }, "action": { "deny": {} } },
+        { "match": { "extensions": ["png"] }, "pool": "images" },
+        { "match": { "path_regex": "^/app/[a-z]+$" }, "pool": "apps" },
+    ]))
+}
+
+#[test]
+fn deny_holds_on_every_spelling() {
+    let r = deny_admin();
+    for target in [
+        "/admin/",
+        "/admin/secret",
+        "//admin/",
+        "/./admin/",
+        "/x/../admin/",
+        "/x/./../admin/.",
+        "/%61dmin/",
+        "/adm%69n/",
+        "/%61%64%6d%69%6e/x",
+        "/x/%2e%2e/admin/",
+        "/x/.%2e/admin/",
+        "/admin/./",
+        "/admin/x/..",
+        "/admin//secret",
+        "/admin/x.png",
+        "/admin/%2e/x.png",
+        "/admin/#/../../public",
+        "http://www.example.com/x/../admin/",
+        "http://www.example.com//admin/?q=/public/",
+    ] {
+        assert_eq!(decided(&r, target), Ok(Some(0)), "{target}");
+    }
+}
+
+#[test]
+fn other_paths_pass_the_deny() {
+    let r = deny_admin();
+    for target in [
+        "/Admin/",
+        "/admin",
+        "/admin;x/",
+        "/%2561dmin/",
+        "/public/?/admin/",
+        "/public/?x=/../admin/",
+        "/x/..admin/",
+    ] {
+        assert_ne!(decided(&r, target), Ok(Some(0)), "{target}");
+        assert!(decided(&r, target).is_ok(), "{target}");
+    }
+}
+
+#[test]
+fn paths_that_cannot_be_normalised_get_400() {
+    let r = deny_admin();
+    for target in [
+        "/admin%2f",
+        "/admin/..%2f",
+        "/%2e%2e/admin/",
+        "/../admin/",
+        "/x/../../admin/",
+        "/a%00",
+        "/%zz",
+        "/admin/%4",
+        "/public/%",
+    ] {
+        assert_eq!(decided(&r, target), Err(400), "{target}");
+    }
+    // `route` has no pool to give it either.
+    let head = get("/%zz");
+    assert_eq!(r.route(&parse_request(head.as_bytes()).unwrap()), None);
+}
+
+#[test]
+fn extensions_and_regexes_see_the_normalised_path() {
+    let r = deny_admin();
+    assert_eq!(decided(&r, "/img/a.p%6Eg"), Ok(Some(1)));
+    assert_eq!(decided(&r, "/img/x/../a.png"), Ok(Some(1)));
+    assert_eq!(
+        decided(&r, "/img/a.png/."),
+        Ok(None),
+        "`/img/a.png/` has no extension"
+    );
+    assert_eq!(decided(&r, "/app//x"), Ok(Some(2)));
+    assert_eq!(decided(&r, "/img/../app/%78"), Ok(Some(2)));
+    assert_eq!(
+        decided(&r, "/app/x?y"),
+        Ok(Some(2)),
+        "the query is not the path"
+    );
+    assert_eq!(
+        decided(&r, "/app/x%3Fy"),
+        Ok(None),
+        "an encoded `?` is path"
+    );
 }

@@ -1,0 +1,181 @@
+//! Issue 14 point 6 end to end: a `deny` of `/admin/` holds against every spelling of
+//! it that nginx behind would serve as `/admin/...` (decoded escapes, dot segments,
+//! repeated slashes), paths that cannot be normalised are answered 400 by the switch,
+//! and no backend sees any of those requests. The VIP has `forward_normalized_path`,
+//! so an allowed request spelled oddly reaches nginx normalised.
+//!
+//! Requests go out as raw bytes from python (one connection each), so that no client
+//! library tidies the path first, and once through `curl --path-as-is`. Each carries a
+//! marker in its query to find it in the backends' access logs.
+use std::time::Duration;
+
+use serde_json::json;
+use webswitch_tests::{counter, root_or_skip, testbed_lock, Switch, Testbed};
+
+/// Targets nginx serves as `/admin/...`: the switch must answer 403.
+const DENIED: &[&str] = &[
+    "/admin/",
+    "//admin/",
+    "/./admin/",
+    "/x/../admin/",
+    "/x/./../admin/.",
+    "/%61dmin/",
+    "/adm%69n/",
+    "/x/%2e%2e/admin/",
+    "/x/.%2E/admin/",
+    "/admin/./",
+    "/admin//x/..",
+    "/%61%64%6d%69%6e/secret",
+];
+
+/// Targets the switch cannot normalise: 400.
+const REFUSED: &[&str] = &[
+    "/admin%2f",
+    "/admin/..%2f",
+    "/%2e%2e/admin/",
+    "/../admin/",
+    "/a%00",
+    "/%zz",
+    "/adm%4",
+];
+
+/// curl printing only the status of its answer.
+const CURL_STATUS: &[&str] = &[
+    "curl",
+    "-sS",
+    "--max-time",
+    "10",
+    "-o",
+    "/dev/null",
+    "-w",
+    "%{http_code}",
+];
+
+/// The status of the switch's or backend's answer to each raw `GET {target}?m={mark}`.
+fn statuses(tb: &Testbed, targets: &[(&str, String)]) -> Vec<u16> {
+    let reqs: Vec<String> = targets
+        .iter()
+        .map(|(t, mark)| {
+            let head = format!("GET {t}?m={mark} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            head.bytes().map(|b| format!("{b:02x}")).collect()
+        })
+        .collect();
+    let script = format!(
+        r#"
+import socket
+for h in {reqs:?}:
+    s = socket.create_connection(("{vip}", 80), timeout=5)
+    s.sendall(bytes.fromhex(h))
+    data = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    line = data.split(b"\r\n", 1)[0].decode("latin-1")
+    print(line.split(" ")[1] if line.startswith("HTTP/1.") else "0")
+"#,
+        vip = tb.ip(0, 10)
+    );
+    let out = tb.exec("cli", &["python3", "-c", &script], Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap_or(0))
+        .collect()
+}
+
+/// The access-log lines of all backends that contain `marker`.
+fn logged(tb: &Testbed, marker: &str) -> Vec<String> {
+    ["be1", "be2", "be3"]
+        .iter()
+        .flat_map(|b| {
+            std::fs::read_to_string(format!("/tmp/{}-testbed/{b}/access.log", tb.name))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(marker))
+                .map(|l| format!("{b}: {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn deny_holds_on_every_spelling() {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up("wsnrm", 185);
+    let mut c = tb.config(1);
+    c["vips"][0]["forward_normalized_path"] = true.into();
+    c["tcp"]["closed_linger_ms"] = 300.into();
+    let rules = c["rules"].as_array_mut().unwrap();
+    rules.insert(
+        0,
+        json!({ "name": "deny-admin", "match": { "path_prefix": "/admin/" },
+                "action": { "deny": {} } }),
+    );
+    let sw = Switch::start(&tb, &c);
+
+    // Allowed, spelled oddly: reaches a backend, normalised.
+    let got = statuses(&tb, &[("/x/..//who%61mi", "wsn-fwd".to_string())]);
+    assert_eq!(got, [200], "/x/..//who%61mi is /whoami");
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = logged(&tb, "m=wsn-fwd");
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert!(
+        seen[0].contains("GET /whoami?m=wsn-fwd "),
+        "the backend got the normalised target: {}",
+        seen[0]
+    );
+
+    for (targets, status, tag) in [(DENIED, 403, "d"), (REFUSED, 400, "r")] {
+        let marked: Vec<_> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, format!("wsn-{tag}{i}")))
+            .collect();
+        let got = statuses(&tb, &marked);
+        assert_eq!(got.len(), targets.len(), "{got:?}");
+        for (t, s) in targets.iter().zip(&got) {
+            assert_eq!(*s, status, "{t}");
+        }
+    }
+
+    // curl, with its own path handling off.
+    let url = format!("http://{}/static/../%61dmin/x?m=wsn-curl", tb.ip(0, 10));
+    let mut curl = CURL_STATUS.to_vec();
+    curl.extend(["--path-as-is", url.as_str()]);
+    let out = tb.exec("cli", &curl, Duration::from_secs(30));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = logged(&tb, "m=wsn-");
+    assert!(
+        seen.iter().all(|l| l.contains("m=wsn-fwd")),
+        "a backend saw a denied or refused request: {seen:#?}"
+    );
+    // Past the closed connections' linger.
+    std::thread::sleep(Duration::from_millis(1000));
+    let fin = sw.stop();
+    assert_eq!(counter(&fin, &["total", "flows_live"]), 0);
+    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0);
+    assert_eq!(
+        counter(&fin, &["total", "http_400_sent"]),
+        REFUSED.len() as u64
+    );
+    assert_eq!(
+        counter(&fin, &["total", "rule_answers"]),
+        DENIED.len() as u64 + 1
+    );
+    tb.down();
+}
