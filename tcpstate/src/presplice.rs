@@ -98,6 +98,11 @@ pub enum ClientStep {
         client_next: SeqNumber,
         our_next: SeqNumber,
     },
+    /// Splice mode: this segment starts the next request, whole head included, right
+    /// after a complete response. Check the head: to let it through to the same
+    /// backend, [`PerRequest::continue_with`] it and ask again; otherwise
+    /// [`PerRequest::hold_for_round`] and ask again (it is held for a round of its own).
+    NextHead,
     /// Lend a head buffer with [`PerRequest::lend_held`] and ask again (or `Trim` it to
     /// `keep` yourself if none is left: the bytes after are then retransmitted).
     NeedBuffer { keep: usize },
@@ -156,6 +161,12 @@ pub struct PerRequest {
     store: Option<HeadBuffer>,
     /// Client bytes after the current request: the next round's head buffer.
     held: Option<HeadBuffer>,
+    /// Splice mode: later requests stay on the connection's backend, so one whose
+    /// head arrives whole, in order, after a complete response, may go straight
+    /// through once the caller has checked it ([`ClientStep::NextHead`]).
+    sticky: bool,
+    /// The caller declined the straight path for this round's successor.
+    no_straight: bool,
 }
 
 impl PerRequest {
@@ -173,7 +184,15 @@ impl PerRequest {
             last: false,
             store: None,
             held: None,
+            sticky: false,
+            no_straight: false,
         })
+    }
+
+    /// Splice mode (`true`): later requests are checked against the rules but stay on
+    /// the connection's backend.
+    pub fn set_sticky(&mut self, sticky: bool) {
+        self.sticky = sticky;
     }
 
     /// Whether this round's backend connection saw client bytes twice.
@@ -264,6 +283,7 @@ impl PerRequest {
         self.resp_done_at = None;
         self.tainted = false;
         self.last = false;
+        self.no_straight = false;
         self.c2b_framed = head_start + req.len;
         self.c2b_high = head_start + buffered.len();
         self.b2c_framed = response_start;
@@ -277,6 +297,29 @@ impl PerRequest {
                 Some(n) if req.len + n < buffered.len() => Buffered::More { len: req.len + n },
                 _ => Buffered::One,
             })
+    }
+
+    /// Splice mode, after [`ClientStep::NextHead`]: the request in the segment (its head
+    /// parsed into `req`, the segment's payload `payload` from `seq`) goes straight to
+    /// the same backend; framing moves on to it. Bytes of a further request in the
+    /// same segment are held when asked again.
+    pub fn continue_with(
+        &mut self,
+        req: &RequestHead<'_>,
+        payload: &[u8],
+        seq: SeqNumber,
+    ) -> Result<(), FramingError> {
+        let response_start = self.resp_done_at.unwrap_or(self.b2c_framed);
+        self.start(req, payload, seq, response_start)?;
+        // Nothing of it went out yet: the state machine forwards it next.
+        self.c2b_high = seq;
+        Ok(())
+    }
+
+    /// Splice mode, after [`ClientStep::NextHead`]: the request needs a round of its own
+    /// (the switch answers it, or rewrites its head), so it is held like any other.
+    pub fn hold_for_round(&mut self) {
+        self.no_straight = true;
     }
 
     /// Frames request bytes buffered (from `base`) after [`start`](Self::start), while
@@ -422,6 +465,16 @@ impl PerRequest {
                 }
             }
         };
+        if self.sticky
+            && !self.no_straight
+            && !self.last
+            && seq == done
+            && self.resp_done_at.is_some()
+            && self.held.as_ref().is_none_or(|h| h.contiguous_len() == 0)
+            && rules::http::head_end(payload).is_some()
+        {
+            return ClientStep::NextHead;
+        }
         // Bytes of this segment before the end of the request; what follows them is
         // the next request's and never reaches this backend.
         let stop = done.wrapping_diff(seq).clamp(0, payload.len() as i32) as usize;

@@ -53,6 +53,12 @@ const CURL_STATUS: &[&str] = &[
 
 /// The status of the switch's or backend's answer to each raw `GET {target}?m={mark}`.
 fn statuses(tb: &Testbed, targets: &[(&str, String)]) -> Vec<u16> {
+    statuses_after(tb, None, targets)
+}
+
+/// As [`statuses`], each request sent on a keep-alive connection after `first` (an
+/// allowed request whose whole answer is read first) when it is given.
+fn statuses_after(tb: &Testbed, first: Option<&str>, targets: &[(&str, String)]) -> Vec<u16> {
     let reqs: Vec<String> = targets
         .iter()
         .map(|(t, mark)| {
@@ -63,8 +69,21 @@ fn statuses(tb: &Testbed, targets: &[(&str, String)]) -> Vec<u16> {
     let script = format!(
         r#"
 import socket
+first = {first:?}
 for h in {reqs:?}:
     s = socket.create_connection(("{vip}", 80), timeout=5)
+    if first:
+        # A first request on the same connection, its answer read whole.
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % first).encode())
+        f = s.makefile("rb")
+        n = 0
+        while True:
+            line = f.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                n = int(line.split(b":")[1])
+        f.read(n)
     s.sendall(bytes.fromhex(h))
     data = b""
     try:
@@ -79,7 +98,8 @@ for h in {reqs:?}:
     line = data.split(b"\r\n", 1)[0].decode("latin-1")
     print(line.split(" ")[1] if line.startswith("HTTP/1.") else "0")
 "#,
-        vip = tb.ip(0, 10)
+        vip = tb.ip(0, 10),
+        first = first.unwrap_or("")
     );
     let out = tb.exec("cli", &["python3", "-c", &script], Duration::from_secs(60));
     assert!(
@@ -178,4 +198,67 @@ fn deny_holds_on_every_spelling() {
         DENIED.len() as u64 + 1
     );
     tb.down();
+}
+
+/// Issue 14 point 5: the deny holds on every request of a keep-alive connection, not
+/// only the first, in both modes: each spelling of `/admin/` sent as the second request
+/// after an allowed one gets 403 from the switch, and no backend sees it.
+fn deny_on_keep_alive(name: &str, net: u8, mode: &str, workers: usize) {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up(name, net);
+    let mut c = tb.config(workers);
+    c["vips"][0]["mode"] = mode.into();
+    c["tcp"]["closed_linger_ms"] = 300.into();
+    c["rules"].as_array_mut().unwrap().insert(
+        0,
+        json!({ "name": "deny-admin", "match": { "path_prefix": "/admin/" },
+                "action": { "deny": {} } }),
+    );
+    let sw = Switch::start(&tb, &c);
+    let marked: Vec<_> = DENIED
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (*t, format!("wsk-{i}")))
+        .collect();
+    let got = statuses_after(&tb, Some("/index.html?m=wsk-first"), &marked);
+    assert_eq!(got.len(), DENIED.len(), "{got:?}");
+    for (t, s) in DENIED.iter().zip(&got) {
+        assert_eq!(
+            *s, 403,
+            "{t} as the second request of a keep-alive connection"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = logged(&tb, "m=wsk-");
+    assert_eq!(
+        seen.iter().filter(|l| l.contains("m=wsk-first")).count(),
+        DENIED.len(),
+        "every first request reached a backend: {seen:#?}"
+    );
+    assert!(
+        seen.iter().all(|l| l.contains("m=wsk-first")),
+        "a backend saw a denied request: {seen:#?}"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let fin = sw.stop();
+    assert_eq!(counter(&fin, &["total", "flows_live"]), 0);
+    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0);
+    assert_eq!(
+        counter(&fin, &["total", "rule_answers"]),
+        DENIED.len() as u64
+    );
+    tb.down();
+}
+
+#[test]
+fn deny_on_keep_alive_splice_one_worker() {
+    deny_on_keep_alive("wsk1", 186, "splice", 1);
+}
+
+#[test]
+fn deny_on_keep_alive_presplice_two_workers() {
+    deny_on_keep_alive("wsk2", 187, "presplice", 2);
 }

@@ -514,6 +514,8 @@ fn client_address(name: &str, net: u8, workers: usize) {
     let client = tb.ip(0, 2);
     let switch = tb.ip(1, 1);
     let url = |path: &str| format!("http://{vip}{path}");
+    // X-Forwarded-For insertions (one per request) and PROXY headers (one per backend
+    // connection).
     let (mut xff_conns, mut pp_conns) = (0u64, 0u64);
 
     // X-Forwarded-For, one request: nginx (realip on 8080) logs the client's address.
@@ -626,10 +628,12 @@ fn client_address(name: &str, net: u8, workers: usize) {
         assert_eq!(l.conn, ls[0].conn, "one backend connection: {}", l.raw);
         assert_eq!(l.req, i as u64 + 1, "{}", l.raw);
         assert_eq!(l.status, 200, "{}", l.raw);
+        // Every request of the connection is rewritten (issue 14 point 5), on one
+        // backend connection.
+        assert_eq!(l.xff, client, "{}", l.raw);
+        assert_eq!(l.remote, client, "{}", l.raw);
     }
-    assert_eq!(ls[0].xff, client, "{}", ls[0].raw);
-    assert_eq!(ls[0].remote, client, "{}", ls[0].raw);
-    xff_conns += 1;
+    xff_conns += 3;
 
     // PROXY v1 and v2: one request, then three on one keep-alive connection; every
     // request shows the client's address and port (nginx reads the header once per
@@ -707,10 +711,12 @@ fn client_address(name: &str, net: u8, workers: usize) {
         removed_so_far,
         "nothing to remove since"
     );
-    for (rule, hits) in [("to-xff", 4), ("to-xffa", 1), ("to-pp1", 2), ("to-pp2", 2)] {
+    // Every request is checked against the rules, keep-alive ones too (issue 14 point 5):
+    // three of each keep-alive connection's requests count.
+    for (rule, hits) in [("to-xff", 6), ("to-xffa", 1), ("to-pp1", 4), ("to-pp2", 4)] {
         assert_eq!(named(&st, "rules", rule)["hits"], hits, "hits of {rule}");
     }
-    for (pool, requests) in [("xff", 4), ("xffa", 1), ("pp1", 2), ("pp2", 2)] {
+    for (pool, requests) in [("xff", 6), ("xffa", 1), ("pp1", 4), ("pp2", 4)] {
         assert_eq!(
             named(&st, "pools", pool)["requests"],
             requests,
@@ -927,9 +933,10 @@ fn transfer_round(tb: &Testbed, pool: &str, tag: &str) {
         "{tag}: 1 MB PUT on the keep-alive connection"
     );
     let _ = std::fs::remove_file(&small);
-    // the address arrived with the first request
+    // the address arrived with every request
     let client = tb.ip(0, 2);
     assert_eq!(l1.1.remote, client, "{tag}: {}", l1.1.raw);
+    assert_eq!(l2.1.remote, client, "{tag}: {}", l2.1.raw);
     let dl = wait_lines(tb, &format!("m=opb-{tag}-dl"), 1)[0].1.clone();
     assert_eq!(dl.remote, client, "{tag}: {}", dl.raw);
 }
@@ -973,8 +980,9 @@ fn big_transfers_with_client_address() {
 
     let st = ctl.stats();
     eprintln!("totals: {}", st["total"]);
-    // xff-clean and xff-impaired: 2 connections each (100 MB down, 100 MB up) + 1 keep-alive
-    assert_eq!(total(&st, "xff_inserted"), 6, "xff_inserted");
+    // xff-clean and xff-impaired: 2 connections each (100 MB down, 100 MB up) + a
+    // keep-alive one with 2 requests, each rewritten
+    assert_eq!(total(&st, "xff_inserted"), 8, "xff_inserted");
     assert_eq!(total(&st, "proxy_headers_sent"), 3, "proxy_headers_sent");
     drop(ctl);
     let fin = stop_clean(sw);

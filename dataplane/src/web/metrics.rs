@@ -237,8 +237,23 @@ impl Collector for SwitchCollector {
             ),
             (
                 "webswitch_presplice_fallbacks",
-                "Presplice connections left spliced to their backend (pipelining, unframable traffic).",
+                "Connections upgraded (101) and left opaque: no request framing after.",
                 Counter::PrespliceFallbacks,
+            ),
+            (
+                "webswitch_presplice_held",
+                "Segments trimmed because their bytes belong to a later request (held for its round).",
+                Counter::PrespliceHeld,
+            ),
+            (
+                "webswitch_presplice_hold_refused",
+                "Bytes of a later request not held for want of a buffer (the client retransmits them).",
+                Counter::PrespliceHoldRefused,
+            ),
+            (
+                "webswitch_presplice_aborts",
+                "Connections reset because their messages could not be framed (no guessing).",
+                Counter::PrespliceAborts,
             ),
             (
                 "webswitch_warm_opened",

@@ -72,11 +72,13 @@ struct Meta {
     /// this core's scheduler load; cleared when it closes (not when the entry is
     /// forgotten after the linger).
     backend_held: bool,
-    /// Accepted on a presplice VIP: every request is routed.
-    per_request_vip: bool,
     /// A presplice round started with a whole head already held: route it once the
     /// segment that started the round has been processed.
     route_pending: bool,
+    /// Splice mode: every request is checked against the rules, but all go to the
+    /// backend the first one was sent to (`sticky_backend`).
+    sticky: bool,
+    sticky_backend: Option<u16>,
 }
 
 impl Meta {
@@ -112,8 +114,9 @@ impl Default for Meta {
             queue_ticket: 0,
             queue_slot: 0,
             backend_held: false,
-            per_request_vip: false,
             route_pending: false,
+            sticky: false,
+            sticky_backend: None,
         }
     }
 }
@@ -384,15 +387,16 @@ impl Worker {
                 return;
             }
         };
+        let per_request_vip = self.shared.addrs[p]
+            .per_request
+            .get(vip)
+            .copied()
+            .unwrap_or(false);
         self.tcp.meta[id as usize] = Meta {
             client_mac: rx.src_mac,
             client_port: p,
             accept_us: self.now_us(),
-            per_request_vip: self.shared.addrs[p]
-                .per_request
-                .get(vip)
-                .copied()
-                .unwrap_or(false),
+            sticky: !per_request_vip,
             ..Meta::default()
         };
         self.stats().add(Counter::ConnsAccepted, 1);
@@ -660,12 +664,21 @@ impl Worker {
         let rt = Arc::clone(&self.tcp.rt);
         let mut buf = self.tcp.rewrite_bufs.pop().unwrap_or_default();
         self.tcp.meta[id as usize].route_pending = false;
-        let mut pr = self.tcp.meta[id as usize].per_request_vip.then(|| {
+        // Every request of a connection is framed, in both modes: in presplice mode to
+        // route each, in splice mode to check each against the rules.
+        let sticky = self.tcp.meta[id as usize].sticky;
+        let mut pr = Some(
             self.tcp.per_request[id as usize]
                 .take()
                 .or_else(|| self.tcp.pr_pool.pop())
-                .unwrap_or_else(PerRequest::new)
-        });
+                .unwrap_or_else(PerRequest::new),
+        );
+        if let Some(pr) = pr.as_mut() {
+            pr.set_sticky(sticky);
+        }
+        // Splice mode after the first request: the connection keeps its pool.
+        let kept_pool = (sticky && self.tcp.meta[id as usize].sticky_backend.is_some())
+            .then_some(self.tcp.pool_of[id as usize]);
         // Presplice: how the buffered bytes divide between this request and the next.
         let mut framed: Option<Result<Buffered, _>> = None;
         let mut rewrite = Rewrite::None;
@@ -699,7 +712,7 @@ impl Worker {
                     }
                     match action {
                         Action::Pool(p) => {
-                            let p = *p;
+                            let p = kept_pool.unwrap_or(*p);
                             meta.pool = Some(p as u16);
                             // RFC 9110 9.2.2: these may be sent again without harm.
                             retry_ok = matches!(
@@ -856,6 +869,12 @@ impl Worker {
     fn pick_backend(&mut self, id: ConnId, pool: usize) -> Option<usize> {
         let n = self.tcp.pools.members(pool).len();
         let meta = self.tcp.meta[id as usize];
+        if let Some(b) = meta.sticky_backend.map(usize::from) {
+            // Splice mode: the connection's backend, while it can take it.
+            if !meta.tried(b) && self.tcp.pools.is_usable(b) && !self.at_limit(b) {
+                return Some(b);
+            }
+        }
         let mut any_tried = false;
         for k in 0..n {
             let b = self.tcp.pools.members(pool)[k];
@@ -1033,6 +1052,9 @@ impl Worker {
             // Another core took the last slot since `pick_backend` looked.
             self.enqueue(id, pool, now_ms);
             return;
+        }
+        if self.tcp.meta[id as usize].sticky {
+            self.tcp.meta[id as usize].sticky_backend = Some(b as u16);
         }
         if let Some((key, side)) = self.take_warm(b, id) {
             // A warm connection: no backend handshake on this request's path.

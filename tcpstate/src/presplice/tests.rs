@@ -293,3 +293,61 @@ fn a_response_head_split_across_segments_and_reordered() {
     }
     assert_eq!(pr.response_end(), Some(SeqNumber(R0) + head.len()));
 }
+
+#[test]
+fn splice_mode_lets_a_checked_request_straight_through() {
+    let (mut pr, _) = started(GET);
+    pr.set_sticky(true);
+    let done = SeqNumber(C0) + GET.len();
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let never = |_| false;
+    // Before the response is complete: held for a round, as in presplice.
+    let next = b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    let early = seg(done, next.len(), Some(SeqNumber(R0)), 0);
+    assert_eq!(
+        pr.client_step(&early, next, never, false),
+        ClientStep::NeedBuffer { keep: 0 }
+    );
+    let mut pr2 = started(GET).0;
+    pr2.set_sticky(true);
+    assert_eq!(backend(&mut pr2, R0, resp), BackendStep::Pass);
+    let r = SeqNumber(R0) + resp.len();
+    // After it: the caller checks the head and lets it through.
+    let s = seg(done, next.len(), Some(r), 0);
+    assert_eq!(
+        pr2.client_step(&s, next, never, false),
+        ClientStep::NextHead
+    );
+    let req = rules::http::parse_request(next).unwrap();
+    pr2.continue_with(&req, next, done).unwrap();
+    assert_eq!(pr2.client_step(&s, next, never, false), ClientStep::Pass);
+    assert_eq!(pr2.client_commit(done, next), None);
+    assert!(!pr2.tainted());
+    assert_eq!(pr2.request_end(), Some(done + next.len()));
+    // Its response continues the stream.
+    assert_eq!(
+        backend(&mut pr2, R0 + resp.len() as u32, resp),
+        BackendStep::Pass
+    );
+    assert_eq!(pr2.response_end(), Some(r + resp.len()));
+    // A request the caller will not let through is held for a round of its own.
+    let done2 = done + next.len();
+    let s = seg(done2, next.len(), Some(r + resp.len()), 0);
+    assert_eq!(
+        pr2.client_step(&s, next, never, false),
+        ClientStep::NextHead
+    );
+    pr2.hold_for_round();
+    assert_eq!(
+        pr2.client_step(&s, next, never, false),
+        ClientStep::NeedBuffer { keep: 0 }
+    );
+    pr2.lend_held(buffer());
+    assert_eq!(
+        pr2.client_step(&s, next, never, false),
+        ClientStep::NextRound {
+            client_next: done2,
+            our_next: r + resp.len()
+        }
+    );
+}

@@ -12,8 +12,12 @@
 //!          routes it, splices onto backend B from the client's current sequence
 //!          number, and B's response continues the client's stream where A's ended.
 //! ```
+use std::sync::Arc;
 use tcpstate::conn::{Emit, Outputs, SegmentInfo, State};
 use tcpstate::flow::ConnId;
+
+use rules::framing::FramingError;
+use rules::http;
 use tcpstate::presplice::{BackendStep, Buffered, ClientStep, Lost};
 use tcpstate::wire::SeqNumber;
 
@@ -147,6 +151,12 @@ impl Worker {
                         }
                     }
                 }
+                ClientStep::NextHead => {
+                    if let Err(e) = self.straight_through(id, seg, payload) {
+                        self.presplice_abort(id, Lost::Framing(e), now_ms);
+                        return Go::Drop;
+                    }
+                }
                 ClientStep::NextRound {
                     client_next,
                     our_next,
@@ -164,6 +174,54 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Splice mode: the next request arrived whole, right after a complete response.
+    /// If the rules send it to a pool and its head needs no rewrite, it goes straight
+    /// to the connection's backend (counted as routed there); otherwise it is held for
+    /// a round of its own, where the switch answers or rewrites it.
+    fn straight_through(
+        &mut self,
+        id: ConnId,
+        seg: &SegmentInfo,
+        payload: &[u8],
+    ) -> Result<(), FramingError> {
+        let rt = Arc::clone(&self.tcp.rt);
+        let pool = self.tcp.pool_of[id as usize];
+        let vip = self.tcp.flows.get(id).map(|c| c.client.local_ip);
+        let end = http::head_end(payload).unwrap_or(payload.len());
+        let straight = match http::parse_request(&payload[..end]) {
+            Ok(req) => {
+                let (rule, action) = rt.router.decide(&req);
+                // An X-Forwarded-For pool rewrites every head (a PROXY header goes
+                // once per backend connection, not per request).
+                let rewrites = rt.config.pools.get(pool).is_some_and(|p| {
+                    p.client_address == rules::config::ClientAddress::XForwardedFor
+                }) || vip.is_some_and(|v| rt.config.forwards_normalized_path(v));
+                if matches!(action, rules::Action::Pool(_)) && !rewrites {
+                    if let Some(pr) = self.tcp.per_request[id as usize].as_mut() {
+                        pr.continue_with(&req, payload, seg.seq)?;
+                    }
+                    let stats = &self.shared.stats[self.index];
+                    if let Some(r) = rule {
+                        crate::stats::bump(&stats.rule_hits[rt.rule_slot[r]], 1);
+                    }
+                    crate::stats::bump(&stats.pool_requests[rt.pool_slot[pool]], 1);
+                    self.stats().add(Counter::RequestsRouted, 1);
+                    true
+                } else {
+                    false
+                }
+            }
+            // Refused in a round of its own, before the backend sees it.
+            Err(_) => false,
+        };
+        if !straight {
+            if let Some(pr) = self.tcp.per_request[id as usize].as_mut() {
+                pr.hold_for_round();
+            }
+        }
+        Ok(())
     }
 
     /// After the state machine decided to forward a client segment of presplice
@@ -310,7 +368,23 @@ impl Worker {
         };
         // The previous backend connection is done (its response complete and acked):
         // back to its warm pool if it has one, else reset and forgotten.
-        if tainted || !self.return_warm(id, our_next, now_ms) {
+        // Splice mode keeps its backend: the connection goes to the warm pool even
+        // where the pool keeps none, and the round's connect takes it back.
+        // (Not for a PROXY pool: a new backend connection, with its PROXY header.)
+        let proxy = self
+            .tcp
+            .rt
+            .config
+            .pools
+            .get(self.tcp.pool_of[id as usize])
+            .is_some_and(|p| {
+                matches!(
+                    p.client_address,
+                    rules::config::ClientAddress::ProxyV1 | rules::config::ClientAddress::ProxyV2
+                )
+            });
+        let keep = self.tcp.meta[id as usize].sticky && !proxy;
+        if tainted || !self.return_warm(id, our_next, now_ms, keep) {
             let mut out = Outputs::default();
             if let Some(c) = self.tcp.flows.get_mut(id) {
                 c.abort_backend(&mut out);

@@ -94,13 +94,21 @@ impl Worker {
     }
 
     /// Gives `id`'s backend connection back to its warm pool, if its exchange ended
-    /// cleanly and the pool wants it; `false`: the caller must let it go.
-    pub(super) fn return_warm(&mut self, id: ConnId, our_next: SeqNumber, now_ms: u64) -> bool {
+    /// cleanly and the pool wants it (`keep`: whether it wants it or not, for the
+    /// connection's own next request in splice mode, taken back at once); `false`: the
+    /// caller must let it go.
+    pub(super) fn return_warm(
+        &mut self,
+        id: ConnId,
+        our_next: SeqNumber,
+        now_ms: u64,
+        keep: bool,
+    ) -> bool {
         let Some(b) = self.tcp.flows.get(id).and_then(|c| c.backend).map(|t| t.id) else {
             return false;
         };
         let (_, max_idle) = self.tcp.rt.warm.get(b).copied().unwrap_or((0, 0));
-        if self.tcp.warm_count[b] >= max_idle || !self.tcp.pools.is_usable(b) {
+        if (!keep && self.tcp.warm_count[b] >= max_idle) || !self.tcp.pools.is_usable(b) {
             return false;
         }
         let Some((target, side)) = self.tcp.flows.get_mut(id).and_then(|c| c.detach(our_next))
