@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""nfq_reorder.py: NFQUEUE consumer that reorders TCP packets for the webswitch testbed.
+"""nfq_reorder.py: NFQUEUE consumer that reorders and delays TCP packets for the webswitch testbed.
 
-Started by `testbed.sh impair --reorder PCT` inside a testbed namespace (P-cli or P-br); see
+Started by `testbed.sh impair --reorder PCT` and/or `--delay MS` inside a testbed namespace (P-cli or P-br); see
 docs/testbed.md. Standard library only: it speaks nfnetlink_queue over a raw netlink socket, so it
 needs neither libnetfilter_queue nor pip packages.
 
@@ -10,6 +10,18 @@ role, so the decision stream is reproducible), the verdict is withheld: the pack
 --gap later packets of the same TCP flow (same 5-tuple, same direction) have been accepted, or
 --max-ms milliseconds have passed, whichever comes first; then it is accepted. A held packet that
 at least one later packet of its flow overtook counts as "reordered". Nothing is ever dropped here.
+
+With --delay-ms D > 0 every TCP packet also waits D ms in a FIFO "delay line" before its verdict:
+a packet enters the line when it would otherwise be accepted (at once, or when a reorder hold ends),
+so the line keeps the reordering and adds D ms to every packet ("delayed" counts them, and
+"delay_ms_sum" the time from their arrival here to their verdict, reorder holds included).
+
+--steal-queue Q (role cli, the client's own OUTPUT): packets of queue Q are copied whole and dropped
+at once, and the copy is sent from a raw socket (marked --mark, which the queue rule skips) when it
+would have been accepted. A packet the sender's own stack holds still counts against its socket
+(TCP small queues: at most ~1 ms of the pacing rate below TCP), which throttles a sender whose own
+packets wait for their delay ~5-fold or more; netem orphans them for the same reason. So delay and
+reordering of the client's packets happen off its socket, as they would in the network.
 
 Roles decide which link and direction a packet belongs to (for the counters):
   cli  queue in P-cli: hook LOCAL_OUT (OUTPUT -o cli0) = client/to_switch,
@@ -22,6 +34,7 @@ every 0.5 s while they change, at once on SIGUSR1, and at exit. SIGTERM/SIGINT: 
 write the counters, exit 0.
 """
 import argparse
+import collections
 import errno
 import json
 import os
@@ -64,13 +77,15 @@ NFQA_IFINDEX_PHYSINDEV = 7
 NFQA_IFINDEX_PHYSOUTDEV = 8
 NFQA_PAYLOAD = 10
 
+NF_DROP = 0
 NF_ACCEPT = 1
 NF_INET_LOCAL_IN = 1
 NF_INET_LOCAL_OUT = 3
 
 # IPv4 header (up to 60 bytes) + TCP ports: all a flow key needs
 COPY_RANGE = 64
-COUNTERS = ("packets", "held", "reordered", "overtakes", "released_by_gap", "released_by_timeout")
+COUNTERS = ("packets", "held", "reordered", "overtakes", "released_by_gap", "released_by_timeout", "delayed",
+            "stolen")
 
 
 def nlmsg(msg_type, flags, seq, payload):
@@ -103,6 +118,9 @@ class Reorderer:
         self.pct = args.pct
         self.gap = max(1, args.gap)
         self.max_s = args.max_ms / 1000.0
+        self.delay_s = max(0.0, args.delay_ms) / 1000.0
+        # the delay line: (due, res_id, pkt_id, stats, arrived), due times in arrival order
+        self.line = collections.deque()
         self.rng = random.Random(f"{args.seed}:{args.role}")
         self.stats = {}
         self.held = {}  # flow key -> list of held entries
@@ -111,7 +129,7 @@ class Reorderer:
         self.seq = 0
         self.stats_seq = 0
         self.dirty = True
-        self.errors = {"enobufs": 0, "bad_messages": 0, "not_tcp": 0, "netlink_errors": 0}
+        self.errors = {"enobufs": 0, "bad_messages": 0, "not_tcp": 0, "netlink_errors": 0, "resend_errors": 0}
         self.ifnames = {}
         self.stop = False
         self.want_stats = False
@@ -128,6 +146,16 @@ class Reorderer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         self.sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
         self.sock.bind((0, 0))
+        self.steal = set(args.steal_queue or [])
+        self.raw = None
+        if self.steal:
+            self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, args.mark)
+            try:
+                self.raw.setsockopt(socket.SOL_SOCKET, 32, 16 << 20)  # SO_SNDBUFFORCE
+            except OSError:
+                self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 << 20)
+            self.raw.setblocking(False)
 
     # ---- netlink configuration ----------------------------------------------------------
     def request(self, payload_type, payload):
@@ -154,19 +182,20 @@ class Reorderer:
         raise TimeoutError("no netlink ack")
 
     def bind(self):
-        for q in self.queues:
+        for q in self.queues + sorted(self.steal):
             self.request(NFQNL_MSG_CONFIG,
                          nfgen(q) + nla(NFQA_CFG_CMD, struct.pack("=BB", NFQNL_CFG_CMD_BIND, 0)
                                         + struct.pack(">H", socket.AF_INET)))
             self.request(NFQNL_MSG_CONFIG,
                          nfgen(q)
-                         + nla(NFQA_CFG_PARAMS, struct.pack(">IB", COPY_RANGE, NFQNL_COPY_PACKET))
+                         + nla(NFQA_CFG_PARAMS, struct.pack(">IB", 65535 if q in self.steal else COPY_RANGE,
+                                                             NFQNL_COPY_PACKET))
                          + nla(NFQA_CFG_QUEUE_MAXLEN, struct.pack(">I", 65536))
                          + nla(NFQA_CFG_MASK, struct.pack(">I", NFQA_CFG_F_FAIL_OPEN))
                          + nla(NFQA_CFG_FLAGS, struct.pack(">I", NFQA_CFG_F_FAIL_OPEN)))
 
     def unbind(self):
-        for q in self.queues:
+        for q in self.queues + sorted(self.steal):
             try:
                 self.request(NFQNL_MSG_CONFIG,
                              nfgen(q) + nla(NFQA_CFG_CMD, struct.pack("=BB", NFQNL_CFG_CMD_UNBIND, 0)
@@ -175,11 +204,27 @@ class Reorderer:
                 pass
 
     # ---- verdicts -----------------------------------------------------------------------
-    def accept(self, res_id, pkt_id):
+    def accept(self, res_id, pkt_id, verdict=NF_ACCEPT):
+        """Lets a packet go: its verdict, or (res_id None) sends the stolen copy pkt_id."""
+        if res_id is None:
+            self.resend(pkt_id)
+            return
         self.verdicts += nlmsg((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_VERDICT, NLM_F_REQUEST, 0,
-                               nfgen(res_id) + nla(NFQA_VERDICT_HDR, struct.pack(">II", NF_ACCEPT, pkt_id)))
+                               nfgen(res_id) + nla(NFQA_VERDICT_HDR, struct.pack(">II", verdict, pkt_id)))
         if len(self.verdicts) > 32768:
             self.flush()
+
+    def resend(self, data):
+        dst = socket.inet_ntoa(data[16:20])
+        for _ in range(100):
+            try:
+                self.raw.sendto(data, (dst, 0))
+                return
+            except (BlockingIOError, InterruptedError):
+                time.sleep(0.0002)
+            except OSError:
+                break
+        self.errors["resend_errors"] += 1
 
     def flush(self):
         if not self.verdicts:
@@ -229,6 +274,7 @@ class Reorderer:
         if st is None:
             st = self.stats[key] = dict.fromkeys(COUNTERS, 0)
             st["max_held_at_once"] = 0
+            st["delay_ms_sum"] = 0.0
         return st
 
     # ---- packets ------------------------------------------------------------------------
@@ -262,16 +308,22 @@ class Reorderer:
             self.errors["not_tcp"] += 1
             self.accept(res_id, pkt_id)
             return
+        if res_id in self.steal:
+            # the sender's stack lets go of it now; the copy goes out when it is due
+            a, b = payload
+            self.accept(res_id, pkt_id, NF_DROP)
+            res_id, pkt_id = None, bytes(buf[a:b])
+            st["stolen"] += 1
         if self.pct > 0 and self.nheld < self.args.max_held and self.rng.random() * 100.0 < self.pct:
-            entry = [pkt_id, res_id, self.gap, now + self.max_s, 0, st]
+            entry = [pkt_id, res_id, self.gap, now + self.max_s, 0, st, now]
             self.held.setdefault(key, []).append(entry)
             self.nheld += 1
             st["held"] += 1
             if self.nheld > st["max_held_at_once"]:
                 st["max_held_at_once"] = self.nheld
             return
-        # accepted now: it overtakes every packet of its flow that is held
-        self.accept(res_id, pkt_id)
+        # let go now: it overtakes every packet of its flow that is held
+        self.forward(res_id, pkt_id, st, now, now)
         entries = self.held.get(key)
         if entries:
             keep = []
@@ -279,7 +331,7 @@ class Reorderer:
                 e[2] -= 1
                 e[4] += 1
                 if e[2] <= 0:
-                    self.release(e, "released_by_gap")
+                    self.release(e, "released_by_gap", now)
                 else:
                     keep.append(e)
             if keep:
@@ -287,8 +339,26 @@ class Reorderer:
             else:
                 del self.held[key]
 
-    def release(self, e, why):
-        self.accept(e[1], e[0])
+    def forward(self, res_id, pkt_id, st, arrived, now):
+        """A packet no longer held for reordering: accepted now, or after the delay."""
+        if self.delay_s <= 0:
+            self.accept(res_id, pkt_id)
+            return
+        self.line.append((now + self.delay_s, res_id, pkt_id, st, arrived))
+
+    def pump(self, now, everything=False):
+        """Accepts what is due in the delay line; returns the next due time (or None)."""
+        line = self.line
+        while line and (everything or line[0][0] <= now):
+            _due, res_id, pkt_id, st, arrived = line.popleft()
+            self.accept(res_id, pkt_id)
+            st["delayed"] += 1
+            st["delay_ms_sum"] += (now - arrived) * 1000.0
+            self.dirty = True
+        return line[0][0] if line else None
+
+    def release(self, e, why, now):
+        self.forward(e[1], e[0], e[5], e[6], now)
         self.nheld -= 1
         st = e[5]
         st[why] += 1
@@ -305,7 +375,7 @@ class Reorderer:
             keep = []
             for e in self.held[key]:
                 if everything or e[3] <= now:
-                    self.release(e, "released_by_timeout")
+                    self.release(e, "released_by_timeout", now)
                 else:
                     keep.append(e)
                     if nearest is None or e[3] < nearest:
@@ -332,8 +402,10 @@ class Reorderer:
                     self.errors["netlink_errors"] += 1
             off += (length + 3) & ~3
 
-    def drain(self, buf, now, limit=512):
-        for _ in range(limit):
+    def drain(self, buf, limit=512):
+        """Reads up to `limit` queued packets, timing each; with a delay line, what falls due
+        meanwhile is let go every 32 packets (a busy consumer must not add its own delay)."""
+        for i in range(limit):
             try:
                 n = self.sock.recv_into(buf, len(buf), socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
@@ -343,7 +415,11 @@ class Reorderer:
                     self.errors["enobufs"] += 1
                     continue
                 raise
+            now = time.monotonic()
             self.receive(buf, n, now)
+            if self.line and i % 32 == 31:
+                self.pump(now)
+                self.flush()
 
     # ---- counters -----------------------------------------------------------------------
     def kernel_queues(self):
@@ -352,7 +428,7 @@ class Reorderer:
             with open("/proc/net/netfilter/nfnetlink_queue") as f:
                 for line in f:
                     v = line.split()
-                    if len(v) >= 8 and int(v[0]) in self.queues:
+                    if len(v) >= 8 and (int(v[0]) in self.queues or int(v[0]) in self.steal):
                         out[v[0]] = {"portid": int(v[1]), "waiting": int(v[2]),
                                      "queue_dropped": int(v[5]), "user_dropped": int(v[6]),
                                      "id_sequence": int(v[7])}
@@ -364,9 +440,10 @@ class Reorderer:
         self.stats_seq += 1
         links = {}
         for (link, d), st in sorted(self.stats.items()):
-            links.setdefault(link, {})[d] = dict(st)
+            links.setdefault(link, {})[d] = dict(st, delay_ms_sum=round(st["delay_ms_sum"], 3))
         doc = {"role": self.role, "pid": os.getpid(), "queues": self.queues, "pct": self.pct,
-               "gap": self.gap, "max_ms": self.args.max_ms, "seed": self.args.seed,
+               "gap": self.gap, "max_ms": self.args.max_ms, "delay_ms": self.args.delay_ms,
+               "seed": self.args.seed, "in_delay_line": len(self.line),
                "seq": self.stats_seq, "final": final, "time": time.time(),
                "uptime_s": round(time.time() - self.started, 3), "held_now": self.nheld,
                "errors": self.errors, "kernel": self.kernel_queues(), "links": links}
@@ -384,6 +461,8 @@ class Reorderer:
         last_write = 0.0
         while not self.stop:
             now = time.monotonic()
+            if self.line and (nearest is None or self.line[0][0] < nearest):
+                nearest = self.line[0][0]
             timeout = 0.2 if nearest is None else min(0.2, max(0.0, nearest - now))
             try:
                 ready, _, _ = select.select([self.sock, self.wake_r], [], [], timeout)
@@ -395,9 +474,12 @@ class Reorderer:
                         pass
                 except (BlockingIOError, InterruptedError):
                     pass
+            self.drain(buf)
             now = time.monotonic()
-            self.drain(buf, now)
             nearest = self.expire(now)
+            due = self.pump(now)
+            if due is not None and (nearest is None or due < nearest):
+                nearest = due
             self.flush()
             if self.want_stats or (self.dirty and now - last_write >= 0.5):
                 self.want_stats = False
@@ -408,8 +490,9 @@ class Reorderer:
         while True:
             now = time.monotonic()
             self.expire(now, everything=True)
-            self.drain(buf, now)
+            self.drain(buf)
             self.expire(now, everything=True)
+            self.pump(now, everything=True)
             self.flush()
             if now >= end:
                 break
@@ -425,6 +508,11 @@ def main():
     ap.add_argument("--pct", type=float, default=0.0, help="hold this percentage of packets")
     ap.add_argument("--gap", type=int, default=3, help="release after this many later packets of the flow")
     ap.add_argument("--max-ms", type=float, default=10.0, help="release after this many ms at the latest")
+    ap.add_argument("--delay-ms", type=float, default=0.0,
+                    help="hold every packet this many ms before its verdict (after any reorder hold)")
+    ap.add_argument("--steal-queue", type=int, action="append",
+                    help="queue whose packets are dropped and re-sent from a raw socket (repeatable)")
+    ap.add_argument("--mark", type=lambda v: int(v, 0), default=0x5753, help="SO_MARK of the re-sent copies")
     ap.add_argument("--max-held", type=int, default=4096, help="hold no more than this many at once")
     ap.add_argument("--seed", default="0")
     ap.add_argument("--stats", required=True, help="JSON counters file")
@@ -456,7 +544,8 @@ def main():
         f.write(f"{os.getpid()}\n")
     os.replace(tmp, args.pidfile)
     print(f"nfq_reorder[{args.role}]: pid {os.getpid()} bound queue(s) {args.queue}, hold {args.pct}% "
-          f"for {r.gap} packets or {args.max_ms} ms, seed {args.seed}", flush=True)
+          f"for {r.gap} packets or {args.max_ms} ms, delay every packet {args.delay_ms} ms, seed {args.seed}",
+          flush=True)
     r.run()
     print(f"nfq_reorder[{args.role}]: exiting", flush=True)
     return 0

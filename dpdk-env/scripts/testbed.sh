@@ -8,12 +8,13 @@
 #            also delete /tmp/$P-testbed (the generated content, incl. 3 x 100 MiB files)
 #   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up
 #   env      print shell-eval-able variables (eval "$(testbed.sh env)")
-#   impair [--loss PCT] [--dup PCT] [--reorder PCT] [--seed N] [--links client,backend]
-#          [--reorder-gap K] [--reorder-ms MS]
-#            (re)apply TCP-only loss/duplication/reordering, both directions, on the client
-#            link and/or every backend link (replaces any earlier impairment; PCT: 0-100,
-#            up to 2 decimals; reorder holds PCT % of packets until K (default 3) later
-#            packets of their flow passed or MS (default 10) ms elapsed)
+#   impair [--loss PCT] [--dup PCT] [--reorder PCT] [--delay MS] [--seed N]
+#          [--links client,backend] [--reorder-gap K] [--reorder-ms MS]
+#            (re)apply TCP-only loss/duplication/reordering/delay, both directions, on the
+#            client link and/or every backend link (replaces any earlier impairment; PCT:
+#            0-100, up to 2 decimals; reorder holds PCT % of packets until K (default 3)
+#            later packets of their flow passed or MS (default 10) ms elapsed; --delay holds
+#            every packet MS ms (0-10000, up to 2 decimals) in each direction of each link)
 #   impair off     remove every impairment (rules, helper veths, NFQUEUE consumers)
 #   impair stats   print JSON counters of what was injected, per link and direction
 #
@@ -299,10 +300,10 @@ write("static/app.js", f"// webswitch testbed: backend {name}\nvar WEBSWITCH_BAC
 write("static/data.json", json.dumps({"backend": name, "index": idx}) + "\n")
 PY
 
-    # 1 MiB and 100 MiB random files, distinct per backend; the 100 MiB one survives
-    # `down` (only `down --purge` removes it) and is reused when its size and .sha256 fit.
+    # 1, 5 and 100 MiB random files, distinct per backend; they survive
+    # `down` (only `down --purge` removes them) and are reused when size and .sha256 fit.
     local f size
-    for f in 1M 100M; do
+    for f in 1M 5M 100M; do
         size=$((${f%M} * 1024 * 1024))
         if [[ -s $www/big/$f.bin.sha256 && -f $www/big/$f.bin ]] &&
             [[ $(stat -c %s "$www/big/$f.bin") -eq $size ]] &&
@@ -634,6 +635,8 @@ IMP_DUP=wsdup0               # in $P-cli: s2c duplicates leave here ...
 IMP_DUP_PEER=wsdup1          # ... and arrive here (same MAC as cli0) into the client's stack
 IMP_Q_CLI=1                  # NFQUEUE numbers (queues are per network namespace)
 IMP_Q_BR=2
+IMP_Q_CLI_OUT=3              # the client's own packets: stolen and re-sent by the consumer
+IMP_MARK=0x5753              # SO_MARK of those copies (the OUTPUT queue rule skips them)
 IMP_TCP="meta protocol ip meta l4proto tcp"   # only IPv4 TCP: never ARP, ICMP, ...
 
 ipt() { # ns args...: iptables-legacy inside a namespace
@@ -712,12 +715,13 @@ impair_off() { # remove every impairment of this testbed; fine if nothing (or no
     rm -rf -- "$IMP_DIR"
 }
 
-start_reorderer() { # role ns queue pct seed gap ms
-    local role=$1 ns=$2 q=$3 pct=$4 seed=$5 gap=$6 ms=$7 i pid
+start_reorderer() { # role ns queue pct seed gap ms delay_ms [consumer args...]
+    local role=$1 ns=$2 q=$3 pct=$4 seed=$5 gap=$6 ms=$7 delay=$8 i pid
+    shift 8
     rm -f "$IMP_DIR/reorder-$role.pid"
     # its own session, stdio on a log file: callers that capture our output never wait on it
     setsid ip netns exec "$ns" python3 "$SCRIPT_DIR/nfq_reorder.py" --role "$role" --queue "$q" \
-        --pct "$pct" --seed "$seed" --gap "$gap" --max-ms "$ms" \
+        --pct "$pct" --seed "$seed" --gap "$gap" --max-ms "$ms" --delay-ms "$delay" "$@" \
         --stats "$IMP_DIR/reorder-$role.json" --pidfile "$IMP_DIR/reorder-$role.pid" \
         </dev/null >>"$IMP_DIR/reorder-$role.log" 2>&1 &
     for i in $(seq 1 100); do
@@ -732,15 +736,16 @@ start_reorderer() { # role ns queue pct seed gap ms
 }
 
 impair_apply() {
-    local loss=0 dup=0 reorder=0 seed="" links="client,backend" gap=3 ms=10
+    local loss=0 dup=0 reorder=0 delay=0 seed="" links="client,backend" gap=3 ms=10
     while (($#)); do
         case $1 in
-            --loss|--dup|--reorder|--seed|--links|--reorder-gap|--reorder-ms)
+            --loss|--dup|--reorder|--delay|--seed|--links|--reorder-gap|--reorder-ms)
                 (($# >= 2)) || die "impair: $1 needs a value"
                 case $1 in
                     --loss) loss=$2 ;;
                     --dup) dup=$2 ;;
                     --reorder) reorder=$2 ;;
+                    --delay) delay=$2 ;;
                     --seed) seed=$2 ;;
                     --links) links=$2 ;;
                     --reorder-gap) gap=$2 ;;
@@ -758,6 +763,17 @@ impair_apply() {
     [[ $seed =~ ^[0-9]{1,18}$ ]] || die "impair: --seed '$seed' is not a number"
     if ! [[ $gap =~ ^[1-9][0-9]{0,3}$ ]]; then die "impair: --reorder-gap '$gap' must be 1-9999"; fi
     if ! [[ $ms =~ ^[1-9][0-9]{0,4}$ ]]; then die "impair: --reorder-ms '$ms' must be 1-99999"; fi
+    # delay in hundredths of a ms (the consumers get it back as a decimal string)
+    local delay_c delay_f
+    [[ $delay =~ ^([0-9]{1,5})(\.([0-9]{1,2}))?$ ]] || die "impair: --delay '$delay' is not a number of ms (0-10000, up to 2 decimals)"
+    delay_f=${BASH_REMATCH[3]}00
+    delay_c=$((10#${BASH_REMATCH[1]} * 100 + 10#${delay_f:0:2}))
+    ((delay_c <= 1000000)) || die "impair: --delay '$delay' is over 10000 ms"
+    local delay_ms
+    delay_ms=$((delay_c / 100)).$(printf '%02d' $((delay_c % 100)))
+    # the NFQUEUE consumers run for reordering, delay, or both
+    local queued=0
+    if ((reorder_bp || delay_c)); then queued=1; fi
     local l on_cli=0 on_be=0
     for l in ${links//,/ }; do
         case $l in
@@ -777,7 +793,7 @@ impair_apply() {
     ((on_cli)) && links_json+=('"client"')
     ((on_be)) && links_json+=('"backend"')
     cat >"$IMP_DIR/params.json" <<EOF
-{"loss_pct": $((loss_bp / 100)).$(printf '%02d' $((loss_bp % 100))), "dup_pct": $((dup_bp / 100)).$(printf '%02d' $((dup_bp % 100))), "reorder_pct": $((reorder_bp / 100)).$(printf '%02d' $((reorder_bp % 100))), "seed": $seed, "reorder_gap": $gap, "reorder_ms": $ms, "links": [$(IFS=,; echo "${links_json[*]}")]}
+{"loss_pct": $((loss_bp / 100)).$(printf '%02d' $((loss_bp % 100))), "dup_pct": $((dup_bp / 100)).$(printf '%02d' $((dup_bp % 100))), "reorder_pct": $((reorder_bp / 100)).$(printf '%02d' $((reorder_bp % 100))), "delay_ms": $delay_ms, "seed": $seed, "reorder_gap": $gap, "reorder_ms": $ms, "links": [$(IFS=,; echo "${links_json[*]}")]}
 EOF
     # pct for the reorderer as a decimal string
     local reorder_pct
@@ -828,10 +844,12 @@ $(rules client from_switch "" "drop" "dup to \"$IMP_DUP\"")
     }
 }
 EOF
-        if ((reorder_bp)); then
-            start_reorderer cli "$NS_CLI" "$IMP_Q_CLI" "$reorder_pct" "$seed" "$gap" "$ms"
+        if ((queued)); then
+            start_reorderer cli "$NS_CLI" "$IMP_Q_CLI" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms" \
+                --steal-queue "$IMP_Q_CLI_OUT" --mark "$IMP_MARK"
             ipt "$NS_CLI" -N ws_impair_out
-            ipt "$NS_CLI" -A ws_impair_out -o "$IF_CLI" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
+            ipt "$NS_CLI" -A ws_impair_out -o "$IF_CLI" -p tcp -m mark ! --mark "$IMP_MARK" \
+                -j NFQUEUE --queue-num "$IMP_Q_CLI_OUT" --queue-bypass
             ipt "$NS_CLI" -I OUTPUT -j ws_impair_out
             ipt "$NS_CLI" -N ws_impair_in
             ipt "$NS_CLI" -A ws_impair_in -i "$IF_CLI" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
@@ -860,15 +878,15 @@ EOF
             echo "    }"
             echo "}"
         } | nsx "$NS_BR" nft -f -
-        if ((reorder_bp)); then
+        if ((queued)); then
             nsx "$NS_BR" sysctl -qw net.bridge.bridge-nf-call-iptables=1 >/dev/null
-            start_reorderer br "$NS_BR" "$IMP_Q_BR" "$reorder_pct" "$seed" "$gap" "$ms"
+            start_reorderer br "$NS_BR" "$IMP_Q_BR" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms"
             ipt "$NS_BR" -N ws_impair_fwd
             ipt "$NS_BR" -A ws_impair_fwd -p tcp -m physdev --physdev-is-bridged -j NFQUEUE --queue-num "$IMP_Q_BR" --queue-bypass
             ipt "$NS_BR" -I FORWARD -j ws_impair_fwd
         fi
     fi
-    say "impair: loss $loss% dup $dup% reorder $reorder_pct% (gap $gap, max $ms ms) seed $seed on $links (TCP/IPv4 only)"
+    say "impair: loss $loss% dup $dup% reorder $reorder_pct% (gap $gap, max $ms ms) delay $delay_ms ms seed $seed on $links (TCP/IPv4 only)"
 }
 
 impair_stats() {
@@ -906,7 +924,7 @@ params = load(os.path.join(imp, "params.json"))
 out = {"testbed": P, "active": params is not None, "params": params, "links": {}, "totals": {},
        "reorderers": {}}
 NFT = ("packets", "drops", "dups")
-REO = ("queued", "held", "reordered", "overtakes", "released_by_gap", "released_by_timeout")
+REO = ("queued", "held", "reordered", "overtakes", "released_by_gap", "released_by_timeout", "delayed", "stolen")
 if params is not None:
     names = (["client"] if "client" in params["links"] else []) + \
             (backends if "backend" in params["links"] else [])
@@ -928,13 +946,17 @@ if params is not None:
         if doc is None:
             continue
         out["reorderers"][role] = {"pid": doc["pid"], "running": os.path.exists(os.path.join(tmp, f"running-{role}")),
-                                   "held_now": doc["held_now"], "errors": doc["errors"], "kernel": doc["kernel"]}
+                                   "held_now": doc["held_now"], "in_delay_line": doc.get("in_delay_line", 0),
+                                   "errors": doc["errors"], "kernel": doc["kernel"]}
         for link, dirs in doc["links"].items():
             for d, st in dirs.items():
                 dst = out["links"].setdefault(link, {}).setdefault(d, dict.fromkeys(NFT + REO, 0))
                 dst["queued"] = st["packets"]
                 for k in REO[1:]:
-                    dst[k] = st[k]
+                    dst[k] = st.get(k, 0)
+                # mean time a delayed packet spent in the consumer (delay plus any reorder hold)
+                if st.get("delayed"):
+                    dst["delay_ms_avg"] = round(st["delay_ms_sum"] / st["delayed"], 3)
     for d in ("to_switch", "from_switch"):
         out["totals"][d] = {k: sum(v.get(d, {}).get(k, 0) for v in out["links"].values()) for k in NFT + REO}
 print(json.dumps(out, indent=2, sort_keys=False))
@@ -989,7 +1011,7 @@ WS_TESTBED_DIR=$DIR
 EOF
 }
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//'; }
 
 cmd=${1:-}
 shift || true

@@ -162,13 +162,19 @@ impl Testbed {
         let stats: Value =
             serde_json::from_str(&self.script(&["impair", "stats"])).expect("impair stats JSON");
         eprintln!("injected: {}", stats["totals"]);
+        let delayed = stats["params"]["delay_ms"].as_f64().unwrap_or(0.0) > 0.0;
         for link in ["client", "be1", "be2", "be3"] {
             for d in ["to_switch", "from_switch"] {
                 let l = &stats["links"][link][d];
                 if counter(l, &["packets"]) < busy {
                     continue; // little traffic on this one: nothing to prove there
                 }
-                for kind in ["drops", "dups", "reordered"] {
+                let kinds: &[&str] = if delayed {
+                    &["drops", "dups", "reordered", "delayed"]
+                } else {
+                    &["drops", "dups", "reordered"]
+                };
+                for &kind in kinds {
                     assert!(
                         counter(l, &[kind]) > 0,
                         "no {kind} injected on {link} {d}: {l}"
@@ -177,6 +183,30 @@ impl Testbed {
             }
         }
         self.script(&["impair", "off"]);
+    }
+
+    /// Runs curl in the client namespace (`-sS --max-time MAX_S`, response headers to a
+    /// file named after `tag`) and returns the answer's `X-Backend` and what `-w` printed;
+    /// panics if curl fails or times out.
+    pub fn curl_backend(&self, tag: &str, max_s: u64, args: &[&str]) -> (String, String) {
+        let hdr = format!("/tmp/{}-{tag}-headers", self.name);
+        let max = max_s.to_string();
+        let mut all = vec!["curl", "-sS", "--max-time", &max, "-D", &hdr];
+        all.extend_from_slice(args);
+        let out = self.exec("cli", &all, Duration::from_secs(max_s + 30));
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let h = std::fs::read_to_string(&hdr).unwrap_or_default();
+        let _ = std::fs::remove_file(&hdr);
+        let be = h
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Backend: "))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| panic!("no X-Backend in {h:?}"));
+        (be, String::from_utf8_lossy(&out.stdout).to_string())
     }
 
     pub fn ns(&self, role: &str) -> String {
@@ -222,6 +252,20 @@ impl Testbed {
         let mut v: Value = serde_json::from_str(&text).expect("example config is JSON");
         v["eal"]["file_prefix"] = Value::from(format!("ws-{}", self.name));
         v
+    }
+
+    /// [`Testbed::config`] with the VIP in `mode: "presplice"`, warm connections (2 to 8
+    /// idle) for the images and apps pools, and a closed-connection linger of 300 ms.
+    pub fn presplice_config(&self, workers: usize) -> Value {
+        let mut c = self.config(workers);
+        c["vips"][0]["mode"] = "presplice".into();
+        for p in c["pools"].as_array_mut().unwrap() {
+            if p["name"] == "images" || p["name"] == "apps" {
+                p["warm"] = serde_json::json!({ "min_idle": 2, "max_idle": 8 });
+            }
+        }
+        c["tcp"]["closed_linger_ms"] = 300.into();
+        c
     }
 
     pub fn down(&self) {

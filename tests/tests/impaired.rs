@@ -9,20 +9,7 @@ use std::time::Duration;
 use webswitch_tests::{counter, root_or_skip, sha256_file, testbed_lock, Switch, Testbed};
 
 fn curl(tb: &Testbed, args: &[&str]) -> String {
-    let hdr = format!("/tmp/{}-imp-headers", tb.name);
-    let mut all = vec!["curl", "-sS", "--max-time", "120", "-D", &hdr];
-    all.extend_from_slice(args);
-    let out = tb.exec("cli", &all, Duration::from_secs(150));
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let h = std::fs::read_to_string(&hdr).unwrap_or_default();
-    h.lines()
-        .find_map(|l| l.strip_prefix("X-Backend: "))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| panic!("no X-Backend in {h:?}"))
+    tb.curl_backend("imp", 120, args).0
 }
 
 fn scenario(name: &str, net: u8, workers: usize) {

@@ -15,16 +15,9 @@ use webswitch_tests::{counter, root_or_skip, testbed_lock, Switch, Testbed};
 /// The example config with the VIP routing every request, and a rule for the chunked
 /// `/slow/` answers.
 fn config(tb: &Testbed, workers: usize) -> Value {
-    let mut c = tb.config(workers);
-    c["vips"][0]["mode"] = "presplice".into();
-    // Warm connections for the images and apps pools (not the default pool, so a new
-    // connection's time to first byte can be compared with and without).
-    for p in c["pools"].as_array_mut().unwrap() {
-        if p["name"] == "images" || p["name"] == "apps" {
-            p["warm"] = json!({ "min_idle": 2, "max_idle": 8 });
-        }
-    }
-    c["tcp"]["closed_linger_ms"] = 300.into();
+    // Warm connections for the images and apps pools only (not the default pool, so a
+    // new connection's time to first byte can be compared with and without).
+    let mut c = tb.presplice_config(workers);
     c["rules"].as_array_mut().unwrap().push(json!(
         { "name": "slow", "match": { "path_prefix": "/slow/" }, "pool": "apps" }
     ));
