@@ -128,7 +128,8 @@ impl SwitchControl {
         let snap = setup::snapshot(&self.shared);
         let mut v = setup::snapshot_json(&snap);
         v["uptime_ms"] = (self.started.elapsed().as_millis() as u64).into();
-        let (rules, pools) = crate::stats::routing_json(&self.shared, &self.rt());
+        let (rules, pools) =
+            crate::stats::routing_json(&self.shared.stats, &self.shared.queue_len, &self.rt());
         v["rules"] = rules;
         v["pools"] = pools;
         v["rates"] = self

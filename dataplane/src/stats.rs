@@ -1,7 +1,7 @@
 //! Per-core counters. Each worker is the only writer of its own cache-aligned block and
 //! updates it with plain relaxed load+store (no locked instruction); the main thread
 //! reads any block at any time. Every drop has a reason, and every reason a counter.
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::hist::{self, Histogram};
 
@@ -277,19 +277,17 @@ pub fn total_json(all: &[&WorkerStats]) -> serde_json::Value {
     m.into()
 }
 
-/// Per-rule hits and per-pool requests and queues, summed over the cores, for the
-/// rules and pools of `rt` (counters live in stable slots, so a rule or pool keeps its
-/// counts across config changes that keep its name).
+/// Per-rule hits and per-pool requests and queues, summed over the cores' `stats`, for
+/// the rules and pools of `rt`; `queue_len` holds the requests waiting per pool slot
+/// (counters live in stable slots, so a rule or pool keeps its counts across config
+/// changes that keep its name).
 pub fn routing_json(
-    shared: &crate::worker::Shared,
+    stats: &[WorkerStats],
+    queue_len: &[AtomicU32],
     rt: &crate::runtime::Runtime,
 ) -> (serde_json::Value, serde_json::Value) {
     let sum = |f: &dyn Fn(&WorkerStats) -> &AtomicU64| -> u64 {
-        shared
-            .stats
-            .iter()
-            .map(|s| f(s).load(Ordering::Relaxed))
-            .sum()
+        stats.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
     };
     let rules: Vec<_> = rt
         .config
@@ -322,7 +320,7 @@ pub fn routing_json(
             serde_json::json!({
                 "name": p.name,
                 "requests": sum(&|s| &s.pool_requests[slot]),
-                "queued": shared.queue_len[slot].load(Ordering::Relaxed),
+                "queued": queue_len[slot].load(Ordering::Relaxed),
                 "queue_timeouts": sum(&|s| &s.pool_queue_timeouts[slot]),
             })
         })

@@ -481,7 +481,7 @@ impl Collector for SwitchCollector {
             "Backends configured in each pool.",
             &pools,
         )?;
-        let (rules_json, pools_json) = crate::stats::routing_json(s, &rt);
+        let (rules_json, pools_json) = crate::stats::routing_json(&s.stats, &s.queue_len, &rt);
         let rows =
             |v: &serde_json::Value, label: &'static str, field: &str| -> Vec<(Labels, u64)> {
                 v.as_array()

@@ -94,7 +94,7 @@ pub(super) fn render(state: &State) -> Value {
                     "flows_live": w.get(Counter::FlowsLive), "drops_total": w.total_drops() })
         })
         .collect();
-    let (rule_counts, pool_counts) = crate::stats::routing_json(s, &rt);
+    let (rule_counts, pool_counts) = crate::stats::routing_json(&s.stats, &s.queue_len, &rt);
     let pools: Vec<Value> = rt
         .config
         .pools

@@ -329,18 +329,7 @@ impl Worker {
         );
         self.stats().add(Counter::PrespliceAborts, 1);
         self.release_per_request(id);
-        let mut out = Outputs::default();
-        let verdict = self.tcp.flows.get_mut(id).map(|c| c.kill(now_ms, &mut out));
-        for e in out.iter() {
-            match e {
-                Emit::ToClient(s) => self.send_to_client(id, &s, now_ms),
-                Emit::ToBackend(s) => self.send_to_backend(id, &s),
-                Emit::Forward => {}
-            }
-        }
-        if let Some(v) = verdict {
-            self.apply_verdict(id, v, now_ms);
-        }
+        self.kill_conn(id, now_ms);
     }
 
     /// Ends the finished exchange on `id` and readies it to read its next request
