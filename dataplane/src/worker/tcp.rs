@@ -1054,6 +1054,7 @@ impl Worker {
                     self.send_to_backend(id, &s);
                 }
             }
+            self.warm_refill(b, now_ms);
             return;
         }
         let Some(local_port) = self.pick_local_port(route) else {
