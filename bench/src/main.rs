@@ -538,6 +538,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             ttfb: out.ttfb,
             response: out.response,
         },
+        ttfb_by_class: out.ttfb_by_class,
         errors: report::errors_by_kind(&out.totals),
         drops: out
             .totals

@@ -39,6 +39,8 @@ pub struct Outcome {
     pub elapsed_s: f64,
     pub connect: Percentiles,
     pub ttfb: Percentiles,
+    /// Time to first byte by URL class (classes with responses only).
+    pub ttfb_by_class: std::collections::BTreeMap<String, Percentiles>,
     pub response: Percentiles,
     pub timeline: Vec<Tick>,
 }
@@ -328,6 +330,21 @@ pub fn run(
             (e, e, e)
         }
     };
+    let ttfb_by_class = client
+        .as_ref()
+        .map(|cl| {
+            crate::content::UrlClass::ALL
+                .iter()
+                .filter(|k| cl.h_ttfb_class[k.index()].count() > 0)
+                .map(|k| {
+                    (
+                        k.name().to_string(),
+                        Percentiles::of(&cl.h_ttfb_class[k.index()]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Outcome {
         totals: *c,
         window,
@@ -335,6 +352,7 @@ pub fn run(
         elapsed_s: (now - start) as f64 / 1e9,
         connect,
         ttfb,
+        ttfb_by_class,
         response,
         timeline,
     }
