@@ -46,6 +46,7 @@ pub struct Outcome {
 }
 
 /// A nanosecond clock from the TSC.
+#[derive(Debug, Clone, Copy)]
 pub struct Clock {
     t0: u64,
     ns_per_tick: f64,
