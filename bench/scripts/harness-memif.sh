@@ -9,6 +9,13 @@
 #                     the packet ceiling of a middle box that does nothing
 #   3. webswitch      the release webswitch on examples/memif.json (splice mode), the harness
 #                     in `switch` mode through the VIP, reported as ratios of 1 and 2
+#   Not in the default RUNS (warm pools, docs/benchmarks.md "Warm pools: time to first byte"):
+#   presplice_warm    the VIP in "mode": "presplice", every pool "warm": {"min_idle": 4,
+#                     "max_idle": 64}
+#   presplice_cold    the same without warm pools (a backend handshake per new connection)
+#   presplice_ab      presplice, warm pool on `images` only: with LOAD's --mix img:1,app:1,
+#                     img requests (be1, warm) and app requests (be2, cold) interleave in one
+#                     run; the report's per-class ttfb lines compare them under the same noise
 #
 # Each run writes <out>/<name>.json and the SVG plots beside it. The same load (LOAD, below)
 # is used for all three. At the end `webswitch-bench compare` draws the runs side by side in
@@ -88,9 +95,21 @@ start_testpmd() {
     exit 1
 }
 
-start_webswitch() {
+start_webswitch() { # $1 (optional): presplice variant: warm, cold, ab
     sed -e "s|\"file_prefix\": \"webswitch-memif\"|\"file_prefix\": \"$PREFIX-mid\"|" \
         examples/memif.json >"$OUT/memif.json"
+    if [ -n "${1:-}" ]; then
+        python3 - "$OUT/memif.json" "$1" <<'PY'
+import json, sys
+path, variant = sys.argv[1], sys.argv[2]
+c = json.load(open(path))
+c["vips"][0]["mode"] = "presplice"
+for p in c["pools"]:
+    if variant == "warm" or (variant == "ab" and p["name"] == "images"):
+        p["warm"] = {"min_idle": 4, "max_idle": 64}
+json.dump(c, open(path, "w"), indent=1)
+PY
+    fi
     "$WEBSWITCH" run --config "$OUT/memif.json" >"$OUT/webswitch.events" 2>"$OUT/webswitch.log" &
     MID_PID=$!
     for _ in $(seq 300); do
@@ -133,6 +152,35 @@ for run in $RUNS; do
         grep '"event":"final_stats"' "$OUT/webswitch.events" >"$OUT/webswitch-final.json" || true
         cleanup
         compared+=("webswitch splice=$OUT/switch.json")
+        ;;
+    presplice_warm | presplice_cold | presplice_ab)
+        variant=${run#presplice_}
+        echo "== webswitch presplice ($variant warm pools), examples/memif.json" >&2
+        start_webswitch "$variant"
+        bench "$run" --client-dev "$(dev net_memif0 client.sock)" \
+            --server-dev "$(dev net_memif1 server.sock)" --check-routing "${ceilings[@]}"
+        kill -TERM "$MID_PID"
+        wait "$MID_PID" || true
+        MID_PID=
+        grep '"event":"final_stats"' "$OUT/webswitch.events" >"$OUT/webswitch-$run-final.json" || true
+        python3 - "$OUT/webswitch-$run-final.json" <<'PY' >&2 || true
+import json, sys
+t = json.loads(open(sys.argv[1]).readline())
+c = t.get("total", t)
+def find(o, k):
+    if isinstance(o, dict):
+        if k in o and not isinstance(o[k], dict):
+            return o[k]
+        for v in o.values():
+            r = find(v, k)
+            if r is not None:
+                return r
+    return None
+keys = ["requests_routed", "warm_attached", "backend_connects", "warm_opened", "warm_closed", "warm_returned"]
+print("   switch counters: " + ", ".join(f"{k} {find(c, k)}" for k in keys))
+PY
+        cleanup
+        compared+=("presplice $variant=$OUT/$run.json")
         ;;
     *) echo "unknown run $run" >&2; exit 2 ;;
     esac

@@ -145,6 +145,15 @@ pub enum UrlClass {
 impl UrlClass {
     pub const ALL: [UrlClass; 3] = [UrlClass::Img, UrlClass::App, UrlClass::Other];
 
+    /// Position in [`UrlClass::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            UrlClass::Img => 0,
+            UrlClass::App => 1,
+            UrlClass::Other => 2,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             UrlClass::Img => "img",

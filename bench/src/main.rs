@@ -130,6 +130,11 @@ struct Cli {
     /// Server side: delay before each response, milliseconds.
     #[arg(long, default_value_t = 0.0)]
     server_delay_ms: f64,
+    /// Server side: one-way latency of the link to the backends, microseconds: every
+    /// frame the server side sends is held this long (a backend at a distance, so that
+    /// a backend handshake costs a round trip of this order, as over a real network).
+    #[arg(long, default_value_t = 0.0)]
+    server_latency_us: f64,
     /// Server side: close the connection after this many responses (0: never).
     #[arg(long, default_value_t = 0)]
     server_close_after: u32,
@@ -448,7 +453,8 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
                 cli.seed,
             )
         });
-        let mut server = server_net.map(|net| {
+        let mut server = server_net.map(|mut net| {
+            net.set_delay_ns((cli.server_latency_us * 1e3) as u64);
             Server::new(
                 net,
                 ServerCfg {
@@ -538,6 +544,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
             ttfb: out.ttfb,
             response: out.response,
         },
+        ttfb_by_class: out.ttfb_by_class,
         errors: report::errors_by_kind(&out.totals),
         drops: out
             .totals

@@ -240,6 +240,11 @@ pub struct Report {
     /// Counts of the whole run, drain included; unfinished = still open at the end.
     pub totals: Counters,
     pub latency: LatencyReport,
+    /// Time to first byte by URL class (`img`, `app`, `other`; classes that had
+    /// responses), so that pools set up differently (e.g. with and without warm backend
+    /// connections) are compared under the same load and the same machine noise.
+    #[serde(default)]
+    pub ttfb_by_class: std::collections::BTreeMap<String, Percentiles>,
     /// Errors by kind over the whole run (connect and request errors of the same kind
     /// added up).
     pub errors: std::collections::BTreeMap<String, u64>,
@@ -384,6 +389,21 @@ impl Report {
                 "    {:<10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
                 name, p.count, p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us
             );
+        }
+        if self.ttfb_by_class.len() > 1 {
+            for (class, p) in &self.ttfb_by_class {
+                let _ = writeln!(
+                    s,
+                    "    {:<10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                    format!("ttfb {class}"),
+                    p.count,
+                    p.p50_us,
+                    p.p90_us,
+                    p.p99_us,
+                    p.p999_us,
+                    p.max_us
+                );
+            }
         }
         let _ = writeln!(
             s,

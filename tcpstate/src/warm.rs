@@ -51,6 +51,19 @@ pub struct WarmConn {
     attempts: u32,
 }
 
+/// A SYN-ACK's window is never scaled (RFC 7323 2.2), but `BackendSide::window` is a
+/// field the backend's scale applies to (as on every later segment): the SYN-ACK's
+/// window re-expressed at that scale, rounded down so the switch never counts on more
+/// room than the backend announced (a window that was open stays open).
+fn syn_ack_window_field(window: u16, backend_ws: u8) -> u16 {
+    let field = window >> backend_ws.min(14);
+    if field == 0 && window > 0 {
+        1
+    } else {
+        field
+    }
+}
+
 impl WarmConn {
     /// Opens a connection: our SYN with `isn`, announcing `mss`, window scale
     /// `window_scale`, SACK and timestamps (TSval `ts_clock`, the switch's backend clock).
@@ -169,14 +182,15 @@ impl WarmConn {
                 if !seg.syn() || seg.ack != Some(self.isn + 1) {
                     return WarmEvent::Nothing;
                 }
+                let window_scales = seg.window_scale.map(|b| (self.window_scale, b));
                 self.side = BackendSide {
                     next_to_backend: self.isn + 1,
                     next_from_backend: seg.seq + 1,
                     ts_recent: seg.timestamps.map(|t| t.0),
                     ts_last_sent: self.side.ts_last_sent,
-                    window_scales: seg.window_scale.map(|b| (self.window_scale, b)),
+                    window_scales,
                     mss: seg.mss.unwrap_or(536),
-                    window: seg.window,
+                    window: syn_ack_window_field(seg.window, window_scales.map_or(0, |w| w.1)),
                 };
                 self.state = WarmState::Idle;
                 self.deadline_ms = now_ms + IDLE_MAX_MS;
@@ -301,6 +315,26 @@ mod tests {
             panic!("closed with a RST")
         };
         assert_eq!((rst.seq, rst.flags), (SeqNumber(1001), tcp_flags::RST));
+    }
+
+    #[test]
+    fn the_syn_acks_window_is_not_scaled() {
+        // The SYN-ACK announces 29,200 bytes and a scale of 7 for later segments: the
+        // warm connection must not count on 29,200 << 7 (3.7 MB) when a head goes out.
+        let (mut w, _) = WarmConn::open(target(), SeqNumber(1000), 1460, 7, 100, 0);
+        let synack = SegmentInfo {
+            window: 29_200,
+            window_scale: Some(7),
+            ..seg(5000, 1001, tcp_flags::SYN, 0)
+        };
+        assert!(matches!(w.on_segment(&synack, 101, 0), WarmEvent::Send(_)));
+        let side = w.side().expect("idle");
+        let bytes = u32::from(side.window) << side.window_scales.expect("scaling").1;
+        assert!(bytes <= 29_200 && bytes > 29_200 - 128, "{bytes}");
+        // Without scaling the field is the window itself; a tiny open window stays open.
+        assert_eq!(syn_ack_window_field(500, 0), 500);
+        assert_eq!(syn_ack_window_field(100, 7), 1);
+        assert_eq!(syn_ack_window_field(0, 7), 0);
     }
 
     #[test]

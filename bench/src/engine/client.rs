@@ -99,6 +99,9 @@ pub struct Client {
     pub running: bool,
     pub h_connect: Hist,
     pub h_ttfb: Hist,
+    /// Time to first byte per URL class (index: `UrlClass::index`), e.g. a pool with
+    /// warm backend connections against one without, under the same load.
+    pub h_ttfb_class: [Hist; 3],
     pub h_resp: Hist,
     pub s_connect: Hist,
     pub s_ttfb: Hist,
@@ -141,6 +144,7 @@ impl Client {
             running: true,
             h_connect: Hist::new(),
             h_ttfb: Hist::new(),
+            h_ttfb_class: [Hist::new(), Hist::new(), Hist::new()],
             h_resp: Hist::new(),
             s_connect: Hist::new(),
             s_ttfb: Hist::new(),
@@ -430,6 +434,7 @@ impl Client {
             conn.got_first = true;
             let d = now - conn.req_at;
             self.h_ttfb.record(d);
+            self.h_ttfb_class[conn.class.index()].record(d);
             self.s_ttfb.record(d);
         }
         if !conn.head_done {

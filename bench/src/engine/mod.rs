@@ -39,11 +39,14 @@ pub struct Outcome {
     pub elapsed_s: f64,
     pub connect: Percentiles,
     pub ttfb: Percentiles,
+    /// Time to first byte by URL class (classes with responses only).
+    pub ttfb_by_class: std::collections::BTreeMap<String, Percentiles>,
     pub response: Percentiles,
     pub timeline: Vec<Tick>,
 }
 
 /// A nanosecond clock from the TSC.
+#[derive(Debug, Clone, Copy)]
 pub struct Clock {
     t0: u64,
     ns_per_tick: f64,
@@ -328,6 +331,21 @@ pub fn run(
             (e, e, e)
         }
     };
+    let ttfb_by_class = client
+        .as_ref()
+        .map(|cl| {
+            crate::content::UrlClass::ALL
+                .iter()
+                .filter(|k| cl.h_ttfb_class[k.index()].count() > 0)
+                .map(|k| {
+                    (
+                        k.name().to_string(),
+                        Percentiles::of(&cl.h_ttfb_class[k.index()]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Outcome {
         totals: *c,
         window,
@@ -335,6 +353,7 @@ pub fn run(
         elapsed_s: (now - start) as f64 / 1e9,
         connect,
         ttfb,
+        ttfb_by_class,
         response,
         timeline,
     }

@@ -30,6 +30,15 @@ pub struct Net {
     pool: Arc<Mempool>,
     tx: MbufBatch,
     kind: SideKind,
+    /// `--server-latency-us`: frames sent on this port are held this long first.
+    delay: Option<Delay>,
+}
+
+/// A delay line: frames and the time each may go.
+struct Delay {
+    clock: super::Clock,
+    ns: u64,
+    held: std::collections::VecDeque<(u64, Mbuf)>,
 }
 
 /// A received frame, parsed.
@@ -61,7 +70,23 @@ impl Net {
             pool,
             tx: MbufBatch::new(),
             kind,
+            delay: None,
         }
+    }
+
+    /// Holds every frame sent on this port for `ns` before the driver gets it (a link
+    /// of that one-way latency: `--server-latency-us` puts the backends at a distance).
+    pub fn set_delay_ns(&mut self, ns: u64) {
+        self.delay = (ns > 0).then(|| Delay {
+            clock: super::Clock::new(),
+            ns,
+            held: std::collections::VecDeque::new(),
+        });
+    }
+
+    /// Frames in the delay line (the poll loop keeps polling while there are any).
+    pub fn held(&self) -> usize {
+        self.delay.as_ref().map_or(0, |d| d.held.len())
     }
 
     /// Receives a burst into `batch`, counting frames (the caller counts bytes).
@@ -121,6 +146,17 @@ impl Net {
     /// Hands the stage to the driver; what it does not take stays staged.
     #[inline]
     pub fn flush(&mut self) -> usize {
+        if let Some(d) = self.delay.as_mut() {
+            let now = d.clock.now();
+            for m in self.tx.drain() {
+                d.held.push_back((now + d.ns, m));
+            }
+            while d.held.front().is_some_and(|f| f.0 <= now) && !self.tx.is_full() {
+                if let Some((_, m)) = d.held.pop_front() {
+                    let _ = self.tx.push(m);
+                }
+            }
+        }
         self.port.tx_burst(0, &mut self.tx)
     }
 

@@ -160,7 +160,8 @@ impl Server {
         }
         self.batch = batch;
         self.output(now, c);
-        n
+        // Frames in the delay line are work to come: keep polling until they are out.
+        n + self.net.held()
     }
 
     fn release(&mut self, id: u32) {

@@ -91,6 +91,9 @@ impl Worker {
                     self.send_to_backend(id, &s);
                 }
             }
+            // A replacement now, not at the next sweep: the pool keeps up with a
+            // burst of new connections.
+            self.warm_refill(b, now_ms);
             return;
         }
         let Some(local_port) = self.pick_local_port(route) else {
