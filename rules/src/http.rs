@@ -35,7 +35,8 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 /// segment at a time costs linear time overall.
 pub fn head_end_from(buf: &[u8], scanned: usize) -> Option<usize> {
     let mut i = scanned.min(buf.len());
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+    // memchr's vectorised search: heads are scanned on every request, both ways.
+    while let Some(off) = memchr::memchr(b'\n', &buf[i..]) {
         let n = i + off;
         let blank = (n >= 1 && buf[n - 1] == b'\n')
             || (n >= 2 && buf[n - 1] == b'\r' && buf[n - 2] == b'\n');
