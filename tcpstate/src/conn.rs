@@ -830,6 +830,12 @@ impl Conn {
                 // of it reaches the client through the splice (half-close).
                 return Verdict::HeadComplete;
             }
+            if rules_head_end(head.contiguous()) {
+                // A whole head held already (a presplice round that starts with the
+                // pipelined requests held for it: the caller routes it). A full buffer
+                // is no reason to refuse it.
+                return verdict;
+            }
             if head.is_full() {
                 return Verdict::HeadTooLarge;
             }

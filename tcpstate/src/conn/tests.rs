@@ -2936,3 +2936,25 @@ fn ack_of_bytes_the_backend_never_sent_is_challenged_not_forwarded() {
     let (v, _) = h.backend(0, 4000, 0, 0, T0 + 11);
     assert_eq!(v, challenged(Challenge::AckOfUnsent));
 }
+
+#[test]
+fn a_round_that_starts_with_a_full_buffer_of_held_requests_is_routed_not_refused() {
+    let mut h = H::spliced(Setup::default());
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    assert_eq!(h.backend(0, HEAD.len(), tcp_flags::PSH, 100, T0 + 5), fwd);
+    let _ = h.c.take_head_if_done();
+    // Pipelined requests held for this round fill its buffer to the last byte.
+    let mut buf = HeadBuffer::new(HEAD.len());
+    buf.reset(h.cseq(HEAD.len()));
+    buf.insert(h.cseq(HEAD.len()), HEAD);
+    assert!(buf.is_full());
+    h.c.next_round(buf, h.cseq(HEAD.len()), h.oseq(100), T0 + 7);
+    assert!(h.c.has_whole_head());
+    // The client's ack of the last response (or its bytes again) is no reason for a 431.
+    let (v, _) = h.client(2 * HEAD.len(), 100, 0, &[], T0 + 8);
+    assert_ne!(v, Verdict::HeadTooLarge);
+    let (v, _) = h.client(HEAD.len(), 100, tcp_flags::PSH, HEAD, T0 + 9);
+    assert_ne!(v, Verdict::HeadTooLarge);
+    assert_eq!(h.c.state, State::ReadingHead);
+    assert!(h.c.has_whole_head(), "the caller routes it");
+}
