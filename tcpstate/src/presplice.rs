@@ -102,7 +102,8 @@ pub enum ClientStep {
     /// after a complete response. Check the head: to let it through to the same
     /// backend, [`PerRequest::continue_with`] it and ask again; otherwise
     /// [`PerRequest::hold_for_round`] and ask again (it is held for a round of its own).
-    NextHead,
+    /// The head is the payload's first `head_len` bytes.
+    NextHead { head_len: usize },
     /// Lend a head buffer with [`PerRequest::lend_held`] and ask again (or `Trim` it to
     /// `keep` yourself if none is left: the bytes after are then retransmitted).
     NeedBuffer { keep: usize },
@@ -471,9 +472,10 @@ impl PerRequest {
             && seq == done
             && self.resp_done_at.is_some()
             && self.held.as_ref().is_none_or(|h| h.contiguous_len() == 0)
-            && rules::http::head_end(payload).is_some()
         {
-            return ClientStep::NextHead;
+            if let Some(head_len) = rules::http::head_end(payload) {
+                return ClientStep::NextHead { head_len };
+            }
         }
         // Bytes of this segment before the end of the request; what follows them is
         // the next request's and never reaches this backend.
@@ -526,18 +528,14 @@ impl PerRequest {
     }
 
     fn hold_after_trial(&mut self, seq: SeqNumber, bytes: &[u8], keep: usize) -> ClientStep {
-        match self.held.as_mut() {
-            Some(h) if h.base() == seq => {
-                let _: Insert = h.insert(seq, bytes);
-                ClientStep::Trim { keep }
-            }
-            Some(h) => {
-                h.reset(seq);
-                let _: Insert = h.insert(seq, bytes);
-                ClientStep::Trim { keep }
-            }
-            None => ClientStep::NeedBuffer { keep },
+        let Some(h) = self.held.as_mut() else {
+            return ClientStep::NeedBuffer { keep };
+        };
+        if h.base() != seq {
+            h.reset(seq); // lent before the end was known
         }
+        let _: Insert = h.insert(seq, bytes);
+        ClientStep::Trim { keep }
     }
 
     /// The state machine forwarded a client segment (its payload cut to what was

@@ -128,6 +128,17 @@ fn logged(tb: &Testbed, marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// Stops the switch past the closed connections' linger and checks that nothing was
+/// left behind and that the switch itself answered `answers` requests by a rule.
+fn stop_clean(sw: Switch, answers: u64) -> serde_json::Value {
+    std::thread::sleep(Duration::from_millis(1000));
+    let fin = sw.stop();
+    assert_eq!(counter(&fin, &["total", "flows_live"]), 0);
+    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0);
+    assert_eq!(counter(&fin, &["total", "rule_answers"]), answers);
+    fin
+}
+
 #[test]
 fn deny_holds_on_every_spelling() {
     if !root_or_skip() {
@@ -184,18 +195,10 @@ fn deny_holds_on_every_spelling() {
         seen.iter().all(|l| l.contains("m=wsn-fwd")),
         "a backend saw a denied or refused request: {seen:#?}"
     );
-    // Past the closed connections' linger.
-    std::thread::sleep(Duration::from_millis(1000));
-    let fin = sw.stop();
-    assert_eq!(counter(&fin, &["total", "flows_live"]), 0);
-    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0);
+    let fin = stop_clean(sw, DENIED.len() as u64 + 1);
     assert_eq!(
         counter(&fin, &["total", "http_400_sent"]),
         REFUSED.len() as u64
-    );
-    assert_eq!(
-        counter(&fin, &["total", "rule_answers"]),
-        DENIED.len() as u64 + 1
     );
     tb.down();
 }
@@ -273,14 +276,7 @@ print(" ".join(m.decode() for m in re.findall(rb"HTTP/1\.1 (\d\d\d) ", data)))
         seen.iter().all(|l| l.contains("m=wsk-first")),
         "a backend saw a denied request: {seen:#?}"
     );
-    std::thread::sleep(Duration::from_millis(1000));
-    let fin = sw.stop();
-    assert_eq!(counter(&fin, &["total", "flows_live"]), 0);
-    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0);
-    assert_eq!(
-        counter(&fin, &["total", "rule_answers"]),
-        DENIED.len() as u64 + 1
-    );
+    stop_clean(sw, DENIED.len() as u64 + 1);
     tb.down();
 }
 

@@ -316,7 +316,9 @@ fn splice_mode_lets_a_checked_request_straight_through() {
     let s = seg(done, next.len(), Some(r), 0);
     assert_eq!(
         pr2.client_step(&s, next, never, false),
-        ClientStep::NextHead
+        ClientStep::NextHead {
+            head_len: next.len()
+        }
     );
     let req = rules::http::parse_request(next).unwrap();
     pr2.continue_with(&req, next, done).unwrap();
@@ -335,7 +337,9 @@ fn splice_mode_lets_a_checked_request_straight_through() {
     let s = seg(done2, next.len(), Some(r + resp.len()), 0);
     assert_eq!(
         pr2.client_step(&s, next, never, false),
-        ClientStep::NextHead
+        ClientStep::NextHead {
+            head_len: next.len()
+        }
     );
     pr2.hold_for_round();
     assert_eq!(

@@ -36,6 +36,15 @@ pub(super) enum Go {
     Drop,
 }
 
+/// What a buffer lent to a connection's per-request state is for.
+#[derive(Clone, Copy)]
+enum Lend {
+    /// Client bytes of a later request.
+    Held,
+    /// Response bytes that arrived ahead of a hole.
+    Store,
+}
+
 impl Worker {
     /// Decides what to do with a segment of a presplice connection before the state
     /// machine sees it.
@@ -84,19 +93,13 @@ impl Worker {
                     self.stats().drop(DropReason::PresplicePending, 1);
                     return Go::Drop;
                 }
-                BackendStep::NeedBuffer if !lent => match self.take_head_buffer() {
-                    Some(b) => {
-                        if let Some(pr) = self.tcp.per_request[id as usize].as_mut() {
-                            pr.lend_store(b);
-                        }
-                        lent = true;
-                    }
-                    None => {
+                BackendStep::NeedBuffer => {
+                    if lent || !self.lend_buffer(id, Lend::Store) {
                         self.stats().drop(DropReason::PresplicePending, 1);
                         return Go::Drop;
                     }
-                },
-                BackendStep::NeedBuffer => return Go::Drop,
+                    lent = true;
+                }
                 BackendStep::Plain => {
                     self.presplice_plain(id);
                     return Go::Pass;
@@ -136,23 +139,15 @@ impl Worker {
                     return Go::Drop;
                 }
                 ClientStep::NeedBuffer { keep } => {
-                    let buf = if lent { None } else { self.take_head_buffer() };
-                    match buf {
-                        Some(b) => {
-                            if let Some(pr) = self.tcp.per_request[id as usize].as_mut() {
-                                pr.lend_held(b);
-                            }
-                            lent = true;
-                        }
-                        None => {
-                            // Not kept: the client sends those bytes again later.
-                            self.stats().add(Counter::PrespliceHoldRefused, 1);
-                            return Go::Trim(keep);
-                        }
+                    if lent || !self.lend_buffer(id, Lend::Held) {
+                        // Not kept: the client sends those bytes again later.
+                        self.stats().add(Counter::PrespliceHoldRefused, 1);
+                        return Go::Trim(keep);
                     }
+                    lent = true;
                 }
-                ClientStep::NextHead => {
-                    if let Err(e) = self.straight_through(id, seg, payload) {
+                ClientStep::NextHead { head_len } => {
+                    if let Err(e) = self.straight_through(id, seg, &payload[..head_len], payload) {
                         self.presplice_abort(id, Lost::Framing(e), now_ms);
                         return Go::Drop;
                     }
@@ -184,21 +179,29 @@ impl Worker {
         &mut self,
         id: ConnId,
         seg: &SegmentInfo,
+        head: &[u8],
         payload: &[u8],
     ) -> Result<(), FramingError> {
         let rt = Arc::clone(&self.tcp.rt);
         let pool = self.tcp.pool_of[id as usize];
         let vip = self.tcp.flows.get(id).map(|c| c.client.local_ip);
-        let end = http::head_end(payload).unwrap_or(payload.len());
-        let straight = match http::parse_request(&payload[..end]) {
-            Ok(req) => {
+        // An X-Forwarded-For pool rewrites every head (a PROXY header goes once per
+        // backend connection, not per request): such a request needs its round.
+        let rewrites = rt
+            .config
+            .pools
+            .get(pool)
+            .is_some_and(|p| p.client_address == rules::config::ClientAddress::XForwardedFor)
+            || vip.is_some_and(|v| rt.config.forwards_normalized_path(v));
+        let parsed = if rewrites {
+            None
+        } else {
+            http::parse_request(head).ok()
+        };
+        let straight = match parsed {
+            Some(req) => {
                 let (rule, action) = rt.router.decide(&req);
-                // An X-Forwarded-For pool rewrites every head (a PROXY header goes
-                // once per backend connection, not per request).
-                let rewrites = rt.config.pools.get(pool).is_some_and(|p| {
-                    p.client_address == rules::config::ClientAddress::XForwardedFor
-                }) || vip.is_some_and(|v| rt.config.forwards_normalized_path(v));
-                if matches!(action, rules::Action::Pool(_)) && !rewrites {
+                if matches!(action, rules::Action::Pool(_)) {
                     if let Some(pr) = self.tcp.per_request[id as usize].as_mut() {
                         pr.continue_with(&req, payload, seg.seq)?;
                     }
@@ -213,8 +216,8 @@ impl Worker {
                     false
                 }
             }
-            // Refused in a round of its own, before the backend sees it.
-            Err(_) => false,
+            // Rewritten, or refused before the backend sees it, in a round of its own.
+            None => false,
         };
         if !straight {
             if let Some(pr) = self.tcp.per_request[id as usize].as_mut() {
@@ -222,6 +225,22 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Lends a head buffer from the core's pool to `id`'s per-request state, for `what`;
+    /// `false`: the pool is empty.
+    fn lend_buffer(&mut self, id: ConnId, what: Lend) -> bool {
+        let Some(b) = self.take_head_buffer() else {
+            return false;
+        };
+        match self.tcp.per_request[id as usize].as_mut() {
+            Some(pr) => match what {
+                Lend::Held => pr.lend_held(b),
+                Lend::Store => pr.lend_store(b),
+            },
+            None => self.tcp.heads.push(b),
+        }
+        true
     }
 
     /// After the state machine decided to forward a client segment of presplice
@@ -277,13 +296,8 @@ impl Worker {
         let has_buffer = self.tcp.per_request[id as usize]
             .as_ref()
             .is_some_and(|pr| pr.holds_buffer());
-        if !has_buffer {
-            let Some(b) = self.take_head_buffer() else {
-                return false;
-            };
-            if let Some(pr) = self.tcp.per_request[id as usize].as_mut() {
-                pr.lend_held(b);
-            }
+        if !has_buffer && !self.lend_buffer(id, Lend::Held) {
+            return false;
         }
         let TcpCore {
             flows, per_request, ..
