@@ -55,6 +55,7 @@ use rules::http::RequestHead;
 
 use crate::conn::SegmentInfo;
 use crate::reasm::{HeadBuffer, Insert};
+use crate::splice::ReceiveLimit;
 use crate::wire::SeqNumber;
 
 /// The longest response head framed (a longer one ends the connection): the same
@@ -89,7 +90,9 @@ pub enum ClientStep {
     Pass,
     /// Process it with only its first `keep` payload bytes and no FIN: the rest belongs
     /// to a later request (held, when there was room) and must not reach this backend.
-    Trim { keep: usize },
+    /// `refused`: some of those bytes were not held (no room: past the bound the client
+    /// was told, or sent before it was told); it sends them again.
+    Trim { keep: usize, refused: bool },
     /// Drop it (counted); the client retransmits.
     Drop(Pending),
     /// The exchange is over: start the next round from these numbers (client space)
@@ -219,6 +222,32 @@ impl PerRequest {
     /// Bytes held for the next round.
     pub fn held_len(&self) -> usize {
         self.held.as_ref().map_or(0, |h| h.contiguous_len())
+    }
+
+    /// What the client is told on a backend segment beyond what the backend says, once
+    /// the current request has ended (the bytes after it are the switch's to hold):
+    /// the held bytes are acknowledged as soon as the backend has the whole request,
+    /// and the window ends where the held buffer does, so a pipelining client stops
+    /// at the bound (a zero window) instead of sending what cannot be kept.
+    /// `spare`: the capacity of a buffer the caller could still lend (0: none left,
+    /// the window closes at the request's end).
+    pub fn receive_limit(&self, spare: usize) -> Option<ReceiveLimit> {
+        let done = self.req_done_at?;
+        if self.last {
+            return None; // nothing after this request is read
+        }
+        let (held, room) = match self.held.as_ref() {
+            Some(h) if h.base() == done => (h.contiguous_len(), h.capacity()),
+            Some(h) if h.contiguous_len() == 0 => (0, h.capacity()),
+            // Based elsewhere (cannot happen while a request is done): say nothing.
+            Some(_) => return None,
+            None => (0, spare),
+        };
+        Some(ReceiveLimit {
+            ack_at: done,
+            ack_to: done + held,
+            right_edge: done + room,
+        })
     }
 
     /// Gives the buffer a client step asked for (`NeedBuffer`): it will hold the
@@ -481,11 +510,12 @@ impl PerRequest {
         // the next request's and never reaches this backend.
         let stop = done.wrapping_diff(seq).clamp(0, payload.len() as i32) as usize;
         let over = payload.len() > stop;
+        let mut refused = false;
         if over {
-            if let step @ ClientStep::NeedBuffer { .. } =
-                self.hold(seq + stop, &payload[stop..], stop)
-            {
-                return step;
+            match self.hold(seq + stop, &payload[stop..], stop) {
+                step @ ClientStep::NeedBuffer { .. } => return step,
+                ClientStep::Trim { refused: r, .. } => refused = r,
+                _ => {}
             }
         }
         // A FIN may follow the request to this backend only right after it.
@@ -502,7 +532,10 @@ impl PerRequest {
             }
         }
         if over || fin_too_far {
-            ClientStep::Trim { keep: stop }
+            ClientStep::Trim {
+                keep: stop,
+                refused,
+            }
         } else {
             ClientStep::Pass
         }
@@ -517,14 +550,18 @@ impl PerRequest {
             return self.hold_after_trial(seq, bytes, keep);
         }
         if self.last {
-            return ClientStep::Trim { keep };
+            // Never read: no request follows this one.
+            return ClientStep::Trim {
+                keep,
+                refused: false,
+            };
         }
         let Some(h) = self.held.as_mut() else {
             return ClientStep::NeedBuffer { keep };
         };
         // Full, fragmented or beyond the buffer: not kept; the client sends it again.
-        let _: Insert = h.insert(seq, bytes);
-        ClientStep::Trim { keep }
+        let refused = !matches!(h.insert(seq, bytes), Insert::Added { .. } | Insert::Duplicate);
+        ClientStep::Trim { keep, refused }
     }
 
     fn hold_after_trial(&mut self, seq: SeqNumber, bytes: &[u8], keep: usize) -> ClientStep {
@@ -534,8 +571,8 @@ impl PerRequest {
         if h.base() != seq {
             h.reset(seq); // lent before the end was known
         }
-        let _: Insert = h.insert(seq, bytes);
-        ClientStep::Trim { keep }
+        let refused = !matches!(h.insert(seq, bytes), Insert::Added { .. } | Insert::Duplicate);
+        ClientStep::Trim { keep, refused }
     }
 
     /// The state machine forwarded a client segment (its payload cut to what was

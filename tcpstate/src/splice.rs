@@ -75,6 +75,23 @@ impl Default for Translation {
     }
 }
 
+/// What the switch tells a receiver on top of what the sender of a spliced segment
+/// said (presplice, toward the client): it holds bytes itself after everything the
+/// sender acknowledged (pipelined requests, kept for their own round), and it has room
+/// for only so many of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveLimit {
+    /// An acknowledgment number (translated) equal to `ack_at` becomes `ack_to`: the
+    /// sender has everything before `ack_at`, the switch holds the bytes up to `ack_to`.
+    /// Any other value is left alone (the sender still misses bytes before `ack_at`).
+    pub ack_at: SeqNumber,
+    pub ack_to: SeqNumber,
+    /// The window never reaches past this sequence number: the receiver stops sending
+    /// there (a zero window once it is acknowledged), and nothing it sends is dropped
+    /// for want of room.
+    pub right_edge: SeqNumber,
+}
+
 /// What the caller needs from a translated segment to track the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Translated {
@@ -163,6 +180,19 @@ pub fn rescale_window(window: u16, shift_in: u8, shift_out: u8) -> u16 {
 /// Checksums are not verified (see the module doc). Every check happens before
 /// the first byte is written, so on `Err` the packet is untouched.
 pub fn translate(ip_and_tcp: &mut [u8], t: &Translation) -> Result<Translated, SpliceError> {
+    translate_limited(ip_and_tcp, t, None)
+}
+
+/// [`translate`], then (with `limit`, on a segment with ACK set) the acknowledgment
+/// number raised over bytes the switch holds and the window cut at the limit's right
+/// edge (rounded down to the receiver's scale: a cap may close the window). The
+/// window may shrink this way (RFC 9293 §3.8.6 discourages it but requires senders
+/// to cope); it is how a receiver that is out of room stops its sender.
+pub fn translate_limited(
+    ip_and_tcp: &mut [u8],
+    t: &Translation,
+    limit: Option<&ReceiveLimit>,
+) -> Result<Translated, SpliceError> {
     // --- Validation, read-only. ---
     let ip = Ipv4Packet::new_checked(&*ip_and_tcp).map_err(|_| SpliceError::Malformed)?;
     if ip.protocol() != ip_proto::TCP {
@@ -209,7 +239,12 @@ pub fn translate(ip_and_tcp: &mut [u8], t: &Translation) -> Result<Translated, S
     tcp.set_seq_number(seq);
 
     let ack = if has_ack {
-        let ack = SeqNumber(tcp.ack_number().0.wrapping_add(t.ack_delta));
+        let mut ack = SeqNumber(tcp.ack_number().0.wrapping_add(t.ack_delta));
+        if let Some(l) = limit {
+            if ack == l.ack_at {
+                ack = l.ack_to;
+            }
+        }
         csum = update32(csum, tcp.ack_number().0, ack.0);
         tcp.set_ack_number(ack);
         ack
@@ -219,7 +254,12 @@ pub fn translate(ip_and_tcp: &mut [u8], t: &Translation) -> Result<Translated, S
 
     if flags & tcp_flags::SYN == 0 {
         let old = tcp.window_len();
-        let new = rescale_window(old, t.window_shift_in, t.window_shift_out);
+        let mut new = rescale_window(old, t.window_shift_in, t.window_shift_out);
+        if let (Some(l), true) = (limit, has_ack) {
+            let room = l.right_edge.wrapping_diff(ack).max(0) as u64;
+            let units = room >> t.window_shift_out.min(MAX_WINDOW_SCALE);
+            new = new.min(units.min(u64::from(u16::MAX)) as u16);
+        }
         csum = update16(csum, old, new);
         tcp.set_window_len(new);
     }

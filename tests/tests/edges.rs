@@ -96,7 +96,34 @@ fn check_all(tb: &Testbed, mode: &str) {
     );
     assert!(r["fin"].as_bool().unwrap(), "{mode}: {r}");
     assert!(r["our_fin_acked"].as_bool().unwrap(), "{mode}: {r}");
+
+    // Pipelined requests past what the switch holds for the next round (one head
+    // buffer, `max_head_bytes`), while the first response is unacknowledged: every
+    // byte the window let through is acknowledged (held), and the window closes at
+    // the bound; once the client acknowledges, every request is answered in order.
+    let r = raw(tb, "pipeline_bound", "/whoami");
+    let closed = &r["closed"];
+    assert_eq!(closed["unacked"], 0, "{mode}: sent bytes left unacked: {r}");
+    assert_eq!(
+        closed["acked"], MAX_HEAD_BYTES,
+        "{mode}: held bytes acknowledged up to the bound: {r}"
+    );
+    assert_eq!(
+        closed["right_edge"], closed["acked"],
+        "{mode}: a zero window at the bound: {r}"
+    );
+    assert_eq!(
+        closed["bound"], MAX_HEAD_BYTES,
+        "{mode}: no window past the bound: {r}"
+    );
+    assert_eq!(r["sent"], r["total"], "{mode}: {r}");
+    assert_eq!(r["answers"], 21, "{mode}: {r}");
+    assert!(r["all_200"].as_bool().unwrap(), "{mode}: {r}");
 }
+
+/// The testbed config's `tcp.max_head_bytes` (the default): the size of every head
+/// buffer, and so of what is held for a connection's next request.
+const MAX_HEAD_BYTES: u64 = 8192;
 
 fn scenario(name: &str, net: u8, workers: usize) {
     if !root_or_skip() {
@@ -153,6 +180,11 @@ fn scenario(name: &str, net: u8, workers: usize) {
         );
         assert!(counter(t, &["drops", "rst_not_exact"]) >= 1, "{stats}");
         assert!(counter(t, &["drops", "syn_on_established"]) >= 1, "{stats}");
+        assert_eq!(
+            counter(t, &["presplice_hold_refused"]),
+            0,
+            "{mode}: pipelined bytes past the bound were sent: {stats}"
+        );
     }
 }
 

@@ -8,7 +8,8 @@ Usage (inside the client namespace, as root):
   rawtcp.py VIP SCENARIO [PATH]
 
 Scenarios: zero_window, zero_window_own (the switch's own 400), rst_inexact, rst_exact,
-syn_established, request_fin.
+syn_established, request_fin, pipeline_bound (pipelined requests past what the switch
+holds: it acknowledges what it holds and closes its window at the bound).
 
 Every segment it sends has IP TTL 77, so the test can drop the kernel's own RSTs for
 these flows (it knows no socket for them) with
@@ -48,6 +49,7 @@ class Conn:
         self.snd_nxt = self.iss
         self.rcv_nxt = 0
         self.ts_recent = 0
+        self.peer_ws = 0  # the window scale the switch announced in its SYN-ACK
         self.t0 = time.monotonic()
         self.data = bytearray()
         self.fin_seen = False
@@ -102,6 +104,8 @@ class Conn:
                     break
                 if kind == 8 and ln == 10:
                     self.ts_recent = struct.unpack("!I", opts[i + 2:i + 6])[0]
+                if kind == 3 and ln == 3 and flags & SYN:
+                    self.peer_ws = min(opts[i + 2], 14)
                 i += ln
             s = {"seq": seq, "ack": ack, "flags": flags, "window": window, "payload": tcp[hl:],
                  "t": round(time.monotonic() - self.t0, 3)}
@@ -260,6 +264,82 @@ def request_fin(c: Conn, path: str):
             "our_fin_acked": fin_acked, "len": len(c.data)}
 
 
+def pipeline_bound(c: Conn, path: str):
+    """One request, then twenty pipelined ones of about 1 KB, more than the switch holds
+    (one head buffer). While the first response is not acknowledged (so no round ends),
+    the client sends only what the switch's window allows: the switch must acknowledge
+    what it holds and close its window at the bound, never leave sent bytes unacked.
+    Then the client acknowledges everything and sends the rest as the window opens:
+    every request is answered, in order."""
+    c.handshake()
+    c.request(path)
+    req_end = c.snd_nxt
+    pad = "x" * 950
+    pending = b"".join(f"GET {path}?n={i} HTTP/1.1\r\nHost: edge\r\nX-Pad: {pad}\r\n\r\n".encode()
+                       for i in range(20))
+    total = len(pending)
+    sent = 0
+    ack, right = req_end, req_end  # the switch's latest acknowledgment and right edge
+    bound = 0
+
+    trace = []
+
+    def seen_window(s):
+        nonlocal ack, right, bound
+        if len(trace) < 20:
+            trace.append(((s["ack"] - req_end) & 0xFFFFFFFF, s["window"] << c.peer_ws, len(s["payload"]), s["flags"], (c.snd_nxt - req_end) & 0xFFFFFFFF, s["t"]))
+        if s["flags"] & ACK and ((s["ack"] - ack) & 0xFFFFFFFF) < 2**31:
+            ack = s["ack"]
+            right = (ack + (s["window"] << c.peer_ws)) & 0xFFFFFFFF
+            bound = max(bound, (right - req_end) & 0xFFFFFFFF)
+
+    def send_what_fits():
+        nonlocal sent
+        while sent < total:
+            room = (right - c.snd_nxt) & 0xFFFFFFFF
+            if room >= 2**31 or room == 0:
+                return
+            n = min(1000, room, total - sent)
+            c.send(ACK | PSH, payload=pending[sent:sent + n])
+            c.snd_nxt += n
+            sent += n
+
+    # Closed phase: the first response is never acknowledged.
+    unacked_data = []
+    quiet_since = time.monotonic()
+    end = time.monotonic() + 4
+    while time.monotonic() < end and time.monotonic() - quiet_since < 1.5:
+        s = c.recv(0.2)
+        if s is None:
+            continue
+        unacked_data.append(s)
+        before = (ack, right)
+        seen_window(s)
+        if (ack, right) != before:
+            quiet_since = time.monotonic()
+        send_what_fits()
+    closed = {"sent": sent, "acked": (ack - req_end) & 0xFFFFFFFF, "bound": bound,
+              "unacked": (c.snd_nxt - ack) & 0xFFFFFFFF, "right_edge": (right - req_end) & 0xFFFFFFFF}
+    # Open: acknowledge everything and send the rest as the window allows.
+    closed["trace"] = trace[:]  # (ack, window, payload, flags, sent, t), relative to the request's end
+    for s in unacked_data:
+        c.take(s, ack_it=False)
+    c.send(ACK)
+    end = time.monotonic() + 15
+    while time.monotonic() < end and c.data.count(b"HTTP/1.1 200 ") < 21:
+        s = c.recv(0.2)
+        if s is None:
+            c.send(ACK)
+            continue
+        seen_window(s)
+        c.take(s)
+        send_what_fits()
+    answers = bytes(c.data).count(b"HTTP/1.1 ")
+    c.send(ACK | FIN)
+    return {"closed": closed, "total": total, "sent": sent,
+            "answers": answers, "all_200": answers == bytes(c.data).count(b"HTTP/1.1 200 ")}
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -277,6 +357,8 @@ def main():
         r = syn_established(c, path)
     elif scenario == "request_fin":
         r = request_fin(c, path)
+    elif scenario == "pipeline_bound":
+        r = pipeline_bound(c, path)
     else:
         print(__doc__)
         sys.exit(2)

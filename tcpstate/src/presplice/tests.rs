@@ -159,7 +159,10 @@ fn a_request_after_the_current_one_is_held_and_starts_the_next_round() {
     pr.lend_held(buffer());
     assert_eq!(
         pr.client_step(&s, &straddle, never, false),
-        ClientStep::Trim { keep: 4 }
+        ClientStep::Trim {
+            keep: 4,
+            refused: false
+        }
     );
     assert_eq!(pr.held_len(), next.len());
     // The response arrives; the next round waits for the client's ack of all of it.
@@ -194,7 +197,10 @@ fn a_fin_after_held_bytes_waits_and_a_fin_right_after_the_request_passes() {
     let fin_later = seg(done + 10, 0, Some(SeqNumber(R0)), tcp_flags::FIN);
     assert_eq!(
         pr.client_step(&fin_later, &[], never, false),
-        ClientStep::Trim { keep: 0 }
+        ClientStep::Trim {
+            keep: 0,
+            refused: false
+        }
     );
 }
 
@@ -221,7 +227,10 @@ fn a_chunked_request_body_past_a_hole_waits_for_it() {
     pr.lend_held(buffer());
     assert_eq!(
         pr.client_step(&s, body, never, false),
-        ClientStep::Trim { keep: 15 }
+        ClientStep::Trim {
+            keep: 15,
+            refused: false
+        }
     );
     // The state machine forwards the first 15 bytes: the framer moves over them.
     assert_eq!(pr.client_commit(at, &body[..15]), None);
@@ -242,7 +251,10 @@ fn a_close_ends_routing_and_nothing_after_the_request_goes_out() {
     let s = seg(done, more.len(), Some(SeqNumber(R0) + resp.len()), 0);
     assert_eq!(
         pr.client_step(&s, more, |_| true, false),
-        ClientStep::Trim { keep: 0 }
+        ClientStep::Trim {
+            keep: 0,
+            refused: false
+        }
     );
 }
 
@@ -354,4 +366,53 @@ fn splice_mode_lets_a_checked_request_straight_through() {
             our_next: r + resp.len()
         }
     );
+}
+
+#[test]
+fn held_bytes_are_acknowledged_and_the_window_ends_at_the_bound() {
+    let (mut pr, _) = started(GET);
+    let done = SeqNumber(C0) + GET.len();
+    let never = |_| false;
+    // Nothing held yet: the window may reach one spare buffer past the request; with
+    // no buffer left it closes at the request's end.
+    let l = pr.receive_limit(16 * 1024).expect("the request is done");
+    assert_eq!((l.ack_at, l.ack_to), (done, done));
+    assert_eq!(l.right_edge, done + 16 * 1024);
+    assert_eq!(pr.receive_limit(0).unwrap().right_edge, done);
+    // A pipelined request is held: acknowledged on the backend's next ack of `done`.
+    let next = b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+    let s = seg(done, next.len(), Some(SeqNumber(R0)), tcp_flags::PSH);
+    assert_eq!(
+        pr.client_step(&s, next, never, false),
+        ClientStep::NeedBuffer { keep: 0 }
+    );
+    pr.lend_held(HeadBuffer::new(100));
+    assert_eq!(
+        pr.client_step(&s, next, never, false),
+        ClientStep::Trim {
+            keep: 0,
+            refused: false
+        }
+    );
+    let l = pr.receive_limit(0).unwrap();
+    assert_eq!(l.ack_to, done + next.len());
+    assert_eq!(l.right_edge, done + 100, "the held buffer's own room");
+    // A client that sends past the bound anyway (it was told before the request's end
+    // was known): what does not fit is refused, and it is told a zero window.
+    let big = [b'x'; 120];
+    let s = seg(done + next.len(), big.len(), Some(SeqNumber(R0)), 0);
+    assert_eq!(
+        pr.client_step(&s, &big, never, false),
+        ClientStep::Trim {
+            keep: 0,
+            refused: true
+        }
+    );
+    let l = pr.receive_limit(0).unwrap();
+    assert_eq!(l.ack_to, done + 100);
+    assert_eq!(l.right_edge, done + 100);
+    // A request that closes the connection: nothing after it is read, nothing said.
+    let close = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let (pr, _) = started(close);
+    assert_eq!(pr.receive_limit(16 * 1024), None);
 }

@@ -881,3 +881,69 @@ fn errors_display() {
     let e: Box<dyn std::error::Error> = Box::new(SpliceError::BadOptions);
     assert_eq!(e.to_string(), "malformed TCP options");
 }
+
+#[test]
+fn receive_limit_raises_the_ack_and_cuts_the_window() {
+    // Toward the client (b2c): ack_delta maps the backend's ack into client space.
+    let t = Translation {
+        src: (VIP, 80),
+        dst: (CLIENT, 50_000),
+        seq_delta: 1000,
+        ack_delta: 0,
+        ts_val_delta: 0,
+        ts_ecr_delta: 0,
+        window_shift_in: 0,
+        window_shift_out: 2,
+    };
+    let done = 5000u32;
+    let limit = ReceiveLimit {
+        ack_at: SeqNumber(done),
+        ack_to: SeqNumber(done + 300),
+        right_edge: SeqNumber(done + 1024),
+    };
+    let from_backend = |ack: u32, window: u16| {
+        build(
+            (BACKEND, 8080),
+            (LOCAL, 40_001),
+            77,
+            Some(ack),
+            tcp_flags::PSH,
+            window,
+            &[&[1u8, 1][..], &ts_option(1, 2)].concat(),
+            b"HTTP/1.1 200 OK\r\n",
+        )
+    };
+    // The backend has the whole request: the held bytes are acknowledged, and the
+    // window (65535 bytes open at the backend) ends at the right edge.
+    let mut pkt = from_backend(done, 65535);
+    let out = translate_limited(&mut pkt, &t, Some(&limit)).unwrap();
+    assert_eq!(out.ack, SeqNumber(done + 300));
+    assert_eq!(tcp_of(&pkt).ack_number(), SeqNumber(done + 300));
+    assert_eq!(tcp_of(&pkt).window_len(), (1024 - 300) >> 2);
+    assert_checksums_exact(&pkt);
+    // The backend still misses request bytes: its ack stands; the edge still holds.
+    let mut pkt = from_backend(done - 100, 65535);
+    translate_limited(&mut pkt, &t, Some(&limit)).unwrap();
+    assert_eq!(tcp_of(&pkt).ack_number(), SeqNumber(done - 100));
+    assert_eq!(tcp_of(&pkt).window_len(), (1024 + 100) >> 2);
+    assert_checksums_exact(&pkt);
+    // A smaller window of the backend's own is kept.
+    let mut pkt = from_backend(done, 20);
+    translate_limited(&mut pkt, &t, Some(&limit)).unwrap();
+    assert_eq!(tcp_of(&pkt).window_len(), 5);
+    // Held bytes up to the edge: a zero window, acknowledged.
+    let full = ReceiveLimit {
+        ack_to: SeqNumber(done + 1024),
+        ..limit
+    };
+    let mut pkt = from_backend(done, 65535);
+    translate_limited(&mut pkt, &t, Some(&full)).unwrap();
+    assert_eq!(tcp_of(&pkt).ack_number(), SeqNumber(done + 1024));
+    assert_eq!(tcp_of(&pkt).window_len(), 0);
+    assert_checksums_exact(&pkt);
+    // Without a limit, exactly what `translate` does.
+    let (mut a, mut b) = (from_backend(done, 65535), from_backend(done, 65535));
+    translate_limited(&mut a, &t, None).unwrap();
+    translate(&mut b, &t).unwrap();
+    assert_eq!(a, b);
+}

@@ -33,7 +33,11 @@ impl Worker {
         if m.len() > end {
             m.set_len(end);
         }
-        if tcpstate::splice::translate(&mut m[ETH..end], &t).is_err() {
+        let limit = match from {
+            Side::Backend => self.receive_limit(id),
+            Side::Client => None,
+        };
+        if tcpstate::splice::translate_limited(&mut m[ETH..end], &t, limit.as_ref()).is_err() {
             self.stats().drop(DropReason::BadTcp, 1);
             return;
         }

@@ -19,6 +19,7 @@ use tcpstate::flow::ConnId;
 use rules::framing::FramingError;
 use rules::http;
 use tcpstate::presplice::{BackendStep, Buffered, ClientStep, Lost};
+use tcpstate::splice::ReceiveLimit;
 use tcpstate::wire::SeqNumber;
 
 use super::super::Worker;
@@ -56,12 +57,26 @@ impl Worker {
         payload: &[u8],
         now_ms: u64,
     ) -> Go {
-        let spliced = self
-            .tcp
-            .flows
-            .get(id)
-            .is_some_and(|c| c.state == State::Spliced);
-        if !spliced || seg.rst() || seg.syn() {
+        let Some(state) = self.tcp.flows.get(id).map(|c| c.state) else {
+            return Go::Pass;
+        };
+        if seg.rst() || seg.syn() {
+            return Go::Pass;
+        }
+        if matches!(state, State::Connecting | State::Queued) && !backend_side {
+            // Routed, not spliced yet: bytes after the request's end are the next
+            // request's. They are held now, not buffered with the head (which keeps
+            // only in-order bytes after the split, so they would be lost).
+            let done = self.tcp.per_request[id as usize]
+                .as_ref()
+                .is_some_and(|pr| pr.request_end().is_some());
+            return if done {
+                self.presplice_client(id, seg, payload, now_ms)
+            } else {
+                Go::Pass
+            };
+        }
+        if state != State::Spliced {
             return Go::Pass;
         }
         if backend_side {
@@ -130,8 +145,15 @@ impl Worker {
             let acked = |s: SeqNumber| conn.client_acked(s);
             match pr.client_step(seg, payload, acked, conn.backend_closed()) {
                 ClientStep::Pass => return Go::Pass,
-                ClientStep::Trim { keep } => {
-                    self.stats().add(Counter::PrespliceHeld, 1);
+                ClientStep::Trim { keep, refused } => {
+                    self.stats().add(
+                        if refused {
+                            Counter::PrespliceHoldRefused
+                        } else {
+                            Counter::PrespliceHeld
+                        },
+                        1,
+                    );
                     return Go::Trim(keep);
                 }
                 ClientStep::Drop(_) => {
@@ -225,6 +247,20 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// What the client is told on top of backend segment of `id` (see
+    /// `PerRequest::receive_limit`): held bytes acknowledged, the window cut at the
+    /// bound.
+    pub(super) fn receive_limit(&self, id: ConnId) -> Option<ReceiveLimit> {
+        let pr = self.tcp.per_request[id as usize].as_ref()?;
+        let spare = if !self.tcp.heads.is_empty() || self.tcp.heads_allocated < self.tcp.max_heads
+        {
+            self.tcp.head_capacity
+        } else {
+            0
+        };
+        pr.receive_limit(spare)
     }
 
     /// Lends a head buffer from the core's pool to `id`'s per-request state, for `what`;
