@@ -67,6 +67,9 @@ pub struct PortInfo {
     pub rx_queues: u16,
     pub tx_queues: u16,
     pub rss: bool,
+    /// The port verifies received TCP checksums (rx offload); otherwise the workers do,
+    /// for the segments whose contents they act on.
+    pub rx_checksum: bool,
     pub link_up: bool,
 }
 
@@ -207,6 +210,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             rx_queues: port.rx_queues(),
             tx_queues: port.tx_queues(),
             rss: port.rss(),
+            rx_checksum: port.rx_checksum(),
             link_up,
         });
         ports.push(port);

@@ -21,7 +21,7 @@ mod ring;
 pub use batch::{MbufBatch, BURST};
 pub use eal::{cpu_available, pause, rdtsc, tsc_hz, Eal};
 pub use error::{DpdkError, Result};
-pub use mbuf::Mbuf;
+pub use mbuf::{Mbuf, RxChecksum};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortId, PortStats};
 pub use ring::MbufRing;

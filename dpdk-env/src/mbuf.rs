@@ -16,6 +16,17 @@ pub struct Mbuf {
 // so moving it to another thread moves the only handle; DPDK frees it thread-safely.
 unsafe impl Send for Mbuf {}
 
+/// A received packet's L4 checksum as the port checked it (`RTE_MBUF_F_RX_L4_CKSUM_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxChecksum {
+    /// Not checked (no offload, or the port could not tell): verify in software.
+    Unknown,
+    /// The port verified it.
+    Good,
+    /// The port found it wrong.
+    Bad,
+}
+
 impl Mbuf {
     /// Takes a fresh, empty mbuf from `pool`; `None` when the pool is exhausted.
     #[inline]
@@ -72,6 +83,19 @@ impl Mbuf {
     pub fn rss_hash(&self) -> u32 {
         // SAFETY: as above.
         unsafe { ffi::ws_mbuf_rss_hash(self.raw.as_ptr()) }
+    }
+
+    /// What the port found of the TCP/UDP checksum of a received packet (its
+    /// `ol_flags`): only ports with the rx checksum offload enabled say anything.
+    #[inline]
+    pub fn rx_l4_checksum(&self) -> RxChecksum {
+        // SAFETY: as above.
+        let flags = unsafe { ffi::ws_mbuf_ol_flags(self.raw.as_ptr()) };
+        match flags & u64::from(ffi::RTE_MBUF_F_RX_L4_CKSUM_MASK) {
+            f if f == u64::from(ffi::RTE_MBUF_F_RX_L4_CKSUM_GOOD) => RxChecksum::Good,
+            f if f == u64::from(ffi::RTE_MBUF_F_RX_L4_CKSUM_BAD) => RxChecksum::Bad,
+            _ => RxChecksum::Unknown,
+        }
     }
 
     /// Grows the data by `n` bytes at the end; returns the new bytes, or None without

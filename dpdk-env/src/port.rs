@@ -67,6 +67,8 @@ pub struct Port {
     rx_queues: u16,
     tx_queues: u16,
     rss: bool,
+    /// The port verifies TCP checksums on receive (the offload was offered and enabled).
+    rx_checksum: bool,
     _pool: Arc<Mempool>,
 }
 
@@ -76,6 +78,7 @@ pub struct DeviceInfo {
     pub max_rx_queues: u16,
     pub max_tx_queues: u16,
     pub rss_offloads: u64,
+    pub rx_offloads: u64,
 }
 
 impl Port {
@@ -100,6 +103,7 @@ impl Port {
             max_rx_queues: info.max_rx_queues,
             max_tx_queues: info.max_tx_queues,
             rss_offloads: info.flow_type_rss_offloads,
+            rx_offloads: info.rx_offload_capa,
         })
     }
 
@@ -138,6 +142,14 @@ impl Port {
         if rss {
             eth_conf.rxmode.mq_mode = ffi::RTE_ETH_MQ_RX_RSS;
             eth_conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+        }
+        // TCP checksums verified by the port where it can (PCI NICs; net_tap in
+        // software): the switch then reads the verdict from each mbuf's flags instead
+        // of summing the segment (see `Mbuf::rx_l4_checksum`).
+        let csum_offload = u64::from(ffi::RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+        let rx_checksum = info.rx_offloads & csum_offload != 0;
+        if rx_checksum {
+            eth_conf.rxmode.offloads |= csum_offload;
         }
         // SAFETY: eth_conf is a valid, zero-initialised configuration struct.
         let rc =
@@ -186,6 +198,7 @@ impl Port {
             rx_queues: conf.rx_queues,
             tx_queues: conf.tx_queues,
             rss,
+            rx_checksum,
             _pool: pool,
         })
     }
@@ -206,6 +219,10 @@ impl Port {
         self.tx_queues
     }
     /// Whether the NIC spreads flows over the rx queues by RSS.
+    /// Whether the port verifies received TCP checksums (see `Mbuf::rx_l4_checksum`).
+    pub fn rx_checksum(&self) -> bool {
+        self.rx_checksum
+    }
     pub fn rss(&self) -> bool {
         self.rss
     }

@@ -118,6 +118,12 @@ pub struct SegmentInfo {
     pub mss: Option<u16>,
     pub window_scale: Option<u8>,
     pub sack_permitted: bool,
+    /// Whether its checksum was verified (by the port or in software). A spliced data
+    /// segment whose contents the switch does not read is carried unverified (see
+    /// [`Conn::carries_unchecked`]): it is forwarded if its sequence number fits the
+    /// window, and nothing else in it is believed (its ACK, window or option values
+    /// may be corrupt; the end host drops it if they are).
+    pub checked: bool,
 }
 
 impl SegmentInfo {
@@ -608,6 +614,17 @@ impl Conn {
         self.our_isn + 1
     }
 
+    /// Whether a data segment of this connection may be carried without verifying its
+    /// checksum: spliced, and nothing of the splice's setup still depends on its
+    /// fields (the backend has the whole head, no head rewrite's bytes can come again).
+    /// The caller also requires only ACK and PSH among its flags, a payload, and no
+    /// byte of it that presplice framing reads; then what the switch takes from the
+    /// segment is its sequence number (checked against the window), and a TSval only
+    /// within a bounded step (see `SegmentInfo::checked`).
+    pub fn carries_unchecked(&self) -> bool {
+        self.state == State::Spliced && self.head_acked && self.rewrite.is_none()
+    }
+
     /// Whether the client has acknowledged everything before `seq` (our bytes).
     pub fn client_acked(&self, seq: SeqNumber) -> bool {
         self.client_ack.is_some_and(|a| a.wrapping_diff(seq) >= 0)
@@ -733,11 +750,11 @@ impl Conn {
         if let Some((tsval, _)) = seg.timestamps {
             // Only newer TSvals (RFC 7323 4.3): a reordered old segment must not make us
             // echo, or send the backend, a value below one it has already seen.
-            if tsval.wrapping_sub(self.client_ts_recent) as i32 >= 0 {
+            if newer_ts(tsval, self.client_ts_recent, seg.checked) {
                 self.client_ts_recent = tsval;
             }
         }
-        if seg.ack.is_some() && seg.seq.wrapping_diff(self.client_window_seq) >= 0 {
+        if seg.checked && seg.ack.is_some() && seg.seq.wrapping_diff(self.client_window_seq) >= 0 {
             self.client_window = seg.window;
             self.client_window_seq = seg.seq;
         }
@@ -871,6 +888,7 @@ impl Conn {
             return self.challenge(Challenge::RstNotExact, challenge_ack, now_ms, out);
         }
         if !seg.rst()
+            && seg.checked
             && seg
                 .ack
                 .is_some_and(|a| a.wrapping_diff(self.backend_next_seen) > 0)
@@ -908,7 +926,7 @@ impl Conn {
         if seg.fin() {
             self.client_fin = Some(seg.seq + seg.payload_len);
         }
-        if let Some(ack) = seg.ack {
+        if let Some(ack) = seg.ack.filter(|_| seg.checked) {
             self.client_ack = Some(self.client_ack.map_or(ack, |a| a.max(ack)));
             self.client_wnd = u32::from(seg.window) << self.c2b.window_shift_in;
             if let Some(bf) = self.backend_fin {
@@ -1439,7 +1457,7 @@ impl Conn {
         if seg.rst() && !self.backend_rst_exact(seq_client_space) {
             return self.challenge(Challenge::RstNotExact, challenge_ack, now_ms, out);
         }
-        if let Some(raw_ack) = seg.ack.filter(|_| !seg.rst()) {
+        if let Some(raw_ack) = seg.ack.filter(|_| !seg.rst() && seg.checked) {
             // RFC 5961 5.2: not beyond what the switch sent (the client's bytes, the
             // head, a FIN after them).
             let head_end = self.backend_base + self.head_tx.next();
@@ -1457,10 +1475,13 @@ impl Conn {
             return Verdict::Drop(ConnDrop::Unexpected);
         }
         if let Some((tsval, _)) = seg.timestamps {
-            self.backend_ts_recent = tsval;
-            self.our_ts_last = self
-                .our_ts_last
-                .max(tsval.wrapping_add(self.b2c.ts_val_delta));
+            if seg.checked || newer_ts(tsval, self.backend_ts_recent, false) {
+                self.backend_ts_recent = tsval;
+            }
+            let to_client = tsval.wrapping_add(self.b2c.ts_val_delta);
+            if newer_ts(to_client, self.our_ts_last, seg.checked) {
+                self.our_ts_last = self.our_ts_last.max(to_client);
+            }
         }
         if !self.response_started
             && seg.payload_len == 0
@@ -1483,7 +1504,7 @@ impl Conn {
             out.push(Emit::Forward);
             return Verdict::Continue;
         }
-        if let Some(raw_ack) = seg.ack {
+        if let Some(raw_ack) = seg.ack.filter(|_| seg.checked) {
             // Into client space (they differ by the rewrite's shift).
             let ack = raw_ack + self.b2c.ack_delta as usize;
             self.backend_ack = Some(self.backend_ack.map_or(ack, |a| a.max(ack)));
@@ -1685,6 +1706,23 @@ impl Conn {
         self.backend_ack = None;
         self.c2b = Translation::default();
         self.b2c = Translation::default();
+    }
+}
+
+/// How far ahead of the last value a TSval from an unverified segment may move the
+/// switch's record (2^24 ms: over four hours of a millisecond clock). A corrupt one
+/// cannot push it further, so the switch's own TSvals never leap half the number
+/// space ahead (which a receiver would take for old ones, PAWS).
+const UNCHECKED_TS_STEP: u32 = 1 << 24;
+
+/// Whether `tsval` is at or after `last` (RFC 7323's modular comparison); from an
+/// unverified segment, also no further ahead than [`UNCHECKED_TS_STEP`].
+fn newer_ts(tsval: u32, last: u32, checked: bool) -> bool {
+    let ahead = tsval.wrapping_sub(last);
+    if checked {
+        ahead as i32 >= 0
+    } else {
+        ahead < UNCHECKED_TS_STEP
     }
 }
 

@@ -250,6 +250,29 @@ impl PerRequest {
         })
     }
 
+    /// Whether the framers would read any byte of a client segment (`seq`, `len` bytes)
+    /// or decide anything from it: `false` only while the response is still to come
+    /// and the segment lies within the current request's bytes already accounted for
+    /// (a body of known length, skipped by arithmetic), where [`client_step`] passes it
+    /// whatever it holds. Such a segment may be carried without its checksum verified.
+    ///
+    /// [`client_step`]: Self::client_step
+    pub fn reads_request(&self, seq: SeqNumber, len: usize) -> bool {
+        let known = self.req_done_at.unwrap_or(self.c2b_framed);
+        self.resp_done_at.is_some() || (seq + len).wrapping_diff(known) > 0
+    }
+
+    /// The same for a backend segment (`seq` in client space): `false` only for bytes
+    /// of a response body of known length, skipped by arithmetic (the whole response,
+    /// once its end is known: [`backend_step`](Self::backend_step) passes them).
+    pub fn reads_response(&self, seq: SeqNumber, len: usize) -> bool {
+        let end = seq + len;
+        match self.resp_done_at {
+            Some(r) => end.wrapping_diff(r) > 0,
+            None => self.resp.phase() == Phase::Opaque || end.wrapping_diff(self.b2c_framed) > 0,
+        }
+    }
+
     /// Gives the buffer a client step asked for (`NeedBuffer`): it will hold the
     /// bytes after the current request.
     pub fn lend_held(&mut self, mut buf: HeadBuffer) {

@@ -274,6 +274,7 @@ mod tests {
             mss: None,
             window_scale: None,
             sack_permitted: false,
+            checked: true,
         }
     }
 

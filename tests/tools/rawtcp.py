@@ -9,7 +9,8 @@ Usage (inside the client namespace, as root):
 
 Scenarios: zero_window, zero_window_own (the switch's own 400), rst_inexact, rst_exact,
 syn_established, request_fin, pipeline_bound (pipelined requests past what the switch
-holds: it acknowledges what it holds and closes its window at the bound).
+holds: it acknowledges what it holds and closes its window at the bound), corrupt
+(segments of every kind with a bad checksum: none is acted on).
 
 Every segment it sends has IP TTL 77, so the test can drop the kernel's own RSTs for
 these flows (it knows no socket for them) with
@@ -58,7 +59,8 @@ class Conn:
     def tsval(self) -> int:
         return int((time.monotonic() - self.t0) * 1000) + 1000
 
-    def send(self, flags, seq=None, ack=None, window=OPEN_WINDOW, payload=b"", syn_opts=False):
+    def send(self, flags, seq=None, ack=None, window=OPEN_WINDOW, payload=b"", syn_opts=False,
+             corrupt=False):
         seq = self.snd_nxt if seq is None else seq
         ack = self.rcv_nxt if ack is None else ack
         if syn_opts:
@@ -73,6 +75,11 @@ class Conn:
         pseudo = socket.inet_aton(self.src) + socket.inet_aton(self.vip) + struct.pack("!BBH", 0, 6, len(seg))
         c = csum(pseudo + seg)
         seg = seg[:16] + struct.pack("!H", c) + seg[18:]
+        if corrupt:
+            # One bit flipped after the checksum was computed: in the payload if there is
+            # one (a link's bit error), else in the checksum field itself.
+            at = len(hdr) + len(payload) // 2 if payload else 16
+            seg = seg[:at] + bytes([seg[at] ^ 0x04]) + seg[at + 1:]
         self.tx.sendto(seg, (self.vip, 0))
 
     def recv(self, timeout: float):
@@ -306,17 +313,15 @@ def pipeline_bound(c: Conn, path: str):
 
     # Closed phase: the first response is never acknowledged.
     unacked_data = []
-    quiet_since = time.monotonic()
-    end = time.monotonic() + 4
-    while time.monotonic() < end and time.monotonic() - quiet_since < 1.5:
+    # Until the window is closed with nothing unacknowledged (the backend's retransmissions
+    # of the response carry the switch's acks, at growing intervals: up to 3.2 s).
+    end = time.monotonic() + 5
+    while time.monotonic() < end and not (sent > 0 and ack == right == c.snd_nxt):
         s = c.recv(0.2)
         if s is None:
             continue
         unacked_data.append(s)
-        before = (ack, right)
         seen_window(s)
-        if (ack, right) != before:
-            quiet_since = time.monotonic()
         send_what_fits()
     closed = {"sent": sent, "acked": (ack - req_end) & 0xFFFFFFFF, "bound": bound,
               "unacked": (c.snd_nxt - ack) & 0xFFFFFFFF, "right_edge": (right - req_end) & 0xFFFFFFFF}
@@ -340,6 +345,87 @@ def pipeline_bound(c: Conn, path: str):
             "answers": answers, "all_200": answers == bytes(c.data).count(b"HTTP/1.1 200 ")}
 
 
+def dechunked(data: bytes):
+    """The body of a complete chunked response in `data`, or None."""
+    if b"\r\n\r\n" not in data:
+        return None
+    rest = data.split(b"\r\n\r\n", 1)[1]
+    body = b""
+    while True:
+        if b"\r\n" not in rest:
+            return None
+        size_line, rest = rest.split(b"\r\n", 1)
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            return body if rest.startswith(b"\r\n") else None
+        if len(rest) < size + 2:
+            return None
+        body += rest[:size]
+        rest = rest[size + 2:]
+
+
+def corrupt(c: Conn, path: str):
+    """Segments with a wrong TCP checksum, of every kind the switch acts on, then the
+    same segments right: only the right ones count. A body segment carried through a
+    splice unverified reaches the backend, which drops it; the echo is byte-exact."""
+    r = {}
+
+    def quiet(seconds, want):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            s = c.recv(end - time.monotonic())
+            if s is None:
+                return None
+            if want(s):
+                return s
+        return None
+
+    # A SYN: no SYN-ACK.
+    c.send(SYN, seq=c.iss, ack=0, window=65535, syn_opts=True, corrupt=True)
+    r["synack_to_bad_syn"] = quiet(1, lambda s: s["flags"] & SYN) is not None
+    c.handshake()
+    # A request: not read (no answer); then right: answered.
+    head = f"GET {path} HTTP/1.1\r\nHost: edge\r\n\r\n".encode()
+    c.send(ACK | PSH, payload=head, corrupt=True)
+    r["answer_to_bad_request"] = quiet(1, lambda s: len(s["payload"]) > 0) is not None
+    c.request(path)
+    r["first"] = c.read_response(5)
+    mark = len(c.data)
+    # An exact RST, a SYN on the established connection, an ACK of unsent data, a FIN:
+    # none acted on (no challenge ACK, no reset, no close).
+    c.send(RST, seq=c.snd_nxt, corrupt=True)
+    c.send(SYN, seq=random.randint(1, 2**31), ack=0, window=65535, syn_opts=True, corrupt=True)
+    c.send(ACK, ack=c.rcv_nxt + 100000, corrupt=True)
+    c.send(ACK | FIN, corrupt=True)
+    r["reply_to_bad_control"] = quiet(1, lambda s: True) is not None
+    c.request(path)
+    r["second"] = c.read_response(5, mark)
+    mark = len(c.data)
+    # A POST whose middle body segment first arrives corrupt (carried to the backend,
+    # which drops it), then right.
+    body = bytes(random.getrandbits(8) for _ in range(3000))
+    c.send_raw_request(f"POST /echo HTTP/1.1\r\nHost: edge\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+    base = c.snd_nxt
+    time.sleep(0.3)  # spliced by now: the corrupt segment is one the switch only carries
+    c.send(ACK | PSH, seq=base + 1000, payload=body[1000:2000], corrupt=True)
+    time.sleep(0.2)
+    for off in (0, 1000, 2000):
+        c.send(ACK | PSH, seq=base + off, payload=body[off:off + 1000])
+    c.snd_nxt = base + len(body)
+    end = time.monotonic() + 8
+    while time.monotonic() < end and dechunked(bytes(c.data[mark:])) is None:
+        s = c.recv(end - time.monotonic())
+        if s is None:
+            break
+        c.take(s)
+    echoed = dechunked(bytes(c.data[mark:]))
+    r["echo_complete"] = echoed is not None
+    r["echo_exact"] = echoed == body
+    c.send(ACK | FIN)
+    c.snd_nxt += 1
+    return r
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -359,6 +445,8 @@ def main():
         r = request_fin(c, path)
     elif scenario == "pipeline_bound":
         r = pipeline_bound(c, path)
+    elif scenario == "corrupt":
+        r = corrupt(c, path)
     else:
         print(__doc__)
         sys.exit(2)

@@ -247,13 +247,18 @@ impl Collector for SwitchCollector {
             ),
             (
                 "webswitch_presplice_hold_refused",
-                "Bytes of a later request not held for want of a buffer (the client retransmits them).",
+                "Bytes of a later request not held for want of room (the client retransmits them).",
                 Counter::PrespliceHoldRefused,
             ),
             (
                 "webswitch_presplice_aborts",
                 "Connections reset because their messages could not be framed (no guessing).",
                 Counter::PrespliceAborts,
+            ),
+            (
+                "webswitch_tcp_carried_unverified",
+                "Spliced data segments carried without verifying their checksum (no byte of them read).",
+                Counter::TcpCarriedUnverified,
             ),
             (
                 "webswitch_warm_opened",

@@ -34,6 +34,7 @@ use crate::stats::{Counter, DropReason};
 
 mod accept;
 mod backend;
+mod carry;
 mod control;
 mod emit;
 mod presplice;
@@ -271,7 +272,7 @@ impl Worker {
     /// A TCP segment of a flow this core owns, received on port `p`.
     pub(in crate::worker) fn handle_owned_tcp(&mut self, p: usize, m: Mbuf, now_ms: u64) {
         self.stats().add(Counter::TcpSegmentsOwned, 1);
-        let Some(rx) = parse_tcp(&m) else {
+        let Some(mut rx) = parse_tcp(&m) else {
             self.stats().drop(DropReason::BadTcp, 1);
             return;
         };
@@ -282,9 +283,13 @@ impl Worker {
             local_ip: rx.dst,
             local_port: rx.dport,
         };
+        let found = self.tcp.flows.lookup(&key);
+        if !self.check_segment(&m, &mut rx, found) {
+            return;
+        }
         let lingering =
             |t: &TcpCore, id: ConnId| t.flows.get(id).is_some_and(|c| c.state == State::Closed);
-        match (self.tcp.flows.lookup(&key), local) {
+        match (found, local) {
             // A new SYN on the tuple of a connection that is closed and only lingering: the
             // client reused its port (as TIME_WAIT would allow, RFC 6191). Start afresh
             // instead of making it retransmit until the linger ends.
@@ -329,7 +334,8 @@ impl Worker {
     ) {
         let mut m = m;
         let mut rx = *rx;
-        if self.tcp.per_request[id as usize].is_some() {
+        // An unverified segment is one presplice framing passes whatever it holds.
+        if rx.seg.checked && self.tcp.per_request[id as usize].is_some() {
             let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
             match self.presplice_segment(id, side == Side::Backend, &rx.seg, payload, now_ms) {
                 presplice::Go::Pass => {}

@@ -159,6 +159,7 @@ impl H {
             mss: None,
             window_scale: None,
             sack_permitted: false,
+            checked: true,
         };
         let c = Conn::accept(
             client_key(),
@@ -242,6 +243,7 @@ impl H {
             mss: None,
             window_scale: None,
             sack_permitted: false,
+            checked: true,
         }
     }
 
@@ -288,6 +290,7 @@ impl H {
             mss: None,
             window_scale: None,
             sack_permitted: false,
+            checked: true,
         }
     }
 
@@ -342,6 +345,7 @@ impl H {
             mss: Some(BACKEND_MSS),
             window_scale: Some(BACKEND_WS),
             sack_permitted: true,
+            checked: true,
         }
     }
 
@@ -576,6 +580,7 @@ fn the_handshake_ack_carrying_the_first_data() {
         mss: None,
         window_scale: None,
         sack_permitted: false,
+        checked: true,
     };
     let mut c = Conn::accept(
         client_key(),
@@ -1392,6 +1397,7 @@ fn backend_rst_to_our_syn_needs_another_backend() {
         mss: None,
         window_scale: None,
         sack_permitted: false,
+        checked: true,
     };
     assert_eq!(
         h.backend_raw(&wrong, T0 + 3),
@@ -1487,6 +1493,7 @@ fn responding() -> H {
         mss: None,
         window_scale: None,
         sack_permitted: false,
+        checked: true,
     };
     assert_eq!(
         h.backend_raw(&rst, T0 + 3).0,
@@ -2957,4 +2964,51 @@ fn a_round_that_starts_with_a_full_buffer_of_held_requests_is_routed_not_refused
     assert_ne!(v, Verdict::HeadTooLarge);
     assert_eq!(h.c.state, State::ReadingHead);
     assert!(h.c.has_whole_head(), "the caller routes it");
+}
+
+#[test]
+fn an_unverified_data_segment_is_carried_and_nothing_in_it_believed_but_its_place() {
+    let mut h = H::spliced(Setup::default());
+    assert!(h.c.carries_unchecked());
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    // A backend data segment carried unverified: forwarded; its ack (far past anything
+    // the client sent) neither challenged nor taken.
+    let mut seg = h.backend_seg(0, 4000, tcp_flags::PSH, 500);
+    seg.checked = false;
+    assert_eq!(h.backend_raw(&seg, T0 + 5), fwd);
+    // Its bytes are known to have gone out: the client's ack of them is not "unsent".
+    assert_eq!(h.client(84, 500, 0, &[], T0 + 6), fwd);
+    assert!(h.c.client_acked(h.oseq(500)));
+    // A client data segment carried unverified whose ack runs past what the backend
+    // sent: not challenged, and not taken as the client's ack either.
+    let mut seg = h.client_seg(84, 5000, tcp_flags::PSH, 10);
+    seg.checked = false;
+    assert_eq!(h.client_raw(&seg, &[0u8; 10], T0 + 7), fwd);
+    assert!(!h.c.client_acked(h.oseq(501)));
+    // Outside the window it is dropped like any other.
+    let mut seg = h.client_seg(84 + 10_000_000, 500, tcp_flags::PSH, 10);
+    seg.checked = false;
+    assert_eq!(
+        h.client_raw(&seg, &[0u8; 10], T0 + 8).0,
+        Verdict::Drop(ConnDrop::OutOfWindow)
+    );
+}
+
+#[test]
+fn an_unverified_tsval_moves_the_record_only_a_bounded_step() {
+    assert!(newer_ts(10, 5, true) && newer_ts(10, 5, false));
+    assert!(!newer_ts(4, 5, true) && !newer_ts(4, 5, false));
+    // A corrupt value half the number space ahead is never taken from an unverified
+    // segment (the switch's own TSvals would then look old to the client: PAWS).
+    assert!(newer_ts(5 + (1 << 30), 5, true));
+    assert!(!newer_ts(5 + (1 << 30), 5, false));
+    assert!(newer_ts(5 + UNCHECKED_TS_STEP - 1, 5, false));
+}
+
+#[test]
+fn nothing_is_carried_unverified_before_the_backend_has_the_head() {
+    let h = H::connected(Setup::default());
+    assert!(!h.c.carries_unchecked(), "the head is not acked yet");
+    let h = H::new(Setup::default());
+    assert!(!h.c.carries_unchecked(), "reading the head");
 }

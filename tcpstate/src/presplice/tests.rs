@@ -18,6 +18,7 @@ fn seg(seq: SeqNumber, len: usize, ack: Option<SeqNumber>, flags: u8) -> Segment
         mss: None,
         window_scale: None,
         sack_permitted: false,
+        checked: true,
     }
 }
 
@@ -415,4 +416,27 @@ fn held_bytes_are_acknowledged_and_the_window_ends_at_the_bound() {
     let close = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let (pr, _) = started(close);
     assert_eq!(pr.receive_limit(16 * 1024), None);
+}
+
+#[test]
+fn only_body_bytes_of_known_length_are_unread() {
+    let head = b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n";
+    let (mut pr, _) = started(head);
+    let body = SeqNumber(C0) + head.len();
+    // The body: skipped by arithmetic, read by nobody.
+    assert!(!pr.reads_request(body, 500));
+    assert!(!pr.reads_request(body + 500, 500));
+    // A byte past it belongs to the next request: read.
+    assert!(pr.reads_request(body + 500, 501));
+    // The response: its head is read, its body of known length is not.
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n";
+    assert!(pr.reads_response(SeqNumber(R0), resp.len()));
+    assert_eq!(backend(&mut pr, R0, resp), BackendStep::Pass);
+    let rbody = SeqNumber(R0) + resp.len();
+    assert!(!pr.reads_response(rbody + 1000, 2000));
+    // Past the response's end: bytes no request asked for, read (to end the connection).
+    assert!(pr.reads_response(rbody + 1000, 2001));
+    // Once the response's end is known, the client's segments count: their acks start
+    // the next round.
+    assert!(pr.reads_request(body, 10));
 }

@@ -315,7 +315,9 @@ pub(super) struct FrameSpec {
 }
 
 /// Parses the TCP segment of a frame l2l3 already validated (Ethernet, IPv4 with a good
-/// header checksum, no options, not a fragment, TCP), checking the TCP checksum.
+/// header checksum, no options, not a fragment, TCP). The TCP checksum is *not*
+/// verified here: the caller decides whether the switch acts on the segment's contents
+/// (then [`tcp_checksum_ok`]) or only carries it (see `Worker::handle_owned_tcp`).
 pub(super) fn parse_tcp(m: &[u8]) -> Option<Rx> {
     // Only frames `l2l3::process_frame` classified as TCP get here (directly or through a
     // steering ring), so the Ethernet and IPv4 headers were already checked: read them
@@ -325,7 +327,7 @@ pub(super) fn parse_tcp(m: &[u8]) -> Option<Rx> {
     let ip = Ipv4Packet::new_unchecked(&m[ETH..]);
     let (src, dst, ip_total) = (ip.src_addr(), ip.dst_addr(), usize::from(ip.total_len()));
     let tcp = TcpPacket::new_checked(&m[ETH + IP..ETH + ip_total]).ok()?;
-    let repr = TcpRepr::parse(&tcp, src, dst, true).ok()?;
+    let repr = TcpRepr::parse(&tcp, src, dst, false).ok()?;
     Some(Rx {
         src,
         dst,
@@ -344,8 +346,14 @@ pub(super) fn parse_tcp(m: &[u8]) -> Option<Rx> {
             mss: repr.max_seg_size,
             window_scale: repr.window_scale,
             sack_permitted: repr.sack_permitted,
+            checked: false,
         },
     })
+}
+
+/// Whether the TCP checksum of the segment in `m` (parsed into `rx`) is right.
+pub(super) fn tcp_checksum_ok(m: &[u8], rx: &Rx) -> bool {
+    TcpPacket::new_unchecked(&m[ETH + IP..ETH + rx.ip_total]).verify_checksum(rx.src, rx.dst)
 }
 
 /// Cuts a received segment's payload to its first `keep` bytes and clears its FIN (the
