@@ -13,5 +13,8 @@ pub mod segment;
 pub mod splice;
 pub mod steer;
 pub mod syncookie;
+pub mod timer;
 pub mod warm;
 pub mod wire;
+#[cfg(test)]
+mod xorshift;
