@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conn;
+pub mod conn_table;
 pub mod flow;
 pub mod neighbour;
 pub mod presplice;
