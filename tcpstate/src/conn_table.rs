@@ -13,7 +13,7 @@
 use std::ops::Deref;
 
 use crate::conn::{Conn, State};
-use crate::flow::{ConnId, FlowKey, FlowTable, TableFull};
+use crate::flow::{ConnId, FlowKey, FlowTable, TableBytes, TableFull};
 use crate::timer::TimerWheel;
 
 /// What the table recorded of one connection at the last `sync`.
@@ -25,6 +25,16 @@ struct Track {
     touched: bool,
     /// In `waiting_mac` (perhaps no longer waiting: dropped at the next look).
     waiting_mac: bool,
+}
+
+/// The bytes a `ConnTable` holds, by part (allocated at creation; none later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTableBytes {
+    pub flows: TableBytes,
+    /// The timer wheel.
+    pub timers: usize,
+    /// What `sync` compares against, and the lists of ids to look at.
+    pub tracking: usize,
 }
 
 #[derive(Debug)]
@@ -188,6 +198,17 @@ impl ConnTable {
             }
             still
         });
+    }
+
+    /// What the table holds in memory, by part.
+    pub fn bytes(&self) -> ConnTableBytes {
+        use std::mem::size_of;
+        ConnTableBytes {
+            flows: self.flows.bytes(),
+            timers: self.timers.bytes(),
+            tracking: self.track.capacity() * size_of::<Track>()
+                + (self.touched.capacity() + self.waiting_mac.capacity()) * size_of::<ConnId>(),
+        }
     }
 
     /// The wheel, for its figures.

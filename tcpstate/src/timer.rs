@@ -125,6 +125,13 @@ impl TimerWheel {
             .map(|e| e.deadline_ms)
     }
 
+    /// What the wheel holds in memory (all of it taken at construction).
+    pub fn bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry>()
+            + std::mem::size_of_val(&self.heads)
+            + std::mem::size_of_val(&self.occupied)
+    }
+
     /// What `expire` has visited so far.
     pub fn work(&self) -> WheelWork {
         self.work
