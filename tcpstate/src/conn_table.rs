@@ -64,6 +64,16 @@ fn waits_for_mac(c: &Conn) -> bool {
     c.state == State::Connecting && c.backend.is_some_and(|t| t.key.local_port == 0)
 }
 
+/// Notes `id` for the next `sync` (once).
+#[inline]
+fn note(track: &mut [Track], touched: &mut Vec<ConnId>, id: ConnId) {
+    let t = &mut track[id as usize];
+    if !t.touched {
+        t.touched = true;
+        touched.push(id);
+    }
+}
+
 impl ConnTable {
     /// A table for at most `capacity` connections; its timers' clock at `now_ms`.
     pub fn new(capacity: usize, now_ms: u64) -> ConnTable {
@@ -79,11 +89,7 @@ impl ConnTable {
     }
 
     fn touch(&mut self, id: ConnId) {
-        let t = &mut self.track[id as usize];
-        if !t.touched {
-            t.touched = true;
-            self.touched.push(id);
-        }
+        note(&mut self.track, &mut self.touched, id);
     }
 
     /// As `FlowTable::try_insert`: a refused connection comes back whole, so that its
@@ -99,10 +105,15 @@ impl ConnTable {
     /// next `sync`.
     #[inline]
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        if self.flows.get(id).is_some() {
-            self.touch(id);
-        }
-        self.flows.get_mut(id)
+        let ConnTable {
+            flows,
+            track,
+            touched,
+            ..
+        } = self;
+        let conn = flows.get_mut(id)?;
+        note(track, touched, id);
+        Some(conn)
     }
 
     /// As `FlowTable::remove`; its timer and its count go with it.
