@@ -1761,4 +1761,5 @@ fn rules_head_end(buf: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+// The fixtures are shared with `conn_table`'s tests.
+pub(crate) mod tests;

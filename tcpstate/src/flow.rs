@@ -42,12 +42,23 @@ pub type ConnId = u32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableFull;
 
+/// The bytes a table holds, by part (allocated at creation; none later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableBytes {
+    /// The connection slots (`Option<C>` each).
+    pub slots: usize,
+    /// The key map: two keys per connection, hashbrown's buckets and control bytes.
+    pub keys: usize,
+    /// Free list, live list and positions, generations, lingering marks and queue.
+    pub bookkeeping: usize,
+}
+
 #[derive(Debug)]
 pub struct FlowTable<C> {
     keys: HashMap<FlowKey, (ConnId, Side)>,
     slots: Vec<Option<C>>,
     free: Vec<ConnId>,
-    /// Live slot ids, for timer sweeps (position kept in `live_pos`).
+    /// Live slot ids, for listings (position kept in `live_pos`).
     live: Vec<ConnId>,
     live_pos: Vec<u32>,
     /// Per slot: bumped when the slot is freed, so a queued `(id, generation)` of an
@@ -208,6 +219,22 @@ impl<C> FlowTable<C> {
     pub fn live_ids(&self, out: &mut Vec<ConnId>) {
         out.clear();
         out.extend_from_slice(&self.live);
+    }
+
+    /// What the table holds in memory, by part.
+    pub fn bytes(&self) -> TableBytes {
+        use std::mem::size_of;
+        TableBytes {
+            slots: self.slots.capacity() * size_of::<Option<C>>(),
+            keys: self.keys.allocation_size(),
+            bookkeeping: (self.free.capacity()
+                + self.live.capacity()
+                + self.live_pos.capacity()
+                + self.generation.capacity())
+                * size_of::<u32>()
+                + self.is_lingering.capacity()
+                + self.lingering.capacity() * size_of::<(ConnId, u32)>(),
+        }
     }
 
     /// Number of keys (two per connected flow, one before): for leak checks.

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conn;
+pub mod conn_table;
 pub mod flow;
 pub mod neighbour;
 pub mod presplice;
@@ -13,5 +14,8 @@ pub mod segment;
 pub mod splice;
 pub mod steer;
 pub mod syncookie;
+pub mod timer;
 pub mod warm;
 pub mod wire;
+#[cfg(test)]
+mod xorshift;

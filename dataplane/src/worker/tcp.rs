@@ -9,7 +9,7 @@
 //! - `backend`: connects, backend choice, connection slots, pool queues, local ports,
 //!   retries and passive health
 //! - `emit`: frames built or translated from what `tcpstate` decided, and received frames parsed
-//! - `timers`: the sweep of connection timers
+//! - `timers`: the periodic work, and connection timers as they fall due
 //! - `control`: the management thread's questions, runtime snapshots, health-probe glue
 //! - `presplice`: per-request routing on keep-alive connections
 //! - `warm`: warm backend connections, per backend and core
@@ -18,10 +18,9 @@ use std::net::Ipv4Addr;
 use dpdk_env::Mbuf;
 use std::collections::VecDeque;
 
-use tcpstate::conn::{
-    Challenge, Conn, ConnDrop, ConnParams, Emit, Outputs, SegmentInfo, State, Verdict,
-};
-use tcpstate::flow::{ConnId, FlowKey, FlowTable, Side};
+use tcpstate::conn::{Challenge, ConnDrop, ConnParams, Emit, Outputs, SegmentInfo, State, Verdict};
+use tcpstate::conn_table::ConnTable;
+use tcpstate::flow::{ConnId, FlowKey, Side};
 use tcpstate::presplice::PerRequest;
 use tcpstate::reasm::HeadBuffer;
 use tcpstate::syncookie::SynCookies;
@@ -150,7 +149,8 @@ pub struct AccessRecord {
 
 /// Per-worker TCP state.
 pub struct TcpCore {
-    flows: FlowTable<Conn>,
+    /// Connections, with their timers and per-state counts (`tcpstate::conn_table`).
+    flows: ConnTable,
     meta: Vec<Meta>,
     cookies: SynCookies,
     heads: Vec<HeadBuffer>,
@@ -200,7 +200,8 @@ impl TcpCore {
             chunk.copy_from_slice(&splitmix(&mut rng).to_le_bytes());
         }
         TcpCore {
-            flows: FlowTable::new(t.max_flows),
+            // The worker's clock starts at 0 (`Worker::now_ms`).
+            flows: ConnTable::new(t.max_flows, 0),
             meta: vec![Meta::default(); t.max_flows],
             cookies: SynCookies::new(seed, t.cookie_rotate_ms),
             heads: Vec::new(),
@@ -615,5 +616,63 @@ impl Worker {
         if self.shared.access[self.index].push(rec).is_err() {
             self.stats().add(Counter::AccessLogDropped, 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use tcpstate::presplice::PerRequest;
+    use tcpstate::reasm::HeadBuffer;
+    use tcpstate::segment::Sender;
+    use tcpstate::splice::Translation;
+
+    use super::*;
+
+    /// What each flow entry costs at the default `max_flows_per_core` (65,536), as
+    /// docs/architecture.md ("Bytes per flow entry") reports it: printed, and held under
+    /// the reported figures so that the page stays true.
+    #[test]
+    fn bytes_per_flow_entry() {
+        const FLOWS: usize = 65_536;
+        let b = ConnTable::new(FLOWS, 0).bytes();
+        let per = |bytes: usize| bytes.div_ceil(FLOWS);
+        let rows = [
+            // (part, bytes per entry rounded up, the figure the page reports)
+            ("Conn (flow table slot)", per(b.flows.slots), 704),
+            ("key map (2 keys)", per(b.flows.keys), 85),
+            ("timer wheel entry", per(b.timers), 17),
+            ("timer/count tracking", per(b.tracking), 11),
+            ("flow table bookkeeping", per(b.flows.bookkeeping), 25),
+            ("Meta (TcpCore.meta)", size_of::<Meta>(), 256),
+            ("TcpCore.pool_of", size_of::<usize>(), 8),
+            (
+                "TcpCore.per_request",
+                size_of::<Option<Box<PerRequest>>>(),
+                8,
+            ),
+        ];
+        let mut total = 0;
+        for (part, bytes, bound) in rows {
+            println!("{part:<26} {bytes:>4} B");
+            assert!(bytes <= bound, "{part}: {bytes} B, the page says {bound}");
+            total += bytes;
+        }
+        println!("{:<26} {total:>4} B", "total");
+        // The parts of Conn that a split into hot and cold would move.
+        for (part, bytes) in [
+            ("  Conn: Translation (x2)", size_of::<Translation>()),
+            ("  Conn: Sender (x2)", size_of::<Sender>()),
+            ("  Conn: ConnParams", size_of::<ConnParams>()),
+            (
+                "  Conn: Option<HeadBuffer>",
+                size_of::<Option<HeadBuffer>>(),
+            ),
+            ("  Conn: Response", size_of::<tcpstate::conn::Response>()),
+        ] {
+            println!("{part:<26} {bytes:>4} B");
+        }
+        assert!(total <= 1_114, "{total} B per flow entry");
     }
 }

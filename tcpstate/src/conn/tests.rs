@@ -33,7 +33,7 @@ const CLIENT_WIN: u16 = 502;
 const BACKEND_WS: u8 = 9;
 const BACKEND_MSS: u16 = 1400;
 
-fn params() -> ConnParams {
+pub(crate) fn params() -> ConnParams {
     ConnParams {
         mss: 1460,
         window_scale: 7,
@@ -58,7 +58,7 @@ fn full_opts() -> SynOptions {
 }
 
 /// A client without timestamps: the cookie carries only the MSS.
-fn bare_opts() -> SynOptions {
+pub(crate) fn bare_opts() -> SynOptions {
     SynOptions {
         mss: 536,
         window_scale: None,

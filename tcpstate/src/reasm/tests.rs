@@ -1,22 +1,7 @@
 use super::*;
+use crate::xorshift::XorShift;
 
 const HEAD: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: 10.250.0.2:8080\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
-
-/// Deterministic xorshift64 for generated cases.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn buffer(capacity: usize, base: u32) -> HeadBuffer {
     let mut b = HeadBuffer::new(capacity);

@@ -2,7 +2,10 @@
 //! up runtime and health changes, answers the management thread, runs health probes and
 //! warm pools, rotates the cookie secrets, publishes the per-state gauges, and fires the
 //! connection timers that are due (connect, head, idle, retransmission, linger), as well
-//! as connects that waited for a backend's MAC.
+//! as connects that waited for a backend's MAC. None of it walks the flow table: the
+//! timers come from a wheel, the gauges from counts kept as states change, and the
+//! connects from the list of those waiting (`tcpstate::conn_table`), so a sweep costs
+//! what is due, not what is open.
 use tcpstate::conn::{Emit, Outputs, State};
 
 use super::super::Worker;
@@ -29,45 +32,40 @@ impl Worker {
         fresh[..8].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());
         fresh[8..].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());
         self.tcp.cookies.maybe_rotate(now_ms, fresh);
-        let mut ids = std::mem::take(&mut self.tcp.scratch_ids);
-        self.tcp.flows.live_ids(&mut ids);
-        let mut by_state = [0u64; State::ALL.len()];
-        for &id in &ids {
-            if let Some(c) = self.tcp.flows.get(id) {
-                by_state[State::ALL.iter().position(|s| *s == c.state).unwrap_or(0)] += 1;
-            }
-        }
+        // Timers, counts and the MAC list catch up with the connections changed since.
+        self.tcp.flows.sync();
         let gauges = [
-            Counter::ConnsReadingHead,
-            Counter::ConnsQueued,
-            Counter::ConnsConnecting,
-            Counter::ConnsSpliced,
-            Counter::ConnsResponding,
-            Counter::ConnsClosedLinger,
+            (Counter::ConnsReadingHead, State::ReadingHead),
+            (Counter::ConnsQueued, State::Queued),
+            (Counter::ConnsConnecting, State::Connecting),
+            (Counter::ConnsSpliced, State::Spliced),
+            (Counter::ConnsResponding, State::Responding),
+            (Counter::ConnsClosedLinger, State::Closed),
         ];
-        for (g, n) in gauges.iter().zip(by_state) {
-            self.stats().set(*g, n);
+        for (g, state) in gauges {
+            self.stats().set(g, self.tcp.flows.count(state));
         }
         self.stats().set(Counter::FlowsLive, self.tcp.live() as u64);
+        let mut ids = std::mem::take(&mut self.tcp.scratch_ids);
+        // Waiting for a backend's MAC (the first connect after start, or after the
+        // entry expired): go as soon as it is known, not at the connect timeout.
+        self.tcp.flows.waiting_for_mac(&mut ids);
         for &id in &ids {
-            // Waiting for a backend's MAC (the first connect after start, or after the
-            // entry expired): go as soon as it is known, not at the connect timeout.
-            let waiting_arp = self.tcp.flows.get(id).and_then(|c| {
-                let t = c.backend?;
-                (c.state == State::Connecting && t.key.local_port == 0).then_some(t.id)
-            });
-            if let Some(b) = waiting_arp {
-                let route = self.tcp.rt.routes.get(b).copied();
-                if route
-                    .is_some_and(|r| self.neigh[r.via_port].lookup(r.next_hop, now_ms).is_some())
-                {
-                    if let Some(c) = self.tcp.flows.get_mut(id) {
-                        c.backend = None;
-                    }
-                    self.connect_backend(id, None, now_ms);
-                    continue;
+            let Some(b) = self.tcp.flows.get(id).and_then(|c| c.backend).map(|t| t.id) else {
+                continue;
+            };
+            let route = self.tcp.rt.routes.get(b).copied();
+            if route.is_some_and(|r| self.neigh[r.via_port].lookup(r.next_hop, now_ms).is_some()) {
+                if let Some(c) = self.tcp.flows.get_mut(id) {
+                    c.backend = None;
                 }
+                self.connect_backend(id, None, now_ms);
             }
+        }
+        ids.clear();
+        self.tcp.flows.expire(now_ms, &mut ids);
+        for &id in &ids {
+            // Handed out by the wheel, but another's timer may have removed it since.
             let due = self
                 .tcp
                 .flows
