@@ -33,6 +33,7 @@ fn accepted(port: u16, now: u64) -> Conn {
         mss: None,
         window_scale: None,
         sack_permitted: false,
+        checked: true,
     };
     Conn::accept(
         key(port),
