@@ -583,7 +583,10 @@ impl PerRequest {
             return ClientStep::NeedBuffer { keep };
         };
         // Full, fragmented or beyond the buffer: not kept; the client sends it again.
-        let refused = !matches!(h.insert(seq, bytes), Insert::Added { .. } | Insert::Duplicate);
+        let refused = !matches!(
+            h.insert(seq, bytes),
+            Insert::Added { .. } | Insert::Duplicate
+        );
         ClientStep::Trim { keep, refused }
     }
 
@@ -594,7 +597,10 @@ impl PerRequest {
         if h.base() != seq {
             h.reset(seq); // lent before the end was known
         }
-        let refused = !matches!(h.insert(seq, bytes), Insert::Added { .. } | Insert::Duplicate);
+        let refused = !matches!(
+            h.insert(seq, bytes),
+            Insert::Added { .. } | Insert::Duplicate
+        );
         ClientStep::Trim { keep, refused }
     }
 

@@ -254,8 +254,7 @@ impl Worker {
     /// bound.
     pub(super) fn receive_limit(&self, id: ConnId) -> Option<ReceiveLimit> {
         let pr = self.tcp.per_request[id as usize].as_ref()?;
-        let spare = if !self.tcp.heads.is_empty() || self.tcp.heads_allocated < self.tcp.max_heads
-        {
+        let spare = if !self.tcp.heads.is_empty() || self.tcp.heads_allocated < self.tcp.max_heads {
             self.tcp.head_capacity
         } else {
             0
