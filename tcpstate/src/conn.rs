@@ -635,6 +635,11 @@ impl Conn {
         self.backend_fin.is_some()
     }
 
+    /// Whether a rewritten head's buffer is still held.
+    pub fn has_rewrite(&self) -> bool {
+        self.rewrite.is_some()
+    }
+
     /// Takes the rewrite buffer back unconditionally (the connection is going away).
     pub fn take_rewrite(&mut self) -> Option<Vec<u8>> {
         self.rewrite.take().map(|r| r.bytes)

@@ -477,6 +477,14 @@ impl PerRequest {
         if backend_closed {
             self.last = true;
         }
+        if payload.is_empty()
+            && !seg.fin()
+            && (self.req_done_at.is_none() || self.resp_done_at.is_none() || self.held_len() == 0)
+        {
+            // A bare ACK that cannot start the next round (nothing held, or the exchange
+            // is not over): the common case, decided without the rest.
+            return ClientStep::Pass;
+        }
         let seq = seg.seq;
         let end = seq + payload.len();
         let Some(done) = self.req_done_at else {

@@ -20,7 +20,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::wire::checksum::{update16, update32};
+use crate::wire::checksum::Incremental;
 use crate::wire::{ip_proto, tcp_flags, Ipv4Packet, SeqNumber, TcpOption, TcpPacket};
 
 /// How to rewrite the segments of one direction of a spliced connection.
@@ -215,27 +215,27 @@ pub fn translate_limited(
 
     // --- IP header. ---
     let mut ip = Ipv4Packet::new_unchecked(&mut ip_and_tcp[..]);
-    let mut ip_csum = ip.checksum();
-    ip_csum = update32(ip_csum, u32::from(old_src), u32::from(new_src));
-    ip_csum = update32(ip_csum, u32::from(old_dst), u32::from(new_dst));
+    let mut ip_csum = Incremental::new(ip.checksum());
+    ip_csum.dword(u32::from(old_src), u32::from(new_src));
+    ip_csum.dword(u32::from(old_dst), u32::from(new_dst));
     ip.set_src_addr(new_src);
     ip.set_dst_addr(new_dst);
-    ip.set_checksum(ip_csum);
+    ip.set_checksum(ip_csum.finish());
 
     // --- TCP header. ---
     let mut tcp = TcpPacket::new_unchecked(&mut ip_and_tcp[ip_header_len..total_len]);
-    let mut csum = tcp.checksum();
+    let mut csum = Incremental::new(tcp.checksum());
     // The pseudo-header's addresses (its protocol and length do not change).
-    csum = update32(csum, u32::from(old_src), u32::from(new_src));
-    csum = update32(csum, u32::from(old_dst), u32::from(new_dst));
+    csum.dword(u32::from(old_src), u32::from(new_src));
+    csum.dword(u32::from(old_dst), u32::from(new_dst));
 
-    csum = update16(csum, tcp.src_port(), t.src.1);
+    csum.word(tcp.src_port(), t.src.1);
     tcp.set_src_port(t.src.1);
-    csum = update16(csum, tcp.dst_port(), t.dst.1);
+    csum.word(tcp.dst_port(), t.dst.1);
     tcp.set_dst_port(t.dst.1);
 
     let seq = SeqNumber(tcp.seq_number().0.wrapping_add(t.seq_delta));
-    csum = update32(csum, tcp.seq_number().0, seq.0);
+    csum.dword(tcp.seq_number().0, seq.0);
     tcp.set_seq_number(seq);
 
     let ack = if has_ack {
@@ -245,7 +245,7 @@ pub fn translate_limited(
                 ack = l.ack_to;
             }
         }
-        csum = update32(csum, tcp.ack_number().0, ack.0);
+        csum.dword(tcp.ack_number().0, ack.0);
         tcp.set_ack_number(ack);
         ack
     } else {
@@ -260,7 +260,7 @@ pub fn translate_limited(
             let units = room >> t.window_shift_out.min(MAX_WINDOW_SCALE);
             new = new.min(units.min(u64::from(u16::MAX)) as u16);
         }
-        csum = update16(csum, old, new);
+        csum.word(old, new);
         tcp.set_window_len(new);
     }
 
@@ -271,22 +271,22 @@ pub fn translate_limited(
         let at = TcpPacket::<&[u8]>::HEADER_LEN + patch.at;
         match patch.kind {
             KIND_TS => {
-                csum = add32(seg, at + 2, t.ts_val_delta, csum);
+                add32(seg, at + 2, t.ts_val_delta, &mut csum);
                 if has_ack {
-                    csum = add32(seg, at + 6, t.ts_ecr_delta, csum);
+                    add32(seg, at + 6, t.ts_ecr_delta, &mut csum);
                 }
             }
             _ if has_ack => {
                 // SACK: (len - 2) / 8 blocks of two edges; all of them, including a
                 // fourth block that `TcpOption` itself does not report.
                 for edge in 0..usize::from(patch.len - 2) / 4 {
-                    csum = add32(seg, at + 2 + 4 * edge, t.ack_delta, csum);
+                    add32(seg, at + 2 + 4 * edge, t.ack_delta, &mut csum);
                 }
             }
             _ => {}
         }
     }
-    TcpPacket::new_unchecked(seg).set_checksum(csum);
+    TcpPacket::new_unchecked(seg).set_checksum(csum.finish());
 
     Ok(Translated {
         flags,
@@ -328,6 +328,16 @@ struct Patch {
 /// act on any of them), at most four, which is all that 40 option bytes can hold.
 fn locate_options(options: &[u8]) -> Result<[Option<Patch>; MAX_PATCHED_OPTIONS], SpliceError> {
     let mut patches = [None; MAX_PATCHED_OPTIONS];
+    // The layout of nearly every segment of a connection with timestamps (Linux, BSD:
+    // NOP, NOP, then the option): nothing to walk.
+    if options.len() == 12 && options[..4] == [1, 1, KIND_TS, 10] {
+        patches[0] = Some(Patch {
+            at: 2,
+            kind: KIND_TS,
+            len: 10,
+        });
+        return Ok(patches);
+    }
     let mut found = 0;
     let mut at = 0;
     while at < options.len() {
@@ -356,23 +366,22 @@ fn locate_options(options: &[u8]) -> Result<[Option<Patch>; MAX_PATCHED_OPTIONS]
 /// patched checksum. At an even offset the field is two checksum words (RFC 1624
 /// on a 32-bit field); at an odd one (an option placed without NOP padding) it
 /// straddles three words, which are patched one by one.
-fn add32(seg: &mut [u8], at: usize, delta: u32, csum: u16) -> u16 {
+fn add32(seg: &mut [u8], at: usize, delta: u32, csum: &mut Incremental) {
     let old = u32::from_be_bytes([seg[at], seg[at + 1], seg[at + 2], seg[at + 3]]);
     let new = old.wrapping_add(delta);
     if at.is_multiple_of(2) {
         seg[at..at + 4].copy_from_slice(&new.to_be_bytes());
-        return update32(csum, old, new);
+        csum.dword(old, new);
+        return;
     }
     // Words at at-1, at+1 and at+3. The field lies in the header, whose length is
     // a multiple of 4, so the last word's second byte exists.
     let word = |s: &[u8], w: usize| u16::from_be_bytes([s[w], s[w + 1]]);
     let before = [word(seg, at - 1), word(seg, at + 1), word(seg, at + 3)];
     seg[at..at + 4].copy_from_slice(&new.to_be_bytes());
-    let mut csum = csum;
     for (i, old_word) in before.into_iter().enumerate() {
-        csum = update16(csum, old_word, word(seg, at - 1 + 2 * i));
+        csum.word(old_word, word(seg, at - 1 + 2 * i));
     }
-    csum
 }
 
 #[cfg(test)]

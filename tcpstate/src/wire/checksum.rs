@@ -12,12 +12,14 @@ use std::net::Ipv4Addr;
 /// (RFC 1071 §4.1).
 pub fn sum(data: &[u8]) -> u32 {
     let mut acc: u64 = 0;
-    // Eight bytes at a time: four words summed in one add, carries kept in the spare
-    // high bits of the u64 (a packet is far too short to overflow them).
+    // Eight bytes at a time, as two 32-bit halves: 2^16 ≡ 1 (mod 2^16 - 1), so a sum of
+    // 32-bit words folds to the same value as the sum of their 16-bit halves; carries
+    // pile up in the spare high bits of the u64 (a packet is far too short to overflow
+    // them) and are folded once at the end.
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        acc += (w >> 48) + ((w >> 32) & 0xffff) + ((w >> 16) & 0xffff) + (w & 0xffff);
+        let w = u64::from_be_bytes(c.try_into().expect("eight bytes"));
+        acc += (w >> 32) + (w & 0xffff_ffff);
     }
     let mut words = chunks.remainder().chunks_exact(2);
     for w in &mut words {
@@ -83,6 +85,45 @@ pub fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
         + (new >> 16)
         + (new & 0xffff);
     !fold(acc)
+}
+
+/// [`update16`] for many changed words at once, folded once at the end:
+/// `HC' = ~(~HC + Σ(~m + m'))`. Folding once instead of per word gives the same
+/// checksum (every partial result is the same value modulo 0xffff, and both end in
+/// 1..=0xffff before the complement) at a fraction of the instructions: the splice
+/// path patches a dozen words per segment.
+#[derive(Debug, Clone, Copy)]
+pub struct Incremental(u64);
+
+impl Incremental {
+    /// Starts from the checksum stored before the changes.
+    #[inline]
+    pub fn new(old_csum: u16) -> Self {
+        Incremental(u64::from(!old_csum))
+    }
+
+    /// One 16-bit word changed from `old` to `new`.
+    #[inline]
+    pub fn word(&mut self, old: u16, new: u16) {
+        self.0 += u64::from(!old) + u64::from(new);
+    }
+
+    /// An aligned 32-bit field changed (its two words).
+    #[inline]
+    pub fn dword(&mut self, old: u32, new: u32) {
+        self.word((old >> 16) as u16, (new >> 16) as u16);
+        self.word(old as u16, new as u16);
+    }
+
+    /// The checksum to store now.
+    #[inline]
+    pub fn finish(self) -> u16 {
+        let mut s = self.0;
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        !(s as u16)
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +313,35 @@ mod tests {
             // Equal as ones'-complement values (0 and 0xffff both mean zero).
             let norm = |x: u16| if x == 0xffff { 0 } else { x };
             assert_eq!(norm(update32(c, old, new)), norm(two));
+        }
+    }
+
+    #[test]
+    fn incremental_equals_recomputation_for_many_words() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        for len in [20usize, 32, 40, 60, 1460] {
+            for _ in 0..200 {
+                let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                data[0] |= 0x40; // never all zero (see `update16`)
+                data[2] = 0;
+                data[3] = 0;
+                let c = internet(&data);
+                data[2..4].copy_from_slice(&c.to_be_bytes());
+                let mut inc = Incremental::new(c);
+                for _ in 0..12 {
+                    let w = 4 + 2 * (rng.next() as usize % (len / 2 - 2));
+                    let old = u16::from_be_bytes([data[w], data[w + 1]]);
+                    let new = rng.next() as u16;
+                    data[w..w + 2].copy_from_slice(&new.to_be_bytes());
+                    inc.word(old, new);
+                }
+                data[2..4].copy_from_slice(&inc.finish().to_be_bytes());
+                assert_eq!(fold(sum(&data)), 0xffff, "verifies");
+                let stored = u16::from_be_bytes([data[2], data[3]]);
+                data[2] = 0;
+                data[3] = 0;
+                assert_eq!(stored, internet(&data), "bit for bit a recomputation");
+            }
         }
     }
 }

@@ -43,15 +43,18 @@ pub use self::walk::parse_all;
 
 /// Reads a big-endian `u16` at `at`. Panics if out of bounds: callers only pass
 /// offsets that `check_len` has vouched for.
-#[inline]
+/// (Always inlined, with one bounds check per field: they are read on every packet.)
+#[inline(always)]
 fn be16(data: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([data[at], data[at + 1]])
+    let b: [u8; 2] = data[at..at + 2].try_into().expect("two bytes");
+    u16::from_be_bytes(b)
 }
 
 /// Reads a big-endian `u32` at `at` (same contract as [`be16`]).
-#[inline]
+#[inline(always)]
 fn be32(data: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+    let b: [u8; 4] = data[at..at + 4].try_into().expect("four bytes");
+    u32::from_be_bytes(b)
 }
 
 #[inline]
