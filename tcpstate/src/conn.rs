@@ -1756,13 +1756,11 @@ fn in_window(seq: SeqNumber, len: usize, acked: Option<SeqNumber>, wnd: u32, rst
     end >= -OLD_LIMIT && start <= right
 }
 
-/// Whether the buffer holds a complete request head.
-/// (As `rules::http::head_end`: a blank line ended by CRLF or a bare LF ends the head,
-/// so a bare-LF request is answered 400 at once rather than left to time out.)
+/// Whether the buffer holds a complete request head: `rules::http::head_end` (a blank
+/// line ended by CRLF or a bare LF ends the head, so a bare-LF request is answered 400
+/// at once rather than left to time out), which searches with memchr.
 fn rules_head_end(buf: &[u8]) -> bool {
-    buf.windows(2)
-        .enumerate()
-        .any(|(i, w)| w == b"\n\n" || (w == b"\r\n" && i > 0 && buf[i - 1] == b'\n'))
+    rules::http::head_end(buf).is_some()
 }
 
 #[cfg(test)]
