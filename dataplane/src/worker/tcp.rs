@@ -58,11 +58,8 @@ struct Meta {
     routed_us: u64,
     setup_us: Option<u64>,
     ttfb_done: bool,
-    /// For the access log: what was asked and where it went.
-    method: [u8; 8],
-    method_len: u8,
-    path: [u8; 120],
-    path_len: u8,
+    /// For the access log: where the request went (what was asked is in the core's
+    /// `request_lines`, read only when a line is logged).
     rule: Option<u16>,
     pool: Option<u16>,
     /// The status of the switch's own answer, if it gave one.
@@ -87,6 +84,43 @@ struct Meta {
     sticky_backend: Option<u16>,
 }
 
+/// What a connection's request asked (method and path, cut to fit), for its access log
+/// line: kept apart from `Meta`, which the packet path reads, since only routing writes
+/// it and only the log reads it.
+#[derive(Clone, Copy)]
+struct RequestLine {
+    method: [u8; 8],
+    method_len: u8,
+    path: [u8; 120],
+    path_len: u8,
+}
+
+impl RequestLine {
+    const EMPTY: RequestLine = RequestLine {
+        method: [0; 8],
+        method_len: 0,
+        path: [0; 120],
+        path_len: 0,
+    };
+
+    fn set(&mut self, method: &[u8], path: &[u8]) {
+        let n = method.len().min(self.method.len());
+        self.method[..n].copy_from_slice(&method[..n]);
+        self.method_len = n as u8;
+        let n = path.len().min(self.path.len());
+        self.path[..n].copy_from_slice(&path[..n]);
+        self.path_len = n as u8;
+    }
+
+    fn method(&self) -> &[u8] {
+        &self.method[..self.method_len as usize]
+    }
+
+    fn path(&self) -> &[u8] {
+        &self.path[..self.path_len as usize]
+    }
+}
+
 impl Meta {
     fn tried(&self, b: usize) -> bool {
         b < 256 && self.tried[b / 64] & (1 << (b % 64)) != 0
@@ -109,10 +143,6 @@ impl Default for Meta {
             routed_us: 0,
             setup_us: None,
             ttfb_done: false,
-            method: [0; 8],
-            method_len: 0,
-            path: [0; 120],
-            path_len: 0,
             rule: None,
             pool: None,
             status: None,
@@ -152,6 +182,8 @@ pub struct TcpCore {
     /// Connections, with their timers and per-state counts (`tcpstate::conn_table`).
     flows: ConnTable,
     meta: Vec<Meta>,
+    /// Per connection: what its request asked, for the access log.
+    request_lines: Vec<RequestLine>,
     cookies: SynCookies,
     heads: Vec<HeadBuffer>,
     heads_allocated: usize,
@@ -202,6 +234,7 @@ impl TcpCore {
             // The worker's clock starts at 0 (`Worker::now_ms`).
             flows: ConnTable::new(t.max_flows, 0),
             meta: vec![Meta::default(); t.max_flows],
+            request_lines: vec![RequestLine::EMPTY; t.max_flows],
             cookies: SynCookies::new(seed, t.cookie_rotate_ms),
             heads: Vec::new(),
             heads_allocated: 0,
@@ -594,13 +627,14 @@ impl Worker {
         let Some(c) = self.tcp.flows.get(id) else {
             return;
         };
-        let meta = self.tcp.meta[id as usize];
+        let meta = &self.tcp.meta[id as usize];
+        let line = &self.tcp.request_lines[id as usize];
         let rt = &self.tcp.rt;
         let rec = AccessRecord {
             client: (c.client.remote_ip, c.client.remote_port),
             vip: (c.client.local_ip, c.client.local_port),
-            method: String::from_utf8_lossy(&meta.method[..meta.method_len as usize]).into_owned(),
-            path: String::from_utf8_lossy(&meta.path[..meta.path_len as usize]).into_owned(),
+            method: String::from_utf8_lossy(line.method()).into_owned(),
+            path: String::from_utf8_lossy(line.path()).into_owned(),
             rule: meta
                 .rule
                 .and_then(|r| rt.config.rules.get(r as usize))
@@ -653,7 +687,12 @@ mod tests {
             ("timer wheel entry", per(b.timers), 17),
             ("timer/count tracking", per(b.tracking), 11),
             ("flow table bookkeeping", per(b.flows.bookkeeping), 25),
-            ("Meta (TcpCore.meta)", size_of::<Meta>(), 256),
+            ("Meta (TcpCore.meta)", size_of::<Meta>(), 128),
+            (
+                "request line (request_lines)",
+                size_of::<RequestLine>(),
+                130,
+            ),
             ("TcpCore.pool_of", size_of::<usize>(), 8),
             (
                 "TcpCore.per_request",
@@ -681,6 +720,6 @@ mod tests {
         ] {
             println!("{part:<26} {bytes:>4} B");
         }
-        assert!(total <= 1_114, "{total} B per flow entry");
+        assert!(total <= 1_116, "{total} B per flow entry");
     }
 }

@@ -11,7 +11,7 @@ use tcpstate::syncookie::SynOptions;
 use tcpstate::wire::{tcp_flags, SeqNumber};
 
 use super::super::Worker;
-use super::{Meta, Rx};
+use super::{Meta, RequestLine, Rx};
 use crate::stats::{Counter, DropReason};
 
 impl Worker {
@@ -97,6 +97,7 @@ impl Worker {
             .get(vip)
             .copied()
             .unwrap_or(false);
+        self.tcp.request_lines[id as usize] = RequestLine::EMPTY;
         self.tcp.meta[id as usize] = Meta {
             client_mac: rx.src_mac,
             client_port: p,

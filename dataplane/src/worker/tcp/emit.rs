@@ -24,7 +24,7 @@ impl Worker {
         let Some(conn) = self.tcp.flows.get(id) else {
             return;
         };
-        let meta = self.tcp.meta[id as usize];
+        let meta = &self.tcp.meta[id as usize];
         let (t, out_port, dst_mac) = match from {
             Side::Client => (conn.c2b, meta.backend_port, meta.backend_mac),
             Side::Backend => (conn.b2c, meta.client_port, meta.client_mac),

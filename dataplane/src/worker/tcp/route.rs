@@ -58,7 +58,12 @@ impl Worker {
         let mut retry_ok = false;
         let stats = &self.shared.stats[self.index];
         let decision = {
-            let TcpCore { flows, meta, .. } = &mut self.tcp;
+            let TcpCore {
+                flows,
+                meta,
+                request_lines,
+                ..
+            } = &mut self.tcp;
             let Some(conn) = flows.get(id) else {
                 return;
             };
@@ -68,14 +73,7 @@ impl Worker {
                 Err(e) => Decision::Error(e.status()),
                 Ok(req) => {
                     let meta = &mut meta[id as usize];
-                    let m = req.method.as_bytes();
-                    let n = m.len().min(meta.method.len());
-                    meta.method[..n].copy_from_slice(&m[..n]);
-                    meta.method_len = n as u8;
-                    let pth = req.path.as_bytes();
-                    let n = pth.len().min(meta.path.len());
-                    meta.path[..n].copy_from_slice(&pth[..n]);
-                    meta.path_len = n as u8;
+                    request_lines[id as usize].set(req.method.as_bytes(), req.path.as_bytes());
                     meta.routed_us = 0;
                     let (rule, action) = rt.router.decide(&req);
                     meta.rule = rule.map(|r| r as u16);
