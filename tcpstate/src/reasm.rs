@@ -56,8 +56,9 @@ pub struct HeadBuffer {
     /// Bytes held from offset 0 without a hole.
     contiguous: usize,
     /// Out-of-order ranges `[start, end)`: sorted, disjoint, not touching each
-    /// other, all starting after `contiguous`.
-    ranges: [(usize, usize); MAX_RANGES],
+    /// other, all starting after `contiguous`. Offsets as `u32` (a buffer is at most
+    /// 64 KiB): the buffer sits inside every connection, so its size is per flow.
+    ranges: [(u32, u32); MAX_RANGES],
     n_ranges: usize,
 }
 
@@ -77,6 +78,10 @@ impl HeadBuffer {
     /// whatever the client may send after it before the switch stops it), allocated
     /// here once. Its base is sequence number 0 until [`reset`](Self::reset).
     pub fn new(capacity: usize) -> Self {
+        assert!(
+            u32::try_from(capacity).is_ok(),
+            "a head buffer of {capacity} bytes"
+        );
         HeadBuffer {
             buf: vec![0; capacity].into_boxed_slice(),
             base: SeqNumber(0),
@@ -144,7 +149,7 @@ impl HeadBuffer {
     pub fn out_of_order(&self) -> impl Iterator<Item = (SeqNumber, SeqNumber)> + '_ {
         self.ranges[..self.n_ranges]
             .iter()
-            .map(|&(s, e)| (self.base + s, self.base + e))
+            .map(|&(s, e)| (self.base + s as usize, self.base + e as usize))
     }
 
     /// Stores a segment's `payload`, whose first byte has sequence number `seq`.
@@ -177,10 +182,10 @@ impl HeadBuffer {
 
         // The out-of-order ranges that overlap or touch [start, stop) are
         // ranges[first..last]; they merge with it into one.
-        let all = self.ranges; // a copy (128 bytes), so the buffer can be written below
+        let all = self.ranges; // a copy (64 bytes), so the buffer can be written below
         let ranges = &all[..self.n_ranges];
-        let first = ranges.partition_point(|&(_, e)| e < start);
-        let last = ranges.partition_point(|&(s, _)| s <= stop);
+        let first = ranges.partition_point(|&(_, e)| (e as usize) < start);
+        let last = ranges.partition_point(|&(s, _)| s as usize <= stop);
         let joins_prefix = start == self.contiguous;
         let new_count = self.n_ranges - (last - first) + usize::from(!joins_prefix);
         if new_count > MAX_RANGES {
@@ -191,6 +196,7 @@ impl HeadBuffer {
         let mut new_bytes = 0;
         let mut pos = start;
         for &(s, e) in &ranges[first..last] {
+            let (s, e) = (s as usize, e as usize);
             if s > pos {
                 self.copy_in(pos, s, off, payload);
                 new_bytes += s - pos;
@@ -206,11 +212,14 @@ impl HeadBuffer {
         }
 
         let (lo, hi) = if last > first {
-            (ranges[first].0.min(start), ranges[last - 1].1.max(stop))
+            (
+                (ranges[first].0 as usize).min(start),
+                (ranges[last - 1].1 as usize).max(stop),
+            )
         } else {
             (start, stop)
         };
-        let mut merged = [(0, 0); MAX_RANGES];
+        let mut merged = [(0u32, 0u32); MAX_RANGES];
         let mut n = 0;
         for &r in &ranges[..first] {
             merged[n] = r;
@@ -221,7 +230,7 @@ impl HeadBuffer {
             // range starts after `hi` (ranges never touch), so nothing else joins.
             self.contiguous = hi;
         } else {
-            merged[n] = (lo, hi);
+            merged[n] = (lo as u32, hi as u32);
             n += 1;
         }
         for &r in &ranges[last..] {
@@ -260,14 +269,14 @@ impl HeadBuffer {
         }
         let off = off as usize;
         self.base = seq;
-        let mut held = [(0, 0); MAX_RANGES + 1];
+        let mut held = [(0usize, 0usize); MAX_RANGES + 1];
         let mut n = 0;
         if self.contiguous > 0 {
             held[0] = (0, self.contiguous);
             n = 1;
         }
-        for &r in &self.ranges[..self.n_ranges] {
-            held[n] = r;
+        for &(s, e) in &self.ranges[..self.n_ranges] {
+            held[n] = (s as usize, e as usize);
             n += 1;
         }
         let end = if n > 0 { held[n - 1].1 } else { 0 };
@@ -284,7 +293,7 @@ impl HeadBuffer {
             if s == 0 {
                 self.contiguous = e;
             } else {
-                self.ranges[self.n_ranges] = (s, e);
+                self.ranges[self.n_ranges] = (s as u32, e as u32);
                 self.n_ranges += 1;
             }
         }
