@@ -7,6 +7,7 @@
 pub mod conn;
 pub mod conn_table;
 pub mod flow;
+pub mod handoff;
 pub mod neighbour;
 pub mod presplice;
 pub mod reasm;

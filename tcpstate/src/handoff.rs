@@ -1,0 +1,49 @@
+//! TCP handoff (DWSR's "inline" transport): the switch answers the client's
+//! handshake itself, reads and routes the request, then hands the connection to
+//! the backend host, whose unmodified kernel serves it from then on and answers the
+//! client directly.
+//!
+//! The whole exchange, with `c` the client's ISN, `s` the switch's (a SYN cookie)
+//! and `k` the kernel's; every segment is client ip:port <-> VIP:port, addresses are
+//! never rewritten:
+//!
+//! ```text
+//!  client                 switch                     agent                    kernel (VIP on lo)
+//!    |  SYN c               |                          |                          |
+//!    |--------------------->|  SYN cookie, no state    |                          |
+//!    |  SYN-ACK s, ack c+1  |                          |                          |
+//!    |<---------------------|                          |                          |
+//!    |  ACK; GET / seq c+1  |                          |                          |
+//!    |--------------------->|  reads it, routes it     |                          |
+//!    |                      |  GET / seq c+1 ack s+1   |                          |
+//!    |                      |  + handoff option        |                          |
+//!    |                      |------------------------->|  start(); GET held       |
+//!    |                      |                          |  SYN c, client's options |
+//!    |                      |                          |------------------------->|
+//!    |                      |                          |  SYN-ACK k, ack c+1      |
+//!    |                      |                          |<-------------------------|
+//!    |                      |                          |  on_kernel_syn_ack():    |
+//!    |                      |                          |  ACK c+1, ack k+1        |
+//!    |                      |                          |------------------------->|
+//!    |                      |                          |  GET / ack k+1           |
+//!    |                      |                          |------------------------->|
+//!    |                      |                          |  response seq k+1..      |
+//!    |  response seq s+1.. (to_client), past the switch|<-------------------------|
+//!    |<------------------------------------------------|                          |
+//!    |  ACK s+1+n           |  forwarded, with option  |  ack k+1+n (to_kernel)   |
+//!    |--------------------->|------------------------->|------------------------->|
+//! ```
+//!
+//! - [`option`]: the handoff option, an RFC 6994 experimental TCP option carrying
+//!   what the agent needs to replay the client's SYN and to translate: the client's
+//!   ISN and SYN options, the window scale and latest TSval the switch showed the
+//!   client, and the chosen backend.
+//! - [`agent`]: the agent's per-flow state: the replayed handshake, then the two
+//!   [`splice::Translation`](crate::splice::Translation)s that
+//!   [`splice::translate`](crate::splice::translate) applies to every segment, and
+//!   when the flow ends.
+pub mod agent;
+pub mod option;
+
+#[cfg(test)]
+mod tests;
