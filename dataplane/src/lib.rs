@@ -12,6 +12,7 @@ pub mod control;
 pub mod eal_args;
 pub mod hist;
 pub mod l2l3;
+pub mod role;
 pub mod runtime;
 pub mod setup;
 pub mod stats;

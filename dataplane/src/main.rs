@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use rules::config::AgentConfig;
 use rules::Config;
 use webswitch::control::{LogLevelFn, SwitchControl};
 use webswitch::setup::{self, Running, Snapshot};
@@ -104,7 +105,17 @@ fn main() -> ExitCode {
             config,
             stats_interval,
             ..
+        } if is_agent(&config) => run_agent(&config, stats_interval),
+        Command::Run {
+            config,
+            stats_interval,
+            ..
         } => run(&config, stats_interval, log_level),
+        Command::Check { config } if is_agent(&config) => AgentConfig::from_file(&config)
+            .map(|c| {
+                println!("{}", serde_json::to_string_pretty(&c).expect("serialises"));
+            })
+            .map_err(|e| e.to_string()),
         Command::Check { config } => check(&config),
     };
     match result {
@@ -188,6 +199,50 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     let snap = running.snapshot();
     emit(&snapshot_json("final_stats", &snap, started));
     print_summary(&snap, &running);
+    drop(running);
+    Ok(())
+}
+
+/// Whether the config file says `"role": "agent"` (an unreadable file is left to the
+/// switch's loader, which reports it).
+fn is_agent(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| AgentConfig::is_agent_json(&t))
+}
+
+/// The handoff agent: runs until SIGINT/SIGTERM (see `webswitch::role::agent`).
+fn run_agent(path: &std::path::Path, stats_interval: u64) -> Result<(), String> {
+    let config = AgentConfig::from_file(path).map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("installing signal handler: {e}"))?;
+    }
+    let mut running = webswitch::role::start_agent(&config).map_err(|e| e.to_string())?;
+    emit(&serde_json::json!({
+        "event": "ready",
+        "role": "agent",
+        "pid": std::process::id(),
+        "ports": running.ports,
+        "vips": config.vips.iter().map(|v| v.address.to_string()).collect::<Vec<_>>(),
+    }));
+    tracing::info!("webswitch agent running");
+    let started = Instant::now();
+    let mut next_stats = Duration::from_secs(stats_interval);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if stats_interval > 0 && started.elapsed() >= next_stats {
+            next_stats += Duration::from_secs(stats_interval);
+            let mut v = running.stats_json();
+            v["event"] = "stats".into();
+            emit(&v);
+        }
+    }
+    tracing::info!("signal received, stopping the agent");
+    running.stop();
+    let mut v = running.stats_json();
+    v["event"] = "final_stats".into();
+    v["uptime_ms"] = (started.elapsed().as_millis() as u64).into();
+    emit(&v);
     drop(running);
     Ok(())
 }

@@ -10,11 +10,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod agent;
 mod mgmt;
 pub(crate) mod routing;
 mod tcp;
 mod web;
 
+pub use agent::{AgentConfig, AgentPort, AgentVip};
 pub use mgmt::{HealthConfig, MgmtConfig};
 pub use routing::{
     BackendConfig, ClientAddress, ClientXff, CookieMatch, HeaderMatch, LardConfig, PoolConfig,
@@ -322,6 +324,11 @@ pub enum VipMode {
     /// Every request routes: after each response, the client connection is spliced
     /// onto a backend connection chosen for its next request.
     Presplice,
+    /// The first request routes; the connection is then handed off to the agent in
+    /// front of the chosen backend, whose kernel answers the client directly (DWSR's
+    /// inline transport, docs/architecture.md "Handoff"). Only the client's packets
+    /// cross the switch after that.
+    Handoff,
 }
 
 impl VipMode {
@@ -643,6 +650,13 @@ impl Config {
         self.vips
             .iter()
             .any(|v| v.forward_normalized_path && v.address == address)
+    }
+
+    /// Whether the VIP at `address` hands its connections off (`vips[].mode`).
+    pub fn hands_off(&self, address: Ipv4Addr) -> bool {
+        self.vips
+            .iter()
+            .any(|v| v.mode == VipMode::Handoff && v.address == address)
     }
 
     /// The index of the pool named `name` (a [`crate::PoolId`]).

@@ -80,16 +80,20 @@ pub enum State {
     Connecting,
     Spliced,
     Responding,
+    /// Handed off to a backend's agent (VIP mode `handoff`): the backend answers the
+    /// client directly; the switch forwards the client's segments (see `conn/handoff.rs`).
+    HandedOff,
     Closed,
 }
 
 impl State {
-    pub const ALL: [State; 6] = [
+    pub const ALL: [State; 7] = [
         State::ReadingHead,
         State::Queued,
         State::Connecting,
         State::Spliced,
         State::Responding,
+        State::HandedOff,
         State::Closed,
     ];
     pub fn name(self) -> &'static str {
@@ -99,6 +103,7 @@ impl State {
             State::Connecting => "connecting",
             State::Spliced => "spliced",
             State::Responding => "responding",
+            State::HandedOff => "handed_off",
             State::Closed => "closed",
         }
     }
@@ -246,6 +251,9 @@ pub enum Verdict {
     HeadTooLarge,
     /// Forget the connection (remove it from the flow table).
     Remove,
+    /// A handed-off connection's head was not confirmed in time: send it to the agent
+    /// again ([`Conn::handoff_head`]).
+    HandoffResend,
     /// The segment was not acceptable and was not forwarded.
     Drop(ConnDrop),
     /// The segment was refused under RFC 5961 and answered with a challenge ACK
@@ -543,6 +551,8 @@ impl Conn {
             State::Spliced => {
                 self.head_acked && (self.response_started || !self.retry_ok || self.round_c2b > 0)
             }
+            // The agent's kernel has answered: the head will not be sent again.
+            State::HandedOff => self.response_started,
             State::Closed => true,
             _ => false,
         }
@@ -769,6 +779,7 @@ impl Conn {
             }
             State::Spliced => self.client_spliced(seg, now_ms, out),
             State::Responding => self.client_responding(seg, now_ms, out),
+            State::HandedOff => self.client_handed_off(seg, now_ms),
             State::Closed => {
                 // Late retransmissions after the close: pass them on while the entry
                 // lingers so the other end can finish (it may have missed our FIN/ACK).
@@ -1638,6 +1649,7 @@ impl Conn {
                 out.push(Emit::ToClient(seg));
                 Verdict::Continue
             }
+            State::HandedOff => self.handoff_timer(now_ms, out),
             State::Closed => Verdict::Remove,
         }
     }
@@ -1762,6 +1774,9 @@ fn in_window(seq: SeqNumber, len: usize, acked: Option<SeqNumber>, wnd: u32, rst
 fn rules_head_end(buf: &[u8]) -> bool {
     rules::http::head_end(buf).is_some()
 }
+
+mod handoff;
+pub use handoff::{HandoffHead, HANDOFF_TRIES};
 
 #[cfg(test)]
 // The fixtures are shared with `conn_table`'s tests.

@@ -114,12 +114,24 @@ pub struct Testbed {
 impl Testbed {
     /// Brings up testbed `name` (at most 5 characters) on 10.`net`.x.x.
     pub fn up(name: &str, net: u8) -> Testbed {
+        Testbed::up_with(name, net, &[])
+    }
+
+    /// [`Testbed::up`] with the handoff variant (`up --handoff`): a router namespace
+    /// that returns the backends' answers to the client past the switch, and backends
+    /// ready for an agent (eth0 without an address, the kernel behind the TAP `wsa0`, the
+    /// VIP on `lo`).
+    pub fn up_handoff(name: &str, net: u8) -> Testbed {
+        Testbed::up_with(name, net, &["--handoff"])
+    }
+
+    fn up_with(name: &str, net: u8, flags: &[&str]) -> Testbed {
         let tb = Testbed {
             name: name.into(),
             net,
             script: workspace_root().join("dpdk-env/scripts/testbed.sh"),
         };
-        let out = run_with_timeout(&mut tb.command("up"), Duration::from_secs(300));
+        let out = run_with_timeout(tb.command("up").args(flags), Duration::from_secs(300));
         assert!(
             out.status.success(),
             "testbed up failed:\n{}\n{}",
@@ -306,6 +318,15 @@ impl Switch {
         cmd.args(["netns", "exec", &tb.ns("sw")])
             .arg(webswitch_bin());
         Switch::spawn(cmd, &tb.name, config)
+    }
+
+    /// Starts `webswitch run` (a switch or an agent config) in namespace `<tb>-<role>`,
+    /// its config file named after `name`; returns once it printed its `ready` event.
+    pub fn start_in(tb: &Testbed, role: &str, name: &str, config: &Value) -> Switch {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &tb.ns(role)])
+            .arg(webswitch_bin());
+        Switch::spawn(cmd, name, config)
     }
 
     /// Starts `webswitch run` in the current network namespace (for ports that need no

@@ -261,6 +261,36 @@ impl Collector for SwitchCollector {
                 Counter::TcpCarriedUnverified,
             ),
             (
+                "webswitch_handoffs_started",
+                "Connections handed off to a backend's agent (VIP mode handoff).",
+                Counter::HandoffsStarted,
+            ),
+            (
+                "webswitch_handoff_heads_resent",
+                "Held request heads sent to an agent again (the handoff was not confirmed in time).",
+                Counter::HandoffHeadsResent,
+            ),
+            (
+                "webswitch_handoff_failures",
+                "Handoffs given up (never confirmed by the client's acks): the client got a RST.",
+                Counter::HandoffFailures,
+            ),
+            (
+                "webswitch_handoff_no_mac",
+                "Handoffs answered 503 because the backend's MAC was not known yet.",
+                Counter::HandoffNoMac,
+            ),
+            (
+                "webswitch_handed_off_packets_c2b",
+                "Client packets forwarded to the agent of a handed-off connection.",
+                Counter::HandedOffPacketsC2b,
+            ),
+            (
+                "webswitch_handed_off_bytes_c2b",
+                "Client payload bytes forwarded to the agent of a handed-off connection.",
+                Counter::HandedOffBytesC2b,
+            ),
+            (
                 "webswitch_warm_opened",
                 "Warm backend connections opened.",
                 Counter::WarmOpened,
@@ -374,6 +404,7 @@ impl Collector for SwitchCollector {
             (Counter::ConnsConnecting, "connecting"),
             (Counter::ConnsSpliced, "spliced"),
             (Counter::ConnsResponding, "responding"),
+            (Counter::ConnsHandedOff, "handed_off"),
             (Counter::ConnsClosedLinger, "closed_linger"),
         ];
         let mut flows = Vec::new();

@@ -36,6 +36,7 @@ mod backend;
 mod carry;
 mod control;
 mod emit;
+mod handoff;
 mod presplice;
 mod route;
 mod timers;
@@ -364,6 +365,10 @@ impl Worker {
         rx: &Rx,
         now_ms: u64,
     ) {
+        if side == Side::Client && self.is_handed_off(id) {
+            self.forward_handed_off(id, m, rx, now_ms);
+            return;
+        }
         let mut m = m;
         let mut rx = *rx;
         // An unverified segment is one presplice framing passes whatever it holds.
@@ -530,6 +535,7 @@ impl Worker {
                 self.respond(id, 503, now_ms);
             }
             Verdict::Remove => self.remove_conn(id),
+            Verdict::HandoffResend => self.resend_handoff_head(id, now_ms),
         }
         // The common case, every segment of an established splice: nothing below applies
         // (no buffer to take back, not closed, nothing buffered to frame).

@@ -3012,3 +3012,102 @@ fn nothing_is_carried_unverified_before_the_backend_has_the_head() {
     let h = H::new(Setup::default());
     assert!(!h.c.carries_unchecked(), "reading the head");
 }
+
+// ---- handoff (VIP mode `handoff`): the switch's side -------------------------------
+
+/// A connection whose head is complete, handed off at `now`.
+fn handed_off(s: Setup) -> (H, crate::conn::HandoffHead) {
+    let mut h = H::new(s);
+    let (v, _) = h.client(0, 0, tcp_flags::PSH, HEAD, s.now + 1);
+    assert_eq!(v, Verdict::HeadComplete);
+    let head = h.c.hand_off(target(), s.now + 2);
+    (h, head)
+}
+
+#[test]
+fn handoff_head_carries_the_connection_state() {
+    let s = Setup::default();
+    let (h, head) = handed_off(s);
+    assert_eq!(h.c.state, State::HandedOff);
+    assert_eq!(head.client_isn, SeqNumber(s.client_isn));
+    assert_eq!(head.switch_isn, SeqNumber(s.our_isn));
+    assert_eq!(head.mss, s.opts.mss);
+    assert_eq!(head.client_ws, s.opts.window_scale);
+    assert_eq!(head.switch_ws, params().window_scale);
+    assert_eq!(head.sack_permitted, s.opts.sack_permitted);
+    assert_eq!(head.window, CLIENT_WIN);
+    // TSval: the client's latest; TSecr: the switch's clock, never behind what the
+    // client has seen from it.
+    let (tsval, ours) = head.timestamps.expect("timestamps on");
+    assert_eq!(tsval, h.client_ts);
+    assert!(ours >= *h.to_client_tsvals.iter().max().unwrap());
+    assert_eq!(h.c.head_bytes(), HEAD);
+    assert!(!h.c.handoff_confirmed());
+}
+
+#[test]
+fn handoff_head_is_resent_with_backoff_until_the_client_acks_kernel_bytes() {
+    let s = Setup::default();
+    let (mut h, _) = handed_off(s);
+    let t = s.now + 2;
+    let mut out = Outputs::default();
+    // Unconfirmed: resent at 200, then 400 ms later, ...
+    assert_eq!(h.c.on_timer(t + 199, &mut out), Verdict::Continue);
+    assert_eq!(h.c.on_timer(t + 200, &mut out), Verdict::HandoffResend);
+    assert_eq!(h.c.deadline_ms(), t + 200 + 400);
+    // A pure ACK of only the switch's ISN + 1 does not confirm: the kernel sent nothing.
+    let (v, e) = h.client(HEAD.len(), 0, 0, &[], t + 300);
+    assert_eq!((v, e.len()), (Verdict::Continue, 0));
+    assert!(!h.c.handoff_confirmed());
+    // The client acknowledges 1,000 bytes that only the agent's kernel can have sent.
+    let (v, _) = h.client(HEAD.len(), 1000, 0, &[], t + 350);
+    assert_eq!(v, Verdict::Continue);
+    assert!(h.c.handoff_confirmed());
+    // Now only the idle timeout is left, and no buffer is needed any more.
+    assert_eq!(h.c.deadline_ms(), t + 350 + params().idle_timeout_ms);
+    assert!(h.c.take_head_if_done().is_some());
+    assert_eq!(
+        h.c.on_timer(t + 350 + params().idle_timeout_ms, &mut out),
+        Verdict::Remove
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn handoff_given_up_after_its_tries_resets_the_client() {
+    let s = Setup::default();
+    let (mut h, _) = handed_off(s);
+    let mut out = Outputs::default();
+    let mut resends = 0;
+    let mut now = s.now + 2;
+    for _ in 0..20 {
+        now = h.c.deadline_ms();
+        match h.c.on_timer(now, &mut out) {
+            Verdict::HandoffResend => resends += 1,
+            Verdict::Continue => break,
+            v => panic!("unexpected {v:?}"),
+        }
+    }
+    assert_eq!(resends, crate::conn::HANDOFF_TRIES - 1);
+    assert_eq!(h.c.state, State::Closed);
+    let rst: Vec<Emit> = out.iter().collect();
+    assert!(
+        matches!(rst.as_slice(), [Emit::ToClient(s)] if s.flags & tcp_flags::RST != 0 && s.seq == SeqNumber(h.s.our_isn) + 1),
+        "{rst:?}"
+    );
+    // 200 + 400 + 800 + 1,600 + 3,200 + 6,400 ms: about as long as a SYN's retries.
+    assert_eq!(now - (s.now + 2), 200 + 400 + 800 + 1600 + 3200 + 6400);
+}
+
+#[test]
+fn handed_off_client_fin_and_rst_end_the_entry() {
+    let s = Setup::default();
+    let (mut h, _) = handed_off(s);
+    let t = s.now + 10;
+    let (v, _) = h.client(HEAD.len(), 500, tcp_flags::FIN, &[], t);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(h.c.deadline_ms(), t + params().fin_timeout_ms);
+    let (v, _) = h.client(HEAD.len() + 1, 600, tcp_flags::RST, &[], t + 5);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(h.c.state, State::Closed);
+}

@@ -130,7 +130,7 @@ impl Worker {
 
     /// Picks an available backend of `pool` for `id`: not at its limit, and not tried
     /// before by this request unless every other one is out.
-    fn pick_backend(&mut self, id: ConnId, pool: usize) -> Option<usize> {
+    pub(super) fn pick_backend(&mut self, id: ConnId, pool: usize) -> Option<usize> {
         let n = self.tcp.pools.members(pool).len();
         let meta = self.tcp.meta[id as usize];
         if let Some(b) = meta.sticky_backend.map(usize::from) {

@@ -39,12 +39,19 @@ impl Worker {
         // Every request of a connection is framed, in both modes: in presplice mode to
         // route each, in splice mode to check each against the rules.
         let sticky = self.tcp.meta[id as usize].sticky;
-        let mut pr = Some(
+        // A handoff VIP's connection leaves the switch with its first request: nothing
+        // is framed, and its bytes go to the agent as the client sent them.
+        let handoff = self
+            .tcp
+            .flows
+            .get(id)
+            .is_some_and(|c| rt.config.hands_off(c.client.local_ip));
+        let mut pr = (!handoff).then(|| {
             self.tcp.per_request[id as usize]
                 .take()
                 .or_else(|| self.tcp.pr_pool.pop())
-                .unwrap_or_else(PerRequest::new),
-        );
+                .unwrap_or_else(PerRequest::new)
+        });
         if let Some(pr) = pr.as_mut() {
             pr.set_sticky(sticky);
         }
@@ -96,7 +103,14 @@ impl Worker {
                             let client = (conn.client.remote_ip, conn.client.remote_port);
                             let vip = (conn.client.local_ip, conn.client.local_port);
                             let pool = &rt.config.pools[p];
-                            match pool.client_address {
+                            // Handed off, the backend sees the client's own connection
+                            // (its address included), and no byte of it may change.
+                            let client_address = if handoff {
+                                ClientAddress::None
+                            } else {
+                                pool.client_address
+                            };
+                            match client_address {
                                 ClientAddress::None => {}
                                 ClientAddress::XForwardedFor => {
                                     let r = rules::forward::rewrite_xff(
@@ -117,7 +131,8 @@ impl Worker {
                                     rewrite = Rewrite::Proxy;
                                 }
                             }
-                            if rt.config.forwards_normalized_path(vip.0)
+                            if !handoff
+                                && rt.config.forwards_normalized_path(vip.0)
                                 && rules::forward::forward_normalized_path(
                                     &bytes[..end],
                                     &mut buf,
@@ -197,7 +212,11 @@ impl Worker {
                 self.stats().add(Counter::RequestsRouted, 1);
                 crate::stats::bump(&self.stats().pool_requests[rt.pool_slot[pool]], 1);
                 self.tcp.meta[id as usize].routed_us = self.now_us();
-                self.connect_backend(id, Some(pool), now_ms);
+                if handoff {
+                    self.hand_off(id, pool, now_ms);
+                } else {
+                    self.connect_backend(id, Some(pool), now_ms);
+                }
             }
         }
     }

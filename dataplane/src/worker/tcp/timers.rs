@@ -40,6 +40,7 @@ impl Worker {
             (Counter::ConnsConnecting, State::Connecting),
             (Counter::ConnsSpliced, State::Spliced),
             (Counter::ConnsResponding, State::Responding),
+            (Counter::ConnsHandedOff, State::HandedOff),
             (Counter::ConnsClosedLinger, State::Closed),
         ];
         for (g, state) in gauges {
@@ -76,7 +77,15 @@ impl Worker {
             }
             let mut out = Outputs::default();
             let verdict = match self.tcp.flows.get_mut(id) {
-                Some(c) => c.on_timer(now_ms, &mut out),
+                Some(c) => {
+                    let handed_off = c.state == State::HandedOff;
+                    let v = c.on_timer(now_ms, &mut out);
+                    if handed_off && c.state == State::Closed {
+                        // The agent never answered the client: given up, RST sent.
+                        self.shared.stats[self.index].add(Counter::HandoffFailures, 1);
+                    }
+                    v
+                }
                 None => continue,
             };
             for e in out.iter() {

@@ -1,0 +1,513 @@
+//! The handoff agent's poll loop (`"role": "agent"`): one lcore between the backend
+//! host's NIC and its kernel's TAP.
+//!
+//! Everything that is not a handed-off connection is bridged untouched both ways (ARP,
+//! the host's own services, the switch's health checks and spliced connections), so the
+//! host works as if the agent were a wire. A segment for a VIP that carries the handoff
+//! option starts a flow: the agent replays the client's handshake into the kernel
+//! (`tcpstate::handoff::agent` decides every step), holds the client's segments until
+//! the kernel's SYN-ACK is in, then translates every segment both ways. The kernel's
+//! answers leave through the NIC as the kernel addressed them (to its gateway toward
+//! the client): they never return through the switch.
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dpdk_env::{rdtsc, Mbuf, MbufBatch, Mempool, Port};
+use hashbrown::HashMap;
+use rules::config::AgentConfig;
+use tcpstate::flow::FlowKey;
+use tcpstate::handoff::agent::{
+    AgentFlow, AgentState, ClientVerdict, FlowAddrs, KernelVerdict, SegFlags,
+};
+use tcpstate::handoff::option;
+use tcpstate::splice::{translate, Translation};
+use tcpstate::wire::{
+    ethertype, ip_proto, EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, SeqNumber, TcpPacket,
+    TcpRepr,
+};
+
+use crate::backoff::{Backoff, Idle};
+
+const ETH: usize = 14;
+/// Client segments held per flow while the kernel's handshake is under way; more are
+/// dropped (the client sends them again).
+const MAX_HELD: usize = 8;
+/// Flows are checked for expiry this often.
+const EXPIRE_EVERY_MS: u64 = 100;
+
+macro_rules! agent_counters {
+    ($($variant:ident => $text:literal),* $(,)?) => {
+        /// What the agent counts (drops included, each with its reason).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum AgentCounter { $($variant),* }
+        impl AgentCounter {
+            pub const ALL: &'static [AgentCounter] = &[$(AgentCounter::$variant),*];
+            pub const fn name(self) -> &'static str {
+                match self { $(AgentCounter::$variant => $text),* }
+            }
+        }
+    };
+}
+
+agent_counters! {
+    NicRx => "nic_rx_packets",
+    KernelRx => "kernel_rx_packets",
+    BridgedToKernel => "bridged_to_kernel",
+    BridgedToNic => "bridged_to_nic",
+    HandoffsTaken => "handoffs_taken",
+    HandoffsEstablished => "handoffs_established",
+    ToKernelPackets => "to_kernel_packets",
+    ToKernelBytes => "to_kernel_bytes",
+    ToClientPackets => "to_client_packets",
+    ToClientBytes => "to_client_bytes",
+    Held => "held",
+    FlowsExpired => "flows_expired",
+    FlowsLive => "flows_live",
+    DropHeldFull => "drop_held_full",
+    DropNoFlow => "drop_no_flow",
+    DropBadOption => "drop_bad_option",
+    DropTableFull => "drop_table_full",
+    DropBadTcp => "drop_bad_tcp",
+    DropUnexpected => "drop_unexpected",
+    DropBadSynAck => "drop_bad_syn_ack",
+    DropTxFull => "drop_tx_full",
+    DropNoMbuf => "drop_no_mbuf",
+    BusyCycles => "busy_cycles",
+    IdleCycles => "idle_cycles",
+}
+
+/// The agent's counters: written by its one lcore, read by the main thread.
+pub struct AgentStats([AtomicU64; AgentCounter::ALL.len()]);
+
+impl Default for AgentStats {
+    fn default() -> Self {
+        AgentStats(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl AgentStats {
+    #[inline]
+    fn add(&self, c: AgentCounter, n: u64) {
+        let a = &self.0[c as usize];
+        a.store(a.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+    fn set(&self, c: AgentCounter, v: u64) {
+        self.0[c as usize].store(v, Ordering::Relaxed);
+    }
+    pub fn get(&self, c: AgentCounter) -> u64 {
+        self.0[c as usize].load(Ordering::Relaxed)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for c in AgentCounter::ALL {
+            m.insert(c.name().into(), self.get(*c).into());
+        }
+        serde_json::Value::Object(m)
+    }
+}
+
+/// What the agent's lcore and the main thread share.
+pub struct AgentShared {
+    pub nic: Port,
+    pub kernel: Port,
+    pub pool: Arc<Mempool>,
+    pub config: AgentConfig,
+    pub stop: AtomicBool,
+    pub stats: AgentStats,
+    pub tsc_hz: u64,
+}
+
+/// A handed-off connection at the agent: its state and the client segments held
+/// while the kernel's handshake is under way.
+struct Entry {
+    flow: AgentFlow,
+    held: Vec<Mbuf>,
+    /// The client's latest raw window field (for the ACK that completes the replay).
+    client_window: u16,
+}
+
+struct Agent {
+    s: Arc<AgentShared>,
+    flows: HashMap<FlowKey, Entry>,
+    to_nic: MbufBatch,
+    to_kernel: MbufBatch,
+    nic_mac: MacAddr,
+    kernel_mac: MacAddr,
+    ms_per_tsc: f64,
+}
+
+/// The fields of a TCP/IPv4 frame the agent looks at.
+#[derive(Clone, Copy)]
+struct Seen {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    /// Where the IP header ends and the IP datagram ends (frame offsets).
+    ip_end: usize,
+    tcp_at: usize,
+    seg: SegFlags,
+    window: u16,
+}
+
+fn look(frame: &[u8]) -> Option<Seen> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != ethertype::IPV4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(&frame[ETH..]).ok()?;
+    if ip.protocol() != ip_proto::TCP || ip.more_frags() || ip.frag_offset() != 0 {
+        return None;
+    }
+    let tcp_at = ETH + usize::from(ip.header_len());
+    let ip_end = ETH + usize::from(ip.total_len());
+    let tcp = TcpPacket::new_checked(&frame[tcp_at..ip_end]).ok()?;
+    let seg = SegFlags::from_packet(&tcp);
+    Some(Seen {
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        sport: tcp.src_port(),
+        dport: tcp.dst_port(),
+        ip_end,
+        tcp_at,
+        seg,
+        window: tcp.window_len(),
+    })
+}
+
+/// Runs the agent's loop until `stop` is set.
+pub fn run(s: Arc<AgentShared>) {
+    let mut agent = Agent {
+        nic_mac: MacAddr(s.nic.mac()),
+        kernel_mac: MacAddr(s.kernel.mac()),
+        flows: HashMap::with_capacity(s.config.max_flows.min(1 << 16)),
+        to_nic: MbufBatch::default(),
+        to_kernel: MbufBatch::default(),
+        ms_per_tsc: 1000.0 / s.tsc_hz.max(1) as f64,
+        s,
+    };
+    agent.run();
+}
+
+impl Agent {
+    fn now_ms(&self) -> u64 {
+        (rdtsc() as f64 * self.ms_per_tsc) as u64
+    }
+
+    fn run(&mut self) {
+        let mut backoff = Backoff::new(self.s.config.idle_max_sleep_us);
+        let mut rx = MbufBatch::default();
+        let mut next_expire = 0;
+        let mut iter: u32 = 0;
+        loop {
+            iter = iter.wrapping_add(1);
+            if iter.is_multiple_of(1024) && self.s.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let t0 = rdtsc();
+            let now_ms = self.now_ms();
+            let (n_nic, _) = self.s.nic.rx_burst(0, &mut rx);
+            for m in rx.drain() {
+                self.on_nic_frame(m, now_ms);
+            }
+            let (n_kernel, _) = self.s.kernel.rx_burst(0, &mut rx);
+            for m in rx.drain() {
+                self.on_kernel_frame(m, now_ms);
+            }
+            self.flush();
+            if now_ms >= next_expire {
+                next_expire = now_ms + EXPIRE_EVERY_MS;
+                self.expire(now_ms);
+            }
+            let busy = n_nic + n_kernel > 0;
+            let stats = &self.s.stats;
+            if busy {
+                stats.add(AgentCounter::NicRx, n_nic as u64);
+                stats.add(AgentCounter::KernelRx, n_kernel as u64);
+                stats.add(AgentCounter::BusyCycles, rdtsc() - t0);
+                backoff.reset();
+            } else {
+                match backoff.idle() {
+                    Idle::Spin => {}
+                    Idle::Pause(n) => (0..n).for_each(|_| dpdk_env::pause()),
+                    Idle::Sleep(d) => std::thread::sleep(d),
+                }
+                stats.add(AgentCounter::IdleCycles, rdtsc() - t0);
+            }
+        }
+        self.flush();
+        for (_, e) in self.flows.drain() {
+            drop(e.held);
+        }
+    }
+
+    fn count(&self, c: AgentCounter) {
+        self.s.stats.add(c, 1);
+    }
+
+    /// A frame from the network: a handed-off flow's (or a new handoff), or the host's.
+    fn on_nic_frame(&mut self, m: Mbuf, now_ms: u64) {
+        let Some(seen) = look(&m).filter(|x| self.s.config.is_vip(x.dst, x.dport)) else {
+            self.count(AgentCounter::BridgedToKernel);
+            self.push_kernel(m);
+            return;
+        };
+        let key = FlowKey {
+            remote_ip: seen.src,
+            remote_port: seen.sport,
+            local_ip: seen.dst,
+            local_port: seen.dport,
+        };
+        if let Some(e) = self.flows.get_mut(&key) {
+            if seen.seg.ack.is_some() {
+                e.client_window = seen.window;
+            }
+            match e.flow.on_client(seen.seg, now_ms) {
+                ClientVerdict::Hold => {
+                    if e.held.len() < MAX_HELD {
+                        e.held.push(m);
+                        self.count(AgentCounter::Held);
+                    } else {
+                        self.count(AgentCounter::DropHeldFull);
+                    }
+                }
+                ClientVerdict::Translate => {
+                    let t = *e.flow.to_kernel().expect("established");
+                    self.deliver_to_kernel(m, &seen, &t);
+                }
+                ClientVerdict::Drop => self.count(AgentCounter::DropUnexpected),
+            }
+            return;
+        }
+        let record = {
+            let tcp = TcpPacket::new_unchecked(&m[seen.tcp_at..seen.ip_end]);
+            match option::find(tcp.options()) {
+                Ok(Some(r)) => Some((r, timestamps_of(tcp.options()))),
+                Ok(None) => None,
+                Err(_) => {
+                    self.count(AgentCounter::DropBadOption);
+                    return;
+                }
+            }
+        };
+        let Some((record, ts)) = record else {
+            // A VIP segment of no flow we know and without the state to start one.
+            self.count(AgentCounter::DropNoFlow);
+            return;
+        };
+        let (Some(ack), false) = (seen.seg.ack, seen.seg.syn || seen.seg.rst) else {
+            self.count(AgentCounter::DropBadOption);
+            return;
+        };
+        if self.flows.len() >= self.s.config.max_flows {
+            self.count(AgentCounter::DropTableFull);
+            return;
+        }
+        let addrs = FlowAddrs {
+            client: (seen.src, seen.sport),
+            vip: (seen.dst, seen.dport),
+        };
+        let switch_isn: SeqNumber = ack - 1;
+        let (mut flow, syn) = AgentFlow::start(addrs, record, switch_isn, ts.map(|t| t.0), now_ms);
+        let _ = flow.on_client(seen.seg, now_ms);
+        self.count(AgentCounter::HandoffsTaken);
+        self.emit_to_kernel(&addrs, &syn);
+        self.count(AgentCounter::Held);
+        self.flows.insert(
+            key,
+            Entry {
+                flow,
+                held: vec![m],
+                client_window: seen.window,
+            },
+        );
+    }
+
+    /// A frame from the kernel: a handed-off flow's answer, or the host's own traffic.
+    fn on_kernel_frame(&mut self, mut m: Mbuf, now_ms: u64) {
+        let Some(seen) = look(&m).filter(|x| self.s.config.is_vip(x.src, x.sport)) else {
+            self.count(AgentCounter::BridgedToNic);
+            self.push_nic(m);
+            return;
+        };
+        let key = FlowKey {
+            remote_ip: seen.dst,
+            remote_port: seen.dport,
+            local_ip: seen.src,
+            local_port: seen.sport,
+        };
+        let Some(e) = self.flows.get_mut(&key) else {
+            // The kernel's own answer on the VIP (e.g. a RST for a connection no agent
+            // flow holds any more): it goes out as the kernel meant it.
+            self.count(AgentCounter::BridgedToNic);
+            self.push_nic(m);
+            return;
+        };
+        match e.flow.on_kernel(seen.seg, now_ms) {
+            KernelVerdict::ResendAck => {
+                let repr = {
+                    let tcp = TcpPacket::new_unchecked(&m[seen.tcp_at..seen.ip_end]);
+                    TcpRepr::parse(&tcp, seen.src, seen.dst, false)
+                };
+                let was_established = e.flow.state() == AgentState::Established;
+                let reply = repr
+                    .ok()
+                    .and_then(|r| e.flow.on_kernel_syn_ack(&r, e.client_window, now_ms).ok());
+                let Some(ack) = reply else {
+                    self.count(AgentCounter::DropBadSynAck);
+                    return;
+                };
+                let held = std::mem::take(&mut e.held);
+                let t = *e.flow.to_kernel().expect("established");
+                let addrs = FlowAddrs {
+                    client: (key.remote_ip, key.remote_port),
+                    vip: (key.local_ip, key.local_port),
+                };
+                if !was_established {
+                    self.count(AgentCounter::HandoffsEstablished);
+                }
+                self.emit_to_kernel(&addrs, &ack);
+                for h in held {
+                    match look(&h) {
+                        Some(hs) => self.deliver_to_kernel(h, &hs, &t),
+                        None => self.count(AgentCounter::DropBadTcp),
+                    }
+                }
+                drop(m);
+            }
+            KernelVerdict::Translate => {
+                let t = *e.flow.to_client().expect("established");
+                let end = seen.ip_end;
+                if m.len() > end {
+                    m.set_len(end);
+                }
+                if translate(&mut m[ETH..end], &t).is_err() {
+                    self.count(AgentCounter::DropBadTcp);
+                    return;
+                }
+                self.s.stats.add(AgentCounter::ToClientPackets, 1);
+                self.s
+                    .stats
+                    .add(AgentCounter::ToClientBytes, seen.seg.payload_len as u64);
+                self.push_nic(m);
+            }
+            KernelVerdict::Drop => self.count(AgentCounter::DropUnexpected),
+        }
+    }
+
+    /// A client segment into the kernel, masqueraded.
+    fn deliver_to_kernel(&mut self, mut m: Mbuf, seen: &Seen, t: &Translation) {
+        let end = seen.ip_end;
+        if m.len() > end {
+            m.set_len(end);
+        }
+        if translate(&mut m[ETH..end], t).is_err() {
+            self.count(AgentCounter::DropBadTcp);
+            return;
+        }
+        let mut eth = EthernetFrame::new_unchecked(&mut m[..]);
+        eth.set_dst_addr(self.kernel_mac);
+        self.s.stats.add(AgentCounter::ToKernelPackets, 1);
+        self.s
+            .stats
+            .add(AgentCounter::ToKernelBytes, seen.seg.payload_len as u64);
+        self.push_kernel(m);
+    }
+
+    /// A segment the agent makes itself (the replayed SYN, the ACK of the kernel's
+    /// SYN-ACK), from the client to the VIP.
+    fn emit_to_kernel(&mut self, a: &FlowAddrs, repr: &TcpRepr) {
+        let tcp_len = repr.buffer_len();
+        let total = ETH + 20 + tcp_len;
+        let Some(mut m) = Mbuf::alloc(&self.s.pool) else {
+            self.count(AgentCounter::DropNoMbuf);
+            return;
+        };
+        let Some(buf) = m.append(total.max(60)) else {
+            self.count(AgentCounter::DropNoMbuf);
+            return;
+        };
+        buf.fill(0);
+        {
+            let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+            eth.set_dst_addr(self.kernel_mac);
+            eth.set_src_addr(self.nic_mac);
+            eth.set_ethertype(ethertype::IPV4);
+        }
+        Ipv4Repr {
+            src: a.client.0,
+            dst: a.vip.0,
+            protocol: ip_proto::TCP,
+            payload_len: tcp_len,
+            ttl: 64,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(
+            &mut buf[ETH..ETH + 20 + tcp_len],
+        ));
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut buf[ETH + 20..ETH + 20 + tcp_len]),
+            a.client.0,
+            a.vip.0,
+            &[],
+        );
+        self.push_kernel(m);
+    }
+
+    fn push_kernel(&mut self, m: Mbuf) {
+        if let Err(m) = self.to_kernel.push(m) {
+            self.flush();
+            if self.to_kernel.push(m).is_err() {
+                self.count(AgentCounter::DropTxFull);
+            }
+        }
+    }
+
+    fn push_nic(&mut self, m: Mbuf) {
+        if let Err(m) = self.to_nic.push(m) {
+            self.flush();
+            if self.to_nic.push(m).is_err() {
+                self.count(AgentCounter::DropTxFull);
+            }
+        }
+    }
+
+    /// Sends what is staged; what a full queue refuses is dropped and counted (the
+    /// senders' TCP recovers it, as from a full NIC ring).
+    fn flush(&mut self) {
+        for (port, batch) in [
+            (&self.s.nic, &mut self.to_nic),
+            (&self.s.kernel, &mut self.to_kernel),
+        ] {
+            port.tx_burst(0, batch);
+            if !batch.is_empty() {
+                let n = batch.len() as u64;
+                for m in batch.drain() {
+                    drop(m);
+                }
+                self.s.stats.add(AgentCounter::DropTxFull, n);
+            }
+        }
+    }
+
+    fn expire(&mut self, now_ms: u64) {
+        let before = self.flows.len();
+        self.flows.retain(|_, e| !e.flow.expired(now_ms));
+        let gone = before - self.flows.len();
+        if gone > 0 {
+            self.s.stats.add(AgentCounter::FlowsExpired, gone as u64);
+        }
+        self.s
+            .stats
+            .set(AgentCounter::FlowsLive, self.flows.len() as u64);
+    }
+}
+
+/// The TS option's (TSval, TSecr), if the options area has one.
+fn timestamps_of(options: &[u8]) -> Option<(u32, u32)> {
+    tcpstate::wire::TcpOptionIter::new(options).find_map(|o| match o {
+        Ok(tcpstate::wire::TcpOption::Timestamps { tsval, tsecr }) => Some((tsval, tsecr)),
+        _ => None,
+    })
+}

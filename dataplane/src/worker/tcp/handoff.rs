@@ -1,0 +1,199 @@
+//! Handoff, the switch's side (VIP mode `handoff`; `tcpstate::conn::handoff` decides,
+//! `tcpstate::handoff` is the agent's side). A routed connection is not spliced: its held
+//! bytes go to the agent in front of the chosen backend as segments of the client's own
+//! connection, each with the handoff option, and every later client segment is forwarded
+//! there with only its Ethernet addresses rewritten. The backend answers the client
+//! directly, so response bytes never cross the switch.
+use tcpstate::conn::{BackendTarget, Emit, HandoffHead, Outputs, State};
+use tcpstate::flow::{ConnId, FlowKey};
+use tcpstate::handoff::option::{options_with_handoff, HandoffRecord};
+use tcpstate::wire::{
+    ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, TcpPacket,
+};
+
+use super::super::Worker;
+use super::{Rx, ETH, IP};
+use crate::stats::{Counter, DropReason};
+use dpdk_env::Mbuf;
+
+/// Payload of a head segment toward an agent: a 1,500-byte MTU less the IPv4 and TCP
+/// headers and the largest option area this sends (timestamps and the handoff option).
+const HANDOFF_SEGMENT: usize = 1500 - 20 - 20 - 32;
+
+impl Worker {
+    /// The head of `id` routed to `pool` on a handoff VIP: pick a backend, and hand the
+    /// connection to its agent; 503 when no backend can take it.
+    pub(super) fn hand_off(&mut self, id: ConnId, pool: usize, now_ms: u64) {
+        self.tcp.pool_of[id as usize] = pool;
+        let Some(b) = self.pick_backend(id, pool) else {
+            self.respond(id, 503, now_ms);
+            return;
+        };
+        let route = self.tcp.rt.routes[b];
+        let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
+            // Health checks resolve every backend's MAC; until then there is no agent to
+            // hand to. Ask, and let the client try again.
+            if self.send_arp_request(route.via_port, route.local_ip, route.next_hop) {
+                self.stats().add(Counter::ArpRequestsSent, 1);
+            }
+            self.stats().add(Counter::HandoffNoMac, 1);
+            self.respond(id, 503, now_ms);
+            return;
+        };
+        let meta = &mut self.tcp.meta[id as usize];
+        meta.mark_tried(b);
+        meta.backend_mac = mac;
+        meta.backend_port = route.via_port;
+        let target = BackendTarget {
+            id: b,
+            // The agent's host; the connection itself keeps the client's tuple.
+            key: FlowKey {
+                remote_ip: route.address,
+                remote_port: route.port,
+                local_ip: route.local_ip,
+                local_port: 0,
+            },
+        };
+        let Some(head) = self
+            .tcp
+            .flows
+            .get_mut(id)
+            .map(|c| c.hand_off(target, now_ms))
+        else {
+            return;
+        };
+        self.stats().add(Counter::HandoffsStarted, 1);
+        crate::stats::bump(&self.stats().backend_requests[b], 1);
+        self.send_handoff_head(id, &head);
+    }
+
+    /// Sends the held bytes of `id` to its agent, cut to fit the MTU with the option.
+    fn send_handoff_head(&mut self, id: ConnId, head: &HandoffHead) {
+        let Some(conn) = self.tcp.flows.get(id) else {
+            return;
+        };
+        let Some(target) = conn.backend else { return };
+        let meta = self.tcp.meta[id as usize];
+        let key = conn.client;
+        let record = HandoffRecord {
+            client_isn: head.client_isn,
+            mss: head.mss,
+            client_ws: head.client_ws,
+            switch_ws: head.switch_ws,
+            sack_permitted: head.sack_permitted,
+            timestamps: head.timestamps.is_some(),
+            switch_tsval: head.timestamps.map_or(0, |t| t.1),
+            backend_id: target.id as u16,
+        };
+        let mut options = [0u8; 40];
+        let opt_len = options_with_handoff(head.timestamps, &record, &mut options);
+        let src_mac = self.shared.addrs[meta.backend_port].mac;
+        let total = conn.head_bytes().len();
+        // At least one segment, so an empty head (a bare FIN) still carries the state.
+        let mut off = 0;
+        loop {
+            let n = (total - off).min(HANDOFF_SEGMENT);
+            let last = off + n >= total;
+            let Some(mut m) = Mbuf::alloc(&self.shared.pool) else {
+                self.stats().drop(DropReason::NoMbuf, 1);
+                return;
+            };
+            let tcp_len = 20 + opt_len + n;
+            let frame_len = (ETH + IP + tcp_len).max(60);
+            let Some(buf) = m.append(frame_len) else {
+                self.stats().drop(DropReason::NoMbuf, 1);
+                return;
+            };
+            buf.fill(0);
+            {
+                let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+                eth.set_dst_addr(meta.backend_mac);
+                eth.set_src_addr(src_mac);
+                eth.set_ethertype(ethertype::IPV4);
+            }
+            Ipv4Repr {
+                src: key.remote_ip,
+                dst: key.local_ip,
+                protocol: ip_proto::TCP,
+                payload_len: tcp_len,
+                ttl: crate::l2l3::TTL,
+            }
+            .emit(&mut Ipv4Packet::new_unchecked(
+                &mut buf[ETH..ETH + IP + tcp_len],
+            ));
+            {
+                let mut tcp = TcpPacket::new_unchecked(&mut buf[ETH + IP..ETH + IP + tcp_len]);
+                tcp.set_src_port(key.remote_port);
+                tcp.set_dst_port(key.local_port);
+                tcp.set_seq_number(head.client_isn + 1 + off);
+                tcp.set_ack_number(head.switch_isn + 1);
+                tcp.set_header_len((20 + opt_len) as u8);
+                tcp.set_flags(tcp_flags::ACK | if last && n > 0 { tcp_flags::PSH } else { 0 });
+                tcp.set_window_len(head.window);
+                tcp.set_urgent_at(0);
+                tcp.options_mut().copy_from_slice(&options[..opt_len]);
+                let Some(src) = self
+                    .tcp
+                    .flows
+                    .get(id)
+                    .and_then(|c| c.head_bytes().get(off..off + n))
+                else {
+                    return;
+                };
+                tcp.payload_mut()[..n].copy_from_slice(src);
+                tcp.fill_checksum(key.remote_ip, key.local_ip);
+            }
+            self.stats().add(Counter::TcpSegmentsSent, 1);
+            self.stage(meta.backend_port, m);
+            off += n;
+            if last {
+                break;
+            }
+        }
+    }
+
+    /// The handoff was not confirmed in time: the head once more.
+    pub(super) fn resend_handoff_head(&mut self, id: ConnId, now_ms: u64) {
+        let Some(head) = self.tcp.flows.get_mut(id).map(|c| c.handoff_head(now_ms)) else {
+            return;
+        };
+        self.stats().add(Counter::HandoffHeadsResent, 1);
+        self.send_handoff_head(id, &head);
+    }
+
+    /// A client segment of a handed-off connection: to the agent, as it came (only the
+    /// Ethernet addresses change; the agent and its kernel judge the segment).
+    pub(super) fn forward_handed_off(&mut self, id: ConnId, mut m: Mbuf, rx: &Rx, now_ms: u64) {
+        let mut out = Outputs::default();
+        let verdict = match self.tcp.flows.get_mut(id) {
+            Some(conn) => {
+                let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
+                conn.on_client(&rx.seg, payload, now_ms, &mut out)
+            }
+            None => return,
+        };
+        let meta = self.tcp.meta[id as usize];
+        let mut eth = EthernetFrame::new_unchecked(&mut m[..]);
+        eth.set_src_addr(self.shared.addrs[meta.backend_port].mac);
+        eth.set_dst_addr(meta.backend_mac);
+        self.stats().add(Counter::HandedOffPacketsC2b, 1);
+        self.stats()
+            .add(Counter::HandedOffBytesC2b, rx.seg.payload_len as u64);
+        self.stage(meta.backend_port, m);
+        for e in out.iter() {
+            if let Emit::ToClient(s) = e {
+                self.send_to_client(id, &s, now_ms);
+            }
+        }
+        self.apply_verdict(id, verdict, now_ms);
+    }
+
+    /// Whether `id` is handed off (its client segments take `forward_handed_off`).
+    #[inline]
+    pub(super) fn is_handed_off(&self, id: ConnId) -> bool {
+        self.tcp
+            .flows
+            .get(id)
+            .is_some_and(|c| c.state == State::HandedOff)
+    }
+}

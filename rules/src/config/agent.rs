@@ -1,0 +1,196 @@
+//! The handoff agent's config (`"role": "agent"`): the same binary, run on a backend host
+//! in front of its unmodified kernel. It owns the host's NIC (`nic`), reaches the kernel
+//! through a TAP (`kernel`), and takes over the connections the switch hands off to the
+//! VIPs listed here; everything else passes between NIC and kernel untouched.
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, EalConfig, LcoreConfig, MempoolConfig};
+
+/// The whole agent config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Must be `"agent"` (a switch config has no `role`).
+    pub role: String,
+    #[serde(default)]
+    pub eal: EalConfig,
+    /// One worker lcore: it polls both ports.
+    pub lcores: LcoreConfig,
+    #[serde(default)]
+    pub mempool: MempoolConfig,
+    /// The host's NIC (af_packet or af_xdp on the testbed, a PCI address on an appliance).
+    pub nic: AgentPort,
+    /// The TAP toward the host's kernel (`net_tap0,iface=NAME`).
+    pub kernel: AgentPort,
+    /// The VIPs whose handed-off connections this agent takes (the kernel holds them on
+    /// `lo` and must not answer ARP for them).
+    pub vips: Vec<AgentVip>,
+    /// Handed-off connections at most; a handoff beyond it is dropped and counted (the
+    /// switch sends the head again, the client retransmits).
+    #[serde(default = "AgentConfig::default_max_flows")]
+    pub max_flows: usize,
+    /// Longest sleep of the idle poll loop.
+    #[serde(default = "AgentConfig::default_idle_max_sleep_us")]
+    pub idle_max_sleep_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPort {
+    /// A DPDK device argument (`--vdev` for virtual devices, `-a` for a PCI address).
+    pub device: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentVip {
+    pub address: Ipv4Addr,
+    #[serde(default = "AgentVip::default_tcp_ports")]
+    pub tcp_ports: Vec<u16>,
+}
+
+impl AgentVip {
+    fn default_tcp_ports() -> Vec<u16> {
+        vec![80]
+    }
+}
+
+impl AgentConfig {
+    fn default_max_flows() -> usize {
+        65536
+    }
+    fn default_idle_max_sleep_us() -> u64 {
+        2000
+    }
+
+    /// Whether a JSON config is an agent's (it says `"role": "agent"`).
+    pub fn is_agent_json(text: &str) -> bool {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("role").and_then(|r| r.as_str()).map(|r| r == "agent"))
+            .unwrap_or(false)
+    }
+
+    pub fn from_json(text: &str) -> Result<AgentConfig, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let config: AgentConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            ConfigError::new(field, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        Self::from_json(&text)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.role != "agent" {
+            return Err(ConfigError::new("role", "must be \"agent\""));
+        }
+        if self.lcores.workers.len() != 1 {
+            return Err(ConfigError::new(
+                "lcores.workers",
+                "an agent runs exactly one worker lcore",
+            ));
+        }
+        if self.lcores.workers[0] == self.lcores.main {
+            return Err(ConfigError::new(
+                "lcores.workers[0]",
+                "must differ from lcores.main",
+            ));
+        }
+        if self.nic.device.trim().is_empty() {
+            return Err(ConfigError::new("nic.device", "must not be empty"));
+        }
+        if !self.kernel.device.starts_with("net_tap") {
+            return Err(ConfigError::new(
+                "kernel.device",
+                "must be a net_tap device (net_tap0,iface=NAME)",
+            ));
+        }
+        if self.vips.is_empty() {
+            return Err(ConfigError::new("vips", "at least one VIP is needed"));
+        }
+        let mut seen = HashSet::new();
+        for (i, v) in self.vips.iter().enumerate() {
+            if !seen.insert(v.address) {
+                return Err(ConfigError::new(
+                    format!("vips[{i}].address"),
+                    "listed twice",
+                ));
+            }
+            if v.tcp_ports.is_empty() || v.tcp_ports.contains(&0) {
+                return Err(ConfigError::new(
+                    format!("vips[{i}].tcp_ports"),
+                    "at least one port, none of them 0",
+                ));
+            }
+        }
+        if !(16..=4_000_000).contains(&self.max_flows) {
+            return Err(ConfigError::new("max_flows", "must be 16..=4000000"));
+        }
+        if self.idle_max_sleep_us > 100_000 {
+            return Err(ConfigError::new(
+                "idle_max_sleep_us",
+                "must be at most 100000",
+            ));
+        }
+        if self.mempool.mbufs < 1023 {
+            return Err(ConfigError::new("mempool.mbufs", "must be at least 1023"));
+        }
+        Ok(())
+    }
+
+    /// Whether `(ip, port)` is one of the VIPs' TCP services.
+    pub fn is_vip(&self, ip: Ipv4Addr, port: u16) -> bool {
+        self.vips
+            .iter()
+            .any(|v| v.address == ip && v.tcp_ports.contains(&port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../examples/agent.json");
+
+    #[test]
+    fn example_parses() {
+        assert!(AgentConfig::is_agent_json(EXAMPLE));
+        let c = AgentConfig::from_json(EXAMPLE).unwrap();
+        assert!(c.is_vip("10.99.0.10".parse().unwrap(), 80));
+        assert!(!c.is_vip("10.99.0.10".parse().unwrap(), 81));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = EXAMPLE.replace("\"net_tap0,iface=wsa0\"", "\"net_af_packet9,iface=x\"");
+        assert_eq!(
+            AgentConfig::from_json(&bad).unwrap_err().field,
+            "kernel.device"
+        );
+        let bad = EXAMPLE.replace("\"workers\": [1]", "\"workers\": [1, 2]");
+        assert_eq!(
+            AgentConfig::from_json(&bad).unwrap_err().field,
+            "lcores.workers"
+        );
+        let bad = EXAMPLE.replace("\"tcp_ports\": [80]", "\"tcp_ports\": [0]");
+        assert_eq!(
+            AgentConfig::from_json(&bad).unwrap_err().field,
+            "vips[0].tcp_ports"
+        );
+        let bad = EXAMPLE.replace("\"role\": \"agent\"", "\"role\": \"agent\", \"x\": 1");
+        assert!(AgentConfig::from_json(&bad).is_err());
+        assert!(!AgentConfig::is_agent_json(include_str!(
+            "../../../examples/testbed.json"
+        )));
+    }
+}

@@ -1,0 +1,140 @@
+//! The switch's side of a handed-off connection (VIP mode `handoff`, DWSR's inline
+//! transport; the agent's side is [`crate::handoff`]).
+//!
+//! The switch answered the handshake with a cookie and holds the request head. Instead of
+//! opening its own backend connection it sends the held bytes to the backend's agent as
+//! segments of the client's own connection (client space, acknowledging the switch's ISN),
+//! each carrying the connection's state in a handoff option. The agent replays the
+//! handshake into its kernel, which from then on answers the client directly. The switch
+//! keeps only enough to forward the client's later segments to the same agent:
+//!
+//! ```text
+//! client            switch                         agent / kernel
+//!   | SYN ------------> |  (cookie)                        |
+//!   | <------- SYN-ACK  |                                  |
+//!   | GET / ----------> |  route                           |
+//!   | <----------- ACK  |  head + option ----------------> |  SYN/SYN-ACK/ACK replayed
+//!   |                   |                                  |  GET delivered
+//!   | <------------------------------------ response (from the VIP, switch's seq space)
+//!   | ACK ------------> |  forwarded (MAC rewrite) ------> |
+//! ```
+//!
+//! The switch acknowledged the head itself, so it owns those bytes until the handoff is
+//! known to have taken: the head goes out again on a backoff timer until the client's
+//! acknowledgment number passes the switch's ISN (the client has received response
+//! bytes from the kernel, which the switch never sends). No control round trip is needed.
+use super::{Conn, State, Verdict, RTO_MS};
+use crate::conn::{BackendTarget, Outputs, SegmentInfo};
+use crate::wire::SeqNumber;
+
+/// Sends of the head (the first included) before the switch gives up on an agent that
+/// never answers the client: 200 ms doubling, about 12.6 s in all, as a SYN's retries.
+pub const HANDOFF_TRIES: u32 = 6;
+
+/// What the switch sends the agent: the held bytes (`Conn::head_bytes`, from `seq`) and
+/// the state its option carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandoffHead {
+    /// The client's ISN (its SYN's sequence number); the head starts at `client_isn + 1`.
+    pub client_isn: SeqNumber,
+    /// The switch's ISN: the head segments acknowledge `switch_isn + 1`.
+    pub switch_isn: SeqNumber,
+    /// The MSS the client announced (as the cookie kept it).
+    pub mss: u16,
+    /// The client's window shift, if it offered window scaling.
+    pub client_ws: Option<u8>,
+    /// The window shift the switch announced to the client (0 without scaling).
+    pub switch_ws: u8,
+    pub sack_permitted: bool,
+    /// (the client's latest TSval, the switch's latest TSval) when timestamps are on:
+    /// the head segments' TS option, and the clock the kernel's TSvals must continue.
+    pub timestamps: Option<(u32, u32)>,
+    /// The client's latest raw window field (its scale).
+    pub window: u16,
+}
+
+impl Conn {
+    /// Hands the connection off toward `target` (its agent): from now on the switch only
+    /// forwards the client's segments. Returns what the head segments carry.
+    pub fn hand_off(&mut self, target: BackendTarget, now_ms: u64) -> HandoffHead {
+        self.backend = Some(target);
+        self.state = State::HandedOff;
+        self.attempts = 1;
+        self.response_started = false;
+        self.deadline_ms = now_ms + RTO_MS;
+        self.handoff_head(now_ms)
+    }
+
+    /// The head segments' state, for the first send and every resend.
+    pub fn handoff_head(&mut self, now_ms: u64) -> HandoffHead {
+        let timestamps = self
+            .syn
+            .timestamps
+            .then(|| (self.client_ts_recent, self.our_tsval(now_ms)));
+        HandoffHead {
+            client_isn: self.client_isn,
+            switch_isn: self.our_isn,
+            mss: self.syn.mss,
+            client_ws: self.syn.window_scale,
+            switch_ws: self.our_ws,
+            sack_permitted: self.syn.sack_permitted,
+            timestamps,
+            window: self.client_window,
+        }
+    }
+
+    /// Whether the agent's kernel has been heard from (through the client's acks).
+    pub fn handoff_confirmed(&self) -> bool {
+        self.state == State::HandedOff && self.response_started
+    }
+
+    /// A client segment of a handed-off connection: the caller forwards it in any case
+    /// (the agent's kernel is the endpoint now and judges it); this only tracks whether
+    /// the handoff took and when the entry may go.
+    pub(super) fn client_handed_off(&mut self, seg: &SegmentInfo, now_ms: u64) -> Verdict {
+        if seg.rst() {
+            // Forwarded, then gone after the linger (late segments still find the agent).
+            self.close(now_ms);
+            return Verdict::Continue;
+        }
+        if seg.fin() {
+            self.client_fin = Some(seg.seq + seg.payload_len);
+        }
+        if let Some(ack) = seg.ack {
+            // An ack past our ISN + 1 acknowledges bytes only the kernel sent.
+            if seg.checked && ack.wrapping_diff(self.our_isn + 1) > 0 {
+                self.response_started = true;
+            }
+        }
+        if self.response_started {
+            let idle = if self.client_fin.is_some() {
+                self.params.fin_timeout_ms
+            } else {
+                self.params.idle_timeout_ms
+            };
+            self.deadline_ms = now_ms + idle;
+        }
+        Verdict::Continue
+    }
+
+    /// The deadline of a handed-off connection passed: send the head again while the
+    /// handoff is unconfirmed, give up after [`HANDOFF_TRIES`] (a RST to the client, as
+    /// a connect that fails), or forget an idle one.
+    pub(super) fn handoff_timer(&mut self, now_ms: u64, out: &mut Outputs) -> Verdict {
+        if self.response_started {
+            // Idle (or closing) past its timeout: the agent's kernel keeps its own timers;
+            // a later segment of the client finds no flow and gets a RST.
+            return Verdict::Remove;
+        }
+        if self.attempts >= HANDOFF_TRIES {
+            out.push(super::Emit::ToClient(super::SegmentOut::rst(
+                self.our_isn + 1,
+            )));
+            self.close(now_ms);
+            return Verdict::Continue;
+        }
+        self.deadline_ms = now_ms + (RTO_MS << self.attempts.min(10));
+        self.attempts += 1;
+        Verdict::HandoffResend
+    }
+}

@@ -1,0 +1,237 @@
+//! Issue 16 end to end: TCP handoff with a backend agent (DWSR's inline transport).
+//!
+//! The handoff testbed (`testbed.sh up --handoff`): the backends' answers return to the
+//! client through a router namespace, past the switch. A webswitch agent (real DPDK: its
+//! NIC is the backend's veth over af_packet, its kernel side the TAP `wsa0`) runs in each
+//! backend namespace in front of the unmodified kernel and nginx, which hold the VIP on
+//! `lo`. The switch, with its VIP in `mode: "handoff"`, answers the client's handshake,
+//! routes the request and hands the connection to the chosen backend's agent.
+//!
+//! Checked, with one and with two switch workers: content from the right backend, bulk
+//! downloads and an upload byte-exact (sha256 at both ends), response bytes not crossing
+//! the switch (its client port transmits a small fraction of what the client receives,
+//! and nothing is spliced), the host's own service still reachable through the agent,
+//! and every agent and switch counter of drops at zero where nothing should drop.
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use webswitch_tests::{counter, root_or_skip, sha256_file, testbed_lock, Switch, Testbed};
+
+const BACKENDS: [u8; 3] = [1, 2, 3];
+
+fn agent_config(tb: &Testbed, b: u8) -> Value {
+    json!({
+        "role": "agent",
+        "eal": {
+            "args": ["--no-huge", "-m", "256", "--no-pci", "--no-telemetry",
+                     "--log-level", "lib.eal:warning"],
+            "file_prefix": format!("wsa-{}-be{b}", tb.name),
+        },
+        "lcores": { "main": 0, "workers": [1] },
+        "mempool": { "mbufs": 8191, "cache": 256 },
+        "nic": { "device": "net_af_packet0,iface=eth0,qpairs=1,framecnt=4096" },
+        // The TAP keeps the MAC the testbed gave it (eth0's): the LAN learned that one.
+        "kernel": { "device": format!("net_tap0,iface=wsa0,mac=02:00:0a:{:02x}:01:{:02x}", tb.net, 10 + b) },
+        "vips": [ { "address": tb.ip(0, 10), "tcp_ports": [80] } ],
+        "idle_max_sleep_us": 1000,
+    })
+}
+
+fn switch_config(tb: &Testbed, workers: usize) -> Value {
+    let mut c = tb.config(workers);
+    c["vips"][0]["mode"] = "handoff".into();
+    c["health"] = json!({ "interval_ms": 300, "timeout_ms": 1000 });
+    c["tcp"]["fin_timeout_ms"] = 1000.into();
+    c["tcp"]["closed_linger_ms"] = 300.into();
+    c
+}
+
+/// curl in the client namespace: (X-Backend, body file's sha256 or body).
+fn get(tb: &Testbed, tag: &str, path: &str, out: &str) -> String {
+    let url = format!("http://{}{path}", tb.ip(0, 10));
+    let (be, _) = tb.curl_backend(tag, 120, &["-o", out, &url]);
+    be
+}
+
+/// Waits until the switch has handed a request off successfully (the backends' MACs are
+/// learned by the health checks through the agents' bridges).
+fn wait_ready(tb: &Testbed) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = format!("http://{}/whoami", tb.ip(0, 10));
+    loop {
+        let out = tb.exec(
+            "cli",
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &url,
+            ],
+            Duration::from_secs(10),
+        );
+        if String::from_utf8_lossy(&out.stdout) == "200" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no handed-off answer within 20 s (last: {:?})",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn scenario(tb: &Testbed, workers: usize) {
+    let dir = format!("/tmp/{}-testbed", tb.name);
+    let agents: Vec<Switch> = BACKENDS
+        .iter()
+        .map(|&b| {
+            Switch::start_in(
+                tb,
+                &format!("be{b}"),
+                &format!("{}-agent{b}", tb.name),
+                &agent_config(tb, b),
+            )
+        })
+        .collect();
+    let sw = Switch::start(tb, &switch_config(tb, workers));
+    wait_ready(tb);
+
+    // Content from the rule's backend: /img/ is be1's pool, /app/ be2's.
+    let body = format!("/tmp/{}-hof-body", tb.name);
+    assert_eq!(get(tb, "img", "/img/logo.png", &body), "be1");
+    assert_eq!(
+        sha256_file(&body),
+        sha256_file(&format!("{dir}/be1/www/img/logo.png"))
+    );
+    let url = format!("http://{}/app/x?y=1", tb.ip(0, 10));
+    let (be, text) = tb.curl_backend("app", 30, &[&url]);
+    assert_eq!(
+        (be.as_str(), text.as_str()),
+        ("be2", "app on be2: /app/x?y=1\n")
+    );
+
+    // Keep-alive: the connection stays with the first request's backend (the pool is
+    // chosen per connection in handoff mode, as in splice mode).
+    let urls = [
+        format!("http://{}/app/one", tb.ip(0, 10)),
+        format!("http://{}/app/two", tb.ip(0, 10)),
+    ];
+    let out = tb.exec(
+        "cli",
+        &["curl", "-sS", "--max-time", "30", &urls[0], &urls[1]],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "app on be2: /app/one\napp on be2: /app/two\n"
+    );
+
+    // Bulk: 100 MB and 5 MB down from the default pool, byte-exact.
+    let mut received = 0u64;
+    for (f, size) in [("100M", 100u64 << 20), ("5M", 5 << 20)] {
+        let be = get(tb, f, &format!("/big/{f}.bin"), &body);
+        let want = std::fs::read_to_string(format!("{dir}/{be}/www/big/{f}.bin.sha256")).unwrap();
+        assert_eq!(sha256_file(&body), want.trim(), "{f} from {be}");
+        received += size;
+    }
+    let _ = std::fs::remove_file(&body);
+
+    // Up: 20 MB PUT (curl's own `Expect: 100-continue`), byte-exact on the backend.
+    let up = format!("/tmp/{}-hof-up", tb.name);
+    let data: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&up, &data).unwrap();
+    let url = format!("http://{}/upload/w{workers}.bin", tb.ip(0, 10));
+    let (be, _) = tb.curl_backend("put", 120, &["-T", &up, &url]);
+    assert_eq!(
+        sha256_file(&format!("{dir}/{be}/www/upload/w{workers}.bin")),
+        sha256_file(&up),
+        "20 MB PUT to {be}"
+    );
+    let _ = std::fs::remove_file(&up);
+
+    // The host's own service is still reachable through the agent's bridge.
+    let own = tb.exec(
+        "rt",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://{}/whoami", tb.ip(1, 11)),
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(String::from_utf8_lossy(&own.stdout), "be1\n");
+
+    // Let the handed-off entries end (client FINs, then the FIN timeout).
+    std::thread::sleep(Duration::from_millis(2500));
+    let stats = sw.stop();
+    let t = &stats["total"];
+    eprintln!("switch: {t}");
+    eprintln!("switch ports: {}", stats["ports"]);
+    assert!(counter(t, &["handoffs_started"]) >= 7, "{t}");
+    assert_eq!(
+        counter(t, &["spliced_bytes_b2c"]),
+        0,
+        "nothing spliced: {t}"
+    );
+    assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
+    assert_eq!(counter(t, &["flows_live"]), 0, "{t}");
+    // Response bytes do not cross the switch: its client port sent handshakes and acks
+    // only, a small fraction of what the client received.
+    let tx = counter(&stats["ports"]["client"], &["tx_bytes"]);
+    assert!(
+        tx * 100 < received,
+        "switch sent the client {tx} bytes of {received} received"
+    );
+    assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
+
+    let mut taken = 0;
+    for a in agents {
+        let s = a.stop();
+        eprintln!("agent: {s}");
+        taken += counter(&s, &["handoffs_established"]);
+        for k in [
+            "drop_bad_option",
+            "drop_bad_syn_ack",
+            "drop_no_mbuf",
+            "drop_table_full",
+        ] {
+            assert_eq!(counter(&s, &[k]), 0, "{k}: {s}");
+        }
+    }
+    assert!(taken >= 7, "agents established {taken} handoffs");
+}
+
+#[test]
+fn handoff_one_worker() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hof1", 213);
+    scenario(&tb, 1);
+}
+
+#[test]
+fn handoff_two_workers() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hof2", 214);
+    scenario(&tb, 2);
+}
