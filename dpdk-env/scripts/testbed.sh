@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # testbed.sh: the webswitch network-namespace testbed (see docs/testbed.md).
 #
-# Usage: dpdk-env/scripts/testbed.sh {up|down|status|env|impair|help} [--purge]
+# Usage: dpdk-env/scripts/testbed.sh {up [--handoff]|down [--purge]|status|env|impair|help}
 #   up       (re)build the testbed: runs `down` for the same prefix first, then creates
 #            the namespaces, veths, bridge, addresses, and starts one nginx per backend
+#   up --handoff
+#            the same, laid out for TCP handoff: a router namespace $P-rt (10.N.1.254 on the
+#            backend bridge, 10.N.0.254 to the client's second veth cli1) carries the
+#            backends' answers to the client past the switch; in each backend eth0 has no
+#            address and an nft netdev ingress drop (only an agent's af_packet socket sees
+#            its frames), the kernel sits behind the persistent TAP wsa0 (backend IP, eth0's
+#            MAC, default via the router) and holds the VIP on lo. Backends are unreachable
+#            from outside until an agent bridges eth0 and wsa0 (see docs/testbed.md)
 #   down     kill every process in our namespaces, delete the namespaces; with --purge
 #            also delete /tmp/$P-testbed (the generated content, incl. 3 x 100 MiB files)
 #   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up
@@ -46,10 +54,14 @@ NS_CLI=$P-cli
 NS_SW=$P-sw
 NS_BR=$P-br
 BACKENDS=(be1 be2 be3)
-NS_ALL=("$NS_CLI" "$NS_SW" "$NS_BR")
-for b in "${BACKENDS[@]}"; do NS_ALL+=("$P-$b"); done
+NS_RT=$P-rt          # handoff only: the backends' direct way back to the client
+NS_BASE=("$NS_CLI" "$NS_SW" "$NS_BR")
+for b in "${BACKENDS[@]}"; do NS_BASE+=("$P-$b"); done
+# what `down` removes: the router too, whether or not this is a handoff testbed
+NS_ALL=("${NS_BASE[@]}" "$NS_RT")
 
 DIR=/tmp/$P-testbed
+HANDOFF_FLAG=$DIR/handoff   # present while a testbed built by `up --handoff` stands
 
 CLIENT_NET=10.$N.0
 BACKEND_NET=10.$N.1
@@ -69,6 +81,13 @@ IF_SW_BE=sw-be       # in $P-sw, veth peer of to-sw in $P-br  (DPDK port 1)
 IF_BR=br0            # in $P-br, bridge
 IF_BR_SW=to-sw       # in $P-br, bridge port, peer of sw-be
 IF_BE=eth0           # in $P-beN, peer of beN in $P-br
+# handoff only
+IF_CLI_RT=cli1       # in $P-cli, peer of rt-cli; no address: the backends' answers arrive here
+IF_RT_CLI=rt-cli     # in $P-rt, 10.N.0.254
+IF_RT_BE=rt-be       # in $P-rt, 10.N.1.254, peer of rt in $P-br
+IF_BR_RT=rt          # in $P-br, bridge port
+IF_AGENT=wsa0        # in $P-beN, persistent TAP: the agent's way into the backend's kernel
+HO_TABLE=ws_handoff  # nft table (netdev family) in $P-beN: drops everything arriving on eth0
 
 # Deterministic, locally administered MACs that embed the IP: 02:00:0a:NN:SS:HH.
 NHEX=$(printf '%02x' "$N")
@@ -76,6 +95,11 @@ mac() { printf '02:00:0a:%s:%02x:%02x' "$NHEX" "$1" "$2"; }
 MAC_CLI=$(mac 0 2)
 MAC_SW_CLI=$(mac 0 1)
 MAC_SW_BE=$(mac 1 1)
+ROUTER_CLI_IP=$CLIENT_NET.254
+ROUTER_BE_IP=$BACKEND_NET.254
+MAC_CLI_RT=$(mac 0 3)
+MAC_RT_CLI=$(mac 0 254)
+MAC_RT_BE=$(mac 1 254)
 
 # ---- helpers ---------------------------------------------------------------------------
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
@@ -180,6 +204,7 @@ cmd_down() {
         fi
     done
     rm -f "$DIR"/*/nginx.pid 2>/dev/null || true
+    rm -f -- "$HANDOFF_FLAG"
     if ((purge)); then
         rm -rf -- "/tmp/$P-testbed"
     fi
@@ -449,17 +474,109 @@ http {
 EOF
 }
 
+# ---- up --handoff: the router and the backends' agent side ------------------------------
+is_handoff() { [[ -e $HANDOFF_FLAG ]]; }
+
+handoff_router_up() { # $P-rt between the backend bridge and the client's second veth
+    nsx "$NS_RT" sysctl -qw net.ipv4.ip_forward=1 >/dev/null
+    ip -n "$NS_RT" link add "$IF_RT_BE" address "$MAC_RT_BE" type veth \
+        peer name "$IF_BR_RT" address "$(mac 255 254)" netns "$NS_BR"
+    ip -n "$NS_BR" link set "$IF_BR_RT" master "$IF_BR"
+    ip -n "$NS_RT" link add "$IF_RT_CLI" address "$MAC_RT_CLI" type veth \
+        peer name "$IF_CLI_RT" address "$MAC_CLI_RT" netns "$NS_CLI"
+    offloads_off "$NS_RT" "$IF_RT_BE"
+    offloads_off "$NS_BR" "$IF_BR_RT"
+    offloads_off "$NS_RT" "$IF_RT_CLI"
+    offloads_off "$NS_CLI" "$IF_CLI_RT"
+    ip -n "$NS_BR" link set "$IF_BR_RT" up
+    ip -n "$NS_RT" link set "$IF_RT_BE" up
+    ip -n "$NS_RT" link set "$IF_RT_CLI" up
+    ip -n "$NS_CLI" link set "$IF_CLI_RT" up
+    ip -n "$NS_RT" addr add "$ROUTER_BE_IP/24" dev "$IF_RT_BE"
+    ip -n "$NS_RT" addr add "$ROUTER_CLI_IP/24" dev "$IF_RT_CLI"
+    # cli1 gets no address: the client keeps 10.N.0.0/24 and its default route on cli0 (all
+    # it sends goes to the switch) and accepts the backends' answers arriving on cli1 (its
+    # address is host-wide, rp_filter is 0; it answers the router's ARP there too). Only the
+    # router's own address is routed to cli1, so that the router gets answers (ping).
+    ip -n "$NS_CLI" route add "$ROUTER_CLI_IP/32" dev "$IF_CLI_RT"
+}
+
+handoff_backend_up() { # backend: eth0 to the agent, the kernel behind wsa0, the VIP on lo
+    local b=$1 ns=$P-$1 ip mac_be
+    ip=$(backend_ip "$b")
+    mac_be=$(mac 1 $((10 + ${b#be})))
+    # eth0 stays up (the agent's af_packet socket needs it) but has no address, and the
+    # kernel drops whatever arrives on it in the netdev ingress hook: AF_PACKET taps run
+    # before that hook, so the agent still receives every frame, while the kernel neither
+    # answers ARP on eth0 nor sees a packet twice (once there, once from the agent on wsa0).
+    nsx "$ns" nft -f - <<EOF
+table netdev $HO_TABLE {
+    chain ${IF_BE}_ingress {
+        type filter hook ingress device "$IF_BE" priority 0; policy drop;
+        counter comment "frames on $IF_BE are for the agent (af_packet) only"
+    }
+}
+EOF
+    # multi_queue: DPDK's net_tap attaches with IFF_MULTI_QUEUE, which a tap made without it
+    # refuses. Persistent, so the address, MAC and routes are in place before any agent runs;
+    # it has no carrier (and the backend is unreachable) until an agent opens it.
+    ip -n "$ns" tuntap add dev "$IF_AGENT" mode tap multi_queue
+    ip -n "$ns" link set "$IF_AGENT" address "$mac_be"
+    offloads_off "$ns" "$IF_AGENT"
+    # the VIP on lo, never announced: ARP only for addresses of the interface asked on, and
+    # ARP requests from the interface's own address (so the kernel never claims the VIP)
+    nsx "$ns" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+        "net.ipv4.conf.$IF_AGENT.arp_ignore=1" "net.ipv4.conf.$IF_AGENT.arp_announce=2" >/dev/null
+    ip -n "$ns" addr add "$VIP/32" dev lo
+    ip -n "$ns" link set "$IF_AGENT" up
+    ip -n "$ns" addr add "$ip/24" dev "$IF_AGENT"
+    # answers to the client (from the VIP) go to the router, not back through the switch
+    ip -n "$ns" route add default via "$ROUTER_BE_IP" dev "$IF_AGENT"
+}
+
+handoff_summary() {
+    local b mac_be
+    cat <<EOF
+
+testbed '$P' is up for TCP handoff (WS_NET=$N)
+  client    ns $NS_CLI   $IF_CLI $CLIENT_IP/24 ($MAC_CLI), default via $SWITCH_CLIENT_IP (requests go to the switch)
+                         $IF_CLI_RT ($MAC_CLI_RT) no address, route $ROUTER_CLI_IP/32 only: the backends' answers arrive here
+  switch    ns $NS_SW    $IF_SW_CLI ($MAC_SW_CLI) <-> $IF_CLI;  $IF_SW_BE ($MAC_SW_BE) <-> bridge $NS_BR/$IF_BR
+            webswitch owns: $SWITCH_CLIENT_IP (client side), VIP $VIP:$VIP_PORT, $SWITCH_BACKEND_IP (backend side)
+  router    ns $NS_RT    $IF_RT_BE $ROUTER_BE_IP/24 ($MAC_RT_BE) <-> bridge $NS_BR/$IF_BR_RT
+                         $IF_RT_CLI $ROUTER_CLI_IP/24 ($MAC_RT_CLI) <-> $NS_CLI/$IF_CLI_RT; ip_forward=1
+EOF
+    for b in "${BACKENDS[@]}"; do
+        mac_be=$(mac 1 $((10 + ${b#be})))
+        printf '  backend   ns %-8s %s (%s) no address; nft netdev %s drops all it receives (the agent reads it)\n' \
+            "$P-$b" "$IF_BE" "$mac_be" "$HO_TABLE"
+        printf '                         %s (tap) %s/24, same MAC, default via %s; VIP %s/32 on lo\n' \
+            "$IF_AGENT" "$(backend_ip "$b")" "$ROUTER_BE_IP" "$VIP"
+        printf '                         nginx :80, content %s/%s/www\n' "$DIR" "$b"
+    done
+    cat <<EOF
+  agents:   one per backend, in its namespace: DPDK vdevs net_af_packet0,iface=$IF_BE and net_tap0,iface=$IF_AGENT,mac=<eth0's MAC>
+            (without mac= net_tap gives $IF_AGENT a random MAC); until then $IF_AGENT has NO-CARRIER and the backend is unreachable
+  attach:   ip netns exec $NS_SW webswitch run --config CONFIG   (ports net_af_packet0,iface=$IF_SW_CLI and net_af_packet1,iface=$IF_SW_BE)
+  client:   ip netns exec $NS_CLI curl http://$VIP/whoami   (requests via the switch, answers via $NS_RT)
+  teardown: WS_TESTBED=$P $0 down [--purge]
+EOF
+}
+
 # ---- up --------------------------------------------------------------------------------
 cmd_up() {
+    local handoff=${1:-0}
     need_root
     need_tools ip ethtool nginx curl python3 sha256sum dd awk sysctl ping
+    if ((handoff)); then need_tools nft; fi
     say "tearing down any previous state"
     cmd_down 0
     trap 'rc=$?; if ((rc)); then echo "testbed[$P]: up failed; clean up with: WS_TESTBED=$P $0 down" >&2; fi' EXIT
 
-    say "creating namespaces ${NS_ALL[*]}"
-    local ns b i ip
-    for ns in "${NS_ALL[@]}"; do
+    local ns b i ip nss=("${NS_BASE[@]}")
+    if ((handoff)); then nss+=("$NS_RT"); fi
+    say "creating namespaces ${nss[*]}"
+    for ns in "${nss[@]}"; do
         ip netns add "$ns"
         ns_sysctls "$ns"
     done
@@ -506,9 +623,17 @@ cmd_up() {
     for b in "${BACKENDS[@]}"; do
         ip=$(backend_ip "$b")
         ip -n "$P-$b" link set "$IF_BE" up
+        if ((handoff)); then continue; fi   # the address goes to wsa0, below
         ip -n "$P-$b" addr add "$ip/24" dev "$IF_BE"
         ip -n "$P-$b" route add default via "$SWITCH_BACKEND_IP" dev "$IF_BE"
     done
+    if ((handoff)); then
+        say "handoff: router $NS_RT ($ROUTER_BE_IP, $ROUTER_CLI_IP), $IF_AGENT taps, VIP $VIP on the backends' lo"
+        mkdir -p "$DIR"
+        echo "handoff testbed $P (WS_NET=$N): router $NS_RT, agent tap $IF_AGENT" >"$HANDOFF_FLAG"
+        handoff_router_up
+        for b in "${BACKENDS[@]}"; do handoff_backend_up "$b"; done
+    fi
 
     say "generating backend content in $DIR (100 MiB files are reused between runs)"
     mkdir -p "$DIR"
@@ -549,6 +674,24 @@ cmd_up() {
     done
     ((ok)) || die "backends not healthy"
 
+    if ((handoff)); then
+        # local traffic needs no carrier: nginx answers on the backend IP (above) and on the
+        # VIP inside each namespace, although wsa0 has none until an agent attaches
+        for b in "${BACKENDS[@]}"; do
+            got=$(nsx "$P-$b" curl -s --max-time 2 "http://$VIP/whoami" || true)
+            [[ $got == "$b" ]] || die "$b: nginx does not answer on the VIP $VIP:80 inside $P-$b (got '$got')"
+        done
+        say "handoff: every nginx answers on the VIP $VIP:80 inside its namespace"
+        # the way back: the router reaches the client through cli1 (ARP resolved there)
+        nsx "$NS_RT" ping -c1 -W2 -q "$CLIENT_IP" >/dev/null 2>&1 ||
+            die "handoff: router $NS_RT cannot reach the client $CLIENT_IP via $IF_RT_CLI/$IF_CLI_RT"
+        nsx "$NS_RT" ip neigh show "$CLIENT_IP" dev "$IF_RT_CLI" | grep -qi -- "$MAC_CLI_RT" ||
+            die "handoff: router $NS_RT did not resolve $CLIENT_IP to $IF_CLI_RT's MAC $MAC_CLI_RT"
+        say "handoff: router $NS_RT reaches the client $CLIENT_IP via $IF_RT_CLI -> $IF_CLI_RT"
+        say "handoff: backends are unreachable from outside until an agent attaches to eth0 and $IF_AGENT (expected)"
+        ip -n "$NS_RT" neigh flush all 2>/dev/null || true
+    fi
+
     # with no switch running the client reaches nothing; forget the failed ARP entry after
     if nsx "$NS_CLI" ping -c1 -W1 -q "$SWITCH_CLIENT_IP" >/dev/null 2>&1; then
         say "note: $SWITCH_CLIENT_IP already answers from $NS_CLI (is a switch running?)"
@@ -558,6 +701,10 @@ cmd_up() {
     ip -n "$NS_CLI" neigh flush all 2>/dev/null || true
     trap - EXIT
 
+    if ((handoff)); then
+        handoff_summary
+        return 0
+    fi
     cat <<EOF
 
 testbed '$P' is up (WS_NET=$N)
@@ -577,10 +724,60 @@ EOF
 }
 
 # ---- status ----------------------------------------------------------------------------
+handoff_status() { # the backends' handoff pieces; no agent (no carrier) is not a fault
+    local b ns x flags="" ok=1 bad up_re='[<,]UP[,>]' mac_be
+    echo "== handoff (router $NS_RT: $ROUTER_BE_IP, $ROUTER_CLI_IP; agent tap $IF_AGENT)"
+    if ns_exists "$NS_RT" && [[ $(nsx "$NS_RT" sysctl -n net.ipv4.ip_forward 2>/dev/null) != 1 ]]; then
+        echo "   $NS_RT: ip_forward is off"
+        ok=0
+    fi
+    for b in "${BACKENDS[@]}"; do
+        ns=$P-$b
+        mac_be=$(mac 1 $((10 + ${b#be})))
+        bad=()
+        if ! ns_exists "$ns"; then
+            echo "   $b: namespace missing"
+            ok=0
+            continue
+        fi
+        nsx "$ns" nft list chain netdev "$HO_TABLE" "${IF_BE}_ingress" >/dev/null 2>&1 ||
+            bad+=("no nft chain netdev $HO_TABLE ${IF_BE}_ingress (the kernel would see eth0's frames)")
+        ip -n "$ns" -4 addr show dev lo 2>/dev/null | grep -q " $VIP/32 " || bad+=("VIP $VIP not on lo")
+        if flags=$(ip -n "$ns" -o link show "$IF_AGENT" 2>/dev/null); then
+            # an agent that stopped cleanly (DPDK net_tap's stop/close) leaves the tap
+            # administratively down, and the kernel then deleted its routes
+            [[ $flags =~ $up_re ]] || bad+=("$IF_AGENT is administratively down (an agent stopped? its routes are gone)")
+            ip -n "$ns" route show default 2>/dev/null | grep -q "via $ROUTER_BE_IP dev $IF_AGENT" ||
+                bad+=("no default route via $ROUTER_BE_IP on $IF_AGENT")
+            # net_tap sets the tap's MAC to its port's: a random one unless given mac=
+            [[ $flags == *"link/ether $mac_be "* ]] ||
+                bad+=("$IF_AGENT's MAC is not eth0's $mac_be (an agent without net_tap's mac=$mac_be?)")
+        else
+            bad+=("no $IF_AGENT")
+        fi
+        if ((${#bad[@]})); then
+            for x in "${bad[@]}"; do echo "   $b: BROKEN: $x"; done
+            ok=0
+        elif [[ $flags == *LOWER_UP* ]]; then
+            echo "   $b: $IF_AGENT has carrier: an agent is attached"
+        else
+            echo "   $b: $IF_AGENT has no carrier: no agent attached (the backend is unreachable from outside; expected)"
+        fi
+    done
+    if ! ((ok)); then
+        echo "   to restore a backend's tap: ip -n $P-beN link set $IF_AGENT address <eth0's MAC> up &&"
+        echo "      ip -n $P-beN route replace default via $ROUTER_BE_IP dev $IF_AGENT   (or run up --handoff again)"
+    fi
+    ((ok))
+}
+
 cmd_status() {
     need_root
-    local ns b ip pid got up=1
+    local ns b ip pid got up=1 handoff=0
+    if is_handoff; then handoff=1; fi
     for ns in "${NS_ALL[@]}"; do
+        # the router belongs to a handoff testbed only
+        if [[ $ns == "$NS_RT" ]] && ! ((handoff)) && ! ns_exists "$ns"; then continue; fi
         if ns_exists "$ns"; then
             echo "== netns $ns"
             ip -n "$ns" -br link show | sed 's/^/   /'
@@ -601,6 +798,13 @@ cmd_status() {
     check_up "$NS_SW" "$IF_SW_CLI"
     check_up "$NS_SW" "$IF_SW_BE"
     check_up "$NS_BR" "$IF_BR"
+    if ((handoff)); then
+        check_up "$NS_RT" "$IF_RT_BE"
+        check_up "$NS_RT" "$IF_RT_CLI"
+        check_up "$NS_BR" "$IF_BR_RT"
+        check_up "$NS_CLI" "$IF_CLI_RT"
+        handoff_status || up=0
+    fi
     echo "== nginx"
     for b in "${BACKENDS[@]}"; do
         ip=$(backend_ip "$b")
@@ -1008,6 +1212,11 @@ WS_BACKENDS="${ips[*]}"
 WS_BACKEND_NAMES="${BACKENDS[*]}"
 WS_BACKEND_PORT=80
 WS_TESTBED_DIR=$DIR
+WS_HANDOFF=$(if is_handoff; then echo 1; else echo 0; fi)
+WS_ROUTER_NS=$NS_RT
+WS_ROUTER_BE_IP=$ROUTER_BE_IP
+WS_ROUTER_CLI_IP=$ROUTER_CLI_IP
+WS_AGENT_TAP=$IF_AGENT
 EOF
 }
 
@@ -1020,16 +1229,19 @@ if [[ $cmd == impair ]]; then
     exit 0
 fi
 purge=0
+handoff=0
 for arg in "$@"; do
     case $arg in
         --purge) purge=1 ;;
+        --handoff) handoff=1 ;;
         *) usage >&2; die "unknown argument '$arg'" ;;
     esac
 done
 if ((purge)) && [[ $cmd != down ]]; then die "--purge only goes with 'down'"; fi
+if ((handoff)) && [[ $cmd != up ]]; then die "--handoff only goes with 'up'"; fi
 
 case $cmd in
-    up) cmd_up ;;
+    up) cmd_up "$handoff" ;;
     down) cmd_down "$purge"; say "down" ;;
     status) cmd_status ;;
     env) cmd_env ;;
