@@ -40,7 +40,7 @@ fn agent_config(tb: &Testbed, b: u8) -> Value {
 fn switch_config(tb: &Testbed, workers: usize) -> Value {
     let mut c = tb.config(workers);
     c["vips"][0]["mode"] = "handoff".into();
-    c["health"] = json!({ "interval_ms": 300, "timeout_ms": 1000 });
+    c["health"] = json!({ "interval_ms": 300, "timeout_ms": 250 });
     c["tcp"]["fin_timeout_ms"] = 1000.into();
     c["tcp"]["closed_linger_ms"] = 300.into();
     c
