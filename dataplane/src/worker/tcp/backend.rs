@@ -37,6 +37,11 @@ impl Worker {
             }
             None => self.tcp.pool_of[id as usize],
         };
+        if self.on_handoff_vip(id) {
+            // Waited for the backend's MAC, or a retry: the agent gets it, not a SYN.
+            self.hand_off(id, pool, now_ms);
+            return;
+        }
         let Some(b) = self.pick_backend(id, pool) else {
             if self.pool_is_full(pool) {
                 self.enqueue(id, pool, now_ms);

@@ -31,13 +31,22 @@ impl Worker {
         };
         let route = self.tcp.rt.routes[b];
         let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
-            // Health checks resolve every backend's MAC; until then there is no agent to
-            // hand to. Ask, and let the client try again.
+            // Ask, and wait as a connect does: the sweep comes back here as soon as the
+            // MAC is known (`waiting_for_mac`), the connect timeout gives up with a 503.
             if self.send_arp_request(route.via_port, route.local_ip, route.next_hop) {
                 self.stats().add(Counter::ArpRequestsSent, 1);
             }
             self.stats().add(Counter::HandoffNoMac, 1);
-            self.respond(id, 503, now_ms);
+            if let Some(conn) = self.tcp.flows.get_mut(id) {
+                let mut out = Outputs::default();
+                let key = FlowKey {
+                    remote_ip: route.address,
+                    remote_port: route.port,
+                    local_ip: route.local_ip,
+                    local_port: 0,
+                };
+                conn.connect(BackendTarget { id: b, key }, now_ms, &mut out);
+            }
             return;
         };
         let meta = &mut self.tcp.meta[id as usize];
@@ -186,6 +195,14 @@ impl Worker {
             }
         }
         self.apply_verdict(id, verdict, now_ms);
+    }
+
+    /// Whether `id` came in on a VIP in `mode: "handoff"`.
+    pub(super) fn on_handoff_vip(&self, id: ConnId) -> bool {
+        self.tcp
+            .flows
+            .get(id)
+            .is_some_and(|c| self.tcp.rt.config.hands_off(c.client.local_ip))
     }
 
     /// Whether `id` is handed off (its client segments take `forward_handed_off`).
