@@ -176,6 +176,31 @@ fn scenario(tb: &Testbed, workers: usize) {
     );
     assert_eq!(String::from_utf8_lossy(&own.stdout), "be1\n");
 
+    // ARP for the VIP is answered by the switch on the client's link, by nobody on the
+    // backends' LAN (their kernels hold the VIP on lo with arp_ignore; the agents pass
+    // ARP through untouched).
+    let vip = tb.ip(0, 10);
+    let on_client = tb.exec(
+        "cli",
+        &["arping", "-c", "2", "-I", "cli0", &vip],
+        Duration::from_secs(15),
+    );
+    let text = String::from_utf8_lossy(&on_client.stdout).to_lowercase();
+    assert!(
+        text.contains(&sw.port_mac("client").to_lowercase()),
+        "the switch did not answer ARP for the VIP: {text}"
+    );
+    let on_lan = tb.exec(
+        "rt",
+        &["arping", "-c", "3", "-I", "rt-be", &vip],
+        Duration::from_secs(15),
+    );
+    let text = String::from_utf8_lossy(&on_lan.stdout).to_lowercase();
+    assert!(
+        !on_lan.status.success() && !text.contains("bytes from"),
+        "someone on the backend LAN answered ARP for the VIP: {text}"
+    );
+
     // Let the handed-off entries end (client FINs, then the FIN timeout).
     std::thread::sleep(Duration::from_millis(2500));
     let stats = sw.stop();
