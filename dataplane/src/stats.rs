@@ -102,6 +102,8 @@ counter_enum! {
         HandedOffPacketsC2b => "handed_off_packets_c2b",
         HandedOffBytesC2b => "handed_off_bytes_c2b",
         ConnsHandedOff => "conns_handed_off",
+        HandoffRequestsChecked => "handoff_requests_checked",
+        HandoffRefused => "handoff_refused",
         BusyIterations => "busy_iterations",
         IdleIterations => "idle_iterations",
         BusyCycles => "busy_cycles",
@@ -144,6 +146,7 @@ counter_enum! {
         RstNotExact => "rst_not_exact",
         SynOnEstablished => "syn_on_established",
         AckOfUnsent => "ack_of_unsent",
+        HandoffWatchFull => "handoff_watch_full",
     }
 }
 

@@ -44,6 +44,7 @@
 //!   when the flow ends.
 pub mod agent;
 pub mod option;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;

@@ -42,6 +42,11 @@ fn switch_config(tb: &Testbed, workers: usize) -> Value {
     c["vips"][0]["mode"] = "handoff".into();
     c["health"] = json!({ "interval_ms": 300, "timeout_ms": 250 });
     c["tcp"]["fin_timeout_ms"] = 1000.into();
+    c["rules"].as_array_mut().unwrap().insert(
+        0,
+        json!({ "name": "deny-admin", "match": { "path_prefix": "/admin/" },
+                "action": { "deny": {} } }),
+    );
     c["tcp"]["closed_linger_ms"] = 300.into();
     c
 }
@@ -84,6 +89,95 @@ fn wait_ready(tb: &Testbed) {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Python on one keep-alive connection: each step sends a request and reads its
+/// response (Content-Length), printing `ok <first line>`, or `reset`/`closed` when the
+/// connection ended instead.
+fn keep_alive(tb: &Testbed, requests: &[&str]) -> Vec<String> {
+    let hexes: Vec<String> = requests
+        .iter()
+        .map(|r| r.bytes().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    let script = format!(
+        r#"
+import socket
+s = socket.create_connection(("{vip}", 80), timeout=10)
+buf = b""
+for h in {hexes:?}:
+    s.sendall(bytes.fromhex(h))
+    try:
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            if not d:
+                raise EOFError
+            buf += d
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        n = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                n = int(line.split(b":")[1])
+        while len(rest) < n:
+            d = s.recv(65536)
+            if not d:
+                raise EOFError
+            rest += d
+        buf = rest[n:]
+        body = rest[:n].decode(errors="replace").splitlines()
+        print("ok", head.split(b"\r\n")[0].decode(), body[0] if body else "")
+    except ConnectionResetError:
+        print("reset"); break
+    except EOFError:
+        print("closed"); break
+"#,
+        vip = tb.ip(0, 10),
+    );
+    let out = tb.exec("cli", &["python3", "-c", &script], Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn keep_alive_rules(tb: &Testbed) {
+    let req = |p: &str| format!("GET {p} HTTP/1.1\r\nHost: ws\r\n\r\n");
+    // Allowed requests go on to the connection's backend, whatever their pool.
+    let r = keep_alive(tb, &[&req("/app/a"), &req("/app/b"), &req("/img/logo.png")]);
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert_eq!(r[0], "ok HTTP/1.1 200 OK app on be2: /app/a");
+    assert_eq!(r[1], "ok HTTP/1.1 200 OK app on be2: /app/b");
+    assert!(r[2].starts_with("ok HTTP/1.1 200 OK"), "{r:?}");
+    let chunked = "POST /app/c HTTP/1.1\r\nHost: ws\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let with_body = "POST /app/d HTTP/1.1\r\nHost: ws\r\nContent-Length: 11\r\n\r\nGET /admin/";
+    for spelling in ["/admin/x", "/%61dmin/x", "//admin/x", "/app/../admin/x"] {
+        for first in [req("/app/a"), chunked.to_string(), with_body.to_string()] {
+            // The refused request with another behind it in the same write.
+            let refused = req(spelling) + &req("/app/never");
+            let r = keep_alive(tb, &[&first, &refused]);
+            assert_eq!(r.len(), 2, "{first:?} then {spelling}: {r:?}");
+            assert!(r[0].starts_with("ok HTTP/1.1 200 OK app on be2"), "{r:?}");
+            assert!(r[1] == "reset" || r[1] == "closed", "{spelling}: {r:?}");
+        }
+    }
+    // The backend never saw a denied request, nor anything after one.
+    let log = std::fs::read_to_string(format!("/tmp/{}-testbed/be2/access.log", tb.name)).unwrap();
+    assert!(
+        !log.contains("admin"),
+        "a denied request reached be2:\n{log}"
+    );
+    assert!(
+        !log.contains("/app/never"),
+        "a request after a refused one reached be2"
+    );
+    assert!(
+        log.contains("POST /app/c"),
+        "the chunked POST did not reach be2"
+    );
 }
 
 fn scenario(tb: &Testbed, workers: usize) {
@@ -136,6 +230,12 @@ fn scenario(tb: &Testbed, workers: usize) {
         String::from_utf8_lossy(&out.stdout),
         "app on be2: /app/one\napp on be2: /app/two\n"
     );
+
+    // A deny is access control on every request: later requests on a handed-off
+    // keep-alive connection are checked too (bodies framed, chunked included, and the
+    // path normalised); a refused one never reaches the backend, and the connection is
+    // reset (the switch cannot answer inside the backend's stream).
+    keep_alive_rules(tb);
 
     // Bulk: 100 MB and 5 MB down from the default pool, byte-exact.
     let mut received = 0u64;

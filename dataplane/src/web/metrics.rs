@@ -291,6 +291,16 @@ impl Collector for SwitchCollector {
                 Counter::HandedOffBytesC2b,
             ),
             (
+                "webswitch_handoff_requests_checked",
+                "Later requests of handed-off connections checked against the rules.",
+                Counter::HandoffRequestsChecked,
+            ),
+            (
+                "webswitch_handoff_refused",
+                "Handed-off connections reset because a later request was refused by the rules (or unframeable).",
+                Counter::HandoffRefused,
+            ),
+            (
                 "webswitch_warm_opened",
                 "Warm backend connections opened.",
                 Counter::WarmOpened,

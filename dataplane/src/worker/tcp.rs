@@ -210,6 +210,10 @@ pub struct TcpCore {
     queued_local: usize,
     /// Framing state of presplice connections, by connection id, and spares.
     per_request: Vec<Option<Box<PerRequest>>>,
+    /// Per handed-off connection: the watch over its later requests (see `handoff`).
+    watches: Vec<Option<Box<tcpstate::handoff::watch::RequestWatch>>>,
+    /// Watches given back, for reuse (one allocation per core, not per connection).
+    watch_pool: Vec<Box<tcpstate::handoff::watch::RequestWatch>>,
     // Boxed: states move between connections and the spares by pointer.
     #[allow(clippy::vec_box)]
     pr_pool: Vec<Box<PerRequest>>,
@@ -256,6 +260,8 @@ impl TcpCore {
                 .collect(),
             queued_local: 0,
             per_request: (0..t.max_flows).map(|_| None).collect(),
+            watches: (0..t.max_flows).map(|_| None).collect(),
+            watch_pool: Vec::new(),
             pr_pool: Vec::new(),
             warm: hashbrown::HashMap::new(),
             warm_count: vec![0; crate::runtime::MAX_BACKENDS],
@@ -581,6 +587,7 @@ impl Worker {
     fn remove_conn(&mut self, id: ConnId) {
         self.dequeue(id);
         self.release_per_request(id);
+        self.release_watch(id);
         let Some(conn) = self.tcp.flows.get(id) else {
             return;
         };

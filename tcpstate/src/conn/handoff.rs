@@ -83,6 +83,14 @@ impl Conn {
         }
     }
 
+    /// The switch ends a handed-off connection itself (a later request refused): the
+    /// caller sent the RSTs; the entry lingers for late segments, then goes.
+    pub fn end_handoff(&mut self, now_ms: u64) {
+        if self.state == State::HandedOff {
+            self.close(now_ms);
+        }
+    }
+
     /// Whether the agent's kernel has been heard from (through the client's acks).
     pub fn handoff_confirmed(&self) -> bool {
         self.state == State::HandedOff && self.response_started

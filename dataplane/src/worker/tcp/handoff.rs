@@ -4,17 +4,44 @@
 //! connection, each with the handoff option, and every later client segment is forwarded
 //! there with only its Ethernet addresses rewritten. The backend answers the client
 //! directly, so response bytes never cross the switch.
-use tcpstate::conn::{BackendTarget, Emit, HandoffHead, Outputs, State};
+use std::sync::Arc;
+
+use rules::framing::RequestFramer;
+use rules::{http, Action};
+use tcpstate::conn::{BackendTarget, Emit, HandoffHead, Outputs, State, Verdict};
 use tcpstate::flow::{ConnId, FlowKey};
 use tcpstate::handoff::option::{options_with_handoff, HandoffRecord};
+use tcpstate::handoff::watch::WatchStep;
 use tcpstate::wire::{
-    ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, TcpPacket,
+    ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, SeqNumber, TcpPacket,
 };
 
 use super::super::Worker;
 use super::{Rx, ETH, IP};
 use crate::stats::{Counter, DropReason};
 use dpdk_env::Mbuf;
+
+/// A segment of a handed-off connection's client tuple that the switch itself sends
+/// toward the agent: a piece of the held head, or a bare RST.
+struct AgentSegment<'a> {
+    seq: SeqNumber,
+    ack: SeqNumber,
+    flags: u8,
+    window: u16,
+    options: &'a [u8],
+    /// The bytes of `Conn::head_bytes` it carries.
+    head: std::ops::Range<usize>,
+}
+
+/// What the watch says about a client segment of a handed-off connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    Pass,
+    /// Not forwarded (counted); the client sends it again.
+    Drop,
+    /// A request the rules refuse, or framing lost: end the connection.
+    Refuse,
+}
 
 /// Payload of a head segment toward an agent: a 1,500-byte MTU less the IPv4 and TCP
 /// headers and the largest option area this sends (timestamps and the handoff option).
@@ -73,6 +100,36 @@ impl Worker {
         };
         self.stats().add(Counter::HandoffsStarted, 1);
         crate::stats::bump(&self.stats().backend_requests[b], 1);
+        // Bytes buffered behind the first request (its body, pipelined requests) go out
+        // with the head: the watch reads them first.
+        let start = self.tcp.watches[id as usize].as_ref().map(|w| w.framed());
+        if let Some(start) = start {
+            let mut scratch = std::mem::take(&mut self.tcp.seg_scratch);
+            scratch.clear();
+            if let Some(c) = self.tcp.flows.get(id) {
+                let from = start.wrapping_diff(head.client_isn + 1).max(0) as usize;
+                scratch.extend_from_slice(c.head_bytes().get(from..).unwrap_or(&[]));
+            }
+            let verdict = if scratch.is_empty() {
+                Watched::Pass
+            } else {
+                self.watch(id, start, &scratch)
+            };
+            self.tcp.seg_scratch = scratch;
+            if verdict != Watched::Pass {
+                // Nothing went to the agent yet: the client alone is reset.
+                self.stats().add(Counter::HandoffRefused, 1);
+                self.send_to_client(
+                    id,
+                    &tcpstate::conn::SegmentOut::rst(head.switch_isn + 1),
+                    now_ms,
+                );
+                if let Some(c) = self.tcp.flows.get_mut(id) {
+                    c.end_handoff(now_ms);
+                }
+                return;
+            }
+        }
         self.send_handoff_head(id, &head);
     }
 
@@ -82,8 +139,6 @@ impl Worker {
             return;
         };
         let Some(target) = conn.backend else { return };
-        let meta = self.tcp.meta[id as usize];
-        let key = conn.client;
         let record = HandoffRecord {
             client_isn: head.client_isn,
             mss: head.mss,
@@ -96,69 +151,89 @@ impl Worker {
         };
         let mut options = [0u8; 40];
         let opt_len = options_with_handoff(head.timestamps, &record, &mut options);
-        let src_mac = self.shared.addrs[meta.backend_port].mac;
         let total = conn.head_bytes().len();
         // At least one segment, so an empty head (a bare FIN) still carries the state.
         let mut off = 0;
         loop {
             let n = (total - off).min(HANDOFF_SEGMENT);
             let last = off + n >= total;
-            let Some(mut m) = Mbuf::alloc(&self.shared.pool) else {
-                self.stats().drop(DropReason::NoMbuf, 1);
-                return;
+            let flags = tcp_flags::ACK | if last && n > 0 { tcp_flags::PSH } else { 0 };
+            let seg = AgentSegment {
+                seq: head.client_isn + 1 + off,
+                ack: head.switch_isn + 1,
+                flags,
+                window: head.window,
+                options: &options[..opt_len],
+                head: off..off + n,
             };
-            let tcp_len = 20 + opt_len + n;
-            let frame_len = (ETH + IP + tcp_len).max(60);
-            let Some(buf) = m.append(frame_len) else {
-                self.stats().drop(DropReason::NoMbuf, 1);
+            if !self.send_to_agent(id, &seg) {
                 return;
-            };
-            buf.fill(0);
-            {
-                let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-                eth.set_dst_addr(meta.backend_mac);
-                eth.set_src_addr(src_mac);
-                eth.set_ethertype(ethertype::IPV4);
             }
-            Ipv4Repr {
-                src: key.remote_ip,
-                dst: key.local_ip,
-                protocol: ip_proto::TCP,
-                payload_len: tcp_len,
-                ttl: crate::l2l3::TTL,
-            }
-            .emit(&mut Ipv4Packet::new_unchecked(
-                &mut buf[ETH..ETH + IP + tcp_len],
-            ));
-            {
-                let mut tcp = TcpPacket::new_unchecked(&mut buf[ETH + IP..ETH + IP + tcp_len]);
-                tcp.set_src_port(key.remote_port);
-                tcp.set_dst_port(key.local_port);
-                tcp.set_seq_number(head.client_isn + 1 + off);
-                tcp.set_ack_number(head.switch_isn + 1);
-                tcp.set_header_len((20 + opt_len) as u8);
-                tcp.set_flags(tcp_flags::ACK | if last && n > 0 { tcp_flags::PSH } else { 0 });
-                tcp.set_window_len(head.window);
-                tcp.set_urgent_at(0);
-                tcp.options_mut().copy_from_slice(&options[..opt_len]);
-                let Some(src) = self
-                    .tcp
-                    .flows
-                    .get(id)
-                    .and_then(|c| c.head_bytes().get(off..off + n))
-                else {
-                    return;
-                };
-                tcp.payload_mut()[..n].copy_from_slice(src);
-                tcp.fill_checksum(key.remote_ip, key.local_ip);
-            }
-            self.stats().add(Counter::TcpSegmentsSent, 1);
-            self.stage(meta.backend_port, m);
             off += n;
             if last {
                 break;
             }
         }
+    }
+
+    /// Builds and stages one segment of `id`'s client tuple toward its agent; `false`
+    /// if it could not (no mbuf, or the connection is gone).
+    fn send_to_agent(&mut self, id: ConnId, seg: &AgentSegment<'_>) -> bool {
+        let Some(conn) = self.tcp.flows.get(id) else {
+            return false;
+        };
+        let meta = self.tcp.meta[id as usize];
+        let key = conn.client;
+        let src_mac = self.shared.addrs[meta.backend_port].mac;
+        let n = seg.head.len();
+        let opt_len = seg.options.len();
+        let Some(mut m) = Mbuf::alloc(&self.shared.pool) else {
+            self.stats().drop(DropReason::NoMbuf, 1);
+            return false;
+        };
+        let tcp_len = 20 + opt_len + n;
+        let frame_len = (ETH + IP + tcp_len).max(60);
+        let Some(buf) = m.append(frame_len) else {
+            self.stats().drop(DropReason::NoMbuf, 1);
+            return false;
+        };
+        buf.fill(0);
+        {
+            let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+            eth.set_dst_addr(meta.backend_mac);
+            eth.set_src_addr(src_mac);
+            eth.set_ethertype(ethertype::IPV4);
+        }
+        Ipv4Repr {
+            src: key.remote_ip,
+            dst: key.local_ip,
+            protocol: ip_proto::TCP,
+            payload_len: tcp_len,
+            ttl: crate::l2l3::TTL,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(
+            &mut buf[ETH..ETH + IP + tcp_len],
+        ));
+        let mut tcp = TcpPacket::new_unchecked(&mut buf[ETH + IP..ETH + IP + tcp_len]);
+        tcp.set_src_port(key.remote_port);
+        tcp.set_dst_port(key.local_port);
+        tcp.set_seq_number(seg.seq);
+        tcp.set_ack_number(seg.ack);
+        tcp.set_header_len((20 + opt_len) as u8);
+        tcp.set_flags(seg.flags);
+        tcp.set_window_len(seg.window);
+        tcp.set_urgent_at(0);
+        tcp.options_mut().copy_from_slice(seg.options);
+        if n > 0 {
+            let Some(src) = conn.head_bytes().get(seg.head.clone()) else {
+                return false;
+            };
+            tcp.payload_mut()[..n].copy_from_slice(src);
+        }
+        tcp.fill_checksum(key.remote_ip, key.local_ip);
+        self.stats().add(Counter::TcpSegmentsSent, 1);
+        self.stage(meta.backend_port, m);
+        true
     }
 
     /// The handoff was not confirmed in time: the head once more.
@@ -173,6 +248,18 @@ impl Worker {
     /// A client segment of a handed-off connection: to the agent, as it came (only the
     /// Ethernet addresses change; the agent and its kernel judge the segment).
     pub(super) fn forward_handed_off(&mut self, id: ConnId, mut m: Mbuf, rx: &Rx, now_ms: u64) {
+        if rx.seg.payload_len > 0 && rx.seg.checked {
+            // A later request the rules refuse never reaches the agent.
+            let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
+            match self.watch(id, rx.seg.seq, payload) {
+                Watched::Pass => {}
+                Watched::Drop => return,
+                Watched::Refuse => {
+                    self.refuse_handed_off(id, rx.seg.ack, now_ms);
+                    return;
+                }
+            }
+        }
         let mut out = Outputs::default();
         let verdict = match self.tcp.flows.get_mut(id) {
             Some(conn) => {
@@ -195,6 +282,113 @@ impl Worker {
             }
         }
         self.apply_verdict(id, verdict, now_ms);
+    }
+
+    /// Runs `id`'s request watch over client bytes at `seq`: every later request's head
+    /// is checked against the rules before any of it goes on.
+    fn watch(&mut self, id: ConnId, seq: SeqNumber, payload: &[u8]) -> Watched {
+        let mut lent = false;
+        loop {
+            let Some(w) = self.tcp.watches[id as usize].as_mut() else {
+                return Watched::Pass;
+            };
+            match w.on_segment(seq, payload) {
+                WatchStep::Pass => return Watched::Pass,
+                WatchStep::Drop => {
+                    self.stats().drop(DropReason::HandoffWatchFull, 1);
+                    return Watched::Drop;
+                }
+                WatchStep::NeedStore => {
+                    let store = if lent { None } else { self.take_head_buffer() };
+                    let Some(store) = store else {
+                        self.stats().drop(DropReason::HeadBuffersExhausted, 1);
+                        return Watched::Drop;
+                    };
+                    lent = true;
+                    if let Some(w) = self.tcp.watches[id as usize].as_mut() {
+                        w.lend(store);
+                    }
+                }
+                WatchStep::Lost(e) => {
+                    tracing::debug!(worker = self.index, conn = id, %e, "handed-off request framing lost");
+                    return Watched::Refuse;
+                }
+                WatchStep::Head { len } => {
+                    self.shared.stats[self.index].add(Counter::HandoffRequestsChecked, 1);
+                    let rt = Arc::clone(&self.tcp.rt);
+                    let pool = self.tcp.pool_of[id as usize];
+                    let (allowed, framing, close) = {
+                        let head = &w.head()[..len];
+                        match http::parse_request(head) {
+                            Err(_) => (false, None, false),
+                            Ok(req) => {
+                                let (rule, action) = rt.router.decide(&req);
+                                let stats = &self.shared.stats[self.index];
+                                if let Some(r) = rule {
+                                    crate::stats::bump(&stats.rule_hits[rt.rule_slot[r]], 1);
+                                }
+                                // A pool (any: the connection keeps its backend, as in
+                                // splice mode) lets it through; an answer does not.
+                                let allowed = matches!(action, Action::Pool(_));
+                                (
+                                    allowed,
+                                    RequestFramer::framing_of(&req).ok(),
+                                    req.connection_close,
+                                )
+                            }
+                        }
+                    };
+                    let (true, Some(framing)) = (allowed, framing) else {
+                        return Watched::Refuse;
+                    };
+                    if w.accept(framing, close, len).is_err() {
+                        return Watched::Refuse;
+                    }
+                    self.stats().add(Counter::RequestsRouted, 1);
+                    crate::stats::bump(&self.stats().pool_requests[rt.pool_slot[pool]], 1);
+                }
+            }
+        }
+    }
+
+    /// A later request of handed-off `id` is refused (or cannot be framed): the backend
+    /// must never see it, and the switch cannot answer in the backend's stream, so both
+    /// ends are reset (a client retrying on a new connection gets the rules' answer).
+    fn refuse_handed_off(&mut self, id: ConnId, client_ack: Option<SeqNumber>, now_ms: u64) {
+        self.stats().add(Counter::HandoffRefused, 1);
+        let at = self.tcp.watches[id as usize].as_ref().map(|w| w.framed());
+        if let Some(ack) = client_ack {
+            // Exactly where the client expects the backend's next byte: accepted.
+            self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(ack), now_ms);
+            self.stats().add(Counter::RstSent, 1);
+        }
+        if let (Some(at), Some(ack)) = (at, client_ack) {
+            // At the refused request's first byte: where the kernel expects the client's
+            // next one (the agent translates the ack; its flow ends with it).
+            let seg = AgentSegment {
+                seq: at,
+                ack,
+                flags: tcp_flags::RST | tcp_flags::ACK,
+                window: 0,
+                options: &[],
+                head: 0..0,
+            };
+            self.send_to_agent(id, &seg);
+        }
+        if let Some(c) = self.tcp.flows.get_mut(id) {
+            c.end_handoff(now_ms);
+        }
+        self.apply_verdict(id, Verdict::Continue, now_ms);
+    }
+
+    /// Gives `id`'s request watch (and its store) back to the core.
+    pub(super) fn release_watch(&mut self, id: ConnId) {
+        if let Some(mut w) = self.tcp.watches[id as usize].take() {
+            if let Some(b) = w.take_store() {
+                self.tcp.heads.push(b);
+            }
+            self.tcp.watch_pool.push(w);
+        }
     }
 
     /// Whether `id` came in on a VIP in `mode: "handoff"`.

@@ -10,6 +10,7 @@ use rules::http;
 use rules::Action;
 use tcpstate::conn::{Emit, Outputs, Response};
 use tcpstate::flow::ConnId;
+use tcpstate::handoff::watch::RequestWatch;
 use tcpstate::presplice::{Buffered, PerRequest};
 
 use super::super::Worker;
@@ -60,6 +61,8 @@ impl Worker {
             .then_some(self.tcp.pool_of[id as usize]);
         // Presplice: how the buffered bytes divide between this request and the next.
         let mut framed: Option<Result<Buffered, _>> = None;
+        // Handoff: the watch over the connection's later requests, from this head's end.
+        let mut watch: Option<Result<RequestWatch, rules::framing::FramingError>> = None;
         let mut rewrite = Rewrite::None;
         let mut replaces = 0;
         let mut retry_ok = false;
@@ -99,6 +102,9 @@ impl Worker {
                             if let (Some(pr), Some(h)) = (pr.as_mut(), conn.head.as_ref()) {
                                 framed =
                                     Some(pr.start(&req, bytes, h.base(), conn.response_base()));
+                            }
+                            if let (true, Some(h)) = (handoff, conn.head.as_ref()) {
+                                watch = Some(RequestWatch::new(&req, h.base() + end));
                             }
                             let client = (conn.client.remote_ip, conn.client.remote_port);
                             let vip = (conn.client.local_ip, conn.client.local_port);
@@ -172,6 +178,23 @@ impl Worker {
                 // buffered): refused before any backend sees it.
                 Some(Err(_)) => decision = Decision::Error(400),
             }
+        }
+        match watch {
+            Some(Ok(w)) => {
+                let w = match self.tcp.watch_pool.pop() {
+                    Some(mut b) => {
+                        *b = w;
+                        b
+                    }
+                    None => Box::new(w),
+                };
+                self.tcp.watches[id as usize] = Some(w);
+            }
+            // A body the switch could not frame: refused before any backend sees it.
+            Some(Err(_)) if matches!(decision, Decision::Pool(_)) => {
+                decision = Decision::Error(400)
+            }
+            _ => {}
         }
         match decision {
             Decision::Error(status) => {
