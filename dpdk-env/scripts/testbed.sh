@@ -17,9 +17,11 @@
 #   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up
 #   env      print shell-eval-able variables (eval "$(testbed.sh env)")
 #   impair [--loss PCT] [--dup PCT] [--reorder PCT] [--delay MS] [--seed N]
-#          [--links client,backend] [--reorder-gap K] [--reorder-ms MS]
+#          [--links client,backend,router,client_return] [--reorder-gap K] [--reorder-ms MS]
 #            (re)apply TCP-only loss/duplication/reordering/delay, both directions, on the
-#            client link and/or every backend link (replaces any earlier impairment; PCT:
+#            client link and/or every backend link, and on a handoff testbed the direct
+#            return path too: router (bridge port rt) and client_return (cli1); default:
+#            every link the testbed has (replaces any earlier impairment; PCT:
 #            0-100, up to 2 decimals; reorder holds PCT % of packets until K (default 3)
 #            later packets of their flow passed or MS (default 10) ms elapsed; --delay holds
 #            every packet MS ms (0-10000, up to 2 decimals) in each direction of each link)
@@ -837,9 +839,18 @@ IMP_BH=wsbh0                 # in $P-cli: blackhole veth (peer wsbh1 stays down)
 IMP_BH_PEER=wsbh1
 IMP_DUP=wsdup0               # in $P-cli: s2c duplicates leave here ...
 IMP_DUP_PEER=wsdup1          # ... and arrive here (same MAC as cli0) into the client's stack
+IMP_DUP_RET=wsdup2           # handoff: the same for what arrives on cli1 ...
+IMP_DUP_RET_PEER=wsdup3      # ... (same MAC as cli1: a copy with cli0's MAC would not be for us)
 IMP_Q_CLI=1                  # NFQUEUE numbers (queues are per network namespace)
 IMP_Q_BR=2
 IMP_Q_CLI_OUT=3              # the client's own packets: stolen and re-sent by the consumer
+IMP_Q_RT=4                   # handoff, in $P-br: frames to and from the bridge port rt
+IMP_Q_RET=5                  # handoff, in $P-cli: what arrives on cli1 ...
+IMP_Q_RET_OUT=6              # ... and what the client sends there (stolen like queue 3)
+# One NFQUEUE consumer per tag: cli and br as before; rt and cli1 on a handoff testbed. The
+# consumer names links by its role (cli: always "client"; br: by the bridge ports), so the
+# router's and cli1's packets get consumers of their own, and `impair stats` renames their links.
+IMP_TAGS=(cli br rt cli1)
 IMP_MARK=0x5753              # SO_MARK of those copies (the OUTPUT queue rule skips them)
 IMP_TCP="meta protocol ip meta l4proto tcp"   # only IPv4 TCP: never ARP, ICMP, ...
 
@@ -858,9 +869,9 @@ pct_bp() { # "2" / "0.5" / "12.25" -> basis points (0-10000)
     echo "$bp"
 }
 
-impair_pid() { # role -> pid of its NFQUEUE consumer, if it is running in its namespace
+impair_pid() { # tag -> pid of its NFQUEUE consumer, if it is running in its namespace
     local role=$1 ns pid
-    case $role in cli) ns=$NS_CLI ;; br) ns=$NS_BR ;; *) return 1 ;; esac
+    case $role in cli|cli1) ns=$NS_CLI ;; br|rt) ns=$NS_BR ;; *) return 1 ;; esac
     [[ -s $IMP_DIR/reorder-$role.pid ]] || return 1
     pid=$(tr -dc '0-9' <"$IMP_DIR/reorder-$role.pid")
     [[ -n $pid ]] || return 1
@@ -893,7 +904,7 @@ impair_off() { # remove every impairment of this testbed; fine if nothing (or no
         ipt_unhook "$NS_BR" FORWARD ws_impair_fwd
     fi
     # 2. stop the consumers (on SIGTERM they let everything they hold through)
-    for role in cli br; do
+    for role in "${IMP_TAGS[@]}"; do
         if pid=$(impair_pid "$role"); then
             kill -TERM "$pid" 2>/dev/null || true
             for i in $(seq 1 60); do
@@ -911,6 +922,13 @@ impair_off() { # remove every impairment of this testbed; fine if nothing (or no
         segs=65535
         if [[ -s $IMP_DIR/cli0.gso_max_segs ]]; then segs=$(tr -dc '0-9' <"$IMP_DIR/cli0.gso_max_segs"); fi
         ip -n "$NS_CLI" link set "$IF_CLI" gso_max_segs "${segs:-65535}" 2>/dev/null || true
+        # handoff: cli1's helper and GSO limit (a plain testbed has neither)
+        if ip -n "$NS_CLI" link show "$IF_CLI_RT" >/dev/null 2>&1; then
+            ip -n "$NS_CLI" link del "$IMP_DUP_RET" 2>/dev/null || true
+            segs=65535
+            if [[ -s $IMP_DIR/cli1.gso_max_segs ]]; then segs=$(tr -dc '0-9' <"$IMP_DIR/cli1.gso_max_segs"); fi
+            ip -n "$NS_CLI" link set "$IF_CLI_RT" gso_max_segs "${segs:-65535}" 2>/dev/null || true
+        fi
     fi
     if ns_exists "$NS_BR"; then
         nsx "$NS_BR" nft delete table netdev "$IMP_TABLE" 2>/dev/null || true
@@ -919,12 +937,14 @@ impair_off() { # remove every impairment of this testbed; fine if nothing (or no
     rm -rf -- "$IMP_DIR"
 }
 
-start_reorderer() { # role ns queue pct seed gap ms delay_ms [consumer args...]
-    local role=$1 ns=$2 q=$3 pct=$4 seed=$5 gap=$6 ms=$7 delay=$8 i pid
+start_reorderer() { # tag ns queue pct seed gap ms delay_ms [consumer args...]
+    local role=$1 ns=$2 q=$3 pct=$4 seed=$5 gap=$6 ms=$7 delay=$8 i pid crole
     shift 8
+    # the consumer's own role: how it names links (rt and cli1 are renamed by impair_stats)
+    case $role in cli|cli1) crole=cli ;; *) crole=br ;; esac
     rm -f "$IMP_DIR/reorder-$role.pid"
     # its own session, stdio on a log file: callers that capture our output never wait on it
-    setsid ip netns exec "$ns" python3 "$SCRIPT_DIR/nfq_reorder.py" --role "$role" --queue "$q" \
+    setsid ip netns exec "$ns" python3 "$SCRIPT_DIR/nfq_reorder.py" --role "$crole" --queue "$q" \
         --pct "$pct" --seed "$seed" --gap "$gap" --max-ms "$ms" --delay-ms "$delay" "$@" \
         --stats "$IMP_DIR/reorder-$role.json" --pidfile "$IMP_DIR/reorder-$role.pid" \
         </dev/null >>"$IMP_DIR/reorder-$role.log" 2>&1 &
@@ -940,7 +960,7 @@ start_reorderer() { # role ns queue pct seed gap ms delay_ms [consumer args...]
 }
 
 impair_apply() {
-    local loss=0 dup=0 reorder=0 delay=0 seed="" links="client,backend" gap=3 ms=10
+    local loss=0 dup=0 reorder=0 delay=0 seed="" links="" gap=3 ms=10
     while (($#)); do
         case $1 in
             --loss|--dup|--reorder|--delay|--seed|--links|--reorder-gap|--reorder-ms)
@@ -978,24 +998,46 @@ impair_apply() {
     # the NFQUEUE consumers run for reordering, delay, or both
     local queued=0
     if ((reorder_bp || delay_c)); then queued=1; fi
-    local l on_cli=0 on_be=0
+    # on a handoff testbed the backends' answers return past the switch (bridge port rt ->
+    # router -> cli1): by default those links are impaired too, so that every link a
+    # handed-off connection crosses is impaired
+    local l on_cli=0 on_be=0 on_rt=0 on_ret=0 handoff=0
+    if is_handoff; then handoff=1; fi
+    if [[ -z $links ]]; then
+        links=client,backend
+        if ((handoff)); then links+=,router,client_return; fi
+    fi
     for l in ${links//,/ }; do
         case $l in
             client) on_cli=1 ;;
             backend|backends) on_be=1 ;;
-            both|all) on_cli=1; on_be=1 ;;
-            *) die "impair: --links takes client, backend or both ('$l')" ;;
+            router) on_rt=1 ;;
+            client_return) on_ret=1 ;;
+            both) on_cli=1; on_be=1 ;;
+            all) on_cli=1; on_be=1; on_rt=$handoff; on_ret=$handoff ;;
+            *) die "impair: --links takes client, backend, router, client_return, both or all ('$l')" ;;
         esac
     done
-    ((on_cli + on_be)) || die "impair: --links names no link"
+    ((on_cli + on_be + on_rt + on_ret)) || die "impair: --links names no link"
+    if ((on_rt || on_ret)) && ! ((handoff)); then
+        die "impair: --links router and client_return exist on a handoff testbed only (up --handoff); '$P' is not one"
+    fi
     local ns
     for ns in "$NS_CLI" "$NS_BR"; do ns_exists "$ns" || die "impair: netns $ns missing: is testbed '$P' up?"; done
+    if ((on_rt)); then
+        ip -n "$NS_BR" link show "$IF_BR_RT" >/dev/null 2>&1 || die "impair: bridge port $NS_BR/$IF_BR_RT missing: is testbed '$P' up (--handoff)?"
+    fi
+    if ((on_ret)); then
+        ip -n "$NS_CLI" link show "$IF_CLI_RT" >/dev/null 2>&1 || die "impair: $NS_CLI/$IF_CLI_RT missing: is testbed '$P' up (--handoff)?"
+    fi
 
     impair_off
     mkdir -p "$IMP_DIR"
     local links_json=()
     ((on_cli)) && links_json+=('"client"')
     ((on_be)) && links_json+=('"backend"')
+    ((on_rt)) && links_json+=('"router"')
+    ((on_ret)) && links_json+=('"client_return"')
     cat >"$IMP_DIR/params.json" <<EOF
 {"loss_pct": $((loss_bp / 100)).$(printf '%02d' $((loss_bp % 100))), "dup_pct": $((dup_bp / 100)).$(printf '%02d' $((dup_bp % 100))), "reorder_pct": $((reorder_bp / 100)).$(printf '%02d' $((reorder_bp % 100))), "delay_ms": $delay_ms, "seed": $seed, "reorder_gap": $gap, "reorder_ms": $ms, "links": [$(IFS=,; echo "${links_json[*]}")]}
 EOF
@@ -1018,75 +1060,168 @@ EOF
         done; done; done
     }
 
-    if ((on_cli)); then
-        # blackhole for silent client->switch loss; a second veth pair to inject switch->client
-        # duplicates into the client's stack (ingress `dup to` a device would send them back)
+    if ((on_cli || on_ret)); then
+        # blackhole for silent client->switch loss (and client->router on cli1); a second veth
+        # pair per client veth to inject duplicates of what arrives into the client's stack
+        # (ingress `dup to` a device would send them back); its far end has that veth's MAC,
+        # so the copy is addressed to it
         ip -n "$NS_CLI" link add "$IMP_BH" type veth peer name "$IMP_BH_PEER"
-        ip -n "$NS_CLI" link add "$IMP_DUP" type veth peer name "$IMP_DUP_PEER" address "$MAC_CLI"
-        for l in "$IMP_BH" "$IMP_DUP" "$IMP_DUP_PEER"; do offloads_off "$NS_CLI" "$l"; done
-        ip -n "$NS_CLI" link set "$IMP_DUP_PEER" arp off
+        local dups=()
+        if ((on_cli)); then
+            ip -n "$NS_CLI" link add "$IMP_DUP" type veth peer name "$IMP_DUP_PEER" address "$MAC_CLI"
+            dups+=("$IMP_DUP" "$IMP_DUP_PEER")
+        fi
+        if ((on_ret)); then
+            ip -n "$NS_CLI" link add "$IMP_DUP_RET" type veth peer name "$IMP_DUP_RET_PEER" address "$MAC_CLI_RT"
+            dups+=("$IMP_DUP_RET" "$IMP_DUP_RET_PEER")
+        fi
+        for l in "$IMP_BH" "${dups[@]}"; do offloads_off "$NS_CLI" "$l"; done
         ip -n "$NS_CLI" link set "$IMP_BH" up        # its peer stays down: no carrier, frames vanish
-        ip -n "$NS_CLI" link set "$IMP_DUP_PEER" up
-        ip -n "$NS_CLI" link set "$IMP_DUP" up
+        if ((on_cli)); then
+            ip -n "$NS_CLI" link set "$IMP_DUP_PEER" arp off
+            ip -n "$NS_CLI" link set "$IMP_DUP_PEER" up
+            ip -n "$NS_CLI" link set "$IMP_DUP" up
+        fi
+        if ((on_ret)); then
+            ip -n "$NS_CLI" link set "$IMP_DUP_RET_PEER" arp off
+            ip -n "$NS_CLI" link set "$IMP_DUP_RET_PEER" up
+            ip -n "$NS_CLI" link set "$IMP_DUP_RET" up
+        fi
         if ((loss_bp || dup_bp)); then
             # the egress hook sees whole GSO skbs (up to 64 KB); one segment per skb makes
-            # client->switch loss and duplication per frame (for connections opened from now on)
-            ip -d -n "$NS_CLI" link show "$IF_CLI" | grep -o 'gso_max_segs [0-9]*' | awk '{print $2}' \
-                >"$IMP_DIR/cli0.gso_max_segs" || true
-            ip -n "$NS_CLI" link set "$IF_CLI" gso_max_segs 1
+            # client->switch (client->router) loss and duplication per frame (for connections
+            # opened from now on)
+            local cif gso_links=()
+            if ((on_cli)); then gso_links+=("$IF_CLI"); fi
+            if ((on_ret)); then gso_links+=("$IF_CLI_RT"); fi
+            for cif in "${gso_links[@]}"; do
+                ip -d -n "$NS_CLI" link show "$cif" | grep -o 'gso_max_segs [0-9]*' | awk '{print $2}' \
+                    >"$IMP_DIR/$cif.gso_max_segs" || true
+                ip -n "$NS_CLI" link set "$cif" gso_max_segs 1
+            done
         fi
-        nsx "$NS_CLI" nft -f - <<EOF
-table netdev $IMP_TABLE {
-$(counters client)
-    chain cli0_egress {
-        type filter hook egress device "$IF_CLI" priority 0; policy accept;
-$(rules client to_switch "" "fwd to \"$IMP_BH\"" "dup to \"$IF_CLI\"")
-    }
-    chain cli0_ingress {
-        type filter hook ingress device "$IF_CLI" priority 0; policy accept;
-$(rules client from_switch "" "drop" "dup to \"$IMP_DUP\"")
-    }
-}
-EOF
+        {
+            echo "table netdev $IMP_TABLE {"
+            if ((on_cli)); then counters client; fi
+            if ((on_ret)); then counters client_return; fi
+            if ((on_cli)); then
+                echo "    chain cli0_egress {"
+                echo "        type filter hook egress device \"$IF_CLI\" priority 0; policy accept;"
+                rules client to_switch "" "fwd to \"$IMP_BH\"" "dup to \"$IF_CLI\""
+                echo "    }"
+                echo "    chain cli0_ingress {"
+                echo "        type filter hook ingress device \"$IF_CLI\" priority 0; policy accept;"
+                rules client from_switch "" "drop" "dup to \"$IMP_DUP\""
+                echo "    }"
+            fi
+            if ((on_ret)); then
+                # handoff: cli1 is the client's end of the router link; to_switch is what the
+                # client sends there, from_switch what it receives (the backends' answers)
+                echo "    chain cli1_egress {"
+                echo "        type filter hook egress device \"$IF_CLI_RT\" priority 0; policy accept;"
+                rules client_return to_switch "" "fwd to \"$IMP_BH\"" "dup to \"$IF_CLI_RT\""
+                echo "    }"
+                echo "    chain cli1_ingress {"
+                echo "        type filter hook ingress device \"$IF_CLI_RT\" priority 0; policy accept;"
+                rules client_return from_switch "" "drop" "dup to \"$IMP_DUP_RET\""
+                echo "    }"
+            fi
+            echo "}"
+        } | nsx "$NS_CLI" nft -f -
         if ((queued)); then
-            start_reorderer cli "$NS_CLI" "$IMP_Q_CLI" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms" \
-                --steal-queue "$IMP_Q_CLI_OUT" --mark "$IMP_MARK"
+            # cli1 gets a consumer of its own: the consumer names every packet it sees by hook
+            # (out: to_switch, in: from_switch) as link "client", so one consumer per veth
+            if ((on_cli)); then
+                start_reorderer cli "$NS_CLI" "$IMP_Q_CLI" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms" \
+                    --steal-queue "$IMP_Q_CLI_OUT" --mark "$IMP_MARK"
+            fi
+            if ((on_ret)); then
+                start_reorderer cli1 "$NS_CLI" "$IMP_Q_RET" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms" \
+                    --steal-queue "$IMP_Q_RET_OUT" --mark "$IMP_MARK"
+            fi
             ipt "$NS_CLI" -N ws_impair_out
-            ipt "$NS_CLI" -A ws_impair_out -o "$IF_CLI" -p tcp -m mark ! --mark "$IMP_MARK" \
-                -j NFQUEUE --queue-num "$IMP_Q_CLI_OUT" --queue-bypass
+            if ((on_cli)); then
+                ipt "$NS_CLI" -A ws_impair_out -o "$IF_CLI" -p tcp -m mark ! --mark "$IMP_MARK" \
+                    -j NFQUEUE --queue-num "$IMP_Q_CLI_OUT" --queue-bypass
+            fi
+            if ((on_ret)); then
+                ipt "$NS_CLI" -A ws_impair_out -o "$IF_CLI_RT" -p tcp -m mark ! --mark "$IMP_MARK" \
+                    -j NFQUEUE --queue-num "$IMP_Q_RET_OUT" --queue-bypass
+            fi
             ipt "$NS_CLI" -I OUTPUT -j ws_impair_out
             ipt "$NS_CLI" -N ws_impair_in
-            ipt "$NS_CLI" -A ws_impair_in -i "$IF_CLI" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
-            ipt "$NS_CLI" -A ws_impair_in -i "$IMP_DUP_PEER" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
+            if ((on_cli)); then
+                ipt "$NS_CLI" -A ws_impair_in -i "$IF_CLI" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
+                ipt "$NS_CLI" -A ws_impair_in -i "$IMP_DUP_PEER" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
+            fi
+            if ((on_ret)); then
+                ipt "$NS_CLI" -A ws_impair_in -i "$IF_CLI_RT" -p tcp -j NFQUEUE --queue-num "$IMP_Q_RET" --queue-bypass
+                ipt "$NS_CLI" -A ws_impair_in -i "$IMP_DUP_RET_PEER" -p tcp -j NFQUEUE --queue-num "$IMP_Q_RET" --queue-bypass
+            fi
             ipt "$NS_CLI" -I INPUT -j ws_impair_in
         fi
     fi
 
-    if ((on_be)); then
-        local b i
+    if ((on_be || on_rt)); then
+        local b i not_rt=""
+        # handoff: the router's frames belong to the router link alone (the backends' rules
+        # skip them, whether or not the router is impaired), so every bridged frame is impaired
+        # once in $P-br, as before: the router link's to_switch (router -> bridge) sits on the
+        # egress of the ports it leaves by, as the backends' to_switch does on to-sw, and its
+        # from_switch (bridge -> router: the backends' answers) on rt's egress
+        if ((handoff)); then not_rt="ether saddr != $MAC_RT_BE"; fi
         {
             echo "table netdev $IMP_TABLE {"
-            counters "${BACKENDS[@]}"
+            if ((on_be)); then counters "${BACKENDS[@]}"; fi
+            if ((on_rt)); then counters router; fi
             for b in "${BACKENDS[@]}"; do
                 echo "    chain ${b}_egress {"
                 echo "        type filter hook egress device \"$b\" priority 0; policy accept;"
-                rules "$b" from_switch "" "drop" "dup to \"$b\""
+                if ((on_be)); then rules "$b" from_switch "$not_rt" "drop" "dup to \"$b\""; fi
+                if ((on_rt)); then rules router to_switch "ether saddr $MAC_RT_BE" "drop" "dup to \"$b\""; fi
                 echo "    }"
             done
             echo "    chain to_sw_egress {"
             echo "        type filter hook egress device \"$IF_BR_SW\" priority 0; policy accept;"
-            for b in "${BACKENDS[@]}"; do
-                i=${b#be}
-                rules "$b" to_switch "ether saddr $(mac 1 $((10 + i)))" "drop" "dup to \"$IF_BR_SW\""
-            done
+            if ((on_be)); then
+                for b in "${BACKENDS[@]}"; do
+                    i=${b#be}
+                    rules "$b" to_switch "ether saddr $(mac 1 $((10 + i)))" "drop" "dup to \"$IF_BR_SW\""
+                done
+            fi
+            if ((on_rt)); then rules router to_switch "ether saddr $MAC_RT_BE" "drop" "dup to \"$IF_BR_SW\""; fi
             echo "    }"
+            if ((on_rt)); then
+                echo "    chain rt_egress {"
+                echo "        type filter hook egress device \"$IF_BR_RT\" priority 0; policy accept;"
+                rules router from_switch "" "drop" "dup to \"$IF_BR_RT\""
+                echo "    }"
+            fi
             echo "}"
         } | nsx "$NS_BR" nft -f -
         if ((queued)); then
             nsx "$NS_BR" sysctl -qw net.bridge.bridge-nf-call-iptables=1 >/dev/null
-            start_reorderer br "$NS_BR" "$IMP_Q_BR" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms"
+            # the router's frames get a consumer of their own: this one names a frame by the
+            # port it leaves by (or <in-port>/to_switch when that is to-sw), so the router's
+            # frames to a backend would count as that backend's from_switch
+            if ((on_be)); then
+                start_reorderer br "$NS_BR" "$IMP_Q_BR" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms"
+            fi
+            if ((on_rt)); then
+                start_reorderer rt "$NS_BR" "$IMP_Q_RT" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms"
+            fi
             ipt "$NS_BR" -N ws_impair_fwd
-            ipt "$NS_BR" -A ws_impair_fwd -p tcp -m physdev --physdev-is-bridged -j NFQUEUE --queue-num "$IMP_Q_BR" --queue-bypass
+            if ((handoff)); then
+                # first (NFQUEUE and RETURN end the chain): the router's frames, both ways, to
+                # its consumer, or past the backends' queue when the router is not impaired
+                local rt_to=(-j RETURN)
+                if ((on_rt)); then rt_to=(-j NFQUEUE --queue-num "$IMP_Q_RT" --queue-bypass); fi
+                ipt "$NS_BR" -A ws_impair_fwd -p tcp -m physdev --physdev-in "$IF_BR_RT" --physdev-is-bridged "${rt_to[@]}"
+                ipt "$NS_BR" -A ws_impair_fwd -p tcp -m physdev --physdev-out "$IF_BR_RT" --physdev-is-bridged "${rt_to[@]}"
+            fi
+            if ((on_be)); then
+                ipt "$NS_BR" -A ws_impair_fwd -p tcp -m physdev --physdev-is-bridged -j NFQUEUE --queue-num "$IMP_Q_BR" --queue-bypass
+            fi
             ipt "$NS_BR" -I FORWARD -j ws_impair_fwd
         fi
     fi
@@ -1097,7 +1232,7 @@ impair_stats() {
     local role pid seq0 i tmp
     tmp=$(mktemp -d)
     # fresh counters from the consumers: SIGUSR1 makes them rewrite their file (seq + 1)
-    for role in cli br; do
+    for role in "${IMP_TAGS[@]}"; do
         if pid=$(impair_pid "$role"); then
             seq0=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seq"])' \
                 "$IMP_DIR/reorder-$role.json" 2>/dev/null || echo -1)
@@ -1131,7 +1266,9 @@ NFT = ("packets", "drops", "dups")
 REO = ("queued", "held", "reordered", "overtakes", "released_by_gap", "released_by_timeout", "delayed", "stolen")
 if params is not None:
     names = (["client"] if "client" in params["links"] else []) + \
-            (backends if "backend" in params["links"] else [])
+            (backends if "backend" in params["links"] else []) + \
+            (["router"] if "router" in params["links"] else []) + \
+            (["client_return"] if "client_return" in params["links"] else [])
     for link in names:
         out["links"][link] = {d: dict.fromkeys(NFT + REO, 0) for d in ("to_switch", "from_switch")}
     for ns in ("cli", "br"):
@@ -1145,7 +1282,17 @@ if params is not None:
             except ValueError:
                 continue
             out["links"].setdefault(link, {}).setdefault(d, dict.fromkeys(NFT + REO, 0))[kind] = c["packets"]
-    for role in ("cli", "br"):
+    def link_of(role, link, d):
+        # the consumers name links by their role (see nfq_reorder.py); the handoff return
+        # path's own consumers: cli1's sees link "client", rt's names a frame to rt "rt"/
+        # from_switch and one from rt by where it goes (to-sw: "rt"/to_switch, else "beN")
+        if role == "cli1":
+            return "client_return", d
+        if role == "rt":
+            return "router", ("from_switch" if (link, d) == ("rt", "from_switch") else "to_switch")
+        return link, d
+    delay_sum = {}
+    for role in ("cli", "br", "rt", "cli1"):
         doc = load(os.path.join(imp, f"reorder-{role}.json"))
         if doc is None:
             continue
@@ -1154,13 +1301,18 @@ if params is not None:
                                    "errors": doc["errors"], "kernel": doc["kernel"]}
         for link, dirs in doc["links"].items():
             for d, st in dirs.items():
+                link, d = link_of(role, link, d)
                 dst = out["links"].setdefault(link, {}).setdefault(d, dict.fromkeys(NFT + REO, 0))
-                dst["queued"] = st["packets"]
+                # summed: several of a consumer's names may be one link and direction
+                dst["queued"] += st["packets"]
                 for k in REO[1:]:
-                    dst[k] = st.get(k, 0)
-                # mean time a delayed packet spent in the consumer (delay plus any reorder hold)
+                    dst[k] += st.get(k, 0)
                 if st.get("delayed"):
-                    dst["delay_ms_avg"] = round(st["delay_ms_sum"] / st["delayed"], 3)
+                    delay_sum[link, d] = delay_sum.get((link, d), 0.0) + st["delay_ms_sum"]
+    # mean time a delayed packet spent in the consumer (delay plus any reorder hold)
+    for (link, d), ms_sum in delay_sum.items():
+        dst = out["links"][link][d]
+        dst["delay_ms_avg"] = round(ms_sum / dst["delayed"], 3)
     for d in ("to_switch", "from_switch"):
         out["totals"][d] = {k: sum(v.get(d, {}).get(k, 0) for v in out["links"].values()) for k in NFT + REO}
 print(json.dumps(out, indent=2, sort_keys=False))
