@@ -212,7 +212,9 @@ pub struct TcpCore {
     per_request: Vec<Option<Box<PerRequest>>>,
     /// Per handed-off connection: the watch over its later requests (see `handoff`).
     watches: Vec<Option<Box<tcpstate::handoff::watch::RequestWatch>>>,
-    /// Watches given back, for reuse (one allocation per core, not per connection).
+    /// Watches given back, for reuse (one allocation per core, not per connection);
+    /// boxed, as `pr_pool`.
+    #[allow(clippy::vec_box)]
     watch_pool: Vec<Box<tcpstate::handoff::watch::RequestWatch>>,
     // Boxed: states move between connections and the spares by pointer.
     #[allow(clippy::vec_box)]
