@@ -175,7 +175,14 @@ impl Testbed {
             serde_json::from_str(&self.script(&["impair", "stats"])).expect("impair stats JSON");
         eprintln!("injected: {}", stats["totals"]);
         let delayed = stats["params"]["delay_ms"].as_f64().unwrap_or(0.0) > 0.0;
-        for link in ["client", "be1", "be2", "be3"] {
+        // Every link the testbed impairs (a handoff testbed adds `router` and
+        // `client_return`, the backends' way back past the switch).
+        let links: Vec<String> = stats["links"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        for link in &links {
+            let link = link.as_str();
             for d in ["to_switch", "from_switch"] {
                 let l = &stats["links"][link][d];
                 if counter(l, &["packets"]) < busy {

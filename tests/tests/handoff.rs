@@ -180,8 +180,9 @@ fn keep_alive_rules(tb: &Testbed) {
     );
 }
 
-fn scenario(tb: &Testbed, workers: usize) {
-    let dir = format!("/tmp/{}-testbed", tb.name);
+/// Starts an agent in every backend, then the switch, and waits until a request is
+/// handed off end to end.
+fn start_all(tb: &Testbed, workers: usize) -> (Vec<Switch>, Switch) {
     let agents: Vec<Switch> = BACKENDS
         .iter()
         .map(|&b| {
@@ -195,6 +196,31 @@ fn scenario(tb: &Testbed, workers: usize) {
         .collect();
     let sw = Switch::start(tb, &switch_config(tb, workers));
     wait_ready(tb);
+    (agents, sw)
+}
+
+/// Stops the agents, checking none of them dropped what it should not have.
+fn stop_agents(agents: Vec<Switch>) -> u64 {
+    let mut taken = 0;
+    for a in agents {
+        let s = a.stop();
+        eprintln!("agent: {s}");
+        taken += counter(&s, &["handoffs_established"]);
+        for k in [
+            "drop_bad_option",
+            "drop_bad_syn_ack",
+            "drop_no_mbuf",
+            "drop_table_full",
+        ] {
+            assert_eq!(counter(&s, &[k]), 0, "{k}: {s}");
+        }
+    }
+    taken
+}
+
+fn scenario(tb: &Testbed, workers: usize) {
+    let dir = format!("/tmp/{}-testbed", tb.name);
+    let (agents, sw) = start_all(tb, workers);
 
     // Content from the rule's backend: /img/ is be1's pool, /app/ be2's.
     let body = format!("/tmp/{}-hof-body", tb.name);
@@ -324,20 +350,7 @@ fn scenario(tb: &Testbed, workers: usize) {
     );
     assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
 
-    let mut taken = 0;
-    for a in agents {
-        let s = a.stop();
-        eprintln!("agent: {s}");
-        taken += counter(&s, &["handoffs_established"]);
-        for k in [
-            "drop_bad_option",
-            "drop_bad_syn_ack",
-            "drop_no_mbuf",
-            "drop_table_full",
-        ] {
-            assert_eq!(counter(&s, &[k]), 0, "{k}: {s}");
-        }
-    }
+    let taken = stop_agents(agents);
     assert!(taken >= 7, "agents established {taken} handoffs");
 }
 
@@ -359,4 +372,118 @@ fn handoff_two_workers() {
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hof2", 214);
     scenario(&tb, 2);
+}
+
+/// Loss, duplication, reordering and delay on every link a handed-off connection
+/// crosses (client, backends, and the way back past the switch): 100 MB down, a 20 MB
+/// PUT and 10 parallel 5 MB downloads, every byte checked.
+fn impaired(tb: &Testbed, workers: usize) {
+    let dir = format!("/tmp/{}-testbed", tb.name);
+    let (agents, sw) = start_all(tb, workers);
+    tb.script(&[
+        "impair",
+        "--loss",
+        "2",
+        "--dup",
+        "1",
+        "--reorder",
+        "25",
+        "--delay",
+        "2",
+        "--seed",
+        "16",
+    ]);
+    let started = Instant::now();
+    let body = format!("/tmp/{}-hofi-body", tb.name);
+    let be = get(tb, "big", "/big/100M.bin", &body);
+    let want = std::fs::read_to_string(format!("{dir}/{be}/www/big/100M.bin.sha256")).unwrap();
+    assert_eq!(sha256_file(&body), want.trim(), "100 MB from {be}");
+    let _ = std::fs::remove_file(&body);
+    eprintln!("impaired 100 MB down: {:?}", started.elapsed());
+
+    let up = format!("/tmp/{}-hofi-up", tb.name);
+    let data: Vec<u8> = (0..20u32 << 20)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    std::fs::write(&up, &data).unwrap();
+    let url = format!("http://{}/upload/imp{workers}.bin", tb.ip(0, 10));
+    let t = Instant::now();
+    let (be, _) = tb.curl_backend("iput", 180, &["-T", &up, &url]);
+    assert_eq!(
+        sha256_file(&format!("{dir}/{be}/www/upload/imp{workers}.bin")),
+        sha256_file(&up),
+        "20 MB PUT to {be}"
+    );
+    let _ = std::fs::remove_file(&up);
+    eprintln!("impaired 20 MB up: {:?}", t.elapsed());
+
+    // Ten at once, each file checked against the backend that served it.
+    let url = format!("http://{}/big/5M.bin", tb.ip(0, 10));
+    let mut args: Vec<String> = [
+        "curl",
+        "-sS",
+        "--max-time",
+        "180",
+        "--parallel",
+        "--parallel-max",
+        "10",
+        "-w",
+        "%{filename_effective} %header{x-backend}\n",
+    ]
+    .map(String::from)
+    .to_vec();
+    for i in 0..10 {
+        args.extend([
+            "-o".into(),
+            format!("/tmp/{}-hofi-p{i}", tb.name),
+            url.clone(),
+        ]);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = tb.exec("cli", &argv, Duration::from_secs(240));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listing.lines().count(), 10, "{listing}");
+    for line in listing.lines() {
+        let (file, be) = line.split_once(' ').expect("file backend");
+        let want =
+            std::fs::read_to_string(format!("{dir}/{}/www/big/5M.bin.sha256", be.trim())).unwrap();
+        assert_eq!(sha256_file(file), want.trim(), "{file} from {be}");
+        let _ = std::fs::remove_file(file);
+    }
+    tb.impairment_off_checked(2000);
+    std::thread::sleep(Duration::from_millis(2500));
+    let stats = sw.stop();
+    let t = &stats["total"];
+    eprintln!("switch: {t}");
+    assert_eq!(counter(t, &["spliced_bytes_b2c"]), 0, "{t}");
+    assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
+    assert_eq!(counter(t, &["handoff_refused"]), 0, "{t}");
+    assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
+    let taken = stop_agents(agents);
+    assert!(taken >= 12, "agents established {taken} handoffs");
+}
+
+#[test]
+fn handoff_impaired_one_worker() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hofi1", 215);
+    impaired(&tb, 1);
+}
+
+#[test]
+fn handoff_impaired_two_workers() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hofi2", 216);
+    impaired(&tb, 2);
 }
