@@ -30,7 +30,7 @@
 //!    |                      |                          |  response seq k+1..      |
 //!    |  response seq s+1.. (to_client), past the switch|<-------------------------|
 //!    |<------------------------------------------------|                          |
-//!    |  ACK s+1+n           |  forwarded, with option  |  ack k+1+n (to_kernel)   |
+//!    |  ACK s+1+n           |  forwarded as sent       |  ack k+1+n (to_kernel)   |
 //!    |--------------------->|------------------------->|------------------------->|
 //! ```
 //!
@@ -38,6 +38,8 @@
 //!   what the agent needs to replay the client's SYN and to translate: the client's
 //!   ISN and SYN options, the window scale and latest TSval the switch showed the
 //!   client, and the chosen backend.
+//! - [`watch`]: the switch's watch over the later requests of a handed-off
+//!   connection, so the rules hold on every request.
 //! - [`agent`]: the agent's per-flow state: the replayed handshake, then the two
 //!   [`splice::Translation`](crate::splice::Translation)s that
 //!   [`splice::translate`](crate::splice::translate) applies to every segment, and

@@ -64,6 +64,9 @@ agent_counters! {
     ToClientBytes => "to_client_bytes",
     Held => "held",
     FlowsExpired => "flows_expired",
+    FlowsReplaced => "flows_replaced",
+    SynResent => "syn_resent",
+    KernelOrphansReset => "kernel_orphans_reset",
     FlowsLive => "flows_live",
     DropHeldFull => "drop_held_full",
     DropNoFlow => "drop_no_flow",
@@ -261,6 +264,41 @@ impl Agent {
             local_port: seen.dport,
         };
         if let Some(e) = self.flows.get_mut(&key) {
+            // A segment with the handoff option on a flow we have: the switch sending
+            // the head again (our SYN or the kernel's SYN-ACK may be lost: send the SYN
+            // again), or a new connection on the same tuple (start afresh).
+            let header = seen.ip_end - seen.tcp_at - seen.seg.payload_len;
+            let record = if header > 32 || e.flow.state() != AgentState::Established {
+                let tcp = TcpPacket::new_unchecked(&m[seen.tcp_at..seen.ip_end]);
+                option::find(tcp.options()).ok().flatten()
+            } else {
+                None
+            };
+            match record {
+                Some(r)
+                    if r.client_isn != e.flow.record().client_isn
+                        || e.flow.state() == AgentState::Closed =>
+                {
+                    let old = self.flows.remove(&key);
+                    drop(old);
+                    self.count(AgentCounter::FlowsReplaced);
+                    return self.on_nic_frame(m, now_ms);
+                }
+                Some(_) if e.flow.state() == AgentState::SynSent => {
+                    let syn = e.flow.syn();
+                    let addrs = FlowAddrs {
+                        client: (key.remote_ip, key.remote_port),
+                        vip: (key.local_ip, key.local_port),
+                    };
+                    self.count(AgentCounter::SynResent);
+                    self.emit_to_kernel(&addrs, &syn);
+                    // This copy of the head is held like the first (or dropped if full).
+                }
+                _ => {}
+            }
+            let Some(e) = self.flows.get_mut(&key) else {
+                return;
+            };
             if seen.seg.ack.is_some() {
                 e.client_window = seen.window;
             }
@@ -339,10 +377,30 @@ impl Agent {
             local_port: seen.sport,
         };
         let Some(e) = self.flows.get_mut(&key) else {
-            // The kernel's own answer on the VIP (e.g. a RST for a connection no agent
-            // flow holds any more): it goes out as the kernel meant it.
-            self.count(AgentCounter::BridgedToNic);
-            self.push_nic(m);
+            // A kernel connection on the VIP that no flow translates any more (the agent
+            // restarted, or the flow ended): its segments are in the kernel's sequence
+            // space and mean nothing to the client. Reset it in the kernel, quietly.
+            if let (Some(ack), false) = (seen.seg.ack, seen.seg.rst) {
+                let rst = TcpRepr {
+                    src_port: key.remote_port,
+                    dst_port: key.local_port,
+                    seq_number: ack,
+                    ack_number: None,
+                    flags: tcpstate::wire::tcp_flags::RST,
+                    window_len: 0,
+                    max_seg_size: None,
+                    window_scale: None,
+                    sack_permitted: false,
+                    timestamps: None,
+                    payload_len: 0,
+                };
+                let addrs = FlowAddrs {
+                    client: (key.remote_ip, key.remote_port),
+                    vip: (key.local_ip, key.local_port),
+                };
+                self.emit_to_kernel(&addrs, &rst);
+            }
+            self.count(AgentCounter::KernelOrphansReset);
             return;
         };
         match e.flow.on_kernel(seen.seg, now_ms) {

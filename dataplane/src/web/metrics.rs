@@ -277,7 +277,7 @@ impl Collector for SwitchCollector {
             ),
             (
                 "webswitch_handoff_no_mac",
-                "Handoffs answered 503 because the backend's MAC was not known yet.",
+                "Handoffs that waited for the backend's MAC (resolved by ARP, as a connect waits).",
                 Counter::HandoffNoMac,
             ),
             (

@@ -622,6 +622,10 @@ impl Worker {
 
     /// Ends connection `id` at once: RSTs to both sides (`Conn::kill`), then its verdict.
     fn kill_conn(&mut self, id: ConnId, now_ms: u64) {
+        if self.is_handed_off(id) {
+            self.kill_handed_off(id, now_ms);
+            return;
+        }
         let mut out = Outputs::default();
         let verdict = self.tcp.flows.get_mut(id).map(|c| c.kill(now_ms, &mut out));
         for e in out.iter() {

@@ -58,6 +58,7 @@ impl Conn {
     /// forwards the client's segments. Returns what the head segments carry.
     pub fn hand_off(&mut self, target: BackendTarget, now_ms: u64) -> HandoffHead {
         self.backend = Some(target);
+        self.client_next = self.client_isn + 1 + self.head_bytes().len();
         self.state = State::HandedOff;
         self.attempts = 1;
         self.response_started = false;
@@ -91,6 +92,16 @@ impl Conn {
         }
     }
 
+    /// Where RSTs that end a handed-off connection must land: (toward the client, the
+    /// latest ack it sent: where it expects the kernel's next byte; toward the agent,
+    /// the client's next sequence number: where the kernel expects it).
+    pub fn handoff_reset_points(&self) -> (SeqNumber, SeqNumber) {
+        (
+            self.client_ack.unwrap_or(self.our_isn + 1),
+            self.client_next.max(self.client_isn + 1),
+        )
+    }
+
     /// Whether the agent's kernel has been heard from (through the client's acks).
     pub fn handoff_confirmed(&self) -> bool {
         self.state == State::HandedOff && self.response_started
@@ -101,12 +112,24 @@ impl Conn {
     /// the handoff took and when the entry may go.
     pub(super) fn client_handed_off(&mut self, seg: &SegmentInfo, now_ms: u64) -> Verdict {
         if seg.rst() {
-            // Forwarded, then gone after the linger (late segments still find the agent).
+            // Forwarded; the entry lingers closed (later segments are dropped), then goes.
             self.close(now_ms);
             return Verdict::Continue;
         }
         if seg.fin() {
             self.client_fin = Some(seg.seq + seg.payload_len);
+        }
+        if seg.checked {
+            // Where a RST of the switch's must land to be taken (`handoff_reset_points`).
+            let end = seg.seq + seg.payload_len;
+            if end.wrapping_diff(self.client_next) > 0 {
+                self.client_next = end;
+            }
+            if let Some(ack) = seg.ack {
+                if self.client_ack.is_none_or(|a| ack.wrapping_diff(a) > 0) {
+                    self.client_ack = Some(ack);
+                }
+            }
         }
         if let Some(ack) = seg.ack {
             // An ack past our ISN + 1 acknowledges bytes only the kernel sent.

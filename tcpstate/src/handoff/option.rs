@@ -1,6 +1,7 @@
 //! The handoff option: the state of a connection the switch answered, carried in
-//! every segment it forwards to the backend host, as an RFC 6994 experimental
-//! option (kind 253, ExID "WS").
+//! every segment of the held request head the switch sends the backend host (the
+//! first send and every resend), as an RFC 6994 experimental option (kind 253,
+//! ExID "WS"). The client's own later segments go on without it.
 //!
 //! ```text
 //!  0      1      2      3      4      5      6      7      8      9
@@ -14,7 +15,7 @@
 //! flags: bit 0 SACK permitted, bit 1 timestamps, bit 2 window scaling
 //! ```
 //!
-//! Why every segment and not only the first: the agent may see any of them first
+//! Why every head segment and not only the first: the agent may see any of them first
 //! (reordering, a lost first segment), and a record that arrives with each one lets
 //! it start from whichever it gets, with no state shared between switch and agent
 //! beyond the packets themselves. 20 bytes of the 40 are spent; the timestamps

@@ -356,25 +356,48 @@ impl Worker {
     /// ends are reset (a client retrying on a new connection gets the rules' answer).
     fn refuse_handed_off(&mut self, id: ConnId, client_ack: Option<SeqNumber>, now_ms: u64) {
         self.stats().add(Counter::HandoffRefused, 1);
+        let points = self.tcp.flows.get(id).map(|c| c.handoff_reset_points());
+        let Some((latest_ack, _)) = points else {
+            return;
+        };
+        // The refused request's first byte: the kernel's next expected one (nothing of
+        // the request went on).
         let at = self.tcp.watches[id as usize].as_ref().map(|w| w.framed());
-        if let Some(ack) = client_ack {
-            // Exactly where the client expects the backend's next byte: accepted.
-            self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(ack), now_ms);
-            self.stats().add(Counter::RstSent, 1);
-        }
-        if let (Some(at), Some(ack)) = (at, client_ack) {
-            // At the refused request's first byte: where the kernel expects the client's
-            // next one (the agent translates the ack; its flow ends with it).
-            let seg = AgentSegment {
-                seq: at,
-                ack,
-                flags: tcp_flags::RST | tcp_flags::ACK,
-                window: 0,
-                options: &[],
-                head: 0..0,
-            };
-            self.send_to_agent(id, &seg);
-        }
+        let to_agent = at.unwrap_or(latest_ack);
+        self.reset_handed_off(id, client_ack.unwrap_or(latest_ack), to_agent, now_ms);
+    }
+
+    /// The operator kills handed-off `id` (`connections.kill`): RSTs both ways.
+    pub(super) fn kill_handed_off(&mut self, id: ConnId, now_ms: u64) {
+        let Some((to_client, to_agent)) = self.tcp.flows.get(id).map(|c| c.handoff_reset_points())
+        else {
+            return;
+        };
+        self.reset_handed_off(id, to_client, to_agent, now_ms);
+    }
+
+    /// Ends handed-off `id`: a RST to the client at `client_seq` (the latest ack it sent:
+    /// exactly where it expects the kernel's next byte, so it is taken), a RST to the
+    /// agent at `agent_seq` (the kernel's next expected byte; the agent translates it
+    /// and its flow ends with it), then the entry lingers closed.
+    fn reset_handed_off(
+        &mut self,
+        id: ConnId,
+        client_seq: SeqNumber,
+        agent_seq: SeqNumber,
+        now_ms: u64,
+    ) {
+        self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(client_seq), now_ms);
+        self.stats().add(Counter::RstSent, 1);
+        let seg = AgentSegment {
+            seq: agent_seq,
+            ack: client_seq,
+            flags: tcp_flags::RST | tcp_flags::ACK,
+            window: 0,
+            options: &[],
+            head: 0..0,
+        };
+        self.send_to_agent(id, &seg);
         if let Some(c) = self.tcp.flows.get_mut(id) {
             c.end_handoff(now_ms);
         }
