@@ -330,14 +330,18 @@ PY
     # 1, 5 and 100 MiB random files, distinct per backend; they survive
     # `down` (only `down --purge` removes them) and are reused when size and .sha256 fit.
     local f size
-    for f in 1M 5M 100M; do
-        size=$((${f%M} * 1024 * 1024))
+    # 100K: the benchmarks' mid-size response (bench/scripts/handoff-cost.sh).
+    for f in 100K 1M 5M 100M; do
+        case $f in
+            *K) size=$((${f%K} * 1024)) ;;
+            *) size=$((${f%M} * 1024 * 1024)) ;;
+        esac
         if [[ -s $www/big/$f.bin.sha256 && -f $www/big/$f.bin ]] &&
             [[ $(stat -c %s "$www/big/$f.bin") -eq $size ]] &&
             [[ $(awk '{print $1; exit}' "$www/big/$f.bin.sha256") =~ ^[0-9a-f]{64}$ ]]; then
             continue
         fi
-        dd if=/dev/urandom of="$www/big/$f.bin" bs=1M count="${f%M}" status=none
+        dd if=/dev/urandom of="$www/big/$f.bin" bs=1024 count=$((size / 1024)) status=none
         sha256sum "$www/big/$f.bin" | awk '{print $1}' >"$www/big/$f.bin.sha256"
     done
 }
