@@ -5,7 +5,9 @@
 # namespace (ARP, ping, then HTTP: curl requests routed by rule to different nginx
 # backends, the client's address in a backend's access log through X-Forwarded-For and
 # PROXY protocol pools, a 100 MB download checked with sha256, a short wrk run), stop it
-# (its final counters print), and take everything down.
+# (its final counters print), and take everything down. Then TCP handoff: the testbed again
+# with a router past the switch, an agent in front of each backend's kernel, the VIP in
+# `mode: "handoff"`, and a 100 MB download whose response never crosses the switch.
 #
 # The switch runs on a copy of $CONFIG with two pools added in front (selected by an
 # X-Demo-Pool request header): client-xff (be1's nginx on :8080, which trusts
@@ -27,8 +29,11 @@ CONFIG=${CONFIG:-examples/testbed.json}
 TB=dpdk-env/scripts/testbed.sh
 OUT=$(mktemp -d /tmp/webswitch-demo.XXXXXX)
 PID=
+AGENTS=()
 
 cleanup() {
+    local a
+    for a in "${AGENTS[@]}"; do kill -TERM "$a" 2>/dev/null || true; done
     if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
         kill -TERM "$PID" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
@@ -185,5 +190,66 @@ print(f"  busy/idle cycles         {busy}/{idle}")
 '
 echo
 echo "== taking the testbed down"
+bash $TB down
+
+# ---- TCP handoff: the response never crosses the switch ---------------------------------
+echo
+echo "== TCP handoff: the testbed again with a way back past the switch (up --handoff)"
+bash $TB up --handoff >"$OUT/handoff-testbed.log"
+eval "$(bash $TB env)"
+NHEX=$(printf '%02x' "$WS_NET")
+for i in 1 2 3; do
+    # examples/agent.json for backend i: its TAP keeps eth0's MAC, its own EAL prefix.
+    jq --arg p "wsa-$WS_TESTBED-be$i" --arg vip "$WS_VIP" \
+        --arg tap "net_tap0,iface=wsa0,mac=02:00:0a:$NHEX:01:$(printf '%02x' $((10 + i)))" \
+        --arg sw "$WS_SWITCH_BACKEND_IP" \
+        '.eal.file_prefix = $p | .kernel.device = $tap | .vips[0].address = $vip
+         | if .switch then .switch.address = $sw else . end' \
+        examples/agent.json >"$OUT/agent$i.json"
+    ip netns exec "$WS_TESTBED-be$i" target/release/webswitch run --config "$OUT/agent$i.json" \
+        >"$OUT/agent$i.events" 2>"$OUT/agent$i.log" &
+    AGENTS+=($!)
+done
+for i in 1 2 3; do
+    for _ in $(seq 100); do grep -q '"ready"' "$OUT/agent$i.events" && break; sleep 0.1; done
+    grep -q '"ready"' "$OUT/agent$i.events" || { cat "$OUT/agent$i.log"; echo "agent $i did not start" >&2; exit 1; }
+done
+echo "  an agent runs in each backend namespace, in front of the kernel (NIC: eth0 over af_packet, kernel: TAP wsa0)"
+jq '.vips[0].mode = "handoff"' "$CONFIG" >"$OUT/handoff.json"
+ip netns exec "$WS_NS_SW" target/release/webswitch run --config "$OUT/handoff.json" >"$OUT/hevents" 2>"$OUT/hlog" &
+PID=$!
+for _ in $(seq 300); do grep -q '"event":"ready"' "$OUT/hevents" 2>/dev/null && break; sleep 0.1; done
+code=
+for _ in $(seq 60); do
+    code=$(ip netns exec "$WS_NS_CLI" curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$WS_VIP/whoami" || true)
+    [ "$code" = 200 ] && break
+    sleep 0.3
+done
+[ "$code" = 200 ] || { cat "$OUT/hlog"; echo "no handed-off answer" >&2; exit 1; }
+echo "== 100 MB download, handed off: the backend's kernel answers the client directly"
+ip netns exec "$WS_NS_CLI" curl -sS --max-time 60 -D "$OUT/h" -o "$OUT/100M.bin" \
+    -w '  %{size_download} bytes at %{speed_download} bytes/s\n' "http://$WS_VIP/big/100M.bin"
+b=$(tr -d '\r' <"$OUT/h" | awk -F': ' 'tolower($1) == "x-backend" {print $2}')
+got=$(sha256sum "$OUT/100M.bin" | cut -d' ' -f1)
+want=$(cut -d' ' -f1 "$WS_TESTBED_DIR/$b/www/big/100M.bin.sha256")
+[ "$got" = "$want" ] && echo "  sha256 matches $b's file" || { echo "sha256 mismatch" >&2; exit 1; }
+rm -f "$OUT/100M.bin"
+kill -TERM "$PID"
+wait "$PID"
+PID=
+for a in "${AGENTS[@]}"; do kill -TERM "$a"; done
+for a in "${AGENTS[@]}"; do wait "$a" || true; done
+AGENTS=()
+grep '"event":"final_stats"' "$OUT/hevents" | python3 -c '
+import json, sys
+s = json.loads(sys.stdin.read())
+t, ports = s["total"], s["ports"]
+print(f"  switch: handoffs_started {t["handoffs_started"]}, spliced_bytes_b2c {t["spliced_bytes_b2c"]}")
+print(f"  switch client port: rx {ports["client"]["rx_bytes"]} bytes (the client'"'"'s requests and ACKs),"
+      f" tx {ports["client"]["tx_bytes"]} bytes (handshakes and ACKs only)")
+print("  the 104857600 response bytes went from the backend to the client past the switch")
+'
+echo
+echo "== taking the handoff testbed down"
 bash $TB down
 echo "demo done"

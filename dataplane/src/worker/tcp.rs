@@ -547,12 +547,11 @@ impl Worker {
         }
         // The common case, every segment of an established splice: nothing below applies
         // (no buffer to take back, not closed, nothing buffered to frame).
-        if self
-            .tcp
-            .flows
-            .get(id)
-            .is_some_and(|c| c.state == State::Spliced && c.head.is_none() && !c.has_rewrite())
-        {
+        if self.tcp.flows.get(id).is_some_and(|c| {
+            matches!(c.state, State::Spliced | State::HandedOff)
+                && c.head.is_none()
+                && !c.has_rewrite()
+        }) {
             return;
         }
         if self.tcp.per_request[id as usize].is_some() {
