@@ -80,6 +80,8 @@ pub struct BackendRoute {
     pub via_port: usize,
     pub local_ip: Ipv4Addr,
     pub next_hop: Ipv4Addr,
+    /// Handoff reaches its agent through IP-in-IP (`backends[].tunnel`).
+    pub ipip: bool,
 }
 
 /// One published snapshot.
@@ -283,6 +285,7 @@ pub fn backend_routes(config: &Config) -> Result<Vec<BackendRoute>, ConfigError>
             via_port,
             local_ip,
             next_hop,
+            ipip: b.tunnel == Some(rules::config::Tunnel::Ipip),
         });
     }
     Ok(routes)

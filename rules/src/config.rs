@@ -20,8 +20,8 @@ pub use agent::{AgentConfig, AgentPort, AgentVip};
 pub use mgmt::{HealthConfig, MgmtConfig};
 pub use routing::{
     BackendConfig, ClientAddress, ClientXff, CookieMatch, HeaderMatch, LardConfig, PoolConfig,
-    PrefixRewrite, RuleAction, RuleConfig, RuleMatch, Scheduler, WarmConfig, MAX_QUEUE_LENGTH,
-    MAX_RESPONSE_BYTES, MAX_RETRIES, MAX_WARM, MAX_WEIGHT,
+    PrefixRewrite, RuleAction, RuleConfig, RuleMatch, Scheduler, Tunnel, WarmConfig,
+    MAX_QUEUE_LENGTH, MAX_RESPONSE_BYTES, MAX_RETRIES, MAX_WARM, MAX_WEIGHT,
 };
 pub use tcp::TcpConfig;
 pub use web::WebConfig;

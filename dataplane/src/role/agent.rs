@@ -67,6 +67,7 @@ agent_counters! {
     FlowsReplaced => "flows_replaced",
     SynResent => "syn_resent",
     KernelOrphansReset => "kernel_orphans_reset",
+    Decapsulated => "decapsulated",
     FlowsLive => "flows_live",
     DropHeldFull => "drop_held_full",
     DropNoFlow => "drop_no_flow",
@@ -251,7 +252,14 @@ impl Agent {
     }
 
     /// A frame from the network: a handed-off flow's (or a new handoff), or the host's.
-    fn on_nic_frame(&mut self, m: Mbuf, now_ms: u64) {
+    fn on_nic_frame(&mut self, mut m: Mbuf, now_ms: u64) {
+        if let Some(inner) = self.tunnelled(&m) {
+            // IP-in-IP from the switch to a routed backend: the outer header goes here, in
+            // userspace (the kernel has no tunnel device, and needs none).
+            m.copy_within(0..ETH, inner);
+            m.adj(inner);
+            self.count(AgentCounter::Decapsulated);
+        }
         let Some(seen) = look(&m).filter(|x| self.s.config.is_vip(x.dst, x.dport)) else {
             self.count(AgentCounter::BridgedToKernel);
             self.push_kernel(m);
@@ -361,6 +369,21 @@ impl Agent {
                 client_window: seen.window,
             },
         );
+    }
+
+    /// The outer header's length if `m` is IP-in-IP carrying a segment for a VIP.
+    fn tunnelled(&self, m: &[u8]) -> Option<usize> {
+        if m.len() < ETH + 40 || m[12..14] != [0x08, 0x00] || m[ETH + 9] != ip_proto::IPIP {
+            return None;
+        }
+        let at = tcpstate::wire::ipip::inner_offset(&m[ETH..])?;
+        let inner = Ipv4Packet::new_checked(&m[ETH + at..]).ok()?;
+        let dst_port = inner
+            .payload()
+            .get(2..4)
+            .map(|p| u16::from_be_bytes([p[0], p[1]]))?;
+        (inner.protocol() == ip_proto::TCP && self.s.config.is_vip(inner.dst_addr(), dst_port))
+            .then_some(at)
     }
 
     /// A frame from the kernel: a handed-off flow's answer, or the host's own traffic.

@@ -28,6 +28,20 @@ pub struct BackendConfig {
     /// their pool's queue. None: no limit.
     #[serde(default, alias = "max_conns", skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    /// How a handoff VIP reaches this backend's agent when it is routed (not on a
+    /// backend port's subnet): `"ipip"` wraps what the switch sends it in IPv4-in-IPv4
+    /// (RFC 2003), which the agent takes off in userspace. None: the same segment, by
+    /// MAC rewrite. Splice and presplice connections ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
+}
+
+/// An encapsulation toward a handoff agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tunnel {
+    /// IPv4 in IPv4 (RFC 2003): 20 bytes per packet.
+    Ipip,
 }
 
 impl BackendConfig {

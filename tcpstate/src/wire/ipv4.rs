@@ -8,6 +8,8 @@ use super::{be16, checksum, ipv4_at, put16, Result, WireError};
 pub mod ip_proto {
     pub const ICMP: u8 = 1;
     pub const TCP: u8 = 6;
+    /// IPv4 in IPv4 (RFC 2003): handoff's tunnel to a routed backend.
+    pub const IPIP: u8 = 4;
     pub const UDP: u8 = 17;
 }
 

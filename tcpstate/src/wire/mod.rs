@@ -24,6 +24,7 @@ pub mod checksum;
 mod error;
 mod ethernet;
 mod icmpv4;
+pub mod ipip;
 mod ipv4;
 mod seq;
 mod tcp;

@@ -12,6 +12,7 @@ use tcpstate::conn::{BackendTarget, Emit, HandoffHead, Outputs, State, Verdict};
 use tcpstate::flow::{ConnId, FlowKey};
 use tcpstate::handoff::option::{options_with_handoff, HandoffRecord};
 use tcpstate::handoff::watch::WatchStep;
+use tcpstate::wire::ipip;
 use tcpstate::wire::{
     ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, SeqNumber, TcpPacket,
 };
@@ -192,7 +193,9 @@ impl Worker {
             return false;
         };
         let tcp_len = 20 + opt_len + n;
-        let frame_len = (ETH + IP + tcp_len).max(60);
+        let tunnel = self.tunnel_of(conn.backend.map(|t| t.id));
+        let outer = if tunnel.is_some() { ipip::OVERHEAD } else { 0 };
+        let frame_len = (ETH + outer + IP + tcp_len).max(60);
         let Some(buf) = m.append(frame_len) else {
             self.stats().drop(DropReason::NoMbuf, 1);
             return false;
@@ -204,6 +207,10 @@ impl Worker {
             eth.set_src_addr(src_mac);
             eth.set_ethertype(ethertype::IPV4);
         }
+        if let Some((from, to)) = tunnel {
+            ipip::write_outer(&mut buf[ETH..], from, to, IP + tcp_len);
+        }
+        let buf = &mut buf[outer..];
         Ipv4Repr {
             src: key.remote_ip,
             dst: key.local_ip,
@@ -269,6 +276,24 @@ impl Worker {
             None => return,
         };
         let meta = self.tcp.meta[id as usize];
+        let tunnel = self
+            .tcp
+            .flows
+            .get(id)
+            .and_then(|c| self.tunnel_of(c.backend.map(|t| t.id)));
+        if let Some((from, to)) = tunnel {
+            // Room for the outer header between the Ethernet header and the packet.
+            let end = ETH + rx.ip_total;
+            if m.len() > end {
+                m.set_len(end);
+            }
+            if m.prepend(ipip::OVERHEAD).is_none() {
+                self.stats().drop(DropReason::NoMbuf, 1);
+                return;
+            }
+            m.copy_within(ipip::OVERHEAD..ipip::OVERHEAD + ETH, 0);
+            ipip::write_outer(&mut m[ETH..], from, to, rx.ip_total);
+        }
         let mut eth = EthernetFrame::new_unchecked(&mut m[..]);
         eth.set_src_addr(self.shared.addrs[meta.backend_port].mac);
         eth.set_dst_addr(meta.backend_mac);
@@ -412,6 +437,13 @@ impl Worker {
             }
             self.tcp.watch_pool.push(w);
         }
+    }
+
+    /// The tunnel's (outer source, outer destination) toward backend `b`'s agent, if the
+    /// backend is reached through IP-in-IP (`backends[].tunnel`).
+    fn tunnel_of(&self, b: Option<usize>) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+        let r = self.tcp.rt.routes.get(b?)?;
+        r.ipip.then_some((r.local_ip, r.address))
     }
 
     /// Whether `id` came in on a VIP in `mode: "handoff"`.
