@@ -11,9 +11,13 @@
 #            address and an nft netdev ingress drop (only an agent's af_packet socket sees
 #            its frames), the kernel sits behind the persistent TAP wsa0 (backend IP, eth0's
 #            MAC, default via the router) and holds the VIP on lo. Backends are unreachable
-#            from outside until an agent bridges eth0 and wsa0 (see docs/testbed.md)
+#            from outside until an agent bridges eth0 and wsa0 (see docs/testbed.md). A
+#            fourth backend be4 (10.N.2.14, prepared the same way) sits in another subnet
+#            behind the router (10.N.2.254 on rt-b4): the switch reaches it by IP-in-IP (outer
+#            10.N.1.1 -> 10.N.2.14 via 10.N.1.254), its agent decapsulates; the links those
+#            packets cross have MTU 1520
 #   down     kill every process in our namespaces, delete the namespaces; with --purge
-#            also delete /tmp/$P-testbed (the generated content, incl. 3 x 100 MiB files)
+#            also delete /tmp/$P-testbed (the generated content, incl. 3 (4) x 100 MiB files)
 #   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up
 #   env      print shell-eval-able variables (eval "$(testbed.sh env)")
 #   impair [--loss PCT] [--dup PCT] [--reorder PCT] [--delay MS] [--seed N]
@@ -25,6 +29,8 @@
 #            0-100, up to 2 decimals; reorder holds PCT % of packets until K (default 3)
 #            later packets of their flow passed or MS (default 10) ms elapsed; --delay holds
 #            every packet MS ms (0-10000, up to 2 decimals) in each direction of each link)
+#            (on a handoff testbed be4 stays unimpaired but for its answers on client_return:
+#            its link rt-b4 has no rules and the switch's IP-in-IP to it is not TCP)
 #   impair off     remove every impairment (rules, helper veths, NFQUEUE consumers)
 #   impair stats   print JSON counters of what was injected, per link and direction
 #
@@ -32,7 +38,8 @@
 #   WS_TESTBED  name prefix P, 1-5 chars [A-Za-z0-9_] (default: wst). Every namespace,
 #               file and directory this script touches derives from it.
 #   WS_NET      second octet N of the addresses, 0-255 (default: 99), so two testbeds
-#               can coexist: client net 10.N.0.0/24, backend net 10.N.1.0/24.
+#               can coexist: client net 10.N.0.0/24, backend net 10.N.1.0/24 (and with
+#               --handoff be4's net 10.N.2.0/24).
 #
 # Nothing is created in the root namespace: veths are created inside their namespaces
 # and the backend bridge lives in its own namespace ($P-br).
@@ -55,12 +62,14 @@ fi
 NS_CLI=$P-cli
 NS_SW=$P-sw
 NS_BR=$P-br
-BACKENDS=(be1 be2 be3)
+BACKENDS=(be1 be2 be3)   # on the backend bridge; also the backends `impair` knows
 NS_RT=$P-rt          # handoff only: the backends' direct way back to the client
+ROUTED=be4           # handoff only: a backend in another subnet, behind the router
+NS_ROUTED=$P-$ROUTED
 NS_BASE=("$NS_CLI" "$NS_SW" "$NS_BR")
 for b in "${BACKENDS[@]}"; do NS_BASE+=("$P-$b"); done
-# what `down` removes: the router too, whether or not this is a handoff testbed
-NS_ALL=("${NS_BASE[@]}" "$NS_RT")
+# what `down` removes: the router and be4 too, whether or not this is a handoff testbed
+NS_ALL=("${NS_BASE[@]}" "$NS_RT" "$NS_ROUTED")
 
 DIR=/tmp/$P-testbed
 HANDOFF_FLAG=$DIR/handoff   # present while a testbed built by `up --handoff` stands
@@ -72,7 +81,10 @@ SWITCH_CLIENT_IP=$CLIENT_NET.1
 VIP=$CLIENT_NET.10
 VIP_PORT=80
 SWITCH_BACKEND_IP=$BACKEND_NET.1
-backend_ip() { # be1 -> 10.N.1.11
+ROUTED_NET=10.$N.2   # handoff only: be4's subnet, reached from the switch through the router
+ROUTED_IP=$ROUTED_NET.14
+backend_ip() { # be1 -> 10.N.1.11, be4 -> 10.N.2.14
+    if [[ $1 == "$ROUTED" ]]; then echo "$ROUTED_IP"; return; fi
     echo "$BACKEND_NET.$((10 + ${1#be}))"
 }
 
@@ -88,6 +100,7 @@ IF_CLI_RT=cli1       # in $P-cli, peer of rt-cli; no address: the backends' answ
 IF_RT_CLI=rt-cli     # in $P-rt, 10.N.0.254
 IF_RT_BE=rt-be       # in $P-rt, 10.N.1.254, peer of rt in $P-br
 IF_BR_RT=rt          # in $P-br, bridge port
+IF_RT_ROUTED=rt-b4   # in $P-rt, 10.N.2.254, peer of eth0 in $P-be4
 IF_AGENT=wsa0        # in $P-beN, persistent TAP: the agent's way into the backend's kernel
 HO_TABLE=ws_handoff  # nft table (netdev family) in $P-beN: drops everything arriving on eth0
 
@@ -102,6 +115,21 @@ ROUTER_BE_IP=$BACKEND_NET.254
 MAC_CLI_RT=$(mac 0 3)
 MAC_RT_CLI=$(mac 0 254)
 MAC_RT_BE=$(mac 1 254)
+ROUTER_ROUTED_IP=$ROUTED_NET.254
+MAC_RT_ROUTED=$(mac 2 254)
+backend_mac() { # eth0's MAC (and the agent tap's): be1 -> 02:00:0a:NN:01:0b, be4 -> ..:02:0e
+    if [[ $1 == "$ROUTED" ]]; then mac 2 14; return; fi
+    mac 1 $((10 + ${1#be}))
+}
+backend_gw() { # the router's address on the backend's subnet (handoff: its default route)
+    if [[ $1 == "$ROUTED" ]]; then echo "$ROUTER_ROUTED_IP"; return; fi
+    echo "$ROUTER_BE_IP"
+}
+# IP-in-IP from the switch to be4 (outer 10.N.1.1 -> 10.N.2.14, protocol 4) adds a 20-byte
+# header: every link such a packet crosses gets this MTU, so a full 1500-byte inner packet fits
+# (a 1534-byte frame). Every other link, and wsa0 (the agent hands the kernel the inner packet),
+# stays at 1500.
+MTU_ENCAP=1520
 
 # ---- helpers ---------------------------------------------------------------------------
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
@@ -156,7 +184,7 @@ nginx_pid() { # backend -> pid of its nginx master, if running in its own namesp
 # ---- down ------------------------------------------------------------------------------
 kill_ns_procs() { # TERM, then KILL, every process in our namespaces (and only there)
     local ns pid b i pids=() killed=()
-    for b in "${BACKENDS[@]}"; do
+    for b in "${BACKENDS[@]}" "$ROUTED"; do
         # the pid file first (a graceful nginx stop), but only if that pid is really ours
         if pid=$(nginx_pid "$b"); then
             kill -TERM "$pid" 2>/dev/null || true
@@ -238,7 +266,8 @@ def png_chunk(kind, data):
     return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c) & 0xFFFFFFFF)
 
 W = H = 32
-base = [(200, 40, 40), (40, 160, 40), (40, 60, 200)][(idx - 1) % 3]
+# a fourth colour for be4 (the routed backend of up --handoff); be1-be3 keep theirs
+base = [(200, 40, 40), (40, 160, 40), (40, 60, 200), (200, 150, 30)][(idx - 1) % 4]
 raw = bytearray()
 for y in range(H):
     raw.append(0)  # filter: none
@@ -490,16 +519,25 @@ handoff_router_up() { # $P-rt between the backend bridge and the client's second
     ip -n "$NS_BR" link set "$IF_BR_RT" master "$IF_BR"
     ip -n "$NS_RT" link add "$IF_RT_CLI" address "$MAC_RT_CLI" type veth \
         peer name "$IF_CLI_RT" address "$MAC_CLI_RT" netns "$NS_CLI"
+    # be4's only link: the router is its gateway and the switch's way to it
+    ip -n "$NS_RT" link add "$IF_RT_ROUTED" address "$MAC_RT_ROUTED" type veth \
+        peer name "$IF_BE" address "$(backend_mac "$ROUTED")" netns "$NS_ROUTED"
     offloads_off "$NS_RT" "$IF_RT_BE"
     offloads_off "$NS_BR" "$IF_BR_RT"
     offloads_off "$NS_RT" "$IF_RT_CLI"
     offloads_off "$NS_CLI" "$IF_CLI_RT"
+    offloads_off "$NS_RT" "$IF_RT_ROUTED"
+    offloads_off "$NS_ROUTED" "$IF_BE"
     ip -n "$NS_BR" link set "$IF_BR_RT" up
     ip -n "$NS_RT" link set "$IF_RT_BE" up
     ip -n "$NS_RT" link set "$IF_RT_CLI" up
     ip -n "$NS_CLI" link set "$IF_CLI_RT" up
+    ip -n "$NS_RT" link set "$IF_RT_ROUTED" up
+    ip -n "$NS_ROUTED" link set "$IF_BE" up
+    # connected routes are all the router needs: 10.N.0.0/24, 10.N.1.0/24, 10.N.2.0/24
     ip -n "$NS_RT" addr add "$ROUTER_BE_IP/24" dev "$IF_RT_BE"
     ip -n "$NS_RT" addr add "$ROUTER_CLI_IP/24" dev "$IF_RT_CLI"
+    ip -n "$NS_RT" addr add "$ROUTER_ROUTED_IP/24" dev "$IF_RT_ROUTED"
     # cli1 gets no address: the client keeps 10.N.0.0/24 and its default route on cli0 (all
     # it sends goes to the switch) and accepts the backends' answers arriving on cli1 (its
     # address is host-wide, rp_filter is 0; it answers the router's ARP there too). Only the
@@ -507,10 +545,33 @@ handoff_router_up() { # $P-rt between the backend bridge and the client's second
     ip -n "$NS_CLI" route add "$ROUTER_CLI_IP/32" dev "$IF_CLI_RT"
 }
 
+handoff_encap_mtu() { # MTU_ENCAP on every link an IP-in-IP packet crosses from the switch to be4
+    # sw-be (the switch's af_packet refuses to send a frame over the MTU), the bridge ports it
+    # enters and leaves by (a veth drops what is over its receiver's MTU, the bridge what is over
+    # its egress port's), rt-be (received), rt-b4 (forwarded: over the MTU the router would answer
+    # "fragmentation needed", the outer header has DF), be4's eth0 (received, read by the agent).
+    # br0 itself forwards nothing by its own MTU; it gets the MTU so the bridge does not sit at
+    # the minimum of its ports (1500) beside them. be1-be3's ports stay at 1500.
+    ip -n "$NS_SW" link set "$IF_SW_BE" mtu "$MTU_ENCAP"
+    ip -n "$NS_BR" link set "$IF_BR_SW" mtu "$MTU_ENCAP"
+    ip -n "$NS_BR" link set "$IF_BR_RT" mtu "$MTU_ENCAP"
+    ip -n "$NS_BR" link set "$IF_BR" mtu "$MTU_ENCAP"
+    ip -n "$NS_RT" link set "$IF_RT_BE" mtu "$MTU_ENCAP"
+    ip -n "$NS_RT" link set "$IF_RT_ROUTED" mtu "$MTU_ENCAP"
+    ip -n "$NS_ROUTED" link set "$IF_BE" mtu "$MTU_ENCAP"
+    # ... but what the router itself sends or forwards into the backend LAN must fit be1-be3's
+    # 1500 (the bridge would drop a larger frame at their ports without a word): the connected
+    # route gets MTU 1500, so the router answers "fragmentation needed" instead. The route to
+    # 10.N.2.0/24 keeps the interface's 1520: the encapsulated packets are forwarded along it.
+    ip -n "$NS_RT" route replace "$BACKEND_NET.0/24" dev "$IF_RT_BE" proto kernel scope link \
+        src "$ROUTER_BE_IP" mtu 1500
+}
+
 handoff_backend_up() { # backend: eth0 to the agent, the kernel behind wsa0, the VIP on lo
-    local b=$1 ns=$P-$1 ip mac_be
+    local b=$1 ns=$P-$1 ip mac_be gw
     ip=$(backend_ip "$b")
-    mac_be=$(mac 1 $((10 + ${b#be})))
+    mac_be=$(backend_mac "$b")
+    gw=$(backend_gw "$b")
     # eth0 stays up (the agent's af_packet socket needs it) but has no address, and the
     # kernel drops whatever arrives on it in the netdev ingress hook: AF_PACKET taps run
     # before that hook, so the agent still receives every frame, while the kernel neither
@@ -537,7 +598,8 @@ EOF
     ip -n "$ns" link set "$IF_AGENT" up
     ip -n "$ns" addr add "$ip/24" dev "$IF_AGENT"
     # answers to the client (from the VIP) go to the router, not back through the switch
-    ip -n "$ns" route add default via "$ROUTER_BE_IP" dev "$IF_AGENT"
+    # (be4: the router is its only gateway anyway)
+    ip -n "$ns" route add default via "$gw" dev "$IF_AGENT"
 }
 
 handoff_summary() {
@@ -551,18 +613,27 @@ testbed '$P' is up for TCP handoff (WS_NET=$N)
             webswitch owns: $SWITCH_CLIENT_IP (client side), VIP $VIP:$VIP_PORT, $SWITCH_BACKEND_IP (backend side)
   router    ns $NS_RT    $IF_RT_BE $ROUTER_BE_IP/24 ($MAC_RT_BE) <-> bridge $NS_BR/$IF_BR_RT
                          $IF_RT_CLI $ROUTER_CLI_IP/24 ($MAC_RT_CLI) <-> $NS_CLI/$IF_CLI_RT; ip_forward=1
+                         $IF_RT_ROUTED $ROUTER_ROUTED_IP/24 ($MAC_RT_ROUTED) <-> $NS_ROUTED/$IF_BE
 EOF
-    for b in "${BACKENDS[@]}"; do
-        mac_be=$(mac 1 $((10 + ${b#be})))
+    for b in "${BACKENDS[@]}" "$ROUTED"; do
+        mac_be=$(backend_mac "$b")
         printf '  backend   ns %-8s %s (%s) no address; nft netdev %s drops all it receives (the agent reads it)\n' \
             "$P-$b" "$IF_BE" "$mac_be" "$HO_TABLE"
         printf '                         %s (tap) %s/24, same MAC, default via %s; VIP %s/32 on lo\n' \
-            "$IF_AGENT" "$(backend_ip "$b")" "$ROUTER_BE_IP" "$VIP"
+            "$IF_AGENT" "$(backend_ip "$b")" "$(backend_gw "$b")" "$VIP"
         printf '                         nginx :80, content %s/%s/www\n' "$DIR" "$b"
+        if [[ $b == "$ROUTED" ]]; then
+            printf '                         routed: eth0 <-> %s/%s; the switch sends it IP-in-IP, %s -> %s via %s\n' \
+                "$NS_RT" "$IF_RT_ROUTED" "$SWITCH_BACKEND_IP" "$ROUTED_IP" "$ROUTER_BE_IP"
+        fi
     done
     cat <<EOF
+  MTU:      $MTU_ENCAP on $IF_SW_BE, $IF_BR, $IF_BR_SW, $IF_BR_RT, $IF_RT_BE, $IF_RT_ROUTED and $ROUTED's $IF_BE (an IP-in-IP packet with a 1500-byte inner one),
+            1500 everywhere else; the router's route to $BACKEND_NET.0/24 has MTU 1500 (be1-be3's ports)
   agents:   one per backend, in its namespace: DPDK vdevs net_af_packet0,iface=$IF_BE and net_tap0,iface=$IF_AGENT,mac=<eth0's MAC>
-            (without mac= net_tap gives $IF_AGENT a random MAC); until then $IF_AGENT has NO-CARRIER and the backend is unreachable
+            (without mac= net_tap gives $IF_AGENT a random MAC); until then $IF_AGENT has NO-CARRIER and the backend is unreachable;
+            $ROUTED's agent decapsulates IP-in-IP (outer $SWITCH_BACKEND_IP -> $ROUTED_IP) before the kernel sees the packet
+  switch:   backend $ROUTED at $ROUTED_IP needs the backend port's "gateway": "$ROUTER_BE_IP" (ports[]) and "tunnel": "ipip" (backends[])
   attach:   ip netns exec $NS_SW webswitch run --config CONFIG   (ports net_af_packet0,iface=$IF_SW_CLI and net_af_packet1,iface=$IF_SW_BE)
   client:   ip netns exec $NS_CLI curl http://$VIP/whoami   (requests via the switch, answers via $NS_RT)
   teardown: WS_TESTBED=$P $0 down [--purge]
@@ -579,8 +650,12 @@ cmd_up() {
     cmd_down 0
     trap 'rc=$?; if ((rc)); then echo "testbed[$P]: up failed; clean up with: WS_TESTBED=$P $0 down" >&2; fi' EXIT
 
-    local ns b i ip nss=("${NS_BASE[@]}")
-    if ((handoff)); then nss+=("$NS_RT"); fi
+    local ns b i ip nss=("${NS_BASE[@]}") served=("${BACKENDS[@]}")
+    # served: every backend with content and an nginx (be4 only on a handoff testbed)
+    if ((handoff)); then
+        nss+=("$NS_RT" "$NS_ROUTED")
+        served+=("$ROUTED")
+    fi
     say "creating namespaces ${nss[*]}"
     for ns in "${nss[@]}"; do
         ip netns add "$ns"
@@ -634,17 +709,19 @@ cmd_up() {
         ip -n "$P-$b" route add default via "$SWITCH_BACKEND_IP" dev "$IF_BE"
     done
     if ((handoff)); then
-        say "handoff: router $NS_RT ($ROUTER_BE_IP, $ROUTER_CLI_IP), $IF_AGENT taps, VIP $VIP on the backends' lo"
+        say "handoff: router $NS_RT ($ROUTER_BE_IP, $ROUTER_CLI_IP, $ROUTER_ROUTED_IP), $IF_AGENT taps, VIP $VIP on the backends' lo"
+        say "handoff: routed backend $ROUTED ($ROUTED_IP) behind the router; MTU $MTU_ENCAP on the way the switch's IP-in-IP takes to it"
         mkdir -p "$DIR"
-        echo "handoff testbed $P (WS_NET=$N): router $NS_RT, agent tap $IF_AGENT" >"$HANDOFF_FLAG"
+        echo "handoff testbed $P (WS_NET=$N): router $NS_RT, agent tap $IF_AGENT, routed backend $ROUTED" >"$HANDOFF_FLAG"
         handoff_router_up
-        for b in "${BACKENDS[@]}"; do handoff_backend_up "$b"; done
+        handoff_encap_mtu
+        for b in "${served[@]}"; do handoff_backend_up "$b"; done
     fi
 
     say "generating backend content in $DIR (100 MiB files are reused between runs)"
     mkdir -p "$DIR"
     i=0
-    for b in "${BACKENDS[@]}"; do
+    for b in "${served[@]}"; do
         i=$((i + 1))
         make_content "$b" "$i"
         write_nginx_conf "$b"
@@ -657,7 +734,7 @@ cmd_up() {
 
     # each backend answers inside its own namespace
     local ok=1 got tries
-    for b in "${BACKENDS[@]}"; do
+    for b in "${served[@]}"; do
         ip=$(backend_ip "$b")
         got=""
         for tries in 1 2 3 4 5 6 7 8 9 10; do
@@ -683,7 +760,7 @@ cmd_up() {
     if ((handoff)); then
         # local traffic needs no carrier: nginx answers on the backend IP (above) and on the
         # VIP inside each namespace, although wsa0 has none until an agent attaches
-        for b in "${BACKENDS[@]}"; do
+        for b in "${served[@]}"; do
             got=$(nsx "$P-$b" curl -s --max-time 2 "http://$VIP/whoami" || true)
             [[ $got == "$b" ]] || die "$b: nginx does not answer on the VIP $VIP:80 inside $P-$b (got '$got')"
         done
@@ -731,15 +808,28 @@ EOF
 
 # ---- status ----------------------------------------------------------------------------
 handoff_status() { # the backends' handoff pieces; no agent (no carrier) is not a fault
-    local b ns x flags="" ok=1 bad up_re='[<,]UP[,>]' mac_be
-    echo "== handoff (router $NS_RT: $ROUTER_BE_IP, $ROUTER_CLI_IP; agent tap $IF_AGENT)"
+    local b ns x flags="" ok=1 bad up_re='[<,]UP[,>]' mac_be gw ifc mtu
+    echo "== handoff (router $NS_RT: $ROUTER_BE_IP, $ROUTER_CLI_IP, $ROUTER_ROUTED_IP; agent tap $IF_AGENT;" \
+        "routed backend $ROUTED $ROUTED_IP)"
     if ns_exists "$NS_RT" && [[ $(nsx "$NS_RT" sysctl -n net.ipv4.ip_forward 2>/dev/null) != 1 ]]; then
         echo "   $NS_RT: ip_forward is off"
         ok=0
     fi
-    for b in "${BACKENDS[@]}"; do
+    # the way IP-in-IP takes to be4: a smaller MTU anywhere drops full-size packets (mostly
+    # without a word: only sw-be refuses them to the sender, only rt-b4 gets an ICMP answer)
+    for ifc in "$NS_SW/$IF_SW_BE" "$NS_BR/$IF_BR_SW" "$NS_BR/$IF_BR" "$NS_BR/$IF_BR_RT" \
+        "$NS_RT/$IF_RT_BE" "$NS_RT/$IF_RT_ROUTED" "$NS_ROUTED/$IF_BE"; do
+        ns_exists "${ifc%%/*}" || continue   # a missing namespace is reported elsewhere
+        mtu=$(ip -n "${ifc%%/*}" -o link show "${ifc#*/}" 2>/dev/null | grep -o 'mtu [0-9]*' | awk '{print $2}')
+        if [[ $mtu != "$MTU_ENCAP" ]]; then
+            echo "   $ifc: MTU ${mtu:-?}, not $MTU_ENCAP (IP-in-IP packets to $ROUTED with a full-size inner packet would be dropped)"
+            ok=0
+        fi
+    done
+    for b in "${BACKENDS[@]}" "$ROUTED"; do
         ns=$P-$b
-        mac_be=$(mac 1 $((10 + ${b#be})))
+        mac_be=$(backend_mac "$b")
+        gw=$(backend_gw "$b")
         bad=()
         if ! ns_exists "$ns"; then
             echo "   $b: namespace missing"
@@ -753,8 +843,8 @@ handoff_status() { # the backends' handoff pieces; no agent (no carrier) is not 
             # an agent that stopped cleanly (DPDK net_tap's stop/close) leaves the tap
             # administratively down, and the kernel then deleted its routes
             [[ $flags =~ $up_re ]] || bad+=("$IF_AGENT is administratively down (an agent stopped? its routes are gone)")
-            ip -n "$ns" route show default 2>/dev/null | grep -q "via $ROUTER_BE_IP dev $IF_AGENT" ||
-                bad+=("no default route via $ROUTER_BE_IP on $IF_AGENT")
+            ip -n "$ns" route show default 2>/dev/null | grep -q "via $gw dev $IF_AGENT" ||
+                bad+=("no default route via $gw on $IF_AGENT")
             # net_tap sets the tap's MAC to its port's: a random one unless given mac=
             [[ $flags == *"link/ether $mac_be "* ]] ||
                 bad+=("$IF_AGENT's MAC is not eth0's $mac_be (an agent without net_tap's mac=$mac_be?)")
@@ -772,23 +862,27 @@ handoff_status() { # the backends' handoff pieces; no agent (no carrier) is not 
     done
     if ! ((ok)); then
         echo "   to restore a backend's tap: ip -n $P-beN link set $IF_AGENT address <eth0's MAC> up &&"
-        echo "      ip -n $P-beN route replace default via $ROUTER_BE_IP dev $IF_AGENT   (or run up --handoff again)"
+        echo "      ip -n $P-beN route replace default via $ROUTER_BE_IP dev $IF_AGENT   ($ROUTED: via $ROUTER_ROUTED_IP;" \
+            "or run up --handoff again)"
     fi
     ((ok))
 }
 
 cmd_status() {
     need_root
-    local ns b ip pid got up=1 handoff=0
-    if is_handoff; then handoff=1; fi
+    local ns b ip pid got up=1 handoff=0 served=("${BACKENDS[@]}")
+    if is_handoff; then
+        handoff=1
+        served+=("$ROUTED")
+    fi
     for ns in "${NS_ALL[@]}"; do
-        # the router belongs to a handoff testbed only
-        if [[ $ns == "$NS_RT" ]] && ! ((handoff)) && ! ns_exists "$ns"; then continue; fi
+        # the router and be4 belong to a handoff testbed only
+        if [[ $ns == "$NS_RT" || $ns == "$NS_ROUTED" ]] && ! ((handoff)) && ! ns_exists "$ns"; then continue; fi
         if ns_exists "$ns"; then
             echo "== netns $ns"
             ip -n "$ns" -br link show | sed 's/^/   /'
             ip -n "$ns" -br -4 addr show | awk '$3 != "" {print "   " $0}'
-            if [[ $ns == "$NS_CLI" ]]; then ip -n "$ns" route show | sed 's/^/   route: /'; fi
+            if [[ $ns == "$NS_CLI" || $ns == "$NS_RT" ]]; then ip -n "$ns" route show | sed 's/^/   route: /'; fi
         else
             echo "== netns $ns: MISSING"
             up=0
@@ -809,10 +903,11 @@ cmd_status() {
         check_up "$NS_RT" "$IF_RT_CLI"
         check_up "$NS_BR" "$IF_BR_RT"
         check_up "$NS_CLI" "$IF_CLI_RT"
+        check_up "$NS_RT" "$IF_RT_ROUTED"
         handoff_status || up=0
     fi
     echo "== nginx"
-    for b in "${BACKENDS[@]}"; do
+    for b in "${served[@]}"; do
         ip=$(backend_ip "$b")
         if pid=$(nginx_pid "$b"); then
             got=$(nsx "$P-$b" curl -s --max-time 1 "http://$ip/whoami" 2>/dev/null || true)
@@ -1230,6 +1325,12 @@ EOF
         fi
     fi
     say "impair: loss $loss% dup $dup% reorder $reorder_pct% (gap $gap, max $ms ms) delay $delay_ms ms seed $seed on $links (TCP/IPv4 only)"
+    # be4 is not a bridge port: "backend" means be1-be3. Its link rt-b4 has no rules, and the
+    # switch's IP-in-IP packets to it are protocol 4, not TCP, on every link they cross; only
+    # its answers are impaired, on client_return (they never cross the bridge, so not on router)
+    if ((handoff)); then
+        say "impair: not impaired: $ROUTED's link $IF_RT_ROUTED, and IP-in-IP (protocol 4) to $ROUTED anywhere"
+    fi
 }
 
 impair_stats() {
@@ -1342,6 +1443,8 @@ cmd_impair() {
 # ---- env -------------------------------------------------------------------------------
 cmd_env() {
     local b ips=() nss=()
+    # be1-be3 only (what existing scripts iterate over); be4 has WS_ROUTED_*, which like the
+    # router's names are printed either way and mean something only with WS_HANDOFF=1
     for b in "${BACKENDS[@]}"; do
         ips+=("$(backend_ip "$b")")
         nss+=("$P-$b")
@@ -1373,6 +1476,11 @@ WS_ROUTER_NS=$NS_RT
 WS_ROUTER_BE_IP=$ROUTER_BE_IP
 WS_ROUTER_CLI_IP=$ROUTER_CLI_IP
 WS_AGENT_TAP=$IF_AGENT
+WS_ROUTED_BACKEND=$ROUTED
+WS_ROUTED_NS=$NS_ROUTED
+WS_ROUTED_BACKEND_IP=$ROUTED_IP
+WS_ROUTED_NET=$ROUTED_NET
+WS_ROUTER_ROUTED_IP=$ROUTER_ROUTED_IP
 EOF
 }
 
