@@ -45,6 +45,7 @@
 //!   [`splice::translate`](crate::splice::translate) applies to every segment, and
 //!   when the flow ends.
 pub mod agent;
+pub mod control;
 pub mod option;
 pub mod watch;
 

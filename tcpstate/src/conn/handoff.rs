@@ -119,6 +119,13 @@ impl Conn {
         if seg.fin() {
             self.client_fin = Some(seg.seq + seg.payload_len);
         }
+        if let (true, Some((_, ecr))) = (seg.checked, seg.timestamps) {
+            // The client echoes the latest TSval it has seen, from the kernel too (through
+            // the agent, in the switch's clock): a later handoff's clock starts above it.
+            if ecr.wrapping_sub(self.our_ts_last) as i32 > 0 {
+                self.our_ts_last = ecr;
+            }
+        }
         if seg.checked {
             // Where a RST of the switch's must land to be taken (`handoff_reset_points`).
             let end = seg.seq + seg.payload_len;

@@ -191,6 +191,21 @@ pub struct AgentFlow {
     client_rst: bool,
     client_fin_acked: bool,
     kernel_fin_acked: bool,
+    /// The end of what the kernel has sent (client space): its next byte.
+    kernel_next: SeqNumber,
+    /// The end of what the client has sent the kernel (client space).
+    client_next: SeqNumber,
+}
+
+/// What the agent answers the switch's [`Release`](super::control::Control::Release).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseVerdict {
+    /// Let go: reset the kernel's connection quietly with a RST at `kernel_rst_seq`
+    /// (the kernel's next expected byte, client space = kernel space), answer
+    /// `Released`; the flow is closed (silent) from now on.
+    Released { kernel_rst_seq: SeqNumber },
+    /// A response or a request is still under way: answer `Busy`.
+    Busy,
 }
 
 impl AgentFlow {
@@ -237,6 +252,8 @@ impl AgentFlow {
             client_rst: false,
             client_fin_acked: false,
             kernel_fin_acked: false,
+            kernel_next: switch_isn + 1,
+            client_next: rec.client_isn + 1,
         };
         let syn = flow.syn();
         (flow, syn)
@@ -507,7 +524,39 @@ impl AgentFlow {
         }
     }
 
+    /// The switch asks the flow to let its connection go (the client's next request,
+    /// starting at `seq`, belongs to another backend; `ack` is what the client has
+    /// acknowledged of the kernel's bytes). Only an idle connection is let go: the kernel
+    /// has sent nothing the client lacks, and has every client byte before `seq`, so its
+    /// connection can be reset without anyone losing a byte and the next backend's
+    /// answer continues the client's stream exactly at `ack`.
+    pub fn on_release(&mut self, seq: SeqNumber, ack: SeqNumber, now_ms: u64) -> ReleaseVerdict {
+        self.last_ms = now_ms;
+        match self.state {
+            // Nothing of it is left to silence.
+            AgentState::Closed => ReleaseVerdict::Released {
+                kernel_rst_seq: seq,
+            },
+            AgentState::SynSent => ReleaseVerdict::Busy,
+            AgentState::Established => {
+                if self.kernel_next == ack && self.client_next == seq && self.kernel_fin.is_none()
+                {
+                    self.close(now_ms);
+                    ReleaseVerdict::Released {
+                        kernel_rst_seq: seq,
+                    }
+                } else {
+                    ReleaseVerdict::Busy
+                }
+            }
+        }
+    }
+
     fn note_client(&mut self, seg: &SegFlags, now_ms: u64) {
+        let end = seg.seq + seg.payload_len;
+        if end.wrapping_diff(self.client_next) > 0 {
+            self.client_next = end;
+        }
         if seg.fin && self.client_fin.is_none() {
             self.client_fin = Some(seg.seq + seg.payload_len);
         }
@@ -522,6 +571,10 @@ impl AgentFlow {
     }
 
     fn note_kernel(&mut self, seg: &SegFlags, now_ms: u64) {
+        let end = SeqNumber((seg.seq + seg.payload_len).0.wrapping_add(self.to_client.seq_delta));
+        if end.wrapping_diff(self.kernel_next) > 0 {
+            self.kernel_next = end;
+        }
         if seg.fin && self.kernel_fin.is_none() {
             let fin = seg.seq + seg.payload_len;
             self.kernel_fin = Some(SeqNumber(fin.0.wrapping_add(self.to_client.seq_delta)));

@@ -56,6 +56,23 @@ pub struct RequestWatch {
     store: Option<HeadBuffer>,
     /// Requests the watch has framed after the first.
     pub requests: u32,
+    /// A request that belongs to another backend is held while the current agent is
+    /// asked to let the connection go.
+    pending: Option<Migration>,
+}
+
+/// A request held for a move to another agent (see `handoff::control`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// What the client had acknowledged of the current kernel's bytes when it sent the
+    /// request: where the next backend's answer must start.
+    pub client_ack: SeqNumber,
+    /// Release requests sent so far.
+    pub tries: u32,
+    /// When to ask again.
+    pub next_ms: u64,
+    /// The pool the held request goes to.
+    pub pool: usize,
 }
 
 impl RequestWatch {
@@ -69,12 +86,34 @@ impl RequestWatch {
             framed: head_end,
             store: None,
             requests: 0,
+            pending: None,
         })
     }
 
     /// Where the framer stands (client space): bytes before it are accounted for.
     pub fn framed(&self) -> SeqNumber {
         self.framed
+    }
+
+    /// The request [`WatchStep::Head`] found is held for a move to another agent: no
+    /// byte from it on goes to the current one until [`take_for_move`](Self::take_for_move)
+    /// or [`cancel_move`](Self::cancel_move).
+    pub fn hold_for_move(&mut self, m: Migration) {
+        self.pending = Some(m);
+    }
+
+    /// The held move, if any (`tries`, `next_ms` may be updated through it).
+    pub fn pending_move(&mut self) -> Option<&mut Migration> {
+        self.pending.as_mut()
+    }
+
+    /// The move goes ahead: the store (its base is the held request's first byte, with
+    /// the request's bytes in it) becomes the connection's head buffer for the next
+    /// backend, and the watch is done (a new one starts from the next routing).
+    pub fn take_for_move(&mut self) -> Option<(Migration, crate::reasm::HeadBuffer)> {
+        let m = self.pending.take()?;
+        let store = self.store.take()?;
+        Some((m, store))
     }
 
     /// Takes a store for the bytes the framer must read (a head buffer of the core's).
@@ -140,6 +179,14 @@ impl RequestWatch {
         if payload.is_empty() || end.wrapping_diff(self.framed) <= 0 {
             // An ACK, a FIN, or bytes already framed (a retransmission).
             return WatchStep::Pass;
+        }
+        if self.pending.is_some() {
+            // Bytes of the held request or after it: the current agent must not get
+            // them, the next one will (kept in the store, or sent again by the client).
+            if let Some(store) = self.store.as_mut() {
+                let _ = store.insert(seq, payload);
+            }
+            return WatchStep::Drop;
         }
         if self.framer.phase() == Phase::Closed {
             // After a request with `Connection: close` the server reads nothing more
