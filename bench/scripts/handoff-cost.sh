@@ -59,7 +59,8 @@ for i in 1 2 3; do
   "mempool": { "mbufs": 8191, "cache": 256 },
   "nic": { "device": "net_af_packet0,iface=eth0,qpairs=1,framecnt=4096" },
   "kernel": { "device": "net_tap0,iface=wsa0,mac=02:00:0a:$NHEX:01:$(printf '%02x' $((10 + i)))" },
-  "vips": [ { "address": "$VIP", "tcp_ports": [80] } ]
+  "vips": [ { "address": "$VIP", "tcp_ports": [80] } ],
+  "switch": { "address": "$WS_SWITCH_BACKEND_IP", "name": "be$i" }
 }
 EOF
     ip netns exec "$WS_TESTBED-be$i" "$BIN" run --config "$OUT/agent$i.json" \

@@ -24,6 +24,9 @@ pub struct PortAddrs {
     /// Per VIP (as `vips`): every request of a connection is routed (presplice mode).
     pub per_request: Vec<bool>,
     pub gateway: Option<Ipv4Addr>,
+    /// The UDP port of the handoff agents' beats on the port's own addresses
+    /// (`handoff.agent_port`).
+    pub agent_port: u16,
 }
 
 impl PortAddrs {
@@ -51,6 +54,7 @@ impl PortAddrs {
                     .map(|v| v.mode == rules::config::VipMode::Presplice)
                     .collect(),
                 gateway: p.gateway,
+                agent_port: config.handoff.agent_port,
             })
             .collect()
     }

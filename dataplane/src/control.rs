@@ -12,6 +12,7 @@ use rules::config::BackendConfig;
 use rules::{Config, ConfigError};
 use serde_json::{json, Value};
 
+use crate::agents::{AGENT_NONE, AGENT_REGISTERED};
 use crate::runtime::{Admin, Runtime};
 use crate::setup::{self, PortInfo};
 use crate::worker::{CoreReply, CoreRequest, Shared, HEALTH_UNKNOWN};
@@ -143,12 +144,7 @@ impl SwitchControl {
 
     fn backends_list(&self) -> Value {
         let rt = self.rt();
-        let list: Vec<Value> = rt
-            .config
-            .backends
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !rt.removed[*i])
+        let list: Vec<Value> = rt.live_backends()
             .map(|(i, b)| {
                 let health = match self.shared.health[i].load(Ordering::Relaxed) {
                     HEALTH_UNKNOWN => "unknown",
@@ -169,6 +165,44 @@ impl SwitchControl {
             })
             .collect();
         json!({ "backends": list })
+    }
+
+    /// Each backend's handoff agent as its beats told the switch (`crate::agents`).
+    fn agents_list(&self) -> Value {
+        let rt = self.rt();
+        let now_tsc = dpdk_env::rdtsc();
+        let agents = &self.shared.agents;
+        let list: Vec<Value> = rt
+            .live_backends()
+            .map(|(i, b)| {
+                let v = agents.view(i);
+                let heard = v.as_ref().is_some_and(|v| v.state != AGENT_NONE);
+                let (registered, ago) = match &v {
+                    Some(v) if heard => (
+                        v.state == AGENT_REGISTERED,
+                        json!(agents.ms_between(v.last_seen_tsc, now_tsc)),
+                    ),
+                    _ => (false, Value::Null),
+                };
+                let figures = v.filter(|_| heard).map(|v| {
+                    json!({ "agent": v.name, "capacity": v.capacity, "flows": v.flows,
+                            "load": v.load, "busy": v.busy, "seq": v.seq, "beats": v.beats })
+                });
+                let mut row = json!({
+                    "name": b.name, "address": b.address.to_string(),
+                    "state": agents.state_name(i, now_tsc), "registered": registered,
+                    "alive": agents.alive(i, now_tsc), "last_seen_ms_ago": ago,
+                    "agent": null, "capacity": null, "flows": null, "load": null,
+                    "busy": null, "seq": null, "beats": 0,
+                });
+                if let (Some(Value::Object(f)), Some(r)) = (figures, row.as_object_mut()) {
+                    r.extend(f);
+                }
+                row
+            })
+            .collect();
+        let h = &self.shared.config.handoff;
+        json!({ "agent_port": h.agent_port, "agent_timeout_ms": h.agent_timeout_ms, "agents": list })
     }
 
     fn backend_named(&self, rt: &Runtime, args: &Value) -> Result<usize, CtlError> {
@@ -466,6 +500,7 @@ impl Control for SwitchControl {
             "status" => Ok(self.status()),
             "stats" => Ok(self.stats()),
             "backends.list" => Ok(self.backends_list()),
+            "agents.list" => Ok(self.agents_list()),
             "backends.add" => self.backends_add(args),
             "backends.remove" => self.backends_remove(args),
             "backends.weight" => self.backends_weight(args),

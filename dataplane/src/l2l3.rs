@@ -1,5 +1,5 @@
-//! Per-packet logic below TCP: Ethernet checks, ARP (answer, learn, build requests) and
-//! ICMP echo. Pure functions over a frame's bytes: answers are written in place into
+//! Per-packet logic below TCP: Ethernet checks, ARP (answer, learn, build requests),
+//! ICMP echo, and the one kind of UDP the switch takes (handoff agents' beats). Pure functions over a frame's bytes: answers are written in place into
 //! the received buffer (no allocation, no copy), so the worker only decides where the
 //! buffer goes next. Unit-tested with byte fixtures, no DPDK needed.
 use std::net::Ipv4Addr;
@@ -8,7 +8,7 @@ use tcpstate::neighbour::{Learned, NeighbourTable};
 use tcpstate::steer;
 use tcpstate::wire::{
     arp_op, checksum, ethertype, icmp_type, ip_proto, ArpPacket, ArpRepr, EthernetFrame,
-    Icmpv4Packet, Ipv4Packet, MacAddr, TcpPacket,
+    Icmpv4Packet, Ipv4Packet, MacAddr, TcpPacket, UdpPacket,
 };
 
 use crate::addrs::{Local, PortAddrs};
@@ -35,6 +35,14 @@ pub enum Action {
     /// A TCP segment to a local address; `core` owns its flow.
     Tcp {
         core: usize,
+    },
+    /// A UDP datagram from `src` to one of our own addresses at the agent port (checksum
+    /// verified when it has one): a handoff agent's beat, its payload at
+    /// `frame[at..at + len]`, for `rules::beat` to decode.
+    AgentBeat {
+        src: Ipv4Addr,
+        at: usize,
+        len: usize,
     },
 }
 
@@ -158,7 +166,38 @@ fn process_ipv4(frame: &mut [u8], port: &PortAddrs, cores: usize) -> Action {
             };
             Action::Tcp { core }
         }
+        ip_proto::UDP if local == Local::Own => agent_datagram(
+            &frame[hdr + ip_hdr_len..hdr + total_len],
+            port.agent_port,
+            (src, dst),
+            hdr + ip_hdr_len,
+        ),
         _ => Action::Drop(DropReason::UnsupportedProtocol),
+    }
+}
+
+/// A UDP datagram (`udp`, starting at frame offset `at`) to one of our own addresses:
+/// an agent's beat when it is for the agent port. Any other UDP is unsupported, as it
+/// always was; a datagram for the agent port with a wrong checksum is a bad beat.
+fn agent_datagram(
+    udp: &[u8],
+    agent_port: u16,
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    at: usize,
+) -> Action {
+    let Ok(u) = UdpPacket::new_checked(udp) else {
+        return Action::Drop(DropReason::UnsupportedProtocol);
+    };
+    if u.dst_port() != agent_port {
+        return Action::Drop(DropReason::UnsupportedProtocol);
+    }
+    if !u.verify_checksum(src, dst) {
+        return Action::Drop(DropReason::BadAgentBeat);
+    }
+    Action::AgentBeat {
+        src,
+        at: at + UdpPacket::<&[u8]>::HEADER_LEN,
+        len: u.payload().len(),
     }
 }
 

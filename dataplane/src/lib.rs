@@ -3,10 +3,12 @@
 //! `setup` turns a validated config into a running EAL, mempool, ports and workers;
 //! `worker` is the l3fwd-shaped poll loop; `l2l3` holds the per-packet ARP/ICMP logic as
 //! pure functions over byte slices (unit-tested without DPDK); `stats` the per-core
-//! counters that the main thread reads without stopping anyone.
+//! counters that the main thread reads without stopping anyone; `agents` what the
+//! handoff agents' beats said.
 #![forbid(unsafe_code)]
 
 pub mod addrs;
+pub mod agents;
 pub mod backoff;
 pub mod control;
 pub mod eal_args;

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use rules::config::AgentConfig;
 use rules::Config;
 use webswitch::control::{LogLevelFn, SwitchControl};
+use webswitch::role::heartbeat::Beater;
 use webswitch::setup::{self, Running, Snapshot};
 
 #[derive(Parser)]
@@ -217,6 +218,13 @@ fn run_agent(path: &std::path::Path, stats_interval: u64) -> Result<(), String> 
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .map_err(|e| format!("installing signal handler: {e}"))?;
     }
+    let mut beats = match &config.switch {
+        Some(s) => Some(
+            Beater::new(s)
+                .map_err(|e| format!("config field `switch`: cannot open a UDP socket: {e}"))?,
+        ),
+        None => None,
+    };
     let mut running = webswitch::role::start_agent(&config).map_err(|e| e.to_string())?;
     emit(&serde_json::json!({
         "event": "ready",
@@ -227,9 +235,23 @@ fn run_agent(path: &std::path::Path, stats_interval: u64) -> Result<(), String> 
     }));
     tracing::info!("webswitch agent running");
     let started = Instant::now();
+    // The lcore bridges the kernel's datagrams from here on: register with the switch.
+    if let (Some(b), Some(st)) = (beats.as_mut(), running.stats()) {
+        b.register(st, Instant::now());
+    }
     let mut next_stats = Duration::from_secs(stats_interval);
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
+        // At most 100 ms, less when a heartbeat is due sooner.
+        let now = Instant::now();
+        let nap = beats.as_ref().map_or(Duration::from_millis(100), |b| {
+            b.due()
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(100))
+        });
+        std::thread::sleep(nap);
+        if let (Some(b), Some(st)) = (beats.as_mut(), running.stats()) {
+            b.tick(st, Instant::now());
+        }
         if stats_interval > 0 && started.elapsed() >= next_stats {
             next_stats += Duration::from_secs(stats_interval);
             let mut v = running.stats_json();
@@ -238,6 +260,10 @@ fn run_agent(path: &std::path::Path, stats_interval: u64) -> Result<(), String> 
         }
     }
     tracing::info!("signal received, stopping the agent");
+    // The leave goes out through the lcore's bridge, so before the lcore stops.
+    if let (Some(b), Some(st)) = (beats.as_mut(), running.stats()) {
+        b.leave(st);
+    }
     running.stop();
     let mut v = running.stats_json();
     v["event"] = "final_stats".into();

@@ -1,6 +1,8 @@
 //! Roles other than the switch that the same binary takes on (`"role"` in the config).
-//! `agent`: the handoff agent in front of a backend host's kernel.
+//! `agent`: the handoff agent in front of a backend host's kernel; `heartbeat`: its
+//! register, heartbeats and leave to the switch, sent by its main thread.
 pub mod agent;
+pub mod heartbeat;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -139,6 +141,11 @@ pub fn start_agent(config: &AgentConfig) -> Result<RunningAgent, StartError> {
 }
 
 impl RunningAgent {
+    /// The agent's counters (`None` once stopped and torn down).
+    pub fn stats(&self) -> Option<&agent::AgentStats> {
+        self.shared.as_deref().map(|s| &s.stats)
+    }
+
     pub fn stats_json(&self) -> serde_json::Value {
         match &self.shared {
             Some(s) => s.stats.json(),

@@ -196,6 +196,15 @@ impl Runtime {
         c
     }
 
+    /// The backends not removed, with their ids (what the reports list).
+    pub fn live_backends(&self) -> impl Iterator<Item = (usize, &BackendConfig)> {
+        self.config
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.removed[*i])
+    }
+
     pub fn backend_id(&self, name: &str) -> Option<usize> {
         self.config
             .backends

@@ -254,6 +254,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         health: (0..crate::runtime::MAX_BACKENDS)
             .map(|_| std::sync::atomic::AtomicU8::new(crate::worker::HEALTH_UNKNOWN))
             .collect(),
+        agents: crate::agents::Agents::new(
+            crate::runtime::MAX_BACKENDS,
+            config.handoff.agent_timeout_ms,
+            tsc_hz(),
+        ),
         backend_active: (0..workers)
             .map(|_| {
                 (0..crate::runtime::MAX_BACKENDS)

@@ -104,6 +104,8 @@ counter_enum! {
         ConnsHandedOff => "conns_handed_off",
         HandoffRequestsChecked => "handoff_requests_checked",
         HandoffRefused => "handoff_refused",
+        HandoffNoAgent => "handoff_no_agent",
+        AgentBeats => "agent_beats",
         BusyIterations => "busy_iterations",
         IdleIterations => "idle_iterations",
         BusyCycles => "busy_cycles",
@@ -147,6 +149,8 @@ counter_enum! {
         SynOnEstablished => "syn_on_established",
         AckOfUnsent => "ack_of_unsent",
         HandoffWatchFull => "handoff_watch_full",
+        BadAgentBeat => "bad_agent_beat",
+        AgentBeatUnknown => "agent_beat_unknown",
     }
 }
 

@@ -297,11 +297,8 @@ fn handle(state: &State, rq: tiny_http::Request) {
 pub(crate) fn backend_rows(shared: &Shared) -> Vec<Value> {
     use crate::worker::HEALTH_UNKNOWN;
     let rt = shared.runtime.load_full();
-    rt.config
-        .backends
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !rt.removed[*i])
+    let now_tsc = dpdk_env::rdtsc();
+    rt.live_backends()
         .map(|(i, b)| {
             let health = match shared.health.get(i).map(|h| h.load(Ordering::Relaxed)) {
                 Some(HEALTH_UNKNOWN) | None => "unknown",
@@ -320,6 +317,7 @@ pub(crate) fn backend_rows(shared: &Shared) -> Vec<Value> {
                 .sum();
             json!({ "name": b.name, "address": b.address.to_string(), "port": b.port,
                     "weight": b.weight, "admin": rt.admin[i], "health": health,
+                    "agent": shared.agents.state_name(i, now_tsc),
                     "active": active, "requests": requests, "pools": rt.pools_of(&b.name) })
         })
         .collect()

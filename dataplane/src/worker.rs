@@ -25,6 +25,7 @@ use crate::l2l3::{self, Action, ARP_FRAME_LEN};
 use crate::runtime::Runtime;
 use crate::stats::{Counter, DropReason, WorkerStats};
 
+mod beats;
 mod health;
 mod tcp;
 pub use health::HEALTH_UNKNOWN;
@@ -66,6 +67,9 @@ pub struct Shared {
     pub runtime_version: AtomicU64,
     /// Health per backend id (`health::HEALTH_*`), written by worker 0's checks.
     pub health: Vec<AtomicU8>,
+    /// Each backend id's handoff agent as its beats told it, written by whichever core
+    /// received a beat (see `crate::agents`).
+    pub agents: crate::agents::Agents,
     /// `backend_active[core][backend]`: connections each core has open per backend,
     /// published every sweep for `backends list` and drain reporting.
     pub backend_active: Vec<Box<[AtomicU32]>>,
@@ -292,6 +296,9 @@ impl Worker {
                     self.stats().add(Counter::IcmpEchoAnswered, 1);
                     m.set_len(len);
                     self.stage(p, m);
+                }
+                Action::AgentBeat { src, at, len } => {
+                    self.on_agent_beat(src, m.get(at..at + len).unwrap_or(&[]));
                 }
                 Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m, now_ms),
                 Action::Tcp { core } => match self.shared.steer[core][p].enqueue(m) {

@@ -202,9 +202,9 @@ for i in 1 2 3; do
     # examples/agent.json for backend i: its TAP keeps eth0's MAC, its own EAL prefix.
     jq --arg p "wsa-$WS_TESTBED-be$i" --arg vip "$WS_VIP" \
         --arg tap "net_tap0,iface=wsa0,mac=02:00:0a:$NHEX:01:$(printf '%02x' $((10 + i)))" \
-        --arg sw "$WS_SWITCH_BACKEND_IP" \
+        --arg sw "$WS_SWITCH_BACKEND_IP" --arg name "be$i" \
         '.eal.file_prefix = $p | .kernel.device = $tap | .vips[0].address = $vip
-         | if .switch then .switch.address = $sw else . end' \
+         | if .switch then .switch.address = $sw | .switch.name = $name else . end' \
         examples/agent.json >"$OUT/agent$i.json"
     ip netns exec "$WS_TESTBED-be$i" target/release/webswitch run --config "$OUT/agent$i.json" \
         >"$OUT/agent$i.events" 2>"$OUT/agent$i.log" &

@@ -317,6 +317,58 @@ pub fn backends(v: &Value) -> String {
     t.render()
 }
 
+/// A fraction (0..=1) as a percentage with at most one decimal, `-` when absent.
+fn pct(v: Option<&Value>) -> String {
+    v.and_then(Value::as_f64)
+        .map_or("-".into(), |f| trim_float(f * 100.0, 1) + "%")
+}
+
+/// `agents.list`: the beats' port and timeout, then one row per backend: its agent's
+/// name, whether it registered and is alive, how long ago it was heard from, and the
+/// figures of its latest beat.
+pub fn agents(v: &Value) -> String {
+    let mut out = format!(
+        "agent port {}  timeout {}\n\n",
+        cell(field(v, "agent_port")),
+        dur(field(v, "agent_timeout_ms"))
+    );
+    let mut t = Table::new(&[
+        "NAME",
+        "ADDRESS",
+        "AGENT",
+        "REGISTERED",
+        "ALIVE",
+        ">SEEN_AGO",
+        ">CAPACITY",
+        ">FLOWS",
+        ">LOAD",
+        ">BUSY",
+        ">BEATS",
+    ]);
+    for a in list(v, "agents") {
+        let yes_no = |k: &str| match a.get(k).and_then(Value::as_bool) {
+            Some(true) => "yes".to_string(),
+            Some(false) => "no".to_string(),
+            None => "-".to_string(),
+        };
+        t.row([
+            cell(a.get("name")),
+            cell(a.get("address")),
+            cell(a.get("agent")),
+            yes_no("registered"),
+            yes_no("alive"),
+            dur(a.get("last_seen_ms_ago")),
+            cell(a.get("capacity")),
+            cell(a.get("flows")),
+            pct(a.get("load")),
+            pct(a.get("busy")),
+            cell(a.get("beats")),
+        ]);
+    }
+    out.push_str(&t.render());
+    out
+}
+
 /// `pools.list`.
 pub fn pools(v: &Value) -> String {
     let mut t = Table::new(&["NAME", "SCHEDULER", "BACKENDS"]);
@@ -533,6 +585,28 @@ mod tests {
         assert_eq!(duration_ms(307_000), "5m07s");
         assert_eq!(duration_ms(7_384_000), "2h03m04s");
         assert_eq!(duration_ms(273_900_000), "3d04h05m");
+    }
+
+    #[test]
+    fn agents_table() {
+        let v = json!({"agent_port": 7946, "agent_timeout_ms": 1500, "agents": [
+            {"name": "be1", "address": "10.99.1.11", "agent": "host1", "registered": true,
+             "alive": true, "last_seen_ms_ago": 120, "capacity": 1000, "flows": 12,
+             "load": 0.012, "busy": 0.0031, "beats": 40},
+            {"name": "be2", "address": "10.99.1.12", "agent": null, "registered": false,
+             "alive": false, "last_seen_ms_ago": 4200, "capacity": 500, "flows": 0,
+             "load": 0.0, "busy": 0.0, "beats": 9},
+            {"name": "be3", "address": "10.99.1.13", "agent": null, "registered": false,
+             "alive": false, "last_seen_ms_ago": null, "capacity": null, "flows": null,
+             "load": null, "busy": null, "beats": 0}]});
+        assert_eq!(
+            agents(&v),
+            "agent port 7946  timeout 1.5s\n\n\
+             NAME  ADDRESS     AGENT  REGISTERED  ALIVE  SEEN_AGO  CAPACITY  FLOWS  LOAD  BUSY  BEATS\n\
+             be1   10.99.1.11  host1  yes         yes       120ms      1000     12  1.2%  0.3%     40\n\
+             be2   10.99.1.12  -      no          no         4.2s       500      0    0%    0%      9\n\
+             be3   10.99.1.13  -      no          no            -         -      -     -     -      0\n"
+        );
     }
 
     #[test]

@@ -71,6 +71,22 @@ fn status_prints_aligned_tables() {
 }
 
 #[test]
+fn agents_table_and_json() {
+    let dir = TempDir::new("ctl-agents");
+    let (server, _) = common::start(&dir);
+    let s = server.path();
+    let table = "agent port 7946  timeout 1.5s\n\n\
+                 NAME  ADDRESS     AGENT  REGISTERED  ALIVE  SEEN_AGO  CAPACITY  FLOWS  LOAD  BUSY  BEATS\n\
+                 be1   10.99.1.11  host1  yes         yes       250ms      1000      0    0%   50%     40\n\
+                 be2   10.99.1.12  host2  no          no        500ms      1000     10    1%   50%     41\n";
+    assert_eq!(ok(&ctl(s, &["agents"])), table);
+    assert_eq!(ok(&ctl(s, &["agents", "list"])), table);
+    let raw: Value = serde_json::from_str(&ok(&ctl(s, &["--json", "agents"]))).unwrap();
+    assert_eq!(raw["agents"][1]["name"], "be2");
+    assert_eq!(raw["agents"][0]["alive"], true);
+}
+
+#[test]
 fn backends_table_json_and_changes() {
     let dir = TempDir::new("ctl-backends");
     let (server, _) = common::start(&dir);

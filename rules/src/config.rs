@@ -11,12 +11,14 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 mod agent;
+mod handoff;
 mod mgmt;
 pub(crate) mod routing;
 mod tcp;
 mod web;
 
-pub use agent::{AgentConfig, AgentPort, AgentVip};
+pub use agent::{AgentConfig, AgentPort, AgentSwitch, AgentVip};
+pub use handoff::HandoffConfig;
 pub use mgmt::{HealthConfig, MgmtConfig};
 pub use routing::{
     BackendConfig, ClientAddress, ClientXff, CookieMatch, HeaderMatch, LardConfig, PoolConfig,
@@ -152,6 +154,9 @@ pub struct Config {
     /// The read-only HTTP listener (`/metrics`, the stats page); off unless `listen` is set.
     #[serde(default)]
     pub web: WebConfig,
+    /// The handoff agents' beats (VIP mode `handoff`).
+    #[serde(default)]
+    pub handoff: HandoffConfig,
 }
 
 /// EAL arguments. webswitch adds `--lcores`, `--main-lcore`, `--file-prefix`, and one
@@ -637,6 +642,7 @@ impl Config {
         self.validate_tcp()?;
         self.health.validate()?;
         self.web.validate()?;
+        self.handoff.validate()?;
         self.validate_backends_and_pools()?;
         // The rules and `default_pool` are checked by compiling them, exactly as the
         // workers will.

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod answer;
+pub mod beat;
 pub mod config;
 pub mod forward;
 pub mod framing;

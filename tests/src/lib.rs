@@ -433,6 +433,28 @@ impl Switch {
             .to_string()
     }
 
+    /// One command on the switch's management socket (named in its `ready` event):
+    /// returns the reply's `result`, panics on an error reply or after 10 s.
+    pub fn call(&self, cmd: &str, args: Value) -> Value {
+        use std::io::Write;
+        let path = self.ready["socket"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no socket in {}", self.ready));
+        let s = std::os::unix::net::UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("connect {path}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let line = serde_json::json!({ "id": 1, "cmd": cmd, "args": args }).to_string() + "\n";
+        (&s).write_all(line.as_bytes()).expect("send the command");
+        let mut reply = String::new();
+        BufReader::new(&s)
+            .read_line(&mut reply)
+            .unwrap_or_else(|e| panic!("{cmd}: no reply: {e}"));
+        let v: Value =
+            serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{cmd}: reply {reply:?}: {e}"));
+        assert_eq!(v["ok"], true, "{cmd} failed: {v}");
+        v["result"].clone()
+    }
+
     /// Sends SIGTERM, waits (bounded) for a clean exit, and returns the final counters.
     pub fn stop(self) -> Value {
         self.stop_with("TERM")

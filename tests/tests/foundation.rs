@@ -218,6 +218,8 @@ fn scenario(name: &str, net: u8, workers: usize, signal: &str) {
         "icmp_not_echo",
         "arp_not_for_us",
         "peer_ring_full",
+        "bad_agent_beat",
+        "agent_beat_unknown",
     ];
     let rx_drops: u64 = l2l3_drops
         .iter()
@@ -226,6 +228,7 @@ fn scenario(name: &str, net: u8, workers: usize, signal: &str) {
     let accounted = counter(total, &["arp_requests_answered"])
         + counter(total, &["icmp_echo_answered"])
         + counter(total, &["arp_absorbed"])
+        + counter(total, &["agent_beats"])
         + counter(total, &["tcp_segments_owned"])
         - counter(total, &["steered_from_peer"])
         + counter(total, &["steered_to_peer"])

@@ -12,6 +12,11 @@
 //! the switch (its client port transmits a small fraction of what the client receives,
 //! and nothing is spliced), the host's own service still reachable through the agent,
 //! and every agent and switch counter of drops at zero where nothing should drop.
+//!
+//! The agents register with the switch and send it heartbeats (`agents.list` shows each
+//! alive under its name before any request); a backend without an agent is never handed
+//! a connection, and one whose agent stopped cleanly (its `leave`) is skipped at once: a
+//! pool left without a live agent answers 503 at once instead of hanging.
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -34,6 +39,9 @@ fn agent_config(tb: &Testbed, b: u8) -> Value {
         "kernel": { "device": format!("net_tap0,iface=wsa0,mac=02:00:0a:{:02x}:01:{:02x}", tb.net, 10 + b) },
         "vips": [ { "address": tb.ip(0, 10), "tcp_ports": [80] } ],
         "idle_max_sleep_us": 1000,
+        // The switch's address on the backends' LAN; beats every 200 ms (default 500).
+        "switch": { "address": tb.ip(1, 1), "port": 7946, "capacity": 1000,
+                    "heartbeat_ms": 200, "name": format!("be{b}") },
     })
 }
 
@@ -48,7 +56,50 @@ fn switch_config(tb: &Testbed, workers: usize) -> Value {
                 "action": { "deny": {} } }),
     );
     c["tcp"]["closed_linger_ms"] = 300.into();
+    c["handoff"] = json!({ "agent_port": 7946, "agent_timeout_ms": 1500 });
     c
+}
+
+/// The switch's `agents.list` row of each backend, by name.
+fn agent_rows(sw: &Switch) -> Vec<Value> {
+    sw.call("agents.list", json!({}))["agents"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn agent_row(sw: &Switch, backend: &str) -> Value {
+    agent_rows(sw)
+        .into_iter()
+        .find(|a| a["name"] == backend)
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until the switch lists the agents of `backends` as registered and alive, each
+/// under its own name.
+fn wait_agents(sw: &Switch, backends: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = agent_rows(sw);
+        let alive = |b: &str| {
+            rows.iter().any(|a| {
+                a["name"] == b && a["alive"] == true && a["registered"] == true && a["agent"] == b
+            })
+        };
+        if backends.iter().all(|b| alive(b)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agents of {backends:?} not alive within 10 s: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The switch's `handoff_no_agent` so far.
+fn no_agent_count(sw: &Switch) -> u64 {
+    counter(&sw.call("stats", json!({}))["total"], &["handoff_no_agent"])
 }
 
 /// curl in the client namespace: (X-Backend, body file's sha256 or body).
@@ -58,34 +109,41 @@ fn get(tb: &Testbed, tag: &str, path: &str, out: &str) -> String {
     be
 }
 
+/// The HTTP status of a GET of `path` on the VIP from the client (curl's `%{http_code}`:
+/// `000` when no answer came within `max_s` seconds).
+fn http_code(tb: &Testbed, path: &str, max_s: u64) -> String {
+    let url = format!("http://{}{path}", tb.ip(0, 10));
+    let max = max_s.to_string();
+    let out = tb.exec(
+        "cli",
+        &[
+            "curl",
+            "-s",
+            "--max-time",
+            &max,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+        ],
+        Duration::from_secs(max_s + 10),
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 /// Waits until the switch has handed a request off successfully (the backends' MACs are
 /// learned by the health checks through the agents' bridges).
 fn wait_ready(tb: &Testbed) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let url = format!("http://{}/whoami", tb.ip(0, 10));
     loop {
-        let out = tb.exec(
-            "cli",
-            &[
-                "curl",
-                "-s",
-                "--max-time",
-                "2",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &url,
-            ],
-            Duration::from_secs(10),
-        );
-        if String::from_utf8_lossy(&out.stdout) == "200" {
+        let code = http_code(tb, "/whoami", 2);
+        if code == "200" {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "no handed-off answer within 20 s (last: {:?})",
-            String::from_utf8_lossy(&out.stdout)
+            "no handed-off answer within 20 s (last: {code:?})"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -180,10 +238,9 @@ fn keep_alive_rules(tb: &Testbed) {
     );
 }
 
-/// Starts an agent in every backend, then the switch, and waits until a request is
-/// handed off end to end.
-fn start_all(tb: &Testbed, workers: usize) -> (Vec<Switch>, Switch) {
-    let agents: Vec<Switch> = BACKENDS
+/// Starts an agent in each of `backends`.
+fn start_agents(tb: &Testbed, backends: &[u8]) -> Vec<Switch> {
+    backends
         .iter()
         .map(|&b| {
             Switch::start_in(
@@ -193,8 +250,15 @@ fn start_all(tb: &Testbed, workers: usize) -> (Vec<Switch>, Switch) {
                 &agent_config(tb, b),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Starts an agent in every backend, then the switch; waits until every agent is alive
+/// at the switch and a request is handed off end to end.
+fn start_all(tb: &Testbed, workers: usize) -> (Vec<Switch>, Switch) {
+    let agents = start_agents(tb, &BACKENDS);
     let sw = Switch::start(tb, &switch_config(tb, workers));
+    wait_agents(&sw, &["be1", "be2", "be3"]);
     wait_ready(tb);
     (agents, sw)
 }
@@ -206,11 +270,13 @@ fn stop_agents(agents: Vec<Switch>) -> u64 {
         let s = a.stop();
         eprintln!("agent: {s}");
         taken += counter(&s, &["handoffs_established"]);
+        assert!(counter(&s, &["beats_sent"]) >= 2, "register and beats: {s}");
         for k in [
             "drop_bad_option",
             "drop_bad_syn_ack",
             "drop_no_mbuf",
             "drop_table_full",
+            "beat_send_failures",
         ] {
             assert_eq!(counter(&s, &[k]), 0, "{k}: {s}");
         }
@@ -221,6 +287,8 @@ fn stop_agents(agents: Vec<Switch>) -> u64 {
 fn scenario(tb: &Testbed, workers: usize) {
     let dir = format!("/tmp/{}-testbed", tb.name);
     let (agents, sw) = start_all(tb, workers);
+    // Every agent was alive before the first request: no handoff found none.
+    let no_agent = no_agent_count(&sw);
 
     // Content from the rule's backend: /img/ is be1's pool, /app/ be2's.
     let body = format!("/tmp/{}-hof-body", tb.name);
@@ -341,6 +409,13 @@ fn scenario(tb: &Testbed, workers: usize) {
     );
     assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
     assert_eq!(counter(t, &["flows_live"]), 0, "{t}");
+    // The agents' beats arrived and were taken; none went missing after the start.
+    assert!(counter(t, &["agent_beats"]) > 0, "{t}");
+    assert_eq!(counter(t, &["handoff_no_agent"]), no_agent, "{t}");
+    assert_eq!(no_agent, 0, "{t}");
+    for d in ["bad_agent_beat", "agent_beat_unknown"] {
+        assert_eq!(counter(t, &["drops", d]), 0, "{d}: {t}");
+    }
     // Response bytes do not cross the switch: its client port sent handshakes and acks
     // only, a small fraction of what the client received.
     let tx = counter(&stats["ports"]["client"], &["tx_bytes"]);
@@ -486,4 +561,90 @@ fn handoff_impaired_two_workers() {
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hofi2", 216);
     impaired(&tb, 2);
+}
+
+/// Agents on be1 and be2 only, none on be3; health checks off, so that only the agents'
+/// beats can keep be3 out (a health check would take the cut-off host down too).
+fn absent_agent(tb: &Testbed) {
+    let mut agents = start_agents(tb, &[1, 2]);
+    let mut config = switch_config(tb, 1);
+    config["health"]["enabled"] = false.into();
+    let sw = Switch::start(tb, &config);
+    wait_agents(&sw, &["be1", "be2"]);
+    let be3 = agent_row(&sw, "be3");
+    assert_eq!(
+        (&be3["alive"], &be3["registered"], &be3["beats"]),
+        (&json!(false), &json!(false), &json!(0)),
+        "{be3}"
+    );
+    wait_ready(tb);
+
+    // The default pool is least_connections over be1, be2, be3, which hands sequential
+    // requests round: be3, without an agent, is skipped every time.
+    let url = format!("http://{}/big/1M.bin", tb.ip(0, 10));
+    let mut seen = std::collections::BTreeMap::new();
+    for i in 0..12 {
+        let (be, code) = tb.curl_backend(
+            &format!("abs{i}"),
+            30,
+            &["-o", "/dev/null", "-w", "%{http_code}", &url],
+        );
+        assert_eq!(code, "200", "request {i} from {be}");
+        *seen.entry(be).or_insert(0) += 1;
+    }
+    assert!(
+        seen.keys().all(|b| b == "be1" || b == "be2") && seen.len() == 2,
+        "{seen:?}"
+    );
+    assert_eq!(no_agent_count(&sw), 0, "be1 and be2 were alive all along");
+
+    // be2's agent stops cleanly: its leave marks it gone at once (not after the timeout).
+    let be2 = agents.remove(1).stop();
+    assert!(counter(&be2, &["beats_sent"]) >= 2, "{be2}");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let row = agent_row(&sw, "be2");
+        if row["alive"] == false {
+            assert_eq!(row["registered"], false, "a leave, not a timeout: {row}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "be2 still alive 1 s after its leave: {row}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // /app/ goes to the apps pool, be2 alone: 503 at once, no 12.6 s of silence.
+    let started = Instant::now();
+    let code = http_code(tb, "/app/x", 10);
+    let took = started.elapsed();
+    assert_eq!(code, "503");
+    assert!(took < Duration::from_secs(2), "the 503 took {took:?}");
+    assert!(no_agent_count(&sw) > 0);
+    // be1 still takes the default pool.
+    let (be, _) = tb.curl_backend("abs-after", 30, &["-o", "/dev/null", &url]);
+    assert_eq!(be, "be1");
+
+    std::thread::sleep(Duration::from_millis(2500));
+    let stats = sw.stop();
+    let t = &stats["total"];
+    eprintln!("switch: {t}");
+    assert!(counter(t, &["handoffs_started"]) >= 13, "{t}");
+    assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
+    assert!(counter(t, &["handoff_no_agent"]) >= 1, "{t}");
+    assert!(counter(t, &["agent_beats"]) > 0, "{t}");
+    assert_eq!(counter(t, &["drops", "bad_agent_beat"]), 0, "{t}");
+    assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
+    let taken = stop_agents(agents);
+    assert!(taken >= 6, "be1's agent established {taken} handoffs");
+}
+
+#[test]
+fn agent_absent_backend_is_skipped() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hofa", 217);
+    absent_agent(&tb);
 }

@@ -32,7 +32,7 @@ fn agent(tb: &Testbed, b: u8) -> Switch {
         "idle_max_sleep_us": 1000,
     });
     let mut config = config;
-    if let Some(extra) = agent_extra(tb) {
+    if let Some(extra) = agent_extra(tb, b) {
         config["switch"] = extra;
     }
     Switch::start_in(
@@ -44,14 +44,15 @@ fn agent(tb: &Testbed, b: u8) -> Switch {
 }
 
 /// The agent's registration block, when the build has one (agents announce themselves
-/// to the switch's backend address).
-fn agent_extra(tb: &Testbed) -> Option<Value> {
+/// to the switch's backend address, be4's through the router), named after its backend.
+fn agent_extra(tb: &Testbed, b: u8) -> Option<Value> {
     let example =
         std::fs::read_to_string(webswitch_tests::workspace_root().join("examples/agent.json"))
             .ok()?;
     let v: Value = serde_json::from_str(&example).ok()?;
     let mut s = v.get("switch")?.clone();
     s["address"] = tb.ip(1, 1).into();
+    s["name"] = format!("be{b}").into();
     Some(s)
 }
 

@@ -16,6 +16,7 @@ fn port() -> PortAddrs {
         vips: vec![(VIP, vec![80])],
         per_request: vec![false],
         gateway: None,
+        agent_port: 7946,
     }
 }
 
@@ -231,5 +232,70 @@ fn tcp_to_vip_is_steered_by_client_tuple() {
     assert_eq!(
         process_frame(&mut f, &port(), &mut neigh, 0, 2).0,
         Action::Tcp { core: expect }
+    );
+}
+
+/// A UDP datagram from PEER to `dst`:`dport` carrying `payload`, its checksum filled.
+fn udp_frame(dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = echo_request();
+    f.truncate(14 + 20);
+    let len = 8 + payload.len();
+    f.resize(14 + 20 + len, 0);
+    {
+        let mut u = UdpPacket::new_unchecked(&mut f[34..]);
+        u.set_src_port(40000);
+        u.set_dst_port(dport);
+        u.set_len(len as u16);
+        u.payload_mut().copy_from_slice(payload);
+        u.fill_checksum(PEER, dst);
+    }
+    let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+    ip.set_protocol(ip_proto::UDP);
+    ip.set_dst_addr(dst);
+    ip.set_total_len((20 + len) as u16);
+    ip.fill_checksum();
+    f
+}
+
+#[test]
+fn agent_beats_are_classified_by_port_and_address() {
+    let mut neigh = NeighbourTable::new(16, 1000);
+    let payload = br#"{"v":1}"#;
+    // To our own address at the agent port: a beat, its payload located (padding after).
+    let mut f = udp_frame(OWN, 7946, payload);
+    f.extend_from_slice(&[0; 6]);
+    let (action, _) = process_frame(&mut f, &port(), &mut neigh, 0, 2);
+    let Action::AgentBeat { src, at, len } = action else {
+        panic!("{action:?}")
+    };
+    assert_eq!((src, &f[at..at + len]), (PEER, &payload[..]));
+    // Without a checksum (0): taken as sent.
+    let mut f = udp_frame(OWN, 7946, payload);
+    UdpPacket::new_unchecked(&mut f[34..]).set_checksum(0);
+    assert!(matches!(
+        process_frame(&mut f, &port(), &mut neigh, 0, 1).0,
+        Action::AgentBeat { .. }
+    ));
+    // A wrong checksum on the agent port: a bad beat.
+    let mut f = udp_frame(OWN, 7946, payload);
+    f[44] ^= 0x01;
+    assert_eq!(
+        process_frame(&mut f, &port(), &mut neigh, 0, 1).0,
+        Action::Drop(DropReason::BadAgentBeat)
+    );
+    // Any other UDP stays unsupported: another port, the VIP, a broken header.
+    for (dst, dport) in [(OWN, 7947), (VIP, 7946), (VIP, 80)] {
+        let mut f = udp_frame(dst, dport, payload);
+        assert_eq!(
+            process_frame(&mut f, &port(), &mut neigh, 0, 1).0,
+            Action::Drop(DropReason::UnsupportedProtocol),
+            "{dst}:{dport}"
+        );
+    }
+    let mut f = udp_frame(OWN, 7946, payload);
+    UdpPacket::new_unchecked(&mut f[34..]).set_len(200);
+    assert_eq!(
+        process_frame(&mut f, &port(), &mut neigh, 0, 1).0,
+        Action::Drop(DropReason::UnsupportedProtocol)
     );
 }

@@ -80,9 +80,12 @@ agent_counters! {
     DropNoMbuf => "drop_no_mbuf",
     BusyCycles => "busy_cycles",
     IdleCycles => "idle_cycles",
+    BeatsSent => "beats_sent",
+    BeatSendFailures => "beat_send_failures",
 }
 
-/// The agent's counters: written by its one lcore, read by the main thread.
+/// The agent's counters: written by its one lcore, read by the main thread; the beat
+/// counters are the main thread's (it sends the beats). One writer per counter.
 pub struct AgentStats([AtomicU64; AgentCounter::ALL.len()]);
 
 impl Default for AgentStats {
@@ -92,8 +95,9 @@ impl Default for AgentStats {
 }
 
 impl AgentStats {
+    /// Adds `n` to a counter; only its one writer may (see the type's doc).
     #[inline]
-    fn add(&self, c: AgentCounter, n: u64) {
+    pub(crate) fn add(&self, c: AgentCounter, n: u64) {
         let a = &self.0[c as usize];
         a.store(a.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }

@@ -301,6 +301,16 @@ impl Collector for SwitchCollector {
                 Counter::HandoffRefused,
             ),
             (
+                "webswitch_handoff_no_agent",
+                "Handoffs answered 503 because no backend of the pool had a live agent.",
+                Counter::HandoffNoAgent,
+            ),
+            (
+                "webswitch_agent_beats",
+                "Handoff agents' beats (register, heartbeat, leave) received and accepted.",
+                Counter::AgentBeats,
+            ),
+            (
                 "webswitch_warm_opened",
                 "Warm backend connections opened.",
                 Counter::WarmOpened,
@@ -460,6 +470,7 @@ impl Collector for SwitchCollector {
         let mut active = Vec::new();
         let mut requests = Vec::new();
         let mut admin = Vec::new();
+        let mut agent = Vec::new();
         for b in &rows {
             let name = b["name"].as_str().unwrap_or("").to_string();
             for st in ["up", "down", "unknown"] {
@@ -474,6 +485,10 @@ impl Collector for SwitchCollector {
                     i64::from(b["admin"] == st),
                 ));
             }
+            agent.push((
+                vec![("backend", name.clone())],
+                i64::from(b["agent"] == "alive"),
+            ));
             weight.push((
                 vec![("backend", name.clone())],
                 b["weight"].as_i64().unwrap_or(0),
@@ -495,6 +510,12 @@ impl Collector for SwitchCollector {
             "webswitch_backend_admin",
             "1 for the backend's administrative state, 0 for the others.",
             &admin,
+        )?;
+        gauge_family(
+            &mut enc,
+            "webswitch_agent_alive",
+            "1 while the backend's handoff agent is alive (beats within handoff.agent_timeout_ms), else 0.",
+            &agent,
         )?;
         gauge_family(
             &mut enc,
@@ -570,11 +591,7 @@ impl Collector for SwitchCollector {
             &queued,
         )?;
         let conns: Vec<(Labels, i64)> = rt
-            .config
-            .backends
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !rt.removed[*i])
+            .live_backends()
             .filter_map(|(_, b)| {
                 let m = b.max_connections?;
                 Some((vec![("backend", b.name.clone())], i64::from(m)))

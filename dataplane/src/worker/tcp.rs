@@ -227,6 +227,9 @@ pub struct TcpCore {
     warm_backoff_until: Vec<u64>,
     /// Scratch for segments the switch builds from its buffers.
     seg_scratch: Vec<u8>,
+    /// Per backend: the agent load (ten-thousandths) last given to `pools.set_load`
+    /// (`u32::MAX`: none yet, as after a runtime change replaced `pools`).
+    agent_load: Vec<u32>,
 }
 
 impl TcpCore {
@@ -269,6 +272,7 @@ impl TcpCore {
             warm_count: vec![0; crate::runtime::MAX_BACKENDS],
             warm_backoff_until: vec![0; crate::runtime::MAX_BACKENDS],
             seg_scratch: vec![0; emit::MAX_SEGMENT],
+            agent_load: vec![u32::MAX; crate::runtime::MAX_BACKENDS],
         }
     }
 

@@ -25,6 +25,7 @@ Examples:
   webswitchctl backends
   webswitchctl backends add be4 10.99.1.14:80 --weight 2 --pool default
   webswitchctl backends drain be2
+  webswitchctl agents
   webswitchctl rules replace rules.json --expect-version 7
   webswitchctl connections list --backend be2 --limit 20
   webswitchctl top
@@ -88,6 +89,14 @@ enum Command {
     Backends {
         #[command(subcommand)]
         action: Option<BackendsCmd>,
+    },
+    /// List each backend's handoff agent: registered, alive, last heard from, its load (default: list)
+    #[command(
+        after_help = "Examples:\n  webswitchctl agents\n  webswitchctl --json agents | jq '.agents[] | select(.alive | not) | .name'"
+    )]
+    Agents {
+        #[command(subcommand)]
+        action: Option<AgentsCmd>,
     },
     /// List pools with their scheduler and backends, add or remove one (default: list)
     #[command(
@@ -175,6 +184,13 @@ enum PoolsCmd {
     /// Remove a pool no rule refers to
     #[command(after_help = "Example:\n  webswitchctl pools remove api")]
     Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentsCmd {
+    /// List the agents, one row per backend
+    #[command(after_help = "Example:\n  webswitchctl agents list")]
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -499,6 +515,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             render::stats(&result, &labels, all)
         }
         Show::Backends => render::backends(&result),
+        Show::Agents => render::agents(&result),
         Show::Pools => render::pools(&result),
         Show::Rules => render::rules(&result),
         Show::Connections => render::connections(&result),
@@ -542,6 +559,7 @@ enum Show {
         all: bool,
     },
     Backends,
+    Agents,
     Pools,
     Rules,
     Connections,
@@ -579,6 +597,9 @@ fn prepare(command: &Command) -> Result<Prepared, Failure> {
                 name_arg(name),
                 Show::Done(format!("pool {name} removed")),
             ),
+        },
+        Command::Agents { action } => match action.as_ref().unwrap_or(&AgentsCmd::List) {
+            AgentsCmd::List => ("agents.list", Value::Null, Show::Agents),
         },
         Command::Top { .. } => return Ok(None),
         Command::Raw { cmd, args } => {

@@ -215,6 +215,15 @@ impl Control for Mock {
                     "admin": b.admin, "health": "up", "active": 0, "pools": b.pools,
                 })).collect::<Vec<_>>()
             })),
+            "agents.list" => Ok(json!({
+                "agent_port": 7946, "agent_timeout_ms": 1500,
+                "agents": st.backends.iter().enumerate().map(|(i, b)| json!({
+                    "name": b.name, "address": b.address, "agent": format!("host{}", i + 1),
+                    "registered": i == 0, "alive": i == 0, "last_seen_ms_ago": 250 * (i + 1),
+                    "capacity": 1000, "flows": 10 * i, "load": 0.01 * i as f64, "busy": 0.5,
+                    "beats": 40 + i,
+                })).collect::<Vec<_>>()
+            })),
             "backends.add" => {
                 args::only(a, &["name", "address", "port", "weight", "pools"])?;
                 let name = args::get_str(a, "name")?.to_string();

@@ -1,7 +1,8 @@
 //! The handoff agent's config (`"role": "agent"`): the same binary, run on a backend host
 //! in front of its unmodified kernel. It owns the host's NIC (`nic`), reaches the kernel
 //! through a TAP (`kernel`), and takes over the connections the switch hands off to the
-//! VIPs listed here; everything else passes between NIC and kernel untouched.
+//! VIPs listed here; everything else passes between NIC and kernel untouched. With a
+//! `switch` block it registers with the switch and sends it heartbeats (`crate::beat`).
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
@@ -35,6 +36,79 @@ pub struct AgentConfig {
     /// Longest sleep of the idle poll loop.
     #[serde(default = "AgentConfig::default_idle_max_sleep_us")]
     pub idle_max_sleep_us: u64,
+    /// Where to register and send heartbeats; none: the agent stays silent (and a switch
+    /// that waits for agents hands it nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<AgentSwitch>,
+}
+
+/// The switch the agent reports to: a register at start, a heartbeat every
+/// `heartbeat_ms` with the host's load, a leave on a clean stop (UDP, `crate::beat`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSwitch {
+    /// The switch's own address on the backends' side (its `ports[].addresses`).
+    pub address: Ipv4Addr,
+    /// The switch's `handoff.agent_port`.
+    #[serde(default = "AgentSwitch::default_port")]
+    pub port: u16,
+    /// Connections the host takes: the load reported is live flows / capacity.
+    #[serde(default = "AgentSwitch::default_capacity")]
+    pub capacity: u32,
+    #[serde(default = "AgentSwitch::default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// The agent's name in the switch's `agents.list` (the switch knows it by its address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl AgentSwitch {
+    fn default_port() -> u16 {
+        crate::beat::DEFAULT_PORT
+    }
+    fn default_capacity() -> u32 {
+        1000
+    }
+    fn default_heartbeat_ms() -> u64 {
+        500
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let a = self.address;
+        if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
+            return Err(ConfigError::new(
+                "switch.address",
+                format!("{a} is not the switch's unicast address"),
+            ));
+        }
+        if self.port == 0 {
+            return Err(ConfigError::new("switch.port", "must not be 0"));
+        }
+        if !(1..=crate::beat::MAX_CAPACITY).contains(&self.capacity) {
+            return Err(ConfigError::new(
+                "switch.capacity",
+                format!("must be 1..={}", crate::beat::MAX_CAPACITY),
+            ));
+        }
+        if !(50..=10_000).contains(&self.heartbeat_ms) {
+            return Err(ConfigError::new(
+                "switch.heartbeat_ms",
+                "must be 50..=10000",
+            ));
+        }
+        if let Some(n) = &self.name {
+            if !crate::beat::valid_name(n) {
+                return Err(ConfigError::new(
+                    "switch.name",
+                    format!(
+                        "1 to {} letters, digits, `.`, `_` or `-`",
+                        crate::beat::MAX_NAME_LEN
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +219,9 @@ impl AgentConfig {
         if self.mempool.mbufs < 1023 {
             return Err(ConfigError::new("mempool.mbufs", "must be at least 1023"));
         }
+        if let Some(s) = &self.switch {
+            s.validate()?;
+        }
         Ok(())
     }
 
@@ -192,5 +269,59 @@ mod tests {
         assert!(!AgentConfig::is_agent_json(include_str!(
             "../../../examples/testbed.json"
         )));
+    }
+
+    #[test]
+    fn switch_block_defaults_and_errors() {
+        let with = |block: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+            v["switch"] = serde_json::from_str(block).unwrap_or(serde_json::Value::Null);
+            v.to_string()
+        };
+        let c = AgentConfig::from_json(&with(r#"{ "address": "10.99.1.1" }"#)).unwrap();
+        let s = c.switch.unwrap();
+        assert_eq!(
+            (s.port, s.capacity, s.heartbeat_ms, s.name),
+            (7946, 1000, 500, None)
+        );
+        let full = r#"{ "address": "10.99.1.1", "port": 9000, "capacity": 64, "heartbeat_ms": 50, "name": "be1" }"#;
+        let s = AgentConfig::from_json(&with(full)).unwrap().switch.unwrap();
+        assert_eq!((s.port, s.capacity, s.heartbeat_ms), (9000, 64, 50));
+        assert_eq!(s.name.as_deref(), Some("be1"));
+        let example = AgentConfig::from_json(EXAMPLE).unwrap().switch.unwrap();
+        assert_eq!(example.address, Ipv4Addr::new(10, 99, 1, 1));
+        assert_eq!(example.name.as_deref(), Some("be1"));
+        let mut none: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+        none.as_object_mut().unwrap().remove("switch");
+        assert!(AgentConfig::from_json(&none.to_string())
+            .unwrap()
+            .switch
+            .is_none());
+        for (block, field) in [
+            (r#"{ "address": "0.0.0.0" }"#, "switch.address"),
+            (r#"{ "address": "10.99.1.1", "port": 0 }"#, "switch.port"),
+            (
+                r#"{ "address": "10.99.1.1", "capacity": 0 }"#,
+                "switch.capacity",
+            ),
+            (
+                r#"{ "address": "10.99.1.1", "heartbeat_ms": 49 }"#,
+                "switch.heartbeat_ms",
+            ),
+            (
+                r#"{ "address": "10.99.1.1", "heartbeat_ms": 10001 }"#,
+                "switch.heartbeat_ms",
+            ),
+            (
+                r#"{ "address": "10.99.1.1", "name": "b e" }"#,
+                "switch.name",
+            ),
+            (r#"{ "port": 7946 }"#, "switch"),
+            (r#"{ "address": "10.99.1.1", "bogus": 1 }"#, "switch.bogus"),
+            (r#"{ "address": "10.99.1" }"#, "switch.address"),
+        ] {
+            let e = AgentConfig::from_json(&with(block)).unwrap_err();
+            assert_eq!(e.field, field, "{block}: {e}");
+        }
     }
 }

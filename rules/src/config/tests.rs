@@ -392,3 +392,23 @@ fn forward_normalized_path_per_vip() {
     let e = err_after(|v| v["vips"][0]["forward_normalised_path"] = true.into());
     assert_eq!(e.field, "vips[0].forward_normalised_path");
 }
+
+#[test]
+fn handoff_block_defaults_and_named_errors() {
+    let c = Config::from_json(EXAMPLE).unwrap();
+    assert_eq!(c.handoff, HandoffConfig::default());
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    v["handoff"] = serde_json::json!({ "agent_port": 9000, "agent_timeout_ms": 800 });
+    let c = Config::from_json(&v.to_string()).unwrap();
+    assert_eq!(
+        (c.handoff.agent_port, c.handoff.agent_timeout_ms),
+        (9000, 800)
+    );
+    assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
+    let e = err_after(|v| v["handoff"] = serde_json::json!({ "agent_port": 0 }));
+    assert_eq!(e.field, "handoff.agent_port");
+    let e = err_after(|v| v["handoff"] = serde_json::json!({ "agent_timeout_ms": 50 }));
+    assert_eq!(e.field, "handoff.agent_timeout_ms");
+    let e = err_after(|v| v["handoff"] = serde_json::json!({ "agent_ports": 1 }));
+    assert_eq!(e.field, "handoff.agent_ports");
+}

@@ -1,5 +1,5 @@
 //! Typed, zero-copy views of the frames the switch handles: Ethernet II, ARP for
-//! IPv4 over Ethernet, IPv4, ICMPv4 and TCP (with its options).
+//! IPv4 over Ethernet, IPv4, ICMPv4, TCP (with its options) and UDP.
 //!
 //! Every protocol follows one pattern, so callers can move between them without
 //! looking anything up:
@@ -28,6 +28,7 @@ pub mod ipip;
 mod ipv4;
 mod seq;
 mod tcp;
+mod udp;
 mod walk;
 
 #[cfg(test)]
@@ -40,6 +41,7 @@ pub use self::icmpv4::{icmp_type, Icmpv4Packet};
 pub use self::ipv4::{ip_proto, Ipv4Packet, Ipv4Repr};
 pub use self::seq::SeqNumber;
 pub use self::tcp::{tcp_flags, TcpOption, TcpOptionIter, TcpPacket, TcpRepr};
+pub use self::udp::UdpPacket;
 pub use self::walk::parse_all;
 
 /// Reads a big-endian `u16` at `at`. Panics if out of bounds: callers only pass

@@ -134,13 +134,19 @@ impl Worker {
     }
 
     /// Picks an available backend of `pool` for `id`: not at its limit, and not tried
-    /// before by this request unless every other one is out.
+    /// before by this request unless every other one is out. On a handoff VIP, only a
+    /// backend whose agent is alive (`crate::agents`): a handoff to a host without one
+    /// would be silence until the switch gives up.
     pub(super) fn pick_backend(&mut self, id: ConnId, pool: usize) -> Option<usize> {
         let n = self.tcp.pools.members(pool).len();
         let meta = self.tcp.meta[id as usize];
+        // The TSC to judge agents by, on a handoff VIP only (one read per pick).
+        let agents_at = self.on_handoff_vip(id).then(dpdk_env::rdtsc);
+        let agents = &self.shared.agents;
+        let no_agent = |b: usize| agents_at.is_some_and(|t| !agents.alive(b, t));
         if let Some(b) = meta.sticky_backend.map(usize::from) {
             // Splice mode: the connection's backend, while it can take it.
-            if !meta.tried(b) && self.tcp.pools.is_usable(b) && !self.at_limit(b) {
+            if !meta.tried(b) && self.tcp.pools.is_usable(b) && !self.at_limit(b) && !no_agent(b) {
                 return Some(b);
             }
         }
@@ -149,7 +155,7 @@ impl Worker {
             let b = self.tcp.pools.members(pool)[k];
             let tried = meta.tried(b);
             any_tried |= tried;
-            let blocked = tried || self.at_limit(b);
+            let blocked = tried || self.at_limit(b) || no_agent(b);
             self.tcp.pools.set_blocked(b, blocked);
         }
         let r = splitmix(&mut self.tcp.rng);
@@ -157,10 +163,11 @@ impl Worker {
         let head = flows.get(id).map(|c| c.head_bytes()).unwrap_or(&[]);
         let mut picked = pools.pick(pool, request_path(head), r);
         if picked.is_none() && any_tried {
-            // Every untried one is out: a tried one (still up) is better than nothing.
+            // Every untried one is out: a tried one (still up, its agent alive on a
+            // handoff VIP) is better than nothing.
             for k in 0..n {
                 let b = pools.members(pool)[k];
-                if meta.tried(b) {
+                if meta.tried(b) && !no_agent(b) {
                     pools.set_blocked(b, false);
                 }
             }

@@ -1,7 +1,7 @@
 //! The core's side of the management socket and of what other threads change: questions
 //! about this core's connections (list, kill) answered from the flow table, a new runtime
-//! snapshot adopted, health and admin state applied to the schedulers, and the tuples of
-//! health probes kept beside the flow table.
+//! snapshot adopted, health, admin state and the handoff agents' loads applied to the
+//! schedulers, and the tuples of health probes kept beside the flow table.
 use tcpstate::flow::FlowKey;
 
 use super::super::Worker;
@@ -65,13 +65,22 @@ impl Worker {
         }
         self.tcp.pools = pools;
         self.tcp.rt = rt;
+        // The new pools know no load: give them the agents' at this sweep.
+        self.tcp.agent_load.fill(u32::MAX);
     }
 
-    /// Applies health and admin state to this core's schedulers, and publishes this
-    /// core's open connections per backend.
+    /// Applies health and admin state, and the load each handoff agent reported (for
+    /// `weighted_random`; 0 while its agent is not alive), to this core's schedulers,
+    /// and publishes this core's open connections per backend.
     pub(super) fn sync_backend_state(&mut self) {
         let rt = std::sync::Arc::clone(&self.tcp.rt);
+        let now_tsc = dpdk_env::rdtsc();
         for b in 0..self.tcp.pools.backend_count() {
+            let load = self.shared.agents.load_e4(b, now_tsc);
+            if let Some(applied) = self.tcp.agent_load.get_mut(b).filter(|l| **l != load) {
+                *applied = load;
+                self.tcp.pools.set_load(b, f64::from(load) / 10_000.0);
+            }
             let health = self.shared.health[b].load(std::sync::atomic::Ordering::Relaxed);
             let up = health != super::super::health::HEALTH_DOWN
                 && rt.admin[b] != Admin::Maint

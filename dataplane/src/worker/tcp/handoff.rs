@@ -49,11 +49,19 @@ enum Watched {
 const HANDOFF_SEGMENT: usize = 1500 - 20 - 20 - 32;
 
 impl Worker {
-    /// The head of `id` routed to `pool` on a handoff VIP: pick a backend, and hand the
-    /// connection to its agent; 503 when no backend can take it.
+    /// The head of `id` routed to `pool` on a handoff VIP: pick a backend whose agent is
+    /// alive, and hand the connection to its agent; 503 when no backend can take it
+    /// (`handoff_no_agent` when no member of the pool has a live agent: none has beaten
+    /// within `handoff.agent_timeout_ms`, as at start before the first heartbeats).
     pub(super) fn hand_off(&mut self, id: ConnId, pool: usize, now_ms: u64) {
         self.tcp.pool_of[id as usize] = pool;
         let Some(b) = self.pick_backend(id, pool) else {
+            let now_tsc = dpdk_env::rdtsc();
+            let agents = &self.shared.agents;
+            let members = self.tcp.pools.members(pool);
+            if !members.iter().any(|&m| agents.alive(m, now_tsc)) {
+                self.stats().add(Counter::HandoffNoAgent, 1);
+            }
             self.respond(id, 503, now_ms);
             return;
         };
