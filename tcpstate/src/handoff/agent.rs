@@ -539,8 +539,7 @@ impl AgentFlow {
             },
             AgentState::SynSent => ReleaseVerdict::Busy,
             AgentState::Established => {
-                if self.kernel_next == ack && self.client_next == seq && self.kernel_fin.is_none()
-                {
+                if self.kernel_next == ack && self.client_next == seq && self.kernel_fin.is_none() {
                     self.close(now_ms);
                     ReleaseVerdict::Released {
                         kernel_rst_seq: seq,
@@ -571,7 +570,11 @@ impl AgentFlow {
     }
 
     fn note_kernel(&mut self, seg: &SegFlags, now_ms: u64) {
-        let end = SeqNumber((seg.seq + seg.payload_len).0.wrapping_add(self.to_client.seq_delta));
+        let end = SeqNumber(
+            (seg.seq + seg.payload_len)
+                .0
+                .wrapping_add(self.to_client.seq_delta),
+        );
         if end.wrapping_diff(self.kernel_next) > 0 {
             self.kernel_next = end;
         }

@@ -51,7 +51,16 @@ impl Control {
         let Some(o) = out.get_mut(..LEN) else {
             return 0;
         };
-        o.copy_from_slice(&[KIND, LEN as u8, (EXID >> 8) as u8, EXID as u8, self.code(), 0, 0, 0]);
+        o.copy_from_slice(&[
+            KIND,
+            LEN as u8,
+            (EXID >> 8) as u8,
+            EXID as u8,
+            self.code(),
+            0,
+            0,
+            0,
+        ]);
         LEN
     }
 
@@ -80,7 +89,9 @@ mod tests {
     #[test]
     fn round_trip_beside_other_options() {
         for c in [Control::Release, Control::Released, Control::Busy] {
-            let mut opts = [1u8, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0];
+            let mut opts = [
+                1u8, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0,
+            ];
             assert_eq!(c.emit(&mut opts[12..]), LEN);
             assert_eq!(Control::find(&opts), Some(c));
         }
