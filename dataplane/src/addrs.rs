@@ -27,6 +27,9 @@ pub struct PortAddrs {
     /// The UDP port of the handoff agents' beats on the port's own addresses
     /// (`handoff.agent_port`).
     pub agent_port: u16,
+    /// Handoff VIPs whose agents may answer the switch on this (backend-facing) port:
+    /// a TCP segment from one of them to a client is an agent's control reply.
+    pub agent_vips: Vec<Ipv4Addr>,
 }
 
 impl PortAddrs {
@@ -55,6 +58,16 @@ impl PortAddrs {
                     .collect(),
                 gateway: p.gateway,
                 agent_port: config.handoff.agent_port,
+                agent_vips: if p.role == PortRole::Client {
+                    Vec::new()
+                } else {
+                    config
+                        .vips
+                        .iter()
+                        .filter(|v| v.mode == rules::config::VipMode::Handoff)
+                        .map(|v| v.address)
+                        .collect()
+                },
             })
             .collect()
     }

@@ -143,6 +143,15 @@ fn process_ipv4(frame: &mut [u8], port: &PortAddrs, cores: usize) -> Action {
         )
     };
     let Some(local) = port.local(dst) else {
+        if proto == ip_proto::TCP && port.agent_vips.contains(&src) {
+            // A handoff agent's control reply (VIP -> client, to our MAC): to the core
+            // that owns the client's flow.
+            let Ok(tcp) = TcpPacket::new_checked(&frame[hdr + ip_hdr_len..hdr + total_len]) else {
+                return Action::Drop(DropReason::Malformed);
+            };
+            let core = steer::client_flow_core(dst, tcp.dst_port(), src, tcp.src_port(), cores);
+            return Action::Tcp { core };
+        }
         return Action::Drop(DropReason::NotForUs);
     };
     let ip = Ipv4Packet::new_unchecked(&frame[hdr..]);

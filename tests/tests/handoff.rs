@@ -182,11 +182,15 @@ for h in {hexes:?}:
             rest += d
         buf = rest[n:]
         body = rest[:n].decode(errors="replace").splitlines()
-        print("ok", head.split(b"\r\n")[0].decode(), body[0] if body else "")
+        be = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
+              if l.lower().startswith(b"x-backend:")]
+        print("ok", head.split(b"\r\n")[0].decode(), (be or ["-"])[0], body[0] if body else "")
     except ConnectionResetError:
         print("reset"); break
     except EOFError:
         print("closed"); break
+    except TimeoutError:
+        print("timeout", repr(buf[:200])); break
 "#,
         vip = tb.ip(0, 10),
     );
@@ -204,12 +208,37 @@ for h in {hexes:?}:
 
 fn keep_alive_rules(tb: &Testbed) {
     let req = |p: &str| format!("GET {p} HTTP/1.1\r\nHost: ws\r\n\r\n");
-    // Allowed requests go on to the connection's backend, whatever their pool.
-    let r = keep_alive(tb, &[&req("/app/a"), &req("/app/b"), &req("/img/logo.png")]);
+    // Every request to its own pool on one keep-alive connection: the connection moves
+    // between agents (the current one lets it go once its response is acknowledged, the
+    // next kernel's answer continues the client's stream where the last one ended).
+    let r = keep_alive(
+        tb,
+        &[
+            &req("/app/a"),
+            &req("/app/b"),
+            &req("/img/logo.png"),
+            &req("/app/c"),
+            &req("/img/photo.jpg"),
+            &req("/img/logo.png"),
+            &req("/app/d"),
+        ],
+    );
+    assert_eq!(r.len(), 7, "{r:?}");
+    assert_eq!(r[0], "ok HTTP/1.1 200 OK be2 app on be2: /app/a");
+    assert_eq!(r[1], "ok HTTP/1.1 200 OK be2 app on be2: /app/b");
+    assert!(r[2].starts_with("ok HTTP/1.1 200 OK be1 "), "{r:?}");
+    assert_eq!(r[3], "ok HTTP/1.1 200 OK be2 app on be2: /app/c");
+    assert!(r[4].starts_with("ok HTTP/1.1 200 OK be1 "), "{r:?}");
+    assert!(r[5].starts_with("ok HTTP/1.1 200 OK be1 "), "{r:?}");
+    assert_eq!(r[6], "ok HTTP/1.1 200 OK be2 app on be2: /app/d");
+    // Pipelined, two pools in one write: the second waits for the first's response to be
+    // acknowledged, then moves; answers in order, each from its pool.
+    let pipelined = req("/app/p1") + &req("/img/logo.png") + &req("/app/p2");
+    let r = keep_alive(tb, &[&pipelined, "", ""]);
     assert_eq!(r.len(), 3, "{r:?}");
-    assert_eq!(r[0], "ok HTTP/1.1 200 OK app on be2: /app/a");
-    assert_eq!(r[1], "ok HTTP/1.1 200 OK app on be2: /app/b");
-    assert!(r[2].starts_with("ok HTTP/1.1 200 OK"), "{r:?}");
+    assert_eq!(r[0], "ok HTTP/1.1 200 OK be2 app on be2: /app/p1");
+    assert!(r[1].starts_with("ok HTTP/1.1 200 OK be1 "), "{r:?}");
+    assert_eq!(r[2], "ok HTTP/1.1 200 OK be2 app on be2: /app/p2");
     let chunked = "POST /app/c HTTP/1.1\r\nHost: ws\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let with_body = "POST /app/d HTTP/1.1\r\nHost: ws\r\nContent-Length: 11\r\n\r\nGET /admin/";
     for spelling in ["/admin/x", "/%61dmin/x", "//admin/x", "/app/../admin/x"] {
@@ -218,7 +247,10 @@ fn keep_alive_rules(tb: &Testbed) {
             let refused = req(spelling) + &req("/app/never");
             let r = keep_alive(tb, &[&first, &refused]);
             assert_eq!(r.len(), 2, "{first:?} then {spelling}: {r:?}");
-            assert!(r[0].starts_with("ok HTTP/1.1 200 OK app on be2"), "{r:?}");
+            assert!(
+                r[0].starts_with("ok HTTP/1.1 200 OK be2 app on be2"),
+                "{r:?}"
+            );
             assert!(r[1] == "reset" || r[1] == "closed", "{spelling}: {r:?}");
         }
     }
@@ -408,6 +440,9 @@ fn scenario(tb: &Testbed, workers: usize) {
         "nothing spliced: {t}"
     );
     assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
+    assert!(counter(t, &["handoff_moves"]) >= 4, "{t}");
+    assert_eq!(counter(t, &["handoff_moves_failed"]), 0, "{t}");
+
     assert_eq!(counter(t, &["flows_live"]), 0, "{t}");
     // The agents' beats arrived and were taken; none went missing after the start.
     assert!(counter(t, &["agent_beats"]) > 0, "{t}");

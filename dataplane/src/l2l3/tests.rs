@@ -17,6 +17,7 @@ fn port() -> PortAddrs {
         per_request: vec![false],
         gateway: None,
         agent_port: 7946,
+        agent_vips: Vec::new(),
     }
 }
 

@@ -18,8 +18,9 @@ use hashbrown::HashMap;
 use rules::config::AgentConfig;
 use tcpstate::flow::FlowKey;
 use tcpstate::handoff::agent::{
-    AgentFlow, AgentState, ClientVerdict, FlowAddrs, KernelVerdict, SegFlags,
+    AgentFlow, AgentState, ClientVerdict, FlowAddrs, KernelVerdict, ReleaseVerdict, SegFlags,
 };
+use tcpstate::handoff::control::{self, Control};
 use tcpstate::handoff::option;
 use tcpstate::splice::{translate, Translation};
 use tcpstate::wire::{
@@ -68,6 +69,8 @@ agent_counters! {
     SynResent => "syn_resent",
     KernelOrphansReset => "kernel_orphans_reset",
     Decapsulated => "decapsulated",
+    Released => "released",
+    ReleaseBusy => "release_busy",
     FlowsLive => "flows_live",
     DropHeldFull => "drop_held_full",
     DropNoFlow => "drop_no_flow",
@@ -275,6 +278,16 @@ impl Agent {
             local_ip: seen.dst,
             local_port: seen.dport,
         };
+        let header = seen.ip_end - seen.tcp_at - seen.seg.payload_len;
+        if header != 20 && header != 32 {
+            // Not the usual shape (no options, or timestamps alone): maybe a control
+            // message of the switch's.
+            let tcp = TcpPacket::new_unchecked(&m[seen.tcp_at..seen.ip_end]);
+            if Control::find(tcp.options()) == Some(Control::Release) {
+                self.on_release(&m, &seen, key, now_ms);
+                return;
+            }
+        }
         if let Some(e) = self.flows.get_mut(&key) {
             // A segment with the handoff option on a flow we have: the switch sending
             // the head again (our SYN or the kernel's SYN-ACK may be lost: send the SYN
@@ -373,6 +386,103 @@ impl Agent {
                 client_window: seen.window,
             },
         );
+    }
+
+    /// The switch asks to move the connection to another agent (`handoff::control`): let
+    /// it go if it is idle (its kernel side reset quietly, the flow silent from now on),
+    /// and say so, or that it is busy, to the switch.
+    fn on_release(&mut self, m: &Mbuf, seen: &Seen, key: FlowKey, now_ms: u64) {
+        let Some(ack) = seen.seg.ack else {
+            self.count(AgentCounter::DropUnexpected);
+            return;
+        };
+        let addrs = FlowAddrs {
+            client: (key.remote_ip, key.remote_port),
+            vip: (key.local_ip, key.local_port),
+        };
+        let verdict = match self.flows.get_mut(&key) {
+            Some(e) => e.flow.on_release(seen.seg.seq, ack, now_ms),
+            // Nothing of it here (expired, or the agent restarted): nothing to silence.
+            None => ReleaseVerdict::Released {
+                kernel_rst_seq: seen.seg.seq,
+            },
+        };
+        let answer = match verdict {
+            ReleaseVerdict::Released { kernel_rst_seq } => {
+                if self.flows.contains_key(&key) {
+                    let rst = TcpRepr {
+                        src_port: key.remote_port,
+                        dst_port: key.local_port,
+                        seq_number: kernel_rst_seq,
+                        ack_number: None,
+                        flags: tcpstate::wire::tcp_flags::RST,
+                        window_len: 0,
+                        max_seg_size: None,
+                        window_scale: None,
+                        sack_permitted: false,
+                        timestamps: None,
+                        payload_len: 0,
+                    };
+                    self.emit_to_kernel(&addrs, &rst);
+                }
+                self.count(AgentCounter::Released);
+                Control::Released
+            }
+            ReleaseVerdict::Busy => {
+                if let Some(e) = self.flows.get(&key) {
+                    let (kernel_next, client_next) = e.flow.stream_ends();
+                    tracing::debug!(
+                        ?key, seq = seen.seg.seq.0, ack = ack.0, kernel_next = kernel_next.0,
+                        client_next = client_next.0, state = ?e.flow.state(), nic = %self.nic_mac,
+                        "release: busy"
+                    );
+                }
+                self.count(AgentCounter::ReleaseBusy);
+                Control::Busy
+            }
+        };
+        let switch_mac = EthernetFrame::new_unchecked(&m[..]).src_addr();
+        self.answer_switch(switch_mac, &addrs, answer);
+    }
+
+    /// A control message to the switch: a segment VIP -> client sent to the switch's MAC
+    /// (it never reaches the client; the switch takes it on its backend port).
+    fn answer_switch(&mut self, switch_mac: MacAddr, a: &FlowAddrs, c: Control) {
+        let tcp_len = 20 + control::LEN;
+        let total = ETH + 20 + tcp_len;
+        let Some(mut out) = Mbuf::alloc(&self.s.pool) else {
+            self.count(AgentCounter::DropNoMbuf);
+            return;
+        };
+        let Some(buf) = out.append(total.max(60)) else {
+            self.count(AgentCounter::DropNoMbuf);
+            return;
+        };
+        buf.fill(0);
+        {
+            let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+            eth.set_dst_addr(switch_mac);
+            eth.set_src_addr(self.nic_mac);
+            eth.set_ethertype(ethertype::IPV4);
+        }
+        Ipv4Repr {
+            src: a.vip.0,
+            dst: a.client.0,
+            protocol: ip_proto::TCP,
+            payload_len: tcp_len,
+            ttl: 64,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(
+            &mut buf[ETH..ETH + 20 + tcp_len],
+        ));
+        let mut tcp = TcpPacket::new_unchecked(&mut buf[ETH + 20..ETH + 20 + tcp_len]);
+        tcp.set_src_port(a.vip.1);
+        tcp.set_dst_port(a.client.1);
+        tcp.set_header_len(tcp_len as u8);
+        tcp.set_flags(tcpstate::wire::tcp_flags::ACK);
+        c.emit(tcp.options_mut());
+        tcp.fill_checksum(a.vip.0, a.client.0);
+        self.push_nic(out);
     }
 
     /// The outer header's length if `m` is IP-in-IP carrying a segment for a VIP.

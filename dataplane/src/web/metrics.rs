@@ -296,6 +296,21 @@ impl Collector for SwitchCollector {
                 Counter::HandoffRequestsChecked,
             ),
             (
+                "webswitch_handoff_releases_sent",
+                "Requests to an agent to let a handed-off connection go (a move to another pool's agent).",
+                Counter::HandoffReleasesSent,
+            ),
+            (
+                "webswitch_handoff_moves",
+                "Handed-off connections moved to another agent for a later request of another pool.",
+                Counter::HandoffMoves,
+            ),
+            (
+                "webswitch_handoff_moves_failed",
+                "Moves given up (the agent never let the connection go): the connection was reset.",
+                Counter::HandoffMovesFailed,
+            ),
+            (
                 "webswitch_handoff_refused",
                 "Handed-off connections reset because a later request was refused by the rules (or unframeable).",
                 Counter::HandoffRefused,

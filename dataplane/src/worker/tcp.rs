@@ -24,7 +24,7 @@ use tcpstate::flow::{ConnId, FlowKey, Side};
 use tcpstate::presplice::PerRequest;
 use tcpstate::reasm::HeadBuffer;
 use tcpstate::syncookie::SynCookies;
-use tcpstate::wire::{EthernetFrame, MacAddr};
+use tcpstate::wire::{EthernetFrame, MacAddr, TcpPacket};
 
 use super::Worker;
 use crate::addrs::Local;
@@ -42,7 +42,7 @@ mod route;
 mod timers;
 mod warm;
 pub use control::{ConnInfo, CoreReply, CoreRequest};
-use emit::{parse_tcp, trim_payload};
+use emit::{parse_tcp, tcp_checksum_ok, trim_payload};
 
 const ETH: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 const IP: usize = 20;
@@ -214,6 +214,8 @@ pub struct TcpCore {
     watches: Vec<Option<Box<tcpstate::handoff::watch::RequestWatch>>>,
     /// Watches given back, for reuse (one allocation per core, not per connection);
     /// boxed, as `pr_pool`.
+    /// Handed-off connections waiting for their agent to let them go (a move).
+    moving: Vec<ConnId>,
     #[allow(clippy::vec_box)]
     watch_pool: Vec<Box<tcpstate::handoff::watch::RequestWatch>>,
     // Boxed: states move between connections and the spares by pointer.
@@ -267,6 +269,7 @@ impl TcpCore {
             per_request: (0..t.max_flows).map(|_| None).collect(),
             watches: (0..t.max_flows).map(|_| None).collect(),
             watch_pool: Vec::new(),
+            moving: Vec::new(),
             pr_pool: Vec::new(),
             warm: hashbrown::HashMap::new(),
             warm_count: vec![0; crate::runtime::MAX_BACKENDS],
@@ -322,6 +325,18 @@ impl Worker {
             return;
         };
         let local = self.shared.addrs[p].local(rx.dst);
+        if local.is_none() && self.shared.addrs[p].agent_vips.contains(&rx.src) {
+            // An agent's answer to a move's release (see `handoff`).
+            if tcp_checksum_ok(&m, &rx) {
+                let control = tcpstate::handoff::control::Control::find(
+                    TcpPacket::new_unchecked(&m[ETH + IP..ETH + rx.ip_total]).options(),
+                );
+                self.agent_reply(&rx, control, now_ms);
+            } else {
+                self.stats().drop(DropReason::BadTcpChecksum, 1);
+            }
+            return;
+        }
         let key = FlowKey {
             remote_ip: rx.src,
             remote_port: rx.sport,

@@ -84,6 +84,15 @@ impl Conn {
         }
     }
 
+    /// Only the first `len` held bytes go to this agent (the rest is a later request,
+    /// held for another): the head is cut there.
+    pub fn truncate_handoff_head(&mut self, len: usize) {
+        if let Some(h) = self.head.as_mut() {
+            h.truncate(len);
+        }
+        self.client_next = self.client_isn + 1 + self.head_bytes().len();
+    }
+
     /// The switch ends a handed-off connection itself (a later request refused): the
     /// caller sent the RSTs; the entry lingers for late segments, then goes.
     pub fn end_handoff(&mut self, now_ms: u64) {
@@ -128,8 +137,9 @@ impl Conn {
         }
         if seg.checked {
             // Where a RST of the switch's must land to be taken (`handoff_reset_points`).
+            // Bytes only: a bare ACK's number may be past bytes held back from the agent.
             let end = seg.seq + seg.payload_len;
-            if end.wrapping_diff(self.client_next) > 0 {
+            if seg.payload_len > 0 && end.wrapping_diff(self.client_next) > 0 {
                 self.client_next = end;
             }
             if let Some(ack) = seg.ack {

@@ -551,9 +551,18 @@ impl AgentFlow {
         }
     }
 
+    /// (the end of what the kernel sent, the end of what the client sent), client space:
+    /// what [`on_release`](Self::on_release) compares (for logs).
+    pub fn stream_ends(&self) -> (SeqNumber, SeqNumber) {
+        (self.kernel_next, self.client_next)
+    }
+
     fn note_client(&mut self, seg: &SegFlags, now_ms: u64) {
+        // Only bytes count: a bare ACK's sequence number is the client's next one, which
+        // may lie past bytes the switch holds back from this agent (a request for another
+        // backend) and the kernel has never seen.
         let end = seg.seq + seg.payload_len;
-        if end.wrapping_diff(self.client_next) > 0 {
+        if seg.payload_len > 0 && end.wrapping_diff(self.client_next) > 0 {
             self.client_next = end;
         }
         if seg.fin && self.client_fin.is_none() {

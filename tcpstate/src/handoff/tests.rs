@@ -1163,3 +1163,79 @@ fn errors_display() {
         "handoff option of an unknown version"
     );
 }
+
+// ---- a move to another agent: the release -----------------------------------------
+
+/// SegFlags of a segment, by hand.
+fn flags(seq: SeqNumber, ack: Option<SeqNumber>, len: usize) -> SegFlags {
+    SegFlags {
+        syn: false,
+        fin: false,
+        rst: false,
+        ack,
+        seq,
+        payload_len: len,
+    }
+}
+
+#[test]
+fn release_only_when_idle_both_ways() {
+    use crate::handoff::agent::ReleaseVerdict;
+    let (mut flow, _) = established();
+    let req_end = SeqNumber(CLIENT_ISN + 1) + REQUEST.len();
+    let kernel_data =
+        |off: usize, len: usize| flags(SeqNumber(KERNEL_ISN) + 1 + off, Some(req_end), len);
+    // The kernel answers 3,000 bytes; the client has 1,448 of them.
+    assert_eq!(
+        flow.on_kernel(kernel_data(0, 1448), 1_010),
+        KernelVerdict::Translate
+    );
+    assert_eq!(
+        flow.on_kernel(kernel_data(1448, 1552), 1_010),
+        KernelVerdict::Translate
+    );
+    let in_client = |n: usize| SeqNumber(SWITCH_ISN) + 1 + n;
+    assert_eq!(
+        flow.on_release(req_end, in_client(1448), 1_011),
+        ReleaseVerdict::Busy,
+        "the response is still under way"
+    );
+    // The client holds its next request back from the kernel; its bare ACKs carry the
+    // sequence number past it. They must not count as bytes the kernel has.
+    let next_req = 40;
+    let ack_all = flags(req_end + next_req, Some(in_client(3000)), 0);
+    assert_eq!(flow.on_client(ack_all, 1_012), ClientVerdict::Translate);
+    assert_eq!(flow.stream_ends(), (in_client(3000), req_end));
+    // A release at a sequence number the kernel has not reached is refused...
+    assert_eq!(
+        flow.on_release(req_end + 1, in_client(3000), 1_013),
+        ReleaseVerdict::Busy
+    );
+    // ...the right one, once the client has everything, lets the connection go.
+    assert_eq!(
+        flow.on_release(req_end, in_client(3000), 1_014),
+        ReleaseVerdict::Released {
+            kernel_rst_seq: req_end
+        }
+    );
+    assert_eq!(flow.state(), AgentState::Closed);
+    // Silent from now on, both ways.
+    assert_eq!(
+        flow.on_kernel(kernel_data(3000, 100), 1_015),
+        KernelVerdict::Drop
+    );
+    assert_eq!(flow.on_client(ack_all, 1_015), ClientVerdict::Drop);
+}
+
+#[test]
+fn release_before_the_kernel_answered_is_busy() {
+    use crate::handoff::agent::ReleaseVerdict;
+    let handoff = handoff_segment(&client_record());
+    let (mut flow, _syn) = start_from(&handoff, 1_000);
+    assert_eq!(flow.on_client(seg_of(&handoff), 1_000), ClientVerdict::Hold);
+    let req_end = SeqNumber(CLIENT_ISN + 1) + REQUEST.len();
+    assert_eq!(
+        flow.on_release(req_end, SeqNumber(SWITCH_ISN) + 1, 1_001),
+        ReleaseVerdict::Busy
+    );
+}

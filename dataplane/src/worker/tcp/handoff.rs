@@ -10,8 +10,9 @@ use rules::framing::RequestFramer;
 use rules::{http, Action};
 use tcpstate::conn::{BackendTarget, Emit, HandoffHead, Outputs, State, Verdict};
 use tcpstate::flow::{ConnId, FlowKey};
+use tcpstate::handoff::control::Control;
 use tcpstate::handoff::option::{options_with_handoff, HandoffRecord};
-use tcpstate::handoff::watch::WatchStep;
+use tcpstate::handoff::watch::{Migration, WatchStep};
 use tcpstate::wire::ipip;
 use tcpstate::wire::{
     ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, SeqNumber, TcpPacket,
@@ -42,7 +43,14 @@ enum Watched {
     Drop,
     /// A request the rules refuse, or framing lost: end the connection.
     Refuse,
+    /// A request of another pool: held (with what follows it) for a move to its agent.
+    Held,
 }
+
+/// A move's release is asked again this often, at most [`MOVE_TRIES`] times (ten seconds
+/// for a response still under way, e.g. ahead of a pipelined request, to end).
+const MOVE_RETRY_MS: u64 = 20;
+const MOVE_TRIES: u32 = 500;
 
 /// Payload of a head segment toward an agent: a 1,500-byte MTU less the IPv4 and TCP
 /// headers and the largest option area this sends (timestamps and the handoff option).
@@ -122,10 +130,20 @@ impl Worker {
             let verdict = if scratch.is_empty() {
                 Watched::Pass
             } else {
-                self.watch(id, start, &scratch)
+                // The client has nothing of the kernel's yet: a later request of another
+                // pool waits for its turn (the move starts once the kernel has answered).
+                self.watch(id, start, &scratch, Some(head.switch_isn + 1), now_ms)
             };
             self.tcp.seg_scratch = scratch;
-            if verdict != Watched::Pass {
+            if verdict == Watched::Held {
+                // Only the bytes before the held request go to this agent.
+                let keep = self.tcp.watches[id as usize]
+                    .as_ref()
+                    .map(|w| w.framed().wrapping_diff(head.client_isn + 1).max(0) as usize);
+                if let (Some(keep), Some(c)) = (keep, self.tcp.flows.get_mut(id)) {
+                    c.truncate_handoff_head(keep);
+                }
+            } else if verdict != Watched::Pass {
                 // Nothing went to the agent yet: the client alone is reset.
                 self.stats().add(Counter::HandoffRefused, 1);
                 self.send_to_client(
@@ -263,12 +281,24 @@ impl Worker {
     /// A client segment of a handed-off connection: to the agent, as it came (only the
     /// Ethernet addresses change; the agent and its kernel judge the segment).
     pub(super) fn forward_handed_off(&mut self, id: ConnId, mut m: Mbuf, rx: &Rx, now_ms: u64) {
+        if let (true, Some(ack)) = (rx.seg.checked, rx.seg.ack) {
+            // A move waits for the client to have the current kernel's whole response
+            // (pipelined requests are held until then): its acks say how far it is.
+            if let Some(mv) = self.tcp.watches[id as usize]
+                .as_mut()
+                .and_then(|w| w.pending_move())
+            {
+                if ack.wrapping_diff(mv.client_ack) > 0 {
+                    mv.client_ack = ack;
+                }
+            }
+        }
         if rx.seg.payload_len > 0 && rx.seg.checked {
             // A later request the rules refuse never reaches the agent.
             let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
-            match self.watch(id, rx.seg.seq, payload) {
+            match self.watch(id, rx.seg.seq, payload, rx.seg.ack, now_ms) {
                 Watched::Pass => {}
-                Watched::Drop => return,
+                Watched::Drop | Watched::Held => return,
                 Watched::Refuse => {
                     self.refuse_handed_off(id, rx.seg.ack, now_ms);
                     return;
@@ -319,7 +349,16 @@ impl Worker {
 
     /// Runs `id`'s request watch over client bytes at `seq`: every later request's head
     /// is checked against the rules before any of it goes on.
-    fn watch(&mut self, id: ConnId, seq: SeqNumber, payload: &[u8]) -> Watched {
+    /// `client_ack`: the segment's acknowledgment number, when a request for another
+    /// pool may start a move to another agent (`None`: it stays on this one).
+    fn watch(
+        &mut self,
+        id: ConnId,
+        seq: SeqNumber,
+        payload: &[u8],
+        client_ack: Option<SeqNumber>,
+        now_ms: u64,
+    ) -> Watched {
         let mut lent = false;
         loop {
             let Some(w) = self.tcp.watches[id as usize].as_mut() else {
@@ -327,6 +366,10 @@ impl Worker {
             };
             match w.on_segment(seq, payload) {
                 WatchStep::Pass => return Watched::Pass,
+                WatchStep::Drop if w.pending_move().is_some() => {
+                    // Held for the next agent (or sent again by the client).
+                    return Watched::Drop;
+                }
                 WatchStep::Drop => {
                     self.stats().drop(DropReason::HandoffWatchFull, 1);
                     return Watched::Drop;
@@ -360,19 +403,49 @@ impl Worker {
                                 if let Some(r) = rule {
                                     crate::stats::bump(&stats.rule_hits[rt.rule_slot[r]], 1);
                                 }
-                                // A pool (any: the connection keeps its backend, as in
-                                // splice mode) lets it through; an answer does not.
+                                // A pool lets it through; an answer does not.
                                 let allowed = matches!(action, Action::Pool(_));
+                                let other = match action {
+                                    Action::Pool(p) if *p != pool => Some(*p),
+                                    _ => None,
+                                };
                                 (
                                     allowed,
-                                    RequestFramer::framing_of(&req).ok(),
+                                    RequestFramer::framing_of(&req).ok().map(|f| (f, other)),
                                     req.connection_close,
                                 )
                             }
                         }
                     };
-                    let (true, Some(framing)) = (allowed, framing) else {
+                    let (true, Some((framing, other))) = (allowed, framing) else {
                         return Watched::Refuse;
+                    };
+                    if let (Some(p), Some(ack)) = (other, client_ack) {
+                        if self.may_move(id) {
+                            // Another pool's request: held while the current agent is asked
+                            // to let the connection go (`handoff::control`).
+                            if let Some(w) = self.tcp.watches[id as usize].as_mut() {
+                                w.hold_for_move(Migration {
+                                    client_ack: ack,
+                                    tries: 0,
+                                    next_ms: now_ms,
+                                    pool: p,
+                                });
+                            }
+                            self.tcp.moving.push(id);
+                            if self
+                                .tcp
+                                .flows
+                                .get(id)
+                                .is_some_and(|c| c.handoff_confirmed())
+                            {
+                                self.send_release(id, now_ms);
+                            }
+                            return Watched::Held;
+                        }
+                    }
+                    let Some(w) = self.tcp.watches[id as usize].as_mut() else {
+                        return Watched::Pass;
                     };
                     if w.accept(framing, close, len).is_err() {
                         return Watched::Refuse;
@@ -435,6 +508,155 @@ impl Worker {
             c.end_handoff(now_ms);
         }
         self.apply_verdict(id, Verdict::Continue, now_ms);
+    }
+
+    /// Whether handed-off `id` may move to another agent: its current one answers
+    /// the switch on the LAN (not through a tunnel, whose replies the switch would have
+    /// to take out of IP-in-IP), and no move is under way. (Whether the current kernel
+    /// is done with its response is the agent's to say: it answers `Busy` until then.)
+    fn may_move(&self, id: ConnId) -> bool {
+        let Some(c) = self.tcp.flows.get(id) else {
+            return false;
+        };
+        c.state == State::HandedOff
+            && self.tunnel_of(c.backend.map(|t| t.id)).is_none()
+            && !self.tcp.moving.contains(&id)
+    }
+
+    /// Asks `id`'s current agent to let the connection go (a `Release` on a bare ACK at
+    /// the held request's first byte, acknowledging what the client has).
+    fn send_release(&mut self, id: ConnId, now_ms: u64) {
+        let Some(w) = self.tcp.watches[id as usize].as_mut() else {
+            return;
+        };
+        let at = w.framed();
+        let Some(m) = w.pending_move() else {
+            return;
+        };
+        m.tries += 1;
+        m.next_ms = now_ms + MOVE_RETRY_MS;
+        let ack = m.client_ack;
+        let mut options = [0u8; 8];
+        let n = Control::Release.emit(&mut options);
+        let seg = AgentSegment {
+            seq: at,
+            ack,
+            flags: tcp_flags::ACK,
+            window: 0,
+            options: &options[..n],
+            head: 0..0,
+        };
+        self.stats().add(Counter::HandoffReleasesSent, 1);
+        self.send_to_agent(id, &seg);
+    }
+
+    /// The sweep: releases not answered in time are asked again; after [`MOVE_TRIES`]
+    /// the move is given up and the connection reset (the held request never reached
+    /// any backend).
+    pub(super) fn handoff_moves_tick(&mut self, now_ms: u64) {
+        let mut i = 0;
+        while i < self.tcp.moving.len() {
+            let id = self.tcp.moving[i];
+            let due = self.tcp.watches[id as usize]
+                .as_mut()
+                .and_then(|w| w.pending_move().map(|m| (m.tries, m.next_ms)));
+            match due {
+                None => {
+                    self.tcp.moving.swap_remove(i);
+                    continue;
+                }
+                Some((tries, _)) if tries >= MOVE_TRIES => {
+                    self.tcp.moving.swap_remove(i);
+                    self.stats().add(Counter::HandoffMovesFailed, 1);
+                    let ack = self.tcp.watches[id as usize]
+                        .as_mut()
+                        .and_then(|w| w.pending_move().map(|m| m.client_ack));
+                    self.refuse_handed_off(id, ack, now_ms);
+                    continue;
+                }
+                Some((_, next)) if now_ms >= next => {
+                    if self
+                        .tcp
+                        .flows
+                        .get(id)
+                        .is_some_and(|c| c.handoff_confirmed())
+                    {
+                        self.send_release(id, now_ms);
+                    } else if let Some(m) = self.tcp.watches[id as usize]
+                        .as_mut()
+                        .and_then(|w| w.pending_move())
+                    {
+                        // The agent has not answered the client yet (its flow may not
+                        // even exist): asking now could let the connection go before
+                        // the current request is served. Wait, within the same budget.
+                        m.tries += 1;
+                        m.next_ms = now_ms + MOVE_RETRY_MS;
+                    }
+                }
+                Some(_) => {}
+            }
+            i += 1;
+        }
+    }
+
+    /// A control segment from an agent (VIP -> client, to the switch's backend port): its
+    /// answer to a `Release`.
+    pub(super) fn agent_reply(&mut self, rx: &Rx, control: Option<Control>, now_ms: u64) {
+        let key = FlowKey {
+            remote_ip: rx.dst,
+            remote_port: rx.dport,
+            local_ip: rx.src,
+            local_port: rx.sport,
+        };
+        let Some((id, _)) = self.tcp.flows.lookup(&key) else {
+            self.stats().drop(DropReason::TcpNoFlow, 1);
+            return;
+        };
+        let pending = self.tcp.watches[id as usize]
+            .as_mut()
+            .is_some_and(|w| w.pending_move().is_some());
+        match control {
+            Some(Control::Released) if pending => self.move_handed_off(id, now_ms),
+            // Busy: the sweep asks again; a late or stray answer changes nothing.
+            Some(Control::Busy) | Some(Control::Released) => {}
+            _ => self.stats().drop(DropReason::TcpUnexpected, 1),
+        }
+    }
+
+    /// The current agent let `id` go: the held request starts a new round from where the
+    /// client's stream stands (its next byte, and what it has of the old kernel's), and is
+    /// routed and handed to its own pool's agent.
+    fn move_handed_off(&mut self, id: ConnId, now_ms: u64) {
+        let Some((m, store)) = self.tcp.watches[id as usize]
+            .as_mut()
+            .and_then(|w| w.take_for_move())
+        else {
+            return;
+        };
+        self.release_watch(id);
+        self.tcp.moving.retain(|&m| m != id);
+        let client_next = store.base();
+        let whole = match self.tcp.flows.get_mut(id) {
+            Some(c) => {
+                if let Some(old) = c.head.take() {
+                    self.tcp.heads.push(old);
+                }
+                c.next_round(store, client_next, m.client_ack, now_ms);
+                c.has_whole_head()
+            }
+            None => {
+                self.tcp.heads.push(store);
+                return;
+            }
+        };
+        let meta = &mut self.tcp.meta[id as usize];
+        meta.tried = [0; 4];
+        meta.routed_us = 0;
+        meta.ttfb_done = false;
+        self.stats().add(Counter::HandoffMoves, 1);
+        if whole {
+            self.route_head(id, now_ms);
+        }
     }
 
     /// Gives `id`'s request watch (and its store) back to the core.
