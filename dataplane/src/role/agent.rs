@@ -410,19 +410,7 @@ impl Agent {
         let answer = match verdict {
             ReleaseVerdict::Released { kernel_rst_seq } => {
                 if self.flows.contains_key(&key) {
-                    let rst = TcpRepr {
-                        src_port: key.remote_port,
-                        dst_port: key.local_port,
-                        seq_number: kernel_rst_seq,
-                        ack_number: None,
-                        flags: tcpstate::wire::tcp_flags::RST,
-                        window_len: 0,
-                        max_seg_size: None,
-                        window_scale: None,
-                        sack_permitted: false,
-                        timestamps: None,
-                        payload_len: 0,
-                    };
+                    let rst = rst_repr(&key, kernel_rst_seq);
                     self.emit_to_kernel(&addrs, &rst);
                 }
                 self.count(AgentCounter::Released);
@@ -449,32 +437,10 @@ impl Agent {
     /// (it never reaches the client; the switch takes it on its backend port).
     fn answer_switch(&mut self, switch_mac: MacAddr, a: &FlowAddrs, c: Control) {
         let tcp_len = 20 + control::LEN;
-        let total = ETH + 20 + tcp_len;
-        let Some(mut out) = Mbuf::alloc(&self.s.pool) else {
-            self.count(AgentCounter::DropNoMbuf);
+        let Some(mut out) = self.ipv4_frame(switch_mac, a.vip.0, a.client.0, tcp_len) else {
             return;
         };
-        let Some(buf) = out.append(total.max(60)) else {
-            self.count(AgentCounter::DropNoMbuf);
-            return;
-        };
-        buf.fill(0);
-        {
-            let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-            eth.set_dst_addr(switch_mac);
-            eth.set_src_addr(self.nic_mac);
-            eth.set_ethertype(ethertype::IPV4);
-        }
-        Ipv4Repr {
-            src: a.vip.0,
-            dst: a.client.0,
-            protocol: ip_proto::TCP,
-            payload_len: tcp_len,
-            ttl: 64,
-        }
-        .emit(&mut Ipv4Packet::new_unchecked(
-            &mut buf[ETH..ETH + 20 + tcp_len],
-        ));
+        let buf = &mut out[..];
         let mut tcp = TcpPacket::new_unchecked(&mut buf[ETH + 20..ETH + 20 + tcp_len]);
         tcp.set_src_port(a.vip.1);
         tcp.set_dst_port(a.client.1);
@@ -518,19 +484,7 @@ impl Agent {
             // restarted, or the flow ended): its segments are in the kernel's sequence
             // space and mean nothing to the client. Reset it in the kernel, quietly.
             if let (Some(ack), false) = (seen.seg.ack, seen.seg.rst) {
-                let rst = TcpRepr {
-                    src_port: key.remote_port,
-                    dst_port: key.local_port,
-                    seq_number: ack,
-                    ack_number: None,
-                    flags: tcpstate::wire::tcp_flags::RST,
-                    window_len: 0,
-                    max_seg_size: None,
-                    window_scale: None,
-                    sack_permitted: false,
-                    timestamps: None,
-                    payload_len: 0,
-                };
+                let rst = rst_repr(&key, ack);
                 let addrs = FlowAddrs {
                     client: (key.remote_ip, key.remote_port),
                     vip: (key.local_ip, key.local_port),
@@ -611,29 +565,35 @@ impl Agent {
         self.push_kernel(m);
     }
 
-    /// A segment the agent makes itself (the replayed SYN, the ACK of the kernel's
-    /// SYN-ACK), from the client to the VIP.
-    fn emit_to_kernel(&mut self, a: &FlowAddrs, repr: &TcpRepr) {
-        let tcp_len = repr.buffer_len();
+    /// A zeroed frame to `dst_mac` with its Ethernet and IPv4 headers written (`src` to
+    /// `dst`, TCP, `tcp_len` bytes after), padded to the minimum frame; `None` (counted)
+    /// when no mbuf is left.
+    fn ipv4_frame(
+        &mut self,
+        dst_mac: MacAddr,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        tcp_len: usize,
+    ) -> Option<Mbuf> {
         let total = ETH + 20 + tcp_len;
         let Some(mut m) = Mbuf::alloc(&self.s.pool) else {
             self.count(AgentCounter::DropNoMbuf);
-            return;
+            return None;
         };
         let Some(buf) = m.append(total.max(60)) else {
             self.count(AgentCounter::DropNoMbuf);
-            return;
+            return None;
         };
         buf.fill(0);
         {
             let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-            eth.set_dst_addr(self.kernel_mac);
+            eth.set_dst_addr(dst_mac);
             eth.set_src_addr(self.nic_mac);
             eth.set_ethertype(ethertype::IPV4);
         }
         Ipv4Repr {
-            src: a.client.0,
-            dst: a.vip.0,
+            src,
+            dst,
             protocol: ip_proto::TCP,
             payload_len: tcp_len,
             ttl: 64,
@@ -641,6 +601,17 @@ impl Agent {
         .emit(&mut Ipv4Packet::new_unchecked(
             &mut buf[ETH..ETH + 20 + tcp_len],
         ));
+        Some(m)
+    }
+
+    /// A segment the agent makes itself (the replayed SYN, the ACK of the kernel's
+    /// SYN-ACK), from the client to the VIP.
+    fn emit_to_kernel(&mut self, a: &FlowAddrs, repr: &TcpRepr) {
+        let tcp_len = repr.buffer_len();
+        let Some(mut m) = self.ipv4_frame(self.kernel_mac, a.client.0, a.vip.0, tcp_len) else {
+            return;
+        };
+        let buf = &mut m[..];
         repr.emit(
             &mut TcpPacket::new_unchecked(&mut buf[ETH + 20..ETH + 20 + tcp_len]),
             a.client.0,
@@ -696,6 +667,23 @@ impl Agent {
         self.s
             .stats
             .set(AgentCounter::FlowsLive, self.flows.len() as u64);
+    }
+}
+
+/// A bare RST from the client's side of `key` at `seq` (into the kernel: exact, so taken).
+fn rst_repr(key: &FlowKey, seq: SeqNumber) -> TcpRepr {
+    TcpRepr {
+        src_port: key.remote_port,
+        dst_port: key.local_port,
+        seq_number: seq,
+        ack_number: None,
+        flags: tcpstate::wire::tcp_flags::RST,
+        window_len: 0,
+        max_seg_size: None,
+        window_scale: None,
+        sack_permitted: false,
+        timestamps: None,
+        payload_len: 0,
     }
 }
 

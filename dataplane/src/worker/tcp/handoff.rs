@@ -433,12 +433,7 @@ impl Worker {
                                 });
                             }
                             self.tcp.moving.push(id);
-                            if self
-                                .tcp
-                                .flows
-                                .get(id)
-                                .is_some_and(|c| c.handoff_confirmed())
-                            {
+                            if self.handoff_confirmed(id) {
                                 self.send_release(id, now_ms);
                             }
                             return Watched::Held;
@@ -510,6 +505,14 @@ impl Worker {
         self.apply_verdict(id, Verdict::Continue, now_ms);
     }
 
+    /// Whether `id`'s agent has answered the client (its acks passed the switch's ISN).
+    fn handoff_confirmed(&self, id: ConnId) -> bool {
+        self.tcp
+            .flows
+            .get(id)
+            .is_some_and(|c| c.handoff_confirmed())
+    }
+
     /// Whether handed-off `id` may move to another agent: its current one answers
     /// the switch on the LAN (not through a tunnel, whose replies the switch would have
     /// to take out of IP-in-IP), and no move is under way. (Whether the current kernel
@@ -575,12 +578,7 @@ impl Worker {
                     continue;
                 }
                 Some((_, next)) if now_ms >= next => {
-                    if self
-                        .tcp
-                        .flows
-                        .get(id)
-                        .is_some_and(|c| c.handoff_confirmed())
-                    {
+                    if self.handoff_confirmed(id) {
                         self.send_release(id, now_ms);
                     } else if let Some(m) = self.tcp.watches[id as usize]
                         .as_mut()
