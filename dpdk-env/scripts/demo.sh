@@ -243,10 +243,11 @@ AGENTS=()
 grep '"event":"final_stats"' "$OUT/hevents" | python3 -c '
 import json, sys
 s = json.loads(sys.stdin.read())
-t, ports = s["total"], s["ports"]
-print(f"  switch: handoffs_started {t["handoffs_started"]}, spliced_bytes_b2c {t["spliced_bytes_b2c"]}")
-print(f"  switch client port: rx {ports["client"]["rx_bytes"]} bytes (the client'"'"'s requests and ACKs),"
-      f" tx {ports["client"]["tx_bytes"]} bytes (handshakes and ACKs only)")
+t, client = s["total"], s["ports"]["client"]
+started, spliced = t["handoffs_started"], t["spliced_bytes_b2c"]
+rx, tx = client["rx_bytes"], client["tx_bytes"]
+print(f"  switch: handoffs_started {started}, spliced_bytes_b2c {spliced}")
+print(f"  switch client port: rx {rx} bytes (the client requests and ACKs), tx {tx} bytes (handshakes and ACKs only)")
 print("  the 104857600 response bytes went from the backend to the client past the switch")
 '
 echo
