@@ -43,6 +43,10 @@ pub struct AgentCell {
     seq: AtomicU64,
     /// Beats accepted, of every kind.
     beats: AtomicU64,
+    /// Bumped by every `register` and `leave`: an agent that (re)starts or stops holds
+    /// none of the connections handed to its predecessor, so each core resets those it
+    /// has when it sees this change (see `worker::tcp::handoff`).
+    incarnation: AtomicU64,
     name: [AtomicU64; MAX_NAME_LEN / 8],
     name_len: AtomicU8,
 }
@@ -93,6 +97,9 @@ impl AgentCell {
         self.beats.fetch_add(1, r);
         // 0 means "never": a TSC of 0 is impossible after boot, but stay exact.
         self.last_seen_tsc.store(now_tsc.max(1), r);
+        if matches!(beat.kind, BeatKind::Register | BeatKind::Leave) {
+            self.incarnation.fetch_add(1, r);
+        }
         let (state, change) = match beat.kind {
             BeatKind::Leave => (AGENT_LEFT, was_alive.then_some(Change::Left)),
             BeatKind::Register | BeatKind::Heartbeat => {
@@ -201,6 +208,13 @@ impl Agents {
             Some(c) if c.alive(now_tsc, self.timeout_tsc) => c.load_e4(),
             _ => 0,
         }
+    }
+
+    /// How many times `b`'s agent registered or left (see `AgentCell::incarnation`).
+    pub fn incarnation(&self, b: usize) -> u64 {
+        self.cells
+            .get(b)
+            .map_or(0, |c| c.incarnation.load(Ordering::Relaxed))
     }
 
     pub fn view(&self, b: usize) -> Option<AgentView> {

@@ -107,6 +107,7 @@ counter_enum! {
         HandoffReleasesSent => "handoff_releases_sent",
         HandoffMoves => "handoff_moves",
         HandoffMovesFailed => "handoff_moves_failed",
+        HandoffAgentResets => "handoff_agent_resets",
         HandoffNoAgent => "handoff_no_agent",
         AgentBeats => "agent_beats",
         BusyIterations => "busy_iterations",

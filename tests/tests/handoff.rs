@@ -683,3 +683,158 @@ fn agent_absent_backend_is_skipped() {
     let tb = Testbed::up_handoff("hofa", 217);
     absent_agent(&tb);
 }
+
+/// An agent restarted mid-run (issue 16's test): the connections handed to it end at once
+/// with a RST (its `leave`, then its new `register`, tell the switch that it holds none of
+/// them), new ones succeed once it is back, and a download from another backend in the
+/// meantime is untouched.
+#[test]
+fn agent_restart_ends_its_connections_cleanly() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hofr", 222);
+    let dir = format!("/tmp/{}-testbed", tb.name);
+    let mut agents = start_agents(&tb, &BACKENDS);
+    let mut config = switch_config(&tb, 1);
+    for (b, pool) in [("be1", "images"), ("be2", "apps")] {
+        config["rules"].as_array_mut().unwrap().insert(
+            0,
+            json!({ "name": format!("pin-{b}"),
+                    "match": { "header": { "name": "X-Pin", "value_regex": format!("^{b}$") } },
+                    "pool": pool }),
+        );
+    }
+    let sw = Switch::start(&tb, &config);
+    wait_agents(&sw, &["be1", "be2", "be3"]);
+    wait_ready(&tb);
+
+    // Two slow 100 MB downloads: one from be1 (whose agent restarts), one from be2.
+    let url = format!("http://{}/big/100M.bin", tb.ip(0, 10));
+    let download = |b: &str, out: &str| {
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &tb.ns("cli"),
+                "curl",
+                "-sS",
+                "--max-time",
+                "120",
+            ])
+            .args([
+                "--limit-rate",
+                "8M",
+                "-H",
+                &format!("X-Pin: {b}"),
+                "-o",
+                out,
+                &url,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl")
+    };
+    let out1 = format!("/tmp/{}-restart-be1", tb.name);
+    let out2 = format!("/tmp/{}-restart-be2", tb.name);
+    let mut d1 = download("be1", &out1);
+    let mut d2 = download("be2", &out2);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // be1's agent stops (its leave resets the connection handed to it) and comes back.
+    let started = Instant::now();
+    let be1 = agents.remove(0);
+    let s = be1.stop();
+    eprintln!("be1's first agent: {s}");
+    // A clean stop takes the TAP down and the kernel drops its routes: restore them, as
+    // an operator's unit would (docs/operations.md).
+    let ns = tb.ns("be1");
+    let mac = format!("02:00:0a:{:02x}:01:0b", tb.net);
+    for cmd in [
+        vec![
+            "ip", "-n", &ns, "link", "set", "wsa0", "address", &mac, "up",
+        ],
+        vec![
+            "ip",
+            "-n",
+            &ns,
+            "route",
+            "replace",
+            "default",
+            "via",
+            &tb.ip(1, 254),
+            "dev",
+            "wsa0",
+        ],
+    ] {
+        let st = std::process::Command::new(cmd[0])
+            .args(&cmd[1..])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd:?}");
+    }
+    agents.insert(
+        0,
+        Switch::start_in(
+            &tb,
+            "be1",
+            &format!("{}-agent1b", tb.name),
+            &agent_config(&tb, 1),
+        ),
+    );
+
+    // The download from be1 ended with a reset, promptly (not at curl's 120 s).
+    let end1 = loop {
+        if let Some(st) = d1.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the download from be1 hangs"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    d1.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(
+        !end1.success(),
+        "the download from be1 completed across the restart?"
+    );
+    assert!(
+        err.contains("reset") || err.contains("Recv failure"),
+        "curl: {err}"
+    );
+    eprintln!(
+        "be1's download ended after {:?}: {}",
+        started.elapsed(),
+        err.trim()
+    );
+
+    // New connections to be1 succeed once its agent is back.
+    wait_agents(&sw, &["be1", "be2", "be3"]);
+    let url1 = format!("http://{}/whoami", tb.ip(0, 10));
+    let (be, text) = tb.curl_backend("after", 30, &["-H", "X-Pin: be1", &url1]);
+    assert_eq!((be.as_str(), text.as_str()), ("be1", "be1\n"));
+
+    // The download from be2 was not affected.
+    let end2 = d2.wait().unwrap();
+    assert!(end2.success(), "the download from be2 failed");
+    let want = std::fs::read_to_string(format!("{dir}/be2/www/big/100M.bin.sha256")).unwrap();
+    assert_eq!(sha256_file(&out2), want.trim(), "be2's 100 MB");
+    let _ = std::fs::remove_file(&out1);
+    let _ = std::fs::remove_file(&out2);
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let stats = sw.stop();
+    let t = &stats["total"];
+    eprintln!("switch: {t}");
+    assert!(counter(t, &["handoff_agent_resets"]) >= 1, "{t}");
+    assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
+    for a in agents {
+        let s = a.stop();
+        eprintln!("agent: {s}");
+    }
+}

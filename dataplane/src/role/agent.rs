@@ -70,6 +70,7 @@ agent_counters! {
     KernelOrphansReset => "kernel_orphans_reset",
     Decapsulated => "decapsulated",
     Released => "released",
+    ResetsNotified => "resets_notified",
     ReleaseBusy => "release_busy",
     FlowsLive => "flows_live",
     DropHeldFull => "drop_held_full",
@@ -356,8 +357,20 @@ impl Agent {
             }
         };
         let Some((record, ts)) = record else {
-            // A VIP segment of no flow we know and without the state to start one.
+            // A VIP segment of no flow we know and without the state to start one: a
+            // connection this agent no longer holds (it restarted, or the flow ended and
+            // expired). The client would wait for its kernel forever: tell the switch,
+            // with a RST exactly where the client expects the next byte, which the switch
+            // passes on to the client and ends its entry with (a termination notice).
             self.count(AgentCounter::DropNoFlow);
+            if let (Some(ack), false) = (seen.seg.ack, seen.seg.syn || seen.seg.rst) {
+                let addrs = FlowAddrs {
+                    client: (key.remote_ip, key.remote_port),
+                    vip: (key.local_ip, key.local_port),
+                };
+                let switch_mac = EthernetFrame::new_unchecked(&m[..]).src_addr();
+                self.notify_switch_reset(switch_mac, &addrs, ack);
+            }
             return;
         };
         let (Some(ack), false) = (seen.seg.ack, seen.seg.syn || seen.seg.rst) else {
@@ -448,6 +461,25 @@ impl Agent {
         tcp.set_flags(tcpstate::wire::tcp_flags::ACK);
         c.emit(tcp.options_mut());
         tcp.fill_checksum(a.vip.0, a.client.0);
+        self.push_nic(out);
+    }
+
+    /// A termination notice: a RST VIP -> client at `seq` sent to the switch's MAC; the
+    /// switch checks it against its entry, resets the client and forgets the connection.
+    fn notify_switch_reset(&mut self, switch_mac: MacAddr, a: &FlowAddrs, seq: SeqNumber) {
+        let tcp_len = 20;
+        let Some(mut out) = self.ipv4_frame(switch_mac, a.vip.0, a.client.0, tcp_len) else {
+            return;
+        };
+        let buf = &mut out[..];
+        let mut tcp = TcpPacket::new_unchecked(&mut buf[ETH + 20..ETH + 20 + tcp_len]);
+        tcp.set_src_port(a.vip.1);
+        tcp.set_dst_port(a.client.1);
+        tcp.set_seq_number(seq);
+        tcp.set_header_len(20);
+        tcp.set_flags(tcpstate::wire::tcp_flags::RST);
+        tcp.fill_checksum(a.vip.0, a.client.0);
+        self.count(AgentCounter::ResetsNotified);
         self.push_nic(out);
     }
 

@@ -311,6 +311,11 @@ impl Collector for SwitchCollector {
                 Counter::HandoffMovesFailed,
             ),
             (
+                "webswitch_handoff_agent_resets",
+                "Handed-off connections an agent no longer held (restarted, flow ended): the client was reset.",
+                Counter::HandoffAgentResets,
+            ),
+            (
                 "webswitch_handoff_refused",
                 "Handed-off connections reset because a later request was refused by the rules (or unframeable).",
                 Counter::HandoffRefused,

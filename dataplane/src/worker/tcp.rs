@@ -83,6 +83,10 @@ struct Meta {
     /// backend the first one was sent to (`sticky_backend`).
     sticky: bool,
     sticky_backend: Option<u16>,
+    /// A handed-off connection the switch reset itself (its agent went, or a request was
+    /// refused): a client that missed the RST (it had received more than it had
+    /// acknowledged) gets another, at exactly its ack, on its next segment.
+    reset_handoff: bool,
 }
 
 /// What a connection's request asked (method and path, cut to fit), for its access log
@@ -154,6 +158,7 @@ impl Default for Meta {
             route_pending: false,
             sticky: false,
             sticky_backend: None,
+            reset_handoff: false,
         }
     }
 }
@@ -216,6 +221,8 @@ pub struct TcpCore {
     /// boxed, as `pr_pool`.
     /// Handed-off connections waiting for their agent to let them go (a move).
     moving: Vec<ConnId>,
+    /// Per backend id: the agent incarnation this core last acted on.
+    agent_incarnations: Vec<u64>,
     #[allow(clippy::vec_box)]
     watch_pool: Vec<Box<tcpstate::handoff::watch::RequestWatch>>,
     // Boxed: states move between connections and the spares by pointer.
@@ -270,6 +277,9 @@ impl TcpCore {
             watches: (0..t.max_flows).map(|_| None).collect(),
             watch_pool: Vec::new(),
             moving: Vec::new(),
+            agent_incarnations: (0..crate::runtime::MAX_BACKENDS)
+                .map(|b| shared.agents.incarnation(b))
+                .collect(),
             pr_pool: Vec::new(),
             warm: hashbrown::HashMap::new(),
             warm_count: vec![0; crate::runtime::MAX_BACKENDS],
@@ -394,6 +404,10 @@ impl Worker {
     ) {
         if side == Side::Client && self.is_handed_off(id) {
             self.forward_handed_off(id, m, rx, now_ms);
+            return;
+        }
+        if side == Side::Client && self.tcp.meta[id as usize].reset_handoff {
+            self.reset_again(id, rx, now_ms);
             return;
         }
         let mut m = m;

@@ -490,6 +490,7 @@ impl Worker {
     ) {
         self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(client_seq), now_ms);
         self.stats().add(Counter::RstSent, 1);
+        self.tcp.meta[id as usize].reset_handoff = true;
         let seg = AgentSegment {
             seq: agent_seq,
             ack: client_seq,
@@ -597,6 +598,50 @@ impl Worker {
         }
     }
 
+    /// The sweep: an agent that registered anew or left holds none of the connections
+    /// handed to it before; this core's ones are reset (the client at its latest ack), so
+    /// their clients learn at once instead of waiting on a kernel that is gone.
+    pub(super) fn handoff_agents_tick(&mut self, now_ms: u64) {
+        let n = self
+            .tcp
+            .rt
+            .routes
+            .len()
+            .min(self.tcp.agent_incarnations.len());
+        let mut changed = Vec::new();
+        for b in 0..n {
+            let inc = self.shared.agents.incarnation(b);
+            if inc != self.tcp.agent_incarnations[b] {
+                self.tcp.agent_incarnations[b] = inc;
+                changed.push(b);
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let mut ids = Vec::new();
+        self.tcp.flows.live_ids(&mut ids);
+        for id in ids {
+            let gone = self.tcp.flows.get(id).is_some_and(|c| {
+                c.state == State::HandedOff && c.backend.is_some_and(|t| changed.contains(&t.id))
+            });
+            if gone {
+                let Some((to_client, _)) = self.tcp.flows.get(id).map(|c| c.handoff_reset_points())
+                else {
+                    continue;
+                };
+                self.stats().add(Counter::HandoffAgentResets, 1);
+                self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(to_client), now_ms);
+                self.stats().add(Counter::RstSent, 1);
+                self.tcp.meta[id as usize].reset_handoff = true;
+                if let Some(c) = self.tcp.flows.get_mut(id) {
+                    c.end_handoff(now_ms);
+                }
+                self.apply_verdict(id, Verdict::Continue, now_ms);
+            }
+        }
+    }
+
     /// A control segment from an agent (VIP -> client, to the switch's backend port): its
     /// answer to a `Release`.
     pub(super) fn agent_reply(&mut self, rx: &Rx, control: Option<Control>, now_ms: u64) {
@@ -610,6 +655,28 @@ impl Worker {
             self.stats().drop(DropReason::TcpNoFlow, 1);
             return;
         };
+        if rx.seg.rst() {
+            // A termination notice: the agent no longer holds the connection (it
+            // restarted, or its flow ended). Taken only at exactly the client's latest
+            // ack, so nobody on the backend LAN can reset a connection by guessing.
+            let Some(c) = self.tcp.flows.get(id) else {
+                return;
+            };
+            let (latest_ack, _) = c.handoff_reset_points();
+            if c.state == State::HandedOff && rx.seg.seq == latest_ack {
+                self.stats().add(Counter::HandoffAgentResets, 1);
+                self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(latest_ack), now_ms);
+                self.stats().add(Counter::RstSent, 1);
+                self.tcp.meta[id as usize].reset_handoff = true;
+                if let Some(c) = self.tcp.flows.get_mut(id) {
+                    c.end_handoff(now_ms);
+                }
+                self.apply_verdict(id, Verdict::Continue, now_ms);
+            } else {
+                self.stats().drop(DropReason::RstNotExact, 1);
+            }
+            return;
+        }
         let pending = self.tcp.watches[id as usize]
             .as_mut()
             .is_some_and(|w| w.pending_move().is_some());
@@ -654,6 +721,19 @@ impl Worker {
         self.stats().add(Counter::HandoffMoves, 1);
         if whole {
             self.route_head(id, now_ms);
+        }
+    }
+
+    /// A segment from a client whose handed-off connection the switch reset: another RST
+    /// at exactly the ack it carries (its receive point), unless it is a RST itself. As a
+    /// closed Linux socket answers.
+    pub(super) fn reset_again(&mut self, id: ConnId, rx: &Rx, now_ms: u64) {
+        if rx.seg.rst() || !rx.seg.checked {
+            return;
+        }
+        if let Some(ack) = rx.seg.ack {
+            self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(ack), now_ms);
+            self.stats().add(Counter::RstSent, 1);
         }
     }
 
