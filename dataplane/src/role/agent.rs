@@ -449,25 +449,32 @@ impl Agent {
     /// A control message to the switch: a segment VIP -> client sent to the switch's MAC
     /// (it never reaches the client; the switch takes it on its backend port).
     fn answer_switch(&mut self, switch_mac: MacAddr, a: &FlowAddrs, c: Control) {
-        let tcp_len = 20 + control::LEN;
-        let Some(mut out) = self.ipv4_frame(switch_mac, a.vip.0, a.client.0, tcp_len) else {
-            return;
-        };
-        let buf = &mut out[..];
-        let mut tcp = TcpPacket::new_unchecked(&mut buf[ETH + 20..ETH + 20 + tcp_len]);
-        tcp.set_src_port(a.vip.1);
-        tcp.set_dst_port(a.client.1);
-        tcp.set_header_len(tcp_len as u8);
-        tcp.set_flags(tcpstate::wire::tcp_flags::ACK);
-        c.emit(tcp.options_mut());
-        tcp.fill_checksum(a.vip.0, a.client.0);
-        self.push_nic(out);
+        self.segment_to_switch(
+            switch_mac,
+            a,
+            SeqNumber(0),
+            tcpstate::wire::tcp_flags::ACK,
+            Some(c),
+        );
     }
 
     /// A termination notice: a RST VIP -> client at `seq` sent to the switch's MAC; the
     /// switch checks it against its entry, resets the client and forgets the connection.
     fn notify_switch_reset(&mut self, switch_mac: MacAddr, a: &FlowAddrs, seq: SeqNumber) {
-        let tcp_len = 20;
+        self.count(AgentCounter::ResetsNotified);
+        self.segment_to_switch(switch_mac, a, seq, tcpstate::wire::tcp_flags::RST, None);
+    }
+
+    /// A segment of the client's tuple from the VIP, addressed to the switch's MAC.
+    fn segment_to_switch(
+        &mut self,
+        switch_mac: MacAddr,
+        a: &FlowAddrs,
+        seq: SeqNumber,
+        flags: u8,
+        c: Option<Control>,
+    ) {
+        let tcp_len = 20 + if c.is_some() { control::LEN } else { 0 };
         let Some(mut out) = self.ipv4_frame(switch_mac, a.vip.0, a.client.0, tcp_len) else {
             return;
         };
@@ -476,10 +483,12 @@ impl Agent {
         tcp.set_src_port(a.vip.1);
         tcp.set_dst_port(a.client.1);
         tcp.set_seq_number(seq);
-        tcp.set_header_len(20);
-        tcp.set_flags(tcpstate::wire::tcp_flags::RST);
+        tcp.set_header_len(tcp_len as u8);
+        tcp.set_flags(flags);
+        if let Some(c) = c {
+            c.emit(tcp.options_mut());
+        }
         tcp.fill_checksum(a.vip.0, a.client.0);
-        self.count(AgentCounter::ResetsNotified);
         self.push_nic(out);
     }
 

@@ -626,18 +626,11 @@ impl Worker {
                 c.state == State::HandedOff && c.backend.is_some_and(|t| changed.contains(&t.id))
             });
             if gone {
-                let Some((to_client, _)) = self.tcp.flows.get(id).map(|c| c.handoff_reset_points())
-                else {
-                    continue;
-                };
-                self.stats().add(Counter::HandoffAgentResets, 1);
-                self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(to_client), now_ms);
-                self.stats().add(Counter::RstSent, 1);
-                self.tcp.meta[id as usize].reset_handoff = true;
-                if let Some(c) = self.tcp.flows.get_mut(id) {
-                    c.end_handoff(now_ms);
+                if let Some((to_client, _)) =
+                    self.tcp.flows.get(id).map(|c| c.handoff_reset_points())
+                {
+                    self.agent_gone(id, to_client, now_ms);
                 }
-                self.apply_verdict(id, Verdict::Continue, now_ms);
             }
         }
     }
@@ -663,15 +656,11 @@ impl Worker {
                 return;
             };
             let (latest_ack, _) = c.handoff_reset_points();
-            if c.state == State::HandedOff && rx.seg.seq == latest_ack {
-                self.stats().add(Counter::HandoffAgentResets, 1);
-                self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(latest_ack), now_ms);
-                self.stats().add(Counter::RstSent, 1);
-                self.tcp.meta[id as usize].reset_handoff = true;
-                if let Some(c) = self.tcp.flows.get_mut(id) {
-                    c.end_handoff(now_ms);
-                }
-                self.apply_verdict(id, Verdict::Continue, now_ms);
+            // Before the client has heard from the kernel the agent may simply not have
+            // the head yet (reordered or lost on the way): the head's resend takes care of
+            // that, and a notice then means nothing.
+            if c.state == State::HandedOff && c.handoff_confirmed() && rx.seg.seq == latest_ack {
+                self.agent_gone(id, latest_ack, now_ms);
             } else {
                 self.stats().drop(DropReason::RstNotExact, 1);
             }
@@ -722,6 +711,19 @@ impl Worker {
         if whole {
             self.route_head(id, now_ms);
         }
+    }
+
+    /// `id`'s agent holds it no more: the client is reset at `ack` (its latest), the entry
+    /// closed. (Nothing goes to the agent: it has no flow for it.)
+    fn agent_gone(&mut self, id: ConnId, ack: SeqNumber, now_ms: u64) {
+        self.stats().add(Counter::HandoffAgentResets, 1);
+        self.send_to_client(id, &tcpstate::conn::SegmentOut::rst(ack), now_ms);
+        self.stats().add(Counter::RstSent, 1);
+        self.tcp.meta[id as usize].reset_handoff = true;
+        if let Some(c) = self.tcp.flows.get_mut(id) {
+            c.end_handoff(now_ms);
+        }
+        self.apply_verdict(id, Verdict::Continue, now_ms);
     }
 
     /// A segment from a client whose handed-off connection the switch reset: another RST
