@@ -3,7 +3,8 @@
 # handoff testbed (`testbed.sh up --handoff`, an agent on every backend host), in one run,
 # the same wrk load through the switch with its VIP in `mode: "splice"` and then in
 # `mode: "handoff"`, and from each run the switch's busy cycles (TSC in poll-loop iterations
-# that did work, summed over its workers), packets and bytes per response.
+# that did work, summed over its workers), packets and bytes per response; then, per mode, the
+# time from the request to the first response byte on new connections (curl, one at a time).
 #
 # In splice mode every response byte crosses the switch twice (in from the backend, out to the
 # client); in handoff mode only the client's packets cross it (its requests and ACKs), so the
@@ -12,7 +13,8 @@
 #
 # Usage (root): bash bench/scripts/handoff-cost.sh [OUT_DIR]
 #   WS_TESTBED (hcb), WS_NET (217), DURATION (8 s of wrk per mode), FILE (/big/100K.bin),
-#   CONNS (8 keep-alive connections), WS_BIN (measure this binary, no build), KEEP_TESTBED=1.
+#   CONNS (8 keep-alive connections), LAT_N (200 new connections for the time to first byte),
+#   WS_BIN (measure this binary, no build), KEEP_TESTBED=1.
 # Prints a table and writes $OUT/report.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -92,6 +94,11 @@ run_mode() { # mode
     wait_for_builds
     ip netns exec "$WS_NS_CLI" taskset -c 0 wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://$VIP$FILE" \
         >"$OUT/wrk-$mode.txt"
+    # Time to first byte on new connections: from the request written (curl's connect
+    # done) to the first response byte, one connection after another (LAT_N of them).
+    ip netns exec "$WS_NS_CLI" bash -c "for i in \$(seq ${LAT_N:-200}); do
+        curl -s -o /dev/null --max-time 5 -w '%{time_connect} %{time_starttransfer}\n' http://$VIP/whoami
+    done" >"$OUT/ttfb-$mode.txt"
     kill -TERM "$SW_PID"
     wait "$SW_PID" || true
     SW_PID=
@@ -124,6 +131,15 @@ for mode in ("splice", "handoff"):
         cycles=t["busy_cycles"] / n, us=t["busy_cycles"] / n / hz * 1e6,
         pkts=pkts / n, tx_client=(ports["client"]["tx_bytes"] if ports.get("client") else 0) / n,
         spliced=t["spliced_bytes_b2c"], handed=t["handoffs_started"])
+def ttfb(mode):
+    v = []
+    for line in open(f"{out}/ttfb-{mode}.txt"):
+        c, t = line.split()
+        v.append((float(t) - float(c)) * 1e6)
+    v.sort()
+    return v[len(v) // 2], v[int(len(v) * 0.99) - 1], len(v)
+for m in rows:
+    rows[m]["ttfb"] = ttfb(m)
 s, h = rows["splice"], rows["handoff"]
 lines = [
     f"# Switch cost per response: handoff vs splice ({file}, one run)",
@@ -135,6 +151,10 @@ lines = [
 ]
 for m, r in rows.items():
     lines.append(f"| {m} | {r['requests']} | {r['rps']:.0f} | {r['cycles']:.0f} | {r['us']:.2f} | {r['pkts']:.1f} | {r['tx_client']:.0f} |")
+lines += ["", "| mode | new connections | request to first response byte p50 (µs) | p99 (µs) |", "|---|---|---|---|"]
+for m, r in rows.items():
+    p50, p99, n = r["ttfb"]
+    lines.append(f"| {m} | {n} | {p50:.0f} | {p99:.0f} |")
 lines += ["", f"handoff / splice, busy cycles per response: **{h['cycles'] / s['cycles']:.3f}** (goal <= 0.2)",
           f"handoff / splice, switch packets per response: {h['pkts'] / s['pkts']:.3f}"]
 text = "\n".join(lines) + "\n"
