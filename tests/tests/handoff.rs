@@ -600,9 +600,9 @@ fn handoff_impaired_two_workers() {
 
 /// Agents on be1 and be2 only, none on be3; health checks off, so that only the agents'
 /// beats can keep be3 out (a health check would take the cut-off host down too).
-fn absent_agent(tb: &Testbed) {
+fn absent_agent(tb: &Testbed, workers: usize) {
     let mut agents = start_agents(tb, &[1, 2]);
-    let mut config = switch_config(tb, 1);
+    let mut config = switch_config(tb, workers);
     config["health"]["enabled"] = false.into();
     let sw = Switch::start(tb, &config);
     wait_agents(&sw, &["be1", "be2"]);
@@ -681,7 +681,17 @@ fn agent_absent_backend_is_skipped() {
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hofa", 217);
-    absent_agent(&tb);
+    absent_agent(&tb, 1);
+}
+
+#[test]
+fn agent_absent_backend_is_skipped_two_workers() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hofa2", 223);
+    absent_agent(&tb, 2);
 }
 
 /// An agent restarted mid-run (issue 16's test): the connections handed to it end at once
@@ -695,9 +705,24 @@ fn agent_restart_ends_its_connections_cleanly() {
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hofr", 222);
+    agent_restart(&tb, 1);
+}
+
+/// The same with two switch workers: each core resets the connections it holds.
+#[test]
+fn agent_restart_ends_its_connections_cleanly_two_workers() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hofr2", 224);
+    agent_restart(&tb, 2);
+}
+
+fn agent_restart(tb: &Testbed, workers: usize) {
     let dir = format!("/tmp/{}-testbed", tb.name);
-    let mut agents = start_agents(&tb, &BACKENDS);
-    let mut config = switch_config(&tb, 1);
+    let mut agents = start_agents(tb, &BACKENDS);
+    let mut config = switch_config(tb, workers);
     for (b, pool) in [("be1", "images"), ("be2", "apps")] {
         config["rules"].as_array_mut().unwrap().insert(
             0,
@@ -706,9 +731,9 @@ fn agent_restart_ends_its_connections_cleanly() {
                     "pool": pool }),
         );
     }
-    let sw = Switch::start(&tb, &config);
+    let sw = Switch::start(tb, &config);
     wait_agents(&sw, &["be1", "be2", "be3"]);
-    wait_ready(&tb);
+    wait_ready(tb);
 
     // Two slow 100 MB downloads: one from be1 (whose agent restarts), one from be2.
     let url = format!("http://{}/big/100M.bin", tb.ip(0, 10));
@@ -778,10 +803,10 @@ fn agent_restart_ends_its_connections_cleanly() {
     agents.insert(
         0,
         Switch::start_in(
-            &tb,
+            tb,
             "be1",
             &format!("{}-agent1b", tb.name),
-            &agent_config(&tb, 1),
+            &agent_config(tb, 1),
         ),
     );
 
