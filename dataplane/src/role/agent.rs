@@ -312,10 +312,7 @@ impl Agent {
                 }
                 Some(_) if e.flow.state() == AgentState::SynSent => {
                     let syn = e.flow.syn();
-                    let addrs = FlowAddrs {
-                        client: (key.remote_ip, key.remote_port),
-                        vip: (key.local_ip, key.local_port),
-                    };
+                    let addrs = addrs_of(&key);
                     self.count(AgentCounter::SynResent);
                     self.emit_to_kernel(&addrs, &syn);
                     // This copy of the head is held like the first (or dropped if full).
@@ -364,10 +361,7 @@ impl Agent {
             // passes on to the client and ends its entry with (a termination notice).
             self.count(AgentCounter::DropNoFlow);
             if let (Some(ack), false) = (seen.seg.ack, seen.seg.syn || seen.seg.rst) {
-                let addrs = FlowAddrs {
-                    client: (key.remote_ip, key.remote_port),
-                    vip: (key.local_ip, key.local_port),
-                };
+                let addrs = addrs_of(&key);
                 let switch_mac = EthernetFrame::new_unchecked(&m[..]).src_addr();
                 self.notify_switch_reset(switch_mac, &addrs, ack);
             }
@@ -409,10 +403,7 @@ impl Agent {
             self.count(AgentCounter::DropUnexpected);
             return;
         };
-        let addrs = FlowAddrs {
-            client: (key.remote_ip, key.remote_port),
-            vip: (key.local_ip, key.local_port),
-        };
+        let addrs = addrs_of(&key);
         let verdict = match self.flows.get_mut(&key) {
             Some(e) => e.flow.on_release(seen.seg.seq, ack, now_ms),
             // Nothing of it here (expired, or the agent restarted): nothing to silence.
@@ -526,10 +517,7 @@ impl Agent {
             // space and mean nothing to the client. Reset it in the kernel, quietly.
             if let (Some(ack), false) = (seen.seg.ack, seen.seg.rst) {
                 let rst = rst_repr(&key, ack);
-                let addrs = FlowAddrs {
-                    client: (key.remote_ip, key.remote_port),
-                    vip: (key.local_ip, key.local_port),
-                };
+                let addrs = addrs_of(&key);
                 self.emit_to_kernel(&addrs, &rst);
             }
             self.count(AgentCounter::KernelOrphansReset);
@@ -551,10 +539,7 @@ impl Agent {
                 };
                 let held = std::mem::take(&mut e.held);
                 let t = *e.flow.to_kernel().expect("established");
-                let addrs = FlowAddrs {
-                    client: (key.remote_ip, key.remote_port),
-                    vip: (key.local_ip, key.local_port),
-                };
+                let addrs = addrs_of(&key);
                 if !was_established {
                     self.count(AgentCounter::HandoffsEstablished);
                 }
@@ -708,6 +693,14 @@ impl Agent {
         self.s
             .stats
             .set(AgentCounter::FlowsLive, self.flows.len() as u64);
+    }
+}
+
+/// The two ends of a flow keyed client (remote) to VIP (local).
+fn addrs_of(key: &FlowKey) -> FlowAddrs {
+    FlowAddrs {
+        client: (key.remote_ip, key.remote_port),
+        vip: (key.local_ip, key.local_port),
     }
 }
 

@@ -52,20 +52,7 @@ impl Worker {
         };
         let route = self.tcp.rt.routes[b];
         let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
-            // Unknown MAC: ask for it and let the connect timer try again.
-            if self.send_arp_request(route.via_port, route.local_ip, route.next_hop) {
-                self.stats().add(Counter::ArpRequestsSent, 1);
-            }
-            if let Some(conn) = self.tcp.flows.get_mut(id) {
-                let mut out = Outputs::default();
-                let key = FlowKey {
-                    remote_ip: route.address,
-                    remote_port: route.port,
-                    local_ip: route.local_ip,
-                    local_port: 0,
-                };
-                conn.connect(BackendTarget { id: b, key }, now_ms, &mut out);
-            }
+            self.wait_for_mac(id, b, route, now_ms);
             return;
         };
         if !self.take_slot(b) {
@@ -130,6 +117,25 @@ impl Worker {
             if let Emit::ToBackend(s) = e {
                 self.send_to_backend(id, &s);
             }
+        }
+    }
+
+    /// Backend `b`'s MAC (its next hop's) is unknown: ask for it, and mark `id` as
+    /// connecting to `b` without a local port, so the sweep (`waiting_for_mac`) comes back
+    /// as soon as the MAC is known, and the connect timeout gives up if it never is.
+    pub(super) fn wait_for_mac(&mut self, id: ConnId, b: usize, route: BackendRoute, now_ms: u64) {
+        if self.send_arp_request(route.via_port, route.local_ip, route.next_hop) {
+            self.stats().add(Counter::ArpRequestsSent, 1);
+        }
+        if let Some(conn) = self.tcp.flows.get_mut(id) {
+            let mut out = Outputs::default();
+            let key = FlowKey {
+                remote_ip: route.address,
+                remote_port: route.port,
+                local_ip: route.local_ip,
+                local_port: 0,
+            };
+            conn.connect(BackendTarget { id: b, key }, now_ms, &mut out);
         }
     }
 

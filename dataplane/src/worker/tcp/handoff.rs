@@ -75,22 +75,9 @@ impl Worker {
         };
         let route = self.tcp.rt.routes[b];
         let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
-            // Ask, and wait as a connect does: the sweep comes back here as soon as the
-            // MAC is known (`waiting_for_mac`), the connect timeout gives up with a 503.
-            if self.send_arp_request(route.via_port, route.local_ip, route.next_hop) {
-                self.stats().add(Counter::ArpRequestsSent, 1);
-            }
+            // Wait as a connect does; the sweep comes back here once the MAC is known.
             self.stats().add(Counter::HandoffNoMac, 1);
-            if let Some(conn) = self.tcp.flows.get_mut(id) {
-                let mut out = Outputs::default();
-                let key = FlowKey {
-                    remote_ip: route.address,
-                    remote_port: route.port,
-                    local_ip: route.local_ip,
-                    local_port: 0,
-                };
-                conn.connect(BackendTarget { id: b, key }, now_ms, &mut out);
-            }
+            self.wait_for_mac(id, b, route, now_ms);
             return;
         };
         let meta = &mut self.tcp.meta[id as usize];
