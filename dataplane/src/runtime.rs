@@ -80,8 +80,8 @@ pub struct BackendRoute {
     pub via_port: usize,
     pub local_ip: Ipv4Addr,
     pub next_hop: Ipv4Addr,
-    /// Handoff reaches its agent through IP-in-IP (`backends[].tunnel`).
-    pub ipip: bool,
+    /// The encapsulation handoff reaches its agent through (`backends[].tunnel`), if any.
+    pub tunnel: Option<tcpstate::wire::tunnel::Encap>,
 }
 
 /// One published snapshot.
@@ -294,7 +294,10 @@ pub fn backend_routes(config: &Config) -> Result<Vec<BackendRoute>, ConfigError>
             via_port,
             local_ip,
             next_hop,
-            ipip: b.tunnel == Some(rules::config::Tunnel::Ipip),
+            tunnel: b.tunnel.map(|t| match t {
+                rules::config::Tunnel::Ipip => tcpstate::wire::tunnel::Encap::Ipip,
+                rules::config::Tunnel::Gre => tcpstate::wire::tunnel::Encap::Gre,
+            }),
         });
     }
     Ok(routes)

@@ -13,9 +13,9 @@
 #            MAC, default via the router) and holds the VIP on lo. Backends are unreachable
 #            from outside until an agent bridges eth0 and wsa0 (see docs/testbed.md). A
 #            fourth backend be4 (10.N.2.14, prepared the same way) sits in another subnet
-#            behind the router (10.N.2.254 on rt-b4): the switch reaches it by IP-in-IP (outer
-#            10.N.1.1 -> 10.N.2.14 via 10.N.1.254), its agent decapsulates; the links those
-#            packets cross have MTU 1520
+#            behind the router (10.N.2.254 on rt-b4): the switch reaches it by IP-in-IP or
+#            GRE (outer 10.N.1.1 -> 10.N.2.14 via 10.N.1.254), its agent decapsulates; the
+#            links those packets cross have MTU 1524
 #   down     kill every process in our namespaces, delete the namespaces; with --purge
 #            also delete /tmp/$P-testbed (the generated content, incl. 3 (4) x 100 MiB files)
 #   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up
@@ -126,10 +126,10 @@ backend_gw() { # the router's address on the backend's subnet (handoff: its defa
     echo "$ROUTER_BE_IP"
 }
 # IP-in-IP from the switch to be4 (outer 10.N.1.1 -> 10.N.2.14, protocol 4) adds a 20-byte
-# header: every link such a packet crosses gets this MTU, so a full 1500-byte inner packet fits
-# (a 1534-byte frame). Every other link, and wsa0 (the agent hands the kernel the inner packet),
-# stays at 1500.
-MTU_ENCAP=1520
+# header, GRE (protocol 47) 24 bytes: every link such a packet crosses gets this MTU, so a full
+# 1500-byte inner packet fits either way (a 1538-byte frame at most). Every other link, and
+# wsa0 (the agent hands the kernel the inner packet), stays at 1500.
+MTU_ENCAP=1524
 
 # ---- helpers ---------------------------------------------------------------------------
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }

@@ -1,11 +1,13 @@
-//! Issue 16 point 3 end to end: handoff to a routed backend through IP-in-IP.
+//! Issue 16 point 3 end to end: handoff to a routed backend through IP-in-IP and GRE.
 //!
 //! On the handoff testbed, be4 sits in its own subnet (10.N.2.0/24) behind the router: the
-//! switch reaches it only through its backend port's gateway. With `"tunnel": "ipip"` the
-//! switch wraps the request head it hands off, and every later client segment, in an outer
-//! IPv4 header to be4's address; be4's agent takes the header off in userspace (the kernel
-//! has no tunnel devices) and its kernel answers the client directly, past the switch.
-//! Checked with one and two switch workers: content from be4, a 100 MB download and a 20 MB
+//! switch reaches it only through its backend port's gateway. With `"tunnel": "ipip"` (or
+//! `"gre"`) the switch wraps the request head it hands off, and every later client segment,
+//! in an outer IPv4 header (and a GRE header) to be4's address; be4's agent takes them off
+//! in userspace (the kernel has no tunnel devices) and its kernel answers the client
+//! directly, past the switch. IP-in-IP is checked with one switch worker, GRE with two (and
+//! both encapsulations by the unit tests of `tcpstate::wire::tunnel`): content from be4, a
+//! 100 MB download and a 20 MB
 //! PUT byte-exact, the agent decapsulating, nothing spliced, and the on-link backends still
 //! reached by MAC rewrite beside it.
 use std::time::{Duration, Instant};
@@ -56,7 +58,7 @@ fn agent_extra(tb: &Testbed, b: u8) -> Option<Value> {
     Some(s)
 }
 
-fn switch_config(tb: &Testbed, workers: usize) -> Value {
+fn switch_config(tb: &Testbed, workers: usize, tunnel: &str) -> Value {
     let mut c = tb.config(workers);
     c["vips"][0]["mode"] = "handoff".into();
     c["health"] = json!({ "interval_ms": 300, "timeout_ms": 250 });
@@ -66,7 +68,7 @@ fn switch_config(tb: &Testbed, workers: usize) -> Value {
     c["backends"]
         .as_array_mut()
         .unwrap()
-        .push(json!({ "name": "be4", "address": tb.ip(2, 14), "port": 80, "tunnel": "ipip" }));
+        .push(json!({ "name": "be4", "address": tb.ip(2, 14), "port": 80, "tunnel": tunnel }));
     c["pools"]
         .as_array_mut()
         .unwrap()
@@ -110,10 +112,10 @@ fn wait_for(tb: &Testbed, path: &str, extra: &[&str]) {
     }
 }
 
-fn scenario(tb: &Testbed, workers: usize) {
+fn scenario(tb: &Testbed, workers: usize, tunnel: &str) {
     let dir = format!("/tmp/{}-testbed", tb.name);
     let agents: Vec<Switch> = [1u8, 2, 3, 4].iter().map(|&b| agent(tb, b)).collect();
-    let sw = Switch::start(tb, &switch_config(tb, workers));
+    let sw = Switch::start(tb, &switch_config(tb, workers, tunnel));
     wait_for(tb, "/whoami", &[]);
     wait_for(tb, "/whoami", &["-H", "X-Route: be4"]);
     let vip = tb.ip(0, 10);
@@ -195,15 +197,15 @@ fn handoff_through_ipip_one_worker() {
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hotn1", 219);
-    scenario(&tb, 1);
+    scenario(&tb, 1, "ipip");
 }
 
 #[test]
-fn handoff_through_ipip_two_workers() {
+fn handoff_through_gre_two_workers() {
     if !root_or_skip() {
         return;
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hotn2", 220);
-    scenario(&tb, 2);
+    scenario(&tb, 2, "gre");
 }

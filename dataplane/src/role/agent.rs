@@ -262,7 +262,7 @@ impl Agent {
     /// A frame from the network: a handed-off flow's (or a new handoff), or the host's.
     fn on_nic_frame(&mut self, mut m: Mbuf, now_ms: u64) {
         if let Some(inner) = self.tunnelled(&m) {
-            // IP-in-IP from the switch to a routed backend: the outer header goes here, in
+            // IP-in-IP or GRE from the switch to a routed backend: the outer headers go here, in
             // userspace (the kernel has no tunnel device, and needs none).
             m.copy_within(0..ETH, inner);
             m.adj(inner);
@@ -483,12 +483,16 @@ impl Agent {
         self.push_nic(out);
     }
 
-    /// The outer header's length if `m` is IP-in-IP carrying a segment for a VIP.
+    /// The encapsulation's length if `m` is IP-in-IP or GRE carrying a segment for a VIP.
     fn tunnelled(&self, m: &[u8]) -> Option<usize> {
-        if m.len() < ETH + 40 || m[12..14] != [0x08, 0x00] || m[ETH + 9] != ip_proto::IPIP {
+        let proto = *m.get(ETH + 9)?;
+        if m.len() < ETH + 40
+            || m[12..14] != [0x08, 0x00]
+            || (proto != ip_proto::IPIP && proto != ip_proto::GRE)
+        {
             return None;
         }
-        let at = tcpstate::wire::ipip::inner_offset(&m[ETH..])?;
+        let (_, at) = tcpstate::wire::tunnel::inner_offset(&m[ETH..])?;
         let inner = Ipv4Packet::new_checked(&m[ETH + at..]).ok()?;
         let dst_port = inner
             .payload()

@@ -30,8 +30,8 @@ pub struct BackendConfig {
     pub max_connections: Option<u32>,
     /// How a handoff VIP reaches this backend's agent when it is routed (not on a
     /// backend port's subnet): `"ipip"` wraps what the switch sends it in IPv4-in-IPv4
-    /// (RFC 2003), which the agent takes off in userspace. None: the same segment, by
-    /// MAC rewrite. Splice and presplice connections ignore it.
+    /// (RFC 2003), `"gre"` in GRE (RFC 2784); the agent takes either off in userspace.
+    /// None: the same segment, by MAC rewrite. Splice and presplice connections ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Tunnel>,
 }
@@ -42,6 +42,8 @@ pub struct BackendConfig {
 pub enum Tunnel {
     /// IPv4 in IPv4 (RFC 2003): 20 bytes per packet.
     Ipip,
+    /// GRE (RFC 2784), no checksum, key or sequence number: 24 bytes per packet.
+    Gre,
 }
 
 impl BackendConfig {

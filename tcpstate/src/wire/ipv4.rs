@@ -11,6 +11,8 @@ pub mod ip_proto {
     /// IPv4 in IPv4 (RFC 2003): handoff's tunnel to a routed backend.
     pub const IPIP: u8 = 4;
     pub const UDP: u8 = 17;
+    /// Generic Routing Encapsulation (RFC 2784): handoff's other tunnel.
+    pub const GRE: u8 = 47;
 }
 
 /// A view of an IPv4 packet. The buffer may extend past `total_len` (Ethernet

@@ -24,10 +24,10 @@ pub mod checksum;
 mod error;
 mod ethernet;
 mod icmpv4;
-pub mod ipip;
 mod ipv4;
 mod seq;
 mod tcp;
+pub mod tunnel;
 mod udp;
 mod walk;
 

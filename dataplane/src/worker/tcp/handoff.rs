@@ -13,7 +13,7 @@ use tcpstate::flow::{ConnId, FlowKey};
 use tcpstate::handoff::control::Control;
 use tcpstate::handoff::option::{options_with_handoff, HandoffRecord};
 use tcpstate::handoff::watch::{Migration, WatchStep};
-use tcpstate::wire::ipip;
+use tcpstate::wire::tunnel::Encap;
 use tcpstate::wire::{
     ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, SeqNumber, TcpPacket,
 };
@@ -207,7 +207,7 @@ impl Worker {
         };
         let tcp_len = 20 + opt_len + n;
         let tunnel = self.tunnel_of(conn.backend.map(|t| t.id));
-        let outer = if tunnel.is_some() { ipip::OVERHEAD } else { 0 };
+        let outer = tunnel.map_or(0, |t| t.encap.overhead());
         let frame_len = (ETH + outer + IP + tcp_len).max(60);
         let Some(buf) = m.append(frame_len) else {
             self.stats().drop(DropReason::NoMbuf, 1);
@@ -220,8 +220,9 @@ impl Worker {
             eth.set_src_addr(src_mac);
             eth.set_ethertype(ethertype::IPV4);
         }
-        if let Some((from, to)) = tunnel {
-            ipip::write_outer(&mut buf[ETH..], from, to, IP + tcp_len);
+        if let Some(t) = tunnel {
+            t.encap
+                .write_outer(&mut buf[ETH..], t.from, t.to, IP + tcp_len);
         }
         let buf = &mut buf[outer..];
         Ipv4Repr {
@@ -306,18 +307,20 @@ impl Worker {
             .flows
             .get(id)
             .and_then(|c| self.tunnel_of(c.backend.map(|t| t.id)));
-        if let Some((from, to)) = tunnel {
-            // Room for the outer header between the Ethernet header and the packet.
+        if let Some(t) = tunnel {
+            // Room for the encapsulation between the Ethernet header and the packet.
             let end = ETH + rx.ip_total;
             if m.len() > end {
                 m.set_len(end);
             }
-            if m.prepend(ipip::OVERHEAD).is_none() {
+            let n = t.encap.overhead();
+            if m.prepend(n).is_none() {
                 self.stats().drop(DropReason::NoMbuf, 1);
                 return;
             }
-            m.copy_within(ipip::OVERHEAD..ipip::OVERHEAD + ETH, 0);
-            ipip::write_outer(&mut m[ETH..], from, to, rx.ip_total);
+            m.copy_within(n..n + ETH, 0);
+            t.encap
+                .write_outer(&mut m[ETH..], t.from, t.to, rx.ip_total);
         }
         let mut eth = EthernetFrame::new_unchecked(&mut m[..]);
         eth.set_src_addr(self.shared.addrs[meta.backend_port].mac);
@@ -736,11 +739,15 @@ impl Worker {
         }
     }
 
-    /// The tunnel's (outer source, outer destination) toward backend `b`'s agent, if the
-    /// backend is reached through IP-in-IP (`backends[].tunnel`).
-    fn tunnel_of(&self, b: Option<usize>) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    /// The tunnel toward backend `b`'s agent, if the backend is reached through one
+    /// (`backends[].tunnel`).
+    fn tunnel_of(&self, b: Option<usize>) -> Option<Tunnel> {
         let r = self.tcp.rt.routes.get(b?)?;
-        r.ipip.then_some((r.local_ip, r.address))
+        Some(Tunnel {
+            encap: r.tunnel?,
+            from: r.local_ip,
+            to: r.address,
+        })
     }
 
     /// Whether `id` came in on a VIP in `mode: "handoff"`.
@@ -759,4 +766,14 @@ impl Worker {
             .get(id)
             .is_some_and(|c| c.state == State::HandedOff)
     }
+}
+
+/// How a handed-off connection's segments reach a routed backend's agent: the
+/// encapsulation, and the outer header's source (our backend port's address) and
+/// destination (the backend host).
+#[derive(Clone, Copy)]
+struct Tunnel {
+    encap: Encap,
+    from: std::net::Ipv4Addr,
+    to: std::net::Ipv4Addr,
 }
