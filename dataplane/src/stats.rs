@@ -109,6 +109,8 @@ counter_enum! {
         HandoffMovesFailed => "handoff_moves_failed",
         HandoffAgentResets => "handoff_agent_resets",
         HandoffNoAgent => "handoff_no_agent",
+        SessionCookieHits => "session_cookie_hits",
+        SessionCookieMisses => "session_cookie_misses",
         AgentBeats => "agent_beats",
         BusyIterations => "busy_iterations",
         IdleIterations => "idle_iterations",

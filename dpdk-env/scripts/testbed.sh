@@ -425,6 +425,19 @@ location /app/ {
     default_type text/plain;
     return 200 "app on $b: \$request_uri\n";
 }
+# a session for cookie persistence: /session/login sets PHPSESSID (its value names this backend);
+# any other /session/... says which PHPSESSID it was sent (add_header here replaces the
+# server's, so X-Backend is repeated)
+location = /session/login {
+    add_header X-Backend $b always;
+    add_header Set-Cookie "PHPSESSID=$b-\$connection-\$connection_requests; Path=/" always;
+    default_type text/plain;
+    return 200 "login on $b\n";
+}
+location /session/ {
+    default_type text/plain;
+    return 200 "session on $b: PHPSESSID=\$cookie_PHPSESSID\n";
+}
 # WebDAV PUT/DELETE for byte-exact upload checks: PUT /upload/NAME, then GET it
 location /upload/ {
     client_max_body_size 0;

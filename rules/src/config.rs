@@ -316,6 +316,13 @@ pub struct VipConfig {
     /// it, see `crate::path`) instead of as the client sent it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forward_normalized_path: bool,
+    /// Session persistence on a handoff VIP (paper 002's cookie-name rewriting): the
+    /// name of the backends' own session cookie (`PHPSESSID`, `JSESSIONID`...). The
+    /// agents tag its name with their backend's id in responses; a request whose
+    /// cookies carry a tag of a backend in the pool its rules chose goes to that
+    /// backend (`tcpstate::handoff::cookie`). The agents' `vips[]` need the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_cookie: Option<String>,
 }
 
 /// Whether only the first request of a connection is routed, or every one.
@@ -583,6 +590,16 @@ impl Config {
                     "list one or more TCP ports (1-65535)",
                 ));
             }
+            if let Some(c) = &v.session_cookie {
+                let field = format!("vips[{i}].session_cookie");
+                check_session_cookie(&field, c)?;
+                if v.mode != VipMode::Handoff {
+                    return Err(ConfigError::new(
+                        field,
+                        "only a handoff VIP's agents rewrite cookie names (`mode: \"handoff\"`)",
+                    ));
+                }
+            }
         }
         if !self.ports.iter().any(|p| p.role != PortRole::Client) {
             return Err(ConfigError::new(
@@ -658,6 +675,14 @@ impl Config {
             .any(|v| v.forward_normalized_path && v.address == address)
     }
 
+    /// The session cookie of the VIP at `address` (`vips[].session_cookie`), if any.
+    pub fn session_cookie(&self, address: Ipv4Addr) -> Option<&str> {
+        self.vips
+            .iter()
+            .find(|v| v.address == address)
+            .and_then(|v| v.session_cookie.as_deref())
+    }
+
     /// Whether the VIP at `address` hands its connections off (`vips[].mode`).
     pub fn hands_off(&self, address: Ipv4Addr) -> bool {
         self.vips
@@ -678,3 +703,22 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// A session cookie's name as cookie-name rewriting needs it: a token (RFC 6265 4.1.1)
+/// of at least [`SESSION_COOKIE_MIN`] characters, so the tag fits in it.
+pub(crate) fn check_session_cookie(field: &str, name: &str) -> Result<(), ConfigError> {
+    if !routing::is_token(name) || !(SESSION_COOKIE_MIN..=64).contains(&name.len()) {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "`{name}` must be a cookie name (token characters) of {SESSION_COOKIE_MIN} to 64: \
+                 its first {SESSION_COOKIE_MIN} carry the backend's tag"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Characters of a session cookie's name the agents' tag replaces
+/// (`tcpstate::handoff::cookie::TAG_LEN`, which the dataplane checks is the same).
+pub const SESSION_COOKIE_MIN: usize = 8;

@@ -144,16 +144,21 @@ impl<'b> RequestHead<'b> {
     /// The value of the first cookie named `name` (case-sensitive) in the Cookie
     /// header(s) (`a=b; c=d`), as sent (quotes, if any, kept).
     pub fn cookie(&self, name: &str) -> Option<&'b str> {
+        self.cookies()
+            .find(|(n, _)| *n == name.as_bytes())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// Every cookie of the Cookie header(s) in the order sent, as (name, value) with
+    /// optional whitespace trimmed; pairs without `=` are skipped.
+    pub fn cookies(&self) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + '_ {
         self.headers()
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
             .flat_map(|h| h.value.split(|&b| b == b';'))
-            .find_map(|pair| {
+            .filter_map(|pair| {
                 let eq = pair.iter().position(|&b| b == b'=')?;
-                if trim_ows(&pair[..eq]) != name.as_bytes() {
-                    return None;
-                }
-                std::str::from_utf8(trim_ows(&pair[eq + 1..])).ok()
+                Some((trim_ows(&pair[..eq]), trim_ows(&pair[eq + 1..])))
             })
     }
 

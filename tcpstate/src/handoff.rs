@@ -46,6 +46,7 @@
 //!   when the flow ends.
 pub mod agent;
 pub mod control;
+pub mod cookie;
 pub mod option;
 pub mod watch;
 

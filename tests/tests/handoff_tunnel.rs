@@ -13,49 +13,17 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use webswitch_tests::handoff::agent_config;
 use webswitch_tests::{counter, root_or_skip, sha256_file, testbed_lock, Switch, Testbed};
 
-/// An agent on backend `b` (1..=4): be4's NIC is on 10.N.2.0/24, the others on 10.N.1.0/24.
+/// An agent on backend `b` (1..=4), registering with the switch.
 fn agent(tb: &Testbed, b: u8) -> Switch {
-    let (subnet, host) = if b == 4 { (2, 14) } else { (1, 10 + b) };
-    let config = json!({
-        "role": "agent",
-        "eal": {
-            "args": ["--no-huge", "-m", "256", "--no-pci", "--no-telemetry",
-                     "--log-level", "lib.eal:warning"],
-            "file_prefix": format!("wsa-{}-be{b}", tb.name),
-        },
-        "lcores": { "main": 0, "workers": [1] },
-        "mempool": { "mbufs": 8191, "cache": 256 },
-        "nic": { "device": "net_af_packet0,iface=eth0,qpairs=1,framecnt=4096" },
-        "kernel": { "device": format!(
-            "net_tap0,iface=wsa0,mac=02:00:0a:{:02x}:{subnet:02x}:{host:02x}", tb.net) },
-        "vips": [ { "address": tb.ip(0, 10), "tcp_ports": [80] } ],
-        "idle_max_sleep_us": 1000,
-    });
-    let mut config = config;
-    if let Some(extra) = agent_extra(tb, b) {
-        config["switch"] = extra;
-    }
     Switch::start_in(
         tb,
         &format!("be{b}"),
         &format!("{}-agent{b}", tb.name),
-        &config,
+        &agent_config(tb, b),
     )
-}
-
-/// The agent's registration block, when the build has one (agents announce themselves
-/// to the switch's backend address, be4's through the router), named after its backend.
-fn agent_extra(tb: &Testbed, b: u8) -> Option<Value> {
-    let example =
-        std::fs::read_to_string(webswitch_tests::workspace_root().join("examples/agent.json"))
-            .ok()?;
-    let v: Value = serde_json::from_str(&example).ok()?;
-    let mut s = v.get("switch")?.clone();
-    s["address"] = tb.ip(1, 1).into();
-    s["name"] = format!("be{b}").into();
-    Some(s)
 }
 
 fn switch_config(tb: &Testbed, workers: usize, tunnel: &str) -> Value {

@@ -21,6 +21,7 @@ use tcpstate::handoff::agent::{
     AgentFlow, AgentState, ClientVerdict, FlowAddrs, KernelVerdict, ReleaseVerdict, SegFlags,
 };
 use tcpstate::handoff::control::{self, Control};
+use tcpstate::handoff::cookie;
 use tcpstate::handoff::option;
 use tcpstate::splice::{translate, Translation};
 use tcpstate::wire::{
@@ -71,6 +72,9 @@ agent_counters! {
     Decapsulated => "decapsulated",
     Released => "released",
     ResetsNotified => "resets_notified",
+    CookiesTagged => "cookies_tagged",
+    CookiesRestored => "cookies_restored",
+    CookiesMissed => "cookies_missed",
     ReleaseBusy => "release_busy",
     FlowsLive => "flows_live",
     DropHeldFull => "drop_held_full",
@@ -162,6 +166,13 @@ struct Seen {
     tcp_at: usize,
     seg: SegFlags,
     window: u16,
+}
+
+/// Which way a translated segment goes.
+#[derive(Clone, Copy)]
+enum Toward {
+    Client,
+    Kernel,
 }
 
 fn look(frame: &[u8]) -> Option<Seen> {
@@ -259,6 +270,37 @@ impl Agent {
         self.s.stats.add(c, 1);
     }
 
+    /// Cookie-name rewriting on a translated segment of a flow for `backend`, when its VIP
+    /// has a session cookie: tagged toward the client, restored toward the kernel.
+    fn rewrite_cookies(&self, m: &mut Mbuf, seen: &Seen, backend: u16, toward: Toward) {
+        if seen.seg.payload_len == 0 {
+            return;
+        }
+        let vip = match toward {
+            Toward::Client => seen.src,
+            Toward::Kernel => seen.dst,
+        };
+        let Some(name) = self.s.config.session_cookie(vip) else {
+            return;
+        };
+        let payload_at = seen.ip_end - seen.tcp_at - seen.seg.payload_len;
+        let tcp = &mut m[seen.tcp_at..seen.ip_end];
+        let (r, done) = match toward {
+            Toward::Client => (
+                cookie::tag_set_cookies(tcp, payload_at, name.as_bytes(), backend),
+                AgentCounter::CookiesTagged,
+            ),
+            Toward::Kernel => (
+                cookie::restore_cookies(tcp, payload_at, name.as_bytes(), backend),
+                AgentCounter::CookiesRestored,
+            ),
+        };
+        self.s.stats.add(done, u64::from(r.names));
+        if r.missed {
+            self.count(AgentCounter::CookiesMissed);
+        }
+    }
+
     /// A frame from the network: a handed-off flow's (or a new handoff), or the host's.
     fn on_nic_frame(&mut self, mut m: Mbuf, now_ms: u64) {
         if let Some(inner) = self.tunnelled(&m) {
@@ -336,7 +378,8 @@ impl Agent {
                 }
                 ClientVerdict::Translate => {
                     let t = *e.flow.to_kernel().expect("established");
-                    self.deliver_to_kernel(m, &seen, &t);
+                    let backend = e.flow.record().backend_id;
+                    self.deliver_to_kernel(m, &seen, &t, backend);
                 }
                 ClientVerdict::Drop => self.count(AgentCounter::DropUnexpected),
             }
@@ -543,6 +586,7 @@ impl Agent {
                 };
                 let held = std::mem::take(&mut e.held);
                 let t = *e.flow.to_kernel().expect("established");
+                let backend = e.flow.record().backend_id;
                 let addrs = addrs_of(&key);
                 if !was_established {
                     self.count(AgentCounter::HandoffsEstablished);
@@ -550,7 +594,7 @@ impl Agent {
                 self.emit_to_kernel(&addrs, &ack);
                 for h in held {
                     match look(&h) {
-                        Some(hs) => self.deliver_to_kernel(h, &hs, &t),
+                        Some(hs) => self.deliver_to_kernel(h, &hs, &t, backend),
                         None => self.count(AgentCounter::DropBadTcp),
                     }
                 }
@@ -562,10 +606,12 @@ impl Agent {
                 if m.len() > end {
                     m.set_len(end);
                 }
+                let backend = e.flow.record().backend_id;
                 if translate(&mut m[ETH..end], &t).is_err() {
                     self.count(AgentCounter::DropBadTcp);
                     return;
                 }
+                self.rewrite_cookies(&mut m, &seen, backend, Toward::Client);
                 self.s.stats.add(AgentCounter::ToClientPackets, 1);
                 self.s
                     .stats
@@ -576,8 +622,9 @@ impl Agent {
         }
     }
 
-    /// A client segment into the kernel, masqueraded.
-    fn deliver_to_kernel(&mut self, mut m: Mbuf, seen: &Seen, t: &Translation) {
+    /// A client segment of a flow for `backend` into the kernel, masqueraded (and the
+    /// session cookie's name restored).
+    fn deliver_to_kernel(&mut self, mut m: Mbuf, seen: &Seen, t: &Translation, backend: u16) {
         let end = seen.ip_end;
         if m.len() > end {
             m.set_len(end);
@@ -586,6 +633,7 @@ impl Agent {
             self.count(AgentCounter::DropBadTcp);
             return;
         }
+        self.rewrite_cookies(&mut m, seen, backend, Toward::Kernel);
         let mut eth = EthernetFrame::new_unchecked(&mut m[..]);
         eth.set_dst_addr(self.kernel_mac);
         self.s.stats.add(AgentCounter::ToKernelPackets, 1);

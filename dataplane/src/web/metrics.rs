@@ -326,6 +326,16 @@ impl Collector for SwitchCollector {
                 Counter::HandoffNoAgent,
             ),
             (
+                "webswitch_session_cookie_hits",
+                "Requests sent to the backend their tagged session cookie names (vips[].session_cookie).",
+                Counter::SessionCookieHits,
+            ),
+            (
+                "webswitch_session_cookie_misses",
+                "Requests whose tagged session cookie named a backend that could not take them (scheduled as usual).",
+                Counter::SessionCookieMisses,
+            ),
+            (
                 "webswitch_agent_beats",
                 "Handoff agents' beats (register, heartbeat, leave) received and accepted.",
                 Counter::AgentBeats,

@@ -83,6 +83,9 @@ struct Meta {
     /// backend the first one was sent to (`sticky_backend`).
     sticky: bool,
     sticky_backend: Option<u16>,
+    /// Handoff with `vips[].session_cookie`: the backend of the pool chosen for this
+    /// request that the request's tagged session cookie names (`handoff::cookie`).
+    session_backend: Option<u16>,
     /// A handed-off connection the switch reset itself (its agent went, or a request was
     /// refused): a client that missed the RST (it had received more than it had
     /// acknowledged) gets another, at exactly its ack, on its next segment.
@@ -158,6 +161,7 @@ impl Default for Meta {
             route_pending: false,
             sticky: false,
             sticky_backend: None,
+            session_backend: None,
             reset_handoff: false,
         }
     }

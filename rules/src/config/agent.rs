@@ -124,6 +124,11 @@ pub struct AgentVip {
     pub address: Ipv4Addr,
     #[serde(default = "AgentVip::default_tcp_ports")]
     pub tcp_ports: Vec<u16>,
+    /// The backend's session cookie, as the switch's VIP names it (`session_cookie`):
+    /// its name is tagged with the connection's backend id in responses and restored
+    /// in requests. None: responses and requests pass unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_cookie: Option<String>,
 }
 
 impl AgentVip {
@@ -206,6 +211,9 @@ impl AgentConfig {
                     "at least one port, none of them 0",
                 ));
             }
+            if let Some(c) = &v.session_cookie {
+                super::check_session_cookie(&format!("vips[{i}].session_cookie"), c)?;
+            }
         }
         if !(16..=4_000_000).contains(&self.max_flows) {
             return Err(ConfigError::new("max_flows", "must be 16..=4000000"));
@@ -223,6 +231,14 @@ impl AgentConfig {
             s.validate()?;
         }
         Ok(())
+    }
+
+    /// The session cookie of the VIP at `ip`, if it has one.
+    pub fn session_cookie(&self, ip: Ipv4Addr) -> Option<&str> {
+        self.vips
+            .iter()
+            .find(|v| v.address == ip)
+            .and_then(|v| v.session_cookie.as_deref())
     }
 
     /// Whether `(ip, port)` is one of the VIPs' TCP services.
@@ -258,6 +274,23 @@ mod tests {
         assert_eq!(
             AgentConfig::from_json(&bad).unwrap_err().field,
             "lcores.workers"
+        );
+        let bad = EXAMPLE.replace(
+            "\"tcp_ports\": [80]",
+            "\"tcp_ports\": [80], \"session_cookie\": \"SID\"",
+        );
+        assert_eq!(
+            AgentConfig::from_json(&bad).unwrap_err().field,
+            "vips[0].session_cookie"
+        );
+        let good = EXAMPLE.replace(
+            "\"tcp_ports\": [80]",
+            "\"tcp_ports\": [80], \"session_cookie\": \"PHPSESSID\"",
+        );
+        let c = AgentConfig::from_json(&good).unwrap();
+        assert_eq!(
+            c.session_cookie("10.99.0.10".parse().unwrap()),
+            Some("PHPSESSID")
         );
         let bad = EXAMPLE.replace("\"tcp_ports\": [80]", "\"tcp_ports\": [0]");
         assert_eq!(

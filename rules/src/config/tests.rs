@@ -412,3 +412,25 @@ fn handoff_block_defaults_and_named_errors() {
     let e = err_after(|v| v["handoff"] = serde_json::json!({ "agent_ports": 1 }));
     assert_eq!(e.field, "handoff.agent_ports");
 }
+
+#[test]
+fn session_cookie_only_on_handoff_vips_and_named() {
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    v["vips"][0]["mode"] = "handoff".into();
+    v["vips"][0]["session_cookie"] = "PHPSESSID".into();
+    let c = Config::from_json(&v.to_string()).unwrap();
+    let vip = c.vips[0].address;
+    assert_eq!(c.session_cookie(vip), Some("PHPSESSID"));
+    assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
+    for bad in ["SID", "PHP SESSID", "PHPSESS;D", ""] {
+        let e = err_after(|v| {
+            v["vips"][0]["mode"] = "handoff".into();
+            v["vips"][0]["session_cookie"] = bad.into();
+        });
+        assert_eq!(e.field, "vips[0].session_cookie", "{bad:?}");
+    }
+    // A splice VIP sees its responses; cookie-name rewriting is the agents' work.
+    let e = err_after(|v| v["vips"][0]["session_cookie"] = "PHPSESSID".into());
+    assert_eq!(e.field, "vips[0].session_cookie");
+    assert!(e.message.contains("handoff"), "{}", e.message);
+}

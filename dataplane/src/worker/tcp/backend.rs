@@ -156,6 +156,15 @@ impl Worker {
                 return Some(b);
             }
         }
+        if let Some(b) = meta.session_backend.map(usize::from) {
+            // Handoff: the backend the request's session cookie names, while it can take
+            // it (route_head kept it only if it is in this pool).
+            if !meta.tried(b) && self.tcp.pools.is_usable(b) && !self.at_limit(b) && !no_agent(b) {
+                self.stats().add(Counter::SessionCookieHits, 1);
+                return Some(b);
+            }
+            self.stats().add(Counter::SessionCookieMisses, 1);
+        }
         let mut any_tried = false;
         for k in 0..n {
             let b = self.tcp.pools.members(pool)[k];

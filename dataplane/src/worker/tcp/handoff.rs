@@ -383,6 +383,10 @@ impl Worker {
                     self.shared.stats[self.index].add(Counter::HandoffRequestsChecked, 1);
                     let rt = Arc::clone(&self.tcp.rt);
                     let pool = self.tcp.pool_of[id as usize];
+                    let (current, req_vip) = match self.tcp.flows.get(id) {
+                        Some(c) => (c.backend.map(|t| t.id), c.client.local_ip),
+                        None => return Watched::Pass,
+                    };
                     let (allowed, framing, close) = {
                         let head = &w.head()[..len];
                         match http::parse_request(head) {
@@ -397,6 +401,23 @@ impl Worker {
                                 let allowed = matches!(action, Action::Pool(_));
                                 let other = match action {
                                     Action::Pool(p) if *p != pool => Some(*p),
+                                    // The same pool, but the session cookie names another
+                                    // of its backends that can take it: go there.
+                                    Action::Pool(p) => rt
+                                        .config
+                                        .session_cookie(req_vip)
+                                        .and_then(|name| {
+                                            super::route::session_backend(
+                                                &req,
+                                                name,
+                                                self.tcp.pools.members(*p),
+                                            )
+                                        })
+                                        .map(usize::from)
+                                        .filter(|&b| {
+                                            Some(b) != current && self.tcp.pools.is_usable(b)
+                                        })
+                                        .map(|_| *p),
                                     _ => None,
                                 };
                                 (

@@ -72,6 +72,7 @@ impl Worker {
                 flows,
                 meta,
                 request_lines,
+                pools,
                 ..
             } = &mut self.tcp;
             let Some(conn) = flows.get(id) else {
@@ -108,6 +109,11 @@ impl Worker {
                             }
                             let client = (conn.client.remote_ip, conn.client.remote_port);
                             let vip = (conn.client.local_ip, conn.client.local_port);
+                            meta.session_backend = rt
+                                .config
+                                .session_cookie(vip.0)
+                                .filter(|_| handoff)
+                                .and_then(|name| session_backend(&req, name, pools.members(p)));
                             let pool = &rt.config.pools[p];
                             // Handed off, the backend sees the client's own connection
                             // (its address included), and no byte of it may change.
@@ -286,6 +292,19 @@ impl Worker {
             }
         }
     }
+}
+
+/// The backend a request's session cookie names (`vips[].session_cookie`): the last
+/// cookie tagged for one of `members` (browsers send the newest last), if any.
+pub(super) fn session_backend(
+    req: &http::RequestHead<'_>,
+    name: &str,
+    members: &[usize],
+) -> Option<u16> {
+    req.cookies()
+        .filter_map(|(n, _)| tcpstate::handoff::cookie::tagged_backend(n, name.as_bytes()))
+        .filter(|&b| members.contains(&usize::from(b)))
+        .last()
 }
 
 /// The status code of a response the switch built ("HTTP/1.1 302 ..." → 302).
