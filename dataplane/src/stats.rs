@@ -109,6 +109,7 @@ counter_enum! {
         HandoffMovesFailed => "handoff_moves_failed",
         HandoffAgentResets => "handoff_agent_resets",
         HandoffNoAgent => "handoff_no_agent",
+        HandoffReturns => "handoff_returns",
         SessionCookieHits => "session_cookie_hits",
         SessionCookieMisses => "session_cookie_misses",
         AgentBeats => "agent_beats",

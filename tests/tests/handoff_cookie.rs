@@ -1,5 +1,6 @@
-//! Issue 16 point 6 end to end: session persistence by cookie-name rewriting (paper 002),
-//! and a browser-like client whose objects each come from their own pool.
+//! Issue 16 points 4 and 6 end to end: session persistence by cookie-name rewriting and
+//! switch-back to a parked kernel connection (both paper 002), and a browser-like client
+//! whose objects each come from their own pool.
 //!
 //! The handoff testbed's nginx sets `PHPSESSID` on `/session/login` and echoes the
 //! `PHPSESSID` it was sent on any other `/session/...`. The VIP and every agent name
@@ -20,6 +21,9 @@
 //!   backend restores only its own tag;
 //! - four keep-alive connections each fetching a browser page's objects (images, the
 //!   application, session pages) get each from its pool, content checked;
+//! - switch-back: a connection moved away and back continues on the kernel connection its
+//!   first agent kept parked (`resumed`, no new handshake there), and a request of the
+//!   pool it left goes back to a backend that holds it (`handoff_returns`);
 //! - counters: tags written and restored, none missed, no handoff failure.
 use std::time::Duration;
 
@@ -159,6 +163,19 @@ fn scenario(tb: &Testbed, workers: usize) {
 
     browser(tb);
 
+    // Back to where it was: the default pool's request after an app request goes to a
+    // backend that keeps the connection parked: the one that served the first request,
+    // or be2 (the app's backend, in the default pool too, which the move just left).
+    let plain = |p: &str| format!("GET {p} HTTP/1.1\r\nHost: ws\r\n\r\n");
+    let reqs = [plain("/session/n1"), plain("/app/z"), plain("/session/n2")];
+    let refs: Vec<&str> = reqs.iter().map(String::as_str).collect();
+    let lines = keep_alive(tb, &refs);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let be_of = |l: &str| l.split_whitespace().nth(4).unwrap_or("").to_string();
+    assert!(lines[1].ends_with("app on be2: /app/z"), "{lines:?}");
+    let back = be_of(&lines[2]);
+    assert!(back == be_of(&lines[0]) || back == "be2", "{lines:?}");
+
     std::thread::sleep(Duration::from_millis(1500));
     let stats = sw.stop();
     let t = &stats["total"];
@@ -167,15 +184,19 @@ fn scenario(tb: &Testbed, workers: usize) {
     assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
     assert_eq!(counter(t, &["handoff_moves_failed"]), 0, "{t}");
     assert!(counter(t, &["handoff_moves"]) >= 3, "{t}");
+    assert!(counter(t, &["handoff_returns"]) >= 1, "{t}");
     assert_eq!(counter(t, &["flows_live"]), 0, "{t}");
     assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
     let mut tagged_total = 0;
     let mut restored = 0;
+    let mut resumed = 0;
     for a in agents {
         let s: Value = a.stop();
         eprintln!("agent: {s}");
         tagged_total += counter(&s, &["cookies_tagged"]);
         restored += counter(&s, &["cookies_restored"]);
+        resumed += counter(&s, &["resumed"]);
+        assert!(counter(&s, &["parked"]) >= counter(&s, &["resumed"]), "{s}");
         assert_eq!(counter(&s, &["cookies_missed"]), 0, "{s}");
         for k in ["drop_bad_option", "drop_bad_syn_ack", "drop_no_mbuf"] {
             assert_eq!(counter(&s, &[k]), 0, "{k}: {s}");
@@ -183,6 +204,9 @@ fn scenario(tb: &Testbed, workers: usize) {
     }
     assert_eq!(tagged_total, 1, "one login");
     assert!(restored >= 20, "restored {restored}");
+    // Each browser connection comes back to each of its three backends once, and the
+    // keep-alive walks above come back too.
+    assert!(resumed >= 12, "resumed {resumed}");
 }
 
 /// A browser-like client: four keep-alive connections at once, each fetching a page's

@@ -71,6 +71,10 @@ agent_counters! {
     KernelOrphansReset => "kernel_orphans_reset",
     Decapsulated => "decapsulated",
     Released => "released",
+    Parked => "parked",
+    Resumed => "resumed",
+    ParkedReset => "parked_reset",
+    ResumeRefused => "resume_refused",
     ResetsNotified => "resets_notified",
     CookiesTagged => "cookies_tagged",
     CookiesRestored => "cookies_restored",
@@ -152,6 +156,9 @@ struct Agent {
     nic_mac: MacAddr,
     kernel_mac: MacAddr,
     ms_per_tsc: f64,
+    /// Parked kernel connections to reset, gathered by `expire` (kept: no allocation
+    /// per sweep).
+    rst_scratch: Vec<(FlowKey, SeqNumber)>,
 }
 
 /// The fields of a TCP/IPv4 frame the agent looks at.
@@ -209,6 +216,7 @@ pub fn run(s: Arc<AgentShared>) {
         to_nic: MbufBatch::default(),
         to_kernel: MbufBatch::default(),
         ms_per_tsc: 1000.0 / s.tsc_hz.max(1) as f64,
+        rst_scratch: Vec::new(),
         s,
     };
     agent.run();
@@ -343,6 +351,27 @@ impl Agent {
                 None
             };
             match record {
+                Some(r) if e.flow.state() == AgentState::Parked => {
+                    // The switch brings the connection back: continue on the parked kernel
+                    // connection, or (not a continuation of it) reset that and start afresh.
+                    let ack = seen.seg.ack.unwrap_or(SeqNumber(0));
+                    tracing::debug!(?key, seq = seen.seg.seq.0, ack = ack.0, len = seen.seg.payload_len,
+                        ends = ?e.flow.stream_ends(), nic = %self.nic_mac, "resume");
+                    if e.flow.resume(r, ack, now_ms).is_ok() {
+                        self.count(AgentCounter::Resumed);
+                    } else {
+                        tracing::debug!(?key, seq = seen.seg.seq.0, ack = ack.0,
+                            ends = ?e.flow.stream_ends(), "parked flow: not resumable");
+                        let rst = e.flow.kernel_rst_seq().map(|seq| rst_repr(&key, seq));
+                        self.flows.remove(&key);
+                        if let Some(rst) = rst {
+                            self.emit_to_kernel(&addrs_of(&key), &rst);
+                        }
+                        self.count(AgentCounter::ResumeRefused);
+                        self.count(AgentCounter::FlowsReplaced);
+                        return self.on_nic_frame(m, now_ms);
+                    }
+                }
                 Some(r)
                     if r.client_isn != e.flow.record().client_isn
                         || e.flow.state() == AgentState::Closed =>
@@ -450,17 +479,19 @@ impl Agent {
         let verdict = match self.flows.get_mut(&key) {
             Some(e) => e.flow.on_release(seen.seg.seq, ack, now_ms),
             // Nothing of it here (expired, or the agent restarted): nothing to silence.
-            None => ReleaseVerdict::Released {
-                kernel_rst_seq: seen.seg.seq,
-            },
+            None => ReleaseVerdict::Released,
         };
         let answer = match verdict {
-            ReleaseVerdict::Released { kernel_rst_seq } => {
-                if self.flows.contains_key(&key) {
-                    let rst = rst_repr(&key, kernel_rst_seq);
-                    self.emit_to_kernel(&addrs, &rst);
-                }
+            ReleaseVerdict::Released => {
                 self.count(AgentCounter::Released);
+                Control::Released
+            }
+            ReleaseVerdict::Parked => {
+                tracing::debug!(?key, seq = seen.seg.seq.0, ack = ack.0, nic = %self.nic_mac, "parked");
+                // The kernel's connection stays open, silent, for the switch to bring
+                // the connection back (`AgentFlow::resume`) or for PARK_MS.
+                self.count(AgentCounter::Released);
+                self.count(AgentCounter::Parked);
                 Control::Released
             }
             ReleaseVerdict::Busy => {
@@ -618,6 +649,16 @@ impl Agent {
                     .add(AgentCounter::ToClientBytes, seen.seg.payload_len as u64);
                 self.push_nic(m);
             }
+            KernelVerdict::ResetKernel => {
+                tracing::debug!(?key, seq = seen.seg.seq.0, len = seen.seg.payload_len,
+                    fin = seen.seg.fin, ack = ?seen.seg.ack, rcv_nxt = ?e.flow.kernel_rst_seq(),
+                    ends = ?e.flow.stream_ends(), nic = %self.nic_mac, "parked: the kernel sent");
+                if let Some(seq) = e.flow.kernel_rst_seq() {
+                    let rst = rst_repr(&key, seq);
+                    self.emit_to_kernel(&addrs_of(&key), &rst);
+                }
+                self.count(AgentCounter::ParkedReset);
+            }
             KernelVerdict::Drop => self.count(AgentCounter::DropUnexpected),
         }
     }
@@ -737,7 +778,23 @@ impl Agent {
 
     fn expire(&mut self, now_ms: u64) {
         let before = self.flows.len();
-        self.flows.retain(|_, e| !e.flow.expired(now_ms));
+        // A parked kernel connection that was never brought back is reset, quietly.
+        let mut resets = std::mem::take(&mut self.rst_scratch);
+        self.flows.retain(|key, e| {
+            let gone = e.flow.expired(now_ms);
+            if gone && e.flow.state() == AgentState::Parked {
+                if let Some(seq) = e.flow.kernel_rst_seq() {
+                    resets.push((*key, seq));
+                }
+            }
+            !gone
+        });
+        for (key, seq) in resets.drain(..) {
+            let rst = rst_repr(&key, seq);
+            self.emit_to_kernel(&addrs_of(&key), &rst);
+            self.count(AgentCounter::ParkedReset);
+        }
+        self.rst_scratch = resets;
         let gone = before - self.flows.len();
         if gone > 0 {
             self.s.stats.add(AgentCounter::FlowsExpired, gone as u64);

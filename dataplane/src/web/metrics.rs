@@ -326,6 +326,11 @@ impl Collector for SwitchCollector {
                 Counter::HandoffNoAgent,
             ),
             (
+                "webswitch_handoff_returns",
+                "Moves that took a handed-off connection back to the agent holding it parked (no new handshake).",
+                Counter::HandoffReturns,
+            ),
+            (
                 "webswitch_session_cookie_hits",
                 "Requests sent to the backend their tagged session cookie names (vips[].session_cookie).",
                 Counter::SessionCookieHits,

@@ -86,6 +86,10 @@ struct Meta {
     /// Handoff with `vips[].session_cookie`: the backend of the pool chosen for this
     /// request that the request's tagged session cookie names (`handoff::cookie`).
     session_backend: Option<u16>,
+    /// Handoff: the backend a move took the connection from, whose agent keeps the
+    /// kernel connection parked (`AgentFlow::resume`): a later request for its pool goes
+    /// back there, without a new handshake.
+    parked_backend: Option<u16>,
     /// A handed-off connection the switch reset itself (its agent went, or a request was
     /// refused): a client that missed the RST (it had received more than it had
     /// acknowledged) gets another, at exactly its ack, on its next segment.
@@ -162,6 +166,7 @@ impl Default for Meta {
             sticky: false,
             sticky_backend: None,
             session_backend: None,
+            parked_backend: None,
             reset_handoff: false,
         }
     }

@@ -5,9 +5,19 @@
 //! ```text
 //!          start()          on_kernel_syn_ack()
 //!  (none) ────────► SynSent ───────────────────► Established ── both FINs acked ──► lingers
-//!                      │  kernel RST (refused)         │  RST, either way              LINGER_MS
-//!                      └───────────────► Closed ◄──────┘  (lingers LINGER_MS too)
+//!                      │  kernel RST (refused)     │   ▲  │  RST, either way          LINGER_MS
+//!                      └───────────────► Closed ◄──┼───┼──┘  (lingers LINGER_MS too)
+//!                                          ▲       │   │ resume() (the switch brings
+//!                       kernel FIN, data,  │  on_release()  the connection back)
+//!                       RST; PARK_MS       │       ▼   │
+//!                                          └──── Parked
 //! ```
+//!
+//! `Parked` is paper 002's switch-back: a connection moved to another backend for a
+//! request of another pool leaves its kernel connection open and silent here, so that a
+//! later request for this backend continues on it without a new handshake: only the
+//! sequence deltas move, by what the client sent elsewhere and received from elsewhere
+//! meanwhile.
 //!
 //! The agent never rewrites addresses or ports: the kernel holds the VIP (on `lo`)
 //! and answers from it, so the client's 4-tuple is the kernel's. What differs is
@@ -47,6 +57,12 @@ pub const LINGER_MS: u64 = 2_000;
 /// sensible HTTP keep-alive timeout, so a live idle connection is not cut.
 pub const IDLE_MS: u64 = 300_000;
 
+/// How long a parked kernel connection waits for the connection to come back before it
+/// is reset. Below nginx's default `keepalive_timeout` (75 s) and Apache's (5 s is its
+/// default: its kernel FIN then ends the parked flow earlier, see
+/// [`AgentFlow::on_kernel`]).
+pub const PARK_MS: u64 = 15_000;
+
 /// The window of the replayed SYN. A SYN's window is never scaled (RFC 7323 §2.2)
 /// and the switch does not keep the client's: the largest unscaled value, replaced
 /// by the client's real window in the ACK that follows.
@@ -68,6 +84,9 @@ pub enum AgentState {
     /// Reset by either end (or refused by the kernel): segments are dropped until
     /// the flow expires.
     Closed,
+    /// Let go to another backend (`on_release`), the kernel's connection kept open and
+    /// idle for a [`resume`](AgentFlow::resume); the client's segments are dropped.
+    Parked,
 }
 
 /// What the flow tracks of a segment, read *before* any translation (as it came
@@ -127,6 +146,10 @@ pub enum ClientVerdict {
 pub enum KernelVerdict {
     /// Translate with [`AgentFlow::to_client`] and send to the client.
     Translate,
+    /// A parked connection the kernel is ending (its FIN, or bytes past what it had
+    /// sent): reset it quietly at [`AgentFlow::kernel_rst_seq`]; the flow is
+    /// closed. Nothing goes to the client, which is elsewhere.
+    ResetKernel,
     /// A SYN-ACK, first or retransmitted: pass it to
     /// [`AgentFlow::on_kernel_syn_ack`], which gives the ACK to send the kernel.
     /// The SYN-ACK itself goes nowhere (the client had the switch's).
@@ -155,6 +178,11 @@ impl fmt::Display for AgentError {
 }
 
 impl std::error::Error for AgentError {}
+
+/// [`AgentFlow::resume`] refused: the flow is not parked, or the head does not continue
+/// the parked connection's streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotResumable;
 
 /// One handed-off connection on the backend host.
 #[derive(Debug, Clone)]
@@ -187,6 +215,8 @@ pub struct AgentFlow {
     kernel_ts: bool,
     /// The kernel answered the SYN with a RST.
     refused: bool,
+    /// When the flow was parked (valid in `Parked`).
+    parked_ms: u64,
     /// The client sent a RST before the handshake completed (held by the caller).
     client_rst: bool,
     client_fin_acked: bool,
@@ -200,10 +230,11 @@ pub struct AgentFlow {
 /// What the agent answers the switch's [`Release`](super::control::Control::Release).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReleaseVerdict {
-    /// Let go: reset the kernel's connection quietly with a RST at `kernel_rst_seq`
-    /// (the kernel's next expected byte, client space = kernel space), answer
-    /// `Released`; the flow is closed (silent) from now on.
-    Released { kernel_rst_seq: SeqNumber },
+    /// Nothing is left to let go (the flow was closed): answer `Released`.
+    Released,
+    /// Let go: answer `Released`; the kernel's connection stays open and the flow
+    /// silent ([`AgentState::Parked`]) until it is resumed, or until it is reset.
+    Parked,
     /// A response or a request is still under way: answer `Busy`.
     Busy,
 }
@@ -249,6 +280,7 @@ impl AgentFlow {
             handshake_done: false,
             kernel_ts: false,
             refused: false,
+            parked_ms: 0,
             client_rst: false,
             client_fin_acked: false,
             kernel_fin_acked: false,
@@ -449,7 +481,7 @@ impl AgentFlow {
             return ClientVerdict::Drop;
         }
         match self.state {
-            AgentState::Closed => ClientVerdict::Drop,
+            AgentState::Closed | AgentState::Parked => ClientVerdict::Drop,
             AgentState::SynSent => {
                 if seg.rst {
                     self.client_rst = true;
@@ -495,6 +527,27 @@ impl AgentFlow {
         }
         match self.state {
             AgentState::Closed => KernelVerdict::Drop,
+            AgentState::Parked => {
+                // Past what it had sent when it was parked: new bytes (or its FIN) for a
+                // client that is elsewhere. Anything else is a retransmission (a tail
+                // loss probe that crossed the client's ACK, which is on its way) or a
+                // pure ACK: nothing to do.
+                let end = SeqNumber(
+                    (seg.seq + seg.payload_len)
+                        .0
+                        .wrapping_add(self.to_client.seq_delta),
+                );
+                let new_bytes = end.wrapping_diff(self.kernel_next) > 0;
+                if seg.rst {
+                    self.close(now_ms);
+                    KernelVerdict::Drop
+                } else if seg.fin || new_bytes {
+                    self.close(now_ms);
+                    KernelVerdict::ResetKernel
+                } else {
+                    KernelVerdict::Drop
+                }
+            }
             AgentState::SynSent => {
                 if !seg.rst || seg.ack != Some(self.rec.client_isn + 1) {
                     return KernelVerdict::Drop;
@@ -518,6 +571,9 @@ impl AgentFlow {
     /// Whether the flow can be forgotten: [`LINGER_MS`] after it ended (both FINs
     /// acknowledged, or closed), or [`IDLE_MS`] after its last segment.
     pub fn expired(&self, now_ms: u64) -> bool {
+        if self.state == AgentState::Parked {
+            return now_ms.saturating_sub(self.parked_ms) >= PARK_MS;
+        }
         match self.linger_from_ms {
             Some(from) => now_ms.saturating_sub(from) >= LINGER_MS,
             None => now_ms.saturating_sub(self.last_ms) >= IDLE_MS,
@@ -534,21 +590,80 @@ impl AgentFlow {
         self.last_ms = now_ms;
         match self.state {
             // Nothing of it is left to silence.
-            AgentState::Closed => ReleaseVerdict::Released {
-                kernel_rst_seq: seq,
-            },
+            AgentState::Closed => ReleaseVerdict::Released,
+            // Asked again (our answer was lost).
+            AgentState::Parked => ReleaseVerdict::Parked,
             AgentState::SynSent => ReleaseVerdict::Busy,
             AgentState::Established => {
-                if self.kernel_next == ack && self.client_next == seq && self.kernel_fin.is_none() {
-                    self.close(now_ms);
-                    ReleaseVerdict::Released {
-                        kernel_rst_seq: seq,
-                    }
+                if self.kernel_next == ack
+                    && self.client_next == seq
+                    && self.kernel_fin.is_none()
+                    && self.client_fin.is_none()
+                {
+                    self.state = AgentState::Parked;
+                    self.parked_ms = now_ms;
+                    ReleaseVerdict::Parked
                 } else {
                     ReleaseVerdict::Busy
                 }
             }
         }
+    }
+
+    /// The switch brings a parked connection back with a new request (its handoff head,
+    /// whose record `rec` starts at `rec.client_isn + 1` and whose acknowledgment `ack` is
+    /// what the client has received of the server side so far). The client sent other
+    /// backends the bytes between what this kernel has and the head, and received theirs
+    /// answers: the deltas move by both amounts, so the kernel's connection continues
+    /// exactly where the client's stream now stands. Timestamps and window scales keep
+    /// their translation (the kernel's clock ran on; the client's connection is the
+    /// same).
+    ///
+    /// `Err` (the flow unchanged) unless parked and the head lies at or after both
+    /// ends of what this kernel saw: then it is another connection on the same ports,
+    /// and the caller resets the parked kernel connection and starts afresh.
+    pub fn resume(
+        &mut self,
+        rec: HandoffRecord,
+        ack: SeqNumber,
+        now_ms: u64,
+    ) -> Result<(), NotResumable> {
+        let head = rec.client_isn + 1;
+        let sent_elsewhere = head.wrapping_diff(self.client_next);
+        let got_elsewhere = ack.wrapping_diff(self.kernel_next);
+        // Within 1 GiB: a stream position, not a stranger's sequence number.
+        let plausible = |d: i32| (0..1 << 30).contains(&d);
+        if self.state != AgentState::Parked
+            || !plausible(sent_elsewhere)
+            || !plausible(got_elsewhere)
+        {
+            return Err(NotResumable);
+        }
+        let sent = sent_elsewhere as u32;
+        let got = got_elsewhere as u32;
+        // Client bytes: the head's first byte is the kernel's next expected one.
+        self.to_kernel.seq_delta = self.to_kernel.seq_delta.wrapping_sub(sent);
+        self.to_client.ack_delta = self.to_client.ack_delta.wrapping_add(sent);
+        // Kernel bytes: its next byte is the one the client expects next.
+        self.to_client.seq_delta = self.to_client.seq_delta.wrapping_add(got);
+        self.to_kernel.ack_delta = self.to_kernel.ack_delta.wrapping_sub(got);
+        self.client_next = head;
+        self.kernel_next = ack;
+        self.rec = HandoffRecord {
+            client_isn: rec.client_isn,
+            ..self.rec
+        };
+        self.state = AgentState::Established;
+        self.linger_from_ms = None;
+        self.last_ms = now_ms;
+        Ok(())
+    }
+
+    /// The sequence number a RST to the kernel must carry to reset its connection (its
+    /// next expected byte, kernel space), once the handshake is done.
+    pub fn kernel_rst_seq(&self) -> Option<SeqNumber> {
+        self.handshake_done
+            .then(|| SeqNumber(self.client_next.0.wrapping_add(self.to_kernel.seq_delta)))
     }
 
     /// (the end of what the kernel sent, the end of what the client sent), client space:

@@ -1145,10 +1145,10 @@ fn idle_flows_expire() {
 #[test]
 fn agent_flow_is_small() {
     // No buffers, no allocation: two translations (32 B each), the record (20 B)
-    // and a few numbers: 152 B on x86_64 today. One of these per handed-off
-    // connection on the backend host.
+    // and a few numbers (the park time since switch-back: 8 B more): 160 B on x86_64
+    // today. One of these per handed-off connection on the backend host.
     let size = std::mem::size_of::<AgentFlow>();
-    assert!(size <= 160, "AgentFlow is {size} bytes");
+    assert!(size <= 168, "AgentFlow is {size} bytes");
 }
 
 #[test]
@@ -1211,20 +1211,178 @@ fn release_only_when_idle_both_ways() {
         flow.on_release(req_end + 1, in_client(3000), 1_013),
         ReleaseVerdict::Busy
     );
-    // ...the right one, once the client has everything, lets the connection go.
+    // ...the right one, once the client has everything, lets the connection go: the
+    // kernel's connection is parked, open and silent.
     assert_eq!(
         flow.on_release(req_end, in_client(3000), 1_014),
-        ReleaseVerdict::Released {
-            kernel_rst_seq: req_end
-        }
+        ReleaseVerdict::Parked
     );
-    assert_eq!(flow.state(), AgentState::Closed);
-    // Silent from now on, both ways.
+    assert_eq!(flow.state(), AgentState::Parked);
     assert_eq!(
-        flow.on_kernel(kernel_data(3000, 100), 1_015),
-        KernelVerdict::Drop
+        flow.on_release(req_end, in_client(3000), 1_014),
+        ReleaseVerdict::Parked,
+        "asked again: the same answer"
     );
     assert_eq!(flow.on_client(ack_all, 1_015), ClientVerdict::Drop);
+    // A late pure ACK from the kernel is nothing, nor a retransmission of what the
+    // client has (a tail loss probe crossing the client's ACK); new bytes (or its FIN)
+    // mean the kernel is ending the connection: reset it at its next expected byte,
+    // quietly.
+    assert_eq!(
+        flow.on_kernel(kernel_data(3000, 0), 1_015),
+        KernelVerdict::Drop
+    );
+    assert_eq!(
+        flow.on_kernel(kernel_data(1448, 1552), 1_015),
+        KernelVerdict::Drop
+    );
+    assert_eq!(flow.state(), AgentState::Parked);
+    assert_eq!(
+        flow.on_kernel(kernel_data(3000, 100), 1_015),
+        KernelVerdict::ResetKernel
+    );
+    assert_eq!(flow.state(), AgentState::Closed);
+    assert_eq!(flow.kernel_rst_seq(), Some(req_end));
+    assert_eq!(
+        flow.on_release(req_end, in_client(3000), 1_016),
+        ReleaseVerdict::Released
+    );
+}
+
+/// A flow that answered its request with `served` bytes and was parked once the client
+/// had them all. Returns it with (the end of the first request, the client's view of
+/// the kernel's next byte).
+fn parked(served: usize) -> (AgentFlow, SeqNumber, SeqNumber) {
+    use crate::handoff::agent::ReleaseVerdict;
+    let (mut flow, _) = established();
+    let req_end = SeqNumber(CLIENT_ISN + 1) + REQUEST.len();
+    let data = flags(SeqNumber(KERNEL_ISN) + 1, Some(req_end), served);
+    assert_eq!(flow.on_kernel(data, 1_010), KernelVerdict::Translate);
+    let client_has = SeqNumber(SWITCH_ISN) + 1 + served;
+    assert_eq!(
+        flow.on_release(req_end, client_has, 1_011),
+        ReleaseVerdict::Parked
+    );
+    (flow, req_end, client_has)
+}
+
+#[test]
+fn a_parked_connection_resumes_where_the_client_stands() {
+    let (mut flow, req_end, client_has) = parked(3000);
+    // Meanwhile the client sent another backend a 40-byte request and received its
+    // 5,000-byte answer. The switch brings the connection back with the next request:
+    // its record starts the stream at the head, its ack is what the client has.
+    let head_seq = req_end + 40;
+    let ack = client_has + 5000;
+    let rec = HandoffRecord {
+        client_isn: head_seq - 1,
+        ..client_record()
+    };
+    flow.resume(rec, ack, 2_000).unwrap();
+    assert_eq!(flow.state(), AgentState::Established);
+    assert_eq!(flow.stream_ends(), (ack, head_seq));
+    // The head reaches the kernel right after the first request, acknowledging exactly
+    // the 3,000 bytes the kernel sent.
+    let head = build(
+        CLIENT,
+        VIP,
+        head_seq.0,
+        Some(ack.0),
+        tcp_flags::PSH,
+        CLIENT_WINDOW,
+        &ts_option(CLIENT_TSVAL + 50, SWITCH_TSVAL + 40),
+        b"GET /b HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(
+        flow.on_client(seg_of(&head), 2_000),
+        ClientVerdict::Translate
+    );
+    let to_kernel = translated(&head, flow.to_kernel().unwrap());
+    let t = tcp_of(&to_kernel);
+    assert_eq!(t.seq_number(), req_end);
+    assert_eq!(t.ack_number(), SeqNumber(KERNEL_ISN) + 1 + 3000);
+    // The kernel's answer continues the client's stream at its ack, and acknowledges
+    // the head in the client's space.
+    let head_end = head_seq + 19;
+    let answer = build(
+        VIP,
+        CLIENT,
+        KERNEL_ISN.wrapping_add(1 + 3000),
+        Some((req_end + 19).0),
+        0,
+        500,
+        &ts_option(KERNEL_TSVAL.wrapping_add(2_000), CLIENT_TSVAL + 50),
+        &[7u8; 100],
+    );
+    assert_eq!(
+        flow.on_kernel(seg_of(&answer), 2_001),
+        KernelVerdict::Translate
+    );
+    let to_client = translated(&answer, flow.to_client().unwrap());
+    let t = tcp_of(&to_client);
+    assert_eq!(t.seq_number(), ack);
+    assert_eq!(t.ack_number(), head_end);
+    assert_eq!(flow.stream_ends(), (ack + 100, head_end));
+    // And it can be parked again, and resumed again.
+    use crate::handoff::agent::ReleaseVerdict;
+    assert_eq!(
+        flow.on_release(head_end, ack + 100, 2_002),
+        ReleaseVerdict::Parked
+    );
+    let rec = HandoffRecord {
+        client_isn: head_end + 7 - 1,
+        ..client_record()
+    };
+    flow.resume(rec, ack + 100 + 9, 2_003).unwrap();
+    let third = build(
+        CLIENT,
+        VIP,
+        (head_end + 7).0,
+        Some((ack + 109).0),
+        0,
+        CLIENT_WINDOW,
+        &ts_option(CLIENT_TSVAL + 90, SWITCH_TSVAL + 80),
+        b"x",
+    );
+    assert_eq!(
+        flow.on_client(seg_of(&third), 2_003),
+        ClientVerdict::Translate
+    );
+    let t_bytes = translated(&third, flow.to_kernel().unwrap());
+    let t = tcp_of(&t_bytes);
+    assert_eq!(t.seq_number(), req_end + 19);
+    assert_eq!(t.ack_number(), SeqNumber(KERNEL_ISN) + 1 + 3100);
+}
+
+#[test]
+fn a_parked_connection_refuses_what_does_not_continue_it() {
+    let (mut flow, req_end, client_has) = parked(1000);
+    let at = |c: SeqNumber| HandoffRecord {
+        client_isn: c - 1,
+        ..client_record()
+    };
+    // A head before what the kernel has, or an ack before what it sent: a stranger.
+    assert!(flow.resume(at(req_end - 1), client_has, 2_000).is_err());
+    assert!(flow.resume(at(req_end), client_has - 1, 2_000).is_err());
+    assert!(flow
+        .resume(at(req_end + (1 << 30)), client_has, 2_000)
+        .is_err());
+    assert_eq!(flow.state(), AgentState::Parked);
+    // Nothing moves at all (a move back with nothing sent or received elsewhere).
+    assert!(flow.resume(at(req_end), client_has, 2_000).is_ok());
+    assert!(
+        flow.resume(at(req_end), client_has, 2_000).is_err(),
+        "not parked"
+    );
+}
+
+#[test]
+fn a_parked_connection_not_brought_back_expires() {
+    use crate::handoff::agent::PARK_MS;
+    let (flow, req_end, _) = parked(10);
+    assert!(!flow.expired(1_011 + PARK_MS - 1));
+    assert!(flow.expired(1_011 + PARK_MS));
+    assert_eq!(flow.kernel_rst_seq(), Some(req_end));
 }
 
 #[test]

@@ -165,6 +165,20 @@ impl Worker {
             }
             self.stats().add(Counter::SessionCookieMisses, 1);
         }
+        if let Some(b) = meta.parked_backend.map(usize::from) {
+            // Handoff: back to the agent that holds the connection parked, if it is in
+            // this pool and can take it (paper 002's switch-back).
+            let member = self.tcp.pools.members(pool).contains(&b);
+            if member
+                && !meta.tried(b)
+                && self.tcp.pools.is_usable(b)
+                && !self.at_limit(b)
+                && !no_agent(b)
+            {
+                self.stats().add(Counter::HandoffReturns, 1);
+                return Some(b);
+            }
+        }
         let mut any_tried = false;
         for k in 0..n {
             let b = self.tcp.pools.members(pool)[k];

@@ -269,6 +269,8 @@ impl Worker {
     /// A client segment of a handed-off connection: to the agent, as it came (only the
     /// Ethernet addresses change; the agent and its kernel judge the segment).
     pub(super) fn forward_handed_off(&mut self, id: ConnId, mut m: Mbuf, rx: &Rx, now_ms: u64) {
+        let mut bare = *rx;
+        let mut held = false;
         if let (true, Some(ack)) = (rx.seg.checked, rx.seg.ack) {
             // A move waits for the client to have the current kernel's whole response
             // (pipelined requests are held until then): its acks say how far it is.
@@ -284,15 +286,30 @@ impl Worker {
         if rx.seg.payload_len > 0 && rx.seg.checked {
             // A later request the rules refuse never reaches the agent.
             let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
-            match self.watch(id, rx.seg.seq, payload, rx.seg.ack, now_ms) {
+            let watched = self.watch(id, rx.seg.seq, payload, rx.seg.ack, now_ms);
+            held = watched == Watched::Held;
+            match watched {
                 Watched::Pass => {}
-                Watched::Drop | Watched::Held => return,
+                Watched::Drop | Watched::Held if rx.seg.ack.is_some() => {
+                    // The bytes are not this agent's, but the acknowledgment is: often the
+                    // client's last ack of the current response rides on its next request,
+                    // and a kernel that never gets it would retransmit into a connection
+                    // parked for a switch-back. The segment goes on as a bare ACK, ahead
+                    // of the first Release.
+                    bare = strip_to_ack(&mut m, rx);
+                }
+                Watched::Drop => return,
+                Watched::Held => {
+                    self.first_release(id, now_ms);
+                    return;
+                }
                 Watched::Refuse => {
                     self.refuse_handed_off(id, rx.seg.ack, now_ms);
                     return;
                 }
             }
         }
+        let rx = &bare;
         let mut out = Outputs::default();
         let verdict = match self.tcp.flows.get_mut(id) {
             Some(conn) => {
@@ -329,12 +346,24 @@ impl Worker {
         self.stats()
             .add(Counter::HandedOffBytesC2b, rx.seg.payload_len as u64);
         self.stage(meta.backend_port, m);
+        if held {
+            self.first_release(id, now_ms);
+        }
         for e in out.iter() {
             if let Emit::ToClient(s) = e {
                 self.send_to_client(id, &s, now_ms);
             }
         }
         self.apply_verdict(id, verdict, now_ms);
+    }
+
+    /// A move was just decided (the watch held a request for another agent): ask the
+    /// current agent at once if the handoff is confirmed (else the moves tick does, once
+    /// it is).
+    fn first_release(&mut self, id: ConnId, now_ms: u64) {
+        if self.handoff_confirmed(id) {
+            self.send_release(id, now_ms);
+        }
     }
 
     /// Runs `id`'s request watch over client bytes at `seq`: every later request's head
@@ -443,10 +472,9 @@ impl Worker {
                                     pool: p,
                                 });
                             }
+                            // The first Release goes out from the caller, after this
+                            // segment's acknowledgment (see `forward_handed_off`).
                             self.tcp.moving.push(id);
-                            if self.handoff_confirmed(id) {
-                                self.send_release(id, now_ms);
-                            }
                             return Watched::Held;
                         }
                     }
@@ -703,6 +731,8 @@ impl Worker {
         let client_next = store.base();
         let whole = match self.tcp.flows.get_mut(id) {
             Some(c) => {
+                // Its agent parked the kernel connection: come back to it when we can.
+                self.tcp.meta[id as usize].parked_backend = c.backend.map(|t| t.id as u16);
                 if let Some(old) = c.head.take() {
                     self.tcp.heads.push(old);
                 }
@@ -787,6 +817,31 @@ impl Worker {
             .get(id)
             .is_some_and(|c| c.state == State::HandedOff)
     }
+}
+
+/// Cuts a client segment down to its headers, ACK as its only flag (its payload, FIN and
+/// PSH belong to a request held for another agent), both checksums made anew; returns
+/// what it now is.
+fn strip_to_ack(m: &mut Mbuf, rx: &Rx) -> Rx {
+    let ip_total = IP + rx.tcp_hdr;
+    {
+        let frame = &mut m[..];
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame[ETH..ETH + ip_total]);
+        ip.set_total_len(ip_total as u16);
+        ip.fill_checksum();
+        let mut tcp = TcpPacket::new_unchecked(&mut frame[ETH + IP..ETH + ip_total]);
+        tcp.set_flags(tcp_flags::ACK);
+        tcp.fill_checksum(rx.src, rx.dst);
+    }
+    if m.len() > ETH + ip_total {
+        // Ethernet padding up to the minimum frame, from what the frame already held.
+        m.set_len((ETH + ip_total).max(60).min(m.len()));
+    }
+    let mut bare = *rx;
+    bare.ip_total = ip_total;
+    bare.seg.payload_len = 0;
+    bare.seg.flags &= tcp_flags::ACK;
+    bare
 }
 
 /// How a handed-off connection's segments reach a routed backend's agent: the
