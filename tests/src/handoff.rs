@@ -137,17 +137,27 @@ pub fn wait_ready(tb: &Testbed) {
 }
 
 /// Python on one keep-alive connection: each step sends a request and reads its
-/// response (Content-Length), printing `ok <first line>`, or `reset`/`closed` when the
-/// connection ended instead.
+/// response (Content-Length), printing `ok <status line> <X-Backend> <first body line>`,
+/// or `reset`/`closed` when the connection ended instead.
 pub fn keep_alive(tb: &Testbed, requests: &[&str]) -> Vec<String> {
+    keep_alive_with(tb, requests, false, 60)
+}
+
+/// The same with the body's SHA-256 (hex) in place of its first line, and `max_s`
+/// seconds in all (each read waits up to 30 s): for large objects, on impaired links.
+pub fn keep_alive_hashed(tb: &Testbed, requests: &[&str], max_s: u64) -> Vec<String> {
+    keep_alive_with(tb, requests, true, max_s)
+}
+
+fn keep_alive_with(tb: &Testbed, requests: &[&str], hashed: bool, max_s: u64) -> Vec<String> {
     let hexes: Vec<String> = requests
         .iter()
         .map(|r| r.bytes().map(|b| format!("{b:02x}")).collect())
         .collect();
     let script = format!(
         r#"
-import socket
-s = socket.create_connection(("{vip}", 80), timeout=10)
+import hashlib, socket
+s = socket.create_connection(("{vip}", 80), timeout={read_s})
 buf = b""
 for h in {hexes:?}:
     s.sendall(bytes.fromhex(h))
@@ -171,7 +181,8 @@ for h in {hexes:?}:
         body = rest[:n].decode(errors="replace").splitlines()
         be = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
               if l.lower().startswith(b"x-backend:")]
-        print("ok", head.split(b"\r\n")[0].decode(), (be or ["-"])[0], body[0] if body else "")
+        last = hashlib.sha256(rest[:n]).hexdigest() if {hashed} else (body[0] if body else "")
+        print("ok", head.split(b"\r\n")[0].decode(), (be or ["-"])[0], last)
     except ConnectionResetError:
         print("reset"); break
     except EOFError:
@@ -180,8 +191,14 @@ for h in {hexes:?}:
         print("timeout", repr(buf[:200])); break
 "#,
         vip = tb.ip(0, 10),
+        read_s = if hashed { 30 } else { 10 },
+        hashed = if hashed { "True" } else { "False" },
     );
-    let out = tb.exec("cli", &["python3", "-c", &script], Duration::from_secs(60));
+    let out = tb.exec(
+        "cli",
+        &["python3", "-c", &script],
+        Duration::from_secs(max_s),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -211,20 +228,33 @@ pub fn start_agents(tb: &Testbed, backends: &[u8]) -> Vec<Switch> {
 /// Starts an agent in every backend, then the switch; waits until every agent is alive
 /// at the switch and a request is handed off end to end.
 pub fn start_all(tb: &Testbed, workers: usize) -> (Vec<Switch>, Switch) {
+    start_all_with(tb, &switch_config(tb, workers))
+}
+
+/// The same with the switch's config given.
+pub fn start_all_with(tb: &Testbed, config: &Value) -> (Vec<Switch>, Switch) {
     let agents = start_agents(tb, &BACKENDS);
-    let sw = Switch::start(tb, &switch_config(tb, workers));
+    let sw = Switch::start(tb, config);
     wait_agents(&sw, &["be1", "be2", "be3"]);
     wait_ready(tb);
     (agents, sw)
 }
 
-/// Stops the agents, checking none of them dropped what it should not have.
+/// Stops the agents, checking none of them dropped what it should not have; returns the
+/// handoffs they established in all.
 pub fn stop_agents(agents: Vec<Switch>) -> u64 {
-    let mut taken = 0;
+    stop_agents_counting(agents, &["handoffs_established"])[0]
+}
+
+/// The same, returning the agents' sums of the counters `names`.
+pub fn stop_agents_counting(agents: Vec<Switch>, names: &[&str]) -> Vec<u64> {
+    let mut taken = vec![0; names.len()];
     for a in agents {
         let s = a.stop();
         eprintln!("agent: {s}");
-        taken += counter(&s, &["handoffs_established"]);
+        for (sum, name) in taken.iter_mut().zip(names) {
+            *sum += counter(&s, &[name]);
+        }
         assert!(counter(&s, &["beats_sent"]) >= 2, "register and beats: {s}");
         for k in [
             "drop_bad_option",

@@ -260,7 +260,21 @@ fn handoff_two_workers() {
 /// PUT and 10 parallel 5 MB downloads, every byte checked.
 fn impaired(tb: &Testbed, workers: usize) {
     let dir = format!("/tmp/{}-testbed", tb.name);
-    let (agents, sw) = start_all(tb, workers);
+    // Two rules for the keep-alive walk below: 1 MB objects from be1, and what asks for
+    // the apps pool by a header from be2.
+    let mut config = switch_config(tb, workers);
+    let rules = config["rules"].as_array_mut().unwrap();
+    rules.insert(
+        0,
+        json!({ "name": "one-mb", "match": { "path_prefix": "/big/1M" }, "pool": "images" }),
+    );
+    rules.insert(
+        0,
+        json!({ "name": "to-apps",
+                "match": { "header": { "name": "X-Pool", "value_regex": "^apps$" } },
+                "pool": "apps" }),
+    );
+    let (agents, sw) = start_all_with(tb, &config);
     tb.script(&[
         "impair",
         "--loss",
@@ -336,6 +350,40 @@ fn impaired(tb: &Testbed, workers: usize) {
         assert_eq!(sha256_file(file), want.trim(), "{file} from {be}");
         let _ = std::fs::remove_file(file);
     }
+
+    // Moves and switch-backs: one keep-alive connection alternating between be1 (1 MB)
+    // and be2 (5 MB, and an app page), each body hashed against the file it came from.
+    let t = Instant::now();
+    let one = "GET /big/1M.bin HTTP/1.1\r\nHost: ws\r\n\r\n";
+    let five = "GET /big/5M.bin HTTP/1.1\r\nHost: ws\r\nX-Pool: apps\r\n\r\n";
+    let app = "GET /app/last HTTP/1.1\r\nHost: ws\r\n\r\n";
+    let walk = [one, five, one, five, one, app];
+    let lines = keep_alive_hashed(tb, &walk, 240);
+    eprintln!("impaired keep-alive walk: {:?}: {lines:?}", t.elapsed());
+    assert_eq!(lines.len(), walk.len(), "{lines:?}");
+    let app_file = format!("/tmp/{}-hofi-app", tb.name);
+    std::fs::write(&app_file, "app on be2: /app/last\n").unwrap();
+    let app_sha = sha256_file(&app_file);
+    let _ = std::fs::remove_file(&app_file);
+    let sha = |be: &str, file: &str| {
+        std::fs::read_to_string(format!("{dir}/{be}/www/big/{file}.sha256"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    for (i, line) in lines.iter().enumerate() {
+        let (be, want) = match walk[i] {
+            r if r == one => ("be1", sha("be1", "1M.bin")),
+            r if r == five => ("be2", sha("be2", "5M.bin")),
+            _ => ("be2", app_sha.clone()),
+        };
+        assert_eq!(
+            line,
+            &format!("ok HTTP/1.1 200 OK {be} {want}"),
+            "request {i}: {lines:?}"
+        );
+    }
+
     tb.impairment_off_checked(2000);
     std::thread::sleep(Duration::from_millis(2500));
     let stats = sw.stop();
@@ -344,9 +392,17 @@ fn impaired(tb: &Testbed, workers: usize) {
     assert_eq!(counter(t, &["spliced_bytes_b2c"]), 0, "{t}");
     assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
     assert_eq!(counter(t, &["handoff_refused"]), 0, "{t}");
+    assert_eq!(counter(t, &["handoff_moves_failed"]), 0, "{t}");
+    assert!(counter(t, &["handoff_moves"]) >= 5, "{t}");
     assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
-    let taken = stop_agents(agents);
-    assert!(taken >= 12, "agents established {taken} handoffs");
+    let sums = stop_agents_counting(agents, &["handoffs_established", "resumed"]);
+    assert!(sums[0] >= 12, "agents established {} handoffs", sums[0]);
+    // be1 and be2 take the connection back without a handshake at requests 3 to 6.
+    assert!(
+        sums[1] >= 4,
+        "agents resumed {} parked connections",
+        sums[1]
+    );
 }
 
 #[test]
