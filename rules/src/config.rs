@@ -323,6 +323,12 @@ pub struct VipConfig {
     /// backend (`tcpstate::handoff::cookie`). The agents' `vips[]` need the same name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_cookie: Option<String>,
+    /// Pre-allocation at SYN time on a handoff VIP (paper 002): the switch guesses a
+    /// backend of the default pool when it answers the SYN and has its agent replay the
+    /// handshake at once; the first request goes there if its pool has it, else the
+    /// guess is cancelled with a RST.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preallocate: bool,
 }
 
 /// Whether only the first request of a connection is routed, or every one.
@@ -590,6 +596,12 @@ impl Config {
                     "list one or more TCP ports (1-65535)",
                 ));
             }
+            if v.preallocate && v.mode != VipMode::Handoff {
+                return Err(ConfigError::new(
+                    format!("vips[{i}].preallocate"),
+                    "only a handoff VIP pre-allocates (`mode: \"handoff\"`)",
+                ));
+            }
             if let Some(c) = &v.session_cookie {
                 let field = format!("vips[{i}].session_cookie");
                 check_session_cookie(&field, c)?;
@@ -673,6 +685,13 @@ impl Config {
         self.vips
             .iter()
             .any(|v| v.forward_normalized_path && v.address == address)
+    }
+
+    /// Whether the VIP at `address` pre-allocates at SYN time (`vips[].preallocate`).
+    pub fn preallocates(&self, address: Ipv4Addr) -> bool {
+        self.vips
+            .iter()
+            .any(|v| v.preallocate && v.address == address)
     }
 
     /// The session cookie of the VIP at `address` (`vips[].session_cookie`), if any.

@@ -539,6 +539,12 @@ impl Conn {
         self.deadline_ms
     }
 
+    /// The client's ISN as this round sees it (its first SYN's, until a handoff move
+    /// starts a new round).
+    pub fn client_isn(&self) -> SeqNumber {
+        self.client_isn
+    }
+
     /// The buffered head (and any bytes after it received with it).
     pub fn head_bytes(&self) -> &[u8] {
         self.head.as_ref().map(|h| h.contiguous()).unwrap_or(&[])

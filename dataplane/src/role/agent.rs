@@ -75,6 +75,8 @@ agent_counters! {
     Resumed => "resumed",
     ParkedReset => "parked_reset",
     ResumeRefused => "resume_refused",
+    Prepared => "prepared",
+    PreparedExpired => "prepared_expired",
     ResetsNotified => "resets_notified",
     CookiesTagged => "cookies_tagged",
     CookiesRestored => "cookies_restored",
@@ -158,7 +160,7 @@ struct Agent {
     ms_per_tsc: f64,
     /// Parked kernel connections to reset, gathered by `expire` (kept: no allocation
     /// per sweep).
-    rst_scratch: Vec<(FlowKey, SeqNumber)>,
+    rst_scratch: Vec<(FlowKey, SeqNumber, bool)>,
 }
 
 /// The fields of a TCP/IPv4 frame the agent looks at.
@@ -455,6 +457,10 @@ impl Agent {
         let (mut flow, syn) = AgentFlow::start(addrs, record, switch_isn, ts.map(|t| t.0), now_ms);
         let _ = flow.on_client(seen.seg, now_ms);
         self.count(AgentCounter::HandoffsTaken);
+        if seen.seg.payload_len == 0 {
+            // No request with it: the switch prepared this at SYN time.
+            self.count(AgentCounter::Prepared);
+        }
         self.emit_to_kernel(&addrs, &syn);
         self.count(AgentCounter::Held);
         self.flows.insert(
@@ -782,17 +788,21 @@ impl Agent {
         let mut resets = std::mem::take(&mut self.rst_scratch);
         self.flows.retain(|key, e| {
             let gone = e.flow.expired(now_ms);
-            if gone && e.flow.state() == AgentState::Parked {
+            if gone && e.flow.holds_kernel_connection() {
                 if let Some(seq) = e.flow.kernel_rst_seq() {
-                    resets.push((*key, seq));
+                    resets.push((*key, seq, e.flow.state() == AgentState::Parked));
                 }
             }
             !gone
         });
-        for (key, seq) in resets.drain(..) {
+        for (key, seq, parked) in resets.drain(..) {
             let rst = rst_repr(&key, seq);
             self.emit_to_kernel(&addrs_of(&key), &rst);
-            self.count(AgentCounter::ParkedReset);
+            self.count(if parked {
+                AgentCounter::ParkedReset
+            } else {
+                AgentCounter::PreparedExpired
+            });
         }
         self.rst_scratch = resets;
         let gone = before - self.flows.len();

@@ -331,6 +331,26 @@ impl Collector for SwitchCollector {
                 Counter::HandoffReturns,
             ),
             (
+                "webswitch_prealloc_prepared",
+                "Agents asked at SYN time to prepare a kernel connection for a guessed backend (vips[].preallocate).",
+                Counter::PreallocPrepared,
+            ),
+            (
+                "webswitch_prealloc_hits",
+                "First requests handed to the backend guessed at SYN time.",
+                Counter::PreallocHits,
+            ),
+            (
+                "webswitch_prealloc_cancelled",
+                "Guesses at SYN time cancelled with a RST (the request went elsewhere).",
+                Counter::PreallocCancelled,
+            ),
+            (
+                "webswitch_prealloc_limited",
+                "SYNs not pre-allocated because the core's budget per second was spent.",
+                Counter::PreallocLimited,
+            ),
+            (
                 "webswitch_session_cookie_hits",
                 "Requests sent to the backend their tagged session cookie names (vips[].session_cookie).",
                 Counter::SessionCookieHits,

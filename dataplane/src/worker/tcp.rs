@@ -37,6 +37,7 @@ mod carry;
 mod control;
 mod emit;
 mod handoff;
+mod prealloc;
 mod presplice;
 mod route;
 mod timers;
@@ -90,6 +91,9 @@ struct Meta {
     /// kernel connection parked (`AgentFlow::resume`): a later request for its pool goes
     /// back there, without a new handshake.
     parked_backend: Option<u16>,
+    /// Handoff with `vips[].preallocate`: the first request was handed off, and a wrong
+    /// guess at SYN time cancelled (later rounds do not look at the guess).
+    prealloc_settled: bool,
     /// A handed-off connection the switch reset itself (its agent went, or a request was
     /// refused): a client that missed the RST (it had received more than it had
     /// acknowledged) gets another, at exactly its ack, on its next segment.
@@ -167,6 +171,7 @@ impl Default for Meta {
             sticky_backend: None,
             session_backend: None,
             parked_backend: None,
+            prealloc_settled: false,
             reset_handoff: false,
         }
     }
@@ -215,6 +220,8 @@ pub struct TcpCore {
     next_local_port: u16,
     next_sweep_ms: u64,
     rng: u64,
+    /// Prepares sent this second (`vips[].preallocate`).
+    prealloc_budget: prealloc::PreallocBudget,
     scratch_ids: Vec<ConnId>,
     /// Buffers for rewritten heads (X-Forwarded-For, PROXY), reused.
     rewrite_bufs: Vec<Vec<u8>>,
@@ -276,6 +283,7 @@ impl TcpCore {
             next_local_port: *backend::LOCAL_PORTS.start(),
             next_sweep_ms: 0,
             rng,
+            prealloc_budget: prealloc::PreallocBudget::default(),
             scratch_ids: Vec::with_capacity(t.max_flows),
             rewrite_bufs: Vec::new(),
             queues: (0..crate::runtime::MAX_POOLS)

@@ -434,3 +434,15 @@ fn session_cookie_only_on_handoff_vips_and_named() {
     assert_eq!(e.field, "vips[0].session_cookie");
     assert!(e.message.contains("handoff"), "{}", e.message);
 }
+
+#[test]
+fn preallocate_only_on_handoff_vips() {
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    v["vips"][0]["mode"] = "handoff".into();
+    v["vips"][0]["preallocate"] = true.into();
+    let c = Config::from_json(&v.to_string()).unwrap();
+    assert!(c.preallocates(c.vips[0].address));
+    assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
+    let e = err_after(|v| v["vips"][0]["preallocate"] = true.into());
+    assert_eq!(e.field, "vips[0].preallocate");
+}

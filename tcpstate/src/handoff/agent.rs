@@ -63,6 +63,11 @@ pub const IDLE_MS: u64 = 300_000;
 /// [`AgentFlow::on_kernel`]).
 pub const PARK_MS: u64 = 15_000;
 
+/// How long a flow prepared at SYN time (`vips[].preallocate`: a handoff option on a
+/// bare ACK, no request yet) waits for its request before its kernel connection is
+/// reset: a wrong guess whose cancel was lost, or a client that never sent one.
+pub const PREPARED_MS: u64 = 3_000;
+
 /// The window of the replayed SYN. A SYN's window is never scaled (RFC 7323 §2.2)
 /// and the switch does not keep the client's: the largest unscaled value, replaced
 /// by the client's real window in the ACK that follows.
@@ -574,6 +579,9 @@ impl AgentFlow {
         if self.state == AgentState::Parked {
             return now_ms.saturating_sub(self.parked_ms) >= PARK_MS;
         }
+        if self.unused() {
+            return now_ms.saturating_sub(self.last_ms) >= PREPARED_MS;
+        }
         match self.linger_from_ms {
             Some(from) => now_ms.saturating_sub(from) >= LINGER_MS,
             None => now_ms.saturating_sub(self.last_ms) >= IDLE_MS,
@@ -657,6 +665,20 @@ impl AgentFlow {
         self.linger_from_ms = None;
         self.last_ms = now_ms;
         Ok(())
+    }
+
+    /// Established with no byte either way yet: a flow prepared at SYN time that no
+    /// request has reached.
+    pub fn unused(&self) -> bool {
+        self.state == AgentState::Established
+            && self.client_next == self.rec.client_isn + 1
+            && self.kernel_next == self.switch_isn + 1
+    }
+
+    /// Whether forgetting the flow (it expired) leaves a kernel connection open that
+    /// must be reset: a parked one, or one prepared and never used.
+    pub fn holds_kernel_connection(&self) -> bool {
+        self.state == AgentState::Parked || self.unused()
     }
 
     /// The sequence number a RST to the kernel must carry to reset its connection (its

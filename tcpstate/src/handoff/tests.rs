@@ -1397,3 +1397,39 @@ fn release_before_the_kernel_answered_is_busy() {
         ReleaseVerdict::Busy
     );
 }
+
+#[test]
+fn a_flow_prepared_at_syn_time_waits_for_its_request_then_expires() {
+    use crate::handoff::agent::PREPARED_MS;
+    // The prepare: the option on a bare ACK at the client's ISN + 1, no request.
+    let rec = client_record();
+    let mut opts = [0u8; 40];
+    let n = options_with_handoff(Some((CLIENT_TSVAL, SWITCH_TSVAL)), &rec, &mut opts);
+    let prepare = build(
+        CLIENT,
+        VIP,
+        CLIENT_ISN + 1,
+        Some(SWITCH_ISN + 1),
+        0,
+        CLIENT_WINDOW,
+        &opts[..n],
+        &[],
+    );
+    let (mut flow, _syn) = start_from(&prepare, 1_000);
+    assert_eq!(flow.on_client(seg_of(&prepare), 1_000), ClientVerdict::Hold);
+    let syn_ack = kernel_syn_ack(KERNEL_ISN, Some(KERNEL_WS));
+    flow.on_kernel_syn_ack(&repr_of(&syn_ack), CLIENT_WINDOW, 1_001)
+        .unwrap();
+    assert!(flow.unused() && flow.holds_kernel_connection());
+    assert!(!flow.expired(1_001 + PREPARED_MS - 1));
+    assert!(flow.expired(1_001 + PREPARED_MS));
+    assert_eq!(flow.kernel_rst_seq(), Some(SeqNumber(CLIENT_ISN + 1)));
+    // The request comes (the head, same record): used, no longer a prepared flow.
+    let head = handoff_segment(&rec);
+    assert_eq!(
+        flow.on_client(seg_of(&head), 1_500),
+        ClientVerdict::Translate
+    );
+    assert!(!flow.unused() && !flow.holds_kernel_connection());
+    assert!(!flow.expired(1_001 + PREPARED_MS));
+}

@@ -178,6 +178,7 @@ impl Worker {
         drop(m);
         self.emit_segment(p, &frame, &out, &[]);
         self.stats().add(Counter::SynCookiesSent, 1);
+        self.preallocate(rx, cookie.isn, cookie.tsval, &ours, now_ms);
     }
 
     /// RST in answer to a segment no connection accepts (RFC 9293 3.10.7.1).

@@ -165,6 +165,20 @@ impl Worker {
             }
             self.stats().add(Counter::SessionCookieMisses, 1);
         }
+        if !meta.prealloc_settled {
+            // Handoff with pre-allocation: the backend guessed at SYN time, if this pool
+            // has it (its kernel connection is ready).
+            let guess = self
+                .tcp
+                .flows
+                .get(id)
+                .and_then(|c| self.prealloc_guess(&c.client));
+            if let Some(g) = guess {
+                if self.tcp.pools.members(pool).contains(&g) && !meta.tried(g) {
+                    return Some(g);
+                }
+            }
+        }
         if let Some(b) = meta.parked_backend.map(usize::from) {
             // Handoff: back to the agent that holds the connection parked, if it is in
             // this pool and can take it (paper 002's switch-back).
@@ -262,7 +276,7 @@ impl Worker {
     }
 
     /// Whether backend `b` has all the connections its `max_connections` allows.
-    fn at_limit(&self, b: usize) -> bool {
+    pub(super) fn at_limit(&self, b: usize) -> bool {
         self.tcp.rt.config.backends[b]
             .max_connections
             .is_some_and(|m| self.shared.backend_conns[b].load(Ordering::Relaxed) >= m)

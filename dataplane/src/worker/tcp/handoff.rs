@@ -15,7 +15,8 @@ use tcpstate::handoff::option::{options_with_handoff, HandoffRecord};
 use tcpstate::handoff::watch::{Migration, WatchStep};
 use tcpstate::wire::tunnel::Encap;
 use tcpstate::wire::{
-    ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, SeqNumber, TcpPacket,
+    ethertype, ip_proto, tcp_flags, EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, SeqNumber,
+    TcpPacket,
 };
 
 use super::super::Worker;
@@ -25,14 +26,23 @@ use dpdk_env::Mbuf;
 
 /// A segment of a handed-off connection's client tuple that the switch itself sends
 /// toward the agent: a piece of the held head, or a bare RST.
-struct AgentSegment<'a> {
-    seq: SeqNumber,
-    ack: SeqNumber,
-    flags: u8,
-    window: u16,
-    options: &'a [u8],
-    /// The bytes of `Conn::head_bytes` it carries.
-    head: std::ops::Range<usize>,
+pub(super) struct AgentSegment<'a> {
+    pub(super) seq: SeqNumber,
+    pub(super) ack: SeqNumber,
+    pub(super) flags: u8,
+    pub(super) window: u16,
+    pub(super) options: &'a [u8],
+    /// The bytes of `Conn::head_bytes` it carries (`send_to_agent`).
+    pub(super) head: std::ops::Range<usize>,
+}
+
+/// Where a segment toward an agent goes: the backend port, the next hop's MAC, and the
+/// tunnel to a routed backend.
+#[derive(Clone, Copy)]
+pub(super) struct AgentPath {
+    pub(super) port: usize,
+    pub(super) mac: MacAddr,
+    pub(super) tunnel: Option<Tunnel>,
 }
 
 /// What the watch says about a client segment of a handed-off connection.
@@ -73,6 +83,10 @@ impl Worker {
             self.respond(id, 503, now_ms);
             return;
         };
+        if !self.tcp.meta[id as usize].prealloc_settled {
+            self.tcp.meta[id as usize].prealloc_settled = true;
+            self.prealloc_settle(id, b, now_ms);
+        }
         let route = self.tcp.rt.routes[b];
         let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
             // Wait as a connect does; the sweep comes back here once the MAC is known.
@@ -197,30 +211,52 @@ impl Worker {
             return false;
         };
         let meta = self.tcp.meta[id as usize];
-        let key = conn.client;
-        let src_mac = self.shared.addrs[meta.backend_port].mac;
-        let n = seg.head.len();
+        let path = AgentPath {
+            port: meta.backend_port,
+            mac: meta.backend_mac,
+            tunnel: self.tunnel_of(conn.backend.map(|t| t.id)),
+        };
+        let Some(payload) = conn.head_bytes().get(seg.head.clone()) else {
+            return false;
+        };
+        let Some(m) = self.agent_frame(conn.client, path, seg, payload) else {
+            return false;
+        };
+        self.stage(path.port, m);
+        true
+    }
+
+    /// One segment of the client tuple `key` toward an agent by `path`, carrying
+    /// `payload`; `None` (counted) when no mbuf is left.
+    pub(super) fn agent_frame(
+        &self,
+        key: FlowKey,
+        path: AgentPath,
+        seg: &AgentSegment<'_>,
+        payload: &[u8],
+    ) -> Option<Mbuf> {
+        let src_mac = self.shared.addrs[path.port].mac;
+        let n = payload.len();
         let opt_len = seg.options.len();
         let Some(mut m) = Mbuf::alloc(&self.shared.pool) else {
             self.stats().drop(DropReason::NoMbuf, 1);
-            return false;
+            return None;
         };
         let tcp_len = 20 + opt_len + n;
-        let tunnel = self.tunnel_of(conn.backend.map(|t| t.id));
-        let outer = tunnel.map_or(0, |t| t.encap.overhead());
+        let outer = path.tunnel.map_or(0, |t| t.encap.overhead());
         let frame_len = (ETH + outer + IP + tcp_len).max(60);
         let Some(buf) = m.append(frame_len) else {
             self.stats().drop(DropReason::NoMbuf, 1);
-            return false;
+            return None;
         };
         buf.fill(0);
         {
             let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-            eth.set_dst_addr(meta.backend_mac);
+            eth.set_dst_addr(path.mac);
             eth.set_src_addr(src_mac);
             eth.set_ethertype(ethertype::IPV4);
         }
-        if let Some(t) = tunnel {
+        if let Some(t) = path.tunnel {
             t.encap
                 .write_outer(&mut buf[ETH..], t.from, t.to, IP + tcp_len);
         }
@@ -245,16 +281,10 @@ impl Worker {
         tcp.set_window_len(seg.window);
         tcp.set_urgent_at(0);
         tcp.options_mut().copy_from_slice(seg.options);
-        if n > 0 {
-            let Some(src) = conn.head_bytes().get(seg.head.clone()) else {
-                return false;
-            };
-            tcp.payload_mut()[..n].copy_from_slice(src);
-        }
+        tcp.payload_mut()[..n].copy_from_slice(payload);
         tcp.fill_checksum(key.remote_ip, key.local_ip);
         self.stats().add(Counter::TcpSegmentsSent, 1);
-        self.stage(meta.backend_port, m);
-        true
+        Some(m)
     }
 
     /// The handoff was not confirmed in time: the head once more.
@@ -792,7 +822,7 @@ impl Worker {
 
     /// The tunnel toward backend `b`'s agent, if the backend is reached through one
     /// (`backends[].tunnel`).
-    fn tunnel_of(&self, b: Option<usize>) -> Option<Tunnel> {
+    pub(super) fn tunnel_of(&self, b: Option<usize>) -> Option<Tunnel> {
         let r = self.tcp.rt.routes.get(b?)?;
         Some(Tunnel {
             encap: r.tunnel?,
@@ -848,7 +878,7 @@ fn strip_to_ack(m: &mut Mbuf, rx: &Rx) -> Rx {
 /// encapsulation, and the outer header's source (our backend port's address) and
 /// destination (the backend host).
 #[derive(Clone, Copy)]
-struct Tunnel {
+pub(super) struct Tunnel {
     encap: Encap,
     from: std::net::Ipv4Addr,
     to: std::net::Ipv4Addr,
