@@ -5,6 +5,7 @@
 # `mode: "handoff"`, and from each run the switch's busy cycles (TSC in poll-loop iterations
 # that did work, summed over its workers), packets and bytes per response; then, per mode, the
 # time from the request to the first response byte on new connections (curl, one at a time).
+# A third run is handoff with `vips[].preallocate` (the agent prepared at SYN time).
 #
 # In splice mode every response byte crosses the switch twice (in from the backend, out to the
 # client); in handoff mode only the client's packets cross it (its requests and ACKs), so the
@@ -74,44 +75,49 @@ for i in 1 2 3; do
     grep -q '"ready"' "$OUT/agent$i.events" || { echo "agent $i did not start" >&2; cat "$OUT/agent$i.log" >&2; exit 1; }
 done
 
-# One mode: the switch up, a warm-up request, wrk, the switch stopped; its final counters kept.
-run_mode() { # mode
-    local mode=$1 cfg=$OUT/switch-$1.json
+# One run: the switch up, a warm-up request, wrk, the switch stopped; its final counters kept.
+# NAME names the run's files; MODE is the VIP's mode; PREALLOC "true" turns on
+# `vips[].preallocate` (handoff only).
+run_mode() { # name mode prealloc
+    local name=$1 mode=$2 prealloc=${3:-false} cfg=$OUT/switch-$1.json
     write_ws_config "$cfg.in"
-    jq --arg m "$mode" '.vips[0].mode = $m | .health.interval_ms = 300 | .health.timeout_ms = 250' \
+    jq --arg m "$mode" --argjson p "$prealloc" \
+        '.vips[0].mode = $m | (if $p then .vips[0].preallocate = true else . end)
+         | .health.interval_ms = 300 | .health.timeout_ms = 250' \
         "$cfg.in" >"$cfg"
     ip netns exec "$WS_NS_SW" "$BIN" run --config "$cfg" \
-        >"$OUT/switch-$mode.events" 2>"$OUT/switch-$mode.log" &
+        >"$OUT/switch-$name.events" 2>"$OUT/switch-$name.log" &
     SW_PID=$!
-    for _ in $(seq 1 100); do grep -q '"ready"' "$OUT/switch-$mode.events" && break; sleep 0.1; done
+    for _ in $(seq 1 100); do grep -q '"ready"' "$OUT/switch-$name.events" && break; sleep 0.1; done
     local code=''
     for _ in $(seq 1 60); do
         code=$(ip netns exec "$WS_NS_CLI" curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$VIP$FILE" || true)
         [ "$code" = 200 ] && break
         sleep 0.3
     done
-    [ "$code" = 200 ] || { echo "$mode: no answer through the switch" >&2; exit 1; }
+    [ "$code" = 200 ] || { echo "$name: no answer through the switch" >&2; exit 1; }
     wait_for_builds
     ip netns exec "$WS_NS_CLI" taskset -c 0 wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://$VIP$FILE" \
-        >"$OUT/wrk-$mode.txt"
+        >"$OUT/wrk-$name.txt"
     # Time to first byte on new connections: from the request written (curl's connect
     # done) to the first response byte, one connection after another (LAT_N of them).
     ip netns exec "$WS_NS_CLI" bash -c "for i in \$(seq ${LAT_N:-200}); do
         curl -s -o /dev/null --max-time 5 -w '%{time_connect} %{time_starttransfer}\n' http://$VIP/whoami
-    done" >"$OUT/ttfb-$mode.txt"
+    done" >"$OUT/ttfb-$name.txt"
     kill -TERM "$SW_PID"
     wait "$SW_PID" || true
     SW_PID=
 }
 
-run_mode splice
-run_mode handoff
+run_mode splice splice
+run_mode handoff handoff
+run_mode handoff-prealloc handoff true
 
 python3 - "$OUT" "$FILE" "$BIN_DATE" "${BIN_NOTE:-}" <<'PY'
 import json, re, sys
 out, file, bin_date, note = sys.argv[1:5]
 rows = {}
-for mode in ("splice", "handoff"):
+for mode in ("splice", "handoff", "handoff-prealloc"):
     final = None
     for line in open(f"{out}/switch-{mode}.events"):
         v = json.loads(line)
@@ -155,7 +161,9 @@ lines += ["", "| mode | new connections | request to first response byte p50 (µ
 for m, r in rows.items():
     p50, p99, n = r["ttfb"]
     lines.append(f"| {m} | {n} | {p50:.0f} | {p99:.0f} |")
+p = rows["handoff-prealloc"]
 lines += ["", f"handoff / splice, busy cycles per response: **{h['cycles'] / s['cycles']:.3f}** (goal <= 0.2)",
+          f"handoff with pre-allocation / without, request to first byte p50: {p['ttfb'][0] / h['ttfb'][0]:.3f}",
           f"handoff / splice, switch packets per response: {h['pkts'] / s['pkts']:.3f}"]
 text = "\n".join(lines) + "\n"
 open(f"{out}/report.md", "w").write(text)

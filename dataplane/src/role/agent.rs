@@ -383,14 +383,17 @@ impl Agent {
                     self.count(AgentCounter::FlowsReplaced);
                     return self.on_nic_frame(m, now_ms);
                 }
-                Some(_) if e.flow.state() == AgentState::SynSent => {
+                Some(r) if e.flow.state() == AgentState::SynSent => {
+                    e.flow.take_head_record(&r);
                     let syn = e.flow.syn();
                     let addrs = addrs_of(&key);
                     self.count(AgentCounter::SynResent);
                     self.emit_to_kernel(&addrs, &syn);
                     // This copy of the head is held like the first (or dropped if full).
                 }
-                _ => {}
+                // A head for a flow prepared at SYN time (or a copy of one).
+                Some(r) => e.flow.take_head_record(&r),
+                None => {}
             }
             let Some(e) = self.flows.get_mut(&key) else {
                 return;

@@ -667,6 +667,31 @@ impl AgentFlow {
         Ok(())
     }
 
+    /// A head (the option with a request) for a flow prepared at SYN time: since the
+    /// prepare, the switch has shown the client later TSvals (its ACK of the request), and
+    /// a kernel TSval translated from the prepare's would go back past them; the client's
+    /// PAWS check would drop the response. Timestamps now continue from the head's
+    /// `switch_tsval` (the SYN-ACK's TSval maps to it, as at a handshake). Nothing changes
+    /// for a flow that has carried bytes, or for an older record.
+    pub fn take_head_record(&mut self, rec: &HandoffRecord) {
+        let later = rec.switch_tsval.wrapping_sub(self.rec.switch_tsval) as i32 > 0;
+        if !later || rec.client_isn != self.rec.client_isn {
+            return;
+        }
+        match self.state {
+            // The SYN-ACK will make the translations from this.
+            AgentState::SynSent => self.rec.switch_tsval = rec.switch_tsval,
+            AgentState::Established if self.unused() => {
+                self.rec.switch_tsval = rec.switch_tsval;
+                if self.kernel_ts {
+                    self.to_client.ts_val_delta = rec.switch_tsval.wrapping_sub(self.kernel_tsval);
+                    self.to_kernel.ts_ecr_delta = self.kernel_tsval.wrapping_sub(rec.switch_tsval);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Established with no byte either way yet: a flow prepared at SYN time that no
     /// request has reached.
     pub fn unused(&self) -> bool {

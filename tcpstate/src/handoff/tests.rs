@@ -1424,12 +1424,38 @@ fn a_flow_prepared_at_syn_time_waits_for_its_request_then_expires() {
     assert!(!flow.expired(1_001 + PREPARED_MS - 1));
     assert!(flow.expired(1_001 + PREPARED_MS));
     assert_eq!(flow.kernel_rst_seq(), Some(SeqNumber(CLIENT_ISN + 1)));
-    // The request comes (the head, same record): used, no longer a prepared flow.
-    let head = handoff_segment(&rec);
+    // The request comes (the head, same record but for the TSval the switch has shown
+    // the client since: its ACK of the request). Kernel TSvals now continue from there,
+    // or the client's PAWS check would drop the response.
+    let later = HandoffRecord {
+        switch_tsval: SWITCH_TSVAL + 44,
+        ..rec
+    };
+    flow.take_head_record(&later);
+    let answer = build(
+        VIP,
+        CLIENT,
+        KERNEL_ISN.wrapping_add(1),
+        Some(CLIENT_ISN + 1 + REQUEST.len() as u32),
+        0,
+        500,
+        &ts_option(KERNEL_TSVAL.wrapping_add(3), CLIENT_TSVAL + 9),
+        b"HTTP/1.1 200 OK\r\n\r\n",
+    );
+    let out = translated(&answer, flow.to_client().unwrap());
+    assert_eq!(repr_of(&out).timestamps.unwrap().0, SWITCH_TSVAL + 44 + 3);
+    let head = handoff_segment(&later);
     assert_eq!(
         flow.on_client(seg_of(&head), 1_500),
         ClientVerdict::Translate
     );
+    // Once used, a record changes nothing.
+    flow.take_head_record(&HandoffRecord {
+        switch_tsval: SWITCH_TSVAL + 99,
+        ..rec
+    });
+    let out = translated(&answer, flow.to_client().unwrap());
+    assert_eq!(repr_of(&out).timestamps.unwrap().0, SWITCH_TSVAL + 44 + 3);
     assert!(!flow.unused() && !flow.holds_kernel_connection());
     assert!(!flow.expired(1_001 + PREPARED_MS));
 }
