@@ -110,6 +110,7 @@ counter_enum! {
         HandoffAgentResets => "handoff_agent_resets",
         HandoffNoAgent => "handoff_no_agent",
         HandoffReturns => "handoff_returns",
+        HandoffClosedNotices => "handoff_closed_notices",
         PreallocPrepared => "prealloc_prepared",
         PreallocHits => "prealloc_hits",
         PreallocCancelled => "prealloc_cancelled",

@@ -24,6 +24,8 @@
 //! - switch-back: a connection moved away and back continues on the kernel connection its
 //!   first agent kept parked (`resumed`, no new handshake there), and a request of the
 //!   pool it left goes back to a backend that holds it (`handoff_returns`);
+//! - termination notices (paper 003): with the default 30 s FIN timeout, every entry is
+//!   gone 1.5 s after the last connection closed, ended by its agent's notice;
 //! - counters: tags written and restored, none missed, no handoff failure.
 use std::time::Duration;
 
@@ -44,6 +46,8 @@ fn start(tb: &Testbed, workers: usize) -> (Vec<Switch>, Switch) {
         .collect();
     let mut c = switch_config(tb, workers);
     c["vips"][0]["session_cookie"] = COOKIE.into();
+    // The default FIN timeout: entries must go by the agents' termination notices.
+    c["tcp"]["fin_timeout_ms"] = 30_000.into();
     let sw = Switch::start(tb, &c);
     wait_agents(&sw, &["be1", "be2", "be3"]);
     wait_ready(tb);
@@ -185,7 +189,10 @@ fn scenario(tb: &Testbed, workers: usize) {
     assert_eq!(counter(t, &["handoff_moves_failed"]), 0, "{t}");
     assert!(counter(t, &["handoff_moves"]) >= 3, "{t}");
     assert!(counter(t, &["handoff_returns"]) >= 1, "{t}");
+    // Every connection closed by its client ended at its backend, whose agent said so:
+    // 1.5 s after the last, with a 30 s FIN timeout, no entry is left.
     assert_eq!(counter(t, &["flows_live"]), 0, "{t}");
+    assert!(counter(t, &["handoff_closed_notices"]) >= 20, "{t}");
     assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
     let mut tagged_total = 0;
     let mut restored = 0;

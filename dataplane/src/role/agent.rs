@@ -75,6 +75,7 @@ agent_counters! {
     Resumed => "resumed",
     ParkedReset => "parked_reset",
     ResumeRefused => "resume_refused",
+    ClosedNotified => "closed_notified",
     Prepared => "prepared",
     PreparedExpired => "prepared_expired",
     ResetsNotified => "resets_notified",
@@ -148,6 +149,9 @@ struct Entry {
     held: Vec<Mbuf>,
     /// The client's latest raw window field (for the ACK that completes the replay).
     client_window: u16,
+    /// Where the termination notice goes: the switch's MAC, as the head came from it
+    /// (None through a tunnel, whose sender is a router), until it was sent.
+    notify: Option<MacAddr>,
 }
 
 struct Agent {
@@ -313,7 +317,8 @@ impl Agent {
 
     /// A frame from the network: a handed-off flow's (or a new handoff), or the host's.
     fn on_nic_frame(&mut self, mut m: Mbuf, now_ms: u64) {
-        if let Some(inner) = self.tunnelled(&m) {
+        let tunnelled = self.tunnelled(&m);
+        if let Some(inner) = tunnelled {
             // IP-in-IP or GRE from the switch to a routed backend: the outer headers go here, in
             // userspace (the kernel has no tunnel device, and needs none).
             m.copy_within(0..ETH, inner);
@@ -414,6 +419,7 @@ impl Agent {
                     let t = *e.flow.to_kernel().expect("established");
                     let backend = e.flow.record().backend_id;
                     self.deliver_to_kernel(m, &seen, &t, backend);
+                    self.notify_if_ended(&key);
                 }
                 ClientVerdict::Drop => self.count(AgentCounter::DropUnexpected),
             }
@@ -466,12 +472,16 @@ impl Agent {
         }
         self.emit_to_kernel(&addrs, &syn);
         self.count(AgentCounter::Held);
+        let notify = tunnelled
+            .is_none()
+            .then(|| EthernetFrame::new_unchecked(&m[..]).src_addr());
         self.flows.insert(
             key,
             Entry {
                 flow,
                 held: vec![m],
                 client_window: seen.window,
+                notify,
             },
         );
     }
@@ -529,6 +539,31 @@ impl Agent {
             SeqNumber(0),
             tcpstate::wire::tcp_flags::ACK,
             Some(c),
+        );
+    }
+
+    /// Paper 003's termination notice, once per flow: the connection `key` ended at the
+    /// backend (both FINs acknowledged, or the kernel's RST), so the switch may free its
+    /// entry now. Not through a tunnel (the head's sender there is a router).
+    fn notify_if_ended(&mut self, key: &FlowKey) {
+        let Some(e) = self.flows.get_mut(key) else {
+            return;
+        };
+        if !e.flow.ended() {
+            return;
+        }
+        let Some(switch_mac) = e.notify.take() else {
+            return;
+        };
+        let (kernel_next, _) = e.flow.stream_ends();
+        let addrs = addrs_of(key);
+        self.count(AgentCounter::ClosedNotified);
+        self.segment_to_switch(
+            switch_mac,
+            &addrs,
+            kernel_next,
+            tcpstate::wire::tcp_flags::ACK,
+            Some(Control::Closed),
         );
     }
 
@@ -657,6 +692,7 @@ impl Agent {
                     .stats
                     .add(AgentCounter::ToClientBytes, seen.seg.payload_len as u64);
                 self.push_nic(m);
+                self.notify_if_ended(&key);
             }
             KernelVerdict::ResetKernel => {
                 tracing::debug!(?key, seq = seen.seg.seq.0, len = seen.seg.payload_len,

@@ -326,6 +326,11 @@ impl Collector for SwitchCollector {
                 Counter::HandoffNoAgent,
             ),
             (
+                "webswitch_handoff_closed_notices",
+                "Handed-off connections ended by their agent's termination notice (the backend closed).",
+                Counter::HandoffClosedNotices,
+            ),
+            (
                 "webswitch_handoff_returns",
                 "Moves that took a handed-off connection back to the agent holding it parked (no new handshake).",
                 Counter::HandoffReturns,

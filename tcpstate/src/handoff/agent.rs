@@ -224,6 +224,8 @@ pub struct AgentFlow {
     parked_ms: u64,
     /// The client sent a RST before the handshake completed (held by the caller).
     client_rst: bool,
+    /// The kernel reset the established connection.
+    kernel_rst: bool,
     client_fin_acked: bool,
     kernel_fin_acked: bool,
     /// The end of what the kernel has sent (client space): its next byte.
@@ -287,6 +289,7 @@ impl AgentFlow {
             refused: false,
             parked_ms: 0,
             client_rst: false,
+            kernel_rst: false,
             client_fin_acked: false,
             kernel_fin_acked: false,
             kernel_next: switch_isn + 1,
@@ -564,6 +567,7 @@ impl AgentFlow {
             }
             AgentState::Established => {
                 if seg.rst {
+                    self.kernel_rst = true;
                     self.close(now_ms);
                 } else {
                     self.note_kernel(&seg, now_ms);
@@ -692,12 +696,21 @@ impl AgentFlow {
         }
     }
 
-    /// Established with no byte either way yet: a flow prepared at SYN time that no
-    /// request has reached.
+    /// Whether the connection ended at the backend's side, as the switch wants to hear
+    /// (paper 003's termination notice): both FINs acknowledged, or the kernel reset it.
+    /// (A client's RST went through the switch, which knows.)
+    pub fn ended(&self) -> bool {
+        (self.client_fin_acked && self.kernel_fin_acked) || self.kernel_rst
+    }
+
+    /// Established with no byte and no FIN either way yet: a flow prepared at SYN time
+    /// that no request has reached.
     pub fn unused(&self) -> bool {
         self.state == AgentState::Established
             && self.client_next == self.rec.client_isn + 1
             && self.kernel_next == self.switch_isn + 1
+            && self.client_fin.is_none()
+            && self.kernel_fin.is_none()
     }
 
     /// Whether forgetting the flow (it expired) leaves a kernel connection open that
@@ -753,9 +766,10 @@ impl AgentFlow {
             let fin = seg.seq + seg.payload_len;
             self.kernel_fin = Some(SeqNumber(fin.0.wrapping_add(self.to_client.seq_delta)));
         }
-        // The kernel acknowledges in the client's own space, the same on both sides.
+        // The kernel acknowledges in its view of the client's space: the client's own
+        // until a switch-back moved it (`resume`), so it is taken back first.
         if let (Some(ack), Some(fin)) = (seg.ack, self.client_fin) {
-            if ack > fin {
+            if SeqNumber(ack.0.wrapping_add(self.to_client.ack_delta)) > fin {
                 self.client_fin_acked = true;
             }
         }

@@ -12,6 +12,9 @@
 //!                        request: its connection is reset quietly, the agent goes silent),
 //!                        or Busy (a response is still under way: ask again), VIP -> client,
 //!                        to the switch's MAC
+//!  agent -> switch       Closed (paper 003's termination notice): the connection ended at
+//!                        the backend (both FINs acknowledged, or the kernel reset it), so
+//!                        the switch can free its entry now instead of at its FIN timeout
 //! ```
 //!
 //! ```text
@@ -35,6 +38,8 @@ pub enum Control {
     Released,
     /// Agent to switch: not idle yet; ask again.
     Busy,
+    /// Agent to switch: the connection ended at the backend.
+    Closed,
 }
 
 impl Control {
@@ -43,6 +48,7 @@ impl Control {
             Control::Release => 1,
             Control::Released => 2,
             Control::Busy => 3,
+            Control::Closed => 4,
         }
     }
 
@@ -74,6 +80,7 @@ impl Control {
                     1 => Some(Control::Release),
                     2 => Some(Control::Released),
                     3 => Some(Control::Busy),
+                    4 => Some(Control::Closed),
                     _ => None,
                 }
             }

@@ -1352,6 +1352,28 @@ fn a_parked_connection_resumes_where_the_client_stands() {
     let t = tcp_of(&t_bytes);
     assert_eq!(t.seq_number(), req_end + 19);
     assert_eq!(t.ack_number(), SeqNumber(KERNEL_ISN) + 1 + 3100);
+    // The connection then closes both ways, FINs in the moved spaces: the flow sees
+    // both acknowledged (and may tell the switch).
+    let client_fin = head_end + 7 + 1;
+    let fin = SegFlags {
+        fin: true,
+        ..flags(client_fin, Some(ack + 109), 0)
+    };
+    assert_eq!(flow.on_client(fin, 2_004), ClientVerdict::Translate);
+    let kernel_fin_seq = SeqNumber(KERNEL_ISN) + 1 + 3100;
+    let kernel_fin = SegFlags {
+        fin: true,
+        // The kernel's ack of the client's FIN, in its own view of the client's space.
+        ..flags(kernel_fin_seq, Some(req_end + 19 + 1 + 1), 0)
+    };
+    assert_eq!(flow.on_kernel(kernel_fin, 2_005), KernelVerdict::Translate);
+    assert!(
+        !flow.ended(),
+        "the client has not acknowledged the kernel's FIN"
+    );
+    let last = flags(client_fin + 1, Some(ack + 109 + 1), 0);
+    assert_eq!(flow.on_client(last, 2_006), ClientVerdict::Translate);
+    assert!(flow.ended());
 }
 
 #[test]

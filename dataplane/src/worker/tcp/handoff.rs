@@ -740,10 +740,31 @@ impl Worker {
             .is_some_and(|w| w.pending_move().is_some());
         match control {
             Some(Control::Released) if pending => self.move_handed_off(id, now_ms),
+            Some(Control::Closed) => self.agent_closed(id, rx, now_ms),
             // Busy: the sweep asks again; a late or stray answer changes nothing.
             Some(Control::Busy) | Some(Control::Released) => {}
             _ => self.stats().drop(DropReason::TcpUnexpected, 1),
         }
+    }
+
+    /// Paper 003's termination notice: `id`'s connection ended at its backend (both FINs
+    /// acknowledged, or the kernel reset it). Taken only from the MAC the connection was
+    /// handed to, on a confirmed handoff with no move under way: the entry lingers closed
+    /// for late segments, then goes, instead of living out its FIN or idle timeout.
+    fn agent_closed(&mut self, id: ConnId, rx: &Rx, now_ms: u64) {
+        let meta = self.tcp.meta[id as usize];
+        let moving = self.tcp.watches[id as usize]
+            .as_mut()
+            .is_some_and(|w| w.pending_move().is_some());
+        let Some(c) = self.tcp.flows.get_mut(id) else {
+            return;
+        };
+        if rx.src_mac != meta.backend_mac || !c.handoff_confirmed() || moving {
+            self.stats().drop(DropReason::TcpUnexpected, 1);
+            return;
+        }
+        c.end_handoff(now_ms);
+        self.stats().add(Counter::HandoffClosedNotices, 1);
     }
 
     /// The current agent let `id` go: the held request starts a new round from where the
