@@ -86,11 +86,11 @@ struct Meta {
     sticky_backend: Option<u16>,
     /// Handoff with `vips[].session_cookie`: the backend of the pool chosen for this
     /// request that the request's tagged session cookie names (`handoff::cookie`).
-    session_backend: Option<u16>,
+    session_backend: BackendSlot,
     /// Handoff: the backend a move took the connection from, whose agent keeps the
     /// kernel connection parked (`AgentFlow::resume`): a later request for its pool goes
     /// back there, without a new handshake.
-    parked_backend: Option<u16>,
+    parked_backend: BackendSlot,
     /// Handoff with `vips[].preallocate`: the first request was handed off, and a wrong
     /// guess at SYN time cancelled (later rounds do not look at the guess).
     prealloc_settled: bool,
@@ -98,6 +98,23 @@ struct Meta {
     /// refused): a client that missed the RST (it had received more than it had
     /// acknowledged) gets another, at exactly its ack, on its next segment.
     reset_handoff: bool,
+}
+
+/// A backend id or none in two bytes (an `Option<u16>` takes four, and `Meta` is kept
+/// within 128 B: `tests::bytes_per_flow_entry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BackendSlot(u16);
+
+impl BackendSlot {
+    const NONE: BackendSlot = BackendSlot(u16::MAX);
+
+    fn of(b: Option<u16>) -> BackendSlot {
+        BackendSlot(b.filter(|&b| b != u16::MAX).unwrap_or(u16::MAX))
+    }
+
+    fn get(self) -> Option<usize> {
+        (self != Self::NONE).then_some(usize::from(self.0))
+    }
 }
 
 /// What a connection's request asked (method and path, cut to fit), for its access log
@@ -169,8 +186,8 @@ impl Default for Meta {
             route_pending: false,
             sticky: false,
             sticky_backend: None,
-            session_backend: None,
-            parked_backend: None,
+            session_backend: BackendSlot::NONE,
+            parked_backend: BackendSlot::NONE,
             prealloc_settled: false,
             reset_handoff: false,
         }

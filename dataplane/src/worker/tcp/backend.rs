@@ -156,7 +156,7 @@ impl Worker {
                 return Some(b);
             }
         }
-        if let Some(b) = meta.session_backend.map(usize::from) {
+        if let Some(b) = meta.session_backend.get() {
             // Handoff: the backend the request's session cookie names, while it can take
             // it (route_head kept it only if it is in this pool).
             if !meta.tried(b) && self.tcp.pools.is_usable(b) && !self.at_limit(b) && !no_agent(b) {
@@ -179,7 +179,7 @@ impl Worker {
                 }
             }
         }
-        if let Some(b) = meta.parked_backend.map(usize::from) {
+        if let Some(b) = meta.parked_backend.get() {
             // Handoff: back to the agent that holds the connection parked, if it is in
             // this pool and can take it (paper 002's switch-back).
             let member = self.tcp.pools.members(pool).contains(&b);

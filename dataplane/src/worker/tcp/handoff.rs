@@ -783,7 +783,8 @@ impl Worker {
         let whole = match self.tcp.flows.get_mut(id) {
             Some(c) => {
                 // Its agent parked the kernel connection: come back to it when we can.
-                self.tcp.meta[id as usize].parked_backend = c.backend.map(|t| t.id as u16);
+                self.tcp.meta[id as usize].parked_backend =
+                    super::BackendSlot::of(c.backend.map(|t| t.id as u16));
                 if let Some(old) = c.head.take() {
                     self.tcp.heads.push(old);
                 }

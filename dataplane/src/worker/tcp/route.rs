@@ -109,11 +109,12 @@ impl Worker {
                             }
                             let client = (conn.client.remote_ip, conn.client.remote_port);
                             let vip = (conn.client.local_ip, conn.client.local_port);
-                            meta.session_backend = rt
-                                .config
-                                .session_cookie(vip.0)
-                                .filter(|_| handoff)
-                                .and_then(|name| session_backend(&req, name, pools.members(p)));
+                            meta.session_backend = super::BackendSlot::of(
+                                rt.config
+                                    .session_cookie(vip.0)
+                                    .filter(|_| handoff)
+                                    .and_then(|name| session_backend(&req, name, pools.members(p))),
+                            );
                             let pool = &rt.config.pools[p];
                             // Handed off, the backend sees the client's own connection
                             // (its address included), and no byte of it may change.
