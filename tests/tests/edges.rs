@@ -101,19 +101,36 @@ fn check_all(tb: &Testbed, mode: &str) {
     // buffer, `max_head_bytes`), while the first response is unacknowledged: every
     // byte the window let through is acknowledged (held), and the window closes at
     // the bound; once the client acknowledges, every request is answered in order.
+    //
+    // In splice mode the bound may sit one request further: a request whose head comes
+    // whole, in order, right after a complete response goes straight to the connection's
+    // backend without waiting for the client's ACK of that response (presplice waits,
+    // since its next round may go elsewhere). If the backend's answer to the first
+    // request is in before the first pipelined segment, the second request is the
+    // current one and the held bytes start after it: one pipelined request (999 bytes)
+    // more is let in, never more.
     let r = raw(tb, "pipeline_bound", "/whoami");
     let closed = &r["closed"];
+    let slack = if mode == "splice" {
+        PIPELINED_REQUEST
+    } else {
+        0
+    };
+    let bound_ok = |v: &Value| {
+        v.as_u64()
+            .is_some_and(|b| (MAX_HEAD_BYTES..=MAX_HEAD_BYTES + slack).contains(&b))
+    };
     assert_eq!(closed["unacked"], 0, "{mode}: sent bytes left unacked: {r}");
-    assert_eq!(
-        closed["acked"], MAX_HEAD_BYTES,
+    assert!(
+        bound_ok(&closed["acked"]),
         "{mode}: held bytes acknowledged up to the bound: {r}"
     );
     assert_eq!(
         closed["right_edge"], closed["acked"],
         "{mode}: a zero window at the bound: {r}"
     );
-    assert_eq!(
-        closed["bound"], MAX_HEAD_BYTES,
+    assert!(
+        bound_ok(&closed["bound"]),
         "{mode}: no window past the bound: {r}"
     );
     assert_eq!(r["sent"], r["total"], "{mode}: {r}");
@@ -141,6 +158,10 @@ fn check_corrupt(tb: &Testbed, mode: &str) {
 /// The testbed config's `tcp.max_head_bytes` (the default): the size of every head
 /// buffer, and so of what is held for a connection's next request.
 const MAX_HEAD_BYTES: u64 = 8192;
+
+/// The size of each pipelined request `rawtcp.py pipeline_bound` sends
+/// (`GET /whoami?n=N HTTP/1.1`, a Host line and a 950-byte X-Pad, for N < 10).
+const PIPELINED_REQUEST: u64 = 999;
 
 fn scenario(name: &str, net: u8, workers: usize) {
     if !root_or_skip() {
