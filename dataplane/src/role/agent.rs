@@ -418,8 +418,11 @@ impl Agent {
                 ClientVerdict::Translate => {
                     let t = *e.flow.to_kernel().expect("established");
                     let backend = e.flow.record().backend_id;
+                    let ended = e.notify.is_some() && e.flow.ended();
                     self.deliver_to_kernel(m, &seen, &t, backend);
-                    self.notify_if_ended(&key);
+                    if ended {
+                        self.notify_ended(&key);
+                    }
                 }
                 ClientVerdict::Drop => self.count(AgentCounter::DropUnexpected),
             }
@@ -544,14 +547,12 @@ impl Agent {
 
     /// Paper 003's termination notice, once per flow: the connection `key` ended at the
     /// backend (both FINs acknowledged, or the kernel's RST), so the switch may free its
-    /// entry now. Not through a tunnel (the head's sender there is a router).
-    fn notify_if_ended(&mut self, key: &FlowKey) {
+    /// entry now. Not through a tunnel (the head's sender there is a router). The caller
+    /// checked `ended()` on the entry it had, so the lookup here is once per flow.
+    fn notify_ended(&mut self, key: &FlowKey) {
         let Some(e) = self.flows.get_mut(key) else {
             return;
         };
-        if !e.flow.ended() {
-            return;
-        }
         let Some(switch_mac) = e.notify.take() else {
             return;
         };
@@ -677,6 +678,7 @@ impl Agent {
             }
             KernelVerdict::Translate => {
                 let t = *e.flow.to_client().expect("established");
+                let ended = e.notify.is_some() && e.flow.ended();
                 let end = seen.ip_end;
                 if m.len() > end {
                     m.set_len(end);
@@ -692,7 +694,9 @@ impl Agent {
                     .stats
                     .add(AgentCounter::ToClientBytes, seen.seg.payload_len as u64);
                 self.push_nic(m);
-                self.notify_if_ended(&key);
+                if ended {
+                    self.notify_ended(&key);
+                }
             }
             KernelVerdict::ResetKernel => {
                 tracing::debug!(?key, seq = seen.seg.seq.0, len = seen.seg.payload_len,

@@ -93,13 +93,18 @@ impl Worker {
             local_ip: rx.dst,
             local_port: rx.dport,
         };
-        let Some(b) = self.prealloc_guess(&key) else {
+        if !self.preallocates(key.local_ip) {
             return;
-        };
+        }
+        // The budget first: under a SYN flood a spent budget costs one comparison per
+        // SYN, not a walk over the pool's members.
         if !self.tcp.prealloc_budget.take(now_ms) {
             self.stats().add(Counter::PreallocLimited, 1);
             return;
         }
+        let Some(b) = self.prealloc_guess(&key) else {
+            return;
+        };
         let route = self.tcp.rt.routes[b];
         let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
             return;
