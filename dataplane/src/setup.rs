@@ -424,6 +424,22 @@ impl Running {
                     tracing::warn!(lcore = l, rc, "worker exited with an error");
                 }
             }
+            // A worker that saw the flag late may have steered a segment to a peer that
+            // had already left its loop: free those now, so the final count of buffers in
+            // use is true (the rings' own Drop would free them, but after the snapshot).
+            let mut batch = dpdk_env::MbufBatch::new();
+            for (w, rings) in s.steer.iter().enumerate() {
+                for ring in rings {
+                    loop {
+                        let n = ring.dequeue_burst(&mut batch);
+                        if n == 0 {
+                            break;
+                        }
+                        s.stats[w].drop(crate::stats::DropReason::LeftAtStop, n as u64);
+                        drop(std::mem::take(&mut batch));
+                    }
+                }
+            }
         }
     }
 

@@ -163,6 +163,7 @@ counter_enum! {
         HandoffWatchFull => "handoff_watch_full",
         BadAgentBeat => "bad_agent_beat",
         AgentBeatUnknown => "agent_beat_unknown",
+        LeftAtStop => "left_at_stop",
     }
 }
 
@@ -228,7 +229,8 @@ impl WorkerStats {
         );
     }
 
-    /// Counts `n` drops for `reason`. Owning worker only.
+    /// Counts `n` drops for `reason`. Owning worker only (or the stopping thread, once the
+    /// worker has left its loop).
     #[inline]
     pub fn drop(&self, reason: DropReason, n: u64) {
         let slot = &self.drops[reason as usize];
