@@ -10,6 +10,7 @@
 pub mod addrs;
 pub mod agents;
 pub mod backoff;
+pub mod clients;
 pub mod control;
 pub mod eal_args;
 pub mod hist;

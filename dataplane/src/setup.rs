@@ -287,6 +287,10 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             })
             .collect(),
         queue_ticket: AtomicU64::new(0),
+        client_conns: crate::clients::ClientConns::new(
+            config.tcp.max_conns_per_client,
+            random_seed(),
+        ),
     });
     running.shared = Some(Arc::clone(&shared));
     running.eal = Some(eal);
@@ -361,7 +365,15 @@ pub struct Snapshot {
     pub total: serde_json::Value,
     pub ports: Vec<(String, Option<PortStats>)>,
     pub mbufs_in_use: u32,
+    /// Connections counted against `tcp.max_conns_per_client` now (0 without a cap).
+    pub client_conns_open: u64,
+    /// What the switch holds in memory, by part, in bytes.
+    pub memory: serde_json::Value,
 }
+
+/// An mbuf's footprint in its pool: the 128-byte `rte_mbuf` header, then the data room
+/// (headroom included).
+const MBUF_BYTES: u64 = 128 + MBUF_DATA_ROOM as u64;
 
 /// Reads every worker's counters and the ports' hardware counters.
 pub fn snapshot(s: &Shared) -> Snapshot {
@@ -375,7 +387,23 @@ pub fn snapshot(s: &Shared) -> Snapshot {
             .map(|p| (p.name().to_string(), p.stats().ok()))
             .collect(),
         mbufs_in_use: s.pool.in_use(),
+        client_conns_open: s.client_conns.open_total(),
+        memory: memory_json(s, &all),
     }
+}
+
+/// Memory by part: the cores' connection tables (fixed at start), their head buffers
+/// (allocated on demand, capped per core), the per-client counters and the mbuf pool.
+fn memory_json(s: &Shared, all: &[&WorkerStats]) -> serde_json::Value {
+    let sum = |c: crate::stats::Counter| all.iter().map(|w| w.get(c)).sum::<u64>();
+    let tables = sum(crate::stats::Counter::MemoryTablesBytes);
+    let heads = sum(crate::stats::Counter::MemoryHeadBuffersBytes);
+    let clients = s.client_conns.bytes() as u64;
+    let mbufs = u64::from(s.pool.capacity()) * MBUF_BYTES;
+    serde_json::json!({
+        "connection_tables": tables, "head_buffers": heads, "client_counters": clients,
+        "mbuf_pool": mbufs, "total": tables + heads + clients + mbufs,
+    })
 }
 
 /// A snapshot as JSON: `total`, `cores`, `ports`, `mbufs_in_use`.
@@ -396,7 +424,10 @@ pub fn snapshot_json(s: &Snapshot) -> serde_json::Value {
             (name.clone(), v)
         })
         .collect();
-    serde_json::json!({ "total": s.total, "cores": s.cores, "ports": ports, "mbufs_in_use": s.mbufs_in_use })
+    serde_json::json!({
+        "total": s.total, "cores": s.cores, "ports": ports, "mbufs_in_use": s.mbufs_in_use,
+        "client_conns_open": s.client_conns_open, "memory": s.memory,
+    })
 }
 
 impl Running {

@@ -93,6 +93,8 @@ pub struct Shared {
     pub queue_head: Vec<Box<[AtomicU64]>>,
     /// Queue tickets: arrival order over all cores.
     pub queue_ticket: AtomicU64,
+    /// Open connections per client address, for `tcp.max_conns_per_client`.
+    pub client_conns: crate::clients::ClientConns,
 }
 
 /// TCP settings every core's `TcpCore` is built from.

@@ -691,6 +691,31 @@ impl Collector for SwitchCollector {
             "Mbufs out of the pool.",
             &[(vec![], i64::from(s.pool.in_use()))],
         )?;
+        let snap = crate::setup::snapshot(s);
+        let memory: Vec<(Labels, i64)> = [
+            "connection_tables",
+            "head_buffers",
+            "client_counters",
+            "mbuf_pool",
+        ]
+        .iter()
+        .map(|part| {
+            let v = snap.memory[*part].as_u64().unwrap_or(0);
+            (vec![("part", (*part).to_string())], v as i64)
+        })
+        .collect();
+        gauge_family(
+            &mut enc,
+            "webswitch_memory_bytes",
+            "Memory the switch holds, by part (tables fixed at start, head buffers on demand).",
+            &memory,
+        )?;
+        gauge_family(
+            &mut enc,
+            "webswitch_client_conns_open",
+            "Connections counted against tcp.max_conns_per_client (0 without a cap).",
+            &[(vec![], snap.client_conns_open as i64)],
+        )?;
 
         // Latency histograms, merged over the cores.
         let hists: [(&str, &str, PickHist); 2] = [

@@ -275,6 +275,26 @@ pub struct TcpCore {
 }
 
 impl TcpCore {
+    /// Memory this core holds for connections: its tables, sized for `max_flows_per_core`
+    /// at start and never grown, and the head buffers allocated so far (at most
+    /// `max_heads` of `max_head_bytes`: what a slowloris flood can make a core hold).
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        use std::mem::size_of;
+        let b = self.flows.bytes();
+        let per_flow = size_of::<Meta>()
+            + size_of::<RequestLine>()
+            + size_of::<usize>()
+            + size_of::<Option<Box<PerRequest>>>()
+            + size_of::<Option<Box<tcpstate::handoff::watch::RequestWatch>>>();
+        let tables = b.flows.slots
+            + b.flows.keys
+            + b.flows.bookkeeping
+            + b.timers
+            + b.tracking
+            + self.meta.len() * per_flow;
+        (tables, self.heads_allocated * self.head_capacity)
+    }
+
     pub fn new(shared: &super::Shared, index: usize) -> TcpCore {
         let t = &shared.tcp;
         let mut rng = t.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -645,9 +665,20 @@ impl Worker {
         if closed {
             // Only lingering now: its slot and tuples may be recycled when needed; and
             // out of any queue (a killed queued connection must not connect later).
-            self.tcp.flows.mark_lingering(id);
+            self.mark_closed(id);
             self.dequeue(id);
         }
+    }
+
+    /// Marks connection `id` lingering, and no longer open for its client's cap.
+    fn mark_closed(&mut self, id: ConnId) {
+        if self.tcp.flows.is_lingering(id) {
+            return;
+        }
+        if let Some(c) = self.tcp.flows.get(id) {
+            self.shared.client_conns.close(c.client.remote_ip);
+        }
+        self.tcp.flows.mark_lingering(id);
     }
 
     /// Forgets connection `id`: out of queues and the flow table, its slot, buffers and
@@ -675,7 +706,11 @@ impl Worker {
         {
             self.log_access(id);
         }
+        let lingering = self.tcp.flows.is_lingering(id);
         if let Some(mut conn) = self.tcp.flows.remove(id, &keys[..n]) {
+            if !lingering {
+                self.shared.client_conns.close(conn.client.remote_ip);
+            }
             if let Some(h) = conn.head.take() {
                 self.tcp.heads.push(h);
             }

@@ -10,6 +10,10 @@ pub struct TcpConfig {
     /// Flow table capacity of each worker core; connections beyond it are refused and counted.
     #[serde(default = "TcpConfig::default_max_flows")]
     pub max_flows_per_core: u32,
+    /// The most connections one client address may hold open at once, over all cores
+    /// (0: no cap); one more is refused with a RST and counted.
+    #[serde(default)]
+    pub max_conns_per_client: u32,
     /// Largest request head the switch reassembles before answering 431.
     #[serde(default = "TcpConfig::default_max_head")]
     pub max_head_bytes: u32,
@@ -83,6 +87,7 @@ impl Default for TcpConfig {
     fn default() -> Self {
         Self {
             max_flows_per_core: Self::default_max_flows(),
+            max_conns_per_client: 0,
             max_head_bytes: Self::default_max_head(),
             head_timeout_ms: Self::default_head_timeout(),
             connect_timeout_ms: Self::default_connect_timeout(),
@@ -118,6 +123,7 @@ impl Config {
     pub(super) fn validate_tcp(&self) -> Result<(), ConfigError> {
         let t = &self.tcp;
         range("max_flows_per_core", t.max_flows_per_core, 1, 1 << 24)?;
+        range("max_conns_per_client", t.max_conns_per_client, 0, 1 << 24)?;
         range("max_head_bytes", t.max_head_bytes, 1024, 65536)?;
         range("head_timeout_ms", t.head_timeout_ms, 100, 3_600_000)?;
         range("connect_timeout_ms", t.connect_timeout_ms, 10, 60_000)?;

@@ -357,6 +357,7 @@ fn tcp_ranges_are_named() {
         ("max_head_bytes", 512u64),
         ("max_head_bytes", 70_000),
         ("max_flows_per_core", 0),
+        ("max_conns_per_client", 1 << 25),
         ("connect_attempts", 0),
         ("mss", 100),
         ("mss", 9001),

@@ -78,10 +78,19 @@ impl Worker {
             self.send_rst_for(p, rx, m);
             return;
         };
+        // Counted here, once the connection is sure to exist, and uncounted exactly once:
+        // when it closes (`remove_conn` or `mark_closed`, whichever comes first).
+        if !self.shared.client_conns.try_open(rx.src) {
+            self.tcp.heads.push(head);
+            self.stats().drop(DropReason::ClientConnCap, 1);
+            self.send_rst_for(p, rx, m);
+            return;
+        }
         let conn = Conn::accept(key, opts, seg.seq, ack, &seg, head, self.tcp.params, now_ms);
         let id = match self.tcp.flows.try_insert(key, conn) {
             Ok(id) => id,
             Err((_, mut conn)) => {
+                self.shared.client_conns.close(rx.src);
                 // The head buffer goes back to the pool: dropped, it would be lost to the
                 // pool for good (`heads_allocated` never goes down).
                 if let Some(h) = conn.head.take() {

@@ -49,6 +49,10 @@ impl Worker {
             self.stats().set(g, self.tcp.flows.count(state));
         }
         self.stats().set(Counter::FlowsLive, self.tcp.live() as u64);
+        let (tables, heads) = self.tcp.memory_bytes();
+        self.stats().set(Counter::MemoryTablesBytes, tables as u64);
+        self.stats()
+            .set(Counter::MemoryHeadBuffersBytes, heads as u64);
         let mut ids = std::mem::take(&mut self.tcp.scratch_ids);
         // Waiting for a backend's MAC (the first connect after start, or after the
         // entry expired): go as soon as it is known, not at the connect timeout.
