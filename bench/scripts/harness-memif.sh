@@ -16,6 +16,11 @@
 #   presplice_ab      presplice, warm pool on `images` only: with LOAD's --mix img:1,app:1,
 #                     img requests (be1, warm) and app requests (be2, cold) interleave in one
 #                     run; the report's per-class ttfb lines compare them under the same noise
+#   slowloris         splice as `switch`, with SLOW (10000) slowloris and IDLE (10000) idle
+#                     keep-alive connections held through the run from 80 addresses of their
+#                     own (tcp.max_conns_per_client 512, head_timeout_ms 60000, so all are
+#                     admitted and held): run after `switch` to print the real clients' p99
+#                     time to first byte and request rate over the quiet run's
 #
 # Each run writes <out>/<name>.json and the SVG plots beside it. The same load (LOAD, below)
 # is used for all three. At the end `webswitch-bench compare` draws the runs side by side in
@@ -103,7 +108,10 @@ start_webswitch() { # $1 (optional): presplice variant: warm, cold, ab
 import json, sys
 path, variant = sys.argv[1], sys.argv[2]
 c = json.load(open(path))
-c["vips"][0]["mode"] = "presplice"
+if variant == "slowloris":
+    c.setdefault("tcp", {}).update({"max_conns_per_client": 512, "head_timeout_ms": 60000})
+else:
+    c["vips"][0]["mode"] = "presplice"
 for p in c["pools"]:
     if variant == "warm" or (variant == "ab" and p["name"] == "images"):
         p["warm"] = {"min_idle": 4, "max_idle": 64}
@@ -152,6 +160,41 @@ for run in $RUNS; do
         grep '"event":"final_stats"' "$OUT/webswitch.events" >"$OUT/webswitch-final.json" || true
         cleanup
         compared+=("webswitch splice=$OUT/switch.json")
+        ;;
+    slowloris)
+        echo "== webswitch (splice) beside ${SLOW:-10000} slowloris and ${IDLE:-10000} idle connections" >&2
+        start_webswitch slowloris
+        bench slowloris --client-dev "$(dev net_memif0 client.sock)" \
+            --server-dev "$(dev net_memif1 server.sock)" --check-routing "${ceilings[@]}" \
+            --slowloris "${SLOW:-10000}" --idle-conns "${IDLE:-10000}" --trickle-ms 1000
+        kill -TERM "$MID_PID"
+        wait "$MID_PID" || true
+        MID_PID=
+        grep '"event":"final_stats"' "$OUT/webswitch.events" >"$OUT/webswitch-slowloris-final.json" || true
+        python3 - "$OUT/switch.json" "$OUT/slowloris.json" "$OUT/webswitch-slowloris-final.json" \
+            "$OUT/webswitch-final.json" <<'PY' >&2 || true
+import json, sys
+quiet, attack = (json.load(open(p)) for p in sys.argv[1:3])
+final = json.loads(open(sys.argv[3]).readline())
+t = attack["totals"]
+def p99(r): return r["latency"]["ttfb"]["p99_us"]
+def rps(r): return r["rates"]["requests_per_s"]
+print(f"   background: {t['bg_established']} of {t['bg_attempts']} held, {t['bg_reset']} reset, "
+      f"{t['idle_answered']} idle answered; switch memory {final.get('memory')}")
+print(f"   real clients beside them: ttfb p99 {p99(attack):.0f} us vs quiet {p99(quiet):.0f} us "
+      f"({p99(attack) / p99(quiet):.2f}x), requests/s {rps(attack) / rps(quiet):.2f} of quiet")
+def cycles(path):
+    try:
+        t = json.loads(open(path).readline())["total"]
+        return t["busy_cycles"] / max(1, t["requests_routed"])
+    except (OSError, KeyError, ValueError):
+        return None
+q, a = cycles(sys.argv[4]), cycles(sys.argv[3])
+if q and a:
+    print(f"   switch busy cycles per request: {a:.0f} vs quiet {q:.0f} ({a / q:.2f}x)")
+PY
+        cleanup
+        compared+=("beside slowloris+idle=$OUT/slowloris.json")
         ;;
     presplice_warm | presplice_cold | presplice_ab)
         variant=${run#presplice_}

@@ -144,6 +144,19 @@ struct Cli {
     /// Spoofed SYN sources, `FIRST-LAST`.
     #[arg(long, default_value = "10.99.0.200-10.99.0.254")]
     flood_ips: String,
+    /// Background slowloris connections held through the run (a head sent a header
+    /// line at a time, never finished), from `--background-ips`, outside the figures.
+    #[arg(long, default_value_t = 0)]
+    slowloris: usize,
+    /// Background idle keep-alive connections (one request, then silence).
+    #[arg(long, default_value_t = 0)]
+    idle_conns: usize,
+    /// Sources of the background connections, `FIRST-LAST`.
+    #[arg(long, default_value = "10.99.0.20-10.99.0.99")]
+    background_ips: String,
+    /// How often a slowloris connection sends its next header line, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    trickle_ms: u64,
     /// Write the JSON report here (and SVG plots beside it).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -277,6 +290,7 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         return Err("--client-ports: bad range".into());
     }
     let flood = ip_range(&cli.flood_ips, "--flood-ips")?;
+    let background = ip_range(&cli.background_ips, "--background-ips")?;
     let mut mix = Vec::new();
     for part in cli.mix.split(',').filter(|p| !p.is_empty()) {
         let (name, w) = part.split_once(':').unwrap_or((part, "1"));
@@ -449,6 +463,10 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
                     route_every_request: cli.route_every_request,
                     host: "bench".into(),
                     flood_ips: flood,
+                    slowloris: cli.slowloris,
+                    idle: cli.idle_conns,
+                    background_ips: (background.0..=background.1).map(Ipv4Addr::from).collect(),
+                    trickle_ns: cli.trickle_ms.max(1) * 1_000_000,
                 },
                 cli.seed,
             )

@@ -7,6 +7,7 @@ use crate::hist::Hist;
 
 /// Everything the engine counts. Plain integers: one thread owns them.
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct Counters {
     // Connections opened by the client side; each ends in exactly one of established,
     // refused, connect_timeout, connect_reset, or (when the run ends) connect_unfinished.
@@ -66,6 +67,16 @@ pub struct Counters {
     pub flood_synacks: u64,
     pub flood_other: u64,
     pub arp_answered: u64,
+    // Background connections (slowloris and idle), outside the load's figures: opened,
+    // established, reset or given up on (a per-client cap refuses with a RST); the slow
+    // ones' ends (408, another answer, or a close without one); idle ones answered once.
+    pub bg_attempts: u64,
+    pub bg_established: u64,
+    pub bg_reset: u64,
+    pub slow_408: u64,
+    pub slow_other: u64,
+    pub slow_closed: u64,
+    pub idle_answered: u64,
 }
 
 impl Counters {
@@ -443,6 +454,13 @@ impl Report {
                 s,
                 "  server side   accepted {} requests {} responses {} bad requests {} resets {}",
                 t.srv_accepted, t.srv_requests, t.srv_responses, t.srv_bad_request, t.srv_resets
+            );
+        }
+        if t.bg_attempts > 0 {
+            let _ = writeln!(
+                s,
+                "  background    opened {} established {} reset {}; slowloris answered 408 {} other {} closed {}; idle answered {}",
+                t.bg_attempts, t.bg_established, t.bg_reset, t.slow_408, t.slow_other, t.slow_closed, t.idle_answered
             );
         }
         if t.flood_syns > 0 {

@@ -576,3 +576,87 @@ fn syn_flood_at_harness_rate_beside_real_clients() {
         t["conn_attempts"]
     );
 }
+
+/// Issue 15, point 6: slowloris and idle keep-alive connections at harness rate beside
+/// real clients. 2,000 slowloris connections (a head a header line at a time) and 2,000
+/// idle ones (one request, then silence) from 20 addresses, under a per-client cap of
+/// 150: per address 100 slow ones and 50 idle ones are admitted and the other 50 idle
+/// ones refused with a RST; every admitted slow one is answered 408 at the head deadline;
+/// the real clients, from their own addresses, are all served.
+#[test]
+fn slowloris_and_idle_at_harness_rate_beside_real_clients() {
+    if !root_or_skip() {
+        return;
+    }
+    let _lock = testbed_lock();
+    let (sw_prefix, bench_prefix) = ("ws-slow-sw", "ws-slow-cl");
+    let (sock_dir, _cleanup) = memif_dirs("ws-slow-e2e", sw_prefix, bench_prefix);
+    let mut config = memif_config(&sock_dir, sw_prefix);
+    config["web"]["listen"] = Value::from("127.0.0.1:9189");
+    config["tcp"]["max_conns_per_client"] = Value::from(150);
+    config["tcp"]["head_timeout_ms"] = Value::from(2000);
+    let sw = Switch::start_local("ws-slow", &config);
+    let json = sock_dir.join("slowloris.json");
+    let out = run_through(
+        &sock_dir,
+        bench_prefix,
+        &[
+            "--duration",
+            "5",
+            "--concurrency",
+            "4",
+            "--requests-per-conn",
+            "1",
+            "--sizes",
+            "1024",
+            "--slowloris",
+            "2000",
+            "--idle-conns",
+            "2000",
+            "--background-ips",
+            "10.99.0.20-10.99.0.39",
+            "--trickle-ms",
+            "300",
+            "--no-plots",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let stats = sw.stop();
+    assert!(out.status.success(), "the slowloris run failed to run");
+    let r = read_report(&json);
+    check_figures(&r);
+    let t = &r["totals"];
+    let s = &stats["total"];
+    eprintln!(
+        "slowloris run: real {} ok of {}, ttfb p99 {} us; background {}; switch: client_conn_cap {}, \
+         http_408_sent {}, memory {}",
+        t["req_ok"],
+        t["req_sent"],
+        r["latency"]["ttfb"]["p99_us"],
+        serde_json::json!({
+            "attempts": t["bg_attempts"], "established": t["bg_established"], "reset": t["bg_reset"],
+            "slow_408": t["slow_408"], "slow_other": t["slow_other"], "slow_closed": t["slow_closed"],
+            "idle_answered": t["idle_answered"],
+        }),
+        s["drops"]["client_conn_cap"],
+        s["http_408_sent"],
+        stats["memory"]
+    );
+    // The real clients: every request served.
+    let (sent, ok) = (n(&t["req_sent"]), n(&t["req_ok"]));
+    assert!(sent > 100, "only {sent} real requests");
+    assert_eq!(ok, sent, "real requests beside the slow and idle clients");
+    assert_eq!(n(&t["bg_attempts"]), 4000);
+    // Per address 100 slow + 50 idle admitted: 1,000 idle ones refused by the cap.
+    assert_eq!(n(&t["slow_408"]), 2000, "{t}");
+    assert_eq!(n(&t["slow_other"]) + n(&t["slow_closed"]), 0, "{t}");
+    assert_eq!(n(&t["idle_answered"]), 1000, "{t}");
+    assert_eq!(n(&t["bg_reset"]), 1000, "{t}");
+    assert!(n(&s["drops"]["client_conn_cap"]) >= 1000, "{s}");
+    assert!(
+        n(&stats["memory"]["head_buffers"]) > 0,
+        "{}",
+        stats["memory"]
+    );
+}

@@ -39,6 +39,14 @@ pub struct ClientCfg {
     pub host: String,
     /// Spoofed SYN sources (inclusive range) for the SYN flood.
     pub flood_ips: (u32, u32),
+    /// Background connections, held through the run beside the load from their own
+    /// addresses (`background_ips`), outside its figures: slowloris ones, that send a
+    /// request head a header line every `trickle_ns` and never finish it, and idle ones,
+    /// that make one request and then sit idle on the kept-alive connection.
+    pub slowloris: usize,
+    pub idle: usize,
+    pub background_ips: Vec<Ipv4Addr>,
+    pub trickle_ns: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +58,9 @@ enum Phase {
     Waiting,
     /// Our FIN is queued; waiting for both FINs to be acknowledged.
     Closing,
+    /// A background slowloris connection: trickling a head it never finishes, until
+    /// the peer answers (408) or resets it.
+    Slow,
 }
 
 struct Conn {
@@ -74,6 +85,11 @@ struct Conn {
     closing_since: u64,
     active_pos: usize,
     pending: bool,
+    /// In `Client::background`, not `active`: outside the load and its figures.
+    background: bool,
+    /// A background slowloris connection (else an idle one).
+    slow: bool,
+    next_trickle: u64,
 }
 
 type Key = (u32, u16, u32, u16);
@@ -105,6 +121,11 @@ pub struct Client {
     pub h_resp: Hist,
     pub s_connect: Hist,
     pub s_ttfb: Hist,
+    /// Background connections (see `ClientCfg::slowloris`), and how many were opened.
+    background: Vec<u32>,
+    background_opened: usize,
+    next_background_ip: usize,
+    next_background_port: Vec<u16>,
 }
 
 fn key(rip: Ipv4Addr, rport: u16, lip: Ipv4Addr, lport: u16) -> Key {
@@ -148,6 +169,10 @@ impl Client {
             h_resp: Hist::new(),
             s_connect: Hist::new(),
             s_ttfb: Hist::new(),
+            background: Vec::new(),
+            background_opened: 0,
+            next_background_ip: 0,
+            next_background_port: vec![port_lo; cfg.background_ips.len()],
             cfg,
         }
     }
@@ -172,7 +197,7 @@ impl Client {
     }
 
     fn owns(&self, ip: Ipv4Addr) -> bool {
-        self.cfg.ips.contains(&ip) || self.is_flood_ip(ip)
+        self.cfg.ips.contains(&ip) || self.is_flood_ip(ip) || self.cfg.background_ips.contains(&ip)
     }
 
     fn is_flood_ip(&self, ip: Ipv4Addr) -> bool {
@@ -180,28 +205,60 @@ impl Client {
         v >= self.cfg.flood_ips.0 && v <= self.cfg.flood_ips.1
     }
 
-    /// Opens one connection; false when no slot or address is free.
+    /// Opens one connection of the load; false when no slot or address is free.
     pub fn open(&mut self, now: u64, c: &mut Counters) -> bool {
-        let Some(gw) = self.gw_mac else {
-            return false;
-        };
         if self.active.len() >= self.cfg.max_conns {
             return false;
         }
+        self.open_one(now, false, c)
+    }
+
+    /// Opens up to `n` more background connections (slowloris first, then idle) until
+    /// all are open; how many it opened.
+    pub fn open_background(&mut self, n: usize, now: u64, c: &mut Counters) -> usize {
+        let mut opened = 0;
+        while opened < n && self.background_opened < self.cfg.slowloris + self.cfg.idle {
+            if !self.open_one(now, true, c) {
+                break;
+            }
+            let id = *self.background.last().expect("just opened");
+            self.conns[id as usize].slow = self.background_opened < self.cfg.slowloris;
+            self.background_opened += 1;
+            opened += 1;
+        }
+        opened
+    }
+
+    fn open_one(&mut self, now: u64, background: bool, c: &mut Counters) -> bool {
+        let Some(gw) = self.gw_mac else {
+            return false;
+        };
         let target = self.cfg.targets[self.next_target % self.cfg.targets.len()];
         self.next_target = self.next_target.wrapping_add(1);
+        let (ips, next_ip, next_port) = if background {
+            (
+                &self.cfg.background_ips,
+                &mut self.next_background_ip,
+                &mut self.next_background_port,
+            )
+        } else {
+            (&self.cfg.ips, &mut self.next_ip, &mut self.next_port)
+        };
+        if ips.is_empty() {
+            return false;
+        }
         // a free (ip, port): round-robin over the IPs, sequential ports per IP
         let mut found = None;
         for _ in 0..64 {
-            let i = self.next_ip % self.cfg.ips.len();
-            self.next_ip = self.next_ip.wrapping_add(1);
-            let port = self.next_port[i];
-            self.next_port[i] = if port >= self.cfg.port_hi {
+            let i = *next_ip % ips.len();
+            *next_ip = next_ip.wrapping_add(1);
+            let port = next_port[i];
+            next_port[i] = if port >= self.cfg.port_hi {
                 self.cfg.port_lo
             } else {
                 port + 1
             };
-            let ip = self.cfg.ips[i];
+            let ip = ips[i];
             if !self
                 .map
                 .contains_key(&key(*target.ip(), target.port(), ip, port))
@@ -255,13 +312,22 @@ impl Client {
                     closing_since: 0,
                     active_pos: 0,
                     pending: false,
+                    background: false,
+                    slow: false,
+                    next_trickle: 0,
                 });
                 (self.conns.len() - 1) as u32
             }
         };
-        let pos = self.active.len();
-        self.active.push(id);
+        let list = if background {
+            &mut self.background
+        } else {
+            &mut self.active
+        };
+        let pos = list.len();
+        list.push(id);
         let conn = &mut self.conns[id as usize];
+        conn.background = background;
         conn.phase = Phase::Connecting;
         conn.send_base = 0;
         conn.started = now;
@@ -271,7 +337,11 @@ impl Client {
         conn.tcb.rto_at = now + self.cfg.rto_ns;
         self.map
             .insert(key(*target.ip(), target.port(), lip, lport), id);
-        c.conn_attempts += 1;
+        if background {
+            c.bg_attempts += 1;
+        } else {
+            c.conn_attempts += 1;
+        }
         conn.tcb.send_syn(&mut self.net, c);
         true
     }
@@ -282,8 +352,13 @@ impl Client {
         let t = &conn.tcb;
         self.map.remove(&key(t.rip, t.rport, t.lip, t.lport));
         let pos = conn.active_pos;
-        let last = *self.active.last().expect("active");
-        self.active.swap_remove(pos);
+        let list = if conn.background {
+            &mut self.background
+        } else {
+            &mut self.active
+        };
+        let last = *list.last().expect("listed");
+        list.swap_remove(pos);
         if last != id {
             self.conns[last as usize].active_pos = pos;
         }
@@ -294,6 +369,15 @@ impl Client {
     /// connect) under `kind`.
     fn abort(&mut self, id: u32, timeout: bool, c: &mut Counters) {
         let conn = &mut self.conns[id as usize];
+        if conn.background {
+            // Refused (a per-client cap), or given up on: outside the load's figures.
+            c.bg_reset += 1;
+            if timeout && conn.tcb.st == St::Est {
+                conn.tcb.send_rst(&mut self.net, c);
+            }
+            self.release(id);
+            return;
+        }
         match conn.phase {
             Phase::Connecting => {
                 if timeout {
@@ -309,7 +393,7 @@ impl Client {
                     c.req_reset += 1
                 }
             }
-            Phase::Thinking | Phase::Closing => {}
+            Phase::Thinking | Phase::Closing | Phase::Slow => {}
         }
         if timeout && conn.tcb.st == St::Est {
             conn.tcb.send_rst(&mut self.net, c);
@@ -378,7 +462,9 @@ impl Client {
         conn.misrouted = false;
         conn.resp_close = false;
         conn.phase = Phase::Waiting;
-        c.req_sent += 1;
+        if !conn.background {
+            c.req_sent += 1;
+        }
         self.mark_pending(id);
     }
 
@@ -395,6 +481,13 @@ impl Client {
     /// A response finished (`ok` false: integrity, HTTP or routing failure counted).
     fn response_done(&mut self, id: u32, now: u64, c: &mut Counters) {
         let conn = &mut self.conns[id as usize];
+        if conn.background {
+            // An idle one: answered once, now it sits on the connection until the drain.
+            c.idle_answered += 1;
+            conn.phase = Phase::Thinking;
+            conn.think_until = u64::MAX;
+            return;
+        }
         self.h_resp.record(now - conn.req_at);
         let failed = if conn.bad {
             c.req_integrity += 1;
@@ -430,7 +523,7 @@ impl Client {
         if conn.phase != Phase::Waiting {
             return Err(());
         }
-        if !conn.got_first {
+        if !conn.got_first && !conn.background {
             conn.got_first = true;
             let d = now - conn.req_at;
             self.h_ttfb.record(d);
@@ -588,6 +681,25 @@ impl Client {
             conn.tcb.retries = 0;
             conn.tcb.rto = self.cfg.rto_ns;
             conn.tcb.ack_now = true;
+            if conn.background {
+                c.bg_established += 1;
+                if !self.running {
+                    self.close(id, now);
+                } else if conn.slow {
+                    conn.sendbuf.clear();
+                    conn.sendbuf
+                        .extend_from_slice(b"GET /slow HTTP/1.1\r\nHost: ");
+                    conn.sendbuf.extend_from_slice(self.cfg.host.as_bytes());
+                    conn.sendbuf.extend_from_slice(b"\r\n");
+                    conn.head.clear();
+                    conn.phase = Phase::Slow;
+                    conn.next_trickle = now + self.cfg.trickle_ns;
+                } else {
+                    self.start_request(id, now, c);
+                }
+                self.mark_pending(id);
+                return;
+            }
             let d = now - conn.started;
             self.h_connect.record(d);
             self.s_connect.record(d);
@@ -604,7 +716,10 @@ impl Client {
             // acceptable if it starts inside what we expect next
             let d = r.seq_number.wrapping_diff(conn.tcb.rcv_nxt);
             if (0..65536).contains(&d) {
-                if conn.phase != Phase::Waiting && conn.phase != Phase::Connecting {
+                if conn.phase != Phase::Waiting
+                    && conn.phase != Phase::Connecting
+                    && !conn.background
+                {
                     c.conn_reset_idle += 1;
                 }
                 self.abort(id, false, c);
@@ -624,6 +739,21 @@ impl Client {
         }
         let fin = r.flags & tcp_flags::FIN != 0;
         let d = conn.tcb.on_data(r.seq_number, seg.payload.len(), fin, c);
+        if conn.phase == Phase::Slow && (d.take > 0 || d.fin) {
+            // The switch's answer to a head that never ended: 408 expected.
+            let data = &seg.payload[d.skip..d.skip + d.take];
+            if data.starts_with(b"HTTP/1.1 408") {
+                c.slow_408 += 1;
+            } else if !data.is_empty() {
+                c.slow_other += 1;
+            } else {
+                c.slow_closed += 1;
+            }
+            self.close(id, now);
+            self.mark_pending(id);
+            self.maybe_done(id, c);
+            return;
+        }
         if d.take > 0 {
             let data = &seg.payload[d.skip..d.skip + d.take];
             match self.feed(id, data, now) {
@@ -649,7 +779,7 @@ impl Client {
                     c.req_closed += 1;
                     self.close(id, now);
                 }
-                Phase::Thinking | Phase::Connecting => self.close(id, now),
+                Phase::Thinking | Phase::Connecting | Phase::Slow => self.close(id, now),
                 Phase::Closing => {}
             }
         }
@@ -666,7 +796,9 @@ impl Client {
             && conn.tcb.fin_acked(end)
             && !conn.tcb.ack_now
         {
-            c.conn_closed_clean += 1;
+            if !conn.background {
+                c.conn_closed_clean += 1;
+            }
             self.release(id);
             return true;
         }
@@ -761,7 +893,7 @@ impl Client {
         }
     }
 
-    /// Stops starting requests; idle connections close.
+    /// Stops starting requests; idle connections close, and the background ones.
     pub fn drain(&mut self, now: u64) {
         self.running = false;
         for k in 0..self.active.len() {
@@ -770,6 +902,61 @@ impl Client {
                 self.close(id, now);
             }
         }
+        for k in 0..self.background.len() {
+            let id = self.background[k];
+            if matches!(self.conns[id as usize].phase, Phase::Thinking | Phase::Slow) {
+                self.close(id, now);
+            }
+        }
+    }
+
+    /// The background connections' timers: retransmissions, the slow ones' next header
+    /// line, and the give-ups. Every 10 ms is enough: none of it is measured.
+    pub fn background_timers(&mut self, now: u64, c: &mut Counters) {
+        let mut k = 0;
+        while k < self.background.len() {
+            let id = self.background[k];
+            let conn = &mut self.conns[id as usize];
+            let t = &mut conn.tcb;
+            if t.rto_at != 0 && now >= t.rto_at {
+                if !t.on_rto(now) {
+                    self.abort(id, true, c);
+                    continue;
+                }
+                if t.st == St::SynSent {
+                    t.send_syn(&mut self.net, c);
+                } else {
+                    self.mark_pending(id);
+                }
+            }
+            let conn = &mut self.conns[id as usize];
+            let gave_up = match conn.phase {
+                Phase::Connecting => now >= conn.started + self.cfg.timeout_ns,
+                Phase::Waiting => now >= conn.req_at + self.cfg.timeout_ns,
+                Phase::Closing => now >= conn.closing_since + self.cfg.timeout_ns,
+                Phase::Slow => {
+                    if now >= conn.next_trickle {
+                        conn.next_trickle = now + self.cfg.trickle_ns;
+                        let n = conn.sendbuf.len();
+                        use std::io::Write;
+                        let _ = write!(conn.sendbuf, "X-Slow-{n}: 1\r\n");
+                        self.mark_pending(id);
+                    }
+                    false
+                }
+                Phase::Thinking => false,
+            };
+            if gave_up {
+                self.abort(id, true, c);
+                continue;
+            }
+            k += 1;
+        }
+    }
+
+    /// Background connections open now.
+    pub fn background_open(&self) -> usize {
+        self.background.len()
     }
 
     /// Connections still connecting and requests still waiting for their response.
@@ -789,6 +976,7 @@ impl Client {
     /// earlier run's MAC for them learns this one's.
     pub fn announce(&mut self, flood: bool, c: &mut Counters) {
         let mut ips = self.cfg.ips.clone();
+        ips.extend_from_slice(&self.cfg.background_ips);
         if flood {
             ips.extend((self.cfg.flood_ips.0..=self.cfg.flood_ips.1).map(Ipv4Addr::from));
         }

@@ -15,6 +15,9 @@ use self::server::Server;
 use crate::hist::Hist;
 use crate::report::{Counters, Percentiles, Tick};
 
+/// Background connections (slowloris, idle) opened per second until all are open.
+const BACKGROUND_OPEN_RATE: u64 = 20_000;
+
 /// How the load is shaped.
 #[derive(Debug, Clone)]
 pub struct Load {
@@ -154,6 +157,8 @@ pub fn run(
     let mut end_window: Option<(Counters, u64)> = None;
     let window_start = *c;
     let mut next_timer = start;
+    let mut next_background_timer = start;
+    let mut next_background = start;
     let mut next_tick = start + 1_000_000_000;
     let mut last_tick_counters = *c;
     let mut timeline = Vec::new();
@@ -176,6 +181,17 @@ pub fn run(
         if let Some(cl) = client.as_mut() {
             work += cl.poll(now, c);
             if !draining {
+                // Background connections ramp up at BACKGROUND_OPEN_RATE, not in one
+                // burst that would overflow the tx rings (theirs and the switch's).
+                let mut due = 0;
+                while next_background <= now && due < 8 {
+                    next_background += 1_000_000_000 / BACKGROUND_OPEN_RATE;
+                    due += 1;
+                }
+                if next_background + 1_000_000_000 < now {
+                    next_background = now;
+                }
+                work += cl.open_background(due, now, c);
                 match interval {
                     Some(iv) => {
                         let mut opened = 0;
@@ -225,6 +241,10 @@ pub fn run(
             next_timer = now + 1_000_000;
             if let Some(cl) = client.as_mut() {
                 cl.timers(now, c);
+                if now >= next_background_timer {
+                    next_background_timer = now + 10_000_000;
+                    cl.background_timers(now, c);
+                }
                 cl.output(now, c);
             }
             if let Some(s) = server.as_mut() {
