@@ -507,6 +507,17 @@ fn presplice_warm_pools_keep_up_with_new_connections() {
     );
 }
 
+/// The real clients beside an attack: 4 at a time, one 1 KB request per new connection.
+const REAL_CLIENTS: [&str; 7] = [
+    "--concurrency",
+    "4",
+    "--requests-per-conn",
+    "1",
+    "--sizes",
+    "1024",
+    "--no-plots",
+];
+
 /// Issue 15, point 6: a SYN flood at the harness's full rate (it sends spoofed SYNs as
 /// fast as its loop allows, asked for a million a second) beside real clients opening
 /// one connection per request: at least 99% of the real requests succeed, the switch
@@ -529,20 +540,11 @@ fn syn_flood_at_harness_rate_beside_real_clients() {
         &sock_dir,
         bench_prefix,
         &[
-            "--duration",
-            "3",
-            "--concurrency",
-            "4",
-            "--requests-per-conn",
-            "1",
-            "--sizes",
-            "1024",
-            "--syn-flood",
-            "1000000",
-            "--no-plots",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+            &REAL_CLIENTS[..],
+            &["--duration", "3", "--syn-flood", "1000000"],
+            &["--json", json.to_str().unwrap()],
+        ]
+        .concat(),
     );
     let stats = sw.stop();
     assert!(out.status.success(), "the flood run failed to run");
@@ -601,26 +603,24 @@ fn slowloris_and_idle_at_harness_rate_beside_real_clients() {
         &sock_dir,
         bench_prefix,
         &[
-            "--duration",
-            "5",
-            "--concurrency",
-            "4",
-            "--requests-per-conn",
-            "1",
-            "--sizes",
-            "1024",
-            "--slowloris",
-            "2000",
-            "--idle-conns",
-            "2000",
-            "--background-ips",
-            "10.99.0.20-10.99.0.39",
-            "--trickle-ms",
-            "300",
-            "--no-plots",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+            &REAL_CLIENTS[..],
+            &[
+                "--duration",
+                "5",
+                "--slowloris",
+                "2000",
+                "--idle-conns",
+                "2000",
+            ],
+            &[
+                "--background-ips",
+                "10.99.0.20-10.99.0.39",
+                "--trickle-ms",
+                "300",
+            ],
+            &["--json", json.to_str().unwrap()],
+        ]
+        .concat(),
     );
     let stats = sw.stop();
     assert!(out.status.success(), "the slowloris run failed to run");
