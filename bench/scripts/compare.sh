@@ -30,7 +30,9 @@
 # curl (dl, median rate); and, not in the default, ka_mix: keep-alive with a wrk Lua script
 # that rotates each wrk thread's requests over /img/logo.png (pool images, be1), /app/x (apps,
 # be2) and /static/app.js (default), so consecutive requests of a connection mostly go to
-# different pools (wrk's Lua does not see connections: see bench/scripts/mix.lua).
+# different pools (wrk's Lua does not see connections: see bench/scripts/mix.lua); and, not in
+# the default either, sparse: SPARSE_N (500) new-connection GETs of /whoami one every 10 ms from a
+# Python client (time to first byte p50/p90/p99: the cost of a middle box that sleeps when idle).
 # bench/scripts/compare-presplice.sh runs the presplice comparison. CPU per request of the
 # middle box:
 #   haproxy   utime+stime of its process (/proc/PID/stat) during the run / requests;
@@ -289,6 +291,39 @@ drain_time_wait() {
 
 # Routing check before a ka_mix run: the mix's URLs twice on one curl connection; prints
 # each answer's path, X-Backend and whether it reused the connection (connects 0).
+sparse_once() { # base url: one new-connection GET every 10 ms, time to first byte
+    cli python3 - "$1" "${SPARSE_N:-500}" >"$OUT/$MODE.sparse.txt" <<'PY'
+import socket, sys, time, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+host, port, n = u.hostname, u.port or 80, int(sys.argv[2])
+ttfb, failed = [], 0
+for _ in range(n):
+    t0 = time.perf_counter()
+    try:
+        s = socket.create_connection((host, port), timeout=5)
+        s.sendall(b"GET /whoami HTTP/1.1\r\nHost: sparse\r\nConnection: close\r\n\r\n")
+        first = s.recv(1)
+        t1 = time.perf_counter()
+        while s.recv(65536):
+            pass
+        s.close()
+        if first == b"H":
+            ttfb.append((t1 - t0) * 1e6)
+        else:
+            failed += 1
+    except OSError:
+        failed += 1
+    time.sleep(max(0.0, 0.010 - (time.perf_counter() - t0)))
+ttfb.sort()
+q = lambda p: ttfb[min(len(ttfb) - 1, int(p * len(ttfb)))] if ttfb else 0
+print(f"n {len(ttfb)} failed {failed} ttfb_us p50 {q(0.5):.0f} p90 {q(0.9):.0f} p99 {q(0.99):.0f}")
+PY
+}
+run_sparse() { # base url
+    measured sparse sparse_once "$1"
+    printf '  %-11s %-8s %s\n' "$MODE" sparse "$(cat "$OUT/$MODE.sparse.txt")"
+}
+
 route_check() { # base url
     local u=$1 f=$OUT/$MODE.route_check p args=()
     for p in /img/logo.png /app/x /static/app.js /img/logo.png /app/x /static/app.js; do
@@ -308,6 +343,7 @@ suite() { # base url
             ka_mix) route_check "$1"; run_wrk ka_mix "$1/" -s "$ROOT/bench/scripts/mix.lua" ;;
             close) run_wrk close "$1/whoami" -H "Connection: close" ;;
             dl) run_downloads "$1" ;;
+            sparse) run_sparse "$1" ;;
             *) echo "unknown test $t" >&2; exit 2 ;;
         esac
     done

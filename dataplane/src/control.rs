@@ -412,13 +412,14 @@ impl SwitchControl {
         make: impl Fn(std::sync::mpsc::SyncSender<CoreReply>) -> CoreRequest,
     ) -> Result<Vec<CoreReply>, CtlError> {
         let mut replies = Vec::new();
-        for q in &self.shared.ctl {
+        for (core, q) in self.shared.ctl.iter().enumerate() {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             if q.push(make(tx)).is_err() {
                 return Err(CtlError::conflict(
                     "a core's request queue is full; try again",
                 ));
             }
+            self.shared.wake(core);
             let r = rx
                 .recv_timeout(Duration::from_secs(2))
                 .map_err(|_| CtlError::internal("a core did not answer within 2 s"))?;

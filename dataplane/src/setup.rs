@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use dpdk_env::{
-    cpu_available, tsc_hz, Eal, MbufRing, Mempool, Port, PortConfig as DpdkPortConfig, PortStats,
+    cpu_available, tsc_hz, Doorbell, Eal, MbufRing, Mempool, Port, PortConfig as DpdkPortConfig,
+    PortStats,
 };
 use rules::{Config, ConfigError};
 use tcpstate::wire::MacAddr;
@@ -229,6 +230,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         }
         steer.push(per_port);
     }
+    let mut doorbells: Vec<Option<Doorbell>> = (0..workers).map(|_| doorbell(config)).collect();
     let shared = Arc::new(Shared {
         addrs: PortAddrs::from_config(config, &macs),
         ports,
@@ -245,6 +247,8 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             arp_max_entries: config.arp.max_entries,
             gratuitous_arps: config.arp.gratuitous_at_start,
             idle_max_sleep_us: config.worker.idle_max_sleep_us,
+            idle_recent_ms: config.worker.idle_recent_ms,
+            idle_recent_sleep_us: config.worker.idle_recent_sleep_us,
             tx_drain_us: config.worker.tx_drain_us,
         },
         tcp: tcp_settings(config),
@@ -291,16 +295,50 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             config.tcp.max_conns_per_client,
             random_seed(),
         ),
+        sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+        ringers: doorbells
+            .iter_mut()
+            .map(|b| b.as_mut().and_then(|b| b.ringer().ok()))
+            .collect(),
     });
     running.shared = Some(Arc::clone(&shared));
     running.eal = Some(eal);
-    for (i, lcore) in config.lcores.workers.iter().enumerate() {
+    for ((i, lcore), bell) in config.lcores.workers.iter().enumerate().zip(doorbells) {
         let s = Arc::clone(&shared);
         let eal = running.eal.as_ref().expect("set above");
-        eal.launch(*lcore, move || Worker::new(i, s).run())
+        eal.launch(*lcore, move || Worker::new(i, s, bell).run())
             .map_err(dpdk(format!("lcores.workers[{i}]")))?;
     }
     Ok(running)
+}
+
+/// A worker's doorbell (`dpdk_env::Doorbell`): a socket on the kernel interface of every
+/// `net_af_packet` port, whose PMD has no receive interrupt. None when no port has one, or
+/// when the kernel refuses (then the worker sleeps blind, as before, and says so).
+fn doorbell(config: &Config) -> Option<Doorbell> {
+    let ifaces: Vec<&str> = config
+        .ports
+        .iter()
+        .filter(|p| p.dpdk_name().starts_with("net_af_packet"))
+        .filter_map(|p| p.device.split(',').find_map(|kv| kv.strip_prefix("iface=")))
+        .collect();
+    if ifaces.is_empty() {
+        return None;
+    }
+    let mut bell = match Doorbell::new() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "no doorbell: idle workers sleep blind");
+            return None;
+        }
+    };
+    for i in ifaces {
+        if let Err(e) = bell.add_interface(i) {
+            tracing::warn!(iface = i, error = %e, "no doorbell: idle workers sleep blind");
+            return None;
+        }
+    }
+    Some(bell)
 }
 
 /// Head buffers per core: allocated on demand, capped so a slowloris flood costs at

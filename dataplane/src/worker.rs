@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
-use dpdk_env::{rdtsc, Mbuf, MbufBatch, MbufRing, Mempool, Port, BURST};
+use dpdk_env::{rdtsc, Doorbell, Mbuf, MbufBatch, MbufRing, Mempool, Port, Ringer, BURST};
 use tcpstate::neighbour::{Learned, NeighbourTable};
 use tcpstate::wire::MacAddr;
 
@@ -43,6 +43,12 @@ pub const NEIGHBOUR_QUEUE_LEN: usize = 256;
 
 /// A neighbour learned by one core, for the others: (port index, IP, MAC).
 pub type NeighbourUpdate = (usize, Ipv4Addr, MacAddr);
+
+/// The longest sleep on a doorbell (see `Worker::idle_wait`).
+const DOORBELL_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How late the kernel may wake a sleeping worker (PR_SET_TIMERSLACK).
+const WORKER_TIMER_SLACK_NS: u64 = 1000;
 
 /// What every worker shares, read-only except through the lock-free parts.
 pub struct Shared {
@@ -95,6 +101,22 @@ pub struct Shared {
     pub queue_ticket: AtomicU64,
     /// Open connections per client address, for `tcp.max_conns_per_client`.
     pub client_conns: crate::clients::ClientConns,
+    /// `sleeping[w]`: worker `w` is asleep on its doorbell, and `ringers[w]` wakes it (a
+    /// peer that queued a segment for it rings; none when it has no doorbell).
+    pub sleeping: Vec<AtomicBool>,
+    pub ringers: Vec<Option<Arc<Ringer>>>,
+}
+
+impl Shared {
+    /// Wakes worker `w` if it sleeps on its doorbell: after queueing work for it.
+    #[inline]
+    pub fn wake(&self, w: usize) {
+        if self.sleeping[w].load(Ordering::SeqCst) {
+            if let Some(r) = &self.ringers[w] {
+                r.ring();
+            }
+        }
+    }
 }
 
 /// TCP settings every core's `TcpCore` is built from.
@@ -117,6 +139,8 @@ pub struct WorkerSettings {
     pub arp_max_entries: usize,
     pub gratuitous_arps: u32,
     pub idle_max_sleep_us: u64,
+    pub idle_recent_ms: u64,
+    pub idle_recent_sleep_us: u64,
     pub tx_drain_us: u64,
 }
 
@@ -140,10 +164,16 @@ pub struct Worker {
     start_tsc: u64,
     tsc_per_ms: u64,
     tx_drain_tsc: u64,
+    /// Wakes the idle loop when a frame arrives or a peer queues work (see
+    /// `dpdk_env::Doorbell`); without one the loop sleeps blind.
+    doorbell: Option<Doorbell>,
+    /// How long an armed doorbell sleeps at most: frames and peers wake it, so only the
+    /// timers (swept every 10 ms) bound it.
+    idle_wait: std::time::Duration,
 }
 
 impl Worker {
-    pub fn new(index: usize, shared: Arc<Shared>) -> Worker {
+    pub fn new(index: usize, shared: Arc<Shared>, doorbell: Option<Doorbell>) -> Worker {
         let s = shared.settings;
         let nports = shared.ports.len();
         let tsc_per_ms = (shared.tsc_hz / 1000).max(1);
@@ -155,13 +185,19 @@ impl Worker {
                 .map(|_| NeighbourTable::new(s.arp_max_entries, s.arp_ttl_ms))
                 .collect(),
             gateway_asked_ms: vec![None; nports],
-            backoff: Backoff::new(s.idle_max_sleep_us),
+            backoff: Backoff::new(
+                s.idle_max_sleep_us,
+                s.idle_recent_ms,
+                s.idle_recent_sleep_us,
+            ),
             tcp: tcp::TcpCore::new(&shared, index),
             health: health::HealthChecker::new(shared.health_settings.clone()),
             backend_asked_ms: vec![None; crate::runtime::MAX_BACKENDS],
             start_tsc: rdtsc(),
             tsc_per_ms,
             tx_drain_tsc: (shared.tsc_hz / 1_000_000).max(1) * s.tx_drain_us,
+            doorbell,
+            idle_wait: DOORBELL_WAIT,
             shared,
         }
     }
@@ -181,6 +217,14 @@ impl Worker {
 
     /// Runs until the stop flag is raised. Returns 0 (the lcore's exit code).
     pub fn run(mut self) -> i32 {
+        // The short sleeps after work are tens of microseconds: the default slack of 50 µs
+        // would more than double them.
+        if !dpdk_env::set_timer_slack_ns(WORKER_TIMER_SLACK_NS) {
+            tracing::warn!(
+                worker = self.index,
+                "timer slack not set; idle sleeps run long"
+            );
+        }
         let shared = Arc::clone(&self.shared);
         let queue = self.index as u16;
         let mut rx = MbufBatch::new();
@@ -241,6 +285,10 @@ impl Worker {
                 self.stats().add(Counter::BusyIterations, 1);
                 self.stats().add(Counter::BusyCycles, spent);
                 self.backoff.reset();
+                if let Some(bell) = self.doorbell.as_mut().filter(|b| b.is_armed()) {
+                    bell.disarm();
+                    shared.sleeping[self.index].store(false, Ordering::SeqCst);
+                }
                 prev_tsc = end_tsc;
             } else {
                 self.stats().add(Counter::IdleIterations, 1);
@@ -252,7 +300,19 @@ impl Worker {
                         if shared.stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        std::thread::sleep(d);
+                        match self.doorbell.as_mut() {
+                            // Armed, then one more poll (what came before arming rang
+                            // nothing), and only then the sleep, ended by the first frame
+                            // or a peer's ring. Peers read `sleeping` after queueing.
+                            Some(bell) if !bell.is_armed() => {
+                                shared.sleeping[self.index].store(true, Ordering::SeqCst);
+                                bell.arm();
+                            }
+                            // Stays armed and `sleeping` until work comes: a peer
+                            // may ring at any time in between, which costs a wake-up.
+                            Some(bell) => bell.wait(self.idle_wait),
+                            None => std::thread::sleep(d),
+                        }
                     }
                 }
                 prev_tsc = rdtsc();
@@ -304,7 +364,10 @@ impl Worker {
                 }
                 Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m, now_ms),
                 Action::Tcp { core } => match self.shared.steer[core][p].enqueue(m) {
-                    Ok(()) => self.stats().add(Counter::SteeredToPeer, 1),
+                    Ok(()) => {
+                        self.shared.wake(core);
+                        self.stats().add(Counter::SteeredToPeer, 1)
+                    }
                     Err(m) => {
                         drop(m);
                         self.stats().drop(DropReason::PeerRingFull, 1);

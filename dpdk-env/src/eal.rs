@@ -154,6 +154,14 @@ pub fn pause() {
     unsafe { ffi::ws_pause() }
 }
 
+/// Sets the calling thread's timer slack: how late the kernel may wake it from a sleep
+/// (50 µs by default, which would stretch a poll loop's 8 µs sleep to about 60). False if
+/// the kernel refused.
+pub fn set_timer_slack_ns(ns: u64) -> bool {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }
+}
+
 /// Whether the calling process may run on `cpu` (checked before asking the EAL for it,
 /// so a config naming a missing CPU gets a clear error instead of an EAL panic).
 pub fn cpu_available(cpu: u32) -> bool {

@@ -11,6 +11,7 @@
 pub mod ffi;
 
 mod batch;
+mod doorbell;
 mod eal;
 mod error;
 mod mbuf;
@@ -19,7 +20,8 @@ mod port;
 mod ring;
 
 pub use batch::{MbufBatch, BURST};
-pub use eal::{cpu_available, pause, rdtsc, tsc_hz, Eal};
+pub use doorbell::{Doorbell, Ringer};
+pub use eal::{cpu_available, pause, rdtsc, set_timer_slack_ns, tsc_hz, Eal};
 pub use error::{DpdkError, Result};
 pub use mbuf::{Mbuf, RxChecksum};
 pub use mempool::Mempool;

@@ -407,6 +407,13 @@ pub struct WorkerConfig {
     /// Staged tx is flushed at least this often, in microseconds.
     #[serde(default = "WorkerConfig::default_drain")]
     pub tx_drain_us: u64,
+    /// For this long after its last work a worker's sleeps stay at most
+    /// `idle_recent_sleep_us`, so sparse traffic is not held back by the long sleeps of a
+    /// worker that is idle for good (0: always the long ones).
+    #[serde(default = "WorkerConfig::default_recent_ms")]
+    pub idle_recent_ms: u64,
+    #[serde(default = "WorkerConfig::default_recent_sleep")]
+    pub idle_recent_sleep_us: u64,
 }
 
 impl WorkerConfig {
@@ -416,6 +423,12 @@ impl WorkerConfig {
     fn default_drain() -> u64 {
         100
     }
+    fn default_recent_ms() -> u64 {
+        0
+    }
+    fn default_recent_sleep() -> u64 {
+        30
+    }
 }
 
 impl Default for WorkerConfig {
@@ -423,6 +436,8 @@ impl Default for WorkerConfig {
         Self {
             idle_max_sleep_us: Self::default_max_sleep(),
             tx_drain_us: Self::default_drain(),
+            idle_recent_ms: Self::default_recent_ms(),
+            idle_recent_sleep_us: Self::default_recent_sleep(),
         }
     }
 }
@@ -632,6 +647,18 @@ impl Config {
             return Err(ConfigError::new(
                 "worker.idle_max_sleep_us",
                 "must be at most 100000",
+            ));
+        }
+        if self.worker.idle_recent_ms > 60_000 {
+            return Err(ConfigError::new(
+                "worker.idle_recent_ms",
+                "must be 0..=60000",
+            ));
+        }
+        if self.worker.idle_recent_sleep_us == 0 || self.worker.idle_recent_sleep_us > 1000 {
+            return Err(ConfigError::new(
+                "worker.idle_recent_sleep_us",
+                "must be 1..=1000",
             ));
         }
         if self.worker.tx_drain_us == 0 || self.worker.tx_drain_us > 10_000 {

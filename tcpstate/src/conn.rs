@@ -646,6 +646,11 @@ impl Conn {
         self.client_ack.is_some_and(|a| a.wrapping_diff(seq) >= 0)
     }
 
+    /// Whether the backend has acknowledged every byte of the client's forwarded to it.
+    pub fn backend_caught_up(&self) -> bool {
+        self.backend_ack == Some(self.client_next)
+    }
+
     /// Whether the backend has closed its side (sent a FIN).
     pub fn backend_closed(&self) -> bool {
         self.backend_fin.is_some()

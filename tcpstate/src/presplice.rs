@@ -551,16 +551,13 @@ impl PerRequest {
         }
         // A FIN may follow the request to this backend only right after it.
         let fin_too_far = seg.fin() && end.wrapping_diff(done) > 0;
-        if !self.last {
-            if let Some(r) = self.resp_done_at {
-                let acked = seg.ack.is_some_and(|a| a.wrapping_diff(r) >= 0) || client_acked(r);
-                if acked && self.held_len() > 0 {
-                    return ClientStep::NextRound {
-                        client_next: done,
-                        our_next: r,
-                    };
-                }
-            }
+        let acked =
+            |r: SeqNumber| seg.ack.is_some_and(|a| a.wrapping_diff(r) >= 0) || client_acked(r);
+        if let Some((client_next, our_next)) = self.next_round_ready(acked) {
+            return ClientStep::NextRound {
+                client_next,
+                our_next,
+            };
         }
         if over || fin_too_far {
             ClientStep::Trim {
@@ -570,6 +567,26 @@ impl PerRequest {
         } else {
             ClientStep::Pass
         }
+    }
+
+    /// The exchange is over and the next request is waiting: the request ended, the
+    /// response ended and the client acknowledged all of it (`client_acked` of its end),
+    /// and bytes of the next request are held. Then the next round starts from
+    /// `(client_next, our_next)`: the request's end and the response's end.
+    ///
+    /// `client_step` asks on each client segment. The caller also asks after a segment
+    /// went through (`Worker::presplice_late_round`): when the request's end and the next
+    /// request came in one segment (a retransmission that filled a hole behind an early
+    /// next request), nothing else may ever arrive to ask, and the connection would hang.
+    pub fn next_round_ready(
+        &self,
+        client_acked: impl Fn(SeqNumber) -> bool,
+    ) -> Option<(SeqNumber, SeqNumber)> {
+        if self.last || self.held_len() == 0 {
+            return None;
+        }
+        let (done, r) = (self.req_done_at?, self.resp_done_at?);
+        client_acked(r).then_some((done, r))
     }
 
     /// Copies client bytes after the current request (`bytes`, from `seq`) into the

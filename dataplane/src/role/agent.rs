@@ -234,7 +234,10 @@ impl Agent {
     }
 
     fn run(&mut self) {
-        let mut backoff = Backoff::new(self.s.config.idle_max_sleep_us);
+        // Short sleeps for a second after work, as the switch's defaults: a handed-off
+        // connection's client segments cross the agent too.
+        let mut backoff = Backoff::new(self.s.config.idle_max_sleep_us, 1000, 30);
+        dpdk_env::set_timer_slack_ns(1000);
         let mut rx = MbufBatch::default();
         let mut next_expire = 0;
         let mut iter: u32 = 0;

@@ -512,6 +512,9 @@ impl Worker {
             self.record_latency(id, rx.seg.payload_len);
         }
         self.apply_verdict(id, verdict, now_ms);
+        if self.tcp.per_request[id as usize].is_some() {
+            self.presplice_late_round(id, now_ms);
+        }
         if self.tcp.meta[id as usize].route_pending {
             // A presplice round began with its whole head already held (pipelined).
             self.tcp.meta[id as usize].route_pending = false;

@@ -240,6 +240,62 @@ fn a_chunked_request_body_past_a_hole_waits_for_it() {
     assert!(!pr.tainted());
 }
 
+/// The hang seen in `presplice_one_worker`: nginx answers a chunked POST at its head,
+/// the client reads the answer and sends its next request while the body's tail is
+/// still lost. The next request is dropped (ahead of the hole); the client's
+/// retransmission brings the tail and the next request in one segment, which holds the
+/// next request but cannot start the round (the request ends only once the segment is
+/// forwarded). Nothing else will come from the client (it has everything acked), so the
+/// round must be startable right after the segment went through.
+#[test]
+fn a_next_request_behind_a_refilled_hole_starts_its_round_after_the_segment() {
+    let head = b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let (mut pr, _) = started(head);
+    let body: &[u8] = b"5\r\nhello\r\n0\r\n\r\n";
+    let next: &[u8] = b"GET /next HTTP/1.1\r\n\r\n";
+    let at = SeqNumber(C0) + head.len();
+    // The answer, whole, before the body's end; the client acknowledges all of it.
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    assert_eq!(backend(&mut pr, R0, resp), BackendStep::Pass);
+    let r = SeqNumber(R0) + resp.len();
+    let acked = |s: SeqNumber| s.wrapping_diff(r) <= 0;
+    // The next request first: ahead of the hole.
+    let early = seg(at + body.len(), next.len(), Some(r), tcp_flags::PSH);
+    assert_eq!(
+        pr.client_step(&early, next, acked, false),
+        ClientStep::Drop(Pending::RequestAheadOfGap)
+    );
+    // The retransmission: the body and the next request.
+    let mut both = body.to_vec();
+    both.extend_from_slice(next);
+    let s = seg(at, both.len(), Some(r), tcp_flags::PSH);
+    assert_eq!(
+        pr.client_step(&s, &both, acked, false),
+        ClientStep::NeedBuffer { keep: body.len() }
+    );
+    pr.lend_held(buffer());
+    assert_eq!(
+        pr.client_step(&s, &both, acked, false),
+        ClientStep::Trim {
+            keep: body.len(),
+            refused: false
+        }
+    );
+    assert_eq!(
+        pr.next_round_ready(acked),
+        None,
+        "the request has not ended yet"
+    );
+    assert_eq!(pr.client_commit(at, body), None);
+    assert_eq!(
+        pr.next_round_ready(acked),
+        Some((at + body.len(), r)),
+        "the exchange is over and the next request waits"
+    );
+    // Not before the client has all of the response.
+    assert_eq!(pr.next_round_ready(|_| false), None);
+}
+
 #[test]
 fn a_close_ends_routing_and_nothing_after_the_request_goes_out() {
     let close = b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";

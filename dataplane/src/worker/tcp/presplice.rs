@@ -60,6 +60,15 @@ impl Worker {
         let Some(state) = self.tcp.flows.get(id).map(|c| c.state) else {
             return Go::Pass;
         };
+        tracing::trace!(
+            worker = self.index,
+            conn = id,
+            backend_side,
+            ?state,
+            seq = seg.seq.0,
+            len = payload.len(),
+            "presplice segment"
+        );
         if seg.rst() || seg.syn() {
             return Go::Pass;
         }
@@ -102,7 +111,18 @@ impl Worker {
                 return Go::Pass;
             };
             let seq_c = seg.seq + conn.b2c.seq_delta as usize;
-            match pr.backend_step(seq_c, payload, seg.fin()) {
+            let step = pr.backend_step(seq_c, payload, seg.fin());
+            tracing::trace!(
+                worker = self.index,
+                conn = id,
+                seq = seq_c.0,
+                len = payload.len(),
+                fin = seg.fin(),
+                resp_end = pr.response_end().map(|s| s.0),
+                ?step,
+                "presplice backend segment"
+            );
+            match step {
                 BackendStep::Pass => return Go::Pass,
                 BackendStep::Drop(_) => {
                     self.stats().drop(DropReason::PresplicePending, 1);
@@ -143,7 +163,21 @@ impl Worker {
                 return Go::Pass;
             };
             let acked = |s: SeqNumber| conn.client_acked(s);
-            match pr.client_step(seg, payload, acked, conn.backend_closed()) {
+            let step = pr.client_step(seg, payload, acked, conn.backend_closed());
+            tracing::trace!(
+                worker = self.index,
+                conn = id,
+                seq = seg.seq.0,
+                len = payload.len(),
+                ack = seg.ack.map(|a| a.0),
+                fin = seg.fin(),
+                req_end = pr.request_end().map(|s| s.0),
+                resp_end = pr.response_end().map(|s| s.0),
+                held = pr.held_len(),
+                ?step,
+                "presplice client segment"
+            );
+            match step {
                 ClientStep::Pass => return Go::Pass,
                 ClientStep::Trim { keep, refused } => {
                     self.stats().add(
@@ -379,6 +413,31 @@ impl Worker {
         self.stats().add(Counter::PrespliceAborts, 1);
         self.release_per_request(id);
         self.kill_conn(id, now_ms);
+    }
+
+    /// After a segment of presplice connection `id` went through: starts the next round
+    /// if the exchange is over and the next request waits (see
+    /// `PerRequest::next_round_ready`), once the backend has acknowledged the request's
+    /// last bytes, so its connection can go back to the warm pool whole. The caller
+    /// routes the round's head.
+    pub(super) fn presplice_late_round(&mut self, id: ConnId, now_ms: u64) {
+        let ready = match (
+            self.tcp.flows.get(id),
+            self.tcp.per_request[id as usize].as_ref(),
+        ) {
+            (Some(c), Some(pr)) if c.state == State::Spliced && c.backend_caught_up() => {
+                pr.next_round_ready(|s| c.client_acked(s))
+            }
+            _ => None,
+        };
+        let Some((client_next, our_next)) = ready else {
+            return;
+        };
+        tracing::trace!(worker = self.index, conn = id, "presplice: late next round");
+        if !self.start_next_round(id, client_next, our_next, now_ms) {
+            // No head buffer: the next segment from either side asks again.
+            self.stats().add(Counter::PrespliceHoldRefused, 1);
+        }
     }
 
     /// Ends the finished exchange on `id` and readies it to read its next request
