@@ -234,9 +234,9 @@ impl Agent {
     }
 
     fn run(&mut self) {
-        // Short sleeps for a second after work, as the switch's defaults: a handed-off
-        // connection's client segments cross the agent too.
-        let mut backoff = Backoff::new(self.s.config.idle_max_sleep_us, 1000, 30);
+        // No short-sleep window (each wake-up costs CPU the backend host needs); a 1 µs
+        // timer slack so the backoff's short sleeps are as long as asked.
+        let mut backoff = Backoff::new(self.s.config.idle_max_sleep_us, 0, 30);
         dpdk_env::set_timer_slack_ns(1000);
         let mut rx = MbufBatch::default();
         let mut next_expire = 0;
