@@ -18,6 +18,8 @@
 #   webswitch_presplice  webswitch with the VIP in "mode": "presplice" and warm pools of 4 per
 #             backend and core (every request of a
 #             keep-alive connection routed; issue 4).
+#   webswitch_xdp  webswitch as above with its two ports as net_af_xdp instead of net_af_packet
+#             (issue 15 point 9; no doorbell there: its workers sleep blind).
 #   haproxy_close  HAProxy as above with `option http-server-close` and `http-reuse never`: a
 #             new server connection for every request, as webswitch's presplice without a
 #             warm pool.
@@ -428,7 +430,7 @@ for MODE in $SETUPS; do
             stop_middle
             kernel_addrs off
             ;;
-        webswitch | webswitch_linger | webswitch_presplice)
+        webswitch | webswitch_linger | webswitch_presplice | webswitch_xdp)
             kernel_addrs off
             drain_time_wait
             cfg=$OUT/config.json
@@ -436,6 +438,11 @@ for MODE in $SETUPS; do
                 cfg=$OUT/config-linger.json
                 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["tcp"]["closed_linger_ms"]=int(sys.argv[3]); json.dump(c, open(sys.argv[2], "w"))' \
                     "$OUT/config.json" "$cfg" "$LINGER_MS"
+            elif [ "$MODE" = webswitch_xdp ]; then
+                # The same veths through net_af_xdp instead of net_af_packet (one queue each).
+                cfg=$OUT/config-xdp.json
+                python3 -c 'import json,re,sys; c=json.load(open(sys.argv[1])); [p.__setitem__("device", re.sub(r"^net_af_packet(\d+),iface=([^,]+).*", r"net_af_xdp\1,iface=\2", p["device"])) for p in c["ports"]]; json.dump(c, open(sys.argv[2], "w"))' \
+                    "$OUT/config.json" "$cfg"
             elif [ "$MODE" = webswitch_presplice ]; then
                 cfg=$OUT/config-presplice.json
                 python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["vips"][0]["mode"]="presplice"; [p.__setitem__("warm", {"min_idle": 4, "max_idle": 64}) for p in c["pools"]]; json.dump(c, open(sys.argv[2], "w"))' \

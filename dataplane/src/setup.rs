@@ -313,15 +313,20 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
 }
 
 /// A worker's doorbell (`dpdk_env::Doorbell`): a socket on the kernel interface of every
-/// `net_af_packet` port, whose PMD has no receive interrupt. None when no port has one, or
-/// when the kernel refuses (then the worker sleeps blind, as before, and says so).
+/// port, when every port is `net_af_packet` (whose PMD has no receive interrupt). None
+/// otherwise (a port the doorbell cannot hear would wait out each sleep), and when the
+/// kernel refuses the sockets: then the worker sleeps blind, as before.
 fn doorbell(config: &Config) -> Option<Doorbell> {
     let ifaces: Vec<&str> = config
         .ports
         .iter()
-        .filter(|p| p.dpdk_name().starts_with("net_af_packet"))
-        .filter_map(|p| p.device.split(',').find_map(|kv| kv.strip_prefix("iface=")))
-        .collect();
+        .map(|p| {
+            p.dpdk_name()
+                .starts_with("net_af_packet")
+                .then(|| p.device.split(',').find_map(|kv| kv.strip_prefix("iface=")))
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
     if ifaces.is_empty() {
         return None;
     }

@@ -646,9 +646,13 @@ impl Conn {
         self.client_ack.is_some_and(|a| a.wrapping_diff(seq) >= 0)
     }
 
-    /// Whether the backend has acknowledged every byte of the client's forwarded to it.
-    pub fn backend_caught_up(&self) -> bool {
-        self.backend_ack == Some(self.client_next)
+    /// Whether the backend has acknowledged every client byte up to `end` (client
+    /// space), and nothing past it was forwarded: the request that ends there reached it
+    /// whole. A backend that answered early (nginx's `return` answers at the head) may
+    /// still miss the body's tail; reused, it would read the next request's bytes as
+    /// that tail.
+    pub fn backend_has_all_of(&self, end: SeqNumber) -> bool {
+        self.client_next == end && self.backend_ack == Some(end)
     }
 
     /// Whether the backend has closed its side (sent a FIN).

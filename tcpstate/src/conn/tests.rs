@@ -2565,6 +2565,10 @@ fn attached_to_a_warm_connection_and_detached_again() {
     let seen = client_to_backend(&h, &ack_seg, &[]);
     assert_eq!(seen.tcp.seq_number, SeqNumber(123_456_789) + HEAD.len());
     assert_eq!(seen.tcp.ack_number, Some(SeqNumber(987_654_321) + 50));
+    // The backend has the request whole if it ended with the head; not if a body of
+    // 100 bytes was still to come (an early answer): then it must not be reused.
+    assert!(h.c.backend_has_all_of(h.cseq(HEAD.len())));
+    assert!(!h.c.backend_has_all_of(h.cseq(HEAD.len() + 100)));
     let (t, back) = h.c.detach(h.oseq(50)).expect("reusable");
     assert_eq!(t, target());
     assert_eq!(back.next_to_backend, SeqNumber(123_456_789) + HEAD.len());

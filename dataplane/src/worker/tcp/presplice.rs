@@ -116,6 +116,7 @@ impl Worker {
                 worker = self.index,
                 conn = id,
                 seq = seq_c.0,
+                ack = seg.ack.map(|a| a.0),
                 len = payload.len(),
                 fin = seg.fin(),
                 resp_end = pr.response_end().map(|s| s.0),
@@ -417,15 +418,17 @@ impl Worker {
 
     /// After a segment of presplice connection `id` went through: starts the next round
     /// if the exchange is over and the next request waits (see
-    /// `PerRequest::next_round_ready`), once the backend has acknowledged the request's
-    /// last bytes, so its connection can go back to the warm pool whole. The caller
-    /// routes the round's head.
+    /// `PerRequest::next_round_ready`). At once, not when the backend acknowledges the
+    /// request's last bytes: that acknowledgment may never come (seen: a hang of 60 s),
+    /// and the response is complete already. A backend without the whole request is
+    /// reset rather than pooled (`start_next_round`). The caller routes the round's
+    /// head.
     pub(super) fn presplice_late_round(&mut self, id: ConnId, now_ms: u64) {
         let ready = match (
             self.tcp.flows.get(id),
             self.tcp.per_request[id as usize].as_ref(),
         ) {
-            (Some(c), Some(pr)) if c.state == State::Spliced && c.backend_caught_up() => {
+            (Some(c), Some(pr)) if c.state == State::Spliced => {
                 pr.next_round_ready(|s| c.client_acked(s))
             }
             _ => None,
@@ -481,7 +484,15 @@ impl Worker {
                 )
             });
         let keep = self.tcp.meta[id as usize].sticky && !proxy;
-        if tainted || !self.return_warm(id, our_next, now_ms, keep) {
+        // Only a backend that has every byte of the request, and nothing after it, goes
+        // back to the pool: one that answered before the body's tail arrived would take
+        // the next request's first bytes for that tail (nginx then answers 400).
+        let whole = self
+            .tcp
+            .flows
+            .get(id)
+            .is_some_and(|c| c.backend_has_all_of(client_next));
+        if tainted || !whole || !self.return_warm(id, our_next, now_ms, keep) {
             let mut out = Outputs::default();
             if let Some(c) = self.tcp.flows.get_mut(id) {
                 c.abort_backend(&mut out);
