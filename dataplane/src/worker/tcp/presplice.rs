@@ -60,15 +60,6 @@ impl Worker {
         let Some(state) = self.tcp.flows.get(id).map(|c| c.state) else {
             return Go::Pass;
         };
-        tracing::trace!(
-            worker = self.index,
-            conn = id,
-            backend_side,
-            ?state,
-            seq = seg.seq.0,
-            len = payload.len(),
-            "presplice segment"
-        );
         if seg.rst() || seg.syn() {
             return Go::Pass;
         }
@@ -111,19 +102,7 @@ impl Worker {
                 return Go::Pass;
             };
             let seq_c = seg.seq + conn.b2c.seq_delta as usize;
-            let step = pr.backend_step(seq_c, payload, seg.fin());
-            tracing::trace!(
-                worker = self.index,
-                conn = id,
-                seq = seq_c.0,
-                ack = seg.ack.map(|a| a.0),
-                len = payload.len(),
-                fin = seg.fin(),
-                resp_end = pr.response_end().map(|s| s.0),
-                ?step,
-                "presplice backend segment"
-            );
-            match step {
+            match pr.backend_step(seq_c, payload, seg.fin()) {
                 BackendStep::Pass => return Go::Pass,
                 BackendStep::Drop(_) => {
                     self.stats().drop(DropReason::PresplicePending, 1);
@@ -164,21 +143,7 @@ impl Worker {
                 return Go::Pass;
             };
             let acked = |s: SeqNumber| conn.client_acked(s);
-            let step = pr.client_step(seg, payload, acked, conn.backend_closed());
-            tracing::trace!(
-                worker = self.index,
-                conn = id,
-                seq = seg.seq.0,
-                len = payload.len(),
-                ack = seg.ack.map(|a| a.0),
-                fin = seg.fin(),
-                req_end = pr.request_end().map(|s| s.0),
-                resp_end = pr.response_end().map(|s| s.0),
-                held = pr.held_len(),
-                ?step,
-                "presplice client segment"
-            );
-            match step {
+            match pr.client_step(seg, payload, acked, conn.backend_closed()) {
                 ClientStep::Pass => return Go::Pass,
                 ClientStep::Trim { keep, refused } => {
                     self.stats().add(
