@@ -30,6 +30,9 @@ pub struct PortAddrs {
     /// Handoff VIPs whose agents may answer the switch on this (backend-facing) port:
     /// a TCP segment from one of them to a client is an agent's control reply.
     pub agent_vips: Vec<Ipv4Addr>,
+    /// The port has an exception path (`ports[].exception`): frames that are not the
+    /// switch's go to the host's kernel instead of being dropped.
+    pub exception: bool,
 }
 
 impl PortAddrs {
@@ -68,6 +71,7 @@ impl PortAddrs {
                         .map(|v| v.address)
                         .collect()
                 },
+                exception: p.exception.is_some(),
             })
             .collect()
     }

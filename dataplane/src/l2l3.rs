@@ -44,6 +44,9 @@ pub enum Action {
         at: usize,
         len: usize,
     },
+    /// Not the switch's, on a port with an exception path: to the host's kernel as it
+    /// is (ARP and ICMP for the host's addresses, BGP, ssh, IPv6, LLDP...).
+    ToKernel,
 }
 
 /// A neighbour mapping learned from the frame, to count and to share with other cores.
@@ -67,12 +70,27 @@ pub fn process_frame(
     };
     let dst = eth.dst_addr();
     if dst != port.mac && !dst.is_broadcast() {
+        // Multicast (IPv6 neighbour discovery, LLDP, OSPF...) is never the switch's.
+        if port.exception && dst.is_multicast() {
+            return (Action::ToKernel, None);
+        }
         return (Action::Drop(DropReason::NotOurMac), None);
     }
     match eth.ethertype() {
         ethertype::ARP => process_arp(frame, port, neigh, now_ms),
         ethertype::IPV4 => (process_ipv4(frame, port, cores), None),
-        _ => (Action::Drop(DropReason::UnsupportedEthertype), None),
+        _ => (not_ours(port, DropReason::UnsupportedEthertype), None),
+    }
+}
+
+/// What becomes of a frame that is not the switch's: the kernel's with an exception
+/// path, else dropped for `reason`.
+#[inline]
+fn not_ours(port: &PortAddrs, reason: DropReason) -> Action {
+    if port.exception {
+        Action::ToKernel
+    } else {
+        Action::Drop(reason)
     }
 }
 
@@ -119,6 +137,12 @@ fn process_arp(
             eth.set_src_addr(port.mac);
             (Action::ArpAnswered, learned)
         }
+        // With an exception path the kernel sees every ARP not aimed at the switch's own
+        // addresses (its own addresses' requests and replies, announcements), after the
+        // switch learned what it may from it.
+        arp_op::REQUEST | arp_op::REPLY if port.exception && !target_is_ours => {
+            (Action::ToKernel, learned)
+        }
         arp_op::REQUEST | arp_op::REPLY if learned.is_some() => (Action::Absorbed, learned),
         arp_op::REQUEST | arp_op::REPLY => (Action::Drop(DropReason::ArpNotForUs), None),
         _ => (Action::Drop(DropReason::Malformed), None),
@@ -152,7 +176,7 @@ fn process_ipv4(frame: &mut [u8], port: &PortAddrs, cores: usize) -> Action {
             let core = steer::client_flow_core(dst, tcp.dst_port(), src, tcp.src_port(), cores);
             return Action::Tcp { core };
         }
-        return Action::Drop(DropReason::NotForUs);
+        return not_ours(port, DropReason::NotForUs);
     };
     let ip = Ipv4Packet::new_unchecked(&frame[hdr..]);
     if ip.is_fragment() {

@@ -218,6 +218,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     }
 
     let macs: Vec<MacAddr> = ports.iter().map(|p| MacAddr(p.mac())).collect();
+    let before_taps = pool.in_use();
+    let kernel_taps = start_kernel_taps(config, &macs, &pool)?;
+    // net_tap fills its receive rings from the pool when it starts and keeps them full:
+    // those buffers are the TAPs', not in flight (see `Snapshot::mbufs_in_use`).
+    let held_by_taps = pool.in_use().saturating_sub(before_taps);
     let runtime = crate::runtime::Runtime::initial(config)?;
     let mut steer = Vec::with_capacity(workers);
     for w in 0..workers {
@@ -231,9 +236,21 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         steer.push(per_port);
     }
     let mut doorbells: Vec<Option<Doorbell>> = (0..workers).map(|_| doorbell(config)).collect();
+    for bell in doorbells.iter_mut().flatten() {
+        for pc in &config.ports {
+            if let Some(x) = &pc.exception {
+                if let Err(e) = bell.add_kernel_tap(&x.tap) {
+                    // Frames from the kernel then wait out an idle sleep (≤ 5 ms).
+                    tracing::warn!(tap = %x.tap, error = %e, "the exception TAP does not wake idle workers");
+                }
+            }
+        }
+    }
     let shared = Arc::new(Shared {
         addrs: PortAddrs::from_config(config, &macs),
         ports,
+        kernel_taps,
+        held_by_taps,
         pool,
         stats: (0..workers).map(|_| WorkerStats::default()).collect(),
         steer,
@@ -311,6 +328,46 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     }
     Ok(running)
 }
+
+/// Each port's exception path (`ports[].exception`): a `net_tap` probed now that the
+/// port's MAC is known, so the kernel's interface gets that MAC and the LAN sees one
+/// station. One rx and one tx queue per worker, as the ports: any core hands the
+/// kernel what it received and sends out what the kernel gave it.
+fn start_kernel_taps(
+    config: &Config,
+    macs: &[MacAddr],
+    pool: &Arc<Mempool>,
+) -> Result<Vec<Option<Port>>, StartError> {
+    let workers = config.lcores.workers.len() as u16;
+    let mut taps = Vec::with_capacity(config.ports.len());
+    for (i, (pc, mac)) in config.ports.iter().zip(macs).enumerate() {
+        let Some(x) = &pc.exception else {
+            taps.push(None);
+            continue;
+        };
+        let field = format!("ports[{i}].exception.tap");
+        let vdev = format!("net_tap_ws{i}");
+        let id = Port::add_vdev(&vdev, &format!("iface={},mac={mac}", x.tap))
+            .map_err(dpdk(field.clone()))?;
+        let conf = DpdkPortConfig {
+            rx_queues: workers,
+            tx_queues: workers,
+            rx_descriptors: KERNEL_TAP_DESCRIPTORS,
+            tx_descriptors: KERNEL_TAP_DESCRIPTORS,
+            rss: false,
+            promiscuous: false,
+        };
+        let port = Port::start(id, &format!("{}-kernel", pc.name), &conf, Arc::clone(pool))
+            .map_err(dpdk(field))?;
+        tracing::info!(port = %pc.name, tap = %x.tap, %mac, "exception path to the kernel");
+        taps.push(Some(port));
+    }
+    Ok(taps)
+}
+
+/// Descriptors of each exception TAP queue: the kernel's control traffic (BGP, ssh,
+/// ARP) is light, and each rx descriptor holds an mbuf for as long as the switch runs.
+const KERNEL_TAP_DESCRIPTORS: u16 = 256;
 
 /// A worker's doorbell (`dpdk_env::Doorbell`): a socket on the kernel interface of every
 /// port, when every port is `net_af_packet` (whose PMD has no receive interrupt). None
@@ -398,8 +455,15 @@ fn needed_mbufs(config: &Config) -> u32 {
         .sum();
     let rings = workers * ports * STEER_RING_SIZE;
     let bursts = workers * ports * 3 * dpdk_env::BURST as u32;
+    let taps = config
+        .ports
+        .iter()
+        .filter(|p| p.exception.is_some())
+        .count() as u32
+        * workers
+        * (2 * u32::from(KERNEL_TAP_DESCRIPTORS) + 2 * dpdk_env::BURST as u32);
     let caches = (workers + 1) * config.mempool.cache;
-    descriptors + rings + bursts + caches
+    descriptors + rings + bursts + caches + taps
 }
 
 /// Counters of the whole switch at one moment.
@@ -407,6 +471,8 @@ pub struct Snapshot {
     pub cores: Vec<serde_json::Value>,
     pub total: serde_json::Value,
     pub ports: Vec<(String, Option<PortStats>)>,
+    /// Buffers taken from the pool and not back: in flight, queued, or leaked. The
+    /// exception TAPs' receive rings (always full) are not counted.
     pub mbufs_in_use: u32,
     /// Connections counted against `tcp.max_conns_per_client` now (0 without a cap).
     pub client_conns_open: u64,
@@ -429,7 +495,7 @@ pub fn snapshot(s: &Shared) -> Snapshot {
             .iter()
             .map(|p| (p.name().to_string(), p.stats().ok()))
             .collect(),
-        mbufs_in_use: s.pool.in_use(),
+        mbufs_in_use: s.pool.in_use().saturating_sub(s.held_by_taps),
         client_conns_open: s.client_conns.open_total(),
         memory: memory_json(s, &all),
     }

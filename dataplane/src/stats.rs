@@ -118,6 +118,8 @@ counter_enum! {
         SessionCookieHits => "session_cookie_hits",
         SessionCookieMisses => "session_cookie_misses",
         AgentBeats => "agent_beats",
+        ExceptionToKernel => "exception_to_kernel",
+        ExceptionFromKernel => "exception_from_kernel",
         MemoryTablesBytes => "memory_tables_bytes",
         MemoryHeadBuffersBytes => "memory_head_buffers_bytes",
         BusyIterations => "busy_iterations",
@@ -167,6 +169,7 @@ counter_enum! {
         BadAgentBeat => "bad_agent_beat",
         AgentBeatUnknown => "agent_beat_unknown",
         LeftAtStop => "left_at_stop",
+        KernelTxFull => "kernel_tx_full",
     }
 }
 

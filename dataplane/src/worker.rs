@@ -53,6 +53,11 @@ const WORKER_TIMER_SLACK_NS: u64 = 1000;
 /// What every worker shares, read-only except through the lock-free parts.
 pub struct Shared {
     pub ports: Vec<Port>,
+    /// `kernel_taps[p]`: port `p`'s exception path to the host's kernel (`net_tap`, one
+    /// rx and one tx queue per worker, as the ports), if it has one.
+    pub kernel_taps: Vec<Option<Port>>,
+    /// Mbufs the TAPs' receive rings hold for good (filled at start, refilled per frame).
+    pub held_by_taps: u32,
     pub addrs: Vec<PortAddrs>,
     pub pool: Arc<Mempool>,
     /// One per worker.
@@ -152,6 +157,8 @@ pub struct Worker {
     /// One per port: frames staged for that port's tx queue `index`.
     tx: Vec<MbufBatch>,
     tx_bytes: Vec<u64>,
+    /// One per port: frames staged for the kernel through the port's exception TAP.
+    to_kernel: Vec<MbufBatch>,
     neigh: Vec<NeighbourTable>,
     /// Per port: when we last asked for the gateway's MAC.
     gateway_asked_ms: Vec<Option<u64>>,
@@ -181,6 +188,7 @@ impl Worker {
             index,
             tx: (0..nports).map(|_| MbufBatch::new()).collect(),
             tx_bytes: vec![0; nports],
+            to_kernel: (0..nports).map(|_| MbufBatch::new()).collect(),
             neigh: (0..nports)
                 .map(|_| NeighbourTable::new(s.arp_max_entries, s.arp_ttl_ms))
                 .collect(),
@@ -249,6 +257,15 @@ impl Worker {
                     if n > 0 {
                         work += n;
                         self.handle_burst(p, &mut rx, now_ms);
+                    }
+                }
+                if let Some(tap) = &shared.kernel_taps[p] {
+                    if queue < tap.rx_queues() {
+                        let (n, _) = tap.rx_burst(queue, &mut rx);
+                        if n > 0 {
+                            work += n;
+                            self.forward_from_kernel(p, &mut rx);
+                        }
                     }
                 }
                 let ring = &shared.steer[self.index][p];
@@ -359,6 +376,7 @@ impl Worker {
                     m.set_len(len);
                     self.stage(p, m);
                 }
+                Action::ToKernel => self.stage_for_kernel(p, m),
                 Action::AgentBeat { src, at, len } => {
                     self.on_agent_beat(src, m.get(at..at + len).unwrap_or(&[]));
                 }
@@ -416,6 +434,45 @@ impl Worker {
             if !self.tx[p].is_empty() {
                 self.flush(p);
             }
+            if !self.to_kernel[p].is_empty() {
+                self.flush_kernel(p);
+            }
+        }
+    }
+
+    /// What the host's kernel sent out of port `p`'s exception TAP: out of the port as
+    /// it is (the TAP has the port's MAC, so the LAN sees one station).
+    fn forward_from_kernel(&mut self, p: usize, rx: &mut MbufBatch) {
+        for m in rx.drain() {
+            self.stats().add(Counter::ExceptionFromKernel, 1);
+            self.stage(p, m);
+        }
+    }
+
+    /// Stages a frame for the host's kernel on port `p`'s exception TAP.
+    fn stage_for_kernel(&mut self, p: usize, m: Mbuf) {
+        if self.to_kernel[p].is_full() {
+            self.flush_kernel(p);
+        }
+        self.stats().add(Counter::ExceptionToKernel, 1);
+        if self.to_kernel[p].push(m).is_err() {
+            // Unreachable after the flush above; the frame is freed, counted.
+            self.stats().drop(DropReason::KernelTxFull, 1);
+        }
+    }
+
+    /// Hands the kernel-bound stage to the TAP; what it refuses is dropped and counted
+    /// (a kernel that does not keep up loses frames, as a NIC's would).
+    fn flush_kernel(&mut self, p: usize) {
+        let staged = self.to_kernel[p].len();
+        let sent = match &self.shared.kernel_taps[p] {
+            Some(tap) => tap.tx_burst(self.index as u16, &mut self.to_kernel[p]),
+            None => 0,
+        };
+        if sent < staged {
+            self.to_kernel[p].drain().for_each(drop);
+            self.stats()
+                .drop(DropReason::KernelTxFull, (staged - sent) as u64);
         }
     }
 

@@ -20,6 +20,8 @@ PACKAGES=(
     valgrind
     # the web listener's end-to-end tests: a real Prometheus (and promtool), headless Chromium
     prometheus chromium
+    # the cluster testbed: a real BGP daemon on each instance and on the ECMP router
+    bird2
 )
 
 check_only=0
@@ -73,6 +75,8 @@ if ((check_only == 0)); then
     stop_default_service haproxy /run/haproxy.pid
     # prometheus: the tests start their own, inside the switch namespace
     stop_default_service prometheus /run/prometheus/prometheus.pid
+    # bird: the cluster testbed starts its own, one per namespace
+    stop_default_service bird /run/bird/bird.pid
 fi
 
 # cargo: rustup installs into ~/.cargo; make it reachable for this shell.
@@ -103,6 +107,7 @@ ver nft nft --version
 ver iptables iptables --version
 ver valgrind valgrind --version
 ver jq jq --version
+ver bird bird --version
 ver python3 python3 --version
 ver ip ip -V
 if command -v cargo >/dev/null 2>&1; then

@@ -16,6 +16,11 @@
 #            behind the router (10.N.2.254 on rt-b4): the switch reaches it by IP-in-IP or
 #            GRE (outer 10.N.1.1 -> 10.N.2.14 via 10.N.1.254), its agent decapsulates; the
 #            links those packets cross have MTU 1524
+#   up --cluster
+#            the same, plus two webswitch instances behind an ECMP router (see
+#            testbed-cluster.sh): $P-fr (BIRD, multipath), its client $P-fc, the second
+#            instance's namespace $P-sw2, a persistent TAP wsx0 (host address) and BIRD in
+#            both instances' namespaces; the VIP 10.N.5.10 is reachable once webswitch runs
 #   down     kill every process in our namespaces, delete the namespaces; with --purge
 #            also delete /tmp/$P-testbed (the generated content, incl. 3 (4) x 100 MiB files)
 #   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up
@@ -131,6 +136,11 @@ backend_gw() { # the router's address on the backend's subnet (handoff: its defa
 # wsa0 (the agent hands the kernel the inner packet), stays at 1500.
 MTU_ENCAP=1524
 
+# the cluster layout (`up --cluster`): its names, addresses and functions
+# shellcheck source=dpdk-env/scripts/testbed-cluster.sh
+. "$(dirname "${BASH_SOURCE[0]}")/testbed-cluster.sh"
+NS_ALL+=("${NS_CLUSTER[@]}")
+
 # ---- helpers ---------------------------------------------------------------------------
 need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
 
@@ -234,7 +244,7 @@ cmd_down() {
         fi
     done
     rm -f "$DIR"/*/nginx.pid 2>/dev/null || true
-    rm -f -- "$HANDOFF_FLAG"
+    rm -f -- "$HANDOFF_FLAG" "$CLUSTER_FLAG"
     if ((purge)); then
         rm -rf -- "/tmp/$P-testbed"
     fi
@@ -655,7 +665,7 @@ EOF
 
 # ---- up --------------------------------------------------------------------------------
 cmd_up() {
-    local handoff=${1:-0}
+    local handoff=${1:-0} cluster=${2:-0}
     need_root
     need_tools ip ethtool nginx curl python3 sha256sum dd awk sysctl ping
     if ((handoff)); then need_tools nft; fi
@@ -788,6 +798,8 @@ cmd_up() {
         ip -n "$NS_RT" neigh flush all 2>/dev/null || true
     fi
 
+    if ((cluster)); then cluster_up; fi
+
     # with no switch running the client reaches nothing; forget the failed ARP entry after
     if nsx "$NS_CLI" ping -c1 -W1 -q "$SWITCH_CLIENT_IP" >/dev/null 2>&1; then
         say "note: $SWITCH_CLIENT_IP already answers from $NS_CLI (is a switch running?)"
@@ -801,6 +813,7 @@ cmd_up() {
         handoff_summary
         return 0
     fi
+    if ((cluster)); then cluster_summary; fi
     cat <<EOF
 
 testbed '$P' is up (WS_NET=$N)
@@ -1495,6 +1508,7 @@ WS_ROUTED_BACKEND_IP=$ROUTED_IP
 WS_ROUTED_NET=$ROUTED_NET
 WS_ROUTER_ROUTED_IP=$ROUTER_ROUTED_IP
 EOF
+    cluster_env
 }
 
 usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//'; }
@@ -1507,18 +1521,22 @@ if [[ $cmd == impair ]]; then
 fi
 purge=0
 handoff=0
+cluster=0
 for arg in "$@"; do
     case $arg in
         --purge) purge=1 ;;
         --handoff) handoff=1 ;;
+        --cluster) cluster=1 ;;
         *) usage >&2; die "unknown argument '$arg'" ;;
     esac
 done
 if ((purge)) && [[ $cmd != down ]]; then die "--purge only goes with 'down'"; fi
 if ((handoff)) && [[ $cmd != up ]]; then die "--handoff only goes with 'up'"; fi
+if ((cluster)) && [[ $cmd != up ]]; then die "--cluster only goes with 'up'"; fi
+if ((cluster && handoff)); then die "--cluster and --handoff are separate layouts: pick one"; fi
 
 case $cmd in
-    up) cmd_up "$handoff" ;;
+    up) cmd_up "$handoff" "$cluster" ;;
     down) cmd_down "$purge"; say "down" ;;
     status) cmd_status ;;
     env) cmd_env ;;

@@ -100,6 +100,18 @@ impl Doorbell {
 
     /// Adds a socket that sees the frames arriving on kernel interface `ifname`.
     pub fn add_interface(&mut self, ifname: &str) -> Result<()> {
+        self.add_socket(ifname, false)
+    }
+
+    /// Adds a socket that sees the frames the kernel sends out of `ifname`: for a TAP
+    /// whose far end the loop polls (the kernel's transmissions are its arrivals).
+    /// Frames written into the TAP by the loop's own cores wake it too (they are rare
+    /// while it sleeps).
+    pub fn add_kernel_tap(&mut self, ifname: &str) -> Result<()> {
+        self.add_socket(ifname, true)
+    }
+
+    fn add_socket(&mut self, ifname: &str, outgoing: bool) -> Result<()> {
         let name = CString::new(ifname)
             .map_err(|_| DpdkError::new("interface name with NUL byte", libc::EINVAL))?;
         // SAFETY: name is a valid C string for the call.
@@ -122,17 +134,19 @@ impl Doorbell {
         // SAFETY: fd is a fresh descriptor nobody else owns.
         let sock = unsafe { OwnedFd::from_raw_fd(fd) };
         set_filter(fd, 0)?;
-        let one: libc::c_int = 1;
-        // SAFETY: an int option read from a live local. Older kernels refuse it: the
-        // doorbell then also rings for our own transmissions (spurious wake-ups only).
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                PACKET_IGNORE_OUTGOING,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
+        if !outgoing {
+            let one: libc::c_int = 1;
+            // SAFETY: an int option read from a live local. Older kernels refuse it: the
+            // doorbell then also rings for our own transmissions (spurious wake-ups only).
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_PACKET,
+                    PACKET_IGNORE_OUTGOING,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
         }
         // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };

@@ -94,6 +94,21 @@ impl Port {
         Ok(id)
     }
 
+    /// Probes a virtual device after EAL init (hot-plug), such as the exception path's
+    /// `net_tap` whose MAC is only known once the port it shadows has started, and
+    /// returns its port id. `args` are the driver's key=value arguments.
+    pub fn add_vdev(name: &str, args: &str) -> Result<PortId> {
+        let bus = CString::new("vdev").expect("no NUL");
+        let cname =
+            CString::new(name).map_err(|_| DpdkError::new("vdev name with NUL", libc::EINVAL))?;
+        let cargs =
+            CString::new(args).map_err(|_| DpdkError::new("vdev args with NUL", libc::EINVAL))?;
+        // SAFETY: three valid C strings that live across the call.
+        let rc = unsafe { ffi::rte_eal_hotplug_add(bus.as_ptr(), cname.as_ptr(), cargs.as_ptr()) };
+        DpdkError::check(&format!("rte_eal_hotplug_add({name},{args})"), rc)?;
+        Self::find(name)
+    }
+
     pub fn device_info(id: PortId) -> Result<DeviceInfo> {
         let mut info = ffi::rte_eth_dev_info::default();
         // SAFETY: `info` is a properly sized, zeroed out-struct.

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 mod agent;
+mod exception;
 mod handoff;
 mod mgmt;
 pub(crate) mod routing;
@@ -18,6 +19,7 @@ mod tcp;
 mod web;
 
 pub use agent::{AgentConfig, AgentPort, AgentSwitch, AgentVip};
+pub use exception::ExceptionConfig;
 pub use handoff::HandoffConfig;
 pub use mgmt::{HealthConfig, MgmtConfig};
 pub use routing::{
@@ -280,6 +282,10 @@ pub struct PortConfig {
     pub rx_descriptors: u16,
     #[serde(default = "PortConfig::default_desc")]
     pub tx_descriptors: u16,
+    /// Frames that are not the switch's go to the host's kernel through a TAP, and
+    /// back (see `ExceptionConfig`). Off when absent: such frames are dropped, counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<ExceptionConfig>,
 }
 
 impl PortConfig {
@@ -514,6 +520,7 @@ impl Config {
         let mut names = HashSet::new();
         let mut devices = HashSet::new();
         let mut own = HashSet::new();
+        let mut taps = HashSet::new();
         for (i, p) in self.ports.iter().enumerate() {
             if p.name.is_empty() || !names.insert(p.name.as_str()) {
                 return Err(ConfigError::new(
@@ -571,6 +578,15 @@ impl Config {
                     format!("ports[{i}].tx_descriptors"),
                     "must be a power of two in 64..=16384",
                 ));
+            }
+            if let Some(x) = &p.exception {
+                x.validate(i)?;
+                if !taps.insert(x.tap.as_str()) {
+                    return Err(ConfigError::new(
+                        format!("ports[{i}].exception.tap"),
+                        format!("`{}` is the TAP of another port too", x.tap),
+                    ));
+                }
             }
         }
         if self.vips.is_empty() {

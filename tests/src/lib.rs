@@ -127,6 +127,14 @@ impl Testbed {
         Testbed::up_with(name, net, &["--handoff"])
     }
 
+    /// [`Testbed::up`] with the cluster layout (`up --cluster`): two instances'
+    /// namespaces (`sw`, `sw2`) with a front port `sw-fr`, an exception TAP `wsx0` and
+    /// BIRD each, an ECMP router `fr` (BIRD) and its client `fc`; the cluster VIP
+    /// 10.N.5.10 is on no link (see dpdk-env/scripts/testbed-cluster.sh).
+    pub fn up_cluster(name: &str, net: u8) -> Testbed {
+        Testbed::up_with(name, net, &["--cluster"])
+    }
+
     fn up_with(name: &str, net: u8, flags: &[&str]) -> Testbed {
         let tb = Testbed {
             name: name.into(),
@@ -423,6 +431,11 @@ impl Switch {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The webswitch process's pid (`ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// The MAC of the port named `name`, from the ready event.

@@ -18,6 +18,15 @@ fn port() -> PortAddrs {
         gateway: None,
         agent_port: 7946,
         agent_vips: Vec::new(),
+        exception: false,
+    }
+}
+
+/// The same port with an exception path to the host's kernel.
+fn port_with_kernel() -> PortAddrs {
+    PortAddrs {
+        exception: true,
+        ..port()
     }
 }
 
@@ -298,5 +307,79 @@ fn agent_beats_are_classified_by_port_and_address() {
     assert_eq!(
         process_frame(&mut f, &port(), &mut neigh, 0, 1).0,
         Action::Drop(DropReason::UnsupportedProtocol)
+    );
+}
+
+/// With an exception path, what is not the switch's goes to the kernel; what is the
+/// switch's (its own and VIP addresses) stays exactly as without one.
+#[test]
+fn with_an_exception_path_what_is_not_ours_goes_to_the_kernel() {
+    let host = Ipv4Addr::new(10, 99, 0, 21);
+    let mut neigh = NeighbourTable::new(16, 1000);
+    // ARP for the host's address: the kernel answers it.
+    let mut f = arp_frame(arp_op::REQUEST, PEER_MAC, PEER, host, MacAddr::BROADCAST);
+    let (a, learned) = process_frame(&mut f, &port_with_kernel(), &mut neigh, 0, 1);
+    assert_eq!(a, Action::ToKernel);
+    assert!(
+        learned.is_none(),
+        "a request for the host teaches the switch nothing"
+    );
+    // The answer to the kernel's own request: the kernel's, and learned by the switch
+    // when it already tracks the sender (here: not).
+    let mut f = arp_frame(arp_op::REPLY, PEER_MAC, PEER, host, OUR_MAC);
+    assert_eq!(
+        process_frame(&mut f, &port_with_kernel(), &mut neigh, 0, 1).0,
+        Action::ToKernel
+    );
+    neigh.learn(PEER, PEER_MAC, 0);
+    let mut f = arp_frame(arp_op::REPLY, PEER_MAC, PEER, host, OUR_MAC);
+    let (a, learned) = process_frame(&mut f, &port_with_kernel(), &mut neigh, 1, 1);
+    assert_eq!((a, learned.map(|l| l.ip)), (Action::ToKernel, Some(PEER)));
+    // ARP for the switch's own address and a VIP: answered by the switch as before.
+    for target in [OWN, VIP] {
+        let mut f = arp_frame(arp_op::REQUEST, PEER_MAC, PEER, target, MacAddr::BROADCAST);
+        assert_eq!(
+            process_frame(&mut f, &port_with_kernel(), &mut neigh, 0, 1).0,
+            Action::ArpAnswered
+        );
+    }
+    // IPv4 to the host (BGP, ssh, ping): the kernel's; to a VIP: the switch's.
+    let mut f = echo_request();
+    f[30..34].copy_from_slice(&host.octets());
+    Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+    assert_eq!(
+        process_frame(&mut f, &port_with_kernel(), &mut neigh, 0, 1).0,
+        Action::ToKernel
+    );
+    let mut f = echo_request();
+    assert!(matches!(
+        process_frame(&mut f, &port_with_kernel(), &mut neigh, 0, 1).0,
+        Action::EchoAnswered { .. }
+    ));
+    // IPv6 and multicast: the kernel's. Another station's unicast MAC: nobody's.
+    let mut f = echo_request();
+    f[12..14].copy_from_slice(&ethertype::IPV6.to_be_bytes());
+    assert_eq!(
+        process_frame(&mut f, &port_with_kernel(), &mut neigh, 0, 1).0,
+        Action::ToKernel
+    );
+    let mut f = echo_request();
+    f[..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(
+        process_frame(&mut f, &port_with_kernel(), &mut neigh, 0, 1).0,
+        Action::ToKernel
+    );
+    let mut f = echo_request();
+    f[..6].copy_from_slice(&[0x02, 9, 9, 9, 9, 9]);
+    assert_eq!(
+        process_frame(&mut f, &port_with_kernel(), &mut neigh, 0, 1).0,
+        Action::Drop(DropReason::NotOurMac)
+    );
+    // Broken frames are dropped, never handed on.
+    let mut f = echo_request();
+    f[24] ^= 0xff;
+    assert_eq!(
+        process_frame(&mut f, &port_with_kernel(), &mut neigh, 0, 1).0,
+        Action::Drop(DropReason::BadIpChecksum)
     );
 }

@@ -1,0 +1,398 @@
+//! Issue 17, points 1 and 2: two webswitch instances behind a router that spreads the
+//! VIP's flows over them by ECMP, the routes announced by a real BGP daemon (BIRD) on
+//! each instance's appliance, reached through the switch's exception path.
+//!
+//! The cluster testbed (`testbed.sh up --cluster`): each instance's front port carries,
+//! besides the VIP's traffic, the appliance kernel's own (BGP to the router, BFD, ARP
+//! and ICMP for the host address, a TCP service on it) through the TAP `wsx0`. Checked,
+//! with one and with two workers per instance:
+//! - both BGP sessions come up through the switches and the router installs one route to
+//!   the VIP with both instances' host addresses as next hops;
+//! - the hosts answer ping and serve TCP through their switch (the exception path both
+//!   ways), counted by the switch;
+//! - requests to the VIP are served by both instances, each by its rule's pool, and a
+//!   100 MiB download is byte-exact;
+//! - an instance killed with SIGKILL is withdrawn (BFD, then BGP) and every request after
+//!   that is served by the other; restarted, it rejoins; frozen (SIGSTOP: its workers
+//!   stop polling, so BFD through its exception path fails) it is withdrawn and rejoins
+//!   when it runs again; stopped cleanly, the same.
+//!
+//! Connections open on an instance when it dies are not carried over yet (points 3-5).
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use webswitch_tests::{counter, root_or_skip, testbed_lock, workspace_root, Switch, Testbed};
+
+/// The cluster VIP of a testbed (on no link: reached only through the BGP routes).
+fn vip(tb: &Testbed) -> String {
+    tb.ip(5, 10)
+}
+
+/// Instance `i`'s config: examples/cluster.json on this testbed, its own addresses and
+/// DPDK file prefix, `workers` workers.
+fn instance_config(tb: &Testbed, i: u8, workers: usize) -> Value {
+    let text = std::fs::read_to_string(workspace_root().join("examples/cluster.json"))
+        .expect("examples/cluster.json");
+    let text = text.replace("10.99.", &format!("10.{}.", tb.net));
+    let mut c: Value = serde_json::from_str(&text).expect("cluster config is JSON");
+    c["eal"]["file_prefix"] = format!("ws-{}-i{i}", tb.name).into();
+    c["ports"][0]["addresses"][0] = format!("{}/24", tb.ip(4, 30 + i)).into();
+    c["ports"][1]["addresses"][0] = format!("{}/24", tb.ip(1, i)).into();
+    if workers == 2 {
+        c["lcores"] =
+            serde_json::json!({ "main": 0, "workers": [1, 2], "cpus": { "0": 0, "1": 1, "2": 0 } });
+        for p in c["ports"].as_array_mut().unwrap() {
+            let d = p["device"]
+                .as_str()
+                .unwrap()
+                .replace("qpairs=1", "qpairs=2");
+            p["device"] = d.into();
+        }
+    }
+    c
+}
+
+/// The router's next hops for the VIP now (empty when it has no route).
+fn next_hops(tb: &Testbed) -> Vec<String> {
+    let out = tb.exec(
+        "fr",
+        &["ip", "-4", "route", "show", &vip(tb)],
+        Duration::from_secs(10),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut hops: Vec<String> = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_string())
+        .collect();
+    hops.sort();
+    hops
+}
+
+/// Waits (bounded) until the router's next hops for the VIP are exactly `want`;
+/// returns how long that took.
+fn await_next_hops(tb: &Testbed, want: &[String], within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let hops = next_hops(tb);
+        if hops == want {
+            return start.elapsed();
+        }
+        if start.elapsed() > within {
+            let bird = tb.exec(
+                "fr",
+                &[
+                    "birdc",
+                    "-s",
+                    &bird_socket(tb, "fr"),
+                    "show",
+                    "protocols",
+                    "all",
+                ],
+                Duration::from_secs(10),
+            );
+            panic!(
+                "next hops {hops:?}, not {want:?}, after {within:?}; router's BIRD:\n{}",
+                String::from_utf8_lossy(&bird.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn bird_socket(tb: &Testbed, name: &str) -> String {
+    format!("/tmp/{}-testbed/cluster.d/{name}.ctl", tb.name)
+}
+
+fn host(tb: &Testbed, i: u8) -> String {
+    tb.ip(4, 20 + i)
+}
+
+/// `n` requests from the router's client, each on a new connection (a new source port:
+/// a new ECMP hash), alternating `/img/logo.png` (pool images: be1) and `/whoami`
+/// (default pool). Returns (status, X-Backend, path) per request.
+fn requests(tb: &Testbed, n: usize) -> Vec<(String, String, String)> {
+    let v = vip(tb);
+    let script = format!(
+        "for i in $(seq 1 {n}); do \
+           if [ $((i % 2)) = 0 ]; then p=/img/logo.png; else p=/whoami; fi; \
+           r=$(curl -s -o /dev/null --max-time 5 -w '%{{http_code}} %header{{x-backend}}' http://{v}$p) || r=\"fail -\"; \
+           echo \"$r $p\"; \
+         done"
+    );
+    let out = tb.exec(
+        "fc",
+        &["sh", "-c", &script],
+        Duration::from_secs(n as u64 * 6 + 30),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f.first().unwrap_or(&"").to_string(),
+                f.get(1).unwrap_or(&"").to_string(),
+                f.get(2).unwrap_or(&"").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every request answered 200 by its rule's pool.
+fn assert_all_served(got: &[(String, String, String)], n: usize, what: &str) {
+    assert_eq!(got.len(), n, "{what}: {got:?}");
+    for (code, be, path) in got {
+        assert_eq!(code, "200", "{what}: {path} answered {code} ({got:?})");
+        if path == "/img/logo.png" {
+            assert_eq!(be, "be1", "{what}: {path} from {be}, outside pool images");
+        } else {
+            assert!(
+                ["be1", "be2", "be3"].contains(&be.as_str()),
+                "{what}: {path} from {be:?}"
+            );
+        }
+    }
+}
+
+fn accepted(sw: &Switch) -> u64 {
+    counter(&sw.call("stats", Value::Null), &["total", "conns_accepted"])
+}
+
+/// Ping from the router's client to instance `i`'s host address: answered by its kernel
+/// through the switch's exception path (no loss, no duplicate).
+fn ping_host(tb: &Testbed, i: u8) {
+    let out = tb.exec(
+        "fc",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "2", &host(tb, i)],
+        Duration::from_secs(20),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(" 0% packet loss") && !text.contains("DUP"),
+        "ping {}: {text}",
+        host(tb, i)
+    );
+}
+
+/// Instance 2 is gone (`what`): waits until the router has only instance 1's next hop,
+/// then checks that instance 1 serves every new connection.
+fn only_instance_1_serves(tb: &Testbed, s1: &Switch, what: &str) {
+    let gone = await_next_hops(tb, &[host(tb, 1)], Duration::from_secs(10));
+    eprintln!("{what}: withdrawn after {} ms", gone.as_millis());
+    let before = accepted(s1);
+    let got = requests(tb, N);
+    assert_all_served(&got, N, what);
+    assert_eq!(
+        accepted(s1) - before,
+        N as u64,
+        "{what}: instance 1 took every connection"
+    );
+}
+
+/// Requests per check (each a new connection).
+const N: usize = 40;
+
+fn scenario(name: &str, net: u8, workers: usize) {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up_cluster(name, net);
+    let both = vec![host(&tb, 1), host(&tb, 2)];
+    assert!(
+        next_hops(&tb).is_empty(),
+        "a route to the VIP before any switch runs"
+    );
+
+    let c1 = instance_config(&tb, 1, workers);
+    let c2 = instance_config(&tb, 2, workers);
+    let s1 = Switch::start_in(&tb, "sw", &format!("{name}-i1"), &c1);
+    let s2 = Switch::start_in(&tb, "sw2", &format!("{name}-i2"), &c2);
+    let up = await_next_hops(&tb, &both, Duration::from_secs(20));
+    eprintln!(
+        "both instances announced the VIP {:.1} s after they started",
+        up.as_secs_f64()
+    );
+
+    // The exception path, both ways: ICMP and a TCP service of each host.
+    for i in [1, 2] {
+        ping_host(&tb, i);
+    }
+    let ns1 = tb.ns("sw");
+    let mut server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns1,
+            "python3",
+            "-m",
+            "http.server",
+            "8022",
+            "--bind",
+        ])
+        .arg(host(&tb, 1))
+        .args([
+            "--directory",
+            &format!("/tmp/{}-testbed/be1/www/big", tb.name),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 http.server on the host address");
+    let url = format!("http://{}:8022/1M.bin", host(&tb, 1));
+    let mut fetched = String::new();
+    for _ in 0..50 {
+        let out = tb.exec(
+            "fc",
+            &[
+                "sh",
+                "-c",
+                &format!("curl -sf --max-time 10 {url} | sha256sum"),
+            ],
+            Duration::from_secs(20),
+        );
+        fetched = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .into();
+        if out.status.success() && fetched.len() == 64 && fetched != EMPTY_SHA256 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let want = std::fs::read_to_string(format!(
+        "/tmp/{}-testbed/be1/www/big/1M.bin.sha256",
+        tb.name
+    ))
+    .expect("1M.bin.sha256");
+    assert_eq!(
+        fetched,
+        want.split_whitespace().next().unwrap(),
+        "the host's own TCP service through the exception path"
+    );
+    for (i, sw) in [(1, &s1), (2, &s2)] {
+        let t = &sw.call("stats", Value::Null)["total"];
+        eprintln!(
+            "instance {i}: exception_to_kernel {} exception_from_kernel {}",
+            t["exception_to_kernel"], t["exception_from_kernel"]
+        );
+        assert!(
+            counter(t, &["exception_to_kernel"]) > 0 && counter(t, &["exception_from_kernel"]) > 0
+        );
+    }
+
+    // ECMP: both instances serve, each request by its rule's pool.
+    let got = requests(&tb, N);
+    assert_all_served(&got, N, "both instances up");
+    let (a1, a2) = (accepted(&s1), accepted(&s2));
+    eprintln!("connections accepted: instance 1 {a1}, instance 2 {a2} (of {N})");
+    assert!(
+        a1 > 0 && a2 > 0,
+        "ECMP sent everything to one instance: {a1} / {a2}"
+    );
+    // A large object, byte-exact, from whichever backend of the default pool served it.
+    let hdr = format!("/tmp/{}-big-headers", tb.name);
+    let big = tb.exec(
+        "fc",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "curl -sf --max-time 120 -D {hdr} http://{}/big/100M.bin | sha256sum",
+                vip(&tb)
+            ),
+        ],
+        Duration::from_secs(150),
+    );
+    let headers = std::fs::read_to_string(&hdr).unwrap_or_default();
+    let _ = std::fs::remove_file(&hdr);
+    let be = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Backend: "))
+        .map(|b| b.trim().to_string())
+        .unwrap_or_else(|| panic!("no X-Backend in {headers:?}"));
+    let want = std::fs::read_to_string(format!(
+        "/tmp/{}-testbed/{be}/www/big/100M.bin.sha256",
+        tb.name
+    ))
+    .expect("100M.bin.sha256");
+    assert_eq!(
+        String::from_utf8_lossy(&big.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or(""),
+        want.split_whitespace().next().unwrap(),
+        "100 MiB from {be} through the VIP"
+    );
+
+    // SIGKILL instance 2: withdrawn, and everything after that goes to instance 1.
+    drop(s2);
+    only_instance_1_serves(&tb, &s1, "instance 2 killed");
+
+    // Restarted, it rejoins and serves again.
+    let s2 = Switch::start_in(&tb, "sw2", &format!("{name}-i2"), &c2);
+    let back = await_next_hops(&tb, &both, Duration::from_secs(20));
+    eprintln!(
+        "instance 2 announced again {:.1} s after its restart",
+        back.as_secs_f64()
+    );
+    let got = requests(&tb, N);
+    assert_all_served(&got, N, "instance 2 back");
+    assert!(
+        accepted(&s2) > 0,
+        "the restarted instance gets no connection"
+    );
+
+    // A frozen data plane fails its health check: BFD runs through the workers.
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &s2.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    only_instance_1_serves(&tb, &s1, "instance 2 frozen");
+    signal("-CONT");
+    let back = await_next_hops(&tb, &both, Duration::from_secs(20));
+    eprintln!(
+        "instance 2 announced again {:.1} s after SIGCONT",
+        back.as_secs_f64()
+    );
+
+    // A clean stop of instance 1: withdrawn too; its counters show no leak.
+    let fin1 = s1.stop();
+    let gone = await_next_hops(&tb, &[host(&tb, 2)], Duration::from_secs(10));
+    eprintln!("instance 1 withdrawn {} ms after SIGTERM", gone.as_millis());
+    assert_eq!(counter(&fin1, &["mbufs_in_use"]), 0, "mbufs leaked");
+    let got = requests(&tb, N);
+    assert_all_served(&got, N, "instance 1 stopped");
+    let fin2 = s2.stop();
+    assert_eq!(counter(&fin2, &["mbufs_in_use"]), 0, "mbufs leaked");
+    for fin in [&fin1, &fin2] {
+        assert_eq!(counter(fin, &["total", "drops", "kernel_tx_full"]), 0);
+    }
+    tb.down();
+    assert!(
+        tb.existing_namespaces().is_empty(),
+        "namespaces left: {:?}",
+        tb.existing_namespaces()
+    );
+}
+
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+#[test]
+fn two_instances_behind_ecmp_one_worker() {
+    scenario("wce1", 231, 1);
+}
+
+#[test]
+fn two_instances_behind_ecmp_two_workers() {
+    scenario("wce2", 232, 2);
+}
