@@ -35,6 +35,8 @@ pub struct SwitchControl {
     workers: Vec<u32>,
     mutate: Mutex<()>,
     log_level: LogLevelFn,
+    /// Announcing and withdrawing the VIPs (`cluster`), when configured.
+    announcer: Option<Arc<crate::cluster::announce::Announcer>>,
 }
 
 fn invalid(e: ConfigError) -> CtlError {
@@ -53,6 +55,7 @@ impl SwitchControl {
         ports: Vec<PortInfo>,
         workers: Vec<u32>,
         log_level: LogLevelFn,
+        announcer: Option<Arc<crate::cluster::announce::Announcer>>,
     ) -> Self {
         let rates = Mutex::new(RateSample {
             at: Instant::now(),
@@ -67,6 +70,7 @@ impl SwitchControl {
             workers,
             mutate: Mutex::new(()),
             log_level,
+            announcer,
         }
     }
 
@@ -469,6 +473,29 @@ impl SwitchControl {
         Ok(json!({ "connections": all, "truncated": truncated }))
     }
 
+    /// `cluster`: whether the instance serves, and what its routing daemon was told.
+    fn cluster(&self) -> Value {
+        match &self.announcer {
+            Some(a) => a.json(),
+            None => json!({
+                "serving": crate::cluster::announce::any_backend_serves(&self.shared),
+                "announced": Value::Null,
+                "reason": "no cluster.announce/withdraw commands configured",
+            }),
+        }
+    }
+
+    /// `cluster.withdraw` / `cluster.announce`: the operator takes the instance out of
+    /// the ECMP group (before an upgrade) or puts it back.
+    fn cluster_set(&self, withdrawn: bool) -> Result<Value, CtlError> {
+        let a = self.announcer.as_ref().ok_or_else(|| {
+            CtlError::invalid("no cluster.announce/withdraw commands are configured")
+        })?;
+        a.set_withdrawn(withdrawn);
+        a.tick(&self.shared);
+        Ok(a.json())
+    }
+
     fn connections_kill(&self, args: &Value) -> Result<Value, CtlError> {
         let (ip, port) = parse_client(arg_str(args, "client")?)?;
         let port = port.ok_or_else(|| CtlError::invalid("`client` must be ip:port"))?;
@@ -585,6 +612,9 @@ impl Control for SwitchControl {
             "config.save" => self.config_save(args),
             "connections.list" => self.connections_list(args),
             "connections.kill" => self.connections_kill(args),
+            "cluster" => Ok(self.cluster()),
+            "cluster.withdraw" => self.cluster_set(true),
+            "cluster.announce" => self.cluster_set(false),
             "log.level" => {
                 let level = arg_str(args, "level")?;
                 let now = (self.log_level)(level).map_err(CtlError::invalid)?;

@@ -4,13 +4,14 @@
 //! `worker` is the l3fwd-shaped poll loop; `l2l3` holds the per-packet ARP/ICMP logic as
 //! pure functions over byte slices (unit-tested without DPDK); `stats` the per-core
 //! counters that the main thread reads without stopping anyone; `agents` what the
-//! handoff agents' beats said.
+//! handoff agents' beats said; `cluster` an instance's part among several behind ECMP.
 #![forbid(unsafe_code)]
 
 pub mod addrs;
 pub mod agents;
 pub mod backoff;
 pub mod clients;
+pub mod cluster;
 pub mod control;
 pub mod eal_args;
 pub mod hist;

@@ -150,7 +150,8 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     }
     let mut running = setup::start(&config).map_err(|e| e.to_string())?;
     let socket = config.mgmt.socket_path(&config.eal.file_prefix);
-    let (server, control) = start_mgmt(&socket, &running, &config, log_level)?;
+    let announcer = webswitch::cluster::announce::Announcer::new(&config.cluster).map(Arc::new);
+    let (server, control) = start_mgmt(&socket, &running, &config, log_level, announcer.clone())?;
     let web = webswitch::web::start(
         &config.web,
         running.shared_arc(),
@@ -178,6 +179,9 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         write_access_log(&shared);
+        if let Some(a) = &announcer {
+            a.tick(&shared);
+        }
         if started.elapsed() >= next_rates {
             next_rates += Duration::from_secs(1);
             control.sample_rates();
@@ -188,6 +192,10 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
         }
     }
     tracing::info!("signal received, stopping workers");
+    // The withdrawal leaves through the data plane: before anything stops.
+    if let Some(a) = &announcer {
+        a.withdraw_now();
+    }
     // The listeners go first: they hold the shared state the teardown reclaims.
     if let Some(web) = web {
         web.stop();
@@ -279,6 +287,7 @@ fn start_mgmt(
     running: &Running,
     config: &Config,
     log_level: LogLevelFn,
+    announcer: Option<Arc<webswitch::cluster::announce::Announcer>>,
 ) -> Result<(mgmt::Server, Arc<SwitchControl>), String> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -293,6 +302,7 @@ fn start_mgmt(
         running.ports.clone(),
         config.lcores.workers.clone(),
         log_level,
+        announcer,
     ));
     let server = mgmt::Server::start(socket, Arc::clone(&control) as Arc<dyn mgmt::Control>)
         .map_err(|e| {

@@ -28,7 +28,7 @@ use crate::stats::{Counter, DropReason, WorkerStats};
 mod beats;
 mod health;
 mod tcp;
-pub use health::HEALTH_UNKNOWN;
+pub use health::{HEALTH_DOWN, HEALTH_UNKNOWN};
 pub use tcp::{AccessRecord, ConnInfo, CoreReply, CoreRequest};
 
 /// Shortest Ethernet frame on the wire (without FCS): frames we build are padded to it.

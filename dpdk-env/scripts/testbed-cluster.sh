@@ -59,10 +59,13 @@ write_bird_instance() { # instance index -> its BIRD config
     cat >"$CLUSTER_DIR/sw$i.conf" <<EOF
 # BIRD on the appliance of instance $i: announces the cluster VIP over BGP, next hop its
 # own host address on the exception TAP, so the router sends VIP traffic to this port.
+# The VIP's protocol starts disabled: webswitch enables it once it can serve and disables
+# it when it cannot or stops (its cluster.announce / cluster.withdraw commands run birdc).
 log "$CLUSTER_DIR/sw$i.log" all;
 router id $host;
 protocol device { scan time 1; }
 protocol static vip {
+    disabled;
     ipv4;
     route $CLUSTER_VIP/32 blackhole;
 }

@@ -554,6 +554,50 @@ impl TopFrame {
     }
 }
 
+/// `cluster`: serving or not and why, what the routing daemon was told, the last command.
+pub fn cluster(v: &Value) -> String {
+    let yes_no = |k: &str| match v.get(k).and_then(Value::as_bool) {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    };
+    let mut out = format!(
+        "serving     {} ({})\nannounced   {}\n",
+        yes_no("serving"),
+        cell(v.get("reason")),
+        yes_no("announced"),
+    );
+    if let Some(w) = v.get("operator_withdrawn").and_then(Value::as_bool) {
+        out += &format!(
+            "withdrawn   {}\n",
+            if w { "yes, by the operator" } else { "no" }
+        );
+    }
+    if let Some(r) = v.get("command_running").filter(|r| !r.is_null()) {
+        out += &format!("running     {}\n", cell(Some(r)));
+    }
+    if v.get("commands_run").is_some() {
+        out += &format!(
+            "commands    {} run, {} failed\n",
+            cell(v.get("commands_run")),
+            cell(v.get("commands_failed"))
+        );
+    }
+    if let Some(l) = v.get("last").filter(|l| !l.is_null()) {
+        out += &format!(
+            "last        {} {} ({})\n",
+            cell(l.get("command")),
+            if l.get("ok").and_then(Value::as_bool) == Some(true) {
+                "ok"
+            } else {
+                "failed"
+            },
+            cell(l.get("detail"))
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

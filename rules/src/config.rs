@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 mod agent;
+mod cluster;
 mod exception;
 mod handoff;
 mod mgmt;
@@ -19,6 +20,7 @@ mod tcp;
 mod web;
 
 pub use agent::{AgentConfig, AgentPort, AgentSwitch, AgentVip};
+pub use cluster::ClusterConfig;
 pub use exception::ExceptionConfig;
 pub use handoff::HandoffConfig;
 pub use mgmt::{HealthConfig, MgmtConfig};
@@ -159,6 +161,9 @@ pub struct Config {
     /// The handoff agents' beats (VIP mode `handoff`).
     #[serde(default)]
     pub handoff: HandoffConfig,
+    /// Announcing the VIPs through the appliance's routing daemon (ECMP clusters).
+    #[serde(default, skip_serializing_if = "ClusterConfig::is_default")]
+    pub cluster: ClusterConfig,
 }
 
 /// EAL arguments. webswitch adds `--lcores`, `--main-lcore`, `--file-prefix`, and one
@@ -715,6 +720,7 @@ impl Config {
         self.health.validate()?;
         self.web.validate()?;
         self.handoff.validate()?;
+        self.cluster.validate()?;
         self.validate_backends_and_pools()?;
         // The rules and `default_pool` are checked by compiling them, exactly as the
         // workers will.

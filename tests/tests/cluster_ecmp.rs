@@ -38,6 +38,10 @@ fn instance_config(tb: &Testbed, i: u8, workers: usize) -> Value {
     c["eal"]["file_prefix"] = format!("ws-{}-i{i}", tb.name).into();
     c["ports"][0]["addresses"][0] = format!("{}/24", tb.ip(4, 30 + i)).into();
     c["ports"][1]["addresses"][0] = format!("{}/24", tb.ip(1, i)).into();
+    // This instance's BIRD announces the VIP only when webswitch says it can serve.
+    let ctl = bird_socket(tb, &format!("sw{i}"));
+    c["cluster"]["announce"] = serde_json::json!(["birdc", "-s", ctl, "enable", "vip"]);
+    c["cluster"]["withdraw"] = serde_json::json!(["birdc", "-s", ctl, "disable", "vip"]);
     if workers == 2 {
         c["lcores"] =
             serde_json::json!({ "main": 0, "workers": [1, 2], "cpus": { "0": 0, "1": 1, "2": 0 } });
@@ -328,6 +332,42 @@ fn scenario(name: &str, net: u8, workers: usize) {
             .unwrap_or(""),
         want.split_whitespace().next().unwrap(),
         "100 MiB from {be} through the VIP"
+    );
+
+    // The switch tells its daemon: an operator's withdrawal (before an upgrade), then no
+    // backend in service, each withdraws the instance until it can serve again.
+    let c = s2.call("cluster.withdraw", Value::Null);
+    assert_eq!(c["operator_withdrawn"], true, "{c}");
+    only_instance_1_serves(&tb, &s1, "instance 2 withdrawn by the operator");
+    s2.call("cluster.announce", Value::Null);
+    await_next_hops(&tb, &both, Duration::from_secs(10));
+    for b in ["be1", "be2", "be3"] {
+        s2.call("backends.maint", serde_json::json!({ "name": b }));
+    }
+    only_instance_1_serves(&tb, &s1, "instance 2 without a backend in service");
+    let c = s2.call("cluster", Value::Null);
+    assert_eq!(
+        (&c["serving"], &c["reason"]),
+        (&Value::from(false), &Value::from("no backend ready and up")),
+        "{c}"
+    );
+    for b in ["be1", "be2", "be3"] {
+        s2.call("backends.ready", serde_json::json!({ "name": b }));
+    }
+    await_next_hops(&tb, &both, Duration::from_secs(10));
+    // The daemon acted; the switch records the command's exit at its next look (100 ms).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let c = loop {
+        let c = s2.call("cluster", Value::Null);
+        if c["announced"] == true || Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (&c["serving"], &c["announced"], &c["commands_failed"]),
+        (&Value::from(true), &Value::from(true), &Value::from(0)),
+        "{c}"
     );
 
     // SIGKILL instance 2: withdrawn, and everything after that goes to instance 1.

@@ -130,6 +130,15 @@ enum Command {
         #[command(subcommand)]
         action: Option<ConnectionsCmd>,
     },
+    /// Whether this instance serves its VIPs in an ECMP cluster, what its routing daemon
+    /// was told; take it out of the group or put it back (default: show)
+    #[command(
+        after_help = "Examples:\n  webswitchctl cluster\n  webswitchctl cluster withdraw   # before an upgrade: routers send no new flows\n  webswitchctl cluster announce"
+    )]
+    Cluster {
+        #[command(subcommand)]
+        action: Option<ClusterCmd>,
+    },
     /// Set the log level, or switch the access log on or off
     #[command(
         after_help = "Examples:\n  webswitchctl log level debug\n  webswitchctl log access on"
@@ -309,6 +318,16 @@ enum ConnectionsCmd {
         #[arg(value_name = "CLIENT")]
         client: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCmd {
+    /// Serving or not, why, and the last announce/withdraw command's outcome
+    Show,
+    /// Ask the routing daemon to withdraw the VIPs (cluster.withdraw in the config)
+    Withdraw,
+    /// Announce them again once the instance can serve (cluster.announce)
+    Announce,
 }
 
 #[derive(Debug, Subcommand)]
@@ -536,6 +555,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             format!("killed {n} connection{}\n", if n == 1 { "" } else { "s" })
         }
         Show::Level => format!("log level {}\n", render::cell(result.get("level"))),
+        Show::Cluster => render::cluster(&result),
         Show::Access => {
             let on = result.get("enabled").and_then(Value::as_bool);
             format!(
@@ -571,6 +591,7 @@ enum Show {
     Killed,
     Level,
     Access,
+    Cluster,
 }
 
 type Prepared = Option<(&'static str, Value, Show)>;
@@ -600,6 +621,11 @@ fn prepare(command: &Command) -> Result<Prepared, Failure> {
         },
         Command::Agents { action } => match action.as_ref().unwrap_or(&AgentsCmd::List) {
             AgentsCmd::List => ("agents.list", Value::Null, Show::Agents),
+        },
+        Command::Cluster { action } => match action.as_ref().unwrap_or(&ClusterCmd::Show) {
+            ClusterCmd::Show => ("cluster", Value::Null, Show::Cluster),
+            ClusterCmd::Withdraw => ("cluster.withdraw", Value::Null, Show::Cluster),
+            ClusterCmd::Announce => ("cluster.announce", Value::Null, Show::Cluster),
         },
         Command::Top { .. } => return Ok(None),
         Command::Raw { cmd, args } => {
