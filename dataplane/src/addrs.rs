@@ -33,6 +33,9 @@ pub struct PortAddrs {
     /// The port has an exception path (`ports[].exception`): frames that are not the
     /// switch's go to the host's kernel instead of being dropped.
     pub exception: bool,
+    /// The UDP port of the cluster members' beats on this port's own addresses (0: the
+    /// members do not meet on this port).
+    pub cluster_port: u16,
 }
 
 impl PortAddrs {
@@ -72,6 +75,10 @@ impl PortAddrs {
                         .collect()
                 },
                 exception: p.exception.is_some(),
+                cluster_port: match config.cluster.me(&config.ports) {
+                    Some((_, port)) if config.ports[port].name == p.name => config.cluster.port,
+                    _ => 0,
+                },
             })
             .collect()
     }

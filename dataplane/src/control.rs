@@ -475,25 +475,37 @@ impl SwitchControl {
 
     /// `cluster`: whether the instance serves, and what its routing daemon was told.
     fn cluster(&self) -> Value {
-        match &self.announcer {
+        let mut v = match &self.announcer {
             Some(a) => a.json(),
             None => json!({
                 "serving": crate::cluster::announce::any_backend_serves(&self.shared),
                 "announced": Value::Null,
                 "reason": "no cluster.announce/withdraw commands configured",
             }),
-        }
+        };
+        v["membership"] = match &self.shared.cluster {
+            Some(c) => c.json(dpdk_env::rdtsc()),
+            None => Value::Null,
+        };
+        v
     }
 
     /// `cluster.withdraw` / `cluster.announce`: the operator takes the instance out of
     /// the ECMP group (before an upgrade) or puts it back.
     fn cluster_set(&self, withdrawn: bool) -> Result<Value, CtlError> {
-        let a = self.announcer.as_ref().ok_or_else(|| {
-            CtlError::invalid("no cluster.announce/withdraw commands are configured")
-        })?;
-        a.set_withdrawn(withdrawn);
-        a.tick(&self.shared);
-        Ok(a.json())
+        if self.announcer.is_none() && self.shared.cluster.is_none() {
+            return Err(CtlError::invalid(
+                "no cluster is configured (cluster.members, cluster.announce/withdraw)",
+            ));
+        }
+        if let Some(cl) = &self.shared.cluster {
+            cl.operator_withdrawn.store(withdrawn, Ordering::Relaxed);
+        }
+        if let Some(a) = &self.announcer {
+            a.set_withdrawn(withdrawn);
+            a.tick(&self.shared);
+        }
+        Ok(self.cluster())
     }
 
     fn connections_kill(&self, args: &Value) -> Result<Value, CtlError> {

@@ -8,7 +8,7 @@ use tcpstate::neighbour::{Learned, NeighbourTable};
 use tcpstate::steer;
 use tcpstate::wire::{
     arp_op, checksum, ethertype, icmp_type, ip_proto, ArpPacket, ArpRepr, EthernetFrame,
-    Icmpv4Packet, Ipv4Packet, MacAddr, TcpPacket, UdpPacket,
+    Icmpv4Packet, Ipv4Packet, Ipv4Repr, MacAddr, TcpPacket, UdpPacket,
 };
 
 use crate::addrs::{Local, PortAddrs};
@@ -40,6 +40,14 @@ pub enum Action {
     /// verified when it has one): a handoff agent's beat, its payload at
     /// `frame[at..at + len]`, for `rules::beat` to decode.
     AgentBeat {
+        src: Ipv4Addr,
+        at: usize,
+        len: usize,
+    },
+    /// A UDP datagram to one of our own addresses at the cluster port (checksum verified
+    /// when it has one): a cluster member's beat, its payload at `frame[at..at + len]`,
+    /// for `tcpstate::cluster::beat` to decode.
+    ClusterBeat {
         src: Ipv4Addr,
         at: usize,
         len: usize,
@@ -199,9 +207,9 @@ fn process_ipv4(frame: &mut [u8], port: &PortAddrs, cores: usize) -> Action {
             };
             Action::Tcp { core }
         }
-        ip_proto::UDP if local == Local::Own => agent_datagram(
+        ip_proto::UDP if local == Local::Own => own_datagram(
             &frame[hdr + ip_hdr_len..hdr + total_len],
-            port.agent_port,
+            port,
             (src, dst),
             hdr + ip_hdr_len,
         ),
@@ -210,28 +218,80 @@ fn process_ipv4(frame: &mut [u8], port: &PortAddrs, cores: usize) -> Action {
 }
 
 /// A UDP datagram (`udp`, starting at frame offset `at`) to one of our own addresses:
-/// an agent's beat when it is for the agent port. Any other UDP is unsupported, as it
-/// always was; a datagram for the agent port with a wrong checksum is a bad beat.
-fn agent_datagram(
+/// an agent's beat when it is for the agent port, a cluster member's for the cluster
+/// port. Any other UDP is unsupported, as it always was; a beat with a wrong checksum is
+/// a bad beat.
+fn own_datagram(
     udp: &[u8],
-    agent_port: u16,
+    port: &PortAddrs,
     (src, dst): (Ipv4Addr, Ipv4Addr),
     at: usize,
 ) -> Action {
     let Ok(u) = UdpPacket::new_checked(udp) else {
         return Action::Drop(DropReason::UnsupportedProtocol);
     };
-    if u.dst_port() != agent_port {
+    let (agent, member) = (
+        u.dst_port() == port.agent_port,
+        port.cluster_port != 0 && u.dst_port() == port.cluster_port,
+    );
+    if !(agent || member) {
         return Action::Drop(DropReason::UnsupportedProtocol);
     }
     if !u.verify_checksum(src, dst) {
-        return Action::Drop(DropReason::BadAgentBeat);
+        return Action::Drop(if agent {
+            DropReason::BadAgentBeat
+        } else {
+            DropReason::BadClusterBeat
+        });
     }
-    Action::AgentBeat {
+    let (at, len) = (at + UdpPacket::<&[u8]>::HEADER_LEN, u.payload().len());
+    if agent {
+        Action::AgentBeat { src, at, len }
+    } else {
+        Action::ClusterBeat { src, at, len }
+    }
+}
+
+/// Writes a whole Ethernet + IPv4 + UDP frame carrying `payload` into `buf` (exactly
+/// [`udp_frame_len`] bytes) with both checksums: a cluster beat from this instance.
+pub fn build_udp_frame(
+    buf: &mut [u8],
+    (src_mac, dst_mac): (MacAddr, MacAddr),
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    (sport, dport): (u16, u16),
+    payload: &[u8],
+) {
+    let hdr = EthernetFrame::<&[u8]>::HEADER_LEN;
+    let udp_len = UdpPacket::<&[u8]>::HEADER_LEN + payload.len();
+    {
+        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.set_dst_addr(dst_mac);
+        eth.set_src_addr(src_mac);
+        eth.set_ethertype(ethertype::IPV4);
+    }
+    let ip = Ipv4Repr {
         src,
-        at: at + UdpPacket::<&[u8]>::HEADER_LEN,
-        len: u.payload().len(),
-    }
+        dst,
+        protocol: ip_proto::UDP,
+        payload_len: udp_len,
+        ttl: TTL,
+    };
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[hdr..]));
+    let at = hdr + Ipv4Packet::<&[u8]>::HEADER_LEN;
+    let mut u = UdpPacket::new_unchecked(&mut buf[at..at + udp_len]);
+    u.set_src_port(sport);
+    u.set_dst_port(dport);
+    u.set_len(udp_len as u16);
+    u.payload_mut()[..payload.len()].copy_from_slice(payload);
+    u.fill_checksum(src, dst);
+}
+
+/// Length of the frame [`build_udp_frame`] writes for a payload of `payload` bytes.
+pub const fn udp_frame_len(payload: usize) -> usize {
+    EthernetFrame::<&[u8]>::HEADER_LEN
+        + Ipv4Packet::<&[u8]>::HEADER_LEN
+        + UdpPacket::<&[u8]>::HEADER_LEN
+        + payload
 }
 
 /// Turns an ICMP echo request into its reply in place.

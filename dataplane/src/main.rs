@@ -179,6 +179,14 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         write_access_log(&shared);
+        if let Some(cl) = &shared.cluster {
+            // A member that cannot serve, or that an operator withdrew, owns no new
+            // connection (it keeps its own until they end).
+            let serving = webswitch::cluster::announce::any_backend_serves(&shared)
+                && !cl.operator_withdrawn.load(Ordering::Relaxed);
+            cl.draining.store(!serving, Ordering::Relaxed);
+            cl.refresh(dpdk_env::rdtsc());
+        }
         if let Some(a) = &announcer {
             a.tick(&shared);
         }

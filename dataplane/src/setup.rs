@@ -313,6 +313,12 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             random_seed(),
         ),
         sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+        cluster: crate::cluster::members::Membership::from_config(
+            config,
+            tsc_hz(),
+            dpdk_env::rdtsc(),
+        )
+        .map(Arc::new),
         ringers: doorbells
             .iter_mut()
             .map(|b| b.as_mut().and_then(|b| b.ringer().ok()))

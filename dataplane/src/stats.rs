@@ -120,6 +120,10 @@ counter_enum! {
         AgentBeats => "agent_beats",
         ExceptionToKernel => "exception_to_kernel",
         ExceptionFromKernel => "exception_from_kernel",
+        ClusterBeatsSent => "cluster_beats_sent",
+        ClusterBeatsReceived => "cluster_beats_received",
+        ClusterHandedOver => "cluster_handed_over",
+        ClusterTakenFromPeer => "cluster_taken_from_peer",
         MemoryTablesBytes => "memory_tables_bytes",
         MemoryHeadBuffersBytes => "memory_head_buffers_bytes",
         BusyIterations => "busy_iterations",
@@ -170,6 +174,8 @@ counter_enum! {
         AgentBeatUnknown => "agent_beat_unknown",
         LeftAtStop => "left_at_stop",
         KernelTxFull => "kernel_tx_full",
+        BadClusterBeat => "bad_cluster_beat",
+        ClusterNoRoute => "cluster_no_route",
     }
 }
 

@@ -26,6 +26,7 @@ use crate::runtime::Runtime;
 use crate::stats::{Counter, DropReason, WorkerStats};
 
 mod beats;
+mod cluster;
 mod health;
 mod tcp;
 pub use health::{HEALTH_DOWN, HEALTH_UNKNOWN};
@@ -110,6 +111,9 @@ pub struct Shared {
     /// peer that queued a segment for it rings; none when it has no doorbell).
     pub sleeping: Vec<AtomicBool>,
     pub ringers: Vec<Option<Arc<Ringer>>>,
+    /// The other instances serving the VIPs and who owns which connection
+    /// (`cluster.members`); None outside a cluster.
+    pub cluster: Option<Arc<crate::cluster::members::Membership>>,
 }
 
 impl Shared {
@@ -174,6 +178,8 @@ pub struct Worker {
     /// Wakes the idle loop when a frame arrives or a peer queues work (see
     /// `dpdk_env::Doorbell`); without one the loop sleeps blind.
     doorbell: Option<Doorbell>,
+    /// Worker 0: when this instance's next cluster beat is due.
+    beats: cluster::BeatClock,
     /// How long an armed doorbell sleeps at most: frames and peers wake it, so only the
     /// timers (swept every 10 ms) bound it.
     idle_wait: std::time::Duration,
@@ -205,6 +211,7 @@ impl Worker {
             tsc_per_ms,
             tx_drain_tsc: (shared.tsc_hz / 1_000_000).max(1) * s.tx_drain_us,
             doorbell,
+            beats: cluster::BeatClock::default(),
             idle_wait: DOORBELL_WAIT,
             shared,
         }
@@ -338,6 +345,8 @@ impl Worker {
             }
         }
         self.close_warm(self.now_ms(rdtsc()));
+        // The other members drop us now rather than after `dead_after_ms`.
+        self.cluster_beats(self.now_ms(rdtsc()), true);
         self.flush_all();
         self.tcp.log_open(self.index, 32);
         0
@@ -377,6 +386,10 @@ impl Worker {
                     self.stage(p, m);
                 }
                 Action::ToKernel => self.stage_for_kernel(p, m),
+                Action::ClusterBeat { src, at, len } => {
+                    let mac = cluster::frame_src_mac(&m);
+                    self.on_cluster_beat(src, mac, m.get(at..at + len).unwrap_or(&[]));
+                }
                 Action::AgentBeat { src, at, len } => {
                     self.on_agent_beat(src, m.get(at..at + len).unwrap_or(&[]));
                 }

@@ -904,6 +904,8 @@ cmd_status() {
     for ns in "${NS_ALL[@]}"; do
         # the router and be4 belong to a handoff testbed only
         if [[ $ns == "$NS_RT" || $ns == "$NS_ROUTED" ]] && ! ((handoff)) && ! ns_exists "$ns"; then continue; fi
+        # and these to a cluster testbed only
+        if [[ " ${NS_CLUSTER[*]} " == *" $ns "* ]] && ! is_cluster && ! ns_exists "$ns"; then continue; fi
         if ns_exists "$ns"; then
             echo "== netns $ns"
             ip -n "$ns" -br link show | sed 's/^/   /'

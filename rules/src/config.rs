@@ -20,7 +20,7 @@ mod tcp;
 mod web;
 
 pub use agent::{AgentConfig, AgentPort, AgentSwitch, AgentVip};
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, MemberConfig};
 pub use exception::ExceptionConfig;
 pub use handoff::HandoffConfig;
 pub use mgmt::{HealthConfig, MgmtConfig};
@@ -721,6 +721,8 @@ impl Config {
         self.web.validate()?;
         self.handoff.validate()?;
         self.cluster.validate()?;
+        self.cluster
+            .validate_members(&self.ports, &self.vips, self.handoff.agent_port)?;
         self.validate_backends_and_pools()?;
         // The rules and `default_pool` are checked by compiling them, exactly as the
         // workers will.

@@ -4,6 +4,7 @@
 //! as return values, so every piece is testable with byte fixtures.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod conn;
 pub mod conn_table;
 pub mod flow;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cluster;
 pub mod handoff;
 
 /// The workspace root (this crate lives in `tests/`).

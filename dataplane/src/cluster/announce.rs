@@ -31,6 +31,9 @@ pub enum Serving {
     Yes,
     /// No backend is ready (admin state) and not down by its health checks.
     NoBackend,
+    /// Just started in a cluster: not yet heard from every member (nor waited
+    /// `dead_after_ms`), so its ownership table may not be the others' yet.
+    Joining,
     /// An operator withdrew the instance (`cluster.withdraw`).
     Withdrawn,
 }
@@ -40,6 +43,7 @@ impl Serving {
         match self {
             Serving::Yes => "serving",
             Serving::NoBackend => "no backend ready and up",
+            Serving::Joining => "joining the cluster",
             Serving::Withdrawn => "withdrawn by the operator",
         }
     }
@@ -112,9 +116,15 @@ impl Announcer {
     /// daemon so, when that changed (one command at a time).
     pub fn tick(&self, shared: &Shared) {
         let backend = any_backend_serves(shared);
+        let settled = shared
+            .cluster
+            .as_ref()
+            .is_none_or(|c| c.settled(dpdk_env::rdtsc()));
         let mut st = self.lock();
         st.serving = if st.operator_withdrawn {
             Serving::Withdrawn
+        } else if !settled {
+            Serving::Joining
         } else if backend {
             Serving::Yes
         } else {
@@ -153,9 +163,10 @@ impl Announcer {
         if ok {
             st.told = Some(announce);
             st.retry_at = None;
+            let done = if announce { "announced" } else { "withdrawn" };
             tracing::warn!(
                 command = what,
-                "cluster: VIPs {what}d through the routing daemon"
+                "cluster: VIPs {done} through the routing daemon"
             );
         } else {
             st.failures += 1;

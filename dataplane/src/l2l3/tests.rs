@@ -19,6 +19,7 @@ fn port() -> PortAddrs {
         agent_port: 7946,
         agent_vips: Vec::new(),
         exception: false,
+        cluster_port: 0,
     }
 }
 

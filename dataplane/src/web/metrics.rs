@@ -371,6 +371,36 @@ impl Collector for SwitchCollector {
                 Counter::AgentBeats,
             ),
             (
+                "webswitch_exception_to_kernel",
+                "Frames handed to the host's kernel through a port's exception TAP (ports[].exception).",
+                Counter::ExceptionToKernel,
+            ),
+            (
+                "webswitch_exception_from_kernel",
+                "Frames the host's kernel sent out through a port's exception TAP.",
+                Counter::ExceptionFromKernel,
+            ),
+            (
+                "webswitch_cluster_beats_sent",
+                "Beats sent to the other cluster members (cluster.members).",
+                Counter::ClusterBeatsSent,
+            ),
+            (
+                "webswitch_cluster_beats_received",
+                "Beats received from cluster members and accepted.",
+                Counter::ClusterBeatsReceived,
+            ),
+            (
+                "webswitch_cluster_handed_over",
+                "Segments of connections another member owns, handed to it.",
+                Counter::ClusterHandedOver,
+            ),
+            (
+                "webswitch_cluster_taken_from_peer",
+                "Segments a member handed over to this instance.",
+                Counter::ClusterTakenFromPeer,
+            ),
+            (
                 "webswitch_warm_opened",
                 "Warm backend connections opened.",
                 Counter::WarmOpened,
@@ -688,8 +718,8 @@ impl Collector for SwitchCollector {
         gauge_family(
             &mut enc,
             "webswitch_mbufs_in_use",
-            "Mbufs out of the pool.",
-            &[(vec![], i64::from(s.pool.in_use()))],
+            "Mbufs out of the pool (in flight, queued or leaked; not those the exception TAPs' receive rings hold for good).",
+            &[(vec![], i64::from(s.pool.in_use().saturating_sub(s.held_by_taps)))],
         )?;
         let snap = crate::setup::snapshot(s);
         let memory: Vec<(Labels, i64)> = [

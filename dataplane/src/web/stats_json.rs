@@ -133,6 +133,6 @@ pub(super) fn render(state: &State) -> Value {
         "default_pool": rt.config.default_pool,
         "rules": rules,
         "latency_us": { "setup": hist::summary(&setup), "ttfb": hist::summary(&ttfb) },
-        "mbufs_in_use": s.pool.in_use(),
+        "mbufs_in_use": s.pool.in_use().saturating_sub(s.held_by_taps),
     })
 }

@@ -37,6 +37,7 @@ mod carry;
 mod control;
 mod emit;
 mod handoff;
+mod handover;
 mod prealloc;
 mod presplice;
 mod route;
@@ -382,7 +383,7 @@ struct Rx {
 
 impl Worker {
     /// A TCP segment of a flow this core owns, received on port `p`.
-    pub(in crate::worker) fn handle_owned_tcp(&mut self, p: usize, m: Mbuf, now_ms: u64) {
+    pub(in crate::worker) fn handle_owned_tcp(&mut self, p: usize, mut m: Mbuf, now_ms: u64) {
         self.stats().add(Counter::TcpSegmentsOwned, 1);
         let Some(mut rx) = parse_tcp(&m) else {
             self.stats().drop(DropReason::BadTcp, 1);
@@ -401,6 +402,15 @@ impl Worker {
             }
             return;
         }
+        // In a cluster, a segment a member handed over is answered toward the client.
+        let cluster_vip = self.shared.cluster.is_some() && matches!(local, Some(Local::Vip(_)));
+        let from_peer = match cluster_vip {
+            true => match self.taken_from_peer(p, &mut rx, now_ms) {
+                Ok(from) => from,
+                Err(()) => return,
+            },
+            false => None,
+        };
         let key = FlowKey {
             remote_ip: rx.src,
             remote_port: rx.sport,
@@ -408,6 +418,13 @@ impl Worker {
             local_port: rx.dport,
         };
         let found = self.tcp.flows.lookup(&key);
+        if found.is_none() && cluster_vip {
+            // Not ours to hold: to the member that owns the connection, as it is.
+            match self.hand_over(p, m, &rx, from_peer, now_ms) {
+                Some(back) => m = back,
+                None => return,
+            }
+        }
         if !self.check_segment(&m, &mut rx, found) {
             return;
         }

@@ -1,15 +1,34 @@
 //! The instance's part in a cluster of webswitches behind ECMP (`cluster`): how it tells
 //! the routing daemon on its appliance to announce the VIPs, or to withdraw them.
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{ConfigError, PortConfig, PortRole, VipConfig};
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Most members a cluster lists (as `tcpstate::cluster::MAX_MEMBERS`).
+pub const MAX_MEMBERS: usize = 32;
+
+/// One instance of the cluster: every instance lists the same members in the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Its name: what the connection-ownership table is built from, so it must be the
+    /// same in every instance's config.
+    pub name: String,
+    /// Its own address on the client-facing port (one of that instance's
+    /// `ports[].addresses`): beats and handed-over segments go there.
+    pub address: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// A command (program and arguments, no shell) run when the instance starts
-    /// serving: every VIP has a backend that is ready and not down by its health checks,
-    /// and no operator withdrew it (`cluster.withdraw`). For BIRD:
+    /// serving: some backend is ready and not down by its health checks, it has heard
+    /// from the other members (`members`), and no operator withdrew it
+    /// (`cluster.withdraw`). For BIRD:
     /// `["birdc", "-s", "/run/bird/bird.ctl", "enable", "vip"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub announce: Vec<String>,
@@ -17,9 +36,163 @@ pub struct ClusterConfig {
     /// daemon then withdraws the VIPs and the routers stop sending new flows here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub withdraw: Vec<String>,
+    /// The instances that share the VIPs (this one included, found by its address).
+    /// Empty: no membership, every instance handles what reaches it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberConfig>,
+    /// The UDP port of the members' beats.
+    #[serde(default = "ClusterConfig::default_port")]
+    pub port: u16,
+    /// How often each member sends every other one a beat.
+    #[serde(default = "ClusterConfig::default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// A member not heard from for this long is taken as gone.
+    #[serde(default = "ClusterConfig::default_dead_after_ms")]
+    pub dead_after_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            announce: Vec::new(),
+            withdraw: Vec::new(),
+            members: Vec::new(),
+            port: Self::default_port(),
+            heartbeat_ms: Self::default_heartbeat_ms(),
+            dead_after_ms: Self::default_dead_after_ms(),
+        }
+    }
 }
 
 impl ClusterConfig {
+    fn default_port() -> u16 {
+        7947
+    }
+    fn default_heartbeat_ms() -> u64 {
+        100
+    }
+    fn default_dead_after_ms() -> u64 {
+        500
+    }
+
+    /// This instance among `members`: (member index, index of the port that has its
+    /// address). None without members.
+    pub fn me(&self, ports: &[PortConfig]) -> Option<(usize, usize)> {
+        self.members.iter().enumerate().find_map(|(m, member)| {
+            ports
+                .iter()
+                .position(|p| p.addresses.iter().any(|a| a.addr == member.address))
+                .map(|p| (m, p))
+        })
+    }
+
+    /// The membership checks that need the ports and VIPs (after theirs passed).
+    pub(super) fn validate_members(
+        &self,
+        ports: &[PortConfig],
+        vips: &[VipConfig],
+        agent_port: u16,
+    ) -> Result<(), ConfigError> {
+        if self.members.is_empty() {
+            return Ok(());
+        }
+        if self.members.len() > MAX_MEMBERS {
+            return Err(ConfigError::new(
+                "cluster.members",
+                format!("at most {MAX_MEMBERS} members"),
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for (i, m) in self.members.iter().enumerate() {
+            let ok = !m.name.is_empty()
+                && m.name.len() <= 32
+                && m.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok || !names.insert(m.name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("cluster.members[{i}].name"),
+                    format!(
+                        "`{}` is empty, too long, not [A-Za-z0-9._-] or used twice",
+                        m.name
+                    ),
+                ));
+            }
+            if !addrs.insert(m.address) {
+                return Err(ConfigError::new(
+                    format!("cluster.members[{i}].address"),
+                    format!("{} is listed twice", m.address),
+                ));
+            }
+        }
+        let mine: Vec<usize> = (0..self.members.len())
+            .filter(|&m| {
+                ports.iter().any(|p| {
+                    p.addresses
+                        .iter()
+                        .any(|a| a.addr == self.members[m].address)
+                })
+            })
+            .collect();
+        if mine.len() != 1 {
+            return Err(ConfigError::new(
+                "cluster.members",
+                format!(
+                    "exactly one member must have one of this instance's own addresses (found {})",
+                    mine.len()
+                ),
+            ));
+        }
+        let (me, p) = self.me(ports).expect("one member is ours");
+        let port = &ports[p];
+        if port.role == PortRole::Backend {
+            return Err(ConfigError::new(
+                format!("cluster.members[{me}].address"),
+                format!(
+                    "port `{}` faces backends; members meet on the client-facing port",
+                    port.name
+                ),
+            ));
+        }
+        for (i, m) in self.members.iter().enumerate() {
+            if i != me && !port.addresses.iter().any(|a| a.contains(m.address)) {
+                return Err(ConfigError::new(
+                    format!("cluster.members[{i}].address"),
+                    format!("{} is not on a subnet of port `{}`", m.address, port.name),
+                ));
+            }
+        }
+        if let Some(i) = vips.iter().position(|v| v.port != port.name) {
+            return Err(ConfigError::new(
+                format!("vips[{i}].port"),
+                format!(
+                    "in a cluster every VIP is on the members' port `{}`",
+                    port.name
+                ),
+            ));
+        }
+        if self.port == 0 || self.port == agent_port {
+            return Err(ConfigError::new(
+                "cluster.port",
+                "must not be 0 or handoff.agent_port",
+            ));
+        }
+        if !(10..=10_000).contains(&self.heartbeat_ms) {
+            return Err(ConfigError::new(
+                "cluster.heartbeat_ms",
+                "must be 10..=10000",
+            ));
+        }
+        if self.dead_after_ms < 2 * self.heartbeat_ms || self.dead_after_ms > 600_000 {
+            return Err(ConfigError::new(
+                "cluster.dead_after_ms",
+                "must be at least twice heartbeat_ms and at most 600000",
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn is_default(&self) -> bool {
         *self == Self::default()
     }
@@ -62,6 +235,7 @@ mod tests {
         let c = |a: &[&str], w: &[&str]| ClusterConfig {
             announce: a.iter().map(|s| s.to_string()).collect(),
             withdraw: w.iter().map(|s| s.to_string()).collect(),
+            ..ClusterConfig::default()
         };
         assert!(c(&[], &[]).validate().is_ok());
         assert!(c(&["birdc", "enable", "vip"], &["birdc", "disable", "vip"])

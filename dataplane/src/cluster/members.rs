@@ -1,0 +1,290 @@
+//! Who else serves the VIPs (`cluster.members`), as their beats say, and the ownership
+//! tables built from that (see `tcpstate::cluster`).
+//!
+//! Any core may receive a peer's beat and records it here (atomics, one slot per
+//! member). Worker 0 sends this instance's beats. The main thread looks every 100 ms at
+//! who is live and, when that changed, builds a new Maglev table and publishes it with
+//! the previous one; cores read the tables only for segments of flows they hold no state
+//! for. So a member is dropped at most `dead_after_ms` + 100 ms after its last beat, or
+//! at once when it says it leaves.
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rules::Config;
+use serde_json::{json, Value};
+use tcpstate::cluster::beat::{Beat, MemberState};
+use tcpstate::cluster::maglev::Maglev;
+use tcpstate::cluster::ownership::Ownership;
+use tcpstate::wire::MacAddr;
+
+#[derive(Default)]
+struct Slot {
+    /// TSC of the last beat (0: never heard).
+    heard_tsc: AtomicU64,
+    /// The MAC its beats come from: where handed-over segments go (0: unknown).
+    mac: AtomicU64,
+    leaving: AtomicBool,
+    draining: AtomicBool,
+    seq: AtomicU32,
+    /// The members it sees live, as its last beat said.
+    view: AtomicU32,
+    beats: AtomicU64,
+    /// Times it was taken out of the table (gone silent or left).
+    lost: AtomicU64,
+    state: AtomicU8,
+}
+
+/// Liveness as the table was last built (`Slot::state`).
+const STATE_DOWN: u8 = 0;
+const STATE_LIVE: u8 = 1;
+
+pub struct Membership {
+    /// This instance's index in `names`.
+    pub me: usize,
+    /// The port the members meet on (holds `addresses[me]`).
+    pub port: usize,
+    pub names: Vec<String>,
+    pub addresses: Vec<Ipv4Addr>,
+    pub udp_port: u16,
+    pub heartbeat_ms: u64,
+    dead_after_tsc: u64,
+    started_tsc: u64,
+    tsc_hz: u64,
+    slots: Vec<Slot>,
+    tables: ArcSwap<Ownership>,
+    /// Set at a clean stop: worker 0's last beats say `leaving`.
+    pub leaving: AtomicBool,
+    /// This instance owns no new connection (it cannot serve, or an operator withdrew
+    /// it): its beats say `draining`. Set by the main thread.
+    pub draining: AtomicBool,
+    /// The operator's `cluster.withdraw` (until `cluster.announce`).
+    pub operator_withdrawn: AtomicBool,
+}
+
+fn mac_bits(m: MacAddr) -> u64 {
+    m.0.iter().fold(0u64, |a, b| a << 8 | u64::from(*b))
+}
+
+fn bits_mac(b: u64) -> MacAddr {
+    let mut m = [0u8; 6];
+    for (i, x) in m.iter_mut().enumerate() {
+        *x = (b >> (8 * (5 - i))) as u8;
+    }
+    MacAddr(m)
+}
+
+impl Membership {
+    /// None when the config lists no members.
+    pub fn from_config(config: &Config, tsc_hz: u64, now_tsc: u64) -> Option<Membership> {
+        let c = &config.cluster;
+        let (me, port) = c.me(&config.ports)?;
+        let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let now = Maglev::build(&refs, 1 << me).expect("this member is live");
+        let slots: Vec<Slot> = (0..names.len()).map(|_| Slot::default()).collect();
+        slots[me].state.store(STATE_LIVE, Ordering::Relaxed);
+        Some(Membership {
+            me,
+            port,
+            addresses: c.members.iter().map(|m| m.address).collect(),
+            names,
+            udp_port: c.port,
+            heartbeat_ms: c.heartbeat_ms,
+            dead_after_tsc: c.dead_after_ms * (tsc_hz / 1000).max(1),
+            started_tsc: now_tsc,
+            tsc_hz,
+            slots,
+            tables: ArcSwap::from_pointee(Ownership {
+                me,
+                now,
+                prev: None,
+                reachable: 1 << me,
+                generation: 1,
+            }),
+            leaving: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            operator_withdrawn: AtomicBool::new(false),
+        })
+    }
+
+    /// Records a peer's beat. False when it is not from a member at the address its
+    /// index names (the caller counts it as a bad beat).
+    pub fn on_beat(&self, src: Ipv4Addr, src_mac: MacAddr, beat: &Beat, now_tsc: u64) -> bool {
+        let i = usize::from(beat.index);
+        if i == self.me || self.addresses.get(i) != Some(&src) {
+            return false;
+        }
+        let s = &self.slots[i];
+        s.mac.store(mac_bits(src_mac), Ordering::Relaxed);
+        s.seq.store(beat.seq, Ordering::Relaxed);
+        s.view.store(beat.live, Ordering::Relaxed);
+        s.leaving
+            .store(beat.state == MemberState::Leaving, Ordering::Relaxed);
+        s.draining
+            .store(beat.state == MemberState::Draining, Ordering::Relaxed);
+        s.beats.fetch_add(1, Ordering::Relaxed);
+        s.heard_tsc.store(now_tsc.max(1), Ordering::Release);
+        true
+    }
+
+    /// The members now (a bit per index): those that may own new connections, and
+    /// those segments may be handed to. Reachable: this one (unless leaving) and every
+    /// peer heard within `dead_after_ms` that did not say it leaves; serving: those of
+    /// them that are not draining.
+    pub fn live_now(&self, now_tsc: u64) -> (u32, u32) {
+        let (mut serving, mut reachable) = (0u32, 0u32);
+        for (i, s) in self.slots.iter().enumerate() {
+            let (up, draining) = if i == self.me {
+                (
+                    !self.leaving.load(Ordering::Relaxed),
+                    self.draining.load(Ordering::Relaxed),
+                )
+            } else {
+                let heard = s.heard_tsc.load(Ordering::Acquire);
+                (
+                    heard != 0
+                        && now_tsc.saturating_sub(heard) <= self.dead_after_tsc
+                        && !s.leaving.load(Ordering::Relaxed),
+                    s.draining.load(Ordering::Relaxed),
+                )
+            };
+            if up {
+                reachable |= 1 << i;
+                if !draining {
+                    serving |= 1 << i;
+                }
+            }
+        }
+        (serving, reachable)
+    }
+
+    /// Whether this instance has had time to hear every peer (every one heard, or
+    /// `dead_after_ms` since start): before that its table may give it flows a peer owns.
+    pub fn settled(&self, now_tsc: u64) -> bool {
+        now_tsc.saturating_sub(self.started_tsc) > self.dead_after_tsc
+            || self
+                .slots
+                .iter()
+                .enumerate()
+                .all(|(i, s)| i == self.me || s.heard_tsc.load(Ordering::Relaxed) != 0)
+    }
+
+    /// Main thread: rebuilds and publishes the tables when the live set changed.
+    /// Returns the new generation when it did.
+    pub fn refresh(&self, now_tsc: u64) -> Option<u64> {
+        let (serving, reachable) = self.live_now(now_tsc);
+        // Someone must own new connections: with every member draining, all of them do.
+        let live = if serving != 0 { serving } else { reachable };
+        let cur = self.tables.load();
+        if (cur.now.live() == live && cur.reachable == reachable) || live == 0 {
+            return None;
+        }
+        let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let now = Maglev::build(&refs, live)?;
+        let generation = cur.generation + 1;
+        for (i, s) in self.slots.iter().enumerate() {
+            let up = reachable >> i & 1 == 1;
+            let was = s
+                .state
+                .swap(if up { STATE_LIVE } else { STATE_DOWN }, Ordering::Relaxed);
+            if was == STATE_LIVE && !up {
+                s.lost.fetch_add(1, Ordering::Relaxed);
+            }
+            if (was == STATE_LIVE) != up {
+                tracing::warn!(member = %self.names[i], live = up, generation, "cluster membership changed");
+            }
+            if up && (live >> i & 1 == 1) != (cur.now.live() >> i & 1 == 1) {
+                let owns = live >> i & 1 == 1;
+                tracing::warn!(member = %self.names[i], owns_new_connections = owns, generation, "cluster ownership changed");
+            }
+        }
+        // The table the others used before: ours, except when we just joined (our first
+        // table had only us): then theirs, without us, where every connection opened
+        // before we came lives.
+        let prev = if cur.generation == 1 {
+            Maglev::build(&refs, live & !(1 << self.me))
+        } else {
+            Some(cur.now.clone())
+        };
+        self.tables.store(Arc::new(Ownership {
+            me: self.me,
+            now,
+            prev,
+            reachable,
+            generation,
+        }));
+        Some(generation)
+    }
+
+    /// The tables segments of unknown flows are routed by.
+    #[inline]
+    pub fn tables(&self) -> arc_swap::Guard<Arc<Ownership>> {
+        self.tables.load()
+    }
+
+    /// Where a segment for member `m` goes (None until a beat told its MAC).
+    pub fn mac_of(&self, m: usize) -> Option<MacAddr> {
+        let b = self.slots.get(m)?.mac.load(Ordering::Relaxed);
+        (b != 0).then(|| bits_mac(b))
+    }
+
+    /// The member whose frames come from `mac`, if any (a handed-over segment).
+    pub fn member_with_mac(&self, mac: MacAddr) -> Option<usize> {
+        let b = mac_bits(mac);
+        self.slots
+            .iter()
+            .position(|s| s.mac.load(Ordering::Relaxed) == b)
+            .filter(|&i| i != self.me)
+    }
+
+    /// What `cluster` shows of the members.
+    pub fn json(&self, now_tsc: u64) -> Value {
+        let t = self.tables.load();
+        let shares = t.now.shares(self.names.len());
+        let live = t.reachable;
+        let ms = |tsc: u64| tsc * 1000 / self.tsc_hz.max(1);
+        let members: Vec<Value> = (0..self.names.len())
+            .map(|i| {
+                let s = &self.slots[i];
+                let heard = s.heard_tsc.load(Ordering::Relaxed);
+                json!({
+                    "name": self.names[i],
+                    "address": self.addresses[i].to_string(),
+                    "self": i == self.me,
+                    "live": live >> i & 1 == 1,
+                    "share": shares[i] as f64 / tcpstate::cluster::maglev::TABLE_SIZE as f64,
+                    "heard_ms_ago": (i != self.me && heard != 0).then(|| ms(now_tsc.saturating_sub(heard))),
+                    "beats": s.beats.load(Ordering::Relaxed),
+                    "seq": s.seq.load(Ordering::Relaxed),
+                    "sees_live": (i != self.me && heard != 0).then(|| s.view.load(Ordering::Relaxed)),
+                    "leaving": s.leaving.load(Ordering::Relaxed),
+                    "draining": if i == self.me { self.draining.load(Ordering::Relaxed) } else { s.draining.load(Ordering::Relaxed) },
+                    "reachable": t.reachable >> i & 1 == 1,
+                    "times_lost": s.lost.load(Ordering::Relaxed),
+                    "mac": self.mac_of(i).map(|m| m.to_string()),
+                })
+            })
+            .collect();
+        json!({
+            "me": self.names[self.me],
+            "generation": t.generation,
+            "live": live,
+            "owning": t.now.live(),
+            "settled": self.settled(now_tsc),
+            "members": members,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_round_trip_through_the_slot_encoding() {
+        let m = MacAddr([0x02, 0, 0x0a, 0xe7, 4, 0x1f]);
+        assert_eq!(bits_mac(mac_bits(m)), m);
+    }
+}

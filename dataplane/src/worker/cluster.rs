@@ -1,0 +1,112 @@
+//! The worker's side of the cluster's membership (`crate::cluster::members`): peers'
+//! beats on whichever core received them, and this instance's own beats, sent by worker
+//! 0 every `cluster.heartbeat_ms` to each member's address on the members' port (their
+//! MAC from their beats, else from ARP, asked for at most once a second).
+use std::net::Ipv4Addr;
+
+use dpdk_env::Mbuf;
+use tcpstate::cluster::beat::{self, Beat, MemberState};
+use tcpstate::wire::{EthernetFrame, MacAddr};
+
+use super::{Worker, ARP_RETRY_MS, MIN_FRAME_LEN};
+use crate::l2l3;
+use crate::stats::{Counter, DropReason};
+
+/// Worker 0's beat schedule.
+#[derive(Debug, Default)]
+pub(super) struct BeatClock {
+    next_ms: u64,
+    seq: u32,
+    /// Per member: when we last asked ARP for its address.
+    asked_ms: Vec<Option<u64>>,
+}
+
+impl Worker {
+    /// A member's beat (the payload of a datagram to the cluster port of one of our own
+    /// addresses, checksum verified), from the frame whose source MAC is `src_mac`.
+    pub(super) fn on_cluster_beat(&mut self, src: Ipv4Addr, src_mac: MacAddr, payload: &[u8]) {
+        let Some(cl) = self.shared.cluster.as_ref() else {
+            self.stats().drop(DropReason::BadClusterBeat, 1);
+            return;
+        };
+        match Beat::decode(payload) {
+            Ok(b) if cl.on_beat(src, src_mac, &b, dpdk_env::rdtsc()) => {
+                self.stats().add(Counter::ClusterBeatsReceived, 1)
+            }
+            _ => self.stats().drop(DropReason::BadClusterBeat, 1),
+        }
+    }
+
+    /// Worker 0, from the sweep: this instance's beat to every other member when due;
+    /// `leaving` at a clean stop (then sent at once, whatever the schedule).
+    pub(super) fn cluster_beats(&mut self, now_ms: u64, leaving: bool) {
+        let Some(cl) = self.shared.cluster.clone() else {
+            return;
+        };
+        if self.index != 0 || (!leaving && now_ms < self.beats.next_ms) {
+            return;
+        }
+        self.beats.next_ms = now_ms + cl.heartbeat_ms;
+        self.beats.asked_ms.resize(cl.names.len(), None);
+        let b = Beat {
+            state: if leaving {
+                MemberState::Leaving
+            } else if cl.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                MemberState::Draining
+            } else {
+                MemberState::Alive
+            },
+            index: cl.me as u8,
+            seq: self.beats.seq,
+            live: cl.tables().now.live(),
+        }
+        .encode();
+        self.beats.seq = self.beats.seq.wrapping_add(1);
+        let p = cl.port;
+        let (our_mac, our_ip) = (self.shared.addrs[p].mac, cl.addresses[cl.me]);
+        for m in 0..cl.names.len() {
+            if m == cl.me {
+                continue;
+            }
+            let peer = cl.addresses[m];
+            let mac = cl.mac_of(m).or_else(|| self.neigh[p].lookup(peer, now_ms));
+            let Some(mac) = mac else {
+                let due =
+                    self.beats.asked_ms[m].is_none_or(|t| now_ms.saturating_sub(t) >= ARP_RETRY_MS);
+                if due {
+                    self.beats.asked_ms[m] = Some(now_ms);
+                    if self.send_arp_request(p, our_ip, peer) {
+                        self.stats().add(Counter::ArpRequestsSent, 1);
+                    }
+                }
+                continue;
+            };
+            let Some(mut f) = Mbuf::alloc(&self.shared.pool) else {
+                self.stats().drop(DropReason::NoMbuf, 1);
+                continue;
+            };
+            let len = l2l3::udp_frame_len(beat::LEN).max(MIN_FRAME_LEN);
+            let Some(buf) = f.append(len) else {
+                self.stats().drop(DropReason::NoMbuf, 1);
+                continue;
+            };
+            buf.fill(0);
+            l2l3::build_udp_frame(
+                buf,
+                (our_mac, mac),
+                (our_ip, peer),
+                (cl.udp_port, cl.udp_port),
+                &b,
+            );
+            self.stage(p, f);
+            self.stats().add(Counter::ClusterBeatsSent, 1);
+        }
+    }
+}
+
+/// The source MAC of a received frame.
+pub(super) fn frame_src_mac(frame: &[u8]) -> MacAddr {
+    EthernetFrame::new_checked(frame)
+        .map(|e| e.src_addr())
+        .unwrap_or(MacAddr([0; 6]))
+}

@@ -1,0 +1,121 @@
+//! The datagram instances of a cluster send one another every `cluster.heartbeat_ms`
+//! (UDP, from the sender's own address on the cluster port to each member's, port
+//! `cluster.port`). Fixed binary layout, 16 bytes, network byte order:
+//!
+//! ```text
+//!  0      4        5      6       7         8       12        16
+//!  | WSCB | version | state | index | reserved | seq   | live    |
+//! ```
+//!
+//! - `state`: [`MemberState`]; `draining` while the sender cannot serve or an operator
+//!   withdrew it (it keeps its connections but owns no new one); `leaving` at a clean
+//!   stop, so the others drop the sender at once instead of after `dead_after_ms`.
+//! - `index`: the sender's position in `cluster.members` (every instance lists the same
+//!   members in the same order; the receiver also checks the source address).
+//! - `seq`: counts the sender's beats; `live`: the members the sender sees live (bit per
+//!   index), so each instance can show whether the others agree with its view.
+/// First four bytes of every beat.
+pub const MAGIC: [u8; 4] = *b"WSCB";
+/// The layout version this module writes and reads.
+pub const VERSION: u8 = 1;
+/// Length of a beat.
+pub const LEN: usize = 16;
+/// The UDP port beats go to unless configured otherwise.
+pub const DEFAULT_PORT: u16 = 7947;
+
+/// What a member says of itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// Serving: may own connections.
+    Alive,
+    /// Keeps the connections it has, owns no new one.
+    Draining,
+    /// Stopping cleanly: take it out of the table now.
+    Leaving,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    pub state: MemberState,
+    pub index: u8,
+    pub seq: u32,
+    pub live: u32,
+}
+
+/// Why a datagram is not a beat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeatError {
+    Length,
+    Magic,
+    Version,
+    State,
+}
+
+impl Beat {
+    pub fn decode(b: &[u8]) -> Result<Beat, BeatError> {
+        if b.len() != LEN {
+            return Err(BeatError::Length);
+        }
+        if b[..4] != MAGIC {
+            return Err(BeatError::Magic);
+        }
+        if b[4] != VERSION {
+            return Err(BeatError::Version);
+        }
+        let state = match b[5] {
+            0 => MemberState::Alive,
+            1 => MemberState::Leaving,
+            2 => MemberState::Draining,
+            _ => return Err(BeatError::State),
+        };
+        let word = |at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        Ok(Beat {
+            state,
+            index: b[6],
+            seq: word(8),
+            live: word(12),
+        })
+    }
+
+    pub fn encode(&self) -> [u8; LEN] {
+        let mut b = [0u8; LEN];
+        b[..4].copy_from_slice(&MAGIC);
+        b[4] = VERSION;
+        b[5] = match self.state {
+            MemberState::Alive => 0,
+            MemberState::Leaving => 1,
+            MemberState::Draining => 2,
+        };
+        b[6] = self.index;
+        b[8..12].copy_from_slice(&self.seq.to_be_bytes());
+        b[12..16].copy_from_slice(&self.live.to_be_bytes());
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_round_trip_and_bad_ones_are_named() {
+        let beat = Beat {
+            state: MemberState::Leaving,
+            index: 3,
+            seq: 0xdead_beef,
+            live: 0b1011,
+        };
+        let b = beat.encode();
+        assert_eq!(Beat::decode(&b), Ok(beat));
+        assert_eq!(Beat::decode(&b[..15]), Err(BeatError::Length));
+        let mut bad = b;
+        bad[0] = b'X';
+        assert_eq!(Beat::decode(&bad), Err(BeatError::Magic));
+        let mut bad = b;
+        bad[4] = 2;
+        assert_eq!(Beat::decode(&bad), Err(BeatError::Version));
+        let mut bad = b;
+        bad[5] = 7;
+        assert_eq!(Beat::decode(&bad), Err(BeatError::State));
+    }
+}

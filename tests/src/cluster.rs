@@ -1,0 +1,167 @@
+//! The cluster testbed (`testbed.sh up --cluster`, issue 17): two webswitch instances
+//! behind an ECMP router, each with BIRD on its exception TAP. Shared by the cluster
+//! tests: instance configs, the router's next hops for the VIP, and requests from the
+//! router's client.
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{counter, workspace_root, Switch, Testbed};
+
+/// The cluster VIP of a testbed (on no link: reached only through the BGP routes).
+pub fn vip(tb: &Testbed) -> String {
+    tb.ip(5, 10)
+}
+
+/// Instance `i`'s config: examples/cluster.json on this testbed, its own addresses and
+/// DPDK file prefix, `workers` workers.
+pub fn instance_config(tb: &Testbed, i: u8, workers: usize) -> Value {
+    let text = std::fs::read_to_string(workspace_root().join("examples/cluster.json"))
+        .expect("examples/cluster.json");
+    let text = text.replace("10.99.", &format!("10.{}.", tb.net));
+    let mut c: Value = serde_json::from_str(&text).expect("cluster config is JSON");
+    c["eal"]["file_prefix"] = format!("ws-{}-i{i}", tb.name).into();
+    c["ports"][0]["addresses"][0] = format!("{}/24", tb.ip(4, 30 + i)).into();
+    c["ports"][1]["addresses"][0] = format!("{}/24", tb.ip(1, i)).into();
+    // This instance's BIRD announces the VIP only when webswitch says it can serve.
+    let ctl = bird_socket(tb, &format!("sw{i}"));
+    c["cluster"]["announce"] = serde_json::json!(["birdc", "-s", ctl, "enable", "vip"]);
+    c["cluster"]["withdraw"] = serde_json::json!(["birdc", "-s", ctl, "disable", "vip"]);
+    if workers == 2 {
+        c["lcores"] =
+            serde_json::json!({ "main": 0, "workers": [1, 2], "cpus": { "0": 0, "1": 1, "2": 0 } });
+        for p in c["ports"].as_array_mut().unwrap() {
+            let d = p["device"]
+                .as_str()
+                .unwrap()
+                .replace("qpairs=1", "qpairs=2");
+            p["device"] = d.into();
+        }
+    }
+    c
+}
+
+/// The router's next hops for the VIP now (empty when it has no route).
+pub fn next_hops(tb: &Testbed) -> Vec<String> {
+    let out = tb.exec(
+        "fr",
+        &["ip", "-4", "route", "show", &vip(tb)],
+        Duration::from_secs(10),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut hops: Vec<String> = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_string())
+        .collect();
+    hops.sort();
+    hops
+}
+
+/// Waits (bounded) until the router's next hops for the VIP are exactly `want`;
+/// returns how long that took.
+pub fn await_next_hops(tb: &Testbed, want: &[String], within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let hops = next_hops(tb);
+        if hops == want {
+            return start.elapsed();
+        }
+        if start.elapsed() > within {
+            let bird = tb.exec(
+                "fr",
+                &[
+                    "birdc",
+                    "-s",
+                    &bird_socket(tb, "fr"),
+                    "show",
+                    "protocols",
+                    "all",
+                ],
+                Duration::from_secs(10),
+            );
+            panic!(
+                "next hops {hops:?}, not {want:?}, after {within:?}; router's BIRD:\n{}",
+                String::from_utf8_lossy(&bird.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn bird_socket(tb: &Testbed, name: &str) -> String {
+    format!("/tmp/{}-testbed/cluster.d/{name}.ctl", tb.name)
+}
+
+pub fn host(tb: &Testbed, i: u8) -> String {
+    tb.ip(4, 20 + i)
+}
+
+/// `n` requests from the router's client, each on a new connection (a new source port:
+/// a new ECMP hash), alternating `/img/logo.png` (pool images: be1) and `/whoami`
+/// (default pool). Returns (status, X-Backend, path) per request.
+pub fn requests(tb: &Testbed, n: usize) -> Vec<(String, String, String)> {
+    let v = vip(tb);
+    let script = format!(
+        "for i in $(seq 1 {n}); do \
+           if [ $((i % 2)) = 0 ]; then p=/img/logo.png; else p=/whoami; fi; \
+           r=$(curl -s -o /dev/null --max-time 5 -w '%{{http_code}} %header{{x-backend}}' http://{v}$p) || r=\"fail -\"; \
+           echo \"$r $p\"; \
+         done"
+    );
+    let out = tb.exec(
+        "fc",
+        &["sh", "-c", &script],
+        Duration::from_secs(n as u64 * 6 + 30),
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f.first().unwrap_or(&"").to_string(),
+                f.get(1).unwrap_or(&"").to_string(),
+                f.get(2).unwrap_or(&"").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every request answered 200 by its rule's pool.
+pub fn assert_all_served(got: &[(String, String, String)], n: usize, what: &str) {
+    assert_eq!(got.len(), n, "{what}: {got:?}");
+    for (code, be, path) in got {
+        assert_eq!(code, "200", "{what}: {path} answered {code} ({got:?})");
+        if path == "/img/logo.png" {
+            assert_eq!(be, "be1", "{what}: {path} from {be}, outside pool images");
+        } else {
+            assert!(
+                ["be1", "be2", "be3"].contains(&be.as_str()),
+                "{what}: {path} from {be:?}"
+            );
+        }
+    }
+}
+
+pub fn accepted(sw: &Switch) -> u64 {
+    counter(&sw.call("stats", Value::Null), &["total", "conns_accepted"])
+}
+
+/// Waits (bounded) until `sw`'s ownership table gives new connections to exactly the
+/// members in `mask` (a bit per index in `cluster.members`).
+pub fn await_owning(sw: &Switch, mask: u64, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let c = sw.call("cluster", Value::Null);
+        if c["membership"]["owning"].as_u64() == Some(mask) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "owning members not {mask:#b} after {within:?}: {c}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

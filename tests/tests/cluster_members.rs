@@ -1,0 +1,223 @@
+//! Issue 17, points 3 and 6: the instances behind ECMP know one another (beats), and
+//! every segment of a connection reaches the instance that holds it, whichever instance
+//! the router sends it to: connection ownership by a Maglev table over the live members,
+//! hand-over of segments of flows an instance holds no state for, and the table from
+//! before the last membership change for connections opened before it.
+//!
+//! On the cluster testbed, one and two workers per instance, under a keep-alive load
+//! from the router's client (persistent connections, every answer checked):
+//! - the router's set of next hops changes with no change of membership (an operator
+//!   withdraws instance 2, then announces it again): no request fails, and the segments
+//!   the router now sends to the other instance are handed over;
+//! - instance 2 stops cleanly: instance 1 drops it at once (its `leaving` beat); it
+//!   starts again and joins while the load runs: no request fails;
+//! - instance 2 is killed: instance 1 drops it after `dead_after_ms`; the connections it
+//!   held break (their state is not shared yet: points 4-5), new ones all succeed.
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use webswitch_tests::cluster::{
+    accepted, assert_all_served, await_next_hops, host, instance_config, requests, vip,
+};
+use webswitch_tests::{counter, root_or_skip, testbed_lock, workspace_root, Switch, Testbed};
+
+/// Persistent connections of the load, and requests per check of new connections.
+const CONNS: usize = 16;
+const N: usize = 40;
+
+/// The keep-alive load (tests/tools/keepalive_load.py) from the router's client, for
+/// `secs` seconds, running in the background.
+fn start_load(tb: &Testbed, secs: u64) -> Child {
+    let tool = workspace_root().join("tests/tools/keepalive_load.py");
+    Command::new("ip")
+        .args(["netns", "exec", &tb.ns("fc"), "python3"])
+        .arg(tool)
+        .args([
+            &vip(tb),
+            "80",
+            "/whoami",
+            &CONNS.to_string(),
+            &secs.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("keep-alive load")
+}
+
+/// Waits (bounded) for the load to finish and returns its totals.
+fn load_result(mut child: Child, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs + 30);
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the keep-alive load did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("load output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("load output {text:?}: {e}"))
+}
+
+/// Sum of a counter over both instances.
+fn total(switches: &[&Switch], name: &str) -> u64 {
+    switches
+        .iter()
+        .map(|s| counter(&s.call("stats", Value::Null), &["total", name]))
+        .sum()
+}
+
+/// Waits (bounded) until `sw` sees exactly the members in `live` (names) as live.
+fn await_members(sw: &Switch, live: &[&str], within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let c = sw.call("cluster", Value::Null);
+        let seen: Vec<&str> = c["membership"]["members"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m["live"] == true)
+                    .filter_map(|m| m["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if seen == live {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "members live {seen:?}, not {live:?}, after {within:?}: {c}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_no_failure(load: &Value, what: &str) {
+    eprintln!("{what}: {load}");
+    assert!(
+        counter(load, &["requests"]) > 100,
+        "{what}: too few requests: {load}"
+    );
+    assert_eq!(
+        counter(load, &["failures"]),
+        0,
+        "{what}: requests failed: {load}"
+    );
+}
+
+fn scenario(name: &str, net: u8, workers: usize) {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up_cluster(name, net);
+    let both = vec![host(&tb, 1), host(&tb, 2)];
+    let c1 = instance_config(&tb, 1, workers);
+    let c2 = instance_config(&tb, 2, workers);
+    let s1 = Switch::start_in(&tb, "sw", &format!("{name}-i1"), &c1);
+    let s2 = Switch::start_in(&tb, "sw2", &format!("{name}-i2"), &c2);
+    await_next_hops(&tb, &both, Duration::from_secs(20));
+    for s in [&s1, &s2] {
+        await_members(s, &["sw1", "sw2"], Duration::from_secs(5));
+    }
+    let c = s1.call("cluster", Value::Null);
+    eprintln!("instance 1's view: {}", c["membership"]);
+    for m in c["membership"]["members"].as_array().unwrap() {
+        let share = m["share"].as_f64().unwrap();
+        assert!((0.45..0.55).contains(&share), "uneven ownership: {m}");
+    }
+
+    // New connections over both: each reaches its owner, whichever instance the router
+    // picked (about half are handed over).
+    let got = requests(&tb, N);
+    assert_all_served(&got, N, "two members");
+    let handed = total(&[&s1, &s2], "cluster_handed_over");
+    eprintln!(
+        "accepted: instance 1 {}, instance 2 {}; segments handed over {handed}",
+        accepted(&s1),
+        accepted(&s2)
+    );
+    assert!(
+        handed > 0,
+        "the router and the ownership table agreed on every flow?"
+    );
+
+    // The router's next hops change, the membership does not: connections move between
+    // instances at the router and are handed back to their owner.
+    let before = total(&[&s1, &s2], "cluster_handed_over");
+    let load = start_load(&tb, 8);
+    std::thread::sleep(Duration::from_secs(2));
+    s2.call("cluster.withdraw", Value::Null);
+    await_next_hops(&tb, &[host(&tb, 1)], Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    s2.call("cluster.announce", Value::Null);
+    await_next_hops(&tb, &both, Duration::from_secs(10));
+    assert_no_failure(&load_result(load, 8), "next hops changed under load");
+    let moved = total(&[&s1, &s2], "cluster_handed_over") - before;
+    eprintln!("segments handed over while the next hops changed: {moved}");
+    assert!(moved > 0);
+
+    // Instance 2 leaves cleanly (its last beats say so), then joins again under load.
+    let fin = s2.stop();
+    let gone = await_members(&s1, &["sw1"], Duration::from_secs(2));
+    eprintln!(
+        "instance 1 dropped the leaving member after {} ms",
+        gone.as_millis()
+    );
+    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0, "mbufs leaked");
+    await_next_hops(&tb, &[host(&tb, 1)], Duration::from_secs(10));
+    let load = start_load(&tb, 12);
+    std::thread::sleep(Duration::from_secs(2));
+    let s2 = Switch::start_in(&tb, "sw2", &format!("{name}-i2"), &c2);
+    await_members(&s1, &["sw1", "sw2"], Duration::from_secs(5));
+    let back = await_next_hops(&tb, &both, Duration::from_secs(20));
+    eprintln!(
+        "instance 2 rejoined and was announced in {:.1} s",
+        back.as_secs_f64()
+    );
+    assert_no_failure(&load_result(load, 12), "a member joined under load");
+    let taken_back = counter(
+        &s2.call("stats", Value::Null),
+        &["total", "cluster_handed_over"],
+    );
+    eprintln!("the joiner handed {taken_back} segments of older connections to instance 1");
+    assert!(
+        taken_back > 0,
+        "the router sent the joiner no older connection?"
+    );
+    let got = requests(&tb, N);
+    assert_all_served(&got, N, "after the join");
+    assert!(accepted(&s2) > 0, "the joiner owns no new connection");
+
+    // Killed: dropped after dead_after_ms; what it held breaks, new connections do not.
+    let load = start_load(&tb, 6);
+    std::thread::sleep(Duration::from_secs(2));
+    drop(s2);
+    let gone = await_members(&s1, &["sw1"], Duration::from_secs(3));
+    eprintln!(
+        "instance 1 dropped the killed member after {} ms",
+        gone.as_millis()
+    );
+    await_next_hops(&tb, &[host(&tb, 1)], Duration::from_secs(10));
+    let load = load_result(load, 6);
+    eprintln!("under a kill (connections the dead instance held break): {load}");
+    assert!(counter(&load, &["requests"]) > 100);
+    let got = requests(&tb, N);
+    assert_all_served(&got, N, "after the kill");
+    let fin = s1.stop();
+    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0, "mbufs leaked");
+    assert_eq!(counter(&fin, &["total", "drops", "bad_cluster_beat"]), 0);
+    tb.down();
+}
+
+#[test]
+fn connections_reach_their_owner_one_worker() {
+    scenario("wcm1", 233, 1);
+}
+
+#[test]
+fn connections_reach_their_owner_two_workers() {
+    scenario("wcm2", 234, 2);
+}
