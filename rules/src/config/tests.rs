@@ -447,3 +447,63 @@ fn preallocate_only_on_handoff_vips() {
     let e = err_after(|v| v["vips"][0]["preallocate"] = true.into());
     assert_eq!(e.field, "vips[0].preallocate");
 }
+
+const CLUSTER: &str = include_str!("../../../examples/cluster.json");
+
+/// Applies `edit` to examples/cluster.json and returns the error.
+fn cluster_err_after(edit: impl FnOnce(&mut serde_json::Value)) -> ConfigError {
+    let mut v: serde_json::Value = serde_json::from_str(CLUSTER).unwrap();
+    edit(&mut v);
+    err_of(&v.to_string())
+}
+
+#[test]
+fn cluster_example_parses_and_finds_itself() {
+    let c = Config::from_json(CLUSTER).expect("examples/cluster.json is valid");
+    assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
+    assert_eq!(c.cluster.me(&c.ports), Some((0, 0)));
+    assert_eq!(c.ports[0].exception.as_ref().unwrap().tap, "wsx0");
+    assert_eq!(
+        (
+            c.cluster.port,
+            c.cluster.heartbeat_ms,
+            c.cluster.dead_after_ms
+        ),
+        (7947, 100, 500)
+    );
+}
+
+#[test]
+fn cluster_members_are_checked_by_field() {
+    let field = |e: ConfigError| e.field;
+    // This instance must be exactly one member.
+    let e = cluster_err_after(|v| v["cluster"]["members"][0]["address"] = "10.99.4.33".into());
+    assert_eq!(field(e), "cluster.members");
+    let e = cluster_err_after(|v| v["cluster"]["members"][1]["name"] = "sw1".into());
+    assert_eq!(field(e), "cluster.members[1].name");
+    let e = cluster_err_after(|v| v["cluster"]["members"][1]["address"] = "10.99.4.31".into());
+    assert_eq!(field(e), "cluster.members[1].address");
+    // Peers must be on the members' port's link; VIPs on that port.
+    let e = cluster_err_after(|v| v["cluster"]["members"][1]["address"] = "10.99.9.32".into());
+    assert_eq!(field(e), "cluster.members[1].address");
+    let e = cluster_err_after(|v| {
+        v["cluster"]["members"][0]["address"] = "10.99.1.1".into();
+    });
+    assert_eq!(
+        field(e),
+        "cluster.members[0].address",
+        "a backend-facing port"
+    );
+    let e = cluster_err_after(|v| v["cluster"]["heartbeat_ms"] = 5.into());
+    assert_eq!(field(e), "cluster.heartbeat_ms");
+    let e = cluster_err_after(|v| v["cluster"]["dead_after_ms"] = 150.into());
+    assert_eq!(field(e), "cluster.dead_after_ms");
+    let e = cluster_err_after(|v| v["cluster"]["port"] = 7946.into());
+    assert_eq!(field(e), "cluster.port");
+    let e = cluster_err_after(|v| v["ports"][0]["exception"]["tap"] = "no/slash".into());
+    assert_eq!(field(e), "ports[0].exception.tap");
+    let e = cluster_err_after(|v| {
+        v["cluster"]["withdraw"] = serde_json::json!([]);
+    });
+    assert_eq!(field(e), "cluster.withdraw");
+}
