@@ -477,11 +477,26 @@ impl SwitchControl {
     fn cluster(&self) -> Value {
         let mut v = match &self.announcer {
             Some(a) => a.json(),
-            None => json!({
-                "serving": crate::cluster::announce::any_backend_serves(&self.shared),
-                "announced": Value::Null,
-                "reason": "no cluster.announce/withdraw commands configured",
-            }),
+            None => {
+                let withdrawn = self
+                    .shared
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.operator_withdrawn.load(Ordering::Relaxed));
+                let backend = crate::cluster::announce::any_backend_serves(&self.shared);
+                json!({
+                    "serving": backend && !withdrawn,
+                    "operator_withdrawn": withdrawn,
+                    "announced": Value::Null,
+                    "reason": if withdrawn {
+                        "withdrawn by the operator (no announce/withdraw commands configured)"
+                    } else if !backend {
+                        "no backend ready and up (no announce/withdraw commands configured)"
+                    } else {
+                        "serving (no announce/withdraw commands configured)"
+                    },
+                })
+            }
         };
         v["membership"] = match &self.shared.cluster {
             Some(c) => c.json(dpdk_env::rdtsc()),

@@ -181,6 +181,16 @@ impl Membership {
         if (cur.now.live() == live && cur.reachable == reachable) || live == 0 {
             return None;
         }
+        if cur.now.live() == live {
+            // Only who may be handed segments changed (a draining member left or came
+            // back): same owners, same previous table.
+            self.tables.store(Arc::new(Ownership {
+                reachable,
+                generation: cur.generation + 1,
+                ..Ownership::clone(&cur)
+            }));
+            return Some(cur.generation + 1);
+        }
         let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let now = Maglev::build(&refs, live)?;
         let generation = cur.generation + 1;
@@ -200,10 +210,10 @@ impl Membership {
                 tracing::warn!(member = %self.names[i], owns_new_connections = owns, generation, "cluster ownership changed");
             }
         }
-        // The table the others used before: ours, except when we just joined (our first
-        // table had only us): then theirs, without us, where every connection opened
-        // before we came lives.
-        let prev = if cur.generation == 1 {
+        // The table the others used before: ours, except when ours had only us (we just
+        // started, or heard no one for a while): then theirs, without us, where the
+        // connections opened meanwhile live.
+        let prev = if cur.now.live() == 1 << self.me {
             Maglev::build(&refs, live & !(1 << self.me))
         } else {
             Some(cur.now.clone())
@@ -258,10 +268,9 @@ impl Membership {
                     "heard_ms_ago": (i != self.me && heard != 0).then(|| ms(now_tsc.saturating_sub(heard))),
                     "beats": s.beats.load(Ordering::Relaxed),
                     "seq": s.seq.load(Ordering::Relaxed),
-                    "sees_live": (i != self.me && heard != 0).then(|| s.view.load(Ordering::Relaxed)),
+                    "sees_owning": (i != self.me && heard != 0).then(|| s.view.load(Ordering::Relaxed)),
                     "leaving": s.leaving.load(Ordering::Relaxed),
                     "draining": if i == self.me { self.draining.load(Ordering::Relaxed) } else { s.draining.load(Ordering::Relaxed) },
-                    "reachable": t.reachable >> i & 1 == 1,
                     "times_lost": s.lost.load(Ordering::Relaxed),
                     "mac": self.mac_of(i).map(|m| m.to_string()),
                 })

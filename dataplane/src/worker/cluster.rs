@@ -47,6 +47,9 @@ impl Worker {
             return;
         }
         self.beats.next_ms = now_ms + cl.heartbeat_ms;
+        if leaving {
+            cl.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.beats.asked_ms.resize(cl.names.len(), None);
         let b = Beat {
             state: if leaving {

@@ -323,10 +323,15 @@ enum ConnectionsCmd {
 #[derive(Debug, Subcommand)]
 enum ClusterCmd {
     /// Serving or not, why, and the last announce/withdraw command's outcome
+    #[command(
+        after_help = "Examples:\n  webswitchctl cluster show\n  webswitchctl --json cluster show   # with the members and the ownership table"
+    )]
     Show,
-    /// Ask the routing daemon to withdraw the VIPs (cluster.withdraw in the config)
+    /// Drain: own no new connection, and ask the routing daemon to withdraw the VIPs
+    #[command(after_help = "Example:\n  webswitchctl cluster withdraw   # before an upgrade")]
     Withdraw,
-    /// Announce them again once the instance can serve (cluster.announce)
+    /// Own new connections again, and announce the VIPs once the instance can serve
+    #[command(after_help = "Example:\n  webswitchctl cluster announce")]
     Announce,
 }
 

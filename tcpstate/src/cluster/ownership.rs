@@ -51,9 +51,10 @@ impl Ownership {
         let is_live = |m: usize| m != self.me && live >> m & 1 == 1 && Some(m) != from;
         let owner = self.now.owner(key);
         if owner != self.me {
-            // A peer whose table disagrees with ours (a change it has not seen yet) sent
-            // it here: keep it rather than send it back.
-            return if is_live(owner) {
+            // Handed over by a peer whose table disagrees with ours (a change one of us
+            // has not seen yet): keep it rather than pass it on, so a segment crosses at
+            // most two hand-overs (to the owner, then to the previous owner).
+            return if from.is_none() && is_live(owner) {
                 Stray::Forward(owner)
             } else {
                 Stray::Local
@@ -163,6 +164,16 @@ mod tests {
 
     #[test]
     fn nothing_goes_to_a_member_that_is_not_live_or_back_to_its_sender() {
+        // Handed over by sw3, whose table is stale: not passed on to sw2 (two hops at most).
+        let o = Ownership {
+            me: 0,
+            now: table(0b111),
+            prev: None,
+            reachable: 0b111,
+            generation: 1,
+        };
+        let k = key_owned_by(&o.now, 1, |_| false);
+        assert_eq!(o.stray(k, false, Some(2)), Stray::Local);
         // Our table says sw2 owns it, but sw2 handed it to us: keep it.
         let o = Ownership {
             me: 0,
