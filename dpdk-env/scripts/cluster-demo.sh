@@ -46,22 +46,9 @@ eval "$(bash $TB env)"
 VIP=$WS_CLUSTER_VIP
 CTL=target/release/webswitchctl
 
-# Instance i: examples/cluster.json with this testbed's addresses, its own front and
-# backend addresses, DPDK prefix and BIRD socket.
+# Instance i's config: examples/cluster.json on this testbed (dpdk-env/scripts/cluster-config.py).
 config() {
-    python3 - "$1" "$WS_NET" "$WS_TESTBED" "$OUT/instance$1.json" <<'PY'
-import json, sys
-i, net, tb, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-text = open("examples/cluster.json").read().replace("10.99.", f"10.{net}.")
-text = text.replace("/tmp/wst-testbed/", f"/tmp/{tb}-testbed/")
-c = json.loads(text)
-c["eal"]["file_prefix"] = f"demo-{tb}-{i}"
-c["ports"][0]["addresses"] = [f"10.{net}.4.{30 + i}/24"]
-c["ports"][1]["addresses"] = [f"10.{net}.1.{i}/24"]
-for k in ("announce", "withdraw"):
-    c["cluster"][k] = [a.replace("sw1.ctl", f"sw{i}.ctl") for a in c["cluster"][k]]
-json.dump(c, open(out, "w"), indent=2)
-PY
+    python3 dpdk-env/scripts/cluster-config.py "$1" "$WS_NET" "$WS_TESTBED" "demo-$WS_TESTBED" "$OUT/instance$1.json"
 }
 
 start() { # instance

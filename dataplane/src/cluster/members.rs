@@ -296,4 +296,113 @@ mod tests {
         let m = MacAddr([0x02, 0, 0x0a, 0xe7, 4, 0x1f]);
         assert_eq!(bits_mac(mac_bits(m)), m);
     }
+
+    /// 1 GHz: a millisecond is 1,000,000 ticks.
+    const HZ: u64 = 1_000_000_000;
+    const MS: u64 = HZ / 1000;
+
+    /// Instance `me` (0-based) of a three-member cluster built from examples/cluster.json.
+    fn member(me: u8) -> Membership {
+        let mut v: serde_json::Value =
+            serde_json::from_str(include_str!("../../../examples/cluster.json")).unwrap();
+        v["ports"][0]["addresses"][0] = format!("10.99.4.{}/24", 31 + me).into();
+        v["cluster"]["members"] = json!([
+            { "name": "sw1", "address": "10.99.4.31" },
+            { "name": "sw2", "address": "10.99.4.32" },
+            { "name": "sw3", "address": "10.99.4.33" },
+        ]);
+        let c = Config::from_json(&v.to_string()).unwrap();
+        Membership::from_config(&c, HZ, MS).unwrap()
+    }
+
+    fn beat(m: &Membership, from: u8, state: MemberState, at: u64) -> bool {
+        let b = Beat {
+            state,
+            index: from,
+            seq: 0,
+            live: 0,
+        };
+        let src = Ipv4Addr::new(10, 99, 4, 31 + from);
+        m.on_beat(src, MacAddr([2, 0, 0, 0, 0, from]), &b, at)
+    }
+
+    #[test]
+    fn beats_from_strangers_or_wrong_addresses_are_refused() {
+        let m = member(0);
+        assert!(beat(&m, 1, MemberState::Alive, 10 * MS));
+        assert!(!beat(&m, 0, MemberState::Alive, 10 * MS), "our own index");
+        let b = Beat {
+            state: MemberState::Alive,
+            index: 2,
+            seq: 0,
+            live: 0,
+        };
+        assert!(!m.on_beat(Ipv4Addr::new(10, 99, 4, 99), MacAddr([2; 6]), &b, 10 * MS));
+        let b = Beat { index: 7, ..b };
+        assert!(!m.on_beat(Ipv4Addr::new(10, 99, 4, 33), MacAddr([2; 6]), &b, 10 * MS));
+    }
+
+    #[test]
+    fn members_come_drain_and_go_with_their_beats() {
+        let m = member(0);
+        assert!(!m.settled(2 * MS), "heard no one yet");
+        beat(&m, 1, MemberState::Alive, 10 * MS);
+        beat(&m, 2, MemberState::Alive, 10 * MS);
+        assert!(m.settled(11 * MS));
+        assert_eq!(m.refresh(20 * MS), Some(2));
+        let t = m.tables();
+        assert_eq!((t.now.live(), t.reachable), (0b111, 0b111));
+        // Just joined: the previous table is the others', without us.
+        assert_eq!(t.prev.as_ref().map(|p| p.live()), Some(0b110));
+        assert_eq!(m.refresh(30 * MS), None, "nothing changed");
+        // sw3 drains: it owns nothing new but is still handed its segments.
+        beat(&m, 1, MemberState::Alive, 100 * MS);
+        beat(&m, 2, MemberState::Draining, 100 * MS);
+        assert_eq!(m.refresh(110 * MS), Some(3));
+        let t = m.tables();
+        assert_eq!((t.now.live(), t.reachable), (0b011, 0b111));
+        assert_eq!(t.prev.as_ref().map(|p| p.live()), Some(0b111));
+        // sw3 goes silent: gone after dead_after_ms (500), the owners unchanged.
+        beat(&m, 1, MemberState::Alive, 600 * MS);
+        assert_eq!(
+            m.refresh(601 * MS),
+            Some(4),
+            "sw3 is gone: reachability changed"
+        );
+        let t = m.tables();
+        assert_eq!((t.now.live(), t.reachable), (0b011, 0b011));
+        assert_eq!(
+            t.prev.as_ref().map(|p| p.live()),
+            Some(0b111),
+            "same owners, same previous"
+        );
+        // sw2 leaves cleanly: dropped at once, not after dead_after_ms.
+        beat(&m, 1, MemberState::Leaving, 610 * MS);
+        assert_eq!(m.refresh(611 * MS), Some(5));
+        let t = m.tables();
+        assert_eq!((t.now.live(), t.reachable), (0b001, 0b001));
+        // After that spell alone, sw2 and sw3 come back: the previous table is theirs.
+        beat(&m, 1, MemberState::Alive, 900 * MS);
+        beat(&m, 2, MemberState::Alive, 900 * MS);
+        assert_eq!(m.refresh(901 * MS), Some(6));
+        let t = m.tables();
+        assert_eq!(t.now.live(), 0b111);
+        assert_eq!(t.prev.as_ref().map(|p| p.live()), Some(0b110));
+    }
+
+    #[test]
+    fn a_draining_instance_gives_its_share_away_and_all_draining_still_own() {
+        let m = member(0);
+        beat(&m, 1, MemberState::Alive, 10 * MS);
+        beat(&m, 2, MemberState::Alive, 10 * MS);
+        m.refresh(11 * MS);
+        m.draining.store(true, Ordering::Relaxed);
+        m.refresh(12 * MS);
+        assert_eq!(m.tables().now.live(), 0b110);
+        // Everyone draining: someone must still own new connections; all do.
+        beat(&m, 1, MemberState::Draining, 20 * MS);
+        beat(&m, 2, MemberState::Draining, 20 * MS);
+        m.refresh(21 * MS);
+        assert_eq!(m.tables().now.live(), 0b111);
+    }
 }
