@@ -184,7 +184,7 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
             // connection (it keeps its own until they end).
             let serving = webswitch::cluster::announce::any_backend_serves(&shared)
                 && !cl.operator_withdrawn.load(Ordering::Relaxed);
-            cl.draining.store(!serving, Ordering::Relaxed);
+            cl.draining.store(!serving || cl.front, Ordering::Relaxed);
             cl.refresh(dpdk_env::rdtsc());
         }
         if let Some(a) = &announcer {

@@ -165,3 +165,43 @@ pub fn await_owning(sw: &Switch, mask: u64, within: Duration) -> Duration {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `GET /big/100M.bin` through the VIP from the router's client, checked against the sha256
+/// of the backend that served it (`X-Backend`: the default pool has three); returns that
+/// backend's name.
+pub fn download_100m_checked(tb: &Testbed) -> String {
+    let hdr = format!("/tmp/{}-big-headers", tb.name);
+    let big = tb.exec(
+        "fc",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "curl -sf --max-time 120 -D {hdr} http://{}/big/100M.bin | sha256sum",
+                vip(tb)
+            ),
+        ],
+        Duration::from_secs(150),
+    );
+    let headers = std::fs::read_to_string(&hdr).unwrap_or_default();
+    let _ = std::fs::remove_file(&hdr);
+    let be = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Backend: "))
+        .map(|b| b.trim().to_string())
+        .unwrap_or_else(|| panic!("no X-Backend in {headers:?}"));
+    let want = std::fs::read_to_string(format!(
+        "/tmp/{}-testbed/{be}/www/big/100M.bin.sha256",
+        tb.name
+    ))
+    .expect("100M.bin.sha256");
+    assert_eq!(
+        String::from_utf8_lossy(&big.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or(""),
+        want.split_whitespace().next().unwrap(),
+        "100 MiB from {be} through the VIP"
+    );
+    be
+}

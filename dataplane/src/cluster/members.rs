@@ -61,6 +61,8 @@ pub struct Membership {
     pub draining: AtomicBool,
     /// The operator's `cluster.withdraw` (until `cluster.announce`).
     pub operator_withdrawn: AtomicBool,
+    /// A front (`cluster.front`): owns no connection, ever; hands every one over.
+    pub front: bool,
 }
 
 fn mac_bits(m: MacAddr) -> u64 {
@@ -104,8 +106,9 @@ impl Membership {
                 generation: 1,
             }),
             leaving: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
+            draining: AtomicBool::new(c.front),
             operator_withdrawn: AtomicBool::new(false),
+            front: c.front,
         })
     }
 
@@ -278,6 +281,7 @@ impl Membership {
             .collect();
         json!({
             "me": self.names[self.me],
+            "front": self.front,
             "generation": t.generation,
             "live": live,
             "owning": t.now.live(),

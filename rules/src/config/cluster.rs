@@ -49,6 +49,11 @@ pub struct ClusterConfig {
     /// A member not heard from for this long is taken as gone.
     #[serde(default = "ClusterConfig::default_dead_after_ms")]
     pub dead_after_ms: u64,
+    /// This instance is a front (paper 001's stateless front tier, for sites without ECMP
+    /// routers): it owns no connection and hands every segment of a VIP flow to the
+    /// member that owns it, which answers the client directly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub front: bool,
 }
 
 impl Default for ClusterConfig {
@@ -60,6 +65,7 @@ impl Default for ClusterConfig {
             port: Self::default_port(),
             heartbeat_ms: Self::default_heartbeat_ms(),
             dead_after_ms: Self::default_dead_after_ms(),
+            front: false,
         }
     }
 }
@@ -94,7 +100,19 @@ impl ClusterConfig {
         agent_port: u16,
     ) -> Result<(), ConfigError> {
         if self.members.is_empty() {
+            if self.front {
+                return Err(ConfigError::new(
+                    "cluster.front",
+                    "a front needs members to hand connections to",
+                ));
+            }
             return Ok(());
+        }
+        if self.front && self.members.len() < 2 {
+            return Err(ConfigError::new(
+                "cluster.front",
+                "a front needs at least one other member to own its connections",
+            ));
         }
         if self.members.len() > MAX_MEMBERS {
             return Err(ConfigError::new(

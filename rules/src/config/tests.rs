@@ -506,4 +506,13 @@ fn cluster_members_are_checked_by_field() {
         v["cluster"]["withdraw"] = serde_json::json!([]);
     });
     assert_eq!(field(e), "cluster.withdraw");
+    // A front needs someone to hand its connections to.
+    let e = cluster_err_after(|v| {
+        v["cluster"]["front"] = true.into();
+        v["cluster"]["members"] = serde_json::json!([{ "name": "sw1", "address": "10.99.4.31" }]);
+    });
+    assert_eq!(field(e), "cluster.front");
+    let mut v: serde_json::Value = serde_json::from_str(CLUSTER).unwrap();
+    v["cluster"]["front"] = true.into();
+    assert!(Config::from_json(&v.to_string()).unwrap().cluster.front);
 }
