@@ -5,7 +5,10 @@ HTTP/1.1 connection, sending GET PATH in a loop for SECONDS and checking every a
 the thread reconnects and goes on. Prints one JSON line:
 {"requests": N, "failures": N, "reconnects": N, "errors": {"kind": count}}.
 
-Usage: keepalive_load.py HOST PORT PATH CONNS SECONDS"""
+With a sixth argument `close`, every request goes on a new connection (`Connection: close`):
+a client whose connections all end, as in a rolling upgrade's drain.
+
+Usage: keepalive_load.py HOST PORT PATH CONNS SECONDS [close]"""
 import http.client
 import json
 import sys
@@ -16,6 +19,8 @@ import time
 def main():
     host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     conns, seconds = int(sys.argv[4]), float(sys.argv[5])
+    close = len(sys.argv) > 6 and sys.argv[6] == "close"
+    headers = {"Connection": "close"} if close else {}
     lock = threading.Lock()
     totals = {"requests": 0, "failures": 0, "reconnects": 0, "errors": {}}
     deadline = time.monotonic() + seconds
@@ -28,12 +33,15 @@ def main():
             try:
                 if c is None:
                     c = http.client.HTTPConnection(host, port, timeout=5)
-                c.request("GET", path)
+                c.request("GET", path, headers=headers)
                 r = c.getresponse()
                 body = r.read()
                 if r.status != 200 or len(body) != int(r.getheader("Content-Length", "-1")):
                     raise RuntimeError(f"status {r.status}")
                 done += 1
+                if close:
+                    c.close()
+                    c = None
             except Exception as e:  # noqa: BLE001 - every failure is counted by kind
                 failed += 1
                 kind = type(e).__name__

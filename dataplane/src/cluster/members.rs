@@ -36,6 +36,10 @@ struct Slot {
     state: AtomicU8,
 }
 
+/// How long after a change of owners a segment about to be handed over is first checked
+/// against this instance's own SYN cookies: longer than any handshake's round trip here.
+pub const HANDSHAKE_GRACE_MS: u64 = 5000;
+
 /// Liveness as the table was last built (`Slot::state`).
 const STATE_DOWN: u8 = 0;
 const STATE_LIVE: u8 = 1;
@@ -52,6 +56,9 @@ pub struct Membership {
     dead_after_tsc: u64,
     started_tsc: u64,
     tsc_hz: u64,
+    /// TSC of the last change of owners (start counts as one): handshakes answered just
+    /// before it may complete at an instance that no longer owns them (`recently_changed`).
+    changed_tsc: AtomicU64,
     slots: Vec<Slot>,
     tables: ArcSwap<Ownership>,
     /// Set at a clean stop: worker 0's last beats say `leaving`.
@@ -97,6 +104,7 @@ impl Membership {
             dead_after_tsc: c.dead_after_ms * (tsc_hz / 1000).max(1),
             started_tsc: now_tsc,
             tsc_hz,
+            changed_tsc: AtomicU64::new(now_tsc),
             slots,
             tables: ArcSwap::from_pointee(Ownership {
                 me,
@@ -228,7 +236,16 @@ impl Membership {
             reachable,
             generation,
         }));
+        self.changed_tsc.store(now_tsc, Ordering::Release);
         Some(generation)
+    }
+
+    /// Whether the owners changed within the last [`HANDSHAKE_GRACE_MS`]: a handshake this
+    /// instance answered just before may now complete here while another member owns it.
+    #[inline]
+    pub fn recently_changed(&self, now_tsc: u64) -> bool {
+        let grace = HANDSHAKE_GRACE_MS * (self.tsc_hz / 1000).max(1);
+        now_tsc.saturating_sub(self.changed_tsc.load(Ordering::Acquire)) < grace
     }
 
     /// The tables segments of unknown flows are routed by.

@@ -14,6 +14,10 @@
 //!   at most once more, so no segment circles;
 //! - only live members are handed anything; otherwise this instance handles it (a SYN is
 //!   answered, anything else gets what a stray segment gets on a single switch).
+//!
+//! The caller also keeps, for a few seconds after a change of owners, a segment that
+//! completes a handshake it answered under the old table (its own cookie is valid), even
+//! when another member owns the tuple now: only the instance that answered can accept it.
 use super::maglev::Maglev;
 
 /// What to do with a segment of a VIP flow this instance has no state for.

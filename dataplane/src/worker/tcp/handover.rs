@@ -91,6 +91,17 @@ impl Worker {
         let syn = rx.seg.syn() && rx.seg.ack.is_none();
         let owner = match cl.tables().stray(key, syn, from) {
             Stray::Local => return Some(m),
+            // Just after a change of owners, the ACK of a handshake we answered under the
+            // old table is ours, whoever owns the tuple now (the new owner has not our
+            // cookie secret). Checked only then: in the steady state forwarding costs no
+            // cookie computation.
+            Stray::Forward(_)
+                if !syn
+                    && cl.recently_changed(dpdk_env::rdtsc())
+                    && self.completes_our_handshake(rx, now_ms) =>
+            {
+                return Some(m)
+            }
             Stray::Forward(owner) => owner,
             Stray::Previous(_) if self.completes_our_handshake(rx, now_ms) => return Some(m),
             Stray::Previous(owner) => owner,
