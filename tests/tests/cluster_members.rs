@@ -119,6 +119,21 @@ fn assert_no_failure(load: &Value, what: &str) {
     );
 }
 
+/// Both instances started, announced, each seeing the other and owning half; returns them
+/// with their configs.
+fn start_pair(tb: &Testbed, name: &str, workers: usize) -> (Switch, Switch, Value, Value) {
+    let c1 = instance_config(tb, 1, workers);
+    let c2 = instance_config(tb, 2, workers);
+    let s1 = Switch::start_in(tb, "sw", &format!("{name}-i1"), &c1);
+    let s2 = Switch::start_in(tb, "sw2", &format!("{name}-i2"), &c2);
+    await_next_hops(tb, &[host(tb, 1), host(tb, 2)], Duration::from_secs(20));
+    for s in [&s1, &s2] {
+        await_members(s, &["sw1", "sw2"], Duration::from_secs(5));
+        await_owning(s, 0b11, Duration::from_secs(5));
+    }
+    (s1, s2, c1, c2)
+}
+
 fn scenario(name: &str, net: u8, workers: usize) {
     if !root_or_skip() {
         return;
@@ -126,14 +141,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
     let _guard = testbed_lock();
     let tb = Testbed::up_cluster(name, net);
     let both = vec![host(&tb, 1), host(&tb, 2)];
-    let c1 = instance_config(&tb, 1, workers);
-    let c2 = instance_config(&tb, 2, workers);
-    let s1 = Switch::start_in(&tb, "sw", &format!("{name}-i1"), &c1);
-    let s2 = Switch::start_in(&tb, "sw2", &format!("{name}-i2"), &c2);
-    await_next_hops(&tb, &both, Duration::from_secs(20));
-    for s in [&s1, &s2] {
-        await_members(s, &["sw1", "sw2"], Duration::from_secs(5));
-    }
+    let (s1, s2, _, c2) = start_pair(&tb, name, workers);
     let c = s1.call("cluster", Value::Null);
     eprintln!("instance 1's view: {}", c["membership"]);
     for m in c["membership"]["members"].as_array().unwrap() {
@@ -273,15 +281,7 @@ fn rolling_upgrade(name: &str, net: u8, workers: usize) {
     }
     let _guard = testbed_lock();
     let tb = Testbed::up_cluster(name, net);
-    let both = vec![host(&tb, 1), host(&tb, 2)];
-    let c1 = instance_config(&tb, 1, workers);
-    let c2 = instance_config(&tb, 2, workers);
-    let s1 = Switch::start_in(&tb, "sw", &format!("{name}-i1"), &c1);
-    let s2 = Switch::start_in(&tb, "sw2", &format!("{name}-i2"), &c2);
-    await_next_hops(&tb, &both, Duration::from_secs(20));
-    for s in [&s1, &s2] {
-        await_owning(s, 0b11, Duration::from_secs(5));
-    }
+    let (s1, s2, c1, c2) = start_pair(&tb, name, workers);
     const SECS: u64 = 30;
     let load = start_load_with(&tb, SECS, &["close"]);
     std::thread::sleep(Duration::from_secs(2));
