@@ -595,6 +595,61 @@ pub fn cluster(v: &Value) -> String {
             cell(l.get("detail"))
         );
     }
+    if let Some(m) = v.get("membership").filter(|m| !m.is_null()) {
+        out += &format!(
+            "\nmembers     table generation {}{}{}\n\n",
+            cell(m.get("generation")),
+            if m.get("front").and_then(Value::as_bool) == Some(true) {
+                ", this instance is a front"
+            } else {
+                ""
+            },
+            if m.get("settled").and_then(Value::as_bool) == Some(false) {
+                ", not settled yet"
+            } else {
+                ""
+            },
+        );
+        let mut t = Table::new(&[
+            "NAME",
+            "ADDRESS",
+            "LIVE",
+            "STATE",
+            ">SHARE",
+            ">HEARD_AGO",
+            ">BEATS",
+            ">LOST",
+            "MAC",
+        ]);
+        for mb in list(m, "members") {
+            let flag = |k: &str| mb.get(k).and_then(Value::as_bool) == Some(true);
+            let state = if flag("self") { "self, " } else { "" }.to_string()
+                + if flag("leaving") {
+                    "leaving"
+                } else if flag("draining") {
+                    "draining"
+                } else {
+                    "serving"
+                };
+            let share = mb
+                .get("share")
+                .and_then(Value::as_f64)
+                .map(|f| format!("{:.1}%", f * 100.0))
+                .unwrap_or_else(|| "-".into());
+            t.row([
+                cell(mb.get("name")),
+                cell(mb.get("address")),
+                if flag("live") { "yes" } else { "no" }.into(),
+                state,
+                share,
+                dur(mb.get("heard_ms_ago")),
+                cell(mb.get("beats")),
+                cell(mb.get("times_lost")),
+                cell(mb.get("mac")),
+            ]);
+        }
+        out += &t.render();
+    }
     out
 }
 
@@ -629,6 +684,31 @@ mod tests {
         assert_eq!(duration_ms(307_000), "5m07s");
         assert_eq!(duration_ms(7_384_000), "2h03m04s");
         assert_eq!(duration_ms(273_900_000), "3d04h05m");
+    }
+
+    #[test]
+    fn cluster_with_members() {
+        let v = json!({"serving": true, "reason": "serving", "announced": true,
+            "membership": {"me": "sw1", "generation": 2, "settled": true, "members": [
+                {"name": "sw1", "address": "10.99.4.31", "self": true, "live": true, "draining": false,
+                 "leaving": false, "share": 0.5000076, "heard_ms_ago": null, "beats": 0, "times_lost": 0, "mac": null},
+                {"name": "sw2", "address": "10.99.4.32", "self": false, "live": true, "draining": true,
+                 "leaving": false, "share": 0.0, "heard_ms_ago": 41, "beats": 5127, "times_lost": 1,
+                 "mac": "02:00:0a:63:04:20"}]}});
+        let out = cluster(&v);
+        assert!(out.contains("table generation 2"), "{out}");
+        let sw1 = out.lines().find(|l| l.starts_with("sw1")).unwrap();
+        assert!(
+            sw1.contains("self, serving") && sw1.contains("50.0%"),
+            "{out}"
+        );
+        let sw2 = out.lines().find(|l| l.starts_with("sw2")).unwrap();
+        assert!(
+            sw2.contains("draining") && sw2.contains("0.0%") && sw2.contains("02:00:0a:63:04:20"),
+            "{out}"
+        );
+        // No membership: the announcer's lines only.
+        assert!(!cluster(&json!({"serving": true, "membership": null})).contains("members"));
     }
 
     #[test]
