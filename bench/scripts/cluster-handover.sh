@@ -36,6 +36,7 @@ cleanup() {
     sleep 1
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     rm -rf "/run/dpdk/bench-$WS_TESTBED-1" "/run/dpdk/bench-$WS_TESTBED-2"
+    rm -f "/run/webswitch/bench-$WS_TESTBED-1.sock" "/run/webswitch/bench-$WS_TESTBED-2.sock"
     [ -n "${KEEP_TESTBED:-}" ] || bash "$TB" down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT

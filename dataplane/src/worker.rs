@@ -230,6 +230,12 @@ impl Worker {
         tsc.wrapping_sub(self.start_tsc) / self.tsc_per_ms
     }
 
+    /// The TSC of the loop's `now_ms` (to the millisecond), for comparisons with TSC
+    /// stamps other threads wrote, without reading the clock again per packet.
+    fn tsc_of(&self, now_ms: u64) -> u64 {
+        self.start_tsc.wrapping_add(now_ms * self.tsc_per_ms)
+    }
+
     /// Runs until the stop flag is raised. Returns 0 (the lcore's exit code).
     pub fn run(mut self) -> i32 {
         // The short sleeps after work are tens of microseconds: the default slack of 50 µs

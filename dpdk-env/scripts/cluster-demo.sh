@@ -32,6 +32,7 @@ cleanup() {
     sleep 1
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     rm -rf "/run/dpdk/demo-$WS_TESTBED-1" "/run/dpdk/demo-$WS_TESTBED-2"
+    rm -f "/run/webswitch/demo-$WS_TESTBED-1.sock" "/run/webswitch/demo-$WS_TESTBED-2.sock"
     bash "$ROOT/$TB" down >/dev/null 2>&1 || true
     rm -rf "$OUT"
 }

@@ -205,3 +205,43 @@ pub fn download_100m_checked(tb: &Testbed) -> String {
     );
     be
 }
+
+/// Waits (bounded) until `sw` sees exactly the members in `live` (names) as live.
+pub fn await_members(sw: &Switch, live: &[&str], within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let c = sw.call("cluster", Value::Null);
+        let seen: Vec<&str> = c["membership"]["members"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m["live"] == true)
+                    .filter_map(|m| m["name"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if seen == live {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "members live {seen:?}, not {live:?}, after {within:?}: {c}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Both instances started, announced, each seeing the other and owning half; returns them
+/// with their configs.
+pub fn start_pair(tb: &Testbed, name: &str, workers: usize) -> (Switch, Switch, Value, Value) {
+    let c1 = instance_config(tb, 1, workers);
+    let c2 = instance_config(tb, 2, workers);
+    let s1 = Switch::start_in(tb, "sw", &format!("{name}-i1"), &c1);
+    let s2 = Switch::start_in(tb, "sw2", &format!("{name}-i2"), &c2);
+    await_next_hops(tb, &[host(tb, 1), host(tb, 2)], Duration::from_secs(20));
+    for s in [&s1, &s2] {
+        await_members(s, &["sw1", "sw2"], Duration::from_secs(5));
+        await_owning(s, 0b11, Duration::from_secs(5));
+    }
+    (s1, s2, c1, c2)
+}

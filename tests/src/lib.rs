@@ -517,6 +517,10 @@ impl Drop for Switch {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            // A killed switch leaves its management socket behind: remove it by name.
+            if let Some(sock) = self.ready["socket"].as_str() {
+                let _ = std::fs::remove_file(sock);
+            }
         }
         let _ = std::fs::remove_file(&self.config_path);
         // A killed EAL cannot clean up after itself: remove its runtime directory by name.

@@ -97,7 +97,7 @@ impl Worker {
             // cookie computation.
             Stray::Forward(_)
                 if !syn
-                    && cl.recently_changed(dpdk_env::rdtsc())
+                    && cl.recently_changed(self.tsc_of(now_ms))
                     && self.completes_our_handshake(rx, now_ms) =>
             {
                 return Some(m)
