@@ -1,9 +1,12 @@
 //! What each port answers for: its MAC, its own addresses and the VIPs reached on it.
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use rules::config::{Config, PortRole};
 use rules::Cidr;
 use tcpstate::wire::MacAddr;
+
+use crate::cluster::takeover::Takeover;
 
 /// Why a destination address is ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +39,9 @@ pub struct PortAddrs {
     /// The UDP port of the cluster members' beats on this port's own addresses (0: the
     /// members do not meet on this port).
     pub cluster_port: u16,
+    /// In a cluster: addresses of gone members this instance answers for
+    /// (`cluster::takeover`), checked only for frames to none of the port's own.
+    pub takeover: Option<Arc<Takeover>>,
 }
 
 impl PortAddrs {
@@ -79,6 +85,7 @@ impl PortAddrs {
                     Some((_, port)) if config.ports[port].name == p.name => config.cluster.port,
                     _ => 0,
                 },
+                takeover: None,
             })
             .collect()
     }
@@ -89,7 +96,19 @@ impl PortAddrs {
         if self.own.iter().any(|c| c.addr == ip) {
             return Some(Local::Own);
         }
-        self.vips.iter().position(|(v, _)| *v == ip).map(Local::Vip)
+        match self.vips.iter().position(|(v, _)| *v == ip) {
+            Some(v) => Some(Local::Vip(v)),
+            None if self.takeover.as_ref().is_some_and(|t| t.accepts(ip)) => Some(Local::Own),
+            None => None,
+        }
+    }
+
+    /// Whether the port answers ARP for `ip`: its own addresses, its VIPs, and the
+    /// addresses of gone members it took over (not those it only still accepts).
+    pub fn answers_arp(&self, ip: Ipv4Addr) -> bool {
+        self.own.iter().any(|c| c.addr == ip)
+            || self.vips.iter().any(|(v, _)| *v == ip)
+            || self.takeover.as_ref().is_some_and(|t| t.answers_arp(ip))
     }
 
     /// Whether `ip` is on one of the port's subnets (a neighbour we may learn).

@@ -7,3 +7,4 @@
 //! BFD, `ports[].exception`) is in the worker's loop and `l2l3`.
 pub mod announce;
 pub mod members;
+pub mod takeover;

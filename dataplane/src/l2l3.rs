@@ -115,7 +115,7 @@ fn process_arp(
     let Ok(req) = ArpRepr::parse(&arp) else {
         return (Action::Drop(DropReason::Malformed), None);
     };
-    let target_is_ours = port.local(req.target_ip).is_some();
+    let target_is_ours = port.answers_arp(req.target_ip);
     let sender_known = neigh.lookup(req.sender_ip, now_ms).is_some();
     // Learn only on-link, unicast senders of ARP that concerns us (or that we already
     // track, to follow a neighbour's MAC change): a flood of foreign ARP fills nothing.

@@ -186,6 +186,13 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
                 && !cl.operator_withdrawn.load(Ordering::Relaxed);
             cl.draining.store(!serving || cl.front, Ordering::Relaxed);
             cl.refresh(dpdk_env::rdtsc());
+            let (_, reachable) = cl.live_now(dpdk_env::rdtsc());
+            // A gone member's spliced connections keep their backend-side tuple: its
+            // designated survivor answers for its backend-facing address.
+            let taken = cl.takeover.update(cl.me, cl.names.len(), reachable);
+            for m in (0..cl.names.len()).filter(|m| taken >> m & 1 == 1) {
+                tracing::warn!(member = %cl.names[m], "took over the backend-facing address of a member that is gone");
+            }
         }
         if let Some(a) = &announcer {
             a.tick(&shared);

@@ -246,8 +246,17 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             }
         }
     }
+    let cluster =
+        crate::cluster::members::Membership::from_config(config, tsc_hz(), dpdk_env::rdtsc())
+            .map(Arc::new);
+    let mut addrs = PortAddrs::from_config(config, &macs);
+    if let Some(cl) = &cluster {
+        for a in &mut addrs {
+            a.takeover = Some(Arc::clone(&cl.takeover));
+        }
+    }
     let shared = Arc::new(Shared {
-        addrs: PortAddrs::from_config(config, &macs),
+        addrs,
         ports,
         kernel_taps,
         held_by_taps,
@@ -313,12 +322,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             random_seed(),
         ),
         sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
-        cluster: crate::cluster::members::Membership::from_config(
-            config,
-            tsc_hz(),
-            dpdk_env::rdtsc(),
-        )
-        .map(Arc::new),
+        cluster,
         ringers: doorbells
             .iter_mut()
             .map(|b| b.as_mut().and_then(|b| b.ringer().ok()))

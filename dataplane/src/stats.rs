@@ -124,6 +124,13 @@ counter_enum! {
         ClusterBeatsReceived => "cluster_beats_received",
         ClusterHandedOver => "cluster_handed_over",
         ClusterTakenFromPeer => "cluster_taken_from_peer",
+        ClusterSyncSent => "cluster_sync_sent",
+        ClusterSyncReceived => "cluster_sync_received",
+        ClusterStandbyEvicted => "cluster_standby_evicted",
+        ClusterAdopted => "cluster_adopted",
+        ClusterAdoptedEnded => "cluster_adopted_ended",
+        ClusterPassedToOrigin => "cluster_passed_to_origin",
+        ClusterAddressesTaken => "cluster_addresses_taken",
         MemoryTablesBytes => "memory_tables_bytes",
         MemoryHeadBuffersBytes => "memory_head_buffers_bytes",
         BusyIterations => "busy_iterations",
@@ -176,6 +183,9 @@ counter_enum! {
         KernelTxFull => "kernel_tx_full",
         BadClusterBeat => "bad_cluster_beat",
         ClusterNoRoute => "cluster_no_route",
+        BadClusterSync => "bad_cluster_sync",
+        ClusterSyncInboxFull => "cluster_sync_inbox_full",
+        ClusterAdoptFailed => "cluster_adopt_failed",
     }
 }
 

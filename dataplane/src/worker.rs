@@ -294,6 +294,9 @@ impl Worker {
             while let Some((p, ip, mac)) = shared.neighbours[self.index].pop() {
                 self.neigh[p].learn(ip, mac, now_ms);
             }
+            if shared.cluster.is_some() {
+                work += self.drain_sync_inbox();
+            }
             self.tcp_timers(now_ms);
             // Flush when the burst was short (no more coming right now) or on the timer,
             // so a trickle of packets is not held back.

@@ -5,9 +5,10 @@
 # the router's route to the VIP with one next hop per instance, requests spread over both,
 # then a keep-alive load while instance 2 is withdrawn and announced again (no request
 # fails: the segments the router now sends elsewhere are handed to their owner), and a
-# SIGKILL of instance 2 under the same load: the router drops it within BFD's 300 ms, the
-# connections instance 2 held are reset (their state is not shared yet), every other
-# connection and every new one goes on. Everything is taken down at the end.
+# SIGKILL of instance 2 in the middle of 10 MiB downloads and uploads: the router drops it
+# within BFD's 300 ms, instance 1 adopts the connections instance 2 had spliced (their
+# records were pushed to it) and takes over its backend-facing address; every transfer
+# completes byte-exact. Everything is taken down at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -113,17 +114,27 @@ wait "$LOAD"
 echo "  load: $(cat "$OUT/load")"
 
 echo
-echo "== the same load, and instance 2 killed (SIGKILL) after 2 s"
-load 8 &
-LOAD=$!
-sleep 2
+echo "== 6 GETs and 6 PUTs of 10 MiB (paced to 2 MB/s each), and instance 2 killed (SIGKILL) at half time"
+ip netns exec "$WS_CLUSTER_CLIENT_NS" python3 tests/tools/transfers.py "$VIP" 6 6 /big/10M.bin \
+    10485760 2097152 demo >"$OUT/transfers" &
+XFER=$!
+sleep 2.5
+echo "  instance 2 holds $($CTL -s "/run/webswitch/demo-$WS_TESTBED-2.sock" --json stats | jq '.total.cluster_sync_sent') shared splices; killing it"
 T0=$(date +%s%N)
 kill -KILL "${PIDS[2]}"
 await_hops 1 10
 echo "  the router dropped instance 2 after $((($(date +%s%N) - T0) / 1000000)) ms (BFD through the exception path)"
-wait "$LOAD"
-echo "  load: $(cat "$OUT/load")"
-echo "  (the connections instance 2 held were reset and reconnected; the others went on)"
+wait "$XFER"
+# Each transfer against the file the backend that served it holds (GETs) or wrote (PUTs).
+jq -r '.transfers[] | [.kind, .path, (.ok | tostring), .backend, .sha256, (.error // "")] | @tsv' "$OUT/transfers" |
+    while IFS=$'\t' read -r kind path ok be sha err; do
+        if [ "$ok" != true ]; then echo "  $kind $path FAILED: $err"; continue; fi
+        if [ "$kind" = get ]; then f=/tmp/$WS_TESTBED-testbed/$be/www/big/10M.bin; else f=/tmp/$WS_TESTBED-testbed/$be/www$path; fi
+        if [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$sha" ]; then r=byte-exact; else r="SHA256 DIFFERS"; fi
+        echo "  $kind $path via $be: $r"
+    done
+S1=/run/webswitch/demo-$WS_TESTBED-1.sock
+echo "  instance 1 adopted $($CTL -s "$S1" --json stats | jq '.total.cluster_adopted') of instance 2's connections and took over its backend-facing address ($($CTL -s "$S1" --json stats | jq '.total.cluster_addresses_taken'))"
 for i in $(seq 20); do
     ip netns exec "$WS_CLUSTER_CLIENT_NS" curl -s --max-time 5 -o /dev/null "http://$VIP/whoami" || echo "request $i failed"
 done

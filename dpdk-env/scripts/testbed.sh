@@ -366,11 +366,12 @@ write("static/app.js", f"// webswitch testbed: backend {name}\nvar WEBSWITCH_BAC
 write("static/data.json", json.dumps({"backend": name, "index": idx}) + "\n")
 PY
 
-    # 1, 5 and 100 MiB random files, distinct per backend; they survive
+    # 1, 5, 10 and 100 MiB random files (10 MiB: the failover test's transfers, paper
+    # 001's size), distinct per backend; they survive
     # `down` (only `down --purge` removes them) and are reused when size and .sha256 fit.
     local f size
     # 100K: the benchmarks' mid-size response (bench/scripts/handoff-cost.sh).
-    for f in 100K 1M 5M 100M; do
+    for f in 100K 1M 5M 10M 100M; do
         case $f in
             *K) size=$((${f%K} * 1024)) ;;
             *) size=$((${f%M} * 1024 * 1024)) ;;

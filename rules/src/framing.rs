@@ -531,6 +531,18 @@ impl RequestFramer {
         }
     }
 
+    /// How many bytes the current request still has, when that is known from where the
+    /// framer stands: `Some(0)` between requests, the bytes left of a Content-Length
+    /// body; `None` in a chunked body (its end shows only when it comes) and once the
+    /// stream can carry no further request.
+    pub fn left_in_request(&self) -> Option<u64> {
+        match &self.state {
+            ReqState::Idle => Some(0),
+            ReqState::Body(Body::Length(left)) => Some(*left),
+            ReqState::Body(_) | ReqState::Closed | ReqState::Failed(_) => None,
+        }
+    }
+
     /// Consumes `n` bytes (at most [`skippable`](Self::skippable)) without their
     /// contents, as [`feed`](Self::feed) would have.
     pub fn skip(&mut self, n: u64) -> Progress {

@@ -13,6 +13,7 @@
 pub mod beat;
 pub mod maglev;
 pub mod ownership;
+pub mod sync;
 
 use std::net::Ipv4Addr;
 

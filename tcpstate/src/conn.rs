@@ -37,12 +37,13 @@
 //! for an idempotent request whose bytes all came from the buffer, the caller picks
 //! another backend (`Verdict::BackendFailed { retry: true }`), so the client never
 //! sees the failure; otherwise it answers 502.
+use crate::cluster::sync::{SpliceRecord, SyncKind};
 use crate::flow::FlowKey;
 use crate::reasm::{HeadBuffer, Insert};
 use crate::segment::{Chunk, Sender, Timeout};
 use crate::splice::{rescale_window, Translation};
 use crate::syncookie::SynOptions;
-use crate::wire::{tcp_flags, SeqNumber};
+use crate::wire::{tcp_flags, MacAddr, SeqNumber};
 
 /// Retransmission timeout for what the switch itself sends (head to the backend,
 /// error responses). Fixed: these are one-off sends on a LAN, not a data stream.
@@ -54,6 +55,10 @@ pub const MAX_RETRANSMITS: u32 = crate::segment::MAX_RETRIES;
 /// so a flood of forged RSTs or SYNs cannot turn the switch into an ACK reflector.
 pub const CHALLENGE_ACK_BURST: u32 = 2;
 pub const CHALLENGE_ACK_INTERVAL_MS: u64 = 500;
+/// How long an adopted connection learns its peers' sequence numbers from their
+/// acknowledgments (`Conn::adopt`): a few round trips, beyond the retransmission of what
+/// was in flight through the member that died.
+pub const ADOPT_LEARN_MS: u64 = 3_000;
 
 /// Timeouts and sizes from the config.
 #[derive(Debug, Clone, Copy)]
@@ -429,6 +434,11 @@ pub struct Conn {
     /// and when the budget last grew.
     challenge_tokens: u32,
     challenge_refilled_ms: u64,
+    /// A connection adopted from a member that died (`adopt`): until then, an ACK of
+    /// bytes the switch never saw go through is taken as news, not challenged (they went
+    /// through the member that spliced the connection). 0: not learning. Four bytes (a
+    /// wrapping time, cleared once past) keep `Conn` within its 640.
+    adopted_until_ms: u32,
 }
 
 /// The window field that announces `bytes` at scale `ws`: rounded up to the scale's
@@ -512,7 +522,115 @@ impl Conn {
             backend_next_seen: our_seq,
             challenge_tokens: CHALLENGE_ACK_BURST,
             challenge_refilled_ms: now_ms,
+            adopted_until_ms: 0,
         }
+    }
+
+    /// What another member needs to carry on forwarding this connection
+    /// (`cluster::sync`): once spliced with the whole head acknowledged by the backend,
+    /// no byte is held by the switch any more and the translations are all there is.
+    /// `None` before that (and in every other state).
+    pub fn splice_record(
+        &self,
+        origin: u8,
+        backend_mac: MacAddr,
+        origin_backend_mac: MacAddr,
+    ) -> Option<SpliceRecord> {
+        let b = self
+            .backend
+            .filter(|_| self.state == State::Spliced && self.head_acked)?;
+        Some(SpliceRecord {
+            kind: SyncKind::Splice,
+            origin,
+            client: self.client,
+            backend: b.key,
+            client_isn: self.client_isn.0,
+            our_isn: self.our_isn.0,
+            backend_isn: self.backend_isn.0,
+            c2b: self.c2b,
+            b2c: self.b2c,
+            client_mss: self.syn.mss,
+            client_window_scale: self.syn.window_scale,
+            our_window_scale: self.our_ws,
+            sack_permitted: self.syn.sack_permitted,
+            client_timestamps: self.syn.timestamps,
+            ts_on: self.ts_on,
+            backend_id: b.id.min(usize::from(u16::MAX)) as u16,
+            backend_mac,
+            origin_backend_mac,
+            request_end: None,
+        })
+    }
+
+    /// A spliced connection another member set up, taken over from its record when that
+    /// member is gone. The switch has not seen its recent segments, so for
+    /// `ADOPT_LEARN_MS` the next sequence numbers of each side are learned from the
+    /// other side's acknowledgments instead of being checked against them (RFC 5961 5.2
+    /// is relaxed for those seconds; the window checks learn as usual from the first
+    /// segments).
+    pub fn adopt(r: &SpliceRecord, params: ConnParams, now_ms: u64) -> Conn {
+        let client_seq = SeqNumber(r.client_isn) + 1;
+        let our_seq = SeqNumber(r.our_isn) + 1;
+        let info = SegmentInfo {
+            seq: client_seq,
+            ack: Some(our_seq),
+            flags: 0,
+            window: 0,
+            timestamps: None,
+            payload_len: 0,
+            mss: None,
+            window_scale: None,
+            sack_permitted: false,
+            checked: true,
+        };
+        let syn = SynOptions {
+            mss: r.client_mss,
+            window_scale: r.client_window_scale,
+            sack_permitted: r.sack_permitted,
+            timestamps: r.client_timestamps,
+        };
+        let mut c = Conn::accept(
+            r.client,
+            syn,
+            client_seq,
+            our_seq,
+            &info,
+            HeadBuffer::new(0),
+            params,
+            now_ms,
+        );
+        c.head = None;
+        c.state = State::Spliced;
+        c.backend = Some(BackendTarget {
+            id: usize::from(r.backend_id),
+            key: r.backend,
+        });
+        c.our_ws = r.our_window_scale;
+        c.backend_isn = SeqNumber(r.backend_isn);
+        c.backend_base = client_seq + r.c2b.seq_delta as usize;
+        c.ts_on = r.ts_on;
+        c.c2b = r.c2b;
+        c.b2c = r.b2c;
+        c.head_acked = true;
+        c.response_started = true;
+        c.client_window_seq = client_seq;
+        c.adopted_until_ms = ((now_ms + ADOPT_LEARN_MS) as u32).max(1);
+        c.deadline_ms = now_ms + params.idle_timeout_ms;
+        c
+    }
+
+    /// Whether this connection was adopted and is still learning its peers' numbers.
+    fn learning(&mut self) -> bool {
+        if self.adopted_until_ms == 0 {
+            return false;
+        }
+        let left = self
+            .adopted_until_ms
+            .wrapping_sub(self.last_activity_ms as u32) as i32;
+        if left <= 0 {
+            self.adopted_until_ms = 0;
+        }
+        left > 0
     }
 
     /// One line for logs: the state and the close/ack bookkeeping.
@@ -918,14 +1036,17 @@ impl Conn {
             // be blind, so it is neither forwarded nor allowed to end the connection.
             return self.challenge(Challenge::RstNotExact, challenge_ack, now_ms, out);
         }
-        if !seg.rst()
-            && seg.checked
-            && seg
-                .ack
-                .is_some_and(|a| a.wrapping_diff(self.backend_next_seen) > 0)
+        if let Some(a) = seg
+            .ack
+            .filter(|a| !seg.rst() && seg.checked && a.wrapping_diff(self.backend_next_seen) > 0)
         {
-            // RFC 5961 5.2: it acks bytes the backend never sent through the switch.
-            return self.challenge(Challenge::AckOfUnsent, challenge_ack, now_ms, out);
+            if self.learning() {
+                // Adopted: the backend sent them through the member that died.
+                self.backend_next_seen = a;
+            } else {
+                // RFC 5961 5.2: it acks bytes the backend never sent through the switch.
+                return self.challenge(Challenge::AckOfUnsent, challenge_ack, now_ms, out);
+            }
         }
         let consumed_end = self.client_isn + 1 + self.head_consumed;
         if seg.payload_len > 0
@@ -1494,7 +1615,10 @@ impl Conn {
             let head_end = self.backend_base + self.head_tx.next();
             let sent = (self.client_next + self.c2b.seq_delta as usize).max(head_end);
             if raw_ack.wrapping_diff(sent) > 0 {
-                return self.challenge(Challenge::AckOfUnsent, challenge_ack, now_ms, out);
+                if !self.learning() {
+                    return self.challenge(Challenge::AckOfUnsent, challenge_ack, now_ms, out);
+                }
+                self.client_next = raw_ack + self.c2b.seq_delta.wrapping_neg() as usize;
             }
         }
         if seg.payload_len > 0

@@ -214,6 +214,18 @@ impl PerRequest {
         self.req_done_at
     }
 
+    /// Where the current request ends (client space), if that is known already: once it
+    /// has ended, or while a body of known length is on its way. `None` in a chunked
+    /// body. What a cluster member needs to carry the connection on without its framing
+    /// state (`cluster::sync`): no client byte past this point may go through unchecked.
+    pub fn known_request_end(&self) -> Option<SeqNumber> {
+        if let Some(done) = self.req_done_at {
+            return Some(done);
+        }
+        let left = self.req.left_in_request()?;
+        Some(self.c2b_framed + usize::try_from(left).ok()?)
+    }
+
     /// Where the current response ended, once it has.
     pub fn response_end(&self) -> Option<SeqNumber> {
         self.resp_done_at

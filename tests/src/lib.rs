@@ -528,6 +528,22 @@ impl Drop for Switch {
     }
 }
 
+/// Waits (bounded: killed and a panic naming `what` after `within`) for a child whose
+/// stdout is piped, and returns that output.
+pub fn wait_output(mut child: std::process::Child, within: Duration, what: &str) -> String {
+    let deadline = std::time::Instant::now() + within;
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("child output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The lowercase hex SHA-256 of a file (`sha256sum`), empty if it cannot be read.
 pub fn sha256_file(path: &str) -> String {
     let out = Command::new("sha256sum")

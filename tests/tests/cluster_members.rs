@@ -26,7 +26,9 @@ use webswitch_tests::cluster::{
     accepted, assert_all_served, await_members, await_next_hops, await_owning, host, requests,
     start_pair, vip,
 };
-use webswitch_tests::{counter, root_or_skip, testbed_lock, workspace_root, Switch, Testbed};
+use webswitch_tests::{
+    counter, root_or_skip, testbed_lock, wait_output, workspace_root, Switch, Testbed,
+};
 
 /// Persistent connections of the load, and requests per check of new connections.
 const CONNS: usize = 16;
@@ -59,17 +61,8 @@ fn start_load_with(tb: &Testbed, secs: u64, extra: &[&str]) -> Child {
 }
 
 /// Waits (bounded) for the load to finish and returns its totals.
-fn load_result(mut child: Child, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs + 30);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the keep-alive load did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("load output");
-    let text = String::from_utf8_lossy(&out.stdout);
+fn load_result(child: Child, secs: u64) -> Value {
+    let text = wait_output(child, Duration::from_secs(secs + 30), "the keep-alive load");
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("load output {text:?}: {e}"))
 }
 

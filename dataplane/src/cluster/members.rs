@@ -12,12 +12,16 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
 use rules::Config;
 use serde_json::{json, Value};
 use tcpstate::cluster::beat::{Beat, MemberState};
 use tcpstate::cluster::maglev::Maglev;
 use tcpstate::cluster::ownership::Ownership;
+use tcpstate::cluster::sync::SpliceRecord;
 use tcpstate::wire::MacAddr;
+
+use super::takeover::Takeover;
 
 #[derive(Default)]
 struct Slot {
@@ -70,7 +74,16 @@ pub struct Membership {
     pub operator_withdrawn: AtomicBool,
     /// A front (`cluster.front`): owns no connection, ever; hands every one over.
     pub front: bool,
+    /// Backend-facing addresses of gone members that this instance answers for.
+    pub takeover: Arc<Takeover>,
+    /// Per worker: splice records received by another core for flows it steers (the
+    /// core that receives a record's datagram is not the one that would adopt it).
+    pub inbox: Vec<ArrayQueue<SpliceRecord>>,
 }
+
+/// Records a worker may have waiting from the others (beyond, they are dropped and
+/// counted: their connections then cannot be adopted).
+const INBOX_LEN: usize = 4096;
 
 fn mac_bits(m: MacAddr) -> u64 {
     m.0.iter().fold(0u64, |a, b| a << 8 | u64::from(*b))
@@ -117,6 +130,10 @@ impl Membership {
             draining: AtomicBool::new(c.front),
             operator_withdrawn: AtomicBool::new(false),
             front: c.front,
+            takeover: Arc::new(Takeover::default()),
+            inbox: (0..config.lcores.workers.len().max(1))
+                .map(|_| ArrayQueue::new(INBOX_LEN))
+                .collect(),
         })
     }
 

@@ -20,6 +20,7 @@ fn port() -> PortAddrs {
         agent_vips: Vec::new(),
         exception: false,
         cluster_port: 0,
+        takeover: None,
     }
 }
 

@@ -401,6 +401,41 @@ impl Collector for SwitchCollector {
                 Counter::ClusterTakenFromPeer,
             ),
             (
+                "webswitch_cluster_sync_sent",
+                "Splice records (and their forgets) sent to the other cluster members.",
+                Counter::ClusterSyncSent,
+            ),
+            (
+                "webswitch_cluster_sync_received",
+                "Splice records (and forgets) received from cluster members.",
+                Counter::ClusterSyncReceived,
+            ),
+            (
+                "webswitch_cluster_standby_evicted",
+                "Standby splice records dropped, oldest first, to make room for newer ones.",
+                Counter::ClusterStandbyEvicted,
+            ),
+            (
+                "webswitch_cluster_adopted",
+                "Spliced connections adopted from a member that is gone.",
+                Counter::ClusterAdopted,
+            ),
+            (
+                "webswitch_cluster_adopted_ended",
+                "Adopted connections reset when their client sent a request after the one carried.",
+                Counter::ClusterAdoptedEnded,
+            ),
+            (
+                "webswitch_cluster_passed_to_origin",
+                "Segments of a connection another live member spliced, passed to it.",
+                Counter::ClusterPassedToOrigin,
+            ),
+            (
+                "webswitch_cluster_addresses_taken",
+                "Backend-facing addresses of gone members this instance took over.",
+                Counter::ClusterAddressesTaken,
+            ),
+            (
                 "webswitch_warm_opened",
                 "Warm backend connections opened.",
                 Counter::WarmOpened,

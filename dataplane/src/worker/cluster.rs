@@ -5,7 +5,9 @@
 use std::net::Ipv4Addr;
 
 use dpdk_env::Mbuf;
-use tcpstate::cluster::beat::{self, Beat, MemberState};
+use tcpstate::cluster::beat::{Beat, MemberState};
+
+use crate::cluster::members::Membership;
 use tcpstate::wire::{EthernetFrame, MacAddr};
 
 use super::{Worker, ARP_RETRY_MS, MIN_FRAME_LEN};
@@ -25,6 +27,10 @@ impl Worker {
     /// A member's beat (the payload of a datagram to the cluster port of one of our own
     /// addresses, checksum verified), from the frame whose source MAC is `src_mac`.
     pub(super) fn on_cluster_beat(&mut self, src: Ipv4Addr, src_mac: MacAddr, payload: &[u8]) {
+        if tcpstate::cluster::sync::is_sync(payload) {
+            self.on_sync_datagram(src, payload);
+            return;
+        }
         let Some(cl) = self.shared.cluster.as_ref() else {
             self.stats().drop(DropReason::BadClusterBeat, 1);
             return;
@@ -43,7 +49,13 @@ impl Worker {
         let Some(cl) = self.shared.cluster.clone() else {
             return;
         };
-        if self.index != 0 || (!leaving && now_ms < self.beats.next_ms) {
+        if self.index != 0 {
+            return;
+        }
+        if !leaving {
+            self.announce_taken_addresses(&cl);
+        }
+        if !leaving && now_ms < self.beats.next_ms {
             return;
         }
         self.beats.next_ms = now_ms + cl.heartbeat_ms;
@@ -66,7 +78,7 @@ impl Worker {
         .encode();
         self.beats.seq = self.beats.seq.wrapping_add(1);
         let p = cl.port;
-        let (our_mac, our_ip) = (self.shared.addrs[p].mac, cl.addresses[cl.me]);
+        let our_ip = cl.addresses[cl.me];
         for m in 0..cl.names.len() {
             if m == cl.me {
                 continue;
@@ -84,26 +96,43 @@ impl Worker {
                 }
                 continue;
             };
-            let Some(mut f) = Mbuf::alloc(&self.shared.pool) else {
-                self.stats().drop(DropReason::NoMbuf, 1);
-                continue;
-            };
-            let len = l2l3::udp_frame_len(beat::LEN).max(MIN_FRAME_LEN);
-            let Some(buf) = f.append(len) else {
-                self.stats().drop(DropReason::NoMbuf, 1);
-                continue;
-            };
-            buf.fill(0);
-            l2l3::build_udp_frame(
-                buf,
-                (our_mac, mac),
-                (our_ip, peer),
-                (cl.udp_port, cl.udp_port),
-                &b,
-            );
-            self.stage(p, f);
-            self.stats().add(Counter::ClusterBeatsSent, 1);
+            if self.send_to_member(&cl, m, mac, &b) {
+                self.stats().add(Counter::ClusterBeatsSent, 1);
+            }
         }
+    }
+}
+
+impl Worker {
+    /// One datagram with `payload` from our address on the members' port to member `m`
+    /// (at `mac`), port to port `cluster.port`; false (counted) without an mbuf.
+    pub(super) fn send_to_member(
+        &mut self,
+        cl: &Membership,
+        m: usize,
+        mac: MacAddr,
+        payload: &[u8],
+    ) -> bool {
+        let p = cl.port;
+        let Some(mut f) = Mbuf::alloc(&self.shared.pool) else {
+            self.stats().drop(DropReason::NoMbuf, 1);
+            return false;
+        };
+        let len = l2l3::udp_frame_len(payload.len()).max(MIN_FRAME_LEN);
+        let Some(buf) = f.append(len) else {
+            self.stats().drop(DropReason::NoMbuf, 1);
+            return false;
+        };
+        buf.fill(0);
+        l2l3::build_udp_frame(
+            buf,
+            (self.shared.addrs[p].mac, mac),
+            (cl.addresses[cl.me], cl.addresses[m]),
+            (cl.udp_port, cl.udp_port),
+            payload,
+        );
+        self.stage(p, f);
+        true
     }
 }
 
@@ -112,4 +141,27 @@ pub(super) fn frame_src_mac(frame: &[u8]) -> MacAddr {
     EthernetFrame::new_checked(frame)
         .map(|e| e.src_addr())
         .unwrap_or(MacAddr([0; 6]))
+}
+
+impl Worker {
+    /// Worker 0: a gratuitous ARP for each gone member's address this instance just took
+    /// over (`cluster::takeover`), on the port whose subnet holds it, so the backends'
+    /// replies to it come here from now on.
+    fn announce_taken_addresses(&mut self, cl: &crate::cluster::members::Membership) {
+        let taken: Vec<Ipv4Addr> = cl.takeover.take_announcements().collect();
+        for ip in taken {
+            let Some(p) = self.shared.addrs.iter().position(|a| a.on_link(ip)) else {
+                continue;
+            };
+            // Twice: one lost announcement would leave the backends' caches on the
+            // member that is gone until they expire.
+            for _ in 0..2 {
+                if self.send_arp_request(p, ip, ip) {
+                    self.stats().add(Counter::GratuitousArpSent, 1);
+                }
+            }
+            self.stats().add(Counter::ClusterAddressesTaken, 1);
+            tracing::info!(address = %ip, "announced a taken-over address");
+        }
+    }
 }

@@ -41,6 +41,7 @@ mod handover;
 mod prealloc;
 mod presplice;
 mod route;
+mod sync;
 mod timers;
 mod warm;
 pub use control::{ConnInfo, CoreReply, CoreRequest};
@@ -59,7 +60,8 @@ struct Meta {
     /// TSC microseconds: handshake completed, request routed (0: not yet).
     accept_us: u64,
     routed_us: u64,
-    setup_us: Option<u64>,
+    /// Connection setup time, `u64::MAX` until known (an `Option` would take 16 bytes).
+    setup_us: u64,
     ttfb_done: bool,
     /// For the access log: where the request went (what was asked is in the core's
     /// `request_lines`, read only when a line is logged).
@@ -175,7 +177,7 @@ impl Default for Meta {
             backend_port: 0,
             accept_us: 0,
             routed_us: 0,
-            setup_us: None,
+            setup_us: u64::MAX,
             ttfb_done: false,
             rule: None,
             pool: None,
@@ -273,6 +275,12 @@ pub struct TcpCore {
     /// Per backend: the agent load (ten-thousandths) last given to `pools.set_load`
     /// (`u32::MAX`: none yet, as after a runtime change replaced `pools`).
     agent_load: Vec<u32>,
+    /// In a cluster: records of connections other members spliced, for adoption if
+    /// their member goes (`sync`); bounded by `max_flows`.
+    standby: tcpstate::cluster::sync::StandbyTable,
+    /// In a cluster, per connection: what was shared of it, and what adoption allows
+    /// (`sync::ClusterFlow`); empty otherwise.
+    cluster_flows: Vec<sync::ClusterFlow>,
 }
 
 impl TcpCore {
@@ -292,7 +300,8 @@ impl TcpCore {
             + b.flows.bookkeeping
             + b.timers
             + b.tracking
-            + self.meta.len() * per_flow;
+            + self.meta.len() * per_flow
+            + self.cluster_flows.len() * size_of::<sync::ClusterFlow>();
         (tables, self.heads_allocated * self.head_capacity)
     }
 
@@ -341,6 +350,15 @@ impl TcpCore {
             warm_backoff_until: vec![0; crate::runtime::MAX_BACKENDS],
             seg_scratch: vec![0; emit::MAX_SEGMENT],
             agent_load: vec![u32::MAX; crate::runtime::MAX_BACKENDS],
+            standby: tcpstate::cluster::sync::StandbyTable::new(if shared.cluster.is_some() {
+                t.max_flows
+            } else {
+                1
+            }),
+            cluster_flows: match shared.cluster {
+                Some(_) => vec![sync::ClusterFlow::default(); t.max_flows],
+                None => Vec::new(),
+            },
         }
     }
 
@@ -417,12 +435,23 @@ impl Worker {
             local_ip: rx.dst,
             local_port: rx.dport,
         };
-        let found = self.tcp.flows.lookup(&key);
+        let mut found = self.tcp.flows.lookup(&key);
         if found.is_none() && cluster_vip {
             // Not ours to hold: to the member that owns the connection, as it is.
             match self.hand_over(p, m, &rx, from_peer, now_ms) {
                 Some(back) => m = back,
                 None => return,
+            }
+        }
+        if found.is_none() && !self.tcp.standby.is_empty() {
+            // Spliced by another member: passed to it, or adopted if it is gone.
+            match self.standby_segment(p, m, &key, from_peer, now_ms) {
+                sync::FromStandby::Unknown(back) => m = back,
+                sync::FromStandby::Passed => return,
+                sync::FromStandby::Adopted(back, id, side) => {
+                    m = back;
+                    found = Some((id, side));
+                }
             }
         }
         if !self.check_segment(&m, &mut rx, found) {
@@ -481,6 +510,16 @@ impl Worker {
             self.reset_again(id, rx, now_ms);
             return;
         }
+        if side == Side::Client
+            && !self.tcp.cluster_flows.is_empty()
+            && self.adopted_past_end(id, rx.seg.seq, rx.seg.payload_len)
+        {
+            // Adopted without its framing state: a request after the one it carried
+            // cannot be checked, so the connection ends here (the client retries it).
+            self.stats().add(Counter::ClusterAdoptedEnded, 1);
+            self.kill_conn(id, now_ms);
+            return;
+        }
         let mut m = m;
         let mut rx = *rx;
         // An unverified segment is one presplice framing passes whatever it holds.
@@ -527,6 +566,7 @@ impl Worker {
         drop(m);
         if side == Side::Backend {
             self.record_latency(id, rx.seg.payload_len);
+            self.sync_if_due(id);
         }
         self.apply_verdict(id, verdict, now_ms);
         if self.tcp.per_request[id as usize].is_some() {
@@ -546,7 +586,7 @@ impl Worker {
         // Cheap on the common path: two flags read, no clock read once both are recorded.
         let m = &self.tcp.meta[id as usize];
         let (accept_us, routed_us) = (m.accept_us, m.routed_us);
-        let want_setup = m.setup_us.is_none();
+        let want_setup = m.setup_us == u64::MAX;
         let want_ttfb = payload_len > 0 && !m.ttfb_done && routed_us != 0;
         if !want_setup && !want_ttfb {
             return;
@@ -559,7 +599,7 @@ impl Worker {
         let now = self.now_us();
         if want_setup && spliced {
             let d = now.saturating_sub(accept_us);
-            self.tcp.meta[id as usize].setup_us = Some(d);
+            self.tcp.meta[id as usize].setup_us = d;
             self.stats().setup_us.record(d);
         }
         if want_ttfb {
@@ -704,6 +744,7 @@ impl Worker {
     /// Forgets connection `id`: out of queues and the flow table, its slot, buffers and
     /// framing state given back, its access log line queued.
     fn remove_conn(&mut self, id: ConnId) {
+        self.sync_forget(id);
         self.dequeue(id);
         self.release_per_request(id);
         self.release_watch(id);
@@ -791,7 +832,7 @@ impl Worker {
             status: meta.status,
             bytes_c2b: c.bytes_c2b,
             bytes_b2c: c.bytes_b2c,
-            setup_us: meta.setup_us,
+            setup_us: (meta.setup_us != u64::MAX).then_some(meta.setup_us),
             duration_us: self.now_us().saturating_sub(meta.accept_us),
             core: self.index,
         };

@@ -3115,3 +3115,56 @@ fn handed_off_client_fin_and_rst_end_the_entry() {
     assert_eq!(v, Verdict::Continue);
     assert_eq!(h.c.state, State::Closed);
 }
+
+#[test]
+fn a_record_exists_only_once_the_backend_has_the_head() {
+    let mac = crate::wire::MacAddr([2, 0, 0, 0, 0, 1]);
+    let h = H::connected(Setup::default());
+    assert!(h.c.splice_record(0, mac, mac).is_none());
+    let h = H::spliced(Setup::default());
+    let r = h.c.splice_record(1, mac, mac).expect("spliced, head acked");
+    assert_eq!(
+        (r.client, r.backend, r.c2b, r.b2c),
+        (h.c.client, target().key, h.c.c2b, h.c.b2c)
+    );
+    assert_eq!(r.origin, 1);
+}
+
+#[test]
+fn an_adopted_connection_learns_what_went_through_the_member_that_died() {
+    let mac = crate::wire::MacAddr([2, 0, 0, 0, 0, 1]);
+    let s = Setup::default();
+    let mut h = H::spliced(s);
+    let r = h.c.splice_record(1, mac, mac).unwrap();
+    // Traffic the adopter never sees: 5000 response bytes acked, 300 more request bytes.
+    let (v, _) = h.backend(0, HEAD.len(), tcp_flags::PSH, 5000, s.now + 5);
+    assert_eq!(v, Verdict::Continue);
+    let (v, _) = h.client(HEAD.len(), 5000, tcp_flags::PSH, &[b'x'; 300], s.now + 6);
+    assert_eq!(v, Verdict::Continue);
+    let now = s.now + 100;
+    h.c = Conn::adopt(&r, s.params, now);
+    assert_eq!(h.c.state, State::Spliced);
+    // The client acks response bytes the adopter never forwarded: news, not a challenge.
+    let (v, e) = h.client(HEAD.len() + 300, 5000, 0, &[], now);
+    assert_eq!((v, e.as_slice()), (Verdict::Continue, &[Emit::Forward][..]));
+    // The backend acks request bytes it got through the dead member, and sends more.
+    let (v, e) = h.backend(5000, HEAD.len() + 300, tcp_flags::PSH, 1000, now + 1);
+    assert_eq!((v, e.as_slice()), (Verdict::Continue, &[Emit::Forward][..]));
+    // Past the learning time, RFC 5961 5.2 holds again: an ack of bytes never sent is
+    // challenged.
+    let later = now + ADOPT_LEARN_MS + 1;
+    let (v, e) = h.client(HEAD.len() + 300, 9000, 0, &[], later);
+    assert!(
+        matches!(
+            v,
+            Verdict::Challenged {
+                why: Challenge::AckOfUnsent,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert!(matches!(e.as_slice(), [Emit::ToClient(_)]), "{e:?}");
+    // Its translation is the origin's: the backend sees one connection.
+    assert_eq!((h.c.c2b, h.c.b2c), (r.c2b, r.b2c));
+}

@@ -64,7 +64,7 @@ impl Worker {
 
     /// The MAC frames to `ip` leave port `p` for: `ip`'s own on the port's link, the
     /// gateway's otherwise (both from the neighbour table).
-    fn next_hop_mac(&mut self, p: usize, ip: Ipv4Addr, now_ms: u64) -> Option<MacAddr> {
+    pub(super) fn next_hop_mac(&mut self, p: usize, ip: Ipv4Addr, now_ms: u64) -> Option<MacAddr> {
         let port = &self.shared.addrs[p];
         let hop = if port.on_link(ip) { ip } else { port.gateway? };
         self.neigh[p].lookup(hop, now_ms)

@@ -1,0 +1,166 @@
+//! Issue 17, points 4 and 5, and its headline test: an instance killed under load breaks
+//! no connection.
+//!
+//! Paper 001's run scaled to the cluster testbed: concurrent 10 MiB GETs and 10 MiB PUTs
+//! from the router's client through two instances behind ECMP, each paced so that it lasts
+//! about ten seconds; instance 2 is killed (SIGKILL) at half time. The connections it had
+//! spliced were pushed to instance 1 (their splice records, `tcpstate::cluster::sync`);
+//! instance 1 takes over instance 2's backend-facing address (gratuitous ARP) and adopts
+//! each connection at its first segment, whichever side sends it. Every transfer must
+//! complete, byte-exact: each GET's sha256 is that of the file on the backend that served
+//! it, each PUT's that of the file nginx wrote. The throughput dip and the time back to
+//! full throughput are printed (paper 001 reports a 5.3% dip). One and two workers per
+//! instance.
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use webswitch_tests::cluster::{await_members, await_next_hops, host, start_pair, vip};
+use webswitch_tests::{
+    counter, root_or_skip, sha256_file, testbed_lock, wait_output, workspace_root, Switch, Testbed,
+};
+
+const GETS: usize = 10;
+const PUTS: usize = 10;
+const SIZE: usize = 10 * 1024 * 1024;
+/// Bytes per second per transfer: ten seconds each.
+const RATE: usize = SIZE / 10;
+/// The kill, after the transfers started.
+const HALF_TIME: Duration = Duration::from_secs(5);
+
+fn stat(sw: &Switch, name: &str) -> u64 {
+    counter(&sw.call("stats", Value::Null), &["total", name])
+}
+
+/// The aggregate rate (bytes per bin) over `bins[from..to]`.
+fn mean(bins: &[u64], from: usize, to: usize) -> f64 {
+    let to = to.min(bins.len());
+    if to <= from {
+        return 0.0;
+    }
+    bins[from..to].iter().sum::<u64>() as f64 / (to - from) as f64
+}
+
+fn failover(name: &str, net: u8, workers: usize) {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up_cluster(name, net);
+    let (s1, s2, _, _) = start_pair(&tb, name, workers);
+
+    let tool = workspace_root().join("tests/tools/transfers.py");
+    let started = Instant::now();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("fc"), "python3"])
+        .arg(tool)
+        .args([
+            vip(&tb),
+            GETS.to_string(),
+            PUTS.to_string(),
+            "/big/10M.bin".to_string(),
+            SIZE.to_string(),
+            RATE.to_string(),
+            name.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("transfers.py");
+    std::thread::sleep(HALF_TIME);
+    let records = stat(&s2, "cluster_sync_sent");
+    let open2 = s2.call("connections.list", serde_json::json!({ "limit": 1000 }));
+    let held = open2["connections"]
+        .as_array()
+        .map(|c| c.iter().filter(|c| c["state"] == "spliced").count())
+        .unwrap_or(0);
+    eprintln!("instance 2 holds {held} spliced connections and sent {records} records; killing it");
+    assert!(held > 0, "the router gave instance 2 no transfer?");
+    let killed_at = started.elapsed();
+    drop(s2);
+    let gone = await_members(&s1, &["sw1"], Duration::from_secs(3));
+    eprintln!(
+        "instance 1 dropped the killed member after {} ms",
+        gone.as_millis()
+    );
+    await_next_hops(&tb, &[host(&tb, 1)], Duration::from_secs(10));
+
+    // Bounded: every socket in the tool times out after 30 s of silence.
+    let text = wait_output(child, Duration::from_secs(120), "the transfers");
+    let run: Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("transfers {text:?}: {e}"));
+
+    let adopted = stat(&s1, "cluster_adopted");
+    let taken = stat(&s1, "cluster_addresses_taken");
+    eprintln!("instance 1 adopted {adopted} connections, took over {taken} address(es)");
+    let mut failed = Vec::new();
+    for t in run["transfers"].as_array().expect("transfers") {
+        let be = t["backend"].as_str().unwrap_or("");
+        let path = t["path"].as_str().unwrap_or("");
+        if t["ok"] != true {
+            failed.push(format!("{} {path}: {}", t["kind"], t["error"]));
+            continue;
+        }
+        let file = match t["kind"].as_str() {
+            Some("get") => format!("/tmp/{}-testbed/{be}/www/big/10M.bin", tb.name),
+            _ => format!("/tmp/{}-testbed/{be}/www{path}", tb.name),
+        };
+        let want = sha256_file(&file);
+        if t["sha256"].as_str() != Some(want.as_str()) || want.is_empty() {
+            failed.push(format!(
+                "{} {path} via {be}: sha256 differs from {file}",
+                t["kind"]
+            ));
+        }
+    }
+    let bins: Vec<u64> = run["timeline"]
+        .as_array()
+        .map(|b| b.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let bin_s = run["bin_s"].as_f64().unwrap_or(0.1);
+    let k = (killed_at.as_secs_f64() / bin_s) as usize;
+    let per_s = |b: f64| b / bin_s / 1e6;
+    let before = mean(&bins, k.saturating_sub(20), k);
+    let after = mean(&bins, k, k + 20);
+    // Back to full: the first half second after the kill whose rate is 95% of before's.
+    let back = (k..bins.len().saturating_sub(5))
+        .find(|&i| i > k && mean(&bins, i, i + 5) >= 0.95 * before)
+        .map(|i| (i - k) as f64 * bin_s);
+    // The paced transfers catch up after a stall, so the 2 s mean hides it: the lowest
+    // half second after the kill shows it.
+    let lowest = (k..(k + 30).min(bins.len().saturating_sub(5)))
+        .map(|i| mean(&bins, i, i + 5))
+        .fold(f64::MAX, f64::min);
+    eprintln!(
+        "throughput {:.1} MB/s in the 2 s before the kill, {:.1} MB/s in the 2 s after: a dip of {:.1}% (paper 001: 5.3%); lowest half second after the kill {:.1} MB/s ({:.0}% of before); back to 95% after {}",
+        per_s(before),
+        per_s(after),
+        100.0 * (1.0 - after / before.max(1.0)),
+        per_s(lowest.min(before)),
+        100.0 * lowest.min(before) / before.max(1.0),
+        back.map_or("never".to_string(), |s| format!("{s:.1} s"))
+    );
+    assert!(
+        failed.is_empty(),
+        "transfers broken by the kill: {failed:#?}"
+    );
+    assert!(adopted > 0, "no connection adopted, yet none broke?");
+    assert_eq!(
+        taken, 1,
+        "instance 2's backend-facing address taken over once"
+    );
+    let fin = s1.stop();
+    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0, "mbufs leaked");
+    assert_eq!(counter(&fin, &["total", "drops", "bad_cluster_sync"]), 0);
+    tb.down();
+}
+
+#[test]
+fn a_killed_instance_breaks_no_transfer_one_worker() {
+    failover("wcx1", 240, 1);
+}
+
+#[test]
+fn a_killed_instance_breaks_no_transfer_two_workers() {
+    failover("wcx2", 241, 2);
+}
