@@ -7,4 +7,5 @@
 //! BFD, `ports[].exception`) is in the worker's loop and `l2l3`.
 pub mod announce;
 pub mod members;
+pub mod store;
 pub mod takeover;

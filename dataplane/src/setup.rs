@@ -330,6 +330,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     });
     running.shared = Some(Arc::clone(&shared));
     running.eal = Some(eal);
+    start_state_store(&shared);
     for ((i, lcore), bell) in config.lcores.workers.iter().enumerate().zip(doorbells) {
         let s = Arc::clone(&shared);
         let eal = running.eal.as_ref().expect("set above");
@@ -337,6 +338,39 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             .map_err(dpdk(format!("lcores.workers[{i}]")))?;
     }
     Ok(running)
+}
+
+/// `cluster.state_store`: the thread that talks to the store for the workers
+/// (`cluster::store`); it ends with the workers (`Shared::stop`).
+fn start_state_store(shared: &Arc<Shared>) {
+    let Some(store) = shared.cluster.as_ref().and_then(|c| c.store.clone()) else {
+        return;
+    };
+    let s = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("ws-store".into())
+        .spawn(move || {
+            let Some(cl) = s.cluster.clone() else {
+                return;
+            };
+            let cores = s.stats.len();
+            store.run(&s.stop, |rec| {
+                let c = &rec.client;
+                let core = tcpstate::steer::client_flow_core(
+                    c.remote_ip,
+                    c.remote_port,
+                    c.local_ip,
+                    c.local_port,
+                    cores,
+                );
+                if cl.inbox[core].push(rec).is_ok() {
+                    s.wake(core);
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cluster state store: no thread; records are not shared");
+    }
 }
 
 /// Each port's exception path (`ports[].exception`): a `net_tap` probed now that the

@@ -131,6 +131,7 @@ counter_enum! {
         ClusterAdoptedEnded => "cluster_adopted_ended",
         ClusterPassedToOrigin => "cluster_passed_to_origin",
         ClusterAddressesTaken => "cluster_addresses_taken",
+        ClusterStoreLookups => "cluster_store_lookups",
         MemoryTablesBytes => "memory_tables_bytes",
         MemoryHeadBuffersBytes => "memory_head_buffers_bytes",
         BusyIterations => "busy_iterations",
@@ -186,6 +187,8 @@ counter_enum! {
         BadClusterSync => "bad_cluster_sync",
         ClusterSyncInboxFull => "cluster_sync_inbox_full",
         ClusterAdoptFailed => "cluster_adopt_failed",
+        ClusterStoreQueueFull => "cluster_store_queue_full",
+        ClusterStoreWait => "cluster_store_wait",
     }
 }
 

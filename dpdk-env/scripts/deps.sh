@@ -20,8 +20,9 @@ PACKAGES=(
     valgrind
     # the web listener's end-to-end tests: a real Prometheus (and promtool), headless Chromium
     prometheus chromium
-    # the cluster testbed: a real BGP daemon on each instance and on the ECMP router
-    bird2
+    # the cluster testbed: a real BGP daemon on each instance and on the ECMP router, and
+    # memcached (the state store of cluster.state_store) on the router
+    bird2 memcached
 )
 
 check_only=0

@@ -31,6 +31,7 @@ CLUSTER_VIP=10.$N.5.10
 FC_IP=$FC_NET.2
 FR_CLI_IP=$FC_NET.254
 FR_FRONT_IP=$FRONT_NET.254
+CLUSTER_STORE_PORT=11211 # memcached on the router (cluster.state_store)
 IF_FRONT=front       # in $P-fr: the bridge of the front segment (the router's 10.N.4.254)
 IF_FR_CLI=fr-cli     # in $P-fr, peer of cli0 in $P-fc
 IF_SW_FR=sw-fr       # in $P-sw and $P-sw2: the instance's front port (DPDK)
@@ -121,7 +122,7 @@ EOF
 }
 
 cluster_up() {
-    need_tools bird birdc nft
+    need_tools bird birdc nft memcached
     local i ns peer
     say "cluster: router $NS_FR, client $NS_FC, second instance $NS_SW2, VIP $CLUSTER_VIP"
     for ns in "${NS_CLUSTER[@]}"; do
@@ -199,6 +200,12 @@ EOF
     bird_start "$NS_FR" "$CLUSTER_DIR/fr.conf" fr
     bird_start "$NS_SW" "$CLUSTER_DIR/sw1.conf" sw1
     bird_start "$NS_SW2" "$CLUSTER_DIR/sw2.conf" sw2
+    # the state store of `cluster.state_store` (memcached), on the router's front bridge:
+    # the instances reach it through their kernels (the exception path). A system
+    # package's service may have started one elsewhere; this one belongs to the testbed
+    # (killed with the namespace's processes at `down`).
+    nsx "$NS_FR" memcached -d -u nobody -l "$FR_FRONT_IP" -p "$CLUSTER_STORE_PORT" -m 64 \
+        -P "$CLUSTER_DIR/memcached.pid" || die "cluster: memcached did not start"
     echo "cluster testbed $P (WS_NET=$N): router $NS_FR, instances $NS_SW $NS_SW2, VIP $CLUSTER_VIP" >"$CLUSTER_FLAG"
     say "cluster: BIRD runs in $NS_FR, $NS_SW and $NS_SW2 (sessions come up once webswitch attaches to $IF_EXC)"
 }
@@ -211,6 +218,7 @@ cluster testbed '$P' is up (WS_NET=$N)
   router    ns $NS_FR   $IF_FR_CLI $FR_CLI_IP/24; bridge $IF_FRONT $FR_FRONT_IP/24; BIRD AS $ROUTER_AS (birdc -s $CLUSTER_DIR/fr.ctl)
   instance1 ns $NS_SW   port $IF_SW_FR ($(instance_front_mac 1)) own $(instance_own_ip 1), TAP $IF_EXC $(instance_host_ip 1)/24, port $IF_SW_BE own $(instance_backend_ip 1)
   instance2 ns $NS_SW2  port $IF_SW_FR ($(instance_front_mac 2)) own $(instance_own_ip 2), TAP $IF_EXC $(instance_host_ip 2)/24, port $IF_SW_BE own $(instance_backend_ip 2)
+  store     memcached on $FR_FRONT_IP:$CLUSTER_STORE_PORT (in $NS_FR), for cluster.state_store
   VIP       $CLUSTER_VIP:80, announced by each instance's BIRD (AS $INSTANCE_AS) once its webswitch runs
   config:   examples/cluster.json (instance 1; instance 2 with .32, .2 and file prefix changed)
   check:    ip netns exec $NS_FR ip route show $CLUSTER_VIP
@@ -227,5 +235,6 @@ WS_CLUSTER_CLIENT_NS=$NS_FC
 WS_CLUSTER_CLIENT_IP=$FC_IP
 WS_CLUSTER_SW2_NS=$NS_SW2
 WS_CLUSTER_BIRD_DIR=$CLUSTER_DIR
+WS_CLUSTER_STORE=$FR_FRONT_IP:$CLUSTER_STORE_PORT
 EOF
 }

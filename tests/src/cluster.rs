@@ -95,6 +95,11 @@ pub fn bird_socket(tb: &Testbed, name: &str) -> String {
     format!("/tmp/{}-testbed/cluster.d/{name}.ctl", tb.name)
 }
 
+/// The testbed's memcached (on the router's front bridge), for `cluster.state_store`.
+pub fn store_address(tb: &Testbed) -> String {
+    format!("{}:11211", tb.ip(4, 254))
+}
+
 pub fn host(tb: &Testbed, i: u8) -> String {
     tb.ip(4, 20 + i)
 }
@@ -234,8 +239,20 @@ pub fn await_members(sw: &Switch, live: &[&str], within: Duration) -> Duration {
 /// Both instances started, announced, each seeing the other and owning half; returns them
 /// with their configs.
 pub fn start_pair(tb: &Testbed, name: &str, workers: usize) -> (Switch, Switch, Value, Value) {
-    let c1 = instance_config(tb, 1, workers);
-    let c2 = instance_config(tb, 2, workers);
+    start_pair_with(tb, name, workers, |_| {})
+}
+
+/// [`start_pair`] with both configs changed by `edit` first.
+pub fn start_pair_with(
+    tb: &Testbed,
+    name: &str,
+    workers: usize,
+    edit: impl Fn(&mut Value),
+) -> (Switch, Switch, Value, Value) {
+    let mut c1 = instance_config(tb, 1, workers);
+    let mut c2 = instance_config(tb, 2, workers);
+    edit(&mut c1);
+    edit(&mut c2);
     let s1 = Switch::start_in(tb, "sw", &format!("{name}-i1"), &c1);
     let s2 = Switch::start_in(tb, "sw2", &format!("{name}-i2"), &c2);
     await_next_hops(tb, &[host(tb, 1), host(tb, 2)], Duration::from_secs(20));

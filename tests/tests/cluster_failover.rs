@@ -15,7 +15,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use webswitch_tests::cluster::{await_members, await_next_hops, host, start_pair, vip};
+use webswitch_tests::cluster::{
+    await_members, await_next_hops, host, start_pair_with, store_address, vip,
+};
 use webswitch_tests::{
     counter, root_or_skip, sha256_file, testbed_lock, wait_output, workspace_root, Switch, Testbed,
 };
@@ -41,13 +43,27 @@ fn mean(bins: &[u64], from: usize, to: usize) -> f64 {
     bins[from..to].iter().sum::<u64>() as f64 / (to - from) as f64
 }
 
-fn failover(name: &str, net: u8, workers: usize) {
+/// How the instances share splice state (`cluster.state_store`).
+#[derive(Clone, Copy, PartialEq)]
+enum Sharing {
+    /// Each record pushed to every member (the default).
+    Push,
+    /// Written to the testbed's memcached, read on a miss.
+    Store,
+}
+
+fn failover(name: &str, net: u8, workers: usize, sharing: Sharing) {
     if !root_or_skip() {
         return;
     }
     let _guard = testbed_lock();
     let tb = Testbed::up_cluster(name, net);
-    let (s1, s2, _, _) = start_pair(&tb, name, workers);
+    let store = store_address(&tb);
+    let (s1, s2, _, _) = start_pair_with(&tb, name, workers, |c| {
+        if sharing == Sharing::Store {
+            c["cluster"]["state_store"] = serde_json::json!({ "memcached": store });
+        }
+    });
 
     let tool = workspace_root().join("tests/tools/transfers.py");
     let started = Instant::now();
@@ -91,6 +107,8 @@ fn failover(name: &str, net: u8, workers: usize) {
         serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("transfers {text:?}: {e}"));
 
     let adopted = stat(&s1, "cluster_adopted");
+    let state = s1.call("cluster", Value::Null)["membership"]["state_sharing"].clone();
+    eprintln!("instance 1's state sharing: {state}");
     let taken = stat(&s1, "cluster_addresses_taken");
     eprintln!("instance 1 adopted {adopted} connections, took over {taken} address(es)");
     let mut failed = Vec::new();
@@ -145,6 +163,13 @@ fn failover(name: &str, net: u8, workers: usize) {
         "transfers broken by the kill: {failed:#?}"
     );
     assert!(adopted > 0, "no connection adopted, yet none broke?");
+    if sharing == Sharing::Store {
+        let store = &state["store"];
+        assert!(
+            counter(store, &["writes"]) > 0 && counter(store, &["hits"]) > 0,
+            "the store was not used: {state}"
+        );
+    }
     assert_eq!(
         taken, 1,
         "instance 2's backend-facing address taken over once"
@@ -157,10 +182,20 @@ fn failover(name: &str, net: u8, workers: usize) {
 
 #[test]
 fn a_killed_instance_breaks_no_transfer_one_worker() {
-    failover("wcx1", 240, 1);
+    failover("wcx1", 240, 1, Sharing::Push);
 }
 
 #[test]
 fn a_killed_instance_breaks_no_transfer_two_workers() {
-    failover("wcx2", 241, 2);
+    failover("wcx2", 241, 2, Sharing::Push);
+}
+
+#[test]
+fn a_killed_instance_breaks_no_transfer_state_in_memcached_one_worker() {
+    failover("wcs1", 242, 1, Sharing::Store);
+}
+
+#[test]
+fn a_killed_instance_breaks_no_transfer_state_in_memcached_two_workers() {
+    failover("wcs2", 243, 2, Sharing::Store);
 }

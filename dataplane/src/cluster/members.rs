@@ -79,6 +79,8 @@ pub struct Membership {
     /// Per worker: splice records received by another core for flows it steers (the
     /// core that receives a record's datagram is not the one that would adopt it).
     pub inbox: Vec<ArrayQueue<SpliceRecord>>,
+    /// `cluster.state_store`: records go to this store instead of to every member.
+    pub store: Option<Arc<super::store::Store>>,
 }
 
 /// Records a worker may have waiting from the others (beyond, they are dropped and
@@ -134,6 +136,10 @@ impl Membership {
             inbox: (0..config.lcores.workers.len().max(1))
                 .map(|_| ArrayQueue::new(INBOX_LEN))
                 .collect(),
+            store: c
+                .state_store
+                .as_ref()
+                .map(|s| Arc::new(super::store::Store::new(s.memcached, s.ttl_s))),
         })
     }
 
@@ -310,6 +316,8 @@ impl Membership {
                     "draining": if i == self.me { self.draining.load(Ordering::Relaxed) } else { s.draining.load(Ordering::Relaxed) },
                     "times_lost": s.lost.load(Ordering::Relaxed),
                     "mac": self.mac_of(i).map(|m| m.to_string()),
+                    "backend_address": self.takeover.state(i).0.map(|a| a.to_string()),
+                    "backend_address_taken": self.takeover.state(i).2,
                 })
             })
             .collect();
@@ -321,6 +329,10 @@ impl Membership {
             "owning": t.now.live(),
             "settled": self.settled(now_tsc),
             "members": members,
+            "state_sharing": match &self.store {
+                Some(s) => json!({ "design": "store", "store": s.json() }),
+                None => json!({ "design": "push" }),
+            },
         })
     }
 }

@@ -436,6 +436,11 @@ impl Collector for SwitchCollector {
                 Counter::ClusterAddressesTaken,
             ),
             (
+                "webswitch_cluster_store_lookups",
+                "Splice records asked of the state store for segments no flow or record here knew.",
+                Counter::ClusterStoreLookups,
+            ),
+            (
                 "webswitch_warm_opened",
                 "Warm backend connections opened.",
                 Counter::WarmOpened,

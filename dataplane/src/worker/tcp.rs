@@ -281,6 +281,8 @@ pub struct TcpCore {
     /// In a cluster, per connection: what was shared of it, and what adoption allows
     /// (`sync::ClusterFlow`); empty otherwise.
     cluster_flows: Vec<sync::ClusterFlow>,
+    /// The store design: lookups this core is waiting for, by tuple (when asked).
+    store_pending: hashbrown::HashMap<FlowKey, u64>,
 }
 
 impl TcpCore {
@@ -359,6 +361,7 @@ impl TcpCore {
                 Some(_) => vec![sync::ClusterFlow::default(); t.max_flows],
                 None => Vec::new(),
             },
+            store_pending: hashbrown::HashMap::new(),
         }
     }
 
@@ -443,9 +446,16 @@ impl Worker {
                 None => return,
             }
         }
-        if found.is_none() && !self.tcp.standby.is_empty() {
+        let store = self
+            .shared
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.store.is_some());
+        if found.is_none() && (!self.tcp.standby.is_empty() || store) {
             // Spliced by another member: passed to it, or adopted if it is gone.
-            match self.standby_segment(p, m, &key, from_peer, now_ms) {
+            // A SYN opens a connection and a RST ends one: neither is worth a lookup.
+            let opens_or_ends = rx.seg.syn() || rx.seg.rst();
+            match self.standby_segment(p, m, &key, opens_or_ends, from_peer, now_ms) {
                 sync::FromStandby::Unknown(back) => m = back,
                 sync::FromStandby::Passed => return,
                 sync::FromStandby::Adopted(back, id, side) => {

@@ -1,7 +1,7 @@
 //! The instance's part in a cluster of webswitches behind ECMP (`cluster`): how it tells
 //! the routing daemon on its appliance to announce the VIPs, or to withdraw them.
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +54,31 @@ pub struct ClusterConfig {
     /// member that owns it, which answers the client directly.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub front: bool,
+    /// Where spliced connections' state is shared. Absent: pushed to every member as each
+    /// round is spliced (`tcpstate::cluster::sync`). With a store: written there, and read
+    /// from it by a member that receives a segment of a connection it holds no state for
+    /// (the Yoda L7 balancer's design).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_store: Option<StateStore>,
+}
+
+/// A shared store of splice records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateStore {
+    /// A memcached server every member reaches through its host's kernel (the exception
+    /// path, or a management network), text protocol: `"10.0.0.5:11211"`.
+    pub memcached: SocketAddrV4,
+    /// Seconds a record lives in the store unless written again (each round of a
+    /// keep-alive connection writes it again).
+    #[serde(default = "StateStore::default_ttl_s")]
+    pub ttl_s: u32,
+}
+
+impl StateStore {
+    fn default_ttl_s() -> u32 {
+        3600
+    }
 }
 
 impl Default for ClusterConfig {
@@ -66,6 +91,7 @@ impl Default for ClusterConfig {
             heartbeat_ms: Self::default_heartbeat_ms(),
             dead_after_ms: Self::default_dead_after_ms(),
             front: false,
+            state_store: None,
         }
     }
 }
@@ -99,6 +125,27 @@ impl ClusterConfig {
         vips: &[VipConfig],
         agent_port: u16,
     ) -> Result<(), ConfigError> {
+        if let Some(store) = &self.state_store {
+            if self.members.is_empty() {
+                return Err(ConfigError::new(
+                    "cluster.state_store",
+                    "a state store is for the members' connections: list the members",
+                ));
+            }
+            if store.memcached.port() == 0 || store.memcached.ip().is_unspecified() {
+                return Err(ConfigError::new(
+                    "cluster.state_store.memcached",
+                    "an address and port to connect to",
+                ));
+            }
+            // memcached reads a larger relative time as an absolute one (a past date).
+            if !(1..=2_592_000).contains(&store.ttl_s) {
+                return Err(ConfigError::new(
+                    "cluster.state_store.ttl_s",
+                    "must be 1..=2592000 (30 days, memcached's longest relative time)",
+                ));
+            }
+        }
         if self.members.is_empty() {
             if self.front {
                 return Err(ConfigError::new(

@@ -512,6 +512,28 @@ fn cluster_members_are_checked_by_field() {
         v["cluster"]["members"] = serde_json::json!([{ "name": "sw1", "address": "10.99.4.31" }]);
     });
     assert_eq!(field(e), "cluster.front");
+    // A state store: an address to reach, a TTL memcached takes as relative.
+    let e = cluster_err_after(|v| {
+        v["cluster"]["state_store"] = serde_json::json!({ "memcached": "0.0.0.0:11211" });
+    });
+    assert_eq!(field(e), "cluster.state_store.memcached");
+    let e = cluster_err_after(|v| {
+        v["cluster"]["state_store"] =
+            serde_json::json!({ "memcached": "10.99.4.254:11211", "ttl_s": 2_592_001 });
+    });
+    assert_eq!(field(e), "cluster.state_store.ttl_s");
+    let e = cluster_err_after(|v| {
+        v["cluster"]["state_store"] = serde_json::json!({ "memcached": "10.99.4.254:11211" });
+        v["cluster"]["members"] = serde_json::json!([]);
+    });
+    assert_eq!(field(e), "cluster.state_store");
+    let mut v: serde_json::Value = serde_json::from_str(CLUSTER).unwrap();
+    v["cluster"]["state_store"] = serde_json::json!({ "memcached": "10.99.4.254:11211" });
+    let store = Config::from_json(&v.to_string())
+        .unwrap()
+        .cluster
+        .state_store;
+    assert_eq!(store.map(|s| s.ttl_s), Some(3600));
     let mut v: serde_json::Value = serde_json::from_str(CLUSTER).unwrap();
     v["cluster"]["front"] = true.into();
     assert!(Config::from_json(&v.to_string()).unwrap().cluster.front);

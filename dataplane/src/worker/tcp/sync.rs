@@ -14,6 +14,8 @@
 use std::net::Ipv4Addr;
 
 use dpdk_env::Mbuf;
+
+use crate::cluster::store::StoreOp;
 use tcpstate::cluster::flow_key;
 use tcpstate::cluster::sync::{SpliceRecord, Stored, SyncKind};
 use tcpstate::conn::Conn;
@@ -24,6 +26,13 @@ use tcpstate::wire::{EthernetFrame, SeqNumber};
 use super::{Meta, RequestLine};
 use crate::stats::{Counter, DropReason};
 use crate::worker::Worker;
+
+/// The store design: how long a segment waits (is dropped) for its record's lookup,
+/// how long after a lookup found nothing the tuple is left alone, and how many lookups a
+/// core may have outstanding.
+const STORE_WAIT_MS: u64 = 300;
+const STORE_NEGATIVE_MS: u64 = 3_000;
+const STORE_PENDING_MAX: usize = 1024;
 
 /// What a core keeps per connection in a cluster.
 #[derive(Debug, Clone, Copy, Default)]
@@ -146,6 +155,15 @@ impl Worker {
         let Some(cl) = self.shared.cluster.clone() else {
             return;
         };
+        if let Some(store) = &cl.store {
+            // The store design: one queued write; the store thread does the rest.
+            if store.submit(StoreOp::Put(*rec)) {
+                self.stats().add(Counter::ClusterSyncSent, 1);
+            } else {
+                self.stats().drop(DropReason::ClusterStoreQueueFull, 1);
+            }
+            return;
+        }
         let reachable = cl.tables().reachable;
         let bytes = rec.encode();
         for m in (0..cl.names.len()).filter(|&m| m != cl.me && reachable >> m & 1 == 1) {
@@ -179,13 +197,6 @@ impl Worker {
             }
         };
         self.stats().add(Counter::ClusterSyncReceived, 1);
-        if rec.kind == SyncKind::Splice {
-            cl.takeover.learn(
-                usize::from(rec.origin),
-                rec.backend.local_ip,
-                rec.origin_backend_mac,
-            );
-        }
         let c = &rec.client;
         let core = steer::client_flow_core(
             c.remote_ip,
@@ -216,7 +227,20 @@ impl Worker {
         n
     }
 
+    /// A record for a flow this core steers: pushed by a member, or found in the store.
     fn keep_sync(&mut self, rec: SpliceRecord) {
+        if let Some(cl) = self.shared.cluster.as_deref() {
+            if rec.kind == SyncKind::Splice && usize::from(rec.origin) != cl.me {
+                // Its origin's backend-facing address, to take over if the origin goes.
+                cl.takeover.learn(
+                    usize::from(rec.origin),
+                    rec.backend.local_ip,
+                    rec.origin_backend_mac,
+                );
+            }
+        }
+        self.tcp.store_pending.remove(&rec.client);
+        self.tcp.store_pending.remove(&rec.backend);
         match rec.kind {
             SyncKind::Forget => {
                 if self
@@ -245,6 +269,7 @@ impl Worker {
         p: usize,
         mut m: Mbuf,
         key: &FlowKey,
+        syn: bool,
         from: Option<usize>,
         now_ms: u64,
     ) -> FromStandby {
@@ -257,7 +282,10 @@ impl Worker {
                 .map(|r| (*r, Side::Backend)),
         };
         let Some((rec, side)) = found else {
-            return FromStandby::Unknown(m);
+            return match self.ask_store(key, syn, now_ms) {
+                true => FromStandby::Passed,
+                false => FromStandby::Unknown(m),
+            };
         };
         let Some(cl) = self.shared.cluster.clone() else {
             return FromStandby::Unknown(m);
@@ -300,6 +328,57 @@ impl Worker {
             Some(id) => FromStandby::Adopted(m, id, side),
             None => FromStandby::Unknown(m),
         }
+    }
+
+    /// The store design: a segment of a flow no core state and no record here knows may
+    /// belong to a connection a member that is gone spliced. Its record is asked of the
+    /// store (once per tuple, answered into this core's inbox) and the segment dropped
+    /// meanwhile (true: its sender retransmits and finds the record here). A SYN, a health
+    /// probe's or a warm connection's segment is never looked up; once the store had
+    /// nothing for `STORE_NEGATIVE_MS`, the segment goes on as before (false: a stray is
+    /// reset).
+    fn ask_store(&mut self, key: &FlowKey, syn: bool, now_ms: u64) -> bool {
+        let Some(store) = self.shared.cluster.as_ref().and_then(|c| c.store.clone()) else {
+            return false;
+        };
+        if syn || self.tcp.probes.contains_key(key) || self.tcp.warm.contains_key(key) {
+            return false;
+        }
+        if let Some(&asked) = self.tcp.store_pending.get(key) {
+            let waited = now_ms.saturating_sub(asked);
+            if waited < STORE_WAIT_MS {
+                self.stats().drop(DropReason::ClusterStoreWait, 1);
+                return true;
+            }
+            if waited < STORE_NEGATIVE_MS {
+                return false;
+            }
+            self.tcp.store_pending.remove(key);
+        }
+        if self.tcp.store_pending.len() >= STORE_PENDING_MAX {
+            self.tcp
+                .store_pending
+                .retain(|_, asked| now_ms.saturating_sub(*asked) < STORE_NEGATIVE_MS);
+            if self.tcp.store_pending.len() >= STORE_PENDING_MAX {
+                return false;
+            }
+        }
+        let client_side = self
+            .shared
+            .addrs
+            .iter()
+            .any(|a| a.vips.iter().any(|(v, _)| *v == key.local_ip));
+        if !store.submit(StoreOp::Get {
+            key: *key,
+            client_side,
+        }) {
+            self.stats().drop(DropReason::ClusterStoreQueueFull, 1);
+            return false;
+        }
+        self.tcp.store_pending.insert(*key, now_ms);
+        self.stats().add(Counter::ClusterStoreLookups, 1);
+        self.stats().drop(DropReason::ClusterStoreWait, 1);
+        true
     }
 
     /// Takes over the connection `rec` describes: into the flow table, spliced, with its

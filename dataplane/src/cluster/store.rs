@@ -1,0 +1,273 @@
+//! The second way of sharing splice state (`cluster.state_store`): records written to a
+//! memcached server every member reaches, and read from it on a miss, as the Yoda L7
+//! balancer does with its TCP store (paper: "Yoda: A Highly Available Layer-7 Load
+//! Balancer", EuroSys 2016). The other way, pushing each record to every member, is in
+//! `worker/tcp/sync.rs`; both share the record layout (`tcpstate::cluster::sync`).
+//!
+//! Workers never block on the store: they queue operations here (`Store::submit`) and a
+//! thread of the main process carries them out over one kernel TCP connection (through
+//! the host's kernel: the exception path or a management network). A record is written
+//! under two keys, its client tuple and its backend tuple, so a member finds it from
+//! either side's first segment; writes use `noreply` (a record is not waited for: the
+//! connection goes on as it would without a cluster). A lookup's answer goes to the
+//! inbox of the core that steers the connection, as a pushed record would; the worker
+//! that asked dropped the segment meanwhile (its sender retransmits) and adopts the
+//! connection on the retransmission.
+//!
+//! Text protocol, binary-safe values: `set <key> 0 <ttl> <len> noreply`, `delete <key>
+//! noreply`, `get <key>` → `VALUE <key> <flags> <len>` + data, then `END`.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use serde_json::{json, Value};
+use tcpstate::cluster::sync::{SpliceRecord, SyncKind};
+use tcpstate::flow::FlowKey;
+
+/// Operations waiting for the store thread (beyond, they are refused and counted).
+const QUEUE_LEN: usize = 16_384;
+/// Connect, read and write timeouts: a store that does not answer must not hold lookups
+/// for long (their segments are retransmitted meanwhile).
+const IO_TIMEOUT: Duration = Duration::from_millis(500);
+/// After a failed connection, the next attempt.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What a worker asks of the store.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreOp {
+    /// Write (a `Splice` record) or delete (a `Forget`) under both tuples.
+    Put(SpliceRecord),
+    /// The record of a connection by one of its tuples: client side (`true`) or backend.
+    Get { key: FlowKey, client_side: bool },
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    writes: AtomicU64,
+    deletes: AtomicU64,
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    refused: AtomicU64,
+    connects: AtomicU64,
+    /// Lookup round trips, summed (µs), and the largest.
+    lookup_us_total: AtomicU64,
+    lookup_us_max: AtomicU64,
+}
+
+pub struct Store {
+    pub address: SocketAddrV4,
+    pub ttl_s: u32,
+    queue: ArrayQueue<StoreOp>,
+    counts: Counts,
+    connected: AtomicBool,
+}
+
+/// The key of a record under one of its tuples: `ws<c|b>:<remote>:<port>:<local>:<port>` in
+/// hex, ASCII without spaces (memcached's rule), at most 37 bytes.
+fn key(side: char, k: &FlowKey) -> String {
+    format!(
+        "ws{side}:{:08x}:{:04x}:{:08x}:{:04x}",
+        u32::from(k.remote_ip),
+        k.remote_port,
+        u32::from(k.local_ip),
+        k.local_port
+    )
+}
+
+impl Store {
+    pub fn new(address: SocketAddrV4, ttl_s: u32) -> Store {
+        Store {
+            address,
+            ttl_s,
+            queue: ArrayQueue::new(QUEUE_LEN),
+            counts: Counts::default(),
+            connected: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues `op` for the store thread; false when the queue is full.
+    pub fn submit(&self, op: StoreOp) -> bool {
+        let ok = self.queue.push(op).is_ok();
+        if !ok {
+            self.counts.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// For `webswitchctl cluster`: the store's address and its counts.
+    pub fn json(&self) -> Value {
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let lookups = get(&c.lookups);
+        json!({
+            "memcached": self.address.to_string(),
+            "ttl_s": self.ttl_s,
+            "connected": self.connected.load(Ordering::Relaxed),
+            "connects": get(&c.connects),
+            "writes": get(&c.writes),
+            "deletes": get(&c.deletes),
+            "lookups": lookups,
+            "hits": get(&c.hits),
+            "misses": get(&c.misses),
+            "errors": get(&c.errors),
+            "refused": get(&c.refused),
+            "queued": self.queue.len(),
+            "lookup_us_mean": get(&c.lookup_us_total).checked_div(lookups).unwrap_or(0),
+            "lookup_us_max": get(&c.lookup_us_max),
+        })
+    }
+
+    /// The store thread: until `stop`, carries out queued operations; each record found
+    /// goes to `deliver` (the inbox of the core that steers its connection).
+    pub fn run(self: Arc<Self>, stop: &AtomicBool, deliver: impl Fn(SpliceRecord)) {
+        let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
+        let mut next_try = Instant::now();
+        let mut idle = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let Some(op) = self.queue.pop() else {
+                // Backs off to 1 ms: a lookup waits at most that long to start.
+                idle = (idle + 1).min(10);
+                std::thread::sleep(Duration::from_micros(100 * u64::from(idle)));
+                continue;
+            };
+            idle = 0;
+            if conn.is_none() && Instant::now() >= next_try {
+                conn = self.connect();
+                if conn.is_none() {
+                    next_try = Instant::now() + RETRY;
+                }
+            }
+            let Some((w, r)) = conn.as_mut() else {
+                self.counts.errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let done = match op {
+                StoreOp::Put(rec) => self.put(w, &rec),
+                StoreOp::Get { key, client_side } => {
+                    self.get(w, r, &key, client_side).map(|found| {
+                        if let Some(rec) = found {
+                            deliver(rec);
+                        }
+                    })
+                }
+            };
+            if let Err(e) = done {
+                tracing::warn!(store = %self.address, error = %e, "cluster state store: connection lost");
+                self.counts.errors.fetch_add(1, Ordering::Relaxed);
+                self.connected.store(false, Ordering::Relaxed);
+                conn = None;
+                next_try = Instant::now() + RETRY;
+            }
+        }
+    }
+
+    fn connect(&self) -> Option<(TcpStream, BufReader<TcpStream>)> {
+        let s = TcpStream::connect_timeout(&SocketAddr::V4(self.address), IO_TIMEOUT)
+            .map_err(|e| tracing::warn!(store = %self.address, error = %e, "cluster state store: cannot connect"))
+            .ok()?;
+        s.set_nodelay(true).ok()?;
+        s.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+        s.set_write_timeout(Some(IO_TIMEOUT)).ok()?;
+        let r = BufReader::new(s.try_clone().ok()?);
+        self.counts.connects.fetch_add(1, Ordering::Relaxed);
+        self.connected.store(true, Ordering::Relaxed);
+        Some((s, r))
+    }
+
+    fn put(&self, w: &mut TcpStream, rec: &SpliceRecord) -> std::io::Result<()> {
+        let bytes = rec.encode();
+        let mut msg = Vec::with_capacity(2 * (64 + bytes.len()));
+        for k in [key('c', &rec.client), key('b', &rec.backend)] {
+            match rec.kind {
+                SyncKind::Splice => {
+                    msg.extend_from_slice(
+                        format!("set {k} 0 {} {} noreply\r\n", self.ttl_s, bytes.len()).as_bytes(),
+                    );
+                    msg.extend_from_slice(&bytes);
+                    msg.extend_from_slice(b"\r\n");
+                }
+                SyncKind::Forget => {
+                    msg.extend_from_slice(format!("delete {k} noreply\r\n").as_bytes())
+                }
+            }
+        }
+        w.write_all(&msg)?;
+        let c = match rec.kind {
+            SyncKind::Splice => &self.counts.writes,
+            SyncKind::Forget => &self.counts.deletes,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn get(
+        &self,
+        w: &mut TcpStream,
+        r: &mut BufReader<TcpStream>,
+        k: &FlowKey,
+        client_side: bool,
+    ) -> std::io::Result<Option<SpliceRecord>> {
+        let started = Instant::now();
+        let k = key(if client_side { 'c' } else { 'b' }, k);
+        w.write_all(format!("get {k}\r\n").as_bytes())?;
+        let mut found = None;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end();
+            if l == "END" {
+                break;
+            }
+            let f: Vec<&str> = l.split(' ').collect();
+            let len = match f.as_slice() {
+                ["VALUE", _, _, len] => len.parse::<usize>().ok(),
+                _ => None,
+            };
+            let Some(len) = len.filter(|&n| n <= 4096) else {
+                return Err(std::io::Error::other(format!("unexpected answer {l:?}")));
+            };
+            let mut data = vec![0u8; len + 2];
+            r.read_exact(&mut data)?;
+            found = SpliceRecord::decode(&data[..len]).ok();
+        }
+        let us = started.elapsed().as_micros() as u64;
+        self.counts.lookups.fetch_add(1, Ordering::Relaxed);
+        self.counts.lookup_us_total.fetch_add(us, Ordering::Relaxed);
+        self.counts.lookup_us_max.fetch_max(us, Ordering::Relaxed);
+        let c = if found.is_some() {
+            &self.counts.hits
+        } else {
+            &self.counts.misses
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        Ok(found.filter(|r| r.kind == SyncKind::Splice && r.client.local_port != 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn keys_are_memcached_safe_and_name_their_side() {
+        let k = FlowKey {
+            remote_ip: Ipv4Addr::new(10, 9, 3, 2),
+            remote_port: 40000,
+            local_ip: Ipv4Addr::new(10, 9, 5, 10),
+            local_port: 80,
+        };
+        let c = key('c', &k);
+        assert_eq!(c, "wsc:0a090302:9c40:0a09050a:0050");
+        assert!(c.len() <= 250 && c.bytes().all(|b| b.is_ascii_graphic()));
+        assert_ne!(key('b', &k), c);
+    }
+}
