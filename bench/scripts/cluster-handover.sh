@@ -56,13 +56,7 @@ for i in 1 2; do
     ip netns exec "$ns" "$BIN" run --config "$OUT/instance$i.json" >"$OUT/events$i" 2>"$OUT/log$i" &
     PIDS[i]=$!
 done
-hops() { ip netns exec "$WS_CLUSTER_ROUTER_NS" ip -4 route show "$VIP" | grep -c 'via' || true; }
-await_hops() {
-    for _ in $(seq 400); do [ "$(hops)" = "$1" ] && return 0; sleep 0.05; done
-    echo "the router has $(hops) next hops, not $1" >&2
-    exit 1
-}
-await_hops 2
+cluster_await_hops 2
 sleep 1
 
 counters() { # -> "handed busy requests conns" summed over both instances
@@ -95,11 +89,11 @@ measure() { # name
 }
 
 "$CTL" -s "$(sock 2)" cluster withdraw >/dev/null
-await_hops 1
+cluster_await_hops 1
 sleep 1
 measure owned
 "$CTL" -s "$(sock 2)" cluster announce >/dev/null
-await_hops 2
+cluster_await_hops 2
 sleep 1
 measure spread
 

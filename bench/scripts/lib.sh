@@ -157,3 +157,12 @@ cg_instr() { # callgrind out file
     callgrind_annotate "$1" 2>/dev/null |
         awk '/PROGRAM TOTALS/ {gsub(",", "", $1); if (!done) print ($1 == "." ? 0 : $1); done = 1}'
 }
+
+# The cluster testbed (`testbed.sh up --cluster`, its env evaluated): the router's next hops
+# for the VIP now, and a bounded wait (20 s) until there are $1 of them.
+cluster_hops() { ip netns exec "$WS_CLUSTER_ROUTER_NS" ip -4 route show "$WS_CLUSTER_VIP" | grep -c 'via' || true; }
+cluster_await_hops() { # count
+    for _ in $(seq 400); do [ "$(cluster_hops)" = "$1" ] && return 0; sleep 0.05; done
+    echo "the router has $(cluster_hops) next hops for $WS_CLUSTER_VIP, not $1" >&2
+    exit 1
+}

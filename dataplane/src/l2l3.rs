@@ -346,17 +346,35 @@ fn answer_echo(
 /// (at least [`ARP_FRAME_LEN`] bytes). With `target_ip == our_ip` it is a gratuitous
 /// ARP announcing the address.
 pub fn build_arp_request(buf: &mut [u8], our_mac: MacAddr, our_ip: Ipv4Addr, target_ip: Ipv4Addr) {
+    build_arp(buf, our_mac, our_mac, our_ip, target_ip);
+}
+
+/// A gratuitous ARP sent from `our_mac` that says `ip` is at `their_mac`: how a cluster
+/// member hands a taken-over address back to the member that came back for it (the frame
+/// leaves from our MAC, so the switches' forwarding tables stay right; neighbours update
+/// their entry from the ARP sender fields).
+pub fn build_arp_announce_for(buf: &mut [u8], our_mac: MacAddr, their_mac: MacAddr, ip: Ipv4Addr) {
+    build_arp(buf, our_mac, their_mac, ip, ip);
+}
+
+fn build_arp(
+    buf: &mut [u8],
+    eth_src: MacAddr,
+    sender_mac: MacAddr,
+    sender_ip: Ipv4Addr,
+    target_ip: Ipv4Addr,
+) {
     let hdr = EthernetFrame::<&[u8]>::HEADER_LEN;
     {
         let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
         eth.set_dst_addr(MacAddr::BROADCAST);
-        eth.set_src_addr(our_mac);
+        eth.set_src_addr(eth_src);
         eth.set_ethertype(ethertype::ARP);
     }
     let repr = ArpRepr {
         operation: arp_op::REQUEST,
-        sender_mac: our_mac,
-        sender_ip: our_ip,
+        sender_mac,
+        sender_ip,
         target_mac: MacAddr([0; 6]),
         target_ip,
     };

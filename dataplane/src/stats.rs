@@ -129,6 +129,8 @@ counter_enum! {
         ClusterStandbyEvicted => "cluster_standby_evicted",
         ClusterAdopted => "cluster_adopted",
         ClusterAdoptedEnded => "cluster_adopted_ended",
+        ClusterAdoptedRequests => "cluster_adopted_requests",
+        ClusterAdoptedGivenBack => "cluster_adopted_given_back",
         ClusterPassedToOrigin => "cluster_passed_to_origin",
         ClusterAddressesTaken => "cluster_addresses_taken",
         ClusterStoreLookups => "cluster_store_lookups",
@@ -189,6 +191,7 @@ counter_enum! {
         ClusterAdoptFailed => "cluster_adopt_failed",
         ClusterStoreQueueFull => "cluster_store_queue_full",
         ClusterStoreWait => "cluster_store_wait",
+        ClusterJoining => "cluster_joining",
     }
 }
 

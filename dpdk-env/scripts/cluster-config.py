@@ -4,7 +4,10 @@ examples/cluster.json: the testbed's addresses (10.NET.x.x), the instance's own 
 (10.NET.4.30+I) and backend (10.NET.1.I) addresses, its DPDK file prefix PREFIX-I and its
 BIRD control socket (/tmp/TESTBED-testbed/cluster.d/swI.ctl).
 
-Usage: cluster-config.py I NET TESTBED PREFIX OUT [WORKERS]"""
+Usage: cluster-config.py I NET TESTBED PREFIX OUT [WORKERS] [STORE]
+
+STORE: `memcached` to share splice state through the testbed's memcached (on the router,
+10.NET.4.254:11211: `cluster.state_store`) instead of pushing it to the members."""
 import json
 import sys
 
@@ -12,6 +15,7 @@ import sys
 def main():
     i, net, tb, prefix, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
     workers = int(sys.argv[6]) if len(sys.argv) > 6 else 1
+    store = sys.argv[7] if len(sys.argv) > 7 else ""
     text = open("examples/cluster.json").read().replace("10.99.", f"10.{net}.")
     text = text.replace("/tmp/wst-testbed/", f"/tmp/{tb}-testbed/")
     c = json.loads(text)
@@ -29,6 +33,10 @@ def main():
 
         for p in c["ports"]:
             p["device"] = p["device"].replace("qpairs=1", "qpairs=2")
+    if store == "memcached":
+        c["cluster"]["state_store"] = {"memcached": f"10.{net}.4.254:11211"}
+    elif store:
+        sys.exit(f"cluster-config.py: unknown store {store!r}")
     json.dump(c, open(out, "w"), indent=2)
 
 

@@ -559,6 +559,7 @@ impl Conn {
             backend_mac,
             origin_backend_mac,
             request_end: None,
+            adopted: false,
         })
     }
 
@@ -617,6 +618,23 @@ impl Conn {
         c.adopted_until_ms = ((now_ms + ADOPT_LEARN_MS) as u32).max(1);
         c.deadline_ms = now_ms + params.idle_timeout_ms;
         c
+    }
+
+    /// A client segment the caller refuses, ending the connection on it: what it says of
+    /// the client (its acknowledgment, where its next byte is) is taken first, so that the
+    /// resets that follow land exactly. An adopted connection may not have seen the client
+    /// yet; its reset would otherwise carry a sequence number the client ignores.
+    pub fn note_client_segment(&mut self, seg: &SegmentInfo) {
+        if let Some(ack) = seg.ack.filter(|_| seg.checked && !seg.rst()) {
+            self.client_ack = Some(self.client_ack.map_or(ack, |a| a.max(ack)));
+        }
+        if seg.seq.wrapping_diff(self.client_next) > 0 {
+            self.client_next = seg.seq;
+        }
+        // Not heard from the backend since: it has had every byte before this one.
+        if self.backend_ack.is_none() {
+            self.backend_ack = Some(seg.seq);
+        }
     }
 
     /// Whether this connection was adopted and is still learning its peers' numbers.

@@ -194,6 +194,15 @@ impl Membership {
         (serving, reachable)
     }
 
+    /// Whether this instance started so recently that a segment to its own address with
+    /// no flow may belong to a connection another member adopted from its previous run, and
+    /// the records that say so are still on their way (they come once the others hear it):
+    /// such a segment is dropped (the peer retransmits) rather than reset. `dead_after_ms`
+    /// plus two seconds.
+    pub fn joining(&self, now_tsc: u64) -> bool {
+        now_tsc.saturating_sub(self.started_tsc) < self.dead_after_tsc + 2 * self.tsc_hz
+    }
+
     /// Whether this instance has had time to hear every peer (every one heard, or
     /// `dead_after_ms` since start): before that its table may give it flows a peer owns.
     pub fn settled(&self, now_tsc: u64) -> bool {

@@ -191,7 +191,7 @@ impl Store {
                     msg.extend_from_slice(&bytes);
                     msg.extend_from_slice(b"\r\n");
                 }
-                SyncKind::Forget => {
+                SyncKind::Forget | SyncKind::Held => {
                     msg.extend_from_slice(format!("delete {k} noreply\r\n").as_bytes())
                 }
             }
@@ -199,7 +199,7 @@ impl Store {
         w.write_all(&msg)?;
         let c = match rec.kind {
             SyncKind::Splice => &self.counts.writes,
-            SyncKind::Forget => &self.counts.deletes,
+            SyncKind::Forget | SyncKind::Held => &self.counts.deletes,
         };
         c.fetch_add(1, Ordering::Relaxed);
         Ok(())

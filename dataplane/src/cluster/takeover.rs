@@ -8,7 +8,8 @@
 //! `cluster.members` order) answers ARP for the address and announces it by gratuitous
 //! ARP, so the backends' replies reach it; it keeps accepting segments to the address
 //! after the member comes back (its connections may still use it), but stops answering
-//! ARP, and the member's own gratuitous ARP at start takes the address back.
+//! ARP and announces the address at the member's MAC (a member that was only frozen
+//! announces nothing itself; one that restarted also does, at start).
 //!
 //! Written by the main thread (`update`) and by the core that receives a record
 //! (`learn`); read by every core in `l2l3` for frames to addresses that are neither
@@ -35,6 +36,10 @@ pub struct Takeover {
     any: AtomicBool,
     /// Members whose address is to be announced now (bit per index), for worker 0.
     announce_due: AtomicU32,
+    /// Members that came back while we answered for their address: worker 0 announces
+    /// the address at their MAC (a member that was only frozen sends no announcement of
+    /// its own, and the neighbours would go on sending its traffic here).
+    handback_due: AtomicU32,
 }
 
 impl Takeover {
@@ -82,6 +87,7 @@ impl Takeover {
                 taken |= 1 << m;
             } else if !gone && answering {
                 self.answer[m].store(false, Ordering::Relaxed);
+                self.handback_due.fetch_or(1 << m, Ordering::AcqRel);
             }
         }
         taken
@@ -104,6 +110,17 @@ impl Takeover {
         (0..MAX_MEMBERS)
             .filter(move |m| due >> m & 1 == 1)
             .map(|m| Ipv4Addr::from(self.addrs[m].load(Ordering::Relaxed)))
+    }
+
+    /// Worker 0: the addresses to hand back now, with their member's MAC.
+    pub fn take_handbacks(&self) -> impl Iterator<Item = (Ipv4Addr, MacAddr)> + '_ {
+        let due = self.handback_due.swap(0, Ordering::AcqRel);
+        (0..MAX_MEMBERS)
+            .filter(move |m| due >> m & 1 == 1)
+            .filter_map(|m| {
+                let mac = self.backend_mac(m)?;
+                Some((Ipv4Addr::from(self.addrs[m].load(Ordering::Relaxed)), mac))
+            })
     }
 
     /// For `webswitchctl cluster`: per member, the address and whether it is taken.
@@ -160,9 +177,15 @@ mod tests {
         assert_eq!(t.take_announcements().collect::<Vec<_>>(), vec![x]);
         assert_eq!(t.take_announcements().count(), 0, "announced once");
         assert_eq!(t.update(1, 2, 0b10), 0, "already taken");
-        // It comes back: we stop answering ARP but still accept its old connections.
+        // It comes back: we stop answering ARP but still accept its old connections, and
+        // hand the address back once.
         t.update(1, 2, 0b11);
         assert!(t.accepts(x) && !t.answers_arp(x));
+        assert_eq!(
+            t.take_handbacks().collect::<Vec<_>>(),
+            vec![(x, MacAddr([2, 0, 0, 0, 0, 1]))]
+        );
+        assert_eq!(t.take_handbacks().count(), 0);
         assert!(!t.accepts(Ipv4Addr::new(10, 9, 1, 2)));
     }
 

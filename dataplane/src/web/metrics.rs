@@ -426,6 +426,16 @@ impl Collector for SwitchCollector {
                 Counter::ClusterAdoptedEnded,
             ),
             (
+                "webswitch_cluster_adopted_requests",
+                "Later requests of adopted connections checked against the rules and let through.",
+                Counter::ClusterAdoptedRequests,
+            ),
+            (
+                "webswitch_cluster_adopted_given_back",
+                "Adopted connections let go because the member they were adopted from still held them.",
+                Counter::ClusterAdoptedGivenBack,
+            ),
+            (
                 "webswitch_cluster_passed_to_origin",
                 "Segments of a connection another live member spliced, passed to it.",
                 Counter::ClusterPassedToOrigin,

@@ -163,5 +163,33 @@ impl Worker {
             self.stats().add(Counter::ClusterAddressesTaken, 1);
             tracing::info!(address = %ip, "announced a taken-over address");
         }
+        let back: Vec<(Ipv4Addr, MacAddr)> = cl.takeover.take_handbacks().collect();
+        for (ip, mac) in back {
+            let Some(p) = self.shared.addrs.iter().position(|a| a.on_link(ip)) else {
+                continue;
+            };
+            for _ in 0..2 {
+                if self.send_arp_for(p, mac, ip) {
+                    self.stats().add(Counter::GratuitousArpSent, 1);
+                }
+            }
+            tracing::info!(address = %ip, %mac, "handed a taken-over address back");
+        }
+    }
+
+    /// A gratuitous ARP on port `p` saying `ip` is at `mac` (another member's).
+    fn send_arp_for(&mut self, p: usize, mac: MacAddr, ip: Ipv4Addr) -> bool {
+        let Some(mut f) = Mbuf::alloc(&self.shared.pool) else {
+            self.stats().drop(DropReason::NoMbuf, 1);
+            return false;
+        };
+        let Some(buf) = f.append(MIN_FRAME_LEN) else {
+            self.stats().drop(DropReason::NoMbuf, 1);
+            return false;
+        };
+        buf.fill(0);
+        l2l3::build_arp_announce_for(buf, self.shared.addrs[p].mac, mac, ip);
+        self.stage(p, f);
+        true
     }
 }

@@ -283,6 +283,8 @@ pub struct TcpCore {
     cluster_flows: Vec<sync::ClusterFlow>,
     /// The store design: lookups this core is waiting for, by tuple (when asked).
     store_pending: hashbrown::HashMap<FlowKey, u64>,
+    /// The reachable members at the last sweep (`sync::sync_joined`).
+    sync_seen_reachable: u32,
 }
 
 impl TcpCore {
@@ -329,7 +331,13 @@ impl TcpCore {
             probes: hashbrown::HashMap::new(),
             pool_of: vec![0; t.max_flows],
             params: t.params,
-            next_local_port: *backend::LOCAL_PORTS.start(),
+            // A random start, as Linux's ephemeral ports: an instance that restarts does not
+            // walk again through the tuples its previous run used, which a cluster member may
+            // still hold for the connections it adopted from that run.
+            next_local_port: {
+                let (lo, hi) = (*backend::LOCAL_PORTS.start(), *backend::LOCAL_PORTS.end());
+                lo + (splitmix(&mut rng) % u64::from(hi - lo + 1)) as u16
+            },
             next_sweep_ms: 0,
             rng,
             prealloc_budget: prealloc::PreallocBudget::default(),
@@ -362,6 +370,7 @@ impl TcpCore {
                 None => Vec::new(),
             },
             store_pending: hashbrown::HashMap::new(),
+            sync_seen_reachable: 0,
         }
     }
 
@@ -457,7 +466,7 @@ impl Worker {
             let opens_or_ends = rx.seg.syn() || rx.seg.rst();
             match self.standby_segment(p, m, &key, opens_or_ends, from_peer, now_ms) {
                 sync::FromStandby::Unknown(back) => m = back,
-                sync::FromStandby::Passed => return,
+                sync::FromStandby::Handled => return,
                 sync::FromStandby::Adopted(back, id, side) => {
                     m = back;
                     found = Some((id, side));
@@ -493,6 +502,11 @@ impl Worker {
             }
             (None, _) => match local {
                 Some(Local::Vip(v)) => self.on_new_client_segment(p, v, key, m, &rx, now_ms),
+                Some(Local::Own) if self.cluster_joining(now_ms) && !rx.seg.rst() => {
+                    // Perhaps a connection adopted from our previous run, whose record is
+                    // on its way: no reset yet.
+                    self.stats().drop(DropReason::ClusterJoining, 1);
+                }
                 _ => {
                     self.stats().drop(DropReason::TcpNoFlow, 1);
                     self.send_rst_for(p, &rx, m);
@@ -520,15 +534,20 @@ impl Worker {
             self.reset_again(id, rx, now_ms);
             return;
         }
-        if side == Side::Client
-            && !self.tcp.cluster_flows.is_empty()
-            && self.adopted_past_end(id, rx.seg.seq, rx.seg.payload_len)
-        {
-            // Adopted without its framing state: a request after the one it carried
-            // cannot be checked, so the connection ends here (the client retries it).
-            self.stats().add(Counter::ClusterAdoptedEnded, 1);
-            self.kill_conn(id, now_ms);
-            return;
+        if side == Side::Client && !self.tcp.cluster_flows.is_empty() {
+            // Adopted without its framing state: a next request the adopter cannot check
+            // ends the connection here (the client retries it on a new one).
+            let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
+            let verified = rx.seg.checked || tcp_checksum_ok(&m, rx);
+            if !self.adopted_may_pass(id, &rx.seg, payload, verified) {
+                self.stats().add(Counter::ClusterAdoptedEnded, 1);
+                if let Some(c) = self.tcp.flows.get_mut(id) {
+                    // The adopter may not have seen the client yet: its reset must land.
+                    c.note_client_segment(&rx.seg);
+                }
+                self.kill_conn(id, now_ms);
+                return;
+            }
         }
         let mut m = m;
         let mut rx = *rx;
@@ -576,8 +595,8 @@ impl Worker {
         drop(m);
         if side == Side::Backend {
             self.record_latency(id, rx.seg.payload_len);
-            self.sync_if_due(id);
         }
+        self.sync_if_due(id);
         self.apply_verdict(id, verdict, now_ms);
         if self.tcp.per_request[id as usize].is_some() {
             self.presplice_late_round(id, now_ms);

@@ -29,18 +29,21 @@
 //! ```
 //!
 //! `flags`: bit 0 the client offered SACK, bit 1 the client offered timestamps, bit 2
-//! both ends negotiated timestamps. `round flags` bit 0: `request end` is known. A
-//! `Forget` carries the same layout (only the tuples are read).
+//! both ends negotiated timestamps, bit 3 the origin adopted the connection (its backend
+//! tuple's local address is then another member's). `round flags` bit 0: `request end` is known. A
+//! `Forget` and a `Held` carry the same layout (only the tuples are read).
 //!
 //! **Rounds.** Every request of a keep-alive connection is framed (checked against the
 //! rules in splice mode, routed in presplice mode), and that framing state is not shared:
 //! a record describes the current round, is pushed again when a new round is spliced,
 //! and says where the current request ends (client space) when that is known. A member
-//! that adopts the connection carries the current exchange to its end and resets the
-//! connection when the client goes past that point (its next request, which the adopter
-//! cannot frame: as a server closing an idle keep-alive connection, the client's HTTP
-//! stack retries it on a new connection). With the end unknown (a chunked request body
-//! in progress) the adopter resets at the first client byte.
+//! that adopts the connection carries the current exchange to its end; past that point
+//! comes the client's next request, which the adopter lets through only if it can frame
+//! and check it itself (a whole head in one segment, a body of known length: see the data
+//! plane's `next_adopted_request`), and otherwise resets the connection (as a server
+//! closing an idle keep-alive connection: the client's HTTP stack retries it on a new
+//! connection). With the end unknown (a chunked request body in progress) the adopter
+//! resets at the first client byte.
 //!
 //! Pure: no I/O, no clock (the caller passes `now`).
 use std::net::Ipv4Addr;
@@ -61,6 +64,7 @@ pub const LEN: usize = 104;
 const FLAG_SACK: u8 = 1;
 const FLAG_CLIENT_TS: u8 = 2;
 const FLAG_TS_ON: u8 = 4;
+const FLAG_ADOPTED: u8 = 8;
 
 /// What a record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +73,10 @@ pub enum SyncKind {
     Splice,
     /// The connection ended: drop its record.
     Forget,
+    /// The answer of a member that still holds a connection another member adopted (it
+    /// was only frozen, or cut off, for longer than `dead_after_ms`): the adopter lets its
+    /// copy go.
+    Held,
 }
 
 /// One spliced connection, as every member needs it to forward its segments.
@@ -101,6 +109,9 @@ pub struct SpliceRecord {
     pub origin_backend_mac: MacAddr,
     /// Client space: where the current request ends, if known (see "Rounds").
     pub request_end: Option<u32>,
+    /// The origin adopted this connection from a member that died: the backend tuple's
+    /// local address is that member's, not the origin's.
+    pub adopted: bool,
 }
 
 /// Why a datagram is not a record.
@@ -138,6 +149,7 @@ impl SpliceRecord {
         b[5] = match self.kind {
             SyncKind::Splice => 1,
             SyncKind::Forget => 2,
+            SyncKind::Held => 3,
         };
         b[6] = self.origin;
         b[7] = (if self.sack_permitted { FLAG_SACK } else { 0 })
@@ -146,7 +158,8 @@ impl SpliceRecord {
             } else {
                 0
             })
-            | (if self.ts_on { FLAG_TS_ON } else { 0 });
+            | (if self.ts_on { FLAG_TS_ON } else { 0 })
+            | (if self.adopted { FLAG_ADOPTED } else { 0 });
         put_key_side(&mut b[8..], self.client.remote_ip);
         b[12..14].copy_from_slice(&self.client.remote_port.to_be_bytes());
         b[14..16].copy_from_slice(&self.client.local_port.to_be_bytes());
@@ -190,6 +203,7 @@ impl SpliceRecord {
         let kind = match b[5] {
             1 => SyncKind::Splice,
             2 => SyncKind::Forget,
+            3 => SyncKind::Held,
             _ => return Err(SyncError::Kind),
         };
         let u16_at = |at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
@@ -249,6 +263,7 @@ impl SpliceRecord {
             backend_mac: mac_at(84),
             origin_backend_mac: mac_at(90),
             request_end: (b[98] & 1 != 0).then(|| u32_at(100)),
+            adopted: b[7] & FLAG_ADOPTED != 0,
         })
     }
 }
@@ -421,6 +436,7 @@ mod tests {
             backend_mac: MacAddr([2, 0, 0, 0, 0, 11]),
             origin_backend_mac: MacAddr([2, 0, 0, 0, 1, 1]),
             request_end: Some(0xdead_beef + 1 + 300),
+            adopted: false,
         }
     }
 
@@ -434,6 +450,7 @@ mod tests {
             kind: SyncKind::Forget,
             client_window_scale: None,
             request_end: None,
+            adopted: true,
             ..r
         };
         assert_eq!(SpliceRecord::decode(&forget.encode()), Ok(forget));
@@ -451,6 +468,8 @@ mod tests {
         assert_eq!(SpliceRecord::decode(&v), Err(SyncError::Version));
         let mut k = b;
         k[5] = 0;
+        assert_eq!(SpliceRecord::decode(&k), Err(SyncError::Kind));
+        k[5] = 4;
         assert_eq!(SpliceRecord::decode(&k), Err(SyncError::Kind));
         assert!(!is_sync(b"WSCB"));
     }

@@ -245,7 +245,12 @@ impl Worker {
                 local_ip: route.local_ip,
                 local_port: port,
             };
-            if self.tcp.warm.contains_key(&key) || self.tcp.probes.contains_key(&key) {
+            // A tuple a member still uses, for a connection it adopted from this instance
+            // (it answers for our address while we were gone), is not ours to reuse.
+            if self.tcp.warm.contains_key(&key)
+                || self.tcp.probes.contains_key(&key)
+                || self.tcp.standby.by_backend(&key).is_some()
+            {
                 continue;
             }
             match self.tcp.flows.lookup(&key) {

@@ -15,10 +15,13 @@ use std::net::Ipv4Addr;
 
 use dpdk_env::Mbuf;
 
+use crate::cluster::members::Membership;
 use crate::cluster::store::StoreOp;
+use rules::config::ClientAddress;
+use rules::framing::{BodyFraming, RequestFramer};
 use tcpstate::cluster::flow_key;
 use tcpstate::cluster::sync::{SpliceRecord, Stored, SyncKind};
-use tcpstate::conn::Conn;
+use tcpstate::conn::{Conn, SegmentInfo};
 use tcpstate::flow::{ConnId, FlowKey, Side};
 use tcpstate::steer;
 use tcpstate::wire::{EthernetFrame, SeqNumber};
@@ -39,6 +42,9 @@ const STORE_PENDING_MAX: usize = 1024;
 pub(super) struct ClusterFlow {
     /// The round (its client ISN) whose record the others have; none: nothing shared.
     synced_round: Option<u32>,
+    /// The request end that record gave: a new request on the connection (splice mode
+    /// carries later requests on without a new round) sends the record again.
+    synced_end: Option<u32>,
     adopted: Adopted,
 }
 
@@ -57,44 +63,117 @@ enum Adopted {
 pub(super) enum FromStandby {
     /// No record, or nothing to do with it here: handle the segment as before.
     Unknown(Mbuf),
-    /// Passed to the member that holds (or now owns) the connection.
-    Passed,
+    /// Taken care of: passed to the member that holds (or now owns) the connection, or
+    /// dropped (counted) while its record is awaited or its holder may not be heard yet.
+    Handled,
     /// Adopted: the connection is in the flow table now.
     Adopted(Mbuf, ConnId, Side),
 }
 
 impl Worker {
-    /// After a backend segment of `id`: once a round's splice is settled (the backend
-    /// has its head), its record goes to the other members, once per round.
+    /// After a segment of `id`: once a round's splice is settled (the backend has its
+    /// head), its record goes to the other members, and again for each new round or
+    /// request end.
     pub(super) fn sync_if_due(&mut self, id: ConnId) {
-        let Some(cl) = self.shared.cluster.as_deref() else {
+        if self.tcp.cluster_flows.is_empty() {
             return;
-        };
-        let meta = &self.tcp.meta[id as usize];
-        let origin_mac = self.shared.addrs[meta.backend_port].mac;
-        let Some(mut rec) = self
+        }
+        // Cheap checks first: this runs after every segment of a connection in a cluster.
+        let Some(round) = self
             .tcp
             .flows
             .get(id)
-            .and_then(|c| c.splice_record(cl.me as u8, meta.backend_mac, origin_mac))
+            .filter(|c| c.state == tcpstate::conn::State::Spliced)
+            .map(|c| c.client_isn().0)
         else {
             return;
         };
-        let flow = &mut self.tcp.cluster_flows[id as usize];
-        if flow.synced_round == Some(rec.client_isn) {
+        let end = self.request_end_of(id);
+        let flow = &self.tcp.cluster_flows[id as usize];
+        if flow.synced_round == Some(round) && flow.synced_end == end {
             return;
         }
-        flow.synced_round = Some(rec.client_isn);
-        rec.request_end = match flow.adopted {
-            // Adopted: the end we were given holds for this round.
+        let Some(rec) = self.record_of(id) else {
+            return;
+        };
+        let flow = &mut self.tcp.cluster_flows[id as usize];
+        flow.synced_round = Some(round);
+        flow.synced_end = end;
+        self.send_sync(&rec, u32::MAX);
+    }
+
+    /// Where connection `id`'s current request ends (client space), as far as known.
+    fn request_end_of(&self, id: ConnId) -> Option<u32> {
+        match self.tcp.cluster_flows[id as usize].adopted {
+            // Adopted: the end we were given, moved on by the requests we framed.
             Adopted::Until(end) => Some(end.0),
             Adopted::UntilAnyByte => None,
             Adopted::No => self.tcp.per_request[id as usize]
                 .as_ref()
                 .and_then(|pr| pr.known_request_end())
                 .map(|s| s.0),
+        }
+    }
+
+    /// The record of connection `id` now (`None` unless spliced with its head acked).
+    fn record_of(&self, id: ConnId) -> Option<SpliceRecord> {
+        let cl = self.shared.cluster.as_deref()?;
+        let meta = &self.tcp.meta[id as usize];
+        let origin_mac = self.shared.addrs[meta.backend_port].mac;
+        let mut rec =
+            self.tcp
+                .flows
+                .get(id)?
+                .splice_record(cl.me as u8, meta.backend_mac, origin_mac)?;
+        rec.adopted = self.tcp.cluster_flows[id as usize].adopted != Adopted::No;
+        rec.request_end = self.request_end_of(id);
+        Some(rec)
+    }
+
+    /// From the sweep: members that became reachable since the last look (a member that
+    /// joined, or came back after it died) get the records of every connection this core
+    /// shared, so they too can pass or adopt them, and a member that comes back never
+    /// reuses a backend tuple that a connection adopted from it still holds (its
+    /// `pick_local_port` skips the tuples of its standby table). The store design needs
+    /// none of this: a joiner reads the store.
+    pub(in crate::worker) fn sync_joined(&mut self) {
+        let Some(cl) = self.shared.cluster.clone() else {
+            return;
         };
-        self.send_sync(&rec);
+        let reachable = cl.tables().reachable;
+        let joined = reachable & !self.tcp.sync_seen_reachable & !(1u32 << cl.me);
+        self.tcp.sync_seen_reachable = reachable;
+        if joined == 0 {
+            return;
+        }
+        let mut ids = std::mem::take(&mut self.tcp.scratch_ids);
+        ids.clear();
+        self.tcp.flows.live_ids(&mut ids);
+        let mut sent = 0u64;
+        for &id in &ids {
+            if self.tcp.cluster_flows[id as usize].synced_round.is_none() {
+                continue;
+            }
+            // With a store, only the connections adopted here: the member that comes back
+            // may still hold them (it was only frozen), and answers `Held`.
+            let adopted = self.tcp.cluster_flows[id as usize].adopted != Adopted::No;
+            if cl.store.is_some() && !adopted {
+                continue;
+            }
+            if let Some(rec) = self.record_of(id) {
+                self.push_to_members(&cl, &rec, joined);
+                sent += 1;
+            }
+        }
+        self.tcp.scratch_ids = ids;
+        if sent > 0 {
+            tracing::info!(
+                worker = self.index,
+                records = sent,
+                members = joined,
+                "splice records sent to members that joined"
+            );
+        }
     }
 
     /// Connection `id` is being removed: the others drop its record.
@@ -133,25 +212,103 @@ impl Worker {
             backend_mac: meta.backend_mac,
             origin_backend_mac: self.shared.addrs[meta.backend_port].mac,
             request_end: None,
+            adopted: false,
         };
-        self.send_sync(&rec);
+        self.send_sync(&rec, u32::MAX);
     }
 
-    /// Before a client segment of `id` is handled: an adopted connection whose client goes
-    /// past the point the record allowed is reset (true), see `cluster::sync` "Rounds".
-    pub(super) fn adopted_past_end(&mut self, id: ConnId, seq: SeqNumber, len: usize) -> bool {
+    /// Before a client segment of `id` is handled: whether it may go on. An adopted
+    /// connection's client may send the rest of the request the record allowed; past it
+    /// comes its next request, which the adopter frames itself when it can (below), else
+    /// the connection ends (false). `verified`: the segment's checksum holds.
+    pub(super) fn adopted_may_pass(
+        &mut self,
+        id: ConnId,
+        seg: &SegmentInfo,
+        payload: &[u8],
+        verified: bool,
+    ) -> bool {
         let Some(flow) = self.tcp.cluster_flows.get(id as usize) else {
-            return false;
+            return true;
         };
-        match flow.adopted {
-            Adopted::No => false,
-            Adopted::Until(end) => (seq + len).wrapping_diff(end) > 0,
-            Adopted::UntilAnyByte => len > 0,
+        let end = match flow.adopted {
+            Adopted::No => return true,
+            Adopted::UntilAnyByte => return seg.payload_len == 0,
+            Adopted::Until(end) => end,
+        };
+        if (seg.seq + seg.payload_len).wrapping_diff(end) <= 0 {
+            return true;
+        }
+        if seg.seq != end || !verified {
+            return false;
+        }
+        match self.next_adopted_request(id, payload) {
+            Some(len) => {
+                self.tcp.cluster_flows[id as usize].adopted = Adopted::Until(end + len);
+                self.stats().add(Counter::ClusterAdoptedRequests, 1);
+                true
+            }
+            None => false,
         }
     }
 
-    /// `rec` to every other reachable member.
-    fn send_sync(&mut self, rec: &SpliceRecord) {
+    /// The next request of an adopted connection, starting at the first byte of
+    /// `payload`: its length when it may go through to the connection's backend as it
+    /// came, as the connection's origin would have let it. That is a splice-mode VIP (a
+    /// presplice VIP routes each request to its own pool), a whole head in this one
+    /// segment, a rule that sends it to a pool (an answer, a redirect or an error is the
+    /// switch's to give, and needs the response framing the adopter lacks), no rewrite of
+    /// the head (client address, normalised path), no upgrade, and a body whose length the
+    /// head gives, with nothing after it in the segment. `None` otherwise: the caller
+    /// resets the connection, and the client retries on a new one.
+    fn next_adopted_request(&mut self, id: ConnId, payload: &[u8]) -> Option<usize> {
+        let rt = std::sync::Arc::clone(&self.tcp.rt);
+        let vip = self.tcp.flows.get(id)?.client.local_ip;
+        let port = &self.shared.addrs[self.tcp.meta[id as usize].client_port];
+        let v = port.vips.iter().position(|(a, _)| *a == vip)?;
+        if port.per_request.get(v).copied().unwrap_or(true)
+            || rt.config.forwards_normalized_path(vip)
+        {
+            return None;
+        }
+        let head_len = rules::http::head_end(payload)?;
+        let req = rules::http::parse_request(&payload[..head_len]).ok()?;
+        if req.header("upgrade").is_some() {
+            return None;
+        }
+        let (rule, action) = rt.router.decide(&req);
+        let rules::Action::Pool(pool) = action else {
+            return None;
+        };
+        if rt.config.pools.get(*pool)?.client_address != ClientAddress::None {
+            return None;
+        }
+        let body = match RequestFramer::framing_of(&req).ok()? {
+            BodyFraming::Empty => 0,
+            BodyFraming::Length(n) => usize::try_from(n).ok()?,
+            BodyFraming::Chunked | BodyFraming::UntilClose => return None,
+        };
+        let len = head_len.checked_add(body)?;
+        if payload.len() > len {
+            return None;
+        }
+        if let Some(r) = rule {
+            crate::stats::bump(&self.stats().rule_hits[rt.rule_slot[r]], 1);
+        }
+        self.stats().add(Counter::RequestsRouted, 1);
+        Some(len)
+    }
+
+    /// In a cluster, just after start (`Membership::joining`).
+    pub(super) fn cluster_joining(&self, now_ms: u64) -> bool {
+        self.shared
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.joining(self.tsc_of(now_ms)))
+    }
+
+    /// `rec` to every other reachable member in `to` (a mask), or to the store.
+    fn send_sync(&mut self, rec: &SpliceRecord, to: u32) {
         let Some(cl) = self.shared.cluster.clone() else {
             return;
         };
@@ -164,12 +321,17 @@ impl Worker {
             }
             return;
         }
-        let reachable = cl.tables().reachable;
+        self.push_to_members(&cl, rec, to);
+    }
+
+    /// `rec` in a datagram to every other reachable member in `to` (a mask).
+    fn push_to_members(&mut self, cl: &Membership, rec: &SpliceRecord, to: u32) {
         let bytes = rec.encode();
-        for m in (0..cl.names.len()).filter(|&m| m != cl.me && reachable >> m & 1 == 1) {
+        let to = cl.tables().reachable & to;
+        for m in (0..cl.names.len()).filter(|&m| m != cl.me && to >> m & 1 == 1) {
             match cl.mac_of(m) {
                 Some(mac) => {
-                    if self.send_to_member(&cl, m, mac, &bytes) {
+                    if self.send_to_member(cl, m, mac, &bytes) {
                         self.stats().add(Counter::ClusterSyncSent, 1);
                     }
                 }
@@ -230,8 +392,9 @@ impl Worker {
     /// A record for a flow this core steers: pushed by a member, or found in the store.
     fn keep_sync(&mut self, rec: SpliceRecord) {
         if let Some(cl) = self.shared.cluster.as_deref() {
-            if rec.kind == SyncKind::Splice && usize::from(rec.origin) != cl.me {
-                // Its origin's backend-facing address, to take over if the origin goes.
+            if rec.kind == SyncKind::Splice && !rec.adopted && usize::from(rec.origin) != cl.me {
+                // Its origin's backend-facing address, to take over if the origin goes (an
+                // adopted connection's is another member's).
                 cl.takeover.learn(
                     usize::from(rec.origin),
                     rec.backend.local_ip,
@@ -252,8 +415,31 @@ impl Worker {
                     self.tcp.standby.remove(&rec.client);
                 }
             }
-            // A flow we hold ourselves is ours: a late record of it is stale.
-            SyncKind::Splice if self.tcp.flows.lookup(&rec.client).is_some() => {}
+            // A flow we hold ourselves: a late record of it is stale, or another member
+            // adopted it while we were taken for gone. Then we still hold it whole (framing
+            // state included): the adopter lets its copy go.
+            SyncKind::Splice if self.tcp.flows.lookup(&rec.client).is_some() => {
+                if let Some((id, Side::Client)) = self.tcp.flows.lookup(&rec.client) {
+                    if rec.adopted && self.tcp.cluster_flows[id as usize].adopted == Adopted::No {
+                        if let Some(mut held) = self.record_of(id) {
+                            held.kind = SyncKind::Held;
+                            if let Some(cl) = self.shared.cluster.clone() {
+                                self.push_to_members(&cl, &held, 1 << rec.origin);
+                            }
+                        }
+                    }
+                }
+            }
+            SyncKind::Held => {
+                if let Some((id, Side::Client)) = self.tcp.flows.lookup(&rec.client) {
+                    if self.tcp.cluster_flows[id as usize].adopted != Adopted::No {
+                        // No reset: the member that holds it carries on.
+                        self.tcp.cluster_flows[id as usize] = ClusterFlow::default();
+                        self.remove_conn(id);
+                        self.stats().add(Counter::ClusterAdoptedGivenBack, 1);
+                    }
+                }
+            }
             SyncKind::Splice => {
                 if self.tcp.standby.insert(rec) == Stored::Evicted {
                     self.stats().add(Counter::ClusterStandbyEvicted, 1);
@@ -283,7 +469,7 @@ impl Worker {
         };
         let Some((rec, side)) = found else {
             return match self.ask_store(key, syn, now_ms) {
-                true => FromStandby::Passed,
+                true => FromStandby::Handled,
                 false => FromStandby::Unknown(m),
             };
         };
@@ -291,7 +477,11 @@ impl Worker {
             return FromStandby::Unknown(m);
         };
         let tables = cl.tables();
-        let up = |x: usize| x != cl.me && tables.reachable >> x & 1 == 1 && Some(x) != from;
+        // Liveness from the beats now, not from the last table (rebuilt every 100 ms): a
+        // member heard since must not be taken for gone, or its connection would get a
+        // second holder.
+        let (_, reachable) = cl.live_now(self.tsc_of(now_ms));
+        let up = |x: usize| x != cl.me && reachable >> x & 1 == 1 && Some(x) != from;
         let origin = usize::from(rec.origin);
         // Who should hold it: its origin while it lives; else the flow's owner now.
         let holder = if up(origin) {
@@ -321,8 +511,14 @@ impl Worker {
                 }
                 self.stats().add(Counter::ClusterPassedToOrigin, 1);
                 self.stage(p, m);
-                return FromStandby::Passed;
+                return FromStandby::Handled;
             }
+        }
+        if !cl.settled(self.tsc_of(now_ms)) {
+            // Just started: the record's origin may be alive and not heard yet. Adopting
+            // now would make two holders; the sender retransmits.
+            self.stats().drop(DropReason::ClusterJoining, 1);
+            return FromStandby::Handled;
         }
         match self.adopt(rec, now_ms) {
             Some(id) => FromStandby::Adopted(m, id, side),
@@ -422,6 +618,7 @@ impl Worker {
         self.tcp.flows.bind_backend(id, rec.backend);
         self.tcp.cluster_flows[id as usize] = ClusterFlow {
             synced_round: None,
+            synced_end: None,
             adopted: match rec.request_end {
                 Some(end) => Adopted::Until(SeqNumber(end)),
                 None => Adopted::UntilAnyByte,

@@ -31,6 +31,7 @@ impl Worker {
         self.handoff_moves_tick(now_ms);
         self.handoff_agents_tick(now_ms);
         self.cluster_beats(now_ms, false);
+        self.sync_joined();
         let mut fresh = [0u8; 16];
         fresh[..8].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());
         fresh[8..].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());
