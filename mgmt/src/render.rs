@@ -620,6 +620,9 @@ pub fn cluster(v: &Value) -> String {
             ">BEATS",
             ">LOST",
             "MAC",
+            ">RECORDS",
+            ">LAST_RECORD",
+            "BACKEND_ADDRESS",
         ]);
         for mb in list(m, "members") {
             let flag = |k: &str| mb.get(k).and_then(Value::as_bool) == Some(true);
@@ -646,11 +649,43 @@ pub fn cluster(v: &Value) -> String {
                 cell(mb.get("beats")),
                 cell(mb.get("times_lost")),
                 cell(mb.get("mac")),
+                cell(mb.get("records_received")),
+                dur(mb.get("last_record_ms_ago")),
+                match (mb.get("backend_address"), flag("backend_address_taken")) {
+                    (Some(a), true) if !a.is_null() => format!("{} (taken here)", cell(Some(a))),
+                    (a, _) => cell(a),
+                },
             ]);
         }
         out += &t.render();
+        out += &state_sharing(m.get("state_sharing"));
     }
     out
+}
+
+/// The `cluster` reply's `membership.state_sharing`, as a line.
+fn state_sharing(v: Option<&Value>) -> String {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return String::new();
+    };
+    match v.get("store") {
+        None => "\nstate sharing: push (a record per spliced request to every member)\n".into(),
+        Some(st) => format!(
+            "\nstate sharing: memcached {} ({}), {} writes, {} lookups ({} hits), {} errors, lookup mean {}µs, max {}µs\n",
+            cell(st.get("memcached")),
+            if st.get("connected").and_then(Value::as_bool) == Some(true) {
+                "connected"
+            } else {
+                "not connected"
+            },
+            cell(st.get("writes")),
+            cell(st.get("lookups")),
+            cell(st.get("hits")),
+            cell(st.get("errors")),
+            cell(st.get("lookup_us_mean")),
+            cell(st.get("lookup_us_max")),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -706,6 +741,27 @@ mod tests {
         assert!(
             sw2.contains("draining") && sw2.contains("0.0%") && sw2.contains("02:00:0a:63:04:20"),
             "{out}"
+        );
+        assert!(
+            out.contains("\n") && !out.contains("state sharing"),
+            "{out}"
+        );
+        let mut v2 = v.clone();
+        v2["membership"]["state_sharing"] = json!({"design": "store", "store": {
+            "memcached": "10.99.4.254:11211", "connected": true, "writes": 20, "lookups": 3,
+            "hits": 2, "errors": 0, "lookup_us_mean": 640, "lookup_us_max": 1900}});
+        v2["membership"]["members"][1]["backend_address"] = json!("10.99.1.2");
+        v2["membership"]["members"][1]["backend_address_taken"] = json!(true);
+        v2["membership"]["members"][1]["records_received"] = json!(42);
+        let out2 = cluster(&v2);
+        assert!(
+            out2.contains("memcached 10.99.4.254:11211 (connected), 20 writes, 3 lookups (2 hits)"),
+            "{out2}"
+        );
+        let sw2 = out2.lines().find(|l| l.starts_with("sw2")).unwrap();
+        assert!(
+            sw2.contains("10.99.1.2 (taken here)") && sw2.contains("42"),
+            "{out2}"
         );
         // No membership: the announcer's lines only.
         assert!(!cluster(&json!({"serving": true, "membership": null})).contains("members"));

@@ -38,6 +38,9 @@ struct Slot {
     /// Times it was taken out of the table (gone silent or left).
     lost: AtomicU64,
     state: AtomicU8,
+    /// Splice records (and forgets) received from it, and the TSC of the last one.
+    records: AtomicU64,
+    record_tsc: AtomicU64,
 }
 
 /// How long after a change of owners a segment about to be handed over is first checked
@@ -161,6 +164,14 @@ impl Membership {
         s.beats.fetch_add(1, Ordering::Relaxed);
         s.heard_tsc.store(now_tsc.max(1), Ordering::Release);
         true
+    }
+
+    /// A splice record from member `m` was accepted (for `webswitchctl cluster`).
+    pub fn on_record(&self, m: usize, now_tsc: u64) {
+        if let Some(s) = self.slots.get(m) {
+            s.records.fetch_add(1, Ordering::Relaxed);
+            s.record_tsc.store(now_tsc.max(1), Ordering::Relaxed);
+        }
     }
 
     /// The members now (a bit per index): those that may own new connections, and
@@ -311,6 +322,8 @@ impl Membership {
             .map(|i| {
                 let s = &self.slots[i];
                 let heard = s.heard_tsc.load(Ordering::Relaxed);
+                let record = s.record_tsc.load(Ordering::Relaxed);
+                let last_record = (record != 0).then(|| ms(now_tsc.saturating_sub(record)));
                 json!({
                     "name": self.names[i],
                     "address": self.addresses[i].to_string(),
@@ -325,6 +338,8 @@ impl Membership {
                     "draining": if i == self.me { self.draining.load(Ordering::Relaxed) } else { s.draining.load(Ordering::Relaxed) },
                     "times_lost": s.lost.load(Ordering::Relaxed),
                     "mac": self.mac_of(i).map(|m| m.to_string()),
+                    "records_received": s.records.load(Ordering::Relaxed),
+                    "last_record_ms_ago": last_record,
                     "backend_address": self.takeover.state(i).0.map(|a| a.to_string()),
                     "backend_address_taken": self.takeover.state(i).2,
                 })

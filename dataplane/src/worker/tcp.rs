@@ -462,9 +462,15 @@ impl Worker {
             .is_some_and(|c| c.store.is_some());
         if found.is_none() && (!self.tcp.standby.is_empty() || store) {
             // Spliced by another member: passed to it, or adopted if it is gone.
-            // A SYN opens a connection and a RST ends one: neither is worth a lookup.
-            let opens_or_ends = rx.seg.syn() || rx.seg.rst();
-            match self.standby_segment(p, m, &key, opens_or_ends, from_peer, now_ms) {
+            // Not worth asking the store about: a SYN (it opens a connection), a RST (it ends
+            // one), the ACK that completes a handshake this core answered (its cookie holds:
+            // a new connection of ours, not one of another member's).
+            let no_lookup = rx.seg.syn()
+                || rx.seg.rst()
+                || (store
+                    && matches!(local, Some(Local::Vip(_)))
+                    && self.completes_our_handshake(&rx, now_ms));
+            match self.standby_segment(p, m, &key, no_lookup, from_peer, now_ms) {
                 sync::FromStandby::Unknown(back) => m = back,
                 sync::FromStandby::Handled => return,
                 sync::FromStandby::Adopted(back, id, side) => {

@@ -50,7 +50,7 @@ impl Worker {
     }
 
     /// Whether a segment is the ACK of a SYN-ACK this core sent (its cookie is valid).
-    fn completes_our_handshake(&self, rx: &Rx, now_ms: u64) -> bool {
+    pub(super) fn completes_our_handshake(&self, rx: &Rx, now_ms: u64) -> bool {
         let seg = &rx.seg;
         let Some(ack) = seg.ack.filter(|_| !seg.syn() && !seg.rst()) else {
             return false;

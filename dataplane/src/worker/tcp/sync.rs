@@ -236,7 +236,9 @@ impl Worker {
             Adopted::UntilAnyByte => return seg.payload_len == 0,
             Adopted::Until(end) => end,
         };
-        if (seg.seq + seg.payload_len).wrapping_diff(end) <= 0 {
+        // A segment without payload carries no request (the ACK after the client's FIN
+        // is one past the end).
+        if seg.payload_len == 0 || (seg.seq + seg.payload_len).wrapping_diff(end) <= 0 {
             return true;
         }
         if seg.seq != end || !verified {
@@ -359,6 +361,7 @@ impl Worker {
             }
         };
         self.stats().add(Counter::ClusterSyncReceived, 1);
+        cl.on_record(usize::from(rec.origin), dpdk_env::rdtsc());
         let c = &rec.client;
         let core = steer::client_flow_core(
             c.remote_ip,
@@ -455,7 +458,7 @@ impl Worker {
         p: usize,
         mut m: Mbuf,
         key: &FlowKey,
-        syn: bool,
+        no_lookup: bool,
         from: Option<usize>,
         now_ms: u64,
     ) -> FromStandby {
@@ -468,7 +471,7 @@ impl Worker {
                 .map(|r| (*r, Side::Backend)),
         };
         let Some((rec, side)) = found else {
-            return match self.ask_store(key, syn, now_ms) {
+            return match self.ask_store(key, no_lookup, now_ms) {
                 true => FromStandby::Handled,
                 false => FromStandby::Unknown(m),
             };
@@ -529,15 +532,16 @@ impl Worker {
     /// The store design: a segment of a flow no core state and no record here knows may
     /// belong to a connection a member that is gone spliced. Its record is asked of the
     /// store (once per tuple, answered into this core's inbox) and the segment dropped
-    /// meanwhile (true: its sender retransmits and finds the record here). A SYN, a health
-    /// probe's or a warm connection's segment is never looked up; once the store had
+    /// meanwhile (true: its sender retransmits and finds the record here). What the caller
+    /// rules out (`no_lookup`), a health probe's or a warm connection's segment is never
+    /// looked up; once the store had
     /// nothing for `STORE_NEGATIVE_MS`, the segment goes on as before (false: a stray is
     /// reset).
-    fn ask_store(&mut self, key: &FlowKey, syn: bool, now_ms: u64) -> bool {
+    fn ask_store(&mut self, key: &FlowKey, no_lookup: bool, now_ms: u64) -> bool {
         let Some(store) = self.shared.cluster.as_ref().and_then(|c| c.store.clone()) else {
             return false;
         };
-        if syn || self.tcp.probes.contains_key(key) || self.tcp.warm.contains_key(key) {
+        if no_lookup || self.tcp.probes.contains_key(key) || self.tcp.warm.contains_key(key) {
             return false;
         }
         if let Some(&asked) = self.tcp.store_pending.get(key) {
