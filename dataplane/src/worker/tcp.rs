@@ -455,12 +455,15 @@ impl Worker {
                 None => return,
             }
         }
-        let store = self
-            .shared
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.store.is_some());
-        if found.is_none() && (!self.tcp.standby.is_empty() || store) {
+        // Read only on a miss: segments of known flows pay nothing here.
+        let store = || {
+            self.shared
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.store.is_some())
+        };
+        if found.is_none() && (!self.tcp.standby.is_empty() || store()) {
+            let store = store();
             // Spliced by another member: passed to it, or adopted if it is gone.
             // Not worth asking the store about: a SYN (it opens a connection), a RST (it ends
             // one), the ACK that completes a handshake this core answered (its cookie holds:
@@ -544,7 +547,8 @@ impl Worker {
             // Adopted without its framing state: a next request the adopter cannot check
             // ends the connection here (the client retries it on a new one).
             let payload = &m[ETH + IP + rx.tcp_hdr..ETH + rx.ip_total];
-            let verified = rx.seg.checked || tcp_checksum_ok(&m, rx);
+            // Verified only for a next request the adopter must read (never per packet).
+            let verified = || rx.seg.checked || tcp_checksum_ok(&m, rx);
             if !self.adopted_may_pass(id, &rx.seg, payload, verified) {
                 self.stats().add(Counter::ClusterAdoptedEnded, 1);
                 if let Some(c) = self.tcp.flows.get_mut(id) {

@@ -220,13 +220,14 @@ impl Worker {
     /// Before a client segment of `id` is handled: whether it may go on. An adopted
     /// connection's client may send the rest of the request the record allowed; past it
     /// comes its next request, which the adopter frames itself when it can (below), else
-    /// the connection ends (false). `verified`: the segment's checksum holds.
+    /// the connection ends (false). `verified`: whether the segment's checksum holds, asked
+    /// only when its payload is to be read.
     pub(super) fn adopted_may_pass(
         &mut self,
         id: ConnId,
         seg: &SegmentInfo,
         payload: &[u8],
-        verified: bool,
+        verified: impl FnOnce() -> bool,
     ) -> bool {
         let Some(flow) = self.tcp.cluster_flows.get(id as usize) else {
             return true;
@@ -241,7 +242,7 @@ impl Worker {
         if seg.payload_len == 0 || (seg.seq + seg.payload_len).wrapping_diff(end) <= 0 {
             return true;
         }
-        if seg.seq != end || !verified {
+        if seg.seq != end || !verified() {
             return false;
         }
         match self.next_adopted_request(id, payload) {
