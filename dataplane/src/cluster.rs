@@ -9,3 +9,4 @@ pub mod announce;
 pub mod members;
 pub mod store;
 pub mod takeover;
+pub mod workload;

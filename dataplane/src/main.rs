@@ -176,6 +176,8 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
     let started = Instant::now();
     let mut next_stats = Duration::from_secs(stats_interval);
     let mut next_rates = Duration::from_secs(1);
+    let mut meter =
+        webswitch::cluster::workload::Meter::new(u64::from(config.tcp.max_flows_per_core));
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         write_access_log(&shared);
@@ -185,6 +187,7 @@ fn run(path: &std::path::Path, stats_interval: u64, log_level: LogLevelFn) -> Re
             let serving = webswitch::cluster::announce::any_backend_serves(&shared)
                 && !cl.operator_withdrawn.load(Ordering::Relaxed);
             cl.draining.store(!serving || cl.front, Ordering::Relaxed);
+            meter.tick(cl, &shared.stats, started.elapsed().as_millis() as u64);
             cl.refresh(dpdk_env::rdtsc());
             let (_, reachable) = cl.live_now(dpdk_env::rdtsc());
             // A gone member's spliced connections keep their backend-side tuple: its

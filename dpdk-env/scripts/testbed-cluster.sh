@@ -11,6 +11,8 @@
 #                   sw-be (DPDK port, own 10.N.1.1) to the backend bridge                    |
 #            $P-sw2 instance 2: sw-fr (own 10.N.4.32) -----------------------------------------+
 #                   TAP wsx0 10.N.4.22 (BIRD AS 65001); sw-be (own 10.N.1.2) to the bridge
+#            $P-sw3 instance 3, the same (10.N.4.33, TAP 10.N.4.23, 10.N.1.3): for tests of
+#                   three members (a front and two owners); its BIRD peers with the router too
 #
 # The cluster VIP 10.N.5.10 is on no link: the router reaches it only by the routes the
 # instances' BIRDs announce (next hop: their host address), one ECMP next hop per live
@@ -21,7 +23,9 @@
 NS_FR=$P-fr          # cluster: the ECMP router
 NS_FC=$P-fc          # cluster: the client behind it
 NS_SW2=$P-sw2        # cluster: the second instance
-NS_CLUSTER=("$NS_FR" "$NS_FC" "$NS_SW2")
+NS_SW3=$P-sw3        # cluster: the third instance
+NS_CLUSTER=("$NS_FR" "$NS_FC" "$NS_SW2" "$NS_SW3")
+INSTANCES=(1 2 3)
 CLUSTER_FLAG=$DIR/cluster  # present while a testbed built by `up --cluster` stands
 CLUSTER_DIR=$DIR/cluster.d # BIRD configs, control sockets, pid files and logs
 
@@ -34,12 +38,12 @@ FR_FRONT_IP=$FRONT_NET.254
 CLUSTER_STORE_PORT=11211 # memcached on the router (cluster.state_store)
 IF_FRONT=front       # in $P-fr: the bridge of the front segment (the router's 10.N.4.254)
 IF_FR_CLI=fr-cli     # in $P-fr, peer of cli0 in $P-fc
-IF_SW_FR=sw-fr       # in $P-sw and $P-sw2: the instance's front port (DPDK)
-IF_EXC=wsx0          # in $P-sw and $P-sw2: the exception TAP (the appliance's kernel)
+IF_SW_FR=sw-fr       # in $P-sw, $P-sw2 and $P-sw3: the instance's front port (DPDK)
+IF_EXC=wsx0          # in $P-sw, $P-sw2 and $P-sw3: the exception TAP (the appliance's kernel)
 ROUTER_AS=65000
 INSTANCE_AS=65001
 
-instance_ns() { if (($1 == 1)); then echo "$NS_SW"; else echo "$NS_SW2"; fi; }
+instance_ns() { if (($1 == 1)); then echo "$NS_SW"; else echo "$P-sw$1"; fi; }
 instance_host_ip() { echo "$FRONT_NET.$((20 + $1))"; }   # the kernel's, on the TAP
 instance_own_ip() { echo "$FRONT_NET.$((30 + $1))"; }    # webswitch's, on the front port
 instance_backend_ip() { echo "$BACKEND_NET.$1"; }        # webswitch's, on the backend port
@@ -118,13 +122,14 @@ template bgp webswitch {
 }
 protocol bgp sw1 from webswitch { neighbor $(instance_host_ip 1) as $INSTANCE_AS; }
 protocol bgp sw2 from webswitch { neighbor $(instance_host_ip 2) as $INSTANCE_AS; }
+protocol bgp sw3 from webswitch { neighbor $(instance_host_ip 3) as $INSTANCE_AS; }
 EOF
 }
 
 cluster_up() {
     need_tools bird birdc nft memcached
     local i ns peer
-    say "cluster: router $NS_FR, client $NS_FC, second instance $NS_SW2, VIP $CLUSTER_VIP"
+    say "cluster: router $NS_FR, client $NS_FC, instances 2 and 3 $NS_SW2 $NS_SW3, VIP $CLUSTER_VIP"
     for ns in "${NS_CLUSTER[@]}"; do
         ip netns add "$ns"
         ns_sysctls "$ns"
@@ -135,15 +140,18 @@ cluster_up() {
     ip -n "$NS_FR" link add "$IF_FRONT" address "$(mac 4 254)" type bridge stp_state 0 forward_delay 0
     ip -n "$NS_FR" link add "$IF_FR_CLI" address "$(mac 3 254)" type veth \
         peer name "$IF_CLI" address "$(mac 3 2)" netns "$NS_FC"
-    # the second instance's backend port on the backend bridge
-    ip -n "$NS_SW2" link add "$IF_SW_BE" address "$(mac 1 2)" type veth \
-        peer name to-sw2 address "$(mac 255 2)" netns "$NS_BR"
-    ip -n "$NS_BR" link set to-sw2 master "$IF_BR"
-    offloads_off "$NS_SW2" "$IF_SW_BE"
-    offloads_off "$NS_BR" to-sw2
-    ip -n "$NS_BR" link set to-sw2 up
-    ip -n "$NS_SW2" link set "$IF_SW_BE" up
-    for i in 1 2; do
+    # the other instances' backend ports on the backend bridge
+    for i in 2 3; do
+        ns=$(instance_ns "$i")
+        ip -n "$ns" link add "$IF_SW_BE" address "$(mac 1 "$i")" type veth \
+            peer name "to-sw$i" address "$(mac 255 "$i")" netns "$NS_BR"
+        ip -n "$NS_BR" link set "to-sw$i" master "$IF_BR"
+        offloads_off "$ns" "$IF_SW_BE"
+        offloads_off "$NS_BR" "to-sw$i"
+        ip -n "$NS_BR" link set "to-sw$i" up
+        ip -n "$ns" link set "$IF_SW_BE" up
+    done
+    for i in "${INSTANCES[@]}"; do
         ns=$(instance_ns "$i")
         peer=fr-sw$i
         ip -n "$ns" link add "$IF_SW_FR" address "$(instance_front_mac "$i")" type veth \
@@ -164,7 +172,7 @@ cluster_up() {
     # arrives on them too (weak host model), so every packet for the host would be
     # handled twice. On an appliance the kernel never sees a DPDK-bound NIC; here an nft
     # netdev ingress drop hides them (AF_PACKET, DPDK's and the doorbell's, runs before it).
-    for i in 1 2; do
+    for i in "${INSTANCES[@]}"; do
         ns=$(instance_ns "$i")
         nsx "$ns" nft -f - <<EOF
 table netdev ws_cluster {
@@ -192,22 +200,20 @@ EOF
     mkdir -p "$CLUSTER_DIR"
     rm -f "$CLUSTER_DIR"/*.log
     write_bird_router
-    write_bird_instance 1
-    write_bird_instance 2
-    for name in fr sw1 sw2; do
+    for i in "${INSTANCES[@]}"; do write_bird_instance "$i"; done
+    for name in fr sw1 sw2 sw3; do
         bird -p -c "$CLUSTER_DIR/$name.conf" || die "cluster: BIRD rejects $CLUSTER_DIR/$name.conf"
     done
     bird_start "$NS_FR" "$CLUSTER_DIR/fr.conf" fr
-    bird_start "$NS_SW" "$CLUSTER_DIR/sw1.conf" sw1
-    bird_start "$NS_SW2" "$CLUSTER_DIR/sw2.conf" sw2
+    for i in "${INSTANCES[@]}"; do bird_start "$(instance_ns "$i")" "$CLUSTER_DIR/sw$i.conf" "sw$i"; done
     # the state store of `cluster.state_store` (memcached), on the router's front bridge:
     # the instances reach it through their kernels (the exception path). A system
     # package's service may have started one elsewhere; this one belongs to the testbed
     # (killed with the namespace's processes at `down`).
     nsx "$NS_FR" memcached -d -u nobody -l "$FR_FRONT_IP" -p "$CLUSTER_STORE_PORT" -m 64 \
         -P "$CLUSTER_DIR/memcached.pid" || die "cluster: memcached did not start"
-    echo "cluster testbed $P (WS_NET=$N): router $NS_FR, instances $NS_SW $NS_SW2, VIP $CLUSTER_VIP" >"$CLUSTER_FLAG"
-    say "cluster: BIRD runs in $NS_FR, $NS_SW and $NS_SW2 (sessions come up once webswitch attaches to $IF_EXC)"
+    echo "cluster testbed $P (WS_NET=$N): router $NS_FR, instances $NS_SW $NS_SW2 $NS_SW3, VIP $CLUSTER_VIP" >"$CLUSTER_FLAG"
+    say "cluster: BIRD runs in $NS_FR, $NS_SW, $NS_SW2 and $NS_SW3 (sessions come up once webswitch attaches to $IF_EXC)"
 }
 
 cluster_summary() {
@@ -218,6 +224,7 @@ cluster testbed '$P' is up (WS_NET=$N)
   router    ns $NS_FR   $IF_FR_CLI $FR_CLI_IP/24; bridge $IF_FRONT $FR_FRONT_IP/24; BIRD AS $ROUTER_AS (birdc -s $CLUSTER_DIR/fr.ctl)
   instance1 ns $NS_SW   port $IF_SW_FR ($(instance_front_mac 1)) own $(instance_own_ip 1), TAP $IF_EXC $(instance_host_ip 1)/24, port $IF_SW_BE own $(instance_backend_ip 1)
   instance2 ns $NS_SW2  port $IF_SW_FR ($(instance_front_mac 2)) own $(instance_own_ip 2), TAP $IF_EXC $(instance_host_ip 2)/24, port $IF_SW_BE own $(instance_backend_ip 2)
+  instance3 ns $NS_SW3  port $IF_SW_FR ($(instance_front_mac 3)) own $(instance_own_ip 3), TAP $IF_EXC $(instance_host_ip 3)/24, port $IF_SW_BE own $(instance_backend_ip 3)
   store     memcached on $FR_FRONT_IP:$CLUSTER_STORE_PORT (in $NS_FR), for cluster.state_store
   VIP       $CLUSTER_VIP:80, announced by each instance's BIRD (AS $INSTANCE_AS) once its webswitch runs
   config:   examples/cluster.json (instance 1; instance 2 with .32, .2 and file prefix changed)
@@ -234,6 +241,7 @@ WS_CLUSTER_ROUTER_NS=$NS_FR
 WS_CLUSTER_CLIENT_NS=$NS_FC
 WS_CLUSTER_CLIENT_IP=$FC_IP
 WS_CLUSTER_SW2_NS=$NS_SW2
+WS_CLUSTER_SW3_NS=$NS_SW3
 WS_CLUSTER_BIRD_DIR=$CLUSTER_DIR
 WS_CLUSTER_STORE=$FR_FRONT_IP:$CLUSTER_STORE_PORT
 EOF

@@ -17,10 +17,11 @@
 #            GRE (outer 10.N.1.1 -> 10.N.2.14 via 10.N.1.254), its agent decapsulates; the
 #            links those packets cross have MTU 1524
 #   up --cluster
-#            the same, plus two webswitch instances behind an ECMP router (see
-#            testbed-cluster.sh): $P-fr (BIRD, multipath), its client $P-fc, the second
-#            instance's namespace $P-sw2, a persistent TAP wsx0 (host address) and BIRD in
-#            both instances' namespaces; the VIP 10.N.5.10 is reachable once webswitch runs
+#            the same, plus up to three webswitch instances behind an ECMP router (see
+#            testbed-cluster.sh): $P-fr (BIRD, multipath), its client $P-fc, the other
+#            instances' namespaces $P-sw2 and $P-sw3, a persistent TAP wsx0 (host address)
+#            and BIRD in each instance's namespace; the VIP 10.N.5.10 is reachable once
+#            webswitch runs
 #   down     kill every process in our namespaces, delete the namespaces; with --purge
 #            also delete /tmp/$P-testbed (the generated content, incl. 3 (4) x 100 MiB files)
 #   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up

@@ -597,8 +597,18 @@ pub fn cluster(v: &Value) -> String {
     }
     if let Some(m) = v.get("membership").filter(|m| !m.is_null()) {
         out += &format!(
-            "\nmembers     table generation {}{}{}\n\n",
+            "\nmembers     table generation {}{}{}{}\n\n",
             cell(m.get("generation")),
+            match m.get("balance").and_then(Value::as_str) {
+                Some("workload") => format!(
+                    ", shares by workload (available here {})",
+                    m.get("available")
+                        .and_then(Value::as_f64)
+                        .map(|f| format!("{:.0}%", f * 100.0))
+                        .unwrap_or_else(|| "-".into())
+                ),
+                _ => String::new(),
+            },
             if m.get("front").and_then(Value::as_bool) == Some(true) {
                 ", this instance is a front"
             } else {
@@ -616,6 +626,7 @@ pub fn cluster(v: &Value) -> String {
             "LIVE",
             "STATE",
             ">SHARE",
+            ">CAPACITY",
             ">HEARD_AGO",
             ">BEATS",
             ">LOST",
@@ -634,17 +645,19 @@ pub fn cluster(v: &Value) -> String {
                 } else {
                     "serving"
                 };
-            let share = mb
-                .get("share")
-                .and_then(Value::as_f64)
-                .map(|f| format!("{:.1}%", f * 100.0))
-                .unwrap_or_else(|| "-".into());
+            let percent = |k: &str, digits: usize| {
+                mb.get(k)
+                    .and_then(Value::as_f64)
+                    .map(|f| format!("{:.*}%", digits, f * 100.0))
+                    .unwrap_or_else(|| "-".into())
+            };
             t.row([
                 cell(mb.get("name")),
                 cell(mb.get("address")),
                 if flag("live") { "yes" } else { "no" }.into(),
                 state,
-                share,
+                percent("share", 1),
+                percent("capacity", 0),
                 dur(mb.get("heard_ms_ago")),
                 cell(mb.get("beats")),
                 cell(mb.get("times_lost")),
@@ -753,14 +766,21 @@ mod tests {
         v2["membership"]["members"][1]["backend_address"] = json!("10.99.1.2");
         v2["membership"]["members"][1]["backend_address_taken"] = json!(true);
         v2["membership"]["members"][1]["records_received"] = json!(42);
+        v2["membership"]["members"][1]["capacity"] = json!(0.375);
+        v2["membership"]["balance"] = json!("workload");
+        v2["membership"]["available"] = json!(0.912);
         let out2 = cluster(&v2);
+        assert!(
+            out2.contains("shares by workload (available here 91%)"),
+            "{out2}"
+        );
         assert!(
             out2.contains("memcached 10.99.4.254:11211 (connected), 20 writes, 3 lookups (2 hits)"),
             "{out2}"
         );
         let sw2 = out2.lines().find(|l| l.starts_with("sw2")).unwrap();
         assert!(
-            sw2.contains("10.99.1.2 (taken here)") && sw2.contains("42"),
+            sw2.contains("10.99.1.2 (taken here)") && sw2.contains("42") && sw2.contains("38%"),
             "{out2}"
         );
         // No membership: the announcer's lines only.

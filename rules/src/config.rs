@@ -20,7 +20,7 @@ mod tcp;
 mod web;
 
 pub use agent::{AgentConfig, AgentPort, AgentSwitch, AgentVip};
-pub use cluster::{ClusterConfig, MemberConfig};
+pub use cluster::{Balance, ClusterConfig, MemberConfig};
 pub use exception::ExceptionConfig;
 pub use handoff::HandoffConfig;
 pub use mgmt::{HealthConfig, MgmtConfig};

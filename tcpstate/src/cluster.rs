@@ -11,6 +11,7 @@
 //!
 //! Pure: no I/O, no clock; the data plane passes times and sends what these decide.
 pub mod beat;
+pub mod load;
 pub mod maglev;
 pub mod ownership;
 pub mod sync;

@@ -5,11 +5,16 @@
 //! table (here instance 2, which does not announce the VIP), and instance 2 answers the
 //! client directly through the router. One and two workers per instance.
 //!
+//! A third test gives two owners the front's connections by their workload factors
+//! (`cluster.balance: "workload"`).
+//!
 //! Checked: every new connection is accepted by instance 2 and none by the front, each
 //! request by its rule's pool; a 100 MiB download is byte-exact (its data never crosses
 //! the front, only the client's ACKs do); a keep-alive load sees no failure; both stop
 //! without a leaked buffer.
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use webswitch_tests::cluster::{
@@ -97,6 +102,195 @@ fn scenario(name: &str, net: u8, workers: usize) {
     }
     tb.down();
 }
+
+/// Point 7's workload-weighted choice: a front (instance 1) and two owners (instances 2
+/// and 3), all with `cluster.balance: "workload"`. Owner 3 has a small flow table
+/// (`tcp.max_flows_per_core` 100 with one worker, 50 with two); persistent connections
+/// held through the VIP fill about 60% of it (of its fullest core's), so its beats report less capacity, and the front (and every member) gives it
+/// a smaller share of the table. New connections then split as the shares say, not
+/// evenly; the held connections all still answer; the table goes back to equal shares
+/// once they close.
+fn weighted(name: &str, net: u8, workers: usize) {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up_cluster(name, net);
+    let members = serde_json::json!([
+        { "name": "sw1", "address": tb.ip(4, 31) },
+        { "name": "sw2", "address": tb.ip(4, 32) },
+        { "name": "sw3", "address": tb.ip(4, 33) },
+    ]);
+    let configs: Vec<Value> = (1..=3u8)
+        .map(|i| {
+            let mut c = instance_config(&tb, i, workers);
+            c["cluster"]["members"] = members.clone();
+            c["cluster"]["balance"] = "workload".into();
+            if i == 1 {
+                c["cluster"]["front"] = true.into();
+            } else {
+                // Only the front is announced; the owners answer the client directly.
+                let cl = c["cluster"].as_object_mut().unwrap();
+                cl.remove("announce");
+                cl.remove("withdraw");
+            }
+            if i == 3 {
+                c["tcp"]["max_flows_per_core"] = (100 / workers).into();
+            }
+            c
+        })
+        .collect();
+    let front = Switch::start_in(&tb, "sw", &format!("{name}-f"), &configs[0]);
+    let o2 = Switch::start_in(&tb, "sw2", &format!("{name}-o2"), &configs[1]);
+    let o3 = Switch::start_in(&tb, "sw3", &format!("{name}-o3"), &configs[2]);
+    await_next_hops(&tb, &[host(&tb, 1)], Duration::from_secs(20));
+    for s in [&front, &o2, &o3] {
+        await_owning(s, 0b110, Duration::from_secs(10));
+    }
+    let shares = |s: &Switch| {
+        let c = s.call("cluster", Value::Null);
+        let m = &c["membership"]["members"];
+        (
+            m[1]["share"].as_f64().unwrap_or(-1.0),
+            m[2]["share"].as_f64().unwrap_or(-1.0),
+            c,
+        )
+    };
+    let (s2, s3, c) = shares(&front);
+    assert!(
+        (s2 - 0.5).abs() < 0.01 && (s3 - 0.5).abs() < 0.01,
+        "equal at first: {c}"
+    );
+
+    // Load that stays: 120 persistent connections, about 60 on each owner.
+    let mut hold = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("fc"), "python3"])
+        .arg(workspace_root().join("tests/tools/hold_connections.py"))
+        .args([vip(&tb).as_str(), "80", "/whoami", "120", "120"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("hold_connections.py");
+    let lines = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = hold.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let opened: Value = serde_json::from_str(
+        &lines
+            .recv_timeout(Duration::from_secs(90))
+            .expect("hold_connections.py opened its connections"),
+    )
+    .unwrap();
+    eprintln!("held: {opened}");
+    assert_eq!(counter(&opened, &["held"]), 120, "{opened}");
+    let flows = |s: &Switch| counter(&s.call("stats", Value::Null), &["total", "flows_live"]);
+    eprintln!("flows: owner 2 {}, owner 3 {}", flows(&o2), flows(&o3));
+
+    // Owner 3's factor falls (smoothed, then held 3 s); every member's table follows.
+    let start = Instant::now();
+    let (s2, s3) = loop {
+        let (s2, s3, c) = shares(&front);
+        if s3 < 0.4 {
+            eprintln!("after {:?}: {c}", start.elapsed());
+            break (s2, s3);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "owner 3's share did not fall: {c}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (o2_s3, o3_s3) = (shares(&o2).1, shares(&o3).1);
+    assert!(
+        (o2_s3 - s3).abs() < 0.05 && (o3_s3 - s3).abs() < 0.05,
+        "the owners build the front's table: {s3} at the front, {o2_s3} and {o3_s3}"
+    );
+
+    // New connections split by the shares.
+    let (a2, a3) = (accepted(&o2), accepted(&o3));
+    let got = requests(&tb, N_WEIGHTED);
+    assert_all_served(&got, N_WEIGHTED, "with weighted shares");
+    let (d2, d3) = (accepted(&o2) - a2, accepted(&o3) - a3);
+    let (_, s3_after, c) = shares(&front);
+    let want = (s3 + s3_after) / 2.0;
+    let frac3 = d3 as f64 / (d2 + d3) as f64;
+    eprintln!(
+        "new connections: owner 2 {d2}, owner 3 {d3} ({:.1}%; its share {:.1}% then {:.1}%; owner 2 {:.1}%)",
+        frac3 * 100.0,
+        s3 * 100.0,
+        s3_after * 100.0,
+        s2 * 100.0
+    );
+    assert_eq!(
+        d2 + d3,
+        N_WEIGHTED as u64,
+        "every new connection accepted by an owner"
+    );
+    assert!(
+        (frac3 - want).abs() < 0.1,
+        "owner 3 accepted {frac3:.3} of new connections, its share is {want:.3}: {c}"
+    );
+
+    // The held connections were never disturbed by the change of shares.
+    drop(hold.stdin.take());
+    let closed: Value = serde_json::from_str(
+        &lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("hold_connections.py closed its connections"),
+    )
+    .unwrap();
+    let _ = hold.wait();
+    eprintln!("held connections at the end: {closed}");
+    assert_eq!(
+        (
+            counter(&closed, &["still_answered"]),
+            counter(&closed, &["lost"])
+        ),
+        (120, 0),
+        "{closed}"
+    );
+    // With them gone, owner 3 gets its full share back.
+    let start = Instant::now();
+    loop {
+        let (_, s3, c) = shares(&front);
+        if (s3 - 0.5).abs() < 0.01 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "owner 3's share did not come back: {c}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for s in [front, o2, o3] {
+        let fin = s.stop();
+        assert_eq!(counter(&fin, &["mbufs_in_use"]), 0, "mbufs leaked");
+    }
+    tb.down();
+}
+
+#[test]
+fn a_front_gives_new_connections_by_the_owners_workload_factors_one_worker() {
+    weighted("wcw1", 247, 1);
+}
+
+#[test]
+fn a_front_gives_new_connections_by_the_owners_workload_factors_two_workers() {
+    weighted("wcw2", 248, 2);
+}
+
+/// New connections measured with weighted shares (enough that 10 points of share is more
+/// than three standard deviations).
+const N_WEIGHTED: usize = 200;
 
 #[test]
 fn a_front_hands_every_connection_to_its_owner_one_worker() {

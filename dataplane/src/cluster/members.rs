@@ -3,8 +3,8 @@
 //!
 //! Any core may receive a peer's beat and records it here (atomics, one slot per
 //! member). Worker 0 sends this instance's beats. The main thread looks every 100 ms at
-//! who is live and, when that changed, builds a new Maglev table and publishes it with
-//! the previous one; cores read the tables only for segments of flows they hold no state
+//! who is live and at the workload factors their beats report (`cluster.balance`) and,
+//! when either changed, builds a new Maglev table and publishes it with the previous one; cores read the tables only for segments of flows they hold no state
 //! for. So a member is dropped at most `dead_after_ms` + 100 ms after its last beat, or
 //! at once when it says it leaves.
 use std::net::Ipv4Addr;
@@ -16,6 +16,7 @@ use crossbeam_queue::ArrayQueue;
 use rules::Config;
 use serde_json::{json, Value};
 use tcpstate::cluster::beat::{Beat, MemberState};
+use tcpstate::cluster::load;
 use tcpstate::cluster::maglev::Maglev;
 use tcpstate::cluster::ownership::Ownership;
 use tcpstate::cluster::sync::SpliceRecord;
@@ -41,6 +42,8 @@ struct Slot {
     /// Splice records (and forgets) received from it, and the TSC of the last one.
     records: AtomicU64,
     record_tsc: AtomicU64,
+    /// Its workload factor as its last beat said (`tcpstate::cluster::load`; 0: none).
+    capacity: AtomicU8,
 }
 
 /// How long after a change of owners a segment about to be handed over is first checked
@@ -84,6 +87,12 @@ pub struct Membership {
     pub inbox: Vec<ArrayQueue<SpliceRecord>>,
     /// `cluster.state_store`: records go to this store instead of to every member.
     pub store: Option<Arc<super::store::Store>>,
+    /// `cluster.balance` is `workload`: this instance reports its workload factor.
+    pub reports_workload: bool,
+    /// The workload factor its beats report (a level, 0: none), and the measured
+    /// available capacity behind it (thousandths). Set by the main thread.
+    pub capacity: AtomicU8,
+    pub available_permille: AtomicU32,
 }
 
 /// Records a worker may have waiting from the others (beyond, they are dropped and
@@ -143,6 +152,9 @@ impl Membership {
                 .state_store
                 .as_ref()
                 .map(|s| Arc::new(super::store::Store::new(s.memcached, s.ttl_s))),
+            reports_workload: c.balance == rules::config::Balance::Workload,
+            capacity: AtomicU8::new(0),
+            available_permille: AtomicU32::new(1000),
         })
     }
 
@@ -157,6 +169,7 @@ impl Membership {
         s.mac.store(mac_bits(src_mac), Ordering::Relaxed);
         s.seq.store(beat.seq, Ordering::Relaxed);
         s.view.store(beat.live, Ordering::Relaxed);
+        s.capacity.store(beat.capacity, Ordering::Relaxed);
         s.leaving
             .store(beat.state == MemberState::Leaving, Ordering::Relaxed);
         s.draining
@@ -225,17 +238,38 @@ impl Membership {
                 .all(|(i, s)| i == self.me || s.heard_tsc.load(Ordering::Relaxed) != 0)
     }
 
-    /// Main thread: rebuilds and publishes the tables when the live set changed.
-    /// Returns the new generation when it did.
+    /// The table weight of every member (by index) as the beats say now: its reported
+    /// workload factor, or a full share when it reports none.
+    pub fn weights(&self) -> Vec<u32> {
+        (0..self.names.len())
+            .map(|i| load::weight(self.reported_capacity(i)))
+            .collect()
+    }
+
+    /// Member `i`'s workload factor: ours, or as its last beat said (0: none).
+    fn reported_capacity(&self, i: usize) -> u8 {
+        if i == self.me {
+            self.capacity.load(Ordering::Relaxed)
+        } else {
+            self.slots[i].capacity.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Main thread: rebuilds and publishes the tables when the live set or the live
+    /// members' weights changed. Returns the new generation when it did.
     pub fn refresh(&self, now_tsc: u64) -> Option<u64> {
         let (serving, reachable) = self.live_now(now_tsc);
         // Someone must own new connections: with every member draining, all of them do.
         let live = if serving != 0 { serving } else { reachable };
         let cur = self.tables.load();
-        if (cur.now.live() == live && cur.reachable == reachable) || live == 0 {
+        let weights = self.weights();
+        let same_weights =
+            (0..self.names.len()).all(|i| live >> i & 1 == 0 || cur.now.weights()[i] == weights[i]);
+        let same_owners = cur.now.live() == live && same_weights;
+        if (same_owners && cur.reachable == reachable) || live == 0 {
             return None;
         }
-        if cur.now.live() == live {
+        if same_owners {
             // Only who may be handed segments changed (a draining member left or came
             // back): same owners, same previous table.
             self.tables.store(Arc::new(Ownership {
@@ -246,7 +280,10 @@ impl Membership {
             return Some(cur.generation + 1);
         }
         let refs: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let now = Maglev::build(&refs, live)?;
+        let now = Maglev::build_weighted(&refs, live, &weights)?;
+        if cur.now.live() == live {
+            tracing::info!(weights = ?now.weights(), generation = cur.generation + 1, "cluster shares changed with the members' workload factors");
+        }
         let generation = cur.generation + 1;
         for (i, s) in self.slots.iter().enumerate() {
             let up = reachable >> i & 1 == 1;
@@ -268,7 +305,7 @@ impl Membership {
         // started, or heard no one for a while): then theirs, without us, where the
         // connections opened meanwhile live.
         let prev = if cur.now.live() == 1 << self.me {
-            Maglev::build(&refs, live & !(1 << self.me))
+            Maglev::build_weighted(&refs, live & !(1 << self.me), &weights)
         } else {
             Some(cur.now.clone())
         };
@@ -342,6 +379,10 @@ impl Membership {
                     "last_record_ms_ago": last_record,
                     "backend_address": self.takeover.state(i).0.map(|a| a.to_string()),
                     "backend_address_taken": self.takeover.state(i).2,
+                    "capacity": Some(self.reported_capacity(i))
+                        .filter(|&c| c != 0)
+                        .map(|c| f64::from(c) / f64::from(load::LEVELS)),
+                    "weight": t.now.weights()[i],
                 })
             })
             .collect();
@@ -352,6 +393,8 @@ impl Membership {
             "live": live,
             "owning": t.now.live(),
             "settled": self.settled(now_tsc),
+            "balance": if self.reports_workload { "workload" } else { "equal" },
+            "available": f64::from(self.available_permille.load(Ordering::Relaxed)) / 1000.0,
             "members": members,
             "state_sharing": match &self.store {
                 Some(s) => json!({ "design": "store", "store": s.json() }),
@@ -364,6 +407,7 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcpstate::cluster::maglev::TABLE_SIZE;
 
     #[test]
     fn macs_round_trip_through_the_slot_encoding() {
@@ -393,6 +437,7 @@ mod tests {
         let b = Beat {
             state,
             index: from,
+            capacity: 0,
             seq: 0,
             live: 0,
         };
@@ -408,6 +453,7 @@ mod tests {
         let b = Beat {
             state: MemberState::Alive,
             index: 2,
+            capacity: 0,
             seq: 0,
             live: 0,
         };
@@ -462,6 +508,54 @@ mod tests {
         let t = m.tables();
         assert_eq!(t.now.live(), 0b111);
         assert_eq!(t.prev.as_ref().map(|p| p.live()), Some(0b110));
+    }
+
+    #[test]
+    fn reported_workload_factors_set_the_shares() {
+        let m = member(0);
+        let at = |from: u8, capacity: u8, t: u64| {
+            let b = Beat {
+                state: MemberState::Alive,
+                index: from,
+                capacity,
+                seq: 0,
+                live: 0,
+            };
+            let src = Ipv4Addr::new(10, 99, 4, 31 + from);
+            assert!(m.on_beat(src, MacAddr([2, 0, 0, 0, 0, from]), &b, t));
+        };
+        // No one reports (balance equal, or an older version): equal shares.
+        at(1, 0, 10 * MS);
+        at(2, 0, 10 * MS);
+        m.refresh(11 * MS);
+        let equal = m.tables().now.shares(3);
+        assert!(
+            equal.iter().all(|s| s.abs_diff(TABLE_SIZE / 3) <= 1),
+            "{equal:?}"
+        );
+        // Full capacity reported is the same table: nothing is rebuilt.
+        at(1, 16, 20 * MS);
+        at(2, 16, 20 * MS);
+        assert_eq!(m.refresh(21 * MS), None);
+        // sw3 has a quarter left: its share drops to 4 / (16 + 16 + 4).
+        let generation = m.tables().generation;
+        at(1, 16, 30 * MS);
+        at(2, 4, 30 * MS);
+        assert_eq!(m.refresh(31 * MS), Some(generation + 1));
+        let t = m.tables();
+        let shares = t.now.shares(3);
+        assert!(shares[2].abs_diff(TABLE_SIZE * 4 / 36) <= 2, "{shares:?}");
+        assert_eq!(t.now.weights(), &[16, 16, 4]);
+        // The previous table is the equal one: connections set up before the change.
+        assert_eq!(
+            t.prev.as_ref().map(|p| p.weights().to_vec()),
+            Some(vec![16, 16, 16])
+        );
+        // Our own factor counts the same way.
+        m.capacity.store(8, Ordering::Relaxed);
+        m.refresh(40 * MS);
+        assert_eq!(m.tables().now.weights(), &[8, 16, 4]);
+        assert_eq!(m.json(41 * MS)["members"][2]["capacity"], 0.25);
     }
 
     #[test]

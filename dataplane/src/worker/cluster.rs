@@ -72,6 +72,7 @@ impl Worker {
                 MemberState::Alive
             },
             index: cl.me as u8,
+            capacity: cl.capacity.load(std::sync::atomic::Ordering::Relaxed),
             seq: self.beats.seq,
             live: cl.tables().now.live(),
         }

@@ -60,6 +60,30 @@ pub struct ClusterConfig {
     /// (the Yoda L7 balancer's design).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_store: Option<StateStore>,
+    /// How the members share new connections (who owns their setup). Every member builds
+    /// the same table from the members' beats, whatever its own setting; this says only
+    /// whether this instance reports its workload factor in them.
+    #[serde(default, skip_serializing_if = "Balance::is_equal")]
+    pub balance: Balance,
+}
+
+/// `cluster.balance`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    /// Equal shares (a member that reports no workload factor counts as fully available).
+    #[default]
+    Equal,
+    /// Shares in proportion to each member's available capacity (paper 001's workload
+    /// factor: the busiest worker's idle share and the fullest core's free flow entries,
+    /// in 16 steps, held 3 s before they change).
+    Workload,
+}
+
+impl Balance {
+    fn is_equal(&self) -> bool {
+        *self == Balance::Equal
+    }
 }
 
 /// A shared store of splice records.
@@ -92,6 +116,7 @@ impl Default for ClusterConfig {
             dead_after_ms: Self::default_dead_after_ms(),
             front: false,
             state_store: None,
+            balance: Balance::Equal,
         }
     }
 }

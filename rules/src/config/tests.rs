@@ -537,4 +537,14 @@ fn cluster_members_are_checked_by_field() {
     let mut v: serde_json::Value = serde_json::from_str(CLUSTER).unwrap();
     v["cluster"]["front"] = true.into();
     assert!(Config::from_json(&v.to_string()).unwrap().cluster.front);
+    // Shares of new connections: equal unless the workload factor is asked for.
+    let e = cluster_err_after(|v| v["cluster"]["balance"] = "weighted".into());
+    assert_eq!(field(e), "cluster.balance");
+    let c = Config::from_json(CLUSTER).unwrap();
+    assert_eq!(c.cluster.balance, super::Balance::Equal);
+    let mut v: serde_json::Value = serde_json::from_str(CLUSTER).unwrap();
+    v["cluster"]["balance"] = "workload".into();
+    let c = Config::from_json(&v.to_string()).unwrap();
+    assert_eq!(c.cluster.balance, super::Balance::Workload);
+    assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
 }

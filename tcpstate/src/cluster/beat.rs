@@ -3,8 +3,8 @@
 //! `cluster.port`). Fixed binary layout, 16 bytes, network byte order:
 //!
 //! ```text
-//!  0      4        5      6       7         8       12        16
-//!  | WSCB | version | state | index | reserved | seq   | live    |
+//!  0      4        5      6       7          8       12        16
+//!  | WSCB | version | state | index | capacity | seq   | live    |
 //! ```
 //!
 //! - `state`: [`MemberState`]; `draining` while the sender cannot serve or an operator
@@ -12,6 +12,9 @@
 //!   stop, so the others drop the sender at once instead of after `dead_after_ms`.
 //! - `index`: the sender's position in `cluster.members` (every instance lists the same
 //!   members in the same order; the receiver also checks the source address).
+//! - `capacity`: the sender's workload factor (paper 001), its available capacity in
+//!   [`super::load::LEVELS`] steps, 1 to 16; 0 when it does not report one (`cluster.balance`
+//!   `equal`, or a version that predates the field: the byte was reserved, always 0).
 //! - `seq`: counts the sender's beats; `live`: the members the sender sees live (bit per
 //!   index), so each instance can show whether the others agree with its view.
 /// First four bytes of every beat.
@@ -38,6 +41,8 @@ pub enum MemberState {
 pub struct Beat {
     pub state: MemberState,
     pub index: u8,
+    /// Available capacity, 1..=[`super::load::LEVELS`]; 0: not reported.
+    pub capacity: u8,
     pub seq: u32,
     pub live: u32,
 }
@@ -72,6 +77,7 @@ impl Beat {
         Ok(Beat {
             state,
             index: b[6],
+            capacity: b[7],
             seq: word(8),
             live: word(12),
         })
@@ -87,6 +93,7 @@ impl Beat {
             MemberState::Draining => 2,
         };
         b[6] = self.index;
+        b[7] = self.capacity;
         b[8..12].copy_from_slice(&self.seq.to_be_bytes());
         b[12..16].copy_from_slice(&self.live.to_be_bytes());
         b
@@ -102,6 +109,7 @@ mod tests {
         let beat = Beat {
             state: MemberState::Leaving,
             index: 3,
+            capacity: 9,
             seq: 0xdead_beef,
             live: 0b1011,
         };
