@@ -127,6 +127,8 @@ counter_enum! {
         ClusterSyncSent => "cluster_sync_sent",
         ClusterSyncReceived => "cluster_sync_received",
         ClusterStandbyEvicted => "cluster_standby_evicted",
+        ClusterStandbyExpired => "cluster_standby_expired",
+        ClusterSyncRenewed => "cluster_sync_renewed",
         ClusterAdopted => "cluster_adopted",
         ClusterAdoptedEnded => "cluster_adopted_ended",
         ClusterAdoptedRequests => "cluster_adopted_requests",

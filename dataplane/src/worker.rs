@@ -295,7 +295,7 @@ impl Worker {
                 self.neigh[p].learn(ip, mac, now_ms);
             }
             if shared.cluster.is_some() {
-                work += self.drain_sync_inbox();
+                work += self.drain_sync_inbox(now_ms);
             }
             self.tcp_timers(now_ms);
             // Flush when the burst was short (no more coming right now) or on the timer,

@@ -12,7 +12,9 @@
 //! the transfers still run: it takes its backend-facing address back and the router sends it
 //! half the flows again, and it passes the segments of the connections instance 1 adopted to
 //! instance 1. The throughput dip and the time back to full throughput are printed (paper
-//! 001 reports a 5.3% dip). One and two workers per instance, both ways of sharing the state
+//! 001 reports a 5.3% dip). The records are leases of six seconds here (the members'
+//! `tcp.idle_timeout_ms`, the store's `ttl_s`), so the kill finds only copies that were
+//! renewed while the transfers ran. One and two workers per instance, both ways of sharing the state
 //! (pushed to the members, or a memcached store).
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,6 +35,11 @@ const SIZE: usize = 10 * 1024 * 1024;
 const RATE: usize = SIZE / 20;
 /// The kill, after the transfers started.
 const HALF_TIME: Duration = Duration::from_secs(10);
+/// The records' lease: well under `HALF_TIME`, so the first copies would be gone by the
+/// kill without renewal, and long enough that a renewed copy outlives the silence after it
+/// (failure detection, then the retransmission backoff of a connection's ends: with a 4 s
+/// lease, one memcached run of three lost a connection whose lookup missed).
+const LEASE_S: u64 = 6;
 
 fn stat(sw: &Switch, name: &str) -> u64 {
     counter(&sw.call("stats", Value::Null), &["total", name])
@@ -64,8 +71,13 @@ fn failover(name: &str, net: u8, workers: usize, sharing: Sharing) {
     let tb = Testbed::up_cluster(name, net);
     let store = store_address(&tb);
     let (s1, s2, _, c2) = start_pair_with(&tb, name, workers, |c| {
+        // Records are leases (tcp.idle_timeout_ms on the members, ttl_s in the store):
+        // short ones here, so that the kill at ten seconds finds only copies renewed
+        // while the transfers ran.
+        c["tcp"]["idle_timeout_ms"] = LEASE_S.saturating_mul(1000).into();
         if sharing == Sharing::Store {
-            c["cluster"]["state_store"] = serde_json::json!({ "memcached": store });
+            c["cluster"]["state_store"] =
+                serde_json::json!({ "memcached": store, "ttl_s": LEASE_S });
         }
     });
 
@@ -89,6 +101,12 @@ fn failover(name: &str, net: u8, workers: usize, sharing: Sharing) {
         .expect("transfers.py");
     std::thread::sleep(HALF_TIME);
     let records = stat(&s2, "cluster_sync_sent");
+    let renewed = stat(&s2, "cluster_sync_renewed");
+    eprintln!("instance 2 renewed {renewed} records so far");
+    assert!(
+        renewed > 0,
+        "no lease renewed in {HALF_TIME:?} (lease {LEASE_S} s)"
+    );
     let open2 = s2.call("connections.list", serde_json::json!({ "limit": 1000 }));
     let held = open2["connections"]
         .as_array()

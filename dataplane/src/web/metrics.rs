@@ -416,6 +416,16 @@ impl Collector for SwitchCollector {
                 Counter::ClusterStandbyEvicted,
             ),
             (
+                "webswitch_cluster_standby_expired",
+                "Standby splice records dropped when their lease ended (no copy for tcp.idle_timeout_ms).",
+                Counter::ClusterStandbyExpired,
+            ),
+            (
+                "webswitch_cluster_sync_renewed",
+                "Splice records sent again to renew their lease (a quarter of it passed with traffic).",
+                Counter::ClusterSyncRenewed,
+            ),
+            (
                 "webswitch_cluster_adopted",
                 "Spliced connections adopted from a member that is gone.",
                 Counter::ClusterAdopted,

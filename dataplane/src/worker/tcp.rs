@@ -278,6 +278,10 @@ pub struct TcpCore {
     /// In a cluster: records of connections other members spliced, for adoption if
     /// their member goes (`sync`); bounded by `max_flows`.
     standby: tcpstate::cluster::sync::StandbyTable,
+    /// How often a connection with traffic sends its record again: a quarter of the
+    /// shortest lease on it (the others' standby copies live `tcp.idle_timeout_ms`, the
+    /// store's `cluster.state_store.ttl_s`).
+    sync_refresh_ms: u64,
     /// In a cluster, per connection: what was shared of it, and what adoption allows
     /// (`sync::ClusterFlow`); empty otherwise.
     cluster_flows: Vec<sync::ClusterFlow>,
@@ -360,11 +364,22 @@ impl TcpCore {
             warm_backoff_until: vec![0; crate::runtime::MAX_BACKENDS],
             seg_scratch: vec![0; emit::MAX_SEGMENT],
             agent_load: vec![u32::MAX; crate::runtime::MAX_BACKENDS],
-            standby: tcpstate::cluster::sync::StandbyTable::new(if shared.cluster.is_some() {
-                t.max_flows
-            } else {
-                1
-            }),
+            standby: tcpstate::cluster::sync::StandbyTable::new(
+                if shared.cluster.is_some() {
+                    t.max_flows
+                } else {
+                    1
+                },
+                t.params.idle_timeout_ms,
+            ),
+            sync_refresh_ms: shared
+                .cluster
+                .as_ref()
+                .and_then(|c| c.store.as_ref())
+                .map_or(t.params.idle_timeout_ms, |s| {
+                    t.params.idle_timeout_ms.min(u64::from(s.ttl_s) * 1000)
+                })
+                / 4,
             cluster_flows: match shared.cluster {
                 Some(_) => vec![sync::ClusterFlow::default(); t.max_flows],
                 None => Vec::new(),
@@ -606,7 +621,7 @@ impl Worker {
         if side == Side::Backend {
             self.record_latency(id, rx.seg.payload_len);
         }
-        self.sync_if_due(id);
+        self.sync_if_due(id, now_ms);
         self.apply_verdict(id, verdict, now_ms);
         if self.tcp.per_request[id as usize].is_some() {
             self.presplice_late_round(id, now_ms);

@@ -281,23 +281,33 @@ pub enum Stored {
 /// The records a core keeps for connections other members spliced: found by either
 /// tuple, at most `capacity` of them (the oldest goes first when full, as a record only
 /// matters if its origin dies while the connection lives).
+///
+/// A record is a lease: it lives `lease_ms` after it was last received, and the origin
+/// sends it again while the connection has traffic, well before that (a quarter of the
+/// lease). A connection that falls silent for the whole lease is one its origin's idle
+/// timeout ends as well, so a lost `Forget`, or an origin that died with connections
+/// nobody used again, leaves nothing behind for long.
 #[derive(Debug)]
 pub struct StandbyTable {
-    by_client: HashMap<FlowKey, (SpliceRecord, u64)>,
+    /// Per client tuple: the record, its stamp and when it expires.
+    by_client: HashMap<FlowKey, (SpliceRecord, u64, u64)>,
     by_backend: HashMap<FlowKey, FlowKey>,
-    /// Insertion order (client key, stamp), for eviction; may hold stale pairs.
+    /// Insertion order (client key, stamp), for eviction and expiry (one lease for all,
+    /// so the oldest insertion expires first); may hold stale pairs.
     order: std::collections::VecDeque<(FlowKey, u64)>,
     capacity: usize,
+    lease_ms: u64,
     next_stamp: u64,
 }
 
 impl StandbyTable {
-    pub fn new(capacity: usize) -> StandbyTable {
+    pub fn new(capacity: usize, lease_ms: u64) -> StandbyTable {
         StandbyTable {
             by_client: HashMap::with_capacity(capacity),
             by_backend: HashMap::with_capacity(capacity),
             order: std::collections::VecDeque::with_capacity(capacity),
             capacity: capacity.max(1),
+            lease_ms,
             next_stamp: 0,
         }
     }
@@ -310,8 +320,9 @@ impl StandbyTable {
         self.by_client.is_empty()
     }
 
-    /// Keeps `r` (a `Splice` record), replacing any record for the same client tuple.
-    pub fn insert(&mut self, r: SpliceRecord) -> Stored {
+    /// Keeps `r` (a `Splice` record) for a lease from `now_ms`, replacing any record for
+    /// the same client tuple.
+    pub fn insert(&mut self, r: SpliceRecord, now_ms: u64) -> Stored {
         let mut outcome = match self.remove(&r.client) {
             Some(_) => Stored::Replaced,
             None => Stored::New,
@@ -324,7 +335,7 @@ impl StandbyTable {
             let Some((key, stamp)) = self.order.pop_front() else {
                 break;
             };
-            if self.by_client.get(&key).is_some_and(|(_, s)| *s == stamp) {
+            if self.by_client.get(&key).is_some_and(|e| e.1 == stamp) {
                 self.remove(&key);
                 outcome = Stored::Evicted;
             }
@@ -333,19 +344,40 @@ impl StandbyTable {
         if self.order.len() >= self.capacity * 2 {
             let live = &self.by_client;
             self.order
-                .retain(|(k, s)| live.get(k).is_some_and(|(_, st)| st == s));
+                .retain(|(k, s)| live.get(k).is_some_and(|e| e.1 == *s));
         }
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         self.by_backend.insert(r.backend, r.client);
-        self.by_client.insert(r.client, (r, stamp));
+        self.by_client
+            .insert(r.client, (r, stamp, now_ms.saturating_add(self.lease_ms)));
         self.order.push_back((r.client, stamp));
         outcome
     }
 
+    /// Drops the records whose lease ended by `now_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let mut expired = 0;
+        while let Some(&(key, stamp)) = self.order.front() {
+            match self.by_client.get(&key) {
+                Some(e) if e.1 == stamp => {
+                    if e.2 > now_ms {
+                        break;
+                    }
+                    self.remove(&key);
+                    expired += 1;
+                }
+                // A replaced or removed record's pair.
+                _ => {}
+            }
+            self.order.pop_front();
+        }
+        expired
+    }
+
     /// Drops the record of a client tuple (a `Forget`, or an adoption).
     pub fn remove(&mut self, client: &FlowKey) -> Option<SpliceRecord> {
-        let (r, _) = self.by_client.remove(client)?;
+        let (r, _, _) = self.by_client.remove(client)?;
         if self.by_backend.get(&r.backend) == Some(client) {
             self.by_backend.remove(&r.backend);
         }
@@ -354,7 +386,7 @@ impl StandbyTable {
 
     /// The record of a connection by its client-side tuple.
     pub fn by_client(&self, key: &FlowKey) -> Option<&SpliceRecord> {
-        self.by_client.get(key).map(|(r, _)| r)
+        self.by_client.get(key).map(|e| &e.0)
     }
 
     /// The record of a connection by its backend-side tuple.
@@ -362,7 +394,7 @@ impl StandbyTable {
         self.by_backend
             .get(key)
             .and_then(|c| self.by_client.get(c))
-            .map(|(r, _)| r)
+            .map(|e| &e.0)
     }
 
     /// Drops every record whose origin is `member` (it came back as a new process: what
@@ -371,7 +403,7 @@ impl StandbyTable {
         let keys: Vec<FlowKey> = self
             .by_client
             .iter()
-            .filter(|(_, (r, _))| r.origin == member)
+            .filter(|(_, e)| e.0.origin == member)
             .map(|(k, _)| *k)
             .collect();
         for k in &keys {
@@ -474,14 +506,38 @@ mod tests {
         assert!(!is_sync(b"WSCB"));
     }
 
+    const LEASE: u64 = 300_000;
+
+    #[test]
+    fn records_are_leases_renewed_by_each_copy() {
+        let mut t = StandbyTable::new(8, 1000);
+        t.insert(record(40000, 1026), 0);
+        t.insert(record(40001, 1027), 100);
+        // The first is sent again (its connection has traffic): its lease starts over.
+        t.insert(record(40000, 1026), 600);
+        assert_eq!(t.expire(999), 0);
+        assert_eq!(t.expire(1100), 1, "the second was not renewed");
+        assert!(t.by_client(&record(40001, 1027).client).is_none());
+        assert!(t.by_backend(&record(40001, 1027).backend).is_none());
+        assert!(t.by_client(&record(40000, 1026).client).is_some());
+        assert_eq!(t.expire(1599), 0);
+        assert_eq!(t.expire(1600), 1);
+        assert!(t.is_empty() && t.order.is_empty());
+        // A removed record's pair is skipped.
+        t.insert(record(40002, 1028), 2000);
+        t.remove(&record(40002, 1028).client);
+        assert_eq!(t.expire(5000), 0);
+        assert!(t.order.is_empty());
+    }
+
     #[test]
     fn standby_finds_both_tuples_and_forgets() {
-        let mut t = StandbyTable::new(8);
+        let mut t = StandbyTable::new(8, LEASE);
         let r = record(40000, 1026);
-        assert_eq!(t.insert(r), Stored::New);
+        assert_eq!(t.insert(r, 0), Stored::New);
         assert_eq!(t.by_client(&r.client), Some(&r));
         assert_eq!(t.by_backend(&r.backend), Some(&r));
-        assert_eq!(t.insert(r), Stored::Replaced);
+        assert_eq!(t.insert(r, 0), Stored::Replaced);
         assert_eq!(t.len(), 1);
         assert_eq!(t.remove(&r.client), Some(r));
         assert!(t.by_backend(&r.backend).is_none());
@@ -490,17 +546,17 @@ mod tests {
 
     #[test]
     fn standby_is_bounded_and_evicts_the_oldest() {
-        let mut t = StandbyTable::new(4);
+        let mut t = StandbyTable::new(4, LEASE);
         for i in 0..4 {
-            assert_eq!(t.insert(record(40000 + i, 1026 + i)), Stored::New);
+            assert_eq!(t.insert(record(40000 + i, 1026 + i), 0), Stored::New);
         }
-        assert_eq!(t.insert(record(50000, 2000)), Stored::Evicted);
+        assert_eq!(t.insert(record(50000, 2000), 0), Stored::Evicted);
         assert_eq!(t.len(), 4);
         assert!(t.by_client(&record(40000, 1026).client).is_none());
         assert!(t.by_client(&record(40001, 1027).client).is_some());
         // Replacing over and over never grows the order queue without bound.
         for _ in 0..100 {
-            t.insert(record(50000, 2000));
+            t.insert(record(50000, 2000), 0);
         }
         assert!(t.order.len() <= 8);
         assert_eq!(t.len(), 4);
@@ -508,9 +564,9 @@ mod tests {
 
     #[test]
     fn a_reused_backend_tuple_drops_the_stale_record() {
-        let mut t = StandbyTable::new(8);
-        t.insert(record(40000, 1026));
-        t.insert(record(40001, 1026));
+        let mut t = StandbyTable::new(8, LEASE);
+        t.insert(record(40000, 1026), 0);
+        t.insert(record(40001, 1026), 0);
         assert_eq!(t.len(), 1);
         assert!(t.by_client(&record(40000, 1026).client).is_none());
         assert_eq!(
@@ -524,12 +580,15 @@ mod tests {
 
     #[test]
     fn forget_origin_drops_only_its_records() {
-        let mut t = StandbyTable::new(8);
-        t.insert(record(40000, 1026));
-        t.insert(SpliceRecord {
-            origin: 0,
-            ..record(40001, 1027)
-        });
+        let mut t = StandbyTable::new(8, LEASE);
+        t.insert(record(40000, 1026), 0);
+        t.insert(
+            SpliceRecord {
+                origin: 0,
+                ..record(40001, 1027)
+            },
+            0,
+        );
         assert_eq!(t.forget_origin(1), 1);
         assert_eq!(t.len(), 1);
     }

@@ -3,7 +3,8 @@
 //!
 //! - A connection this core spliced (splice mode; presplice rounds are not shared) sends
 //!   its record to every reachable member once the backend has acknowledged the request
-//!   head, and a forget when it is removed.
+//!   head, and a forget when it is removed; again while it has traffic, each quarter of
+//!   the records' lease (the others' copies expire, `StandbyTable::expire`).
 //! - A record received on any core goes to the core that steers its client tuple (the
 //!   member's inbox), which keeps it in its standby table.
 //! - A segment of a flow this core holds no state for, whose record it keeps: passed to
@@ -45,6 +46,9 @@ pub(super) struct ClusterFlow {
     /// The request end that record gave: a new request on the connection (splice mode
     /// carries later requests on without a new round) sends the record again.
     synced_end: Option<u32>,
+    /// When the record was last sent: it is sent again after `TcpCore::sync_refresh_ms`
+    /// of traffic, so the others' copies (leases) and the store's stay alive.
+    synced_ms: u64,
     adopted: Adopted,
 }
 
@@ -73,8 +77,8 @@ pub(super) enum FromStandby {
 impl Worker {
     /// After a segment of `id`: once a round's splice is settled (the backend has its
     /// head), its record goes to the other members, and again for each new round or
-    /// request end.
-    pub(super) fn sync_if_due(&mut self, id: ConnId) {
+    /// request end, and to renew the lease while the connection has traffic.
+    pub(super) fn sync_if_due(&mut self, id: ConnId, now_ms: u64) {
         if self.tcp.cluster_flows.is_empty() {
             return;
         }
@@ -90,15 +94,21 @@ impl Worker {
         };
         let end = self.request_end_of(id);
         let flow = &self.tcp.cluster_flows[id as usize];
-        if flow.synced_round == Some(round) && flow.synced_end == end {
+        let renew = now_ms.saturating_sub(flow.synced_ms) >= self.tcp.sync_refresh_ms;
+        if flow.synced_round == Some(round) && flow.synced_end == end && !renew {
             return;
         }
+        let renewal = flow.synced_round == Some(round) && flow.synced_end == end;
         let Some(rec) = self.record_of(id) else {
             return;
         };
         let flow = &mut self.tcp.cluster_flows[id as usize];
         flow.synced_round = Some(round);
         flow.synced_end = end;
+        flow.synced_ms = now_ms;
+        if renewal {
+            self.stats().add(Counter::ClusterSyncRenewed, 1);
+        }
         self.send_sync(&rec, u32::MAX);
     }
 
@@ -362,7 +372,8 @@ impl Worker {
             }
         };
         self.stats().add(Counter::ClusterSyncReceived, 1);
-        cl.on_record(usize::from(rec.origin), dpdk_env::rdtsc());
+        let now_tsc = dpdk_env::rdtsc();
+        cl.on_record(usize::from(rec.origin), now_tsc);
         let c = &rec.client;
         let core = steer::client_flow_core(
             c.remote_ip,
@@ -372,7 +383,7 @@ impl Worker {
             self.shared.stats.len(),
         );
         if core == self.index {
-            self.keep_sync(rec);
+            self.keep_sync(rec, self.now_ms(now_tsc));
         } else if cl.inbox[core].push(rec).is_ok() {
             self.shared.wake(core);
         } else {
@@ -381,20 +392,20 @@ impl Worker {
     }
 
     /// Records other cores received for flows this core steers.
-    pub(in crate::worker) fn drain_sync_inbox(&mut self) -> usize {
+    pub(in crate::worker) fn drain_sync_inbox(&mut self, now_ms: u64) -> usize {
         let Some(cl) = self.shared.cluster.clone() else {
             return 0;
         };
         let mut n = 0;
         while let Some(rec) = cl.inbox[self.index].pop() {
-            self.keep_sync(rec);
+            self.keep_sync(rec, now_ms);
             n += 1;
         }
         n
     }
 
     /// A record for a flow this core steers: pushed by a member, or found in the store.
-    fn keep_sync(&mut self, rec: SpliceRecord) {
+    fn keep_sync(&mut self, rec: SpliceRecord, now_ms: u64) {
         if let Some(cl) = self.shared.cluster.as_deref() {
             if rec.kind == SyncKind::Splice && !rec.adopted && usize::from(rec.origin) != cl.me {
                 // Its origin's backend-facing address, to take over if the origin goes (an
@@ -445,7 +456,7 @@ impl Worker {
                 }
             }
             SyncKind::Splice => {
-                if self.tcp.standby.insert(rec) == Stored::Evicted {
+                if self.tcp.standby.insert(rec, now_ms) == Stored::Evicted {
                     self.stats().add(Counter::ClusterStandbyEvicted, 1);
                 }
             }
@@ -624,6 +635,7 @@ impl Worker {
         self.tcp.cluster_flows[id as usize] = ClusterFlow {
             synced_round: None,
             synced_end: None,
+            synced_ms: now_ms,
             adopted: match rec.request_end {
                 Some(end) => Adopted::Until(SeqNumber(end)),
                 None => Adopted::UntilAnyByte,
@@ -642,7 +654,7 @@ impl Worker {
         self.stats().add(Counter::ClusterAdopted, 1);
         self.stats().add(Counter::ConnsAccepted, 1);
         tracing::debug!(worker = self.index, client = %rec.client.remote_ip, port = rec.client.remote_port, origin = rec.origin, "adopted a spliced connection");
-        self.sync_if_due(id);
+        self.sync_if_due(id, now_ms);
         Some(id)
     }
 }

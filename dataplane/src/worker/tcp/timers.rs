@@ -32,6 +32,11 @@ impl Worker {
         self.handoff_agents_tick(now_ms);
         self.cluster_beats(now_ms, false);
         self.sync_joined();
+        let expired = self.tcp.standby.expire(now_ms);
+        if expired > 0 {
+            self.stats()
+                .add(Counter::ClusterStandbyExpired, expired as u64);
+        }
         let mut fresh = [0u8; 16];
         fresh[..8].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());
         fresh[8..].copy_from_slice(&splitmix(&mut self.tcp.rng).to_le_bytes());
