@@ -424,6 +424,9 @@ pub struct Conn {
     pub bytes_c2b: u64,
     /// Client bytes forwarded straight to the backend in this round (decides retries).
     round_c2b: u64,
+    /// This round's head is not acknowledged to the client by the switch: only the
+    /// backend's ACK, through the splice, acknowledges it (`defer_head_ack`).
+    defer_head_ack: bool,
     /// When this round was spliced onto a warm connection (`None`: our own SYN).
     warm_attached_ms: Option<u64>,
     pub bytes_b2c: u64,
@@ -517,6 +520,7 @@ impl Conn {
             params,
             bytes_c2b: 0,
             round_c2b: 0,
+            defer_head_ack: false,
             warm_attached_ms: None,
             bytes_b2c: 0,
             backend_next_seen: our_seq,
@@ -559,6 +563,8 @@ impl Conn {
             backend_mac,
             origin_backend_mac,
             request_end: None,
+            response_end: None,
+            last: false,
             adopted: false,
         })
     }
@@ -747,9 +753,21 @@ impl Conn {
         self.client_fin = None;
         self.attempts = 0;
         self.round_c2b = 0;
+        self.defer_head_ack = false;
         self.warm_attached_ms = None;
         self.state = State::ReadingHead;
         self.deadline_ms = now_ms + self.params.head_timeout_ms;
+    }
+
+    /// For the round [`next_round`](Self::next_round) just started: the switch does not
+    /// acknowledge the client's head bytes itself; the backend's acknowledgment, through
+    /// the splice, does. In a cluster the head is then never lost with the instance that
+    /// read it: until the backend has it, the client still holds it and sends it again,
+    /// and a member that adopts the connection routes it (`cluster::sync`). The cost: a
+    /// client whose head the backend takes longer than its RTO to acknowledge sends it
+    /// again.
+    pub fn defer_head_ack(&mut self) {
+        self.defer_head_ack = true;
     }
 
     /// Whether the head buffer holds a whole request head (to be routed).
@@ -1000,7 +1018,7 @@ impl Conn {
             }
         }
         let grew = head.contiguous_len() > before;
-        if !payload.is_empty() {
+        if !payload.is_empty() && !self.defer_head_ack {
             // ACK data like a careful server: every data segment, in order or not (an
             // out-of-order one gets a duplicate ACK that tells the client what is missing).
             let ack = self.ack_to_client(now_ms);

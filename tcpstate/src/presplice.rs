@@ -171,6 +171,8 @@ pub struct PerRequest {
     sticky: bool,
     /// The caller declined the straight path for this round's successor.
     no_straight: bool,
+    /// Held bytes are not acknowledged to the client (see [`PerRequest::set_durable`]).
+    durable: bool,
 }
 
 impl PerRequest {
@@ -190,7 +192,18 @@ impl PerRequest {
             held: None,
             sticky: false,
             no_straight: false,
+            durable: false,
         })
+    }
+
+    /// `true`: the bytes held for the next round are not acknowledged to the client
+    /// (`receive_limit` lets it send them, but acks only up to the request's end), so
+    /// until a backend acknowledges them the client keeps them and sends them again if
+    /// needed. A cluster member sets it: its connections may be adopted by another member,
+    /// which can route a request the client still holds, but not one only a dead member
+    /// read (with `Conn::defer_head_ack`).
+    pub fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
     }
 
     /// Splice mode (`true`): later requests are checked against the rules but stay on
@@ -257,7 +270,7 @@ impl PerRequest {
         };
         Some(ReceiveLimit {
             ack_at: done,
-            ack_to: done + held,
+            ack_to: if self.durable { done } else { done + held },
             right_edge: done + room,
         })
     }
@@ -362,6 +375,25 @@ impl PerRequest {
                 Some(n) if req.len + n < buffered.len() => Buffered::More { len: req.len + n },
                 _ => Buffered::One,
             })
+    }
+
+    /// A connection adopted from a cluster member that is gone (`cluster::sync`): the
+    /// request in progress ends at `request_end` and its response at `response_end`
+    /// (client space), as the member's record said. Bytes up to those ends pass as they
+    /// come; framing starts again with the next request, which gets a round of its own
+    /// (routed by the rules). The backend connection carried until then is never reused
+    /// (`tainted`): its local address is the gone member's.
+    pub fn adopted(&mut self, request_end: SeqNumber, response_end: SeqNumber) {
+        self.req = RequestFramer::new();
+        self.req_done_at = Some(request_end);
+        self.resp_done_at = Some(response_end);
+        self.c2b_framed = request_end;
+        self.c2b_high = request_end;
+        self.b2c_framed = response_end;
+        self.tainted = true;
+        self.last = false;
+        self.sticky = false;
+        self.no_straight = false;
     }
 
     /// Splice mode, after [`ClientStep::NextHead`]: the request in the segment (its head

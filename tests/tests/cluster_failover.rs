@@ -248,3 +248,67 @@ fn a_killed_instance_breaks_no_transfer_state_in_memcached_one_worker() {
 fn a_killed_instance_breaks_no_transfer_state_in_memcached_two_workers() {
     failover("wcs2", 243, 2, Sharing::Store);
 }
+
+/// "Presplice connections survive the kill too, routing per request afterwards": a
+/// presplice VIP, keep-alive clients each asking in turn for `/img/logo.png` (pool images:
+/// be1) and `/app/x` (pool apps: be2) on one connection, so that every request must be
+/// routed by itself. Instance 2 is SIGKILLed at half time. Its connections are adopted by
+/// instance 1, which carries each exchange in progress to its end and routes every next
+/// request in a round of its own: no request fails, none reaches the wrong pool.
+fn presplice_failover(name: &str, net: u8, workers: usize) {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up_cluster(name, net);
+    let (s1, s2, _, _) = start_pair_with(&tb, name, workers, |c| {
+        c["vips"][0]["mode"] = "presplice".into();
+    });
+    let tool = workspace_root().join("tests/tools/keepalive_load.py");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("fc"), "python3"])
+        .arg(tool)
+        .args([
+            vip(&tb).as_str(),
+            "80",
+            "/img/logo.png,/app/x",
+            "16",
+            "12",
+            "expect=/img/:be1,/app/:be2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("keepalive_load.py");
+    std::thread::sleep(Duration::from_secs(5));
+    let routed2 = stat(&s2, "presplice_rounds");
+    eprintln!("instance 2 routed {routed2} later requests in their own rounds; killing it");
+    assert!(routed2 > 0, "instance 2 routed no request per round?");
+    drop(s2);
+    await_members(&s1, &["sw1"], Duration::from_secs(3));
+    let text = wait_output(child, Duration::from_secs(60), "the keep-alive load");
+    let load: Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("load {text:?}: {e}"));
+    let (adopted, carried) = (
+        stat(&s1, "cluster_adopted"),
+        stat(&s1, "cluster_adopted_requests"),
+    );
+    eprintln!("load: {load}; instance 1 adopted {adopted} connections and routed {carried} of their later requests");
+    assert!(counter(&load, &["requests"]) > 200, "{load}");
+    assert_eq!(counter(&load, &["failures"]), 0, "{load}");
+    assert!(adopted > 0, "no connection adopted: {load}");
+    assert!(carried > 0, "no request routed on an adopted connection");
+    let fin = s1.stop();
+    assert_eq!(counter(&fin, &["mbufs_in_use"]), 0, "mbufs leaked");
+    tb.down();
+}
+
+#[test]
+fn a_killed_instance_breaks_no_presplice_connection_one_worker() {
+    presplice_failover("wcp1", 249, 1);
+}
+
+#[test]
+fn a_killed_instance_breaks_no_presplice_connection_two_workers() {
+    presplice_failover("wcp2", 250, 2);
+}

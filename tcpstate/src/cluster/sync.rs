@@ -25,25 +25,30 @@
 //! 76 c2b shift in, shift out | 78 b2c shift in, shift out
 //! 80 client mss | 82 backend id | 84 backend mac (6) | 90 origin backend-port mac (6)
 //! 96 client window scale (0xff: none) | 97 our window scale | 98 round flags | 99 reserved
-//! 100 request end
+//! 100 request end | 104 response end
 //! ```
 //!
 //! `flags`: bit 0 the client offered SACK, bit 1 the client offered timestamps, bit 2
 //! both ends negotiated timestamps, bit 3 the origin adopted the connection (its backend
-//! tuple's local address is then another member's). `round flags` bit 0: `request end` is known. A
-//! `Forget` and a `Held` carry the same layout (only the tuples are read).
+//! tuple's local address is then another member's). `round flags`: bit 0 `request end` is
+//! known, bit 1 `response end` is known, bit 2 no request follows this one (a close was
+//! announced). A `Forget` and a `Held` carry the same layout (only the tuples are read). A
+//! record of [`LEN_V1`] bytes (before `response end` was added) is read as one without it.
 //!
 //! **Rounds.** Every request of a keep-alive connection is framed (checked against the
 //! rules in splice mode, routed in presplice mode), and that framing state is not shared:
 //! a record describes the current round, is pushed again when a new round is spliced,
-//! and says where the current request ends (client space) when that is known. A member
-//! that adopts the connection carries the current exchange to its end; past that point
-//! comes the client's next request, which the adopter lets through only if it can frame
-//! and check it itself (a whole head in one segment, a body of known length: see the data
-//! plane's `next_adopted_request`), and otherwise resets the connection (as a server
-//! closing an idle keep-alive connection: the client's HTTP stack retries it on a new
-//! connection). With the end unknown (a chunked request body in progress) the adopter
-//! resets at the first client byte.
+//! and says where the current request ends (client space) when that is known, and in
+//! presplice mode where the current response ends (client space) once its head said. A
+//! member that adopts the connection carries the current exchange to its end; past that
+//! point comes the client's next request. In presplice mode, with both ends known, the
+//! adopter frames from there as the origin would have (`PerRequest::adopted`): the next
+//! request is routed by the rules and spliced onto a backend of its own. In splice mode the
+//! adopter lets it through only if it can frame and check it itself (a whole head in one
+//! segment, a body of known length: see the data plane's `next_adopted_request`).
+//! Otherwise it resets the connection (as a server closing an idle keep-alive connection:
+//! the client's HTTP stack retries it on a new connection). With the request's end unknown
+//! (a chunked request body in progress) the adopter resets at the first client byte.
 //!
 //! Pure: no I/O, no clock (the caller passes `now`).
 use std::net::Ipv4Addr;
@@ -59,7 +64,9 @@ pub const MAGIC: [u8; 4] = *b"WSCS";
 /// The layout version this module writes and reads.
 pub const VERSION: u8 = 1;
 /// Length of a record.
-pub const LEN: usize = 104;
+pub const LEN: usize = 108;
+/// Length of a record without `response end` (as the first release wrote them).
+pub const LEN_V1: usize = 104;
 
 const FLAG_SACK: u8 = 1;
 const FLAG_CLIENT_TS: u8 = 2;
@@ -109,6 +116,10 @@ pub struct SpliceRecord {
     pub origin_backend_mac: MacAddr,
     /// Client space: where the current request ends, if known (see "Rounds").
     pub request_end: Option<u32>,
+    /// Client space: where the current response ends, if known (presplice mode only).
+    pub response_end: Option<u32>,
+    /// No request follows the current one (presplice mode: a close was announced).
+    pub last: bool,
     /// The origin adopted this connection from a member that died: the backend tuple's
     /// local address is that member's, not the origin's.
     pub adopted: bool,
@@ -184,14 +195,21 @@ impl SpliceRecord {
         b[96] = self.client_window_scale.unwrap_or(0xff);
         b[97] = self.our_window_scale;
         if let Some(end) = self.request_end {
-            b[98] = 1;
+            b[98] |= 1;
             b[100..104].copy_from_slice(&end.to_be_bytes());
+        }
+        if let Some(end) = self.response_end {
+            b[98] |= 2;
+            b[104..108].copy_from_slice(&end.to_be_bytes());
+        }
+        if self.last {
+            b[98] |= 4;
         }
         b
     }
 
     pub fn decode(b: &[u8]) -> Result<SpliceRecord, SyncError> {
-        if b.len() != LEN {
+        if b.len() != LEN && b.len() != LEN_V1 {
             return Err(SyncError::Length);
         }
         if b[..4] != MAGIC {
@@ -263,6 +281,8 @@ impl SpliceRecord {
             backend_mac: mac_at(84),
             origin_backend_mac: mac_at(90),
             request_end: (b[98] & 1 != 0).then(|| u32_at(100)),
+            response_end: (b[98] & 2 != 0 && b.len() >= LEN).then(|| u32_at(104)),
+            last: b[98] & 4 != 0,
             adopted: b[7] & FLAG_ADOPTED != 0,
         })
     }
@@ -468,6 +488,8 @@ mod tests {
             backend_mac: MacAddr([2, 0, 0, 0, 0, 11]),
             origin_backend_mac: MacAddr([2, 0, 0, 0, 1, 1]),
             request_end: Some(0xdead_beef + 1 + 300),
+            response_end: Some(0x4000),
+            last: false,
             adopted: false,
         }
     }
@@ -482,16 +504,31 @@ mod tests {
             kind: SyncKind::Forget,
             client_window_scale: None,
             request_end: None,
+            response_end: None,
+            last: true,
             adopted: true,
             ..r
         };
         assert_eq!(SpliceRecord::decode(&forget.encode()), Ok(forget));
+        // A record of the first layout: the same, without the response's end.
+        let v1 = SpliceRecord::decode(&b[..LEN_V1]).unwrap();
+        assert_eq!(
+            v1,
+            SpliceRecord {
+                response_end: None,
+                ..r
+            }
+        );
     }
 
     #[test]
     fn bad_records_are_refused() {
         let b = record(40000, 1026).encode();
         assert_eq!(SpliceRecord::decode(&b[..LEN - 1]), Err(SyncError::Length));
+        assert_eq!(
+            SpliceRecord::decode(&b[..LEN_V1 - 1]),
+            Err(SyncError::Length)
+        );
         let mut m = b;
         m[0] = b'X';
         assert_eq!(SpliceRecord::decode(&m), Err(SyncError::Magic));

@@ -2521,6 +2521,54 @@ fn a_second_round_continues_both_sequence_spaces() {
 }
 
 #[test]
+fn a_deferred_round_head_is_acknowledged_only_by_its_backend() {
+    // In a cluster: the second round's head stays the client's until a backend has it.
+    let mut h = H::spliced(Setup::default());
+    let fwd = (Verdict::Continue, vec![Emit::Forward]);
+    assert_eq!(h.backend(0, HEAD.len(), tcp_flags::PSH, 100, T0 + 5), fwd);
+    assert_eq!(h.client(HEAD.len(), 100, 0, &[], T0 + 6), fwd);
+    let _ = h.c.take_head_if_done();
+    let mut buf = HeadBuffer::new(4096);
+    buf.reset(h.cseq(HEAD.len()));
+    h.c.next_round(buf, h.cseq(HEAD.len()), h.oseq(100), T0 + 7);
+    h.c.defer_head_ack();
+    let (v, e) = h.client(HEAD.len(), 100, tcp_flags::PSH, HEAD, T0 + 8);
+    assert_eq!(v, Verdict::HeadComplete);
+    assert!(
+        e.is_empty(),
+        "the switch acknowledged the head itself: {e:?}"
+    );
+    // The backend takes it; its ACK, through the splice, is the client's first.
+    let _ = h.connect_to(target_on(40_005), T0 + 9);
+    let seg = SegmentInfo {
+        ack: Some(h.cseq(HEAD.len())),
+        ..h.syn_ack_seg()
+    };
+    let _ = h.syn_ack_with(seg, T0 + 10);
+    let seg = SegmentInfo {
+        ack: Some(h.cseq(2 * HEAD.len())),
+        ..h.backend_seg(0, 0, 0, 0)
+    };
+    assert_eq!(
+        h.backend_raw(&seg, T0 + 11),
+        fwd,
+        "the backend's ACK goes on"
+    );
+    let seen = backend_to_client(&h, &seg, &[]);
+    assert_eq!(seen.tcp.ack_number, Some(h.cseq(2 * HEAD.len())));
+    // The next round acknowledges as before unless asked again.
+    let mut buf = HeadBuffer::new(4096);
+    buf.reset(h.cseq(2 * HEAD.len()));
+    h.c.next_round(buf, h.cseq(2 * HEAD.len()), h.oseq(100), T0 + 12);
+    let (_, e) = h.client(2 * HEAD.len(), 100, tcp_flags::PSH, HEAD, T0 + 13);
+    assert_eq!(
+        one_to_client(&e).ack,
+        Some(h.cseq(3 * HEAD.len())),
+        "acknowledged at once"
+    );
+}
+
+#[test]
 fn attached_to_a_warm_connection_and_detached_again() {
     let mut h = H::new(Setup::default());
     h.read_head(T0 + 1);

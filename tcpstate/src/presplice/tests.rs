@@ -496,3 +496,48 @@ fn only_body_bytes_of_known_length_are_unread() {
     // the next round.
     assert!(pr.reads_request(body, 10));
 }
+
+#[test]
+fn an_adopted_connection_carries_its_exchange_then_routes_the_next_request() {
+    // A member adopted the connection mid-response: the record said where the request
+    // and the response end.
+    let (req_end, resp_end) = (SeqNumber(C0 + 300), SeqNumber(R0 + 5000));
+    let mut pr = PerRequest::new();
+    pr.adopted(req_end, resp_end);
+    assert!(
+        pr.tainted(),
+        "the carried backend connection is never reused"
+    );
+    assert_eq!(pr.known_request_end(), Some(req_end));
+    assert_eq!(pr.response_end(), Some(resp_end));
+    // The rest of the response passes unread; a byte past it was asked for by nobody.
+    assert_eq!(
+        backend(&mut pr, R0 + 4000, &[b'x'; 1000]),
+        BackendStep::Pass
+    );
+    assert!(!pr.reads_response(SeqNumber(R0 + 4000), 1000));
+    assert_eq!(
+        backend(&mut pr, R0 + 5000, b"H"),
+        BackendStep::Abort(Lost::UnrequestedResponse)
+    );
+    // The client's next request, with the whole response acknowledged: held, then the
+    // next round starts at the two ends.
+    let next = seg(
+        req_end,
+        GET.len(),
+        Some(resp_end),
+        tcp_flags::ACK | tcp_flags::PSH,
+    );
+    let acked = |_: SeqNumber| false;
+    let step = pr.client_step(&next, GET, acked, false);
+    assert_eq!(step, ClientStep::NeedBuffer { keep: 0 });
+    pr.lend_held(buffer());
+    assert_eq!(
+        pr.client_step(&next, GET, acked, false),
+        ClientStep::NextRound {
+            client_next: req_end,
+            our_next: resp_end
+        }
+    );
+    assert_eq!(pr.held_len(), GET.len());
+}

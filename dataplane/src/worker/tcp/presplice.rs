@@ -417,6 +417,10 @@ impl Worker {
         our_next: SeqNumber,
         now_ms: u64,
     ) -> bool {
+        // In a cluster (presplice mode), the next request is not acknowledged by the
+        // switch (`Conn::defer_head_ack`): until its backend has it, a member that adopts
+        // the connection can still route it.
+        let durable = !self.tcp.cluster_flows.is_empty() && !self.tcp.meta[id as usize].sticky;
         let (tainted, held) = match self.tcp.per_request[id as usize].as_mut() {
             Some(pr) => (pr.tainted(), pr.take_held()),
             None => (true, None),
@@ -478,6 +482,9 @@ impl Worker {
                 self.tcp.heads.push(old);
             }
             c.next_round(head, client_next, our_next, now_ms);
+            if durable {
+                c.defer_head_ack();
+            }
             whole_head = c.has_whole_head();
         }
         let meta = &mut self.tcp.meta[id as usize];
@@ -486,6 +493,7 @@ impl Worker {
         meta.ttfb_done = false;
         meta.route_pending = whole_head;
         self.stats().add(Counter::PrespliceRounds, 1);
+        self.note_adopted_round(id);
         true
     }
 }

@@ -55,6 +55,9 @@ impl Worker {
         });
         if let Some(pr) = pr.as_mut() {
             pr.set_sticky(sticky);
+            // In a cluster, a presplice connection's next request is acknowledged only by
+            // its backend: a member that adopts the connection can still route it.
+            pr.set_durable(!sticky && !self.tcp.cluster_flows.is_empty());
         }
         // Splice mode after the first request: the connection keeps its pool.
         let kept_pool = (sticky && self.tcp.meta[id as usize].sticky_backend.is_some())

@@ -46,6 +46,9 @@ pub(super) struct ClusterFlow {
     /// The request end that record gave: a new request on the connection (splice mode
     /// carries later requests on without a new round) sends the record again.
     synced_end: Option<u32>,
+    /// The response end that record gave (presplice mode): once the response's head says
+    /// where it ends, the record goes again, so an adopter can route the next request.
+    synced_resp: Option<u32>,
     /// When the record was last sent: it is sent again after `TcpCore::sync_refresh_ms`
     /// of traffic, so the others' copies (leases) and the store's stay alive.
     synced_ms: u64,
@@ -61,6 +64,9 @@ enum Adopted {
     Until(SeqNumber),
     /// The end was unknown (a chunked body): not one more client byte.
     UntilAnyByte,
+    /// Presplice mode with both ends of the exchange known: the connection's per-request
+    /// state frames it from there (`PerRequest::adopted`) and routes each next request.
+    PerRequest,
 }
 
 /// What the standby table made of a segment with no flow.
@@ -93,18 +99,22 @@ impl Worker {
             return;
         };
         let end = self.request_end_of(id);
+        let (resp, _) = self.response_end_of(id);
         let flow = &self.tcp.cluster_flows[id as usize];
         let renew = now_ms.saturating_sub(flow.synced_ms) >= self.tcp.sync_refresh_ms;
-        if flow.synced_round == Some(round) && flow.synced_end == end && !renew {
+        let same =
+            flow.synced_round == Some(round) && flow.synced_end == end && flow.synced_resp == resp;
+        if same && !renew {
             return;
         }
-        let renewal = flow.synced_round == Some(round) && flow.synced_end == end;
+        let renewal = same;
         let Some(rec) = self.record_of(id) else {
             return;
         };
         let flow = &mut self.tcp.cluster_flows[id as usize];
         flow.synced_round = Some(round);
         flow.synced_end = end;
+        flow.synced_resp = resp;
         flow.synced_ms = now_ms;
         if renewal {
             self.stats().add(Counter::ClusterSyncRenewed, 1);
@@ -118,10 +128,23 @@ impl Worker {
             // Adopted: the end we were given, moved on by the requests we framed.
             Adopted::Until(end) => Some(end.0),
             Adopted::UntilAnyByte => None,
-            Adopted::No => self.tcp.per_request[id as usize]
+            Adopted::No | Adopted::PerRequest => self.tcp.per_request[id as usize]
                 .as_ref()
                 .and_then(|pr| pr.known_request_end())
                 .map(|s| s.0),
+        }
+    }
+
+    /// Presplice mode: where connection `id`'s current response ends (client space), as
+    /// far as known, and whether no request follows the current one. Splice mode shares
+    /// neither: an adopter checks each next request itself and keeps the backend.
+    fn response_end_of(&self, id: ConnId) -> (Option<u32>, bool) {
+        if self.tcp.meta[id as usize].sticky {
+            return (None, false);
+        }
+        match self.tcp.per_request[id as usize].as_ref() {
+            Some(pr) => (pr.response_end().map(|s| s.0), pr.is_last()),
+            None => (None, false),
         }
     }
 
@@ -137,6 +160,7 @@ impl Worker {
                 .splice_record(cl.me as u8, meta.backend_mac, origin_mac)?;
         rec.adopted = self.tcp.cluster_flows[id as usize].adopted != Adopted::No;
         rec.request_end = self.request_end_of(id);
+        (rec.response_end, rec.last) = self.response_end_of(id);
         Some(rec)
     }
 
@@ -222,6 +246,8 @@ impl Worker {
             backend_mac: meta.backend_mac,
             origin_backend_mac: self.shared.addrs[meta.backend_port].mac,
             request_end: None,
+            response_end: None,
+            last: false,
             adopted: false,
         };
         self.send_sync(&rec, u32::MAX);
@@ -243,7 +269,7 @@ impl Worker {
             return true;
         };
         let end = match flow.adopted {
-            Adopted::No => return true,
+            Adopted::No | Adopted::PerRequest => return true,
             Adopted::UntilAnyByte => return seg.payload_len == 0,
             Adopted::Until(end) => end,
         };
@@ -593,6 +619,30 @@ impl Worker {
         true
     }
 
+    /// Presplice mode: a next round starts on `id`; on a connection adopted with its
+    /// per-request state, that is a next request the adopter routes itself (counted as
+    /// `cluster_adopted_requests`).
+    pub(super) fn note_adopted_round(&self, id: ConnId) {
+        if self
+            .tcp
+            .cluster_flows
+            .get(id as usize)
+            .is_some_and(|f| f.adopted == Adopted::PerRequest)
+        {
+            self.stats().add(Counter::ClusterAdoptedRequests, 1);
+        }
+    }
+
+    /// Whether `vip` routes every request (`mode: "presplice"`).
+    fn presplice_vip(&self, vip: Ipv4Addr) -> bool {
+        self.shared.addrs.iter().any(|a| {
+            a.vips
+                .iter()
+                .zip(&a.per_request)
+                .any(|((v, _), &per_request)| *v == vip && per_request)
+        })
+    }
+
     /// Takes over the connection `rec` describes: into the flow table, spliced, with its
     /// record pushed again under our name. None (counted) when it cannot be: no route to
     /// its backend or its client, or no room.
@@ -623,23 +673,45 @@ impl Worker {
         if !self.shared.client_conns.try_open(rec.client.remote_ip) {
             return failed(self);
         }
+        // Presplice mode with both ends of the exchange known: framed from there, and each
+        // next request routed in a round of its own, as the origin would have.
+        let per_request = match (rec.request_end, rec.response_end) {
+            (Some(req), Some(resp)) if !rec.last && self.presplice_vip(rec.client.local_ip) => {
+                let mut pr = self
+                    .tcp
+                    .pr_pool
+                    .pop()
+                    .unwrap_or_else(tcpstate::presplice::PerRequest::new);
+                pr.adopted(SeqNumber(req), SeqNumber(resp));
+                pr.set_durable(true);
+                Some(pr)
+            }
+            _ => None,
+        };
         let conn = Conn::adopt(&rec, self.tcp.params, now_ms);
         let id = match self.tcp.flows.try_insert(rec.client, conn) {
             Ok(id) => id,
             Err(_) => {
                 self.shared.client_conns.close(rec.client.remote_ip);
+                if let Some(pr) = per_request {
+                    self.tcp.pr_pool.push(pr);
+                }
                 return failed(self);
             }
         };
         self.tcp.flows.bind_backend(id, rec.backend);
+        let presplice = per_request.is_some();
+        // (The slot's previous connection gave its state back when it went.)
+        self.release_per_request(id);
+        self.tcp.per_request[id as usize] = per_request;
         self.tcp.cluster_flows[id as usize] = ClusterFlow {
-            synced_round: None,
-            synced_end: None,
             synced_ms: now_ms,
             adopted: match rec.request_end {
+                _ if presplice => Adopted::PerRequest,
                 Some(end) => Adopted::Until(SeqNumber(end)),
                 None => Adopted::UntilAnyByte,
             },
+            ..ClusterFlow::default()
         };
         self.tcp.request_lines[id as usize] = RequestLine::EMPTY;
         self.tcp.meta[id as usize] = Meta {
@@ -647,10 +719,25 @@ impl Worker {
             client_port,
             backend_mac,
             backend_port: route.via_port,
-            sticky: true,
-            sticky_backend: Some(rec.backend_id),
+            sticky: !presplice,
+            sticky_backend: (!presplice).then_some(rec.backend_id),
             ..Meta::default()
         };
+        // The pool the carried backend serves in (its PROXY setting decides whether the
+        // backend connection could be pooled at the next round; it is not: tainted).
+        let config = &self.tcp.rt.config;
+        if let Some(p) = config
+            .backends
+            .get(usize::from(rec.backend_id))
+            .and_then(|b| {
+                config
+                    .pools
+                    .iter()
+                    .position(|p| p.backends.contains(&b.name))
+            })
+        {
+            self.tcp.pool_of[id as usize] = p;
+        }
         self.stats().add(Counter::ClusterAdopted, 1);
         self.stats().add(Counter::ConnsAccepted, 1);
         tracing::debug!(worker = self.index, client = %rec.client.remote_ip, port = rec.client.remote_port, origin = rec.origin, "adopted a spliced connection");
