@@ -322,6 +322,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             random_seed(),
         ),
         sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+        loops_running: std::sync::atomic::AtomicUsize::new(workers),
         cluster,
         ringers: doorbells
             .iter_mut()

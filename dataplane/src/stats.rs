@@ -133,6 +133,7 @@ counter_enum! {
         ClusterAdoptedEnded => "cluster_adopted_ended",
         ClusterAdoptedRequests => "cluster_adopted_requests",
         ClusterAdoptedGivenBack => "cluster_adopted_given_back",
+        ClusterAdoptedCaughtUp => "cluster_adopted_caught_up",
         ClusterPassedToOrigin => "cluster_passed_to_origin",
         ClusterAddressesTaken => "cluster_addresses_taken",
         ClusterStoreLookups => "cluster_store_lookups",

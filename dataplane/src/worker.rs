@@ -110,6 +110,10 @@ pub struct Shared {
     /// `sleeping[w]`: worker `w` is asleep on its doorbell, and `ringers[w]` wakes it (a
     /// peer that queued a segment for it rings; none when it has no doorbell).
     pub sleeping: Vec<AtomicBool>,
+    /// Workers still in their loop (or flushing what it left): at a stop, worker 0 sends
+    /// the cluster's `leaving` beat only once the others are out, so that no record of a
+    /// connection they still moved on follows it.
+    pub loops_running: std::sync::atomic::AtomicUsize,
     pub ringers: Vec<Option<Arc<Ringer>>>,
     /// The other instances serving the VIPs and who owns which connection
     /// (`cluster.members`); None outside a cluster.
@@ -354,6 +358,19 @@ impl Worker {
             }
         }
         self.close_warm(self.now_ms(rdtsc()));
+        if self.index != 0 {
+            self.flush_all();
+            shared.loops_running.fetch_sub(1, Ordering::AcqRel);
+        } else if shared.cluster.is_some() {
+            // The others' last records before our `leaving` (bounded: a stuck worker
+            // must not keep the others from hearing that we leave).
+            let give_up = std::time::Instant::now() + std::time::Duration::from_millis(200);
+            while shared.loops_running.load(Ordering::Acquire) > 1
+                && std::time::Instant::now() < give_up
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
         // The other members drop us now rather than after `dead_after_ms`.
         self.cluster_beats(self.now_ms(rdtsc()), true);
         self.flush_all();

@@ -283,6 +283,22 @@ fn rolling_upgrade(name: &str, net: u8, workers: usize, keep_alive: bool) {
     );
     let load = load_result(load, SECS);
     eprintln!("rolling upgrade: {load}");
+    for (i, s) in [(1, &s1), (2, &s2)] {
+        let t = &s.call("stats", Value::Null)["total"];
+        let drops: serde_json::Map<String, Value> = t["drops"]
+            .as_object()
+            .map(|d| {
+                d.iter()
+                    .filter(|(_, v)| v.as_u64() != Some(0))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "instance {i} (upgraded): adopted {}, adopted_ended {}, adopted_requests {}, passed_to_origin {}, taken_from_peer {}, drops {drops:?}",
+            t["cluster_adopted"], t["cluster_adopted_ended"], t["cluster_adopted_requests"], t["cluster_passed_to_origin"], t["cluster_taken_from_peer"]
+        );
+    }
     assert!(counter(&load, &["requests"]) > 300, "{load}");
     assert_eq!(counter(&load, &["failures"]), 0, "requests failed: {load}");
     if keep_alive {
@@ -306,13 +322,11 @@ fn a_rolling_upgrade_fails_no_request_one_worker() {
 }
 
 #[test]
-#[ignore = "not yet reliable: two workers reset 3 of 16 persistent connections in one of two runs (issue 17 note); run with --ignored"]
 fn a_rolling_upgrade_breaks_no_keep_alive_connection_one_worker() {
     rolling_upgrade("wck1", 245, 1, true);
 }
 
 #[test]
-#[ignore = "not yet reliable: two workers reset 3 of 16 persistent connections in one of two runs (issue 17 note); run with --ignored"]
 fn a_rolling_upgrade_breaks_no_keep_alive_connection_two_workers() {
     rolling_upgrade("wck2", 246, 2, true);
 }

@@ -416,6 +416,11 @@ impl Collector for SwitchCollector {
                 Counter::ClusterStandbyEvicted,
             ),
             (
+                "webswitch_cluster_adopted_caught_up",
+                "Adopted connections moved on by a later record of the member they were adopted from.",
+                Counter::ClusterAdoptedCaughtUp,
+            ),
+            (
                 "webswitch_cluster_standby_expired",
                 "Standby splice records dropped when their lease ended (no copy for tcp.idle_timeout_ms).",
                 Counter::ClusterStandbyExpired,

@@ -49,6 +49,9 @@ pub(super) struct ClusterFlow {
     /// The response end that record gave (presplice mode): once the response's head says
     /// where it ends, the record goes again, so an adopter can route the next request.
     synced_resp: Option<u32>,
+    /// The member an adopted connection was adopted from (its later records may still
+    /// come: `origins_last_record`).
+    adopted_from: Option<u8>,
     /// When the record was last sent: it is sent again after `TcpCore::sync_refresh_ms`
     /// of traffic, so the others' copies (leases) and the store's stay alive.
     synced_ms: u64,
@@ -417,6 +420,38 @@ impl Worker {
         }
     }
 
+    /// A record of connection `id`, which this core adopted, from the member it adopted
+    /// it from, arriving after the adoption: that member let more of the client's bytes
+    /// through before it went than the record the adoption used said (a member that stops
+    /// cleanly sends its `leaving` beat from worker 0 while its other workers may still
+    /// forward a request; a record can also simply be overtaken). The client will not send
+    /// those bytes again, so the request end moves up to what the origin allowed, in the
+    /// same round only.
+    fn origins_last_record(&mut self, id: ConnId, rec: &SpliceRecord) {
+        let flow = self.tcp.cluster_flows[id as usize];
+        let same_round = self
+            .tcp
+            .flows
+            .get(id)
+            .is_some_and(|c| c.client_isn().0 == rec.client_isn);
+        let (Some(end), true, true) = (
+            rec.request_end.map(SeqNumber),
+            same_round,
+            flow.adopted_from == Some(rec.origin),
+        ) else {
+            return;
+        };
+        let ahead = match flow.adopted {
+            Adopted::Until(ours) => end.wrapping_diff(ours) > 0,
+            Adopted::UntilAnyByte => true,
+            Adopted::No | Adopted::PerRequest => false,
+        };
+        if ahead {
+            self.tcp.cluster_flows[id as usize].adopted = Adopted::Until(end);
+            self.stats().add(Counter::ClusterAdoptedCaughtUp, 1);
+        }
+    }
+
     /// Records other cores received for flows this core steers.
     pub(in crate::worker) fn drain_sync_inbox(&mut self, now_ms: u64) -> usize {
         let Some(cl) = self.shared.cluster.clone() else {
@@ -468,6 +503,8 @@ impl Worker {
                                 self.push_to_members(&cl, &held, 1 << rec.origin);
                             }
                         }
+                    } else {
+                        self.origins_last_record(id, &rec);
                     }
                 }
             }
@@ -706,6 +743,7 @@ impl Worker {
         self.tcp.per_request[id as usize] = per_request;
         self.tcp.cluster_flows[id as usize] = ClusterFlow {
             synced_ms: now_ms,
+            adopted_from: Some(rec.origin),
             adopted: match rec.request_end {
                 _ if presplice => Adopted::PerRequest,
                 Some(end) => Adopted::Until(SeqNumber(end)),
