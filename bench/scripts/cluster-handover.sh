@@ -47,7 +47,6 @@ eval "$(bash "$TB" env)"
 VIP=$WS_CLUSTER_VIP
 CTL=$ROOT/target/release/webswitchctl
 [ -x "$CTL" ] || cargo build --release -q -p mgmt
-sock() { echo "/run/webswitch/bench-$WS_TESTBED-$1.sock"; }
 
 for i in 1 2; do
     ns=$WS_NS_SW

@@ -52,7 +52,6 @@ eval "$(bash "$TB" env)"
 VIP=$WS_CLUSTER_VIP
 CTL=$ROOT/target/release/webswitchctl
 [ -x "$CTL" ] || cargo build --release -q -p mgmt
-sock() { echo "/run/webswitch/bench-$WS_TESTBED-$1.sock"; }
 
 start_both() { # store ("" or memcached)
     local i ns

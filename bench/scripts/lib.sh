@@ -166,3 +166,25 @@ cluster_await_hops() { # count
     echo "the router has $(cluster_hops) next hops for $WS_CLUSTER_VIP, not $1" >&2
     exit 1
 }
+
+# The cluster benchmarks' testbed (`testbed.sh up --cluster`) with two instances started by
+# the caller into PIDS[1], PIDS[2] (DPDK prefix and socket bench-$WS_TESTBED-N): brought up
+# here, with VIP, CTL and `sock N` set; `cluster_bench_cleanup` (for `trap ... EXIT`) stops
+# the instances and removes what they left, and the testbed unless KEEP_TESTBED is set.
+cluster_bench_up() {
+    ensure_binary
+    bash "$TB" up --cluster >"$OUT/testbed.log"
+    eval "$(bash "$TB" env)"
+    VIP=$WS_CLUSTER_VIP
+    CTL=$ROOT/target/release/webswitchctl
+    [ -x "$CTL" ] || cargo build --release -q -p mgmt
+}
+sock() { echo "/run/webswitch/bench-$WS_TESTBED-$1.sock"; }
+cluster_bench_cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "/run/dpdk/bench-$WS_TESTBED-1" "/run/dpdk/bench-$WS_TESTBED-2"
+    rm -f "$(sock 1)" "$(sock 2)"
+    [ -n "${KEEP_TESTBED:-}" ] || bash "$TB" down >/dev/null 2>&1 || true
+}

@@ -41,6 +41,14 @@ pub fn instance_config(tb: &Testbed, i: u8, workers: usize) -> Value {
     c
 }
 
+/// Stops every instance cleanly and checks that none leaked a buffer.
+pub fn stop_all_checked(switches: impl IntoIterator<Item = Switch>) {
+    for s in switches {
+        let fin = s.stop();
+        assert_eq!(counter(&fin, &["mbufs_in_use"]), 0, "mbufs leaked");
+    }
+}
+
 /// The router's next hops for the VIP now (empty when it has no route).
 pub fn next_hops(tb: &Testbed) -> Vec<String> {
     let out = tb.exec(

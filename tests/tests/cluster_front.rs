@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use webswitch_tests::cluster::{
     accepted, assert_all_served, await_next_hops, await_owning, download_100m_checked, host,
-    instance_config, requests, vip,
+    instance_config, requests, stop_all_checked, vip,
 };
 use webswitch_tests::{counter, root_or_skip, testbed_lock, workspace_root, Switch, Testbed};
 
@@ -271,10 +271,7 @@ fn weighted(name: &str, net: u8, workers: usize) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    for s in [front, o2, o3] {
-        let fin = s.stop();
-        assert_eq!(counter(&fin, &["mbufs_in_use"]), 0, "mbufs leaked");
-    }
+    stop_all_checked([front, o2, o3]);
     tb.down();
 }
 

@@ -21,14 +21,16 @@
 //! router sends it nothing new), left once its last connection ended, started again (the
 //! new binary) and announced; no request fails. Then under persistent connections, which
 //! never end: each instance is withdrawn and stopped with its connections open, the other
-//! adopts them (their splice records), and no request fails either.
+//! adopts them (their splice records), and no request fails either. And the issue's wrk
+//! run: wrk's persistent connections through an instance joining, then through both
+//! upgrades, with no socket error and no answer other than 2xx.
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use webswitch_tests::cluster::{
-    accepted, assert_all_served, await_members, await_next_hops, await_owning, host, requests,
-    start_pair, vip,
+    accepted, assert_all_served, await_members, await_next_hops, await_owning, host,
+    instance_config, requests, start_pair, stop_all_checked, vip,
 };
 use webswitch_tests::{
     counter, root_or_skip, testbed_lock, wait_output, workspace_root, Switch, Testbed,
@@ -344,4 +346,91 @@ fn connections_reach_their_owner_one_worker() {
 #[test]
 fn connections_reach_their_owner_two_workers() {
     scenario("wcm2", 234, 2);
+}
+
+/// The issue's wrk runs: "an instance added during a wrk run, and a rolling upgrade during
+/// one: no failed request". wrk (16 persistent connections, each waiting 10 ms after an
+/// answer, tests/tools/paced.lua) runs from the router's client while instance 2 joins a
+/// cluster where instance 1 served alone, then while both are upgraded one after the other
+/// with the connections open (each stops with its connections held; the other adopts them).
+/// wrk counts every socket error (connect, read, write, timeout: a reset or a stall of 4 s)
+/// and every answer that is not 2xx or 3xx: all must be 0.
+fn wrk_join_and_upgrade(name: &str, net: u8, workers: usize) {
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up_cluster(name, net);
+    let (c1, c2) = (
+        instance_config(&tb, 1, workers),
+        instance_config(&tb, 2, workers),
+    );
+    let s1 = Switch::start_in(&tb, "sw", &format!("{name}-i1"), &c1);
+    await_next_hops(&tb, &[host(&tb, 1)], Duration::from_secs(20));
+    const SECS: u64 = 24;
+    let script = workspace_root().join("tests/tools/paced.lua");
+    let wrk = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("fc"), "wrk", "-t2", "-c16"])
+        .arg(format!("-d{SECS}s"))
+        .args(["--timeout", "4s", "-s"])
+        .arg(script)
+        .arg(format!("http://{}/whoami", vip(&tb)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("wrk");
+    std::thread::sleep(Duration::from_secs(3));
+    let s2 = Switch::start_in(&tb, "sw2", &format!("{name}-i2"), &c2);
+    await_members(&s1, &["sw1", "sw2"], Duration::from_secs(5));
+    await_next_hops(&tb, &[host(&tb, 1), host(&tb, 2)], Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    let joined = total(&[&s2], "cluster_handed_over");
+    eprintln!(
+        "instance 2 joined during the wrk run (in 2 s it handed {joined} segments of instance 1's connections to it)"
+    );
+    let s2 = upgrade(&tb, name, 2, (s2, &s1), &c2, false);
+    let s1 = upgrade(&tb, name, 1, (s1, &s2), &c1, false);
+    let text = wait_output(wrk, Duration::from_secs(SECS + 30), "wrk");
+    eprintln!("wrk:\n{text}");
+    // wrk prints these lines only when they are not zero.
+    let numbers_on = |label: &str| -> u64 {
+        text.lines()
+            .find(|l| l.contains(label))
+            .map(|l| {
+                l[l.find(label).unwrap_or(0) + label.len()..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    let socket_errors = numbers_on("Socket errors:");
+    let non_2xx = numbers_on("Non-2xx or 3xx responses:");
+    let adopted = total(&[&s2], "cluster_adopted");
+    eprintln!("wrk: {requests} requests, {socket_errors} socket errors, {non_2xx} not 2xx/3xx; the upgraded instance 2 adopted {adopted} connections");
+    assert!(requests > 5_000, "wrk made too few requests:\n{text}");
+    assert_eq!(
+        (socket_errors, non_2xx),
+        (0, 0),
+        "wrk saw failures:\n{text}"
+    );
+    assert!(adopted > 0, "no connection was adopted at the upgrade");
+    stop_all_checked([s1, s2]);
+    tb.down();
+}
+
+#[test]
+fn an_instance_joins_and_both_upgrade_during_a_wrk_run_one_worker() {
+    wrk_join_and_upgrade("wcj1", 252, 1);
+}
+
+#[test]
+fn an_instance_joins_and_both_upgrade_during_a_wrk_run_two_workers() {
+    wrk_join_and_upgrade("wcj2", 253, 2);
 }
