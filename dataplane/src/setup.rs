@@ -355,7 +355,9 @@ fn start_state_store(shared: &Arc<Shared>) {
                 return;
             };
             let cores = s.stats.len();
-            store.run(&s.stop, |rec| {
+            let done = Arc::clone(&s);
+            let workers_done = move || done.loops_running.load(Ordering::Acquire) == 0;
+            store.run(&s.stop, workers_done, |rec| {
                 let c = &rec.client;
                 let core = tcpstate::steer::client_flow_core(
                     c.remote_ip,

@@ -111,8 +111,9 @@ pub struct Shared {
     /// peer that queued a segment for it rings; none when it has no doorbell).
     pub sleeping: Vec<AtomicBool>,
     /// Workers still in their loop (or flushing what it left): at a stop, worker 0 sends
-    /// the cluster's `leaving` beat only once the others are out, so that no record of a
-    /// connection they still moved on follows it.
+    /// the cluster's `leaving` beat only once every worker is out (and the state store has
+    /// written what they queued), so that no record of a connection they still moved on
+    /// follows it.
     pub loops_running: std::sync::atomic::AtomicUsize,
     pub ringers: Vec<Option<Arc<Ringer>>>,
     /// The other instances serving the VIPs and who owns which connection
@@ -358,16 +359,18 @@ impl Worker {
             }
         }
         self.close_warm(self.now_ms(rdtsc()));
-        if self.index != 0 {
-            self.flush_all();
-            shared.loops_running.fetch_sub(1, Ordering::AcqRel);
-        } else if shared.cluster.is_some() {
-            // The others' last records before our `leaving` (bounded: a stuck worker
-            // must not keep the others from hearing that we leave).
-            let give_up = std::time::Instant::now() + std::time::Duration::from_millis(200);
-            while shared.loops_running.load(Ordering::Acquire) > 1
-                && std::time::Instant::now() < give_up
-            {
+        self.flush_all();
+        shared.loops_running.fetch_sub(1, Ordering::AcqRel);
+        if let Some(cl) = shared.cluster.as_ref().filter(|_| self.index == 0) {
+            // Every worker's last records before our `leaving`: the others' out of their
+            // loops and flushed, and with a store, written there (bounded: a stuck worker
+            // or store must not keep the others from hearing that we leave).
+            let give_up = std::time::Instant::now() + std::time::Duration::from_millis(1200);
+            let quiet = || {
+                shared.loops_running.load(Ordering::Acquire) == 0
+                    && cl.store.as_ref().is_none_or(|s| s.drained())
+            };
+            while !quiet() && std::time::Instant::now() < give_up {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }

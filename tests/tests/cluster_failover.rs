@@ -275,20 +275,29 @@ fn a_killed_instance_breaks_none_of_100_gets_and_100_puts() {
     failover("wcx3", 251, 1, Sharing::Push, ISSUE);
 }
 
+#[test]
+fn a_killed_instance_breaks_none_of_100_gets_and_100_puts_state_in_memcached() {
+    failover("wcx4", 205, 1, Sharing::Store, ISSUE);
+}
+
 /// "Presplice connections survive the kill too, routing per request afterwards": a
 /// presplice VIP, keep-alive clients each asking in turn for `/img/logo.png` (pool images:
 /// be1) and `/app/x` (pool apps: be2) on one connection, so that every request must be
 /// routed by itself. Instance 2 is SIGKILLed at half time. Its connections are adopted by
 /// instance 1, which carries each exchange in progress to its end and routes every next
 /// request in a round of its own: no request fails, none reaches the wrong pool.
-fn presplice_failover(name: &str, net: u8, workers: usize) {
+fn presplice_failover(name: &str, net: u8, workers: usize, sharing: Sharing) {
     if !root_or_skip() {
         return;
     }
     let _guard = testbed_lock();
     let tb = Testbed::up_cluster(name, net);
+    let store = store_address(&tb);
     let (s1, s2, _, _) = start_pair_with(&tb, name, workers, |c| {
         c["vips"][0]["mode"] = "presplice".into();
+        if sharing == Sharing::Store {
+            c["cluster"]["state_store"] = serde_json::json!({ "memcached": store });
+        }
     });
     let tool = workspace_root().join("tests/tools/keepalive_load.py");
     let child = Command::new("ip")
@@ -330,10 +339,15 @@ fn presplice_failover(name: &str, net: u8, workers: usize) {
 
 #[test]
 fn a_killed_instance_breaks_no_presplice_connection_one_worker() {
-    presplice_failover("wcp1", 249, 1);
+    presplice_failover("wcp1", 249, 1, Sharing::Push);
 }
 
 #[test]
 fn a_killed_instance_breaks_no_presplice_connection_two_workers() {
-    presplice_failover("wcp2", 250, 2);
+    presplice_failover("wcp2", 250, 2, Sharing::Push);
+}
+
+#[test]
+fn a_killed_instance_breaks_no_presplice_connection_state_in_memcached() {
+    presplice_failover("wcp3", 207, 1, Sharing::Store);
 }

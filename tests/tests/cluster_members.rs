@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use webswitch_tests::cluster::{
     accepted, assert_all_served, await_members, await_next_hops, await_owning, host,
-    instance_config, requests, start_pair, stop_all_checked, vip,
+    instance_config, requests, start_pair, stop_all_checked, store_address, vip,
 };
 use webswitch_tests::{
     counter, root_or_skip, testbed_lock, wait_output, workspace_root, Switch, Testbed,
@@ -204,6 +204,30 @@ fn scenario(name: &str, net: u8, workers: usize) {
     tb.down();
 }
 
+/// What instance `i` adopted and dropped (to read a failure by).
+fn print_adoption(i: u8, s: &Switch) {
+    let t = &s.call("stats", Value::Null)["total"];
+    let drops: serde_json::Map<String, Value> = t["drops"]
+        .as_object()
+        .map(|d| {
+            d.iter()
+                .filter(|(_, v)| v.as_u64() != Some(0))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "instance {i}: adopted {}, adopted_ended {}, adopted_requests {}, caught_up {}, passed_to_origin {}, taken_from_peer {}, store_lookups {}, drops {drops:?}",
+        t["cluster_adopted"],
+        t["cluster_adopted_ended"],
+        t["cluster_adopted_requests"],
+        t["cluster_adopted_caught_up"],
+        t["cluster_passed_to_origin"],
+        t["cluster_taken_from_peer"],
+        t["cluster_store_lookups"]
+    );
+}
+
 /// Open (not closed) client connections on `sw`.
 fn open_connections(sw: &Switch) -> usize {
     let l = sw.call("connections.list", serde_json::json!({ "limit": 10000 }));
@@ -286,20 +310,7 @@ fn rolling_upgrade(name: &str, net: u8, workers: usize, keep_alive: bool) {
     let load = load_result(load, SECS);
     eprintln!("rolling upgrade: {load}");
     for (i, s) in [(1, &s1), (2, &s2)] {
-        let t = &s.call("stats", Value::Null)["total"];
-        let drops: serde_json::Map<String, Value> = t["drops"]
-            .as_object()
-            .map(|d| {
-                d.iter()
-                    .filter(|(_, v)| v.as_u64() != Some(0))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        eprintln!(
-            "instance {i} (upgraded): adopted {}, adopted_ended {}, adopted_requests {}, passed_to_origin {}, taken_from_peer {}, drops {drops:?}",
-            t["cluster_adopted"], t["cluster_adopted_ended"], t["cluster_adopted_requests"], t["cluster_passed_to_origin"], t["cluster_taken_from_peer"]
-        );
+        print_adoption(i, s);
     }
     assert!(counter(&load, &["requests"]) > 300, "{load}");
     assert_eq!(counter(&load, &["failures"]), 0, "requests failed: {load}");
@@ -355,16 +366,21 @@ fn connections_reach_their_owner_two_workers() {
 /// with the connections open (each stops with its connections held; the other adopts them).
 /// wrk counts every socket error (connect, read, write, timeout: a reset or a stall of 4 s)
 /// and every answer that is not 2xx or 3xx: all must be 0.
-fn wrk_join_and_upgrade(name: &str, net: u8, workers: usize) {
+fn wrk_join_and_upgrade(name: &str, net: u8, workers: usize, memcached: bool) {
     if !root_or_skip() {
         return;
     }
     let _guard = testbed_lock();
     let tb = Testbed::up_cluster(name, net);
-    let (c1, c2) = (
+    let (mut c1, mut c2) = (
         instance_config(&tb, 1, workers),
         instance_config(&tb, 2, workers),
     );
+    if memcached {
+        for c in [&mut c1, &mut c2] {
+            c["cluster"]["state_store"] = serde_json::json!({ "memcached": store_address(&tb) });
+        }
+    }
     let s1 = Switch::start_in(&tb, "sw", &format!("{name}-i1"), &c1);
     await_next_hops(&tb, &[host(&tb, 1)], Duration::from_secs(20));
     const SECS: u64 = 24;
@@ -412,6 +428,9 @@ fn wrk_join_and_upgrade(name: &str, net: u8, workers: usize) {
         .unwrap_or(0);
     let socket_errors = numbers_on("Socket errors:");
     let non_2xx = numbers_on("Non-2xx or 3xx responses:");
+    for (i, s) in [(1, &s1), (2, &s2)] {
+        print_adoption(i, s);
+    }
     let adopted = total(&[&s2], "cluster_adopted");
     eprintln!("wrk: {requests} requests, {socket_errors} socket errors, {non_2xx} not 2xx/3xx; the upgraded instance 2 adopted {adopted} connections");
     assert!(requests > 5_000, "wrk made too few requests:\n{text}");
@@ -427,10 +446,15 @@ fn wrk_join_and_upgrade(name: &str, net: u8, workers: usize) {
 
 #[test]
 fn an_instance_joins_and_both_upgrade_during_a_wrk_run_one_worker() {
-    wrk_join_and_upgrade("wcj1", 252, 1);
+    wrk_join_and_upgrade("wcj1", 252, 1, false);
 }
 
 #[test]
 fn an_instance_joins_and_both_upgrade_during_a_wrk_run_two_workers() {
-    wrk_join_and_upgrade("wcj2", 253, 2);
+    wrk_join_and_upgrade("wcj2", 253, 2, false);
+}
+
+#[test]
+fn an_instance_joins_and_both_upgrade_during_a_wrk_run_state_in_memcached() {
+    wrk_join_and_upgrade("wcj3", 208, 1, true);
 }

@@ -34,6 +34,8 @@ const QUEUE_LEN: usize = 16_384;
 const IO_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a failed connection, the next attempt.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long the thread goes on after a stop to write the last records.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
 /// What a worker asks of the store.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +67,9 @@ pub struct Store {
     queue: ArrayQueue<StoreOp>,
     counts: Counts,
     connected: AtomicBool,
+    /// The thread has carried out every write queued before the workers stopped (set
+    /// once, at a stop: the `leaving` beat waits for it).
+    drained: AtomicBool,
 }
 
 /// The key of a record under one of its tuples: `ws<c|b>:<remote>:<port>:<local>:<port>` in
@@ -87,6 +92,7 @@ impl Store {
             queue: ArrayQueue::new(QUEUE_LEN),
             counts: Counts::default(),
             connected: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
         }
     }
 
@@ -122,13 +128,35 @@ impl Store {
         })
     }
 
+    /// Whether every write queued before the stop reached the store (or was given up).
+    pub fn drained(&self) -> bool {
+        self.drained.load(Ordering::Acquire)
+    }
+
     /// The store thread: until `stop`, carries out queued operations; each record found
-    /// goes to `deliver` (the inbox of the core that steers its connection).
-    pub fn run(self: Arc<Self>, stop: &AtomicBool, deliver: impl Fn(SpliceRecord)) {
+    /// goes to `deliver` (the inbox of the core that steers its connection). After `stop`
+    /// it goes on until the workers are out of their loops (`workers_done`) and the queue
+    /// is empty, for at most [`DRAIN_LIMIT`]: the last records of a member that stops
+    /// cleanly are what the member that adopts its connections reads.
+    pub fn run(
+        self: Arc<Self>,
+        stop: &AtomicBool,
+        workers_done: impl Fn() -> bool,
+        deliver: impl Fn(SpliceRecord),
+    ) {
         let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
         let mut next_try = Instant::now();
         let mut idle = 0u32;
-        while !stop.load(Ordering::Relaxed) {
+        let mut stopped_at: Option<Instant> = None;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                let since = *stopped_at.get_or_insert_with(Instant::now);
+                let done = workers_done() && self.queue.is_empty();
+                if done || since.elapsed() >= DRAIN_LIMIT {
+                    self.drained.store(true, Ordering::Release);
+                    return;
+                }
+            }
             let Some(op) = self.queue.pop() else {
                 // Backs off to 1 ms: a lookup waits at most that long to start.
                 idle = (idle + 1).min(10);
@@ -136,6 +164,9 @@ impl Store {
                 continue;
             };
             idle = 0;
+            if stopped_at.is_some() && matches!(op, StoreOp::Get { .. }) {
+                continue; // no worker is left to adopt what it finds
+            }
             if conn.is_none() && Instant::now() >= next_try {
                 conn = self.connect();
                 if conn.is_none() {

@@ -37,6 +37,8 @@ use crate::worker::Worker;
 const STORE_WAIT_MS: u64 = 300;
 const STORE_NEGATIVE_MS: u64 = 3_000;
 const STORE_PENDING_MAX: usize = 1024;
+/// The store design: a record read longer ago than this is read again before an adoption.
+const STORE_FRESH_MS: u64 = 1_000;
 
 /// What a core keeps per connection in a cluster.
 #[derive(Debug, Clone, Copy, Default)]
@@ -597,6 +599,18 @@ impl Worker {
             // now would make two holders; the sender retransmits.
             self.stats().drop(DropReason::ClusterJoining, 1);
             return FromStandby::Handled;
+        }
+        let fetched = self.tcp.standby.received_ms(&rec.client);
+        if cl.store.is_some() && fetched.is_none_or(|t| now_ms.saturating_sub(t) >= STORE_FRESH_MS)
+        {
+            // The store design: this copy was fetched while the origin lived, to pass its
+            // segments on; the origin wrote newer ones since (each request moves the
+            // request's end). Adopt only from a fresh read: the segment waits for it.
+            self.tcp.standby.remove(&rec.client);
+            return match self.ask_store(key, no_lookup, now_ms) {
+                true => FromStandby::Handled,
+                false => FromStandby::Unknown(m),
+            };
         }
         match self.adopt(rec, now_ms) {
             Some(id) => FromStandby::Adopted(m, id, side),
