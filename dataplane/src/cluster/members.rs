@@ -118,7 +118,10 @@ impl Membership {
         let (me, port) = c.me(&config.ports)?;
         let names: Vec<String> = c.members.iter().map(|m| m.name.clone()).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let now = Maglev::build(&refs, 1 << me).expect("this member is live");
+        // Weighed as `refresh` weighs (no member has reported a workload factor yet: each
+        // counts as a full share), or its first look would rebuild the same table.
+        let full = vec![load::weight(0); names.len()];
+        let now = Maglev::build_weighted(&refs, 1 << me, &full).expect("this member is live");
         let slots: Vec<Slot> = (0..names.len()).map(|_| Slot::default()).collect();
         slots[me].state.store(STATE_LIVE, Ordering::Relaxed);
         Some(Membership {
@@ -465,6 +468,7 @@ mod tests {
     #[test]
     fn members_come_drain_and_go_with_their_beats() {
         let m = member(0);
+        assert_eq!(m.refresh(2 * MS), None, "alone as at start: the same table");
         assert!(!m.settled(2 * MS), "heard no one yet");
         beat(&m, 1, MemberState::Alive, 10 * MS);
         beat(&m, 2, MemberState::Alive, 10 * MS);

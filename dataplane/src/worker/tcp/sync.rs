@@ -601,16 +601,16 @@ impl Worker {
             return FromStandby::Handled;
         }
         let fetched = self.tcp.standby.received_ms(&rec.client);
-        if cl.store.is_some() && fetched.is_none_or(|t| now_ms.saturating_sub(t) >= STORE_FRESH_MS)
+        if cl.store.is_some()
+            && fetched.is_none_or(|t| now_ms.saturating_sub(t) >= STORE_FRESH_MS)
+            && self.ask_store(key, no_lookup, now_ms)
         {
             // The store design: this copy was fetched while the origin lived, to pass its
             // segments on; the origin wrote newer ones since (each request moves the
-            // request's end). Adopt only from a fresh read: the segment waits for it.
-            self.tcp.standby.remove(&rec.client);
-            return match self.ask_store(key, no_lookup, now_ms) {
-                true => FromStandby::Handled,
-                false => FromStandby::Unknown(m),
-            };
+            // request's end). Adopt from a fresh read: the segment waits for it (the answer
+            // replaces the copy). A segment the store is not asked for, or a tuple the store
+            // just missed, goes on with the copy.
+            return FromStandby::Handled;
         }
         match self.adopt(rec, now_ms) {
             Some(id) => FromStandby::Adopted(m, id, side),
