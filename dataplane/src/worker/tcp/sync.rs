@@ -37,8 +37,6 @@ use crate::worker::Worker;
 const STORE_WAIT_MS: u64 = 300;
 const STORE_NEGATIVE_MS: u64 = 3_000;
 const STORE_PENDING_MAX: usize = 1024;
-/// The store design: a record read longer ago than this is read again before an adoption.
-const STORE_FRESH_MS: u64 = 1_000;
 
 /// What a core keeps per connection in a cluster.
 #[derive(Debug, Clone, Copy, Default)]
@@ -598,18 +596,6 @@ impl Worker {
             // Just started: the record's origin may be alive and not heard yet. Adopting
             // now would make two holders; the sender retransmits.
             self.stats().drop(DropReason::ClusterJoining, 1);
-            return FromStandby::Handled;
-        }
-        let fetched = self.tcp.standby.received_ms(&rec.client);
-        if cl.store.is_some()
-            && fetched.is_none_or(|t| now_ms.saturating_sub(t) >= STORE_FRESH_MS)
-            && self.ask_store(key, no_lookup, now_ms)
-        {
-            // The store design: this copy was fetched while the origin lived, to pass its
-            // segments on; the origin wrote newer ones since (each request moves the
-            // request's end). Adopt from a fresh read: the segment waits for it (the answer
-            // replaces the copy). A segment the store is not asked for, or a tuple the store
-            // just missed, goes on with the copy.
             return FromStandby::Handled;
         }
         match self.adopt(rec, now_ms) {
