@@ -15,6 +15,8 @@ use rules::{Config, ConfigError};
 use tcpstate::wire::MacAddr;
 
 use crate::addrs::PortAddrs;
+use crate::cluster::members::Inbound;
+use crate::cluster::store::Answer;
 use crate::eal_args::eal_args;
 use crate::stats::WorkerStats;
 use crate::worker::{Shared, TcpSettings, Worker, WorkerSettings, NEIGHBOUR_QUEUE_LEN};
@@ -323,6 +325,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         ),
         sleeping: (0..workers).map(|_| AtomicBool::new(false)).collect(),
         loops_running: std::sync::atomic::AtomicUsize::new(workers),
+        left: AtomicBool::new(false),
         cluster,
         ringers: doorbells
             .iter_mut()
@@ -354,20 +357,19 @@ fn start_state_store(shared: &Arc<Shared>) {
             let Some(cl) = s.cluster.clone() else {
                 return;
             };
-            let cores = s.stats.len();
             let done = Arc::clone(&s);
             let workers_done = move || done.loops_running.load(Ordering::Acquire) == 0;
-            store.run(&s.stop, workers_done, |rec| {
-                let c = &rec.client;
-                let core = tcpstate::steer::client_flow_core(
-                    c.remote_ip,
-                    c.remote_port,
-                    c.local_ip,
-                    c.local_port,
-                    cores,
-                );
-                if cl.inbox[core].push(rec).is_ok() {
-                    s.wake(core);
+            store.run(&s.stop, workers_done, |answer, core| {
+                let inbound = match answer {
+                    Answer::Found(rec) => Inbound::Record(rec),
+                    Answer::None(key) => Inbound::StoreNone(key),
+                };
+                // (An answer that finds the inbox full is lost: the worker that asked
+                // gives the lookup up after a while, as for a store that never answers.)
+                if let Some(inbox) = cl.inbox.get(core) {
+                    if inbox.push(inbound).is_ok() {
+                        s.wake(core);
+                    }
                 }
             });
         });

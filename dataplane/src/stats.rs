@@ -137,6 +137,7 @@ counter_enum! {
         ClusterPassedToOrigin => "cluster_passed_to_origin",
         ClusterAddressesTaken => "cluster_addresses_taken",
         ClusterStoreLookups => "cluster_store_lookups",
+        ClusterStoreUnanswered => "cluster_store_unanswered",
         MemoryTablesBytes => "memory_tables_bytes",
         MemoryHeadBuffersBytes => "memory_head_buffers_bytes",
         BusyIterations => "busy_iterations",
@@ -195,6 +196,7 @@ counter_enum! {
         ClusterStoreQueueFull => "cluster_store_queue_full",
         ClusterStoreWait => "cluster_store_wait",
         ClusterJoining => "cluster_joining",
+        ClusterStopping => "cluster_stopping",
     }
 }
 

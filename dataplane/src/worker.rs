@@ -115,6 +115,9 @@ pub struct Shared {
     /// written what they queued), so that no record of a connection they still moved on
     /// follows it.
     pub loops_running: std::sync::atomic::AtomicUsize,
+    /// Set by worker 0 once the `leaving` beat is out: the other workers stop keeping
+    /// the exception path going (`pump_exception_path`) and return.
+    pub left: AtomicBool,
     pub ringers: Vec<Option<Arc<Ringer>>>,
     /// The other instances serving the VIPs and who owns which connection
     /// (`cluster.members`); None outside a cluster.
@@ -361,22 +364,35 @@ impl Worker {
         self.close_warm(self.now_ms(rdtsc()));
         self.flush_all();
         shared.loops_running.fetch_sub(1, Ordering::AcqRel);
+        // With a state store, its last writes and the answer that they are done go
+        // through the exception path, which the workers serve: each keeps it going
+        // until the `leaving` beat is out (bounded).
+        let pump = shared.cluster.as_ref().is_some_and(|c| c.store.is_some());
+        let give_up = std::time::Instant::now() + std::time::Duration::from_millis(1500);
         if let Some(cl) = shared.cluster.as_ref().filter(|_| self.index == 0) {
             // Every worker's last records before our `leaving`: the others' out of their
             // loops and flushed, and with a store, written there (bounded: a stuck worker
             // or store must not keep the others from hearing that we leave).
-            let give_up = std::time::Instant::now() + std::time::Duration::from_millis(1200);
             let quiet = || {
                 shared.loops_running.load(Ordering::Acquire) == 0
                     && cl.store.as_ref().is_none_or(|s| s.drained())
             };
             while !quiet() && std::time::Instant::now() < give_up {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+                if pump {
+                    self.pump_exception_path(queue, &mut rx);
+                }
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            // The other members drop us now rather than after `dead_after_ms`.
+            self.cluster_beats(self.now_ms(rdtsc()), true);
+            self.flush_all();
+            shared.left.store(true, Ordering::Release);
+        } else if pump {
+            while !shared.left.load(Ordering::Acquire) && std::time::Instant::now() < give_up {
+                self.pump_exception_path(queue, &mut rx);
+                std::thread::sleep(std::time::Duration::from_micros(200));
             }
         }
-        // The other members drop us now rather than after `dead_after_ms`.
-        self.cluster_beats(self.now_ms(rdtsc()), true);
-        self.flush_all();
         self.tcp.log_open(self.index, 32);
         0
     }
@@ -456,6 +472,45 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// At a stop, between leaving the loop and the `leaving` beat: frames between the
+    /// host's kernel and the ports keep flowing (the state store's last writes go out
+    /// through the exception path, and memcached's answer comes back through it) and ARP
+    /// is answered; every other frame is dropped (`drops.cluster_stopping`), so that
+    /// nothing moves a connection on after its last record (its peers retransmit to the
+    /// member that adopts it).
+    fn pump_exception_path(&mut self, queue: u16, rx: &mut MbufBatch) {
+        let shared = Arc::clone(&self.shared);
+        let now_ms = self.now_ms(rdtsc());
+        let cores = shared.stats.len();
+        for p in 0..shared.ports.len() {
+            let Some(tap) = &shared.kernel_taps[p] else {
+                continue;
+            };
+            if queue < tap.rx_queues() && tap.rx_burst(queue, rx).0 > 0 {
+                self.forward_from_kernel(p, rx);
+            }
+            let port = &shared.ports[p];
+            if queue >= port.rx_queues() || port.rx_burst(queue, rx).0 == 0 {
+                continue;
+            }
+            for mut m in rx.drain() {
+                let (action, learn) =
+                    process_packet(&mut m, &shared.addrs[p], &mut self.neigh[p], now_ms, cores);
+                if let Some(l) = learn {
+                    self.learned(p, l);
+                }
+                match action {
+                    Action::ToKernel => self.stage_for_kernel(p, m),
+                    Action::ArpAnswered => self.stage(p, m),
+                    Action::Absorbed => self.stats().add(Counter::ArpAbsorbed, 1),
+                    Action::Drop(reason) => self.stats().drop(reason, 1),
+                    _ => self.stats().drop(DropReason::ClusterStopping, 1),
+                }
+            }
+        }
+        self.flush_all();
     }
 
     /// Stages a frame for transmission on port `p`, flushing first if the stage is full.

@@ -32,5 +32,22 @@ cargo build --release -p webswitch-bench --bin webswitch-bench
 export WEBSWITCH_BENCH_BIN="$PWD/target/release/webswitch-bench"
 
 echo "== tests"
-cargo test --workspace -- --nocapture
+# The whole output is kept, and on a failure its panics are printed again at the end:
+# CI shows only the head and the tail of what a run printed, and a failing test's own
+# message is otherwise lost in the middle of the switch's counter dumps.
+log="$(mktemp /tmp/webswitch-test-all.XXXXXX.log)"
+if ! cargo test --workspace -- --nocapture 2>&1 | tee "$log"; then
+    echo "== tests failed; their panics (the mgmt mock's deliberate one left out):"
+    awk '
+        function show() { if (blk != "" && blk !~ /mock panics on purpose/) print blk "\n--"; blk = "" }
+        /panicked at/ { show(); blk = $0; n = 12; next }
+        n > 0 { blk = blk "\n" $0; if (--n == 0) show() }
+        END { show() }
+    ' "$log" | head -n 300 || true
+    echo "== failing tests:"
+    grep -E "^    [a-z_0-9:]+$|^error: test failed" "$log" | head -n 40 || true
+    echo "(whole output: $log)"
+    exit 1
+fi
+rm -f "$log"
 echo "== all tests passed"

@@ -20,9 +20,20 @@ use tcpstate::cluster::load;
 use tcpstate::cluster::maglev::Maglev;
 use tcpstate::cluster::ownership::Ownership;
 use tcpstate::cluster::sync::SpliceRecord;
+use tcpstate::flow::FlowKey;
 use tcpstate::wire::MacAddr;
 
 use super::takeover::Takeover;
+
+/// What another thread leaves in a worker's inbox.
+#[derive(Debug, Clone, Copy)]
+pub enum Inbound {
+    /// A splice record for a flow the core steers: pushed by a member (the datagram
+    /// reached another core), or found in the store.
+    Record(SpliceRecord),
+    /// The store holds no record under this tuple, which the core asked for.
+    StoreNone(FlowKey),
+}
 
 #[derive(Default)]
 struct Slot {
@@ -84,7 +95,7 @@ pub struct Membership {
     pub takeover: Arc<Takeover>,
     /// Per worker: splice records received by another core for flows it steers (the
     /// core that receives a record's datagram is not the one that would adopt it).
-    pub inbox: Vec<ArrayQueue<SpliceRecord>>,
+    pub inbox: Vec<ArrayQueue<Inbound>>,
     /// `cluster.state_store`: records go to this store instead of to every member.
     pub store: Option<Arc<super::store::Store>>,
     /// `cluster.balance` is `workload`: this instance reports its workload factor.
@@ -180,6 +191,13 @@ impl Membership {
         s.beats.fetch_add(1, Ordering::Relaxed);
         s.heard_tsc.store(now_tsc.max(1), Ordering::Release);
         true
+    }
+
+    /// The TSC of member `m`'s last beat (0: never heard).
+    pub fn heard_tsc(&self, m: usize) -> u64 {
+        self.slots
+            .get(m)
+            .map_or(0, |s| s.heard_tsc.load(Ordering::Acquire))
     }
 
     /// A splice record from member `m` was accepted (for `webswitchctl cluster`).

@@ -9,10 +9,14 @@
 //! the host's kernel: the exception path or a management network). A record is written
 //! under two keys, its client tuple and its backend tuple, so a member finds it from
 //! either side's first segment; writes use `noreply` (a record is not waited for: the
-//! connection goes on as it would without a cluster). A lookup's answer goes to the
-//! inbox of the core that steers the connection, as a pushed record would; the worker
-//! that asked dropped the segment meanwhile (its sender retransmits) and adopts the
-//! connection on the retransmission.
+//! connection goes on as it would without a cluster). A lookup's answer, the record or
+//! "none", goes to the inbox of the core that asked; that worker dropped the segment
+//! meanwhile (its sender retransmits) and adopts the connection on the retransmission.
+//!
+//! While the store cannot be reached (at a start, before the kernel has its neighbour;
+//! after a lost connection), operations wait in the queue and the thread tries again
+//! every [`RETRY`]: a lookup unanswered is not a lookup that found nothing, and a worker
+//! never takes a connection for a stray (and resets it) because the store was away.
 //!
 //! Text protocol, binary-safe values: `set <key> 0 <ttl> <len> noreply`, `delete <key>
 //! noreply`, `get <key>` → `VALUE <key> <flags> <len>` + data, then `END`.
@@ -29,11 +33,17 @@ use tcpstate::flow::FlowKey;
 
 /// Operations waiting for the store thread (beyond, they are refused and counted).
 const QUEUE_LEN: usize = 16_384;
-/// Connect, read and write timeouts: a store that does not answer must not hold lookups
-/// for long (their segments are retransmitted meanwhile).
+/// Read and write timeouts: a store that does not answer must not hold lookups for long
+/// (their segments are retransmitted meanwhile).
 const IO_TIMEOUT: Duration = Duration::from_millis(500);
+/// Connect timeout: long enough for the kernel's second ARP request and SYN (one second
+/// after the first), which a start needs when the first went out before the exception
+/// path carried the answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(2_500);
 /// After a failed connection, the next attempt.
-const RETRY: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_millis(200);
+/// How often one operation is tried on a fresh connection before it is given up.
+const MAX_TRIES: u32 = 3;
 /// How long the thread goes on after a stop to write the last records.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
@@ -43,7 +53,20 @@ pub enum StoreOp {
     /// Write (a `Splice` record) or delete (a `Forget`) under both tuples.
     Put(SpliceRecord),
     /// The record of a connection by one of its tuples: client side (`true`) or backend.
-    Get { key: FlowKey, client_side: bool },
+    /// The answer goes to worker `core`'s inbox.
+    Get {
+        key: FlowKey,
+        client_side: bool,
+        core: usize,
+    },
+}
+
+/// A lookup's answer, for the worker that asked.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    Found(SpliceRecord),
+    /// The store holds nothing under the tuple (or nothing usable).
+    None(FlowKey),
 }
 
 #[derive(Debug, Default)]
@@ -133,8 +156,8 @@ impl Store {
         self.drained.load(Ordering::Acquire)
     }
 
-    /// The store thread: until `stop`, carries out queued operations; each record found
-    /// goes to `deliver` (the inbox of the core that steers its connection). After `stop`
+    /// The store thread: until `stop`, carries out queued operations; each lookup's answer
+    /// goes to `deliver` with the core that asked (for that core's inbox). After `stop`
     /// it goes on until the workers are out of their loops (`workers_done`) and the queue
     /// is empty, for at most [`DRAIN_LIMIT`]: the last records of a member that stops
     /// cleanly are what the member that adopts its connections reads.
@@ -142,50 +165,84 @@ impl Store {
         self: Arc<Self>,
         stop: &AtomicBool,
         workers_done: impl Fn() -> bool,
-        deliver: impl Fn(SpliceRecord),
+        deliver: impl Fn(Answer, usize),
     ) {
         let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
         let mut next_try = Instant::now();
         let mut idle = 0u32;
         let mut stopped_at: Option<Instant> = None;
+        // An operation whose connection broke under it, and how often it was tried: it
+        // goes first on the next connection, so the writes stay in order; given up (and
+        // counted) after `MAX_TRIES`, so that no one operation holds the others forever.
+        let mut waiting: Option<(StoreOp, u32)> = None;
+        // Whether the last attempt to connect failed (logged once, not every retry).
+        let mut unreachable = false;
         loop {
             if stop.load(Ordering::Relaxed) {
                 let since = *stopped_at.get_or_insert_with(Instant::now);
-                let done = workers_done() && self.queue.is_empty();
+                let done = workers_done() && self.queue.is_empty() && waiting.is_none();
                 if done || since.elapsed() >= DRAIN_LIMIT {
+                    if let (true, Some((w, r))) = (done, conn.as_mut()) {
+                        // The writes are `noreply`: handed to the kernel is not done. A
+                        // command answered after them is (memcached carries out one
+                        // connection's commands in order); the member that adopts our
+                        // connections reads what they wrote.
+                        if let Err(e) = Self::sync_point(w, r) {
+                            tracing::warn!(store = %self.address, error = %e, "cluster state store: last writes not confirmed");
+                        }
+                    }
                     self.drained.store(true, Ordering::Release);
                     return;
                 }
             }
-            let Some(op) = self.queue.pop() else {
-                // Backs off to 1 ms: a lookup waits at most that long to start.
-                idle = (idle + 1).min(10);
-                std::thread::sleep(Duration::from_micros(100 * u64::from(idle)));
-                continue;
+            // Connected from the start, not at the first operation: the first lookups
+            // come with the first adoption, when waiting costs the most.
+            if conn.is_none() {
+                if Instant::now() < next_try {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                conn = self.connect(!unreachable);
+                unreachable = conn.is_none();
+                if unreachable {
+                    self.counts.errors.fetch_add(1, Ordering::Relaxed);
+                    next_try = Instant::now() + RETRY;
+                    continue;
+                }
+            }
+            let (op, tries) = match waiting.take() {
+                Some(w) => w,
+                None => match self.queue.pop() {
+                    Some(op) => (op, 0),
+                    None => {
+                        // Backs off to 1 ms: a lookup waits at most that long to start.
+                        idle = (idle + 1).min(10);
+                        std::thread::sleep(Duration::from_micros(100 * u64::from(idle)));
+                        continue;
+                    }
+                },
             };
             idle = 0;
             if stopped_at.is_some() && matches!(op, StoreOp::Get { .. }) {
                 continue; // no worker is left to adopt what it finds
             }
-            if conn.is_none() && Instant::now() >= next_try {
-                conn = self.connect();
-                if conn.is_none() {
-                    next_try = Instant::now() + RETRY;
-                }
-            }
             let Some((w, r)) = conn.as_mut() else {
-                self.counts.errors.fetch_add(1, Ordering::Relaxed);
+                waiting = Some((op, tries));
                 continue;
             };
             let done = match op {
                 StoreOp::Put(rec) => self.put(w, &rec),
-                StoreOp::Get { key, client_side } => {
-                    self.get(w, r, &key, client_side).map(|found| {
-                        if let Some(rec) = found {
-                            deliver(rec);
-                        }
-                    })
-                }
+                StoreOp::Get {
+                    key,
+                    client_side,
+                    core,
+                } => self.get(w, r, &key, client_side).map(|found| {
+                    let answer = match found {
+                        Some(rec) => Answer::Found(rec),
+                        None => Answer::None(key),
+                    };
+                    deliver(answer, core);
+                }),
             };
             if let Err(e) = done {
                 tracing::warn!(store = %self.address, error = %e, "cluster state store: connection lost");
@@ -193,13 +250,39 @@ impl Store {
                 self.connected.store(false, Ordering::Relaxed);
                 conn = None;
                 next_try = Instant::now() + RETRY;
+                // A write may have reached the store in part: written again whole (a
+                // `set` replaces). A lookup is asked again.
+                if tries + 1 < MAX_TRIES {
+                    waiting = Some((op, tries + 1));
+                }
             }
         }
     }
 
-    fn connect(&self) -> Option<(TcpStream, BufReader<TcpStream>)> {
-        let s = TcpStream::connect_timeout(&SocketAddr::V4(self.address), IO_TIMEOUT)
-            .map_err(|e| tracing::warn!(store = %self.address, error = %e, "cluster state store: cannot connect"))
+    /// Waits for memcached's answer to a `version` command, sent after every write before
+    /// it on the connection.
+    fn sync_point(w: &mut TcpStream, r: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+        w.write_all(b"version\r\n")?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if line.starts_with("VERSION") {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A connection to the store; a failure is logged when `log` (the first of a row).
+    fn connect(&self, log: bool) -> Option<(TcpStream, BufReader<TcpStream>)> {
+        let s = TcpStream::connect_timeout(&SocketAddr::V4(self.address), CONNECT_TIMEOUT)
+            .map_err(|e| {
+                if log {
+                    tracing::warn!(store = %self.address, error = %e, "cluster state store: cannot connect (trying again)");
+                }
+            })
             .ok()?;
         s.set_nodelay(true).ok()?;
         s.set_read_timeout(Some(IO_TIMEOUT)).ok()?;

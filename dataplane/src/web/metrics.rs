@@ -466,6 +466,11 @@ impl Collector for SwitchCollector {
                 Counter::ClusterStoreLookups,
             ),
             (
+                "webswitch_cluster_store_unanswered",
+                "State store lookups given up unanswered (the store unreachable): the tuple taken for a stray.",
+                Counter::ClusterStoreUnanswered,
+            ),
+            (
                 "webswitch_warm_opened",
                 "Warm backend connections opened.",
                 Counter::WarmOpened,

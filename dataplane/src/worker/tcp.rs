@@ -285,8 +285,8 @@ pub struct TcpCore {
     /// In a cluster, per connection: what was shared of it, and what adoption allows
     /// (`sync::ClusterFlow`); empty otherwise.
     cluster_flows: Vec<sync::ClusterFlow>,
-    /// The store design: lookups this core is waiting for, by tuple (when asked).
-    store_pending: hashbrown::HashMap<FlowKey, u64>,
+    /// The store design: lookups this core asked, by tuple.
+    store_pending: hashbrown::HashMap<FlowKey, sync::StoreLookup>,
     /// The reachable members at the last sweep (`sync::sync_joined`).
     sync_seen_reachable: u32,
 }

@@ -404,6 +404,13 @@ impl StandbyTable {
         Some(r)
     }
 
+    /// When the record of a client tuple was last inserted (received), if it is kept.
+    pub fn received_ms(&self, client: &FlowKey) -> Option<u64> {
+        self.by_client
+            .get(client)
+            .map(|e| e.2.saturating_sub(self.lease_ms))
+    }
+
     /// The record of a connection by its client-side tuple.
     pub fn by_client(&self, key: &FlowKey) -> Option<&SpliceRecord> {
         self.by_client.get(key).map(|e| &e.0)
@@ -552,6 +559,8 @@ mod tests {
         t.insert(record(40001, 1027), 100);
         // The first is sent again (its connection has traffic): its lease starts over.
         t.insert(record(40000, 1026), 600);
+        assert_eq!(t.received_ms(&record(40000, 1026).client), Some(600));
+        assert_eq!(t.received_ms(&record(40001, 1027).client), Some(100));
         assert_eq!(t.expire(999), 0);
         assert_eq!(t.expire(1100), 1, "the second was not renewed");
         assert!(t.by_client(&record(40001, 1027).client).is_none());

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 
 use dpdk_env::Mbuf;
 
-use crate::cluster::members::Membership;
+use crate::cluster::members::{Inbound, Membership};
 use crate::cluster::store::StoreOp;
 use rules::config::ClientAddress;
 use rules::framing::{BodyFraming, RequestFramer};
@@ -31,12 +31,33 @@ use super::{Meta, RequestLine};
 use crate::stats::{Counter, DropReason};
 use crate::worker::Worker;
 
-/// The store design: how long a segment waits (is dropped) for its record's lookup,
-/// how long after a lookup found nothing the tuple is left alone, and how many lookups a
-/// core may have outstanding.
-const STORE_WAIT_MS: u64 = 300;
+/// The store design: how long a tuple's segments wait (are dropped) for the answer to
+/// its lookup before the store is taken for unreachable and the tuple for a stray (longer
+/// than a store connection takes to come back at a start: `cluster::store`), how long
+/// after the store answered "none" (or was given up) the tuple's segments go on as
+/// strays before it is asked again, and how many lookups a core may have outstanding.
+const STORE_GIVE_UP_MS: u64 = 5_000;
 const STORE_NEGATIVE_MS: u64 = 3_000;
 const STORE_PENDING_MAX: usize = 1024;
+
+/// The store design: a lookup this core asked, for one tuple.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StoreLookup {
+    asked_ms: u64,
+    /// When the store answered that it holds nothing under the tuple, or when the
+    /// lookup was given up unanswered.
+    none_ms: Option<u64>,
+}
+
+impl StoreLookup {
+    /// Whether the entry says nothing any more at `now_ms` (asked again if needed).
+    fn expired(&self, now_ms: u64) -> bool {
+        match self.none_ms {
+            Some(t) => now_ms.saturating_sub(t) >= STORE_NEGATIVE_MS,
+            None => now_ms.saturating_sub(self.asked_ms) >= STORE_GIVE_UP_MS + STORE_NEGATIVE_MS,
+        }
+    }
+}
 
 /// What a core keeps per connection in a cluster.
 #[derive(Debug, Clone, Copy, Default)]
@@ -282,6 +303,13 @@ impl Worker {
             return true;
         }
         if seg.seq != end || !verified() {
+            tracing::debug!(
+                worker = self.index,
+                seq = seg.seq.0,
+                len = seg.payload_len,
+                end = end.0,
+                "adopted connection: a client segment not at the request boundary"
+            );
             return false;
         }
         match self.next_adopted_request(id, payload) {
@@ -290,7 +318,14 @@ impl Worker {
                 self.stats().add(Counter::ClusterAdoptedRequests, 1);
                 true
             }
-            None => false,
+            None => {
+                tracing::debug!(
+                    worker = self.index,
+                    len = seg.payload_len,
+                    "adopted connection: a next request the adopter cannot frame alone"
+                );
+                false
+            }
         }
     }
 
@@ -413,7 +448,7 @@ impl Worker {
         );
         if core == self.index {
             self.keep_sync(rec, self.now_ms(now_tsc));
-        } else if cl.inbox[core].push(rec).is_ok() {
+        } else if cl.inbox[core].push(Inbound::Record(rec)).is_ok() {
             self.shared.wake(core);
         } else {
             self.stats().drop(DropReason::ClusterSyncInboxFull, 1);
@@ -458,8 +493,15 @@ impl Worker {
             return 0;
         };
         let mut n = 0;
-        while let Some(rec) = cl.inbox[self.index].pop() {
-            self.keep_sync(rec, now_ms);
+        while let Some(inbound) = cl.inbox[self.index].pop() {
+            match inbound {
+                Inbound::Record(rec) => self.keep_sync(rec, now_ms),
+                Inbound::StoreNone(key) => {
+                    if let Some(lookup) = self.tcp.store_pending.get_mut(&key) {
+                        lookup.none_ms = Some(now_ms);
+                    }
+                }
+            }
             n += 1;
         }
         n
@@ -598,6 +640,23 @@ impl Worker {
             self.stats().drop(DropReason::ClusterJoining, 1);
             return FromStandby::Handled;
         }
+        // The store design: this copy may have been read while the origin lived (to pass
+        // its segments on), and the origin wrote newer ones since (each request of a
+        // keep-alive connection moves the request's end). Only a copy read after the
+        // origin's last beat is its last word; else the store is read again and the
+        // segment waits for the answer, which replaces the copy. When the store has
+        // nothing or does not answer (`ask_store` false), the copy is all there is.
+        if cl.store.is_some() {
+            let read_tsc = self
+                .tcp
+                .standby
+                .received_ms(&rec.client)
+                .map(|t| self.tsc_of(t));
+            let stale = read_tsc.is_none_or(|t| t <= cl.heard_tsc(origin));
+            if stale && self.ask_store(key, no_lookup, now_ms) {
+                return FromStandby::Handled;
+            }
+        }
         match self.adopt(rec, now_ms) {
             Some(id) => FromStandby::Adopted(m, id, side),
             None => FromStandby::Unknown(m),
@@ -606,12 +665,14 @@ impl Worker {
 
     /// The store design: a segment of a flow no core state and no record here knows may
     /// belong to a connection a member that is gone spliced. Its record is asked of the
-    /// store (once per tuple, answered into this core's inbox) and the segment dropped
-    /// meanwhile (true: its sender retransmits and finds the record here). What the caller
-    /// rules out (`no_lookup`), a health probe's or a warm connection's segment is never
-    /// looked up; once the store had
-    /// nothing for `STORE_NEGATIVE_MS`, the segment goes on as before (false: a stray is
-    /// reset).
+    /// store (once per tuple, answered into this core's inbox) and the tuple's segments
+    /// dropped until the answer (true: the sender retransmits and finds the record here).
+    /// What the caller rules out (`no_lookup`), a health probe's or a warm connection's
+    /// segment is never looked up. Once the store answered "none" the segments go on as
+    /// before for `STORE_NEGATIVE_MS` (false: a stray is reset); so they do when it gave
+    /// no answer in `STORE_GIVE_UP_MS` (counted: the store is unreachable). Before that,
+    /// no answer is never taken for "none": a store that is slow or reconnecting must not
+    /// get a live connection reset.
     fn ask_store(&mut self, key: &FlowKey, no_lookup: bool, now_ms: u64) -> bool {
         let Some(store) = self.shared.cluster.as_ref().and_then(|c| c.store.clone()) else {
             return false;
@@ -619,13 +680,17 @@ impl Worker {
         if no_lookup || self.tcp.probes.contains_key(key) || self.tcp.warm.contains_key(key) {
             return false;
         }
-        if let Some(&asked) = self.tcp.store_pending.get(key) {
-            let waited = now_ms.saturating_sub(asked);
-            if waited < STORE_WAIT_MS {
-                self.stats().drop(DropReason::ClusterStoreWait, 1);
-                return true;
-            }
-            if waited < STORE_NEGATIVE_MS {
+        if let Some(lookup) = self.tcp.store_pending.get_mut(key) {
+            if !lookup.expired(now_ms) {
+                if lookup.none_ms.is_some() {
+                    return false;
+                }
+                if now_ms.saturating_sub(lookup.asked_ms) < STORE_GIVE_UP_MS {
+                    self.stats().drop(DropReason::ClusterStoreWait, 1);
+                    return true;
+                }
+                lookup.none_ms = Some(now_ms);
+                self.stats().add(Counter::ClusterStoreUnanswered, 1);
                 return false;
             }
             self.tcp.store_pending.remove(key);
@@ -633,7 +698,7 @@ impl Worker {
         if self.tcp.store_pending.len() >= STORE_PENDING_MAX {
             self.tcp
                 .store_pending
-                .retain(|_, asked| now_ms.saturating_sub(*asked) < STORE_NEGATIVE_MS);
+                .retain(|_, lookup| !lookup.expired(now_ms));
             if self.tcp.store_pending.len() >= STORE_PENDING_MAX {
                 return false;
             }
@@ -646,11 +711,18 @@ impl Worker {
         if !store.submit(StoreOp::Get {
             key: *key,
             client_side,
+            core: self.index,
         }) {
             self.stats().drop(DropReason::ClusterStoreQueueFull, 1);
             return false;
         }
-        self.tcp.store_pending.insert(*key, now_ms);
+        self.tcp.store_pending.insert(
+            *key,
+            StoreLookup {
+                asked_ms: now_ms,
+                none_ms: None,
+            },
+        );
         self.stats().add(Counter::ClusterStoreLookups, 1);
         self.stats().drop(DropReason::ClusterStoreWait, 1);
         true
