@@ -134,6 +134,7 @@ counter_enum! {
         ClusterAdoptedRequests => "cluster_adopted_requests",
         ClusterAdoptedGivenBack => "cluster_adopted_given_back",
         ClusterAdoptedCaughtUp => "cluster_adopted_caught_up",
+        ClusterAdoptedUnframed => "cluster_adopted_unframed",
         ClusterPassedToOrigin => "cluster_passed_to_origin",
         ClusterAddressesTaken => "cluster_addresses_taken",
         ClusterStoreLookups => "cluster_store_lookups",

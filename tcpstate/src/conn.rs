@@ -564,6 +564,8 @@ impl Conn {
             origin_backend_mac,
             request_end: None,
             response_end: None,
+            response_start: None,
+            response_to_head: false,
             last: false,
             adopted: false,
         })

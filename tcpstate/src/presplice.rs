@@ -173,6 +173,12 @@ pub struct PerRequest {
     no_straight: bool,
     /// Held bytes are not acknowledged to the client (see [`PerRequest::set_durable`]).
     durable: bool,
+    /// Where the current round's response starts (client space), and its request's kind.
+    resp_start: SeqNumber,
+    resp_method: RequestMethod,
+    /// Adopted before the response began ([`PerRequest::adopted_before_response`]): no
+    /// response byte at `b2c_framed` seen yet.
+    resp_unseen: bool,
 }
 
 impl PerRequest {
@@ -193,6 +199,9 @@ impl PerRequest {
             sticky: false,
             no_straight: false,
             durable: false,
+            resp_start: SeqNumber(0),
+            resp_method: RequestMethod::Other,
+            resp_unseen: false,
         })
     }
 
@@ -242,6 +251,27 @@ impl PerRequest {
     /// Where the current response ended, once it has.
     pub fn response_end(&self) -> Option<SeqNumber> {
         self.resp_done_at
+    }
+
+    /// Where the current response starts (client space) and whether it answers a HEAD,
+    /// while its end is not known and it can be framed from its start (not a CONNECT's,
+    /// not an opaque stream): what a cluster member's adopter needs to frame it itself.
+    pub fn response_start(&self) -> Option<(SeqNumber, bool)> {
+        if self.resp_done_at.is_some()
+            || self.resp_method == RequestMethod::Connect
+            || self.resp.phase() == Phase::Opaque
+        {
+            return None;
+        }
+        Some((self.resp_start, self.resp_method == RequestMethod::Head))
+    }
+
+    /// Adopted before the response began: where its framing waits (client space) until
+    /// a response byte there is seen. A client that acknowledges beyond it got bytes the
+    /// gone member forwarded, which the backend will not send again: the response cannot
+    /// be framed here.
+    pub fn awaiting_response_start(&self) -> Option<SeqNumber> {
+        self.resp_unseen.then_some(self.b2c_framed)
     }
 
     /// Bytes held for the next round.
@@ -365,6 +395,9 @@ impl PerRequest {
         self.c2b_framed = head_start + req.len;
         self.c2b_high = head_start + buffered.len();
         self.b2c_framed = response_start;
+        self.resp_start = response_start;
+        self.resp_method = RequestMethod::of(req.method);
+        self.resp_unseen = false;
         if let Some(s) = self.store.as_mut() {
             s.reset(response_start);
         }
@@ -390,10 +423,42 @@ impl PerRequest {
         self.c2b_framed = request_end;
         self.c2b_high = request_end;
         self.b2c_framed = response_end;
+        self.resp_unseen = false;
         self.tainted = true;
         self.last = false;
         self.sticky = false;
         self.no_straight = false;
+    }
+
+    /// A connection adopted from a cluster member that is gone while the response was
+    /// still to come: the request ended at `request_end`, and the response, which starts
+    /// at `response_start` (client space; `to_head`: it answers a HEAD), is framed here
+    /// from its first byte, so that the client's next request gets a round of its own.
+    /// The backend connection is never reused (`tainted`).
+    pub fn adopted_before_response(
+        &mut self,
+        request_end: SeqNumber,
+        response_start: SeqNumber,
+        to_head: bool,
+    ) {
+        self.adopted(request_end, response_start);
+        self.resp = ResponseFramer::with_buffer(
+            std::mem::replace(&mut self.resp, ResponseFramer::with_buffer(Box::default()))
+                .into_buffer(),
+        );
+        self.resp_done_at = None;
+        self.resp_start = response_start;
+        self.resp_method = if to_head {
+            RequestMethod::Head
+        } else {
+            RequestMethod::Other
+        };
+        if let Some(s) = self.store.as_mut() {
+            s.reset(response_start);
+        }
+        // A fresh framer is idle: `begin` cannot fail.
+        let _ = self.resp.begin(self.resp_method);
+        self.resp_unseen = true;
     }
 
     /// Splice mode, after [`ClientStep::NextHead`]: the request in the segment (its head
@@ -718,6 +783,9 @@ impl PerRequest {
         }
         if self.resp.phase() == Phase::Opaque {
             return BackendStep::Plain;
+        }
+        if self.resp_unseen && seq.wrapping_diff(self.b2c_framed) <= 0 {
+            self.resp_unseen = false;
         }
         if end.wrapping_diff(self.b2c_framed) <= 0 {
             return BackendStep::Pass; // already framed, or skipped body bytes

@@ -324,11 +324,12 @@ fn presplice_failover(name: &str, net: u8, workers: usize, sharing: Sharing) {
     let text = wait_output(child, Duration::from_secs(60), "the keep-alive load");
     let load: Value =
         serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("load {text:?}: {e}"));
-    let (adopted, carried) = (
+    let (adopted, carried, unframed) = (
         stat(&s1, "cluster_adopted"),
         stat(&s1, "cluster_adopted_requests"),
+        stat(&s1, "cluster_adopted_unframed"),
     );
-    eprintln!("load: {load}; instance 1 adopted {adopted} connections and routed {carried} of their later requests");
+    eprintln!("load: {load}; instance 1 adopted {adopted} connections ({unframed} of them in a response it could not frame) and routed {carried} of their later requests");
     assert!(counter(&load, &["requests"]) > 200, "{load}");
     assert_eq!(counter(&load, &["failures"]), 0, "{load}");
     assert!(adopted > 0, "no connection adopted: {load}");
@@ -338,19 +339,17 @@ fn presplice_failover(name: &str, net: u8, workers: usize, sharing: Sharing) {
 }
 
 #[test]
-#[ignore = "not yet reliable: one connection of ~13 adopted was reset in about one run of ten (likely the window between the backend's ACK of a round's head and its response head, where the record has no response end); issue 17 note; run with --ignored"]
 fn a_killed_instance_breaks_no_presplice_connection_one_worker() {
     presplice_failover("wcp1", 249, 1, Sharing::Push);
 }
 
 #[test]
-#[ignore = "not yet reliable: one connection of ~13 adopted was reset in about one run of ten (likely the window between the backend's ACK of a round's head and its response head, where the record has no response end); issue 17 note; run with --ignored"]
 fn a_killed_instance_breaks_no_presplice_connection_two_workers() {
     presplice_failover("wcp2", 250, 2, Sharing::Push);
 }
 
 #[test]
-#[ignore = "not yet reliable: one connection of ~13 adopted was reset in about one run of ten (likely the window between the backend's ACK of a round's head and its response head, where the record has no response end); issue 17 note; run with --ignored"]
+#[ignore = "not yet reliable with the store: 2-4 connections reset in 3 of 12 runs (a store write is not confirmed before a round's first spliced packet, so the store can be a round behind when the member dies); issue 17 note; run with --ignored"]
 fn a_killed_instance_breaks_no_presplice_connection_state_in_memcached() {
     presplice_failover("wcp3", 207, 1, Sharing::Store);
 }

@@ -416,6 +416,11 @@ impl Collector for SwitchCollector {
                 Counter::ClusterStandbyEvicted,
             ),
             (
+                "webswitch_cluster_adopted_unframed",
+                "Presplice connections adopted before their response, part of which the gone member had forwarded: carried to their next request.",
+                Counter::ClusterAdoptedUnframed,
+            ),
+            (
                 "webswitch_cluster_adopted_caught_up",
                 "Adopted connections moved on by a later record of the member they were adopted from.",
                 Counter::ClusterAdoptedCaughtUp,

@@ -32,7 +32,9 @@
 //! both ends negotiated timestamps, bit 3 the origin adopted the connection (its backend
 //! tuple's local address is then another member's). `round flags`: bit 0 `request end` is
 //! known, bit 1 `response end` is known, bit 2 no request follows this one (a close was
-//! announced). A `Forget` and a `Held` carry the same layout (only the tuples are read). A
+//! announced), bit 3 `response end` holds where the response starts instead (its end is
+//! not known yet; never with bit 1), bit 4 the request is a HEAD (its response has no
+//! body). A `Forget` and a `Held` carry the same layout (only the tuples are read). A
 //! record of [`LEN_V1`] bytes (before `response end` was added) is read as one without it.
 //!
 //! **Rounds.** Every request of a keep-alive connection is framed (checked against the
@@ -118,6 +120,12 @@ pub struct SpliceRecord {
     pub request_end: Option<u32>,
     /// Client space: where the current response ends, if known (presplice mode only).
     pub response_end: Option<u32>,
+    /// Client space: where the current response starts, while its end is not known
+    /// (presplice mode only): an adopter frames the response from there. Encoded in the
+    /// same field as `response_end`, which wins.
+    pub response_start: Option<u32>,
+    /// The current request is a HEAD: its response has no body.
+    pub response_to_head: bool,
     /// No request follows the current one (presplice mode: a close was announced).
     pub last: bool,
     /// The origin adopted this connection from a member that died: the backend tuple's
@@ -201,6 +209,12 @@ impl SpliceRecord {
         if let Some(end) = self.response_end {
             b[98] |= 2;
             b[104..108].copy_from_slice(&end.to_be_bytes());
+        } else if let Some(start) = self.response_start {
+            b[98] |= 8;
+            b[104..108].copy_from_slice(&start.to_be_bytes());
+        }
+        if self.response_to_head {
+            b[98] |= 16;
         }
         if self.last {
             b[98] |= 4;
@@ -282,6 +296,8 @@ impl SpliceRecord {
             origin_backend_mac: mac_at(90),
             request_end: (b[98] & 1 != 0).then(|| u32_at(100)),
             response_end: (b[98] & 2 != 0 && b.len() >= LEN).then(|| u32_at(104)),
+            response_start: (b[98] & 10 == 8 && b.len() >= LEN).then(|| u32_at(104)),
+            response_to_head: b[98] & 16 != 0,
             last: b[98] & 4 != 0,
             adopted: b[7] & FLAG_ADOPTED != 0,
         })
@@ -496,6 +512,8 @@ mod tests {
             origin_backend_mac: MacAddr([2, 0, 0, 0, 1, 1]),
             request_end: Some(0xdead_beef + 1 + 300),
             response_end: Some(0x4000),
+            response_start: None,
+            response_to_head: false,
             last: false,
             adopted: false,
         }
@@ -517,6 +535,26 @@ mod tests {
             ..r
         };
         assert_eq!(SpliceRecord::decode(&forget.encode()), Ok(forget));
+        // A round whose response has not begun: its start instead of its end.
+        let awaiting = SpliceRecord {
+            response_end: None,
+            response_start: Some(0x3000),
+            response_to_head: true,
+            ..r
+        };
+        assert_eq!(SpliceRecord::decode(&awaiting.encode()), Ok(awaiting));
+        // The end wins over the start (one field holds either).
+        let both = SpliceRecord {
+            response_start: Some(0x3000),
+            ..r
+        };
+        assert_eq!(
+            SpliceRecord::decode(&both.encode()),
+            Ok(SpliceRecord {
+                response_start: None,
+                ..r
+            })
+        );
         // A record of the first layout: the same, without the response's end.
         let v1 = SpliceRecord::decode(&b[..LEN_V1]).unwrap();
         assert_eq!(

@@ -541,3 +541,67 @@ fn an_adopted_connection_carries_its_exchange_then_routes_the_next_request() {
     );
     assert_eq!(pr.held_len(), GET.len());
 }
+
+#[test]
+fn a_connection_adopted_before_its_response_frames_it_from_its_start() {
+    // A member adopted the connection after the backend acknowledged the request and
+    // before the response began: the record said where the request ends and where the
+    // response starts.
+    let req_end = SeqNumber(C0 + 300);
+    let mut pr = PerRequest::new();
+    pr.adopted_before_response(req_end, SeqNumber(R0), false);
+    assert!(pr.tainted());
+    assert_eq!(pr.response_end(), None);
+    assert_eq!(pr.response_start(), Some((SeqNumber(R0), false)));
+    assert_eq!(pr.awaiting_response_start(), Some(SeqNumber(R0)));
+    // A segment ahead of the start passes (kept for the framer), and the start is still
+    // awaited.
+    assert_eq!(backend(&mut pr, R0 + 100, b"later"), BackendStep::Pass);
+    assert_eq!(pr.awaiting_response_start(), Some(SeqNumber(R0)));
+    // The response from its first byte: framed, its end known from its head.
+    assert_eq!(backend(&mut pr, R0, RESPONSE_HEAD), BackendStep::Pass);
+    assert_eq!(pr.awaiting_response_start(), None);
+    let resp_end = SeqNumber(R0) + RESPONSE_HEAD.len() + 3000;
+    assert_eq!(pr.response_end(), Some(resp_end));
+    // The client's next request, the whole response acknowledged: a round of its own.
+    let next = seg(
+        req_end,
+        GET.len(),
+        Some(resp_end),
+        tcp_flags::ACK | tcp_flags::PSH,
+    );
+    let acked = |_: SeqNumber| false;
+    assert_eq!(
+        pr.client_step(&next, GET, acked, false),
+        ClientStep::NeedBuffer { keep: 0 }
+    );
+    pr.lend_held(buffer());
+    assert_eq!(
+        pr.client_step(&next, GET, acked, false),
+        ClientStep::NextRound {
+            client_next: req_end,
+            our_next: resp_end
+        }
+    );
+}
+
+#[test]
+fn a_connection_adopted_before_a_head_response_expects_no_body() {
+    let req_end = SeqNumber(C0 + 300);
+    let mut pr = PerRequest::new();
+    pr.adopted_before_response(req_end, SeqNumber(R0), true);
+    assert_eq!(pr.response_start(), Some((SeqNumber(R0), true)));
+    // Content-Length says what a GET would have got; a HEAD's response ends at its head.
+    assert_eq!(backend(&mut pr, R0, RESPONSE_HEAD), BackendStep::Pass);
+    assert_eq!(pr.response_end(), Some(SeqNumber(R0) + RESPONSE_HEAD.len()));
+    assert_eq!(pr.response_start(), None, "the end is known now");
+}
+
+#[test]
+fn a_round_tells_where_its_response_starts_until_it_ends() {
+    let (mut pr, _) = started(GET);
+    assert_eq!(pr.response_start(), Some((SeqNumber(R0), false)));
+    assert_eq!(pr.awaiting_response_start(), None, "not adopted");
+    assert_eq!(backend(&mut pr, R0, RESPONSE_HEAD), BackendStep::Pass);
+    assert_eq!(pr.response_start(), None);
+}

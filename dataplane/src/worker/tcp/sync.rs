@@ -185,6 +185,15 @@ impl Worker {
         rec.adopted = self.tcp.cluster_flows[id as usize].adopted != Adopted::No;
         rec.request_end = self.request_end_of(id);
         (rec.response_end, rec.last) = self.response_end_of(id);
+        if rec.response_end.is_none() && !self.tcp.meta[id as usize].sticky {
+            if let Some((start, to_head)) = self.tcp.per_request[id as usize]
+                .as_ref()
+                .and_then(|pr| pr.response_start())
+            {
+                rec.response_start = Some(start.0);
+                rec.response_to_head = to_head;
+            }
+        }
         Some(rec)
     }
 
@@ -271,6 +280,8 @@ impl Worker {
             origin_backend_mac: self.shared.addrs[meta.backend_port].mac,
             request_end: None,
             response_end: None,
+            response_start: None,
+            response_to_head: false,
             last: false,
             adopted: false,
         };
@@ -292,7 +303,10 @@ impl Worker {
         let Some(flow) = self.tcp.cluster_flows.get(id as usize) else {
             return true;
         };
-        let end = match flow.adopted {
+        if flow.adopted == Adopted::PerRequest {
+            self.adopted_response_check(id, seg);
+        }
+        let end = match self.tcp.cluster_flows[id as usize].adopted {
             Adopted::No | Adopted::PerRequest => return true,
             Adopted::UntilAnyByte => return seg.payload_len == 0,
             Adopted::Until(end) => end,
@@ -327,6 +341,45 @@ impl Worker {
                 false
             }
         }
+    }
+
+    /// Presplice mode, a connection adopted before its response began
+    /// (`PerRequest::adopted_before_response`): a client that acknowledges beyond the
+    /// response's start got bytes of it from the gone member, which the backend will not
+    /// send again, so the response cannot be framed here. The connection is then carried
+    /// as in splice mode, to the end of its request and the response to it, and the next
+    /// request ends it (`adopted_may_pass`).
+    fn adopted_response_check(&mut self, id: ConnId, seg: &SegmentInfo) {
+        let Some(pr) = self.tcp.per_request[id as usize].as_ref() else {
+            return;
+        };
+        let (Some(start), Some(ack)) = (pr.awaiting_response_start(), seg.ack) else {
+            return;
+        };
+        if ack.wrapping_diff(start) <= 0 {
+            return;
+        }
+        let end = pr.request_end();
+        self.release_per_request(id);
+        let backend = self
+            .tcp
+            .flows
+            .get(id)
+            .and_then(|c| c.backend)
+            .map(|b| b.id.min(usize::from(u16::MAX)) as u16);
+        let meta = &mut self.tcp.meta[id as usize];
+        meta.sticky = true;
+        meta.sticky_backend = backend;
+        self.tcp.cluster_flows[id as usize].adopted = match end {
+            Some(e) => Adopted::Until(e),
+            None => Adopted::UntilAnyByte,
+        };
+        self.stats().add(Counter::ClusterAdoptedUnframed, 1);
+        tracing::debug!(
+            worker = self.index,
+            conn = id,
+            "adopted before its response, which the client partly got from the gone member: carried to the next request"
+        );
     }
 
     /// The next request of an adopted connection, starting at the first byte of
@@ -784,14 +837,25 @@ impl Worker {
         }
         // Presplice mode with both ends of the exchange known: framed from there, and each
         // next request routed in a round of its own, as the origin would have.
-        let per_request = match (rec.request_end, rec.response_end) {
-            (Some(req), Some(resp)) if !rec.last && self.presplice_vip(rec.client.local_ip) => {
+        let framable = !rec.last && self.presplice_vip(rec.client.local_ip);
+        let per_request = match (rec.request_end, rec.response_end, rec.response_start) {
+            (Some(req), resp_end, resp_start)
+                if framable && (resp_end.is_some() || resp_start.is_some()) =>
+            {
                 let mut pr = self
                     .tcp
                     .pr_pool
                     .pop()
                     .unwrap_or_else(tcpstate::presplice::PerRequest::new);
-                pr.adopted(SeqNumber(req), SeqNumber(resp));
+                match (resp_end, resp_start) {
+                    (Some(end), _) => pr.adopted(SeqNumber(req), SeqNumber(end)),
+                    (None, Some(start)) => pr.adopted_before_response(
+                        SeqNumber(req),
+                        SeqNumber(start),
+                        rec.response_to_head,
+                    ),
+                    (None, None) => {}
+                }
                 pr.set_durable(true);
                 Some(pr)
             }
