@@ -50,6 +50,30 @@ fn backend(pr: &mut PerRequest, at: u32, payload: &[u8]) -> BackendStep {
     step
 }
 
+/// A next request with nothing held yet: a buffer is asked for, then lent, and the
+/// request starts a round of its own at `client_next` / `our_next`.
+fn held_then_next_round(
+    pr: &mut PerRequest,
+    s: &SegmentInfo,
+    payload: &[u8],
+    client_next: SeqNumber,
+    our_next: SeqNumber,
+) {
+    let never = |_: SeqNumber| false;
+    assert_eq!(
+        pr.client_step(s, payload, never, false),
+        ClientStep::NeedBuffer { keep: 0 }
+    );
+    pr.lend_held(buffer());
+    assert_eq!(
+        pr.client_step(s, payload, never, false),
+        ClientStep::NextRound {
+            client_next,
+            our_next
+        }
+    );
+}
+
 #[test]
 fn a_length_response_ends_where_its_length_says_whatever_the_order() {
     let (mut pr, b) = started(GET);
@@ -411,18 +435,7 @@ fn splice_mode_lets_a_checked_request_straight_through() {
         }
     );
     pr2.hold_for_round();
-    assert_eq!(
-        pr2.client_step(&s, next, never, false),
-        ClientStep::NeedBuffer { keep: 0 }
-    );
-    pr2.lend_held(buffer());
-    assert_eq!(
-        pr2.client_step(&s, next, never, false),
-        ClientStep::NextRound {
-            client_next: done2,
-            our_next: r + resp.len()
-        }
-    );
+    held_then_next_round(&mut pr2, &s, next, done2, r + resp.len());
 }
 
 #[test]
@@ -528,17 +541,7 @@ fn an_adopted_connection_carries_its_exchange_then_routes_the_next_request() {
         Some(resp_end),
         tcp_flags::ACK | tcp_flags::PSH,
     );
-    let acked = |_: SeqNumber| false;
-    let step = pr.client_step(&next, GET, acked, false);
-    assert_eq!(step, ClientStep::NeedBuffer { keep: 0 });
-    pr.lend_held(buffer());
-    assert_eq!(
-        pr.client_step(&next, GET, acked, false),
-        ClientStep::NextRound {
-            client_next: req_end,
-            our_next: resp_end
-        }
-    );
+    held_then_next_round(&mut pr, &next, GET, req_end, resp_end);
     assert_eq!(pr.held_len(), GET.len());
 }
 
@@ -570,19 +573,7 @@ fn a_connection_adopted_before_its_response_frames_it_from_its_start() {
         Some(resp_end),
         tcp_flags::ACK | tcp_flags::PSH,
     );
-    let acked = |_: SeqNumber| false;
-    assert_eq!(
-        pr.client_step(&next, GET, acked, false),
-        ClientStep::NeedBuffer { keep: 0 }
-    );
-    pr.lend_held(buffer());
-    assert_eq!(
-        pr.client_step(&next, GET, acked, false),
-        ClientStep::NextRound {
-            client_next: req_end,
-            our_next: resp_end
-        }
-    );
+    held_then_next_round(&mut pr, &next, GET, req_end, resp_end);
 }
 
 #[test]
