@@ -266,7 +266,8 @@ class Reorderer:
         else:
             pin = self.ifname(physin) if physin else "?"
             pout = self.ifname(physout) if physout else "?"
-            if pout == "to-sw":
+            # to-sw, or on a cluster testbed to-sw2 / to-sw3 (the other instances)
+            if pout.startswith("to-sw"):
                 key = (pin, "to_switch")
             else:
                 key = (pout, "from_switch")

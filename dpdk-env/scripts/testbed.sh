@@ -1299,6 +1299,12 @@ EOF
         # egress of the ports it leaves by, as the backends' to_switch does on to-sw, and its
         # from_switch (bridge -> router: the backends' answers) on rt's egress
         if ((handoff)); then not_rt="ether saddr != $MAC_RT_BE"; fi
+        local sw_ports=("$IF_BR_SW") k
+        if is_cluster; then
+            for k in 2 3; do
+                if ip -n "$NS_BR" link show "to-sw$k" >/dev/null 2>&1; then sw_ports+=("to-sw$k"); fi
+            done
+        fi
         {
             echo "table netdev $IMP_TABLE {"
             if ((on_be)); then counters "${BACKENDS[@]}"; fi
@@ -1310,16 +1316,22 @@ EOF
                 if ((on_rt)); then rules router to_switch "ether saddr $MAC_RT_BE" "drop" "dup to \"$b\""; fi
                 echo "    }"
             done
-            echo "    chain to_sw_egress {"
-            echo "        type filter hook egress device \"$IF_BR_SW\" priority 0; policy accept;"
-            if ((on_be)); then
-                for b in "${BACKENDS[@]}"; do
-                    i=${b#be}
-                    rules "$b" to_switch "ether saddr $(mac 1 $((10 + i)))" "drop" "dup to \"$IF_BR_SW\""
-                done
-            fi
-            if ((on_rt)); then rules router to_switch "ether saddr $MAC_RT_BE" "drop" "dup to \"$IF_BR_SW\""; fi
-            echo "    }"
+            # toward the switch: its bridge port, and on a cluster testbed the other
+            # instances' ports too (to-sw2, to-sw3), counted as the same links
+            local sw_port n=0
+            for sw_port in "${sw_ports[@]}"; do
+                n=$((n + 1))
+                echo "    chain to_sw${n}_egress {"
+                echo "        type filter hook egress device \"$sw_port\" priority 0; policy accept;"
+                if ((on_be)); then
+                    for b in "${BACKENDS[@]}"; do
+                        i=${b#be}
+                        rules "$b" to_switch "ether saddr $(mac 1 $((10 + i)))" "drop" "dup to \"$sw_port\""
+                    done
+                fi
+                if ((on_rt)); then rules router to_switch "ether saddr $MAC_RT_BE" "drop" "dup to \"$sw_port\""; fi
+                echo "    }"
+            done
             if ((on_rt)); then
                 echo "    chain rt_egress {"
                 echo "        type filter hook egress device \"$IF_BR_RT\" priority 0; policy accept;"

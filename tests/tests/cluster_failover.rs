@@ -37,6 +37,8 @@ struct Scale {
     gets: usize,
     puts: usize,
     secs: usize,
+    /// Whether the backend links lose, duplicate and reorder segments meanwhile.
+    impaired: bool,
 }
 
 /// What the suite runs for each design and worker count.
@@ -44,12 +46,14 @@ const SMALL: Scale = Scale {
     gets: 10,
     puts: 10,
     secs: 20,
+    impaired: false,
 };
 /// The issue's scale, once: 100 concurrent 10 MiB GETs and 100 PUTs, a minute each.
 const ISSUE: Scale = Scale {
     gets: 100,
     puts: 100,
     secs: 60,
+    impaired: false,
 };
 
 /// The records' lease: well under half time, so the first copies would be gone by the
@@ -100,6 +104,16 @@ fn failover(name: &str, net: u8, workers: usize, sharing: Sharing, scale: Scale)
         }
     });
 
+    if scale.impaired {
+        // TCP segments lost (1%), duplicated (1%) and reordered (3%) on every backend link,
+        // both ways, toward either instance: the survivor's first segments of the
+        // connections it adopts include retransmissions, duplicates and segments past
+        // holes, and so do the segments the restarted instance passes on.
+        let impair: Vec<&str> = "impair --links backend --loss 1 --dup 1 --reorder 3 --seed 17"
+            .split_whitespace()
+            .collect();
+        tb.script(&impair);
+    }
     let tool = workspace_root().join("tests/tools/transfers.py");
     let started = Instant::now();
     let child = Command::new("ip")
@@ -163,6 +177,9 @@ fn failover(name: &str, net: u8, workers: usize, sharing: Sharing, scale: Scale)
 
     // Bounded: every socket in the tool times out after 30 s of silence.
     let text = wait_output(child, Duration::from_secs(120), "the transfers");
+    if scale.impaired {
+        tb.impairment_off_checked(5_000);
+    }
     let run: Value =
         serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("transfers {text:?}: {e}"));
 
@@ -266,6 +283,35 @@ fn a_killed_instance_breaks_no_transfer_state_in_memcached_one_worker() {
 #[test]
 fn a_killed_instance_breaks_no_transfer_state_in_memcached_two_workers() {
     failover("wcs2", 243, 2, Sharing::Store, SMALL);
+}
+
+/// The kill on impaired backend links (loss, duplication, reordering both ways), one and two
+/// workers, and with the store: every transfer still completes byte-exact.
+#[test]
+fn a_killed_instance_breaks_no_transfer_on_impaired_links_one_worker() {
+    let scale = Scale {
+        impaired: true,
+        ..SMALL
+    };
+    failover("wci1", 210, 1, Sharing::Push, scale);
+}
+
+#[test]
+fn a_killed_instance_breaks_no_transfer_on_impaired_links_two_workers() {
+    let scale = Scale {
+        impaired: true,
+        ..SMALL
+    };
+    failover("wci2", 211, 2, Sharing::Push, scale);
+}
+
+#[test]
+fn a_killed_instance_breaks_no_transfer_on_impaired_links_state_in_memcached() {
+    let scale = Scale {
+        impaired: true,
+        ..SMALL
+    };
+    failover("wci3", 212, 1, Sharing::Store, scale);
 }
 
 /// The issue's headline test at its own scale: 100 + 100 transfers of 10 MiB (one worker,
