@@ -48,6 +48,11 @@ const SMALL: Scale = Scale {
     secs: 20,
     impaired: false,
 };
+/// The suite's scale with the backend links impaired.
+const IMPAIRED: Scale = Scale {
+    impaired: true,
+    ..SMALL
+};
 /// The issue's scale, once: 100 concurrent 10 MiB GETs and 100 PUTs, a minute each.
 const ISSUE: Scale = Scale {
     gets: 100,
@@ -289,29 +294,17 @@ fn a_killed_instance_breaks_no_transfer_state_in_memcached_two_workers() {
 /// workers, and with the store: every transfer still completes byte-exact.
 #[test]
 fn a_killed_instance_breaks_no_transfer_on_impaired_links_one_worker() {
-    let scale = Scale {
-        impaired: true,
-        ..SMALL
-    };
-    failover("wci1", 210, 1, Sharing::Push, scale);
+    failover("wci1", 210, 1, Sharing::Push, IMPAIRED);
 }
 
 #[test]
 fn a_killed_instance_breaks_no_transfer_on_impaired_links_two_workers() {
-    let scale = Scale {
-        impaired: true,
-        ..SMALL
-    };
-    failover("wci2", 211, 2, Sharing::Push, scale);
+    failover("wci2", 211, 2, Sharing::Push, IMPAIRED);
 }
 
 #[test]
 fn a_killed_instance_breaks_no_transfer_on_impaired_links_state_in_memcached() {
-    let scale = Scale {
-        impaired: true,
-        ..SMALL
-    };
-    failover("wci3", 212, 1, Sharing::Store, scale);
+    failover("wci3", 212, 1, Sharing::Store, IMPAIRED);
 }
 
 /// The issue's headline test at its own scale: 100 + 100 transfers of 10 MiB (one worker,
