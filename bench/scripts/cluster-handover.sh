@@ -29,24 +29,8 @@ mkdir -p "$OUT"
 . "$ROOT/bench/scripts/lib.sh"
 cd "$ROOT"
 PIDS=()
-
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 1
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    rm -rf "/run/dpdk/bench-$WS_TESTBED-1" "/run/dpdk/bench-$WS_TESTBED-2"
-    rm -f "/run/webswitch/bench-$WS_TESTBED-1.sock" "/run/webswitch/bench-$WS_TESTBED-2.sock"
-    [ -n "${KEEP_TESTBED:-}" ] || bash "$TB" down >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-ensure_binary
-bash "$TB" up --cluster >"$OUT/testbed.log"
-eval "$(bash "$TB" env)"
-VIP=$WS_CLUSTER_VIP
-CTL=$ROOT/target/release/webswitchctl
-[ -x "$CTL" ] || cargo build --release -q -p mgmt
+trap cluster_bench_cleanup EXIT
+cluster_bench_up
 
 for i in 1 2; do
     ns=$WS_NS_SW

@@ -31,27 +31,8 @@ mkdir -p "$OUT"
 . "$ROOT/bench/scripts/lib.sh"
 cd "$ROOT"
 PIDS=()
-
-stop_all() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    PIDS=()
-    rm -rf "/run/dpdk/bench-$WS_TESTBED-1" "/run/dpdk/bench-$WS_TESTBED-2"
-    rm -f "/run/webswitch/bench-$WS_TESTBED-1.sock" "/run/webswitch/bench-$WS_TESTBED-2.sock"
-}
-cleanup() {
-    stop_all
-    [ -n "${KEEP_TESTBED:-}" ] || bash "$TB" down >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-ensure_binary
-bash "$TB" up --cluster >"$OUT/testbed.log"
-eval "$(bash "$TB" env)"
-VIP=$WS_CLUSTER_VIP
-CTL=$ROOT/target/release/webswitchctl
-[ -x "$CTL" ] || cargo build --release -q -p mgmt
+trap cluster_bench_cleanup EXIT
+cluster_bench_up
 
 start_both() { # store ("" or memcached)
     local i ns
@@ -107,7 +88,7 @@ wait "${PIDS[2]}" 2>/dev/null || true
 unset 'PIDS[2]'
 sleep 1
 measure alone
-stop_all
+cluster_bench_stop
 start_both memcached
 measure store
 

@@ -169,8 +169,9 @@ cluster_await_hops() { # count
 
 # The cluster benchmarks' testbed (`testbed.sh up --cluster`) with two instances started by
 # the caller into PIDS[1], PIDS[2] (DPDK prefix and socket bench-$WS_TESTBED-N): brought up
-# here, with VIP, CTL and `sock N` set; `cluster_bench_cleanup` (for `trap ... EXIT`) stops
-# the instances and removes what they left, and the testbed unless KEEP_TESTBED is set.
+# here, with VIP, CTL and `sock N` set; `cluster_bench_stop` stops the instances and removes
+# what they left (PIDS emptied, for a next start); `cluster_bench_cleanup` (for `trap ... EXIT`)
+# does that and takes the testbed down unless KEEP_TESTBED is set.
 cluster_bench_up() {
     ensure_binary
     bash "$TB" up --cluster >"$OUT/testbed.log"
@@ -180,11 +181,15 @@ cluster_bench_up() {
     [ -x "$CTL" ] || cargo build --release -q -p mgmt
 }
 sock() { echo "/run/webswitch/bench-$WS_TESTBED-$1.sock"; }
-cluster_bench_cleanup() {
+cluster_bench_stop() {
     local p
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PIDS=()
     rm -rf "/run/dpdk/bench-$WS_TESTBED-1" "/run/dpdk/bench-$WS_TESTBED-2"
     rm -f "$(sock 1)" "$(sock 2)"
+}
+cluster_bench_cleanup() {
+    cluster_bench_stop
     [ -n "${KEEP_TESTBED:-}" ] || bash "$TB" down >/dev/null 2>&1 || true
 }

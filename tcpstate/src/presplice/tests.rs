@@ -74,6 +74,18 @@ fn held_then_next_round(
     );
 }
 
+/// The client's next GET at `req_end`, the whole response (to `resp_end`) acknowledged:
+/// held, then given a round of its own.
+fn next_get_after_the_response(pr: &mut PerRequest, req_end: SeqNumber, resp_end: SeqNumber) {
+    let next = seg(
+        req_end,
+        GET.len(),
+        Some(resp_end),
+        tcp_flags::ACK | tcp_flags::PSH,
+    );
+    held_then_next_round(pr, &next, GET, req_end, resp_end);
+}
+
 #[test]
 fn a_length_response_ends_where_its_length_says_whatever_the_order() {
     let (mut pr, b) = started(GET);
@@ -535,13 +547,7 @@ fn an_adopted_connection_carries_its_exchange_then_routes_the_next_request() {
     );
     // The client's next request, with the whole response acknowledged: held, then the
     // next round starts at the two ends.
-    let next = seg(
-        req_end,
-        GET.len(),
-        Some(resp_end),
-        tcp_flags::ACK | tcp_flags::PSH,
-    );
-    held_then_next_round(&mut pr, &next, GET, req_end, resp_end);
+    next_get_after_the_response(&mut pr, req_end, resp_end);
     assert_eq!(pr.held_len(), GET.len());
 }
 
@@ -567,13 +573,7 @@ fn a_connection_adopted_before_its_response_frames_it_from_its_start() {
     let resp_end = SeqNumber(R0) + RESPONSE_HEAD.len() + 3000;
     assert_eq!(pr.response_end(), Some(resp_end));
     // The client's next request, the whole response acknowledged: a round of its own.
-    let next = seg(
-        req_end,
-        GET.len(),
-        Some(resp_end),
-        tcp_flags::ACK | tcp_flags::PSH,
-    );
-    held_then_next_round(&mut pr, &next, GET, req_end, resp_end);
+    next_get_after_the_response(&mut pr, req_end, resp_end);
 }
 
 #[test]
