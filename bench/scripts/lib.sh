@@ -108,7 +108,7 @@ cg_start() {
     local config=$1 out=$2
     shift 2
     : >"$OUT/events"
-    "$@" valgrind --tool=callgrind --fair-sched=yes \
+    "$@" valgrind --tool=callgrind --fair-sched=yes ${CG_EXTRA:-} \
         --toggle-collect='*Worker::handle_burst' --toggle-collect='*Worker::flush' \
         --toggle-collect='*tcp_timers*' --callgrind-out-file="$out" \
         "$BIN" run --config "$config" >"$OUT/events" 2>"$OUT/log" &

@@ -1,3 +1,4 @@
+#include <stddef.h>
 #include <rte_config.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -14,8 +15,6 @@ uint16_t ws_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint
 struct rte_mbuf *ws_pktmbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
 int ws_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned n) { return rte_pktmbuf_alloc_bulk(mp, mbufs, n); }
 void ws_pktmbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
-void *ws_pktmbuf_mtod(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, void *); }
-uint16_t ws_pktmbuf_data_len(const struct rte_mbuf *m) { return rte_pktmbuf_data_len(m); }
 uint32_t ws_pktmbuf_pkt_len(const struct rte_mbuf *m) { return rte_pktmbuf_pkt_len(m); }
 uint16_t ws_pktmbuf_nb_segs(const struct rte_mbuf *m) { return m->nb_segs; }
 uint16_t ws_pktmbuf_tailroom(const struct rte_mbuf *m) { return rte_pktmbuf_tailroom(m); }
@@ -27,8 +26,12 @@ int ws_pktmbuf_trim(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_trim(
 int ws_pktmbuf_linearize(struct rte_mbuf *m) { return rte_pktmbuf_linearize(m); }
 uint16_t ws_mbuf_refcnt_read(const struct rte_mbuf *m) { return rte_mbuf_refcnt_read(m); }
 uint32_t ws_mbuf_rss_hash(const struct rte_mbuf *m) { return m->hash.rss; }
-uint64_t ws_mbuf_ol_flags(const struct rte_mbuf *m) { return m->ol_flags; }
-void ws_prefetch0(const void *p) { rte_prefetch0(p); }
+void ws_mbuf_layout(size_t out[4]) {
+    out[0] = offsetof(struct rte_mbuf, buf_addr);
+    out[1] = offsetof(struct rte_mbuf, data_off);
+    out[2] = offsetof(struct rte_mbuf, data_len);
+    out[3] = offsetof(struct rte_mbuf, ol_flags);
+}
 unsigned ws_lcore_id(void) { return rte_lcore_id(); }
 int ws_errno(void) { return rte_errno; }
 uint64_t ws_rdtsc(void) { return rte_rdtsc(); }

@@ -11,8 +11,6 @@ uint16_t ws_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint
 struct rte_mbuf *ws_pktmbuf_alloc(struct rte_mempool *mp);
 int ws_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned n);
 void ws_pktmbuf_free(struct rte_mbuf *m);
-void *ws_pktmbuf_mtod(struct rte_mbuf *m);
-uint16_t ws_pktmbuf_data_len(const struct rte_mbuf *m);
 uint32_t ws_pktmbuf_pkt_len(const struct rte_mbuf *m);
 uint16_t ws_pktmbuf_nb_segs(const struct rte_mbuf *m);
 uint16_t ws_pktmbuf_tailroom(const struct rte_mbuf *m);
@@ -24,8 +22,9 @@ int ws_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
 int ws_pktmbuf_linearize(struct rte_mbuf *m);
 uint16_t ws_mbuf_refcnt_read(const struct rte_mbuf *m);
 uint32_t ws_mbuf_rss_hash(const struct rte_mbuf *m);
-uint64_t ws_mbuf_ol_flags(const struct rte_mbuf *m);
-void ws_prefetch0(const void *p);
+/* Offsets of the rte_mbuf fields the Rust side reads directly (buf_addr, data_off,
+ * data_len, ol_flags), as the C compiler lays them out: checked against bindgen's. */
+void ws_mbuf_layout(size_t out[4]);
 unsigned ws_lcore_id(void);
 int ws_errno(void);
 uint64_t ws_rdtsc(void);

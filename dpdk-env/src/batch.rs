@@ -1,6 +1,6 @@
 //! Fixed-size bursts of mbufs, kept on the stack: the unit of rx, tx and ring transfer.
 use crate::ffi;
-use crate::mbuf::Mbuf;
+use crate::mbuf::{data_start, prefetch0, Mbuf};
 
 /// Packets per burst, as in DPDK's l3fwd.
 pub const BURST: usize = 32;
@@ -65,7 +65,7 @@ impl MbufBatch {
         self.len = 0;
         for i in 0..end.min(PREFETCH_AHEAD) {
             // SAFETY: slots[..end] hold valid mbufs owned by the batch.
-            unsafe { ffi::ws_prefetch0(ffi::ws_pktmbuf_mtod(self.slots[i])) }
+            prefetch0(unsafe { data_start(self.slots[i]) })
         }
         Drain {
             batch: self,
@@ -110,7 +110,7 @@ impl Iterator for Drain<'_> {
         let ahead = self.next + PREFETCH_AHEAD;
         if ahead < self.end {
             // SAFETY: slots[next..end] are still owned by the drain and valid.
-            unsafe { ffi::ws_prefetch0(ffi::ws_pktmbuf_mtod(self.batch.slots[ahead])) }
+            prefetch0(unsafe { data_start(self.batch.slots[ahead]) })
         }
         let raw = self.batch.slots[self.next];
         self.next += 1;

@@ -55,8 +55,17 @@ impl Mbuf {
     /// Length of the packet data.
     #[inline]
     pub fn len(&self) -> usize {
+        // A field read, not a call into the C shim: this runs several times per packet.
+        // SAFETY: self.raw is a valid mbuf we own; the field's offset is checked against C's
+        // (`tests` below).
+        unsafe { usize::from((*self.raw.as_ptr()).data_len) }
+    }
+
+    /// The first data byte (`rte_pktmbuf_mtod`).
+    #[inline]
+    fn data_ptr(&self) -> *mut u8 {
         // SAFETY: self.raw is a valid mbuf we own.
-        unsafe { ffi::ws_pktmbuf_data_len(self.raw.as_ptr()) as usize }
+        unsafe { data_start(self.raw.as_ptr()) }
     }
 
     #[inline]
@@ -89,8 +98,8 @@ impl Mbuf {
     /// `ol_flags`): only ports with the rx checksum offload enabled say anything.
     #[inline]
     pub fn rx_l4_checksum(&self) -> RxChecksum {
-        // SAFETY: as above.
-        let flags = unsafe { ffi::ws_mbuf_ol_flags(self.raw.as_ptr()) };
+        // SAFETY: as above (a field read).
+        let flags = unsafe { (*self.raw.as_ptr()).ol_flags };
         match flags & u64::from(ffi::RTE_MBUF_F_RX_L4_CKSUM_MASK) {
             f if f == u64::from(ffi::RTE_MBUF_F_RX_L4_CKSUM_GOOD) => RxChecksum::Good,
             f if f == u64::from(ffi::RTE_MBUF_F_RX_L4_CKSUM_BAD) => RxChecksum::Bad,
@@ -155,9 +164,35 @@ impl Mbuf {
     /// Prefetches the first cache line of the packet data.
     #[inline]
     pub fn prefetch(&self) {
-        // SAFETY: prefetch of any address is harmless; mtod is valid for an owned mbuf.
-        unsafe { ffi::ws_prefetch0(ffi::ws_pktmbuf_mtod(self.raw.as_ptr())) }
+        prefetch0(self.data_ptr());
     }
+}
+
+/// `rte_pktmbuf_mtod` as field reads (the buffer plus the data offset), inlined where the
+/// shim's function would cost a call per packet.
+///
+/// # Safety
+/// `m` must point to a valid mbuf.
+#[inline]
+pub(crate) unsafe fn data_start(m: *mut ffi::rte_mbuf) -> *mut u8 {
+    // SAFETY: the caller guarantees a valid mbuf; data_off lies within its buffer, and
+    // both fields' offsets are checked against DPDK's C layout (`tests` below).
+    unsafe {
+        let m = &*m;
+        m.buf_addr.cast::<u8>().add(usize::from(m.data_off))
+    }
+}
+
+/// Asks the CPU to bring the cache line at `p` into every cache level (`rte_prefetch0`).
+#[inline]
+pub(crate) fn prefetch0(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address; SSE is baseline on x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p.cast::<i8>(), std::arch::x86_64::_MM_HINT_T0)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 impl Deref for Mbuf {
@@ -166,10 +201,7 @@ impl Deref for Mbuf {
     fn deref(&self) -> &[u8] {
         // SAFETY: the first segment holds data_len initialised bytes at mtod, valid while
         // the mbuf lives; we own it, so nobody else writes them.
-        unsafe {
-            let p = ffi::ws_pktmbuf_mtod(self.raw.as_ptr()).cast::<u8>();
-            std::slice::from_raw_parts(p, self.len())
-        }
+        unsafe { std::slice::from_raw_parts(self.data_ptr(), self.len()) }
     }
 }
 
@@ -177,10 +209,7 @@ impl DerefMut for Mbuf {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as for deref, and `&mut self` makes the borrow unique.
-        unsafe {
-            let p = ffi::ws_pktmbuf_mtod(self.raw.as_ptr()).cast::<u8>();
-            std::slice::from_raw_parts_mut(p, self.len())
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), self.len()) }
     }
 }
 
@@ -195,5 +224,25 @@ impl Drop for Mbuf {
 impl std::fmt::Debug for Mbuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Mbuf({} bytes)", self.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ffi;
+
+    /// The fields `Mbuf` reads without the shim sit where DPDK's C compiler puts them.
+    #[test]
+    fn mbuf_fields_read_directly_are_laid_out_as_in_c() {
+        let mut c = [0usize; 4];
+        // SAFETY: writes four offsets into the array it is given, nothing else.
+        unsafe { ffi::ws_mbuf_layout(c.as_mut_ptr()) };
+        let rust = [
+            std::mem::offset_of!(ffi::rte_mbuf, buf_addr),
+            std::mem::offset_of!(ffi::rte_mbuf, data_off),
+            std::mem::offset_of!(ffi::rte_mbuf, data_len),
+            std::mem::offset_of!(ffi::rte_mbuf, ol_flags),
+        ];
+        assert_eq!(rust, c);
     }
 }

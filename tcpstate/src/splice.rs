@@ -194,40 +194,51 @@ pub fn translate_limited(
     limit: Option<&ReceiveLimit>,
 ) -> Result<Translated, SpliceError> {
     // --- Validation, read-only. ---
-    let ip = Ipv4Packet::new_checked(&*ip_and_tcp).map_err(|_| SpliceError::Malformed)?;
-    if ip.protocol() != ip_proto::TCP {
-        return Err(SpliceError::NotTcp);
-    }
-    if ip.is_fragment() {
-        return Err(SpliceError::Fragment);
-    }
-    let ip_header_len = usize::from(ip.header_len());
-    let total_len = usize::from(ip.total_len());
-    let (old_src, old_dst) = (ip.src_addr(), ip.dst_addr());
-    let (new_src, new_dst) = (t.src.0, t.dst.0);
-
-    let tcp = TcpPacket::new_checked(&ip_and_tcp[ip_header_len..total_len])
+    let (ip_header_len, total_len) = {
+        let ip = Ipv4Packet::new_checked(&*ip_and_tcp).map_err(|_| SpliceError::Malformed)?;
+        if ip.protocol() != ip_proto::TCP {
+            return Err(SpliceError::NotTcp);
+        }
+        if ip.is_fragment() {
+            return Err(SpliceError::Fragment);
+        }
+        (usize::from(ip.header_len()), usize::from(ip.total_len()))
+    };
+    // Fixed-size views of both headers, cut once: every field access below is at a
+    // constant offset into an array, with no bounds check left (this runs per packet).
+    let (ip_hdr, segment) = ip_and_tcp[..total_len].split_at_mut(ip_header_len);
+    let tcp_header_len = usize::from(
+        TcpPacket::new_checked(&*segment)
+            .map_err(|_| SpliceError::Malformed)?
+            .header_len(),
+    );
+    let (tcp_fixed, rest) = segment.split_at_mut(TcpPacket::<&[u8]>::HEADER_LEN);
+    let (options, payload) = rest.split_at_mut(tcp_header_len - TcpPacket::<&[u8]>::HEADER_LEN);
+    let patches = locate_options(options)?;
+    let ip_fixed: &mut [u8; Ipv4Packet::<&[u8]>::HEADER_LEN] = (&mut ip_hdr
+        [..Ipv4Packet::<&[u8]>::HEADER_LEN])
+        .try_into()
         .map_err(|_| SpliceError::Malformed)?;
-    let patches = locate_options(tcp.options())?;
-    let flags = tcp.flags();
-    let has_ack = flags & tcp_flags::ACK != 0;
-    let payload_len = tcp.payload().len();
+    let tcp_fixed: &mut [u8; TcpPacket::<&[u8]>::HEADER_LEN] =
+        tcp_fixed.try_into().map_err(|_| SpliceError::Malformed)?;
+    let payload_len = payload.len();
 
     // --- IP header. ---
-    let mut ip = Ipv4Packet::new_unchecked(&mut ip_and_tcp[..]);
-    let mut ip_csum = Incremental::new(ip.checksum());
-    ip_csum.dword(u32::from(old_src), u32::from(new_src));
-    ip_csum.dword(u32::from(old_dst), u32::from(new_dst));
-    ip.set_src_addr(new_src);
-    ip.set_dst_addr(new_dst);
+    let mut ip = Ipv4Packet::new_unchecked(ip_fixed);
+    // The addresses' change: in the IP header and in the TCP pseudo-header alike.
+    let mut addresses = Incremental::changes();
+    addresses.dword(u32::from(ip.src_addr()), u32::from(t.src.0));
+    addresses.dword(u32::from(ip.dst_addr()), u32::from(t.dst.0));
+    let ip_csum = addresses.applied_to(ip.checksum());
+    ip.set_src_addr(t.src.0);
+    ip.set_dst_addr(t.dst.0);
     ip.set_checksum(ip_csum.finish());
 
     // --- TCP header. ---
-    let mut tcp = TcpPacket::new_unchecked(&mut ip_and_tcp[ip_header_len..total_len]);
-    let mut csum = Incremental::new(tcp.checksum());
-    // The pseudo-header's addresses (its protocol and length do not change).
-    csum.dword(u32::from(old_src), u32::from(new_src));
-    csum.dword(u32::from(old_dst), u32::from(new_dst));
+    let mut tcp = TcpPacket::new_unchecked(tcp_fixed);
+    let flags = tcp.flags();
+    let has_ack = flags & tcp_flags::ACK != 0;
+    let mut csum = addresses.applied_to(tcp.checksum());
 
     csum.word(tcp.src_port(), t.src.1);
     tcp.set_src_port(t.src.1);
@@ -264,29 +275,28 @@ pub fn translate_limited(
         tcp.set_window_len(new);
     }
 
-    // Options: offsets are from the start of the TCP header, which is where the
-    // checksum's 16-bit words start too.
-    let seg = tcp.into_inner();
+    // Options: offsets are from the start of the options, an even offset in the
+    // checksum's 16-bit words (the fixed header is 20 bytes).
     for patch in patches.iter().flatten() {
-        let at = TcpPacket::<&[u8]>::HEADER_LEN + patch.at;
+        let at = usize::from(patch.at);
         match patch.kind {
             KIND_TS => {
-                add32(seg, at + 2, t.ts_val_delta, &mut csum);
+                add32(options, at + 2, t.ts_val_delta, &mut csum);
                 if has_ack {
-                    add32(seg, at + 6, t.ts_ecr_delta, &mut csum);
+                    add32(options, at + 6, t.ts_ecr_delta, &mut csum);
                 }
             }
             _ if has_ack => {
                 // SACK: (len - 2) / 8 blocks of two edges; all of them, including a
                 // fourth block that `TcpOption` itself does not report.
                 for edge in 0..usize::from(patch.len - 2) / 4 {
-                    add32(seg, at + 2 + 4 * edge, t.ack_delta, &mut csum);
+                    add32(options, at + 2 + 4 * edge, t.ack_delta, &mut csum);
                 }
             }
             _ => {}
         }
     }
-    TcpPacket::new_unchecked(seg).set_checksum(csum.finish());
+    tcp.set_checksum(csum.finish());
 
     Ok(Translated {
         flags,
@@ -318,7 +328,8 @@ pub fn verify(ip_and_tcp: &[u8]) -> bool {
 /// kind and length.
 #[derive(Debug, Clone, Copy)]
 struct Patch {
-    at: usize,
+    /// Offset in the options (at most 40 bytes; a byte keeps the array small to return).
+    at: u8,
     kind: u8,
     len: u8,
 }
@@ -351,7 +362,7 @@ fn locate_options(options: &[u8]) -> Result<[Option<Patch>; MAX_PATCHED_OPTIONS]
         if kind == KIND_TS || kind == KIND_SACK {
             // Each is at least 10 bytes, so four of them fill the 40 bytes.
             patches[found] = Some(Patch {
-                at,
+                at: at as u8,
                 kind,
                 len: len as u8,
             });
@@ -362,10 +373,11 @@ fn locate_options(options: &[u8]) -> Result<[Option<Patch>; MAX_PATCHED_OPTIONS]
     Ok(patches)
 }
 
-/// Adds `delta` to the big-endian `u32` at `at` in the segment and returns the
-/// patched checksum. At an even offset the field is two checksum words (RFC 1624
+/// Adds `delta` to the big-endian `u32` at `at` in the options and patches the
+/// checksum. At an even offset the field is two checksum words (RFC 1624
 /// on a 32-bit field); at an odd one (an option placed without NOP padding) it
 /// straddles three words, which are patched one by one.
+#[inline]
 fn add32(seg: &mut [u8], at: usize, delta: u32, csum: &mut Incremental) {
     let old = u32::from_be_bytes([seg[at], seg[at + 1], seg[at + 2], seg[at + 3]]);
     let new = old.wrapping_add(delta);
@@ -374,7 +386,7 @@ fn add32(seg: &mut [u8], at: usize, delta: u32, csum: &mut Incremental) {
         csum.dword(old, new);
         return;
     }
-    // Words at at-1, at+1 and at+3. The field lies in the header, whose length is
+    // Words at at-1, at+1 and at+3. The field lies in the options, whose length is
     // a multiple of 4, so the last word's second byte exists.
     let word = |s: &[u8], w: usize| u16::from_be_bytes([s[w], s[w + 1]]);
     let before = [word(seg, at - 1), word(seg, at + 1), word(seg, at + 3)];

@@ -664,7 +664,27 @@ impl Worker {
     }
 
     /// Carries out what `tcpstate::conn` decided about connection `id`.
+    #[inline]
     fn apply_verdict(&mut self, id: ConnId, verdict: Verdict, now_ms: u64) {
+        // Nearly every segment: nothing to do, decided without a call.
+        if matches!(verdict, Verdict::Continue) && self.splice_settled(id) {
+            return;
+        }
+        self.apply_verdict_fully(id, verdict, now_ms);
+    }
+
+    /// Whether connection `id` is an established splice with nothing to take back: no
+    /// head or rewrite buffer, not closed, nothing buffered to frame.
+    #[inline]
+    fn splice_settled(&self, id: ConnId) -> bool {
+        self.tcp.flows.get(id).is_some_and(|c| {
+            matches!(c.state, State::Spliced | State::HandedOff)
+                && c.head.is_none()
+                && !c.has_rewrite()
+        })
+    }
+
+    fn apply_verdict_fully(&mut self, id: ConnId, verdict: Verdict, now_ms: u64) {
         match verdict {
             Verdict::Continue => {}
             Verdict::Drop(ConnDrop::OutOfWindow) => self.stats().drop(DropReason::OutOfWindow, 1),
@@ -746,13 +766,8 @@ impl Worker {
             Verdict::Remove => self.remove_conn(id),
             Verdict::HandoffResend => self.resend_handoff_head(id, now_ms),
         }
-        // The common case, every segment of an established splice: nothing below applies
-        // (no buffer to take back, not closed, nothing buffered to frame).
-        if self.tcp.flows.get(id).is_some_and(|c| {
-            matches!(c.state, State::Spliced | State::HandedOff)
-                && c.head.is_none()
-                && !c.has_rewrite()
-        }) {
+        // The common case, every segment of an established splice: nothing below applies.
+        if self.splice_settled(id) {
             return;
         }
         if self.tcp.per_request[id as usize].is_some() {

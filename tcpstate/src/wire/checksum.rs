@@ -10,29 +10,45 @@ use std::net::Ipv4Addr;
 /// Ones'-complement sum of `data` as big-endian 16-bit words, folded to at most
 /// `0xffff`. An odd trailing byte counts as the high byte of a word padded with zero
 /// (RFC 1071 §4.1).
+///
+/// Sums native-endian 64-bit words with an end-around carry and fixes the byte order
+/// once at the end (RFC 1071 §2(B): the sum is independent of byte order, up to a swap),
+/// so a 20-byte IPv4 header costs two wide adds and one narrow one, with no loop in the
+/// fold.
+#[inline]
 pub fn sum(data: &[u8]) -> u32 {
     let mut acc: u64 = 0;
-    // Eight bytes at a time, as two 32-bit halves: 2^16 ≡ 1 (mod 2^16 - 1), so a sum of
-    // 32-bit words folds to the same value as the sum of their 16-bit halves; carries
-    // pile up in the spare high bits of the u64 (a packet is far too short to overflow
-    // them) and are folded once at the end.
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        let w = u64::from_be_bytes(c.try_into().expect("eight bytes"));
-        acc += (w >> 32) + (w & 0xffff_ffff);
+        acc = add_carry(acc, u64::from_ne_bytes(c.try_into().expect("eight bytes")));
     }
-    let mut words = chunks.remainder().chunks_exact(2);
-    for w in &mut words {
-        acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    let mut rest = chunks.remainder();
+    if let [a, b, c, d, tail @ ..] = rest {
+        acc = add_carry(acc, u64::from(u32::from_ne_bytes([*a, *b, *c, *d])));
+        rest = tail;
     }
-    if let [last] = words.remainder() {
-        acc += u64::from(*last) << 8;
+    if let [a, b, tail @ ..] = rest {
+        acc = add_carry(acc, u64::from(u16::from_ne_bytes([*a, *b])));
+        rest = tail;
     }
-    // 2^16 ≡ 1 (mod 2^16 - 1), so adding the high part back in keeps the value.
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
+    if let [last] = rest {
+        acc = add_carry(acc, u64::from(u16::from_ne_bytes([*last, 0])));
     }
-    acc as u32
+    // 64 -> 33 -> 17 -> 16 bits (the last step can carry once more, hence four).
+    let mut s = (acc >> 32) + (acc & 0xffff_ffff);
+    s = (s >> 16) + (s & 0xffff);
+    s = (s >> 16) + (s & 0xffff);
+    s = (s >> 16) + (s & 0xffff);
+    // The words were read in memory order: their sum's bytes, in memory order, are the
+    // big-endian sum.
+    u32::from(u16::from_be_bytes((s as u16).to_ne_bytes()))
+}
+
+/// `a + b` with the carry out of bit 63 added back in (ones'-complement addition).
+#[inline]
+fn add_carry(a: u64, b: u64) -> u64 {
+    let (s, carry) = a.overflowing_add(b);
+    s + u64::from(carry)
 }
 
 /// Folds the carries of a 32-bit accumulation back into 16 bits (end-around carry).
@@ -96,6 +112,20 @@ pub fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
 pub struct Incremental(u64);
 
 impl Incremental {
+    /// No change yet, and no checksum: changes to apply to one or more later
+    /// ([`applied_to`](Self::applied_to)).
+    #[inline]
+    pub fn changes() -> Self {
+        Incremental(0)
+    }
+
+    /// The same changes applied to a checksum that was `old_csum` (changes shared by two
+    /// checksums, as addresses are by the IP header's and the TCP pseudo-header's).
+    #[inline]
+    pub fn applied_to(self, old_csum: u16) -> Self {
+        Incremental(self.0 + u64::from(!old_csum))
+    }
+
     /// Starts from the checksum stored before the changes.
     #[inline]
     pub fn new(old_csum: u16) -> Self {
@@ -111,8 +141,9 @@ impl Incremental {
     /// An aligned 32-bit field changed (its two words).
     #[inline]
     pub fn dword(&mut self, old: u32, new: u32) {
-        self.word((old >> 16) as u16, (new >> 16) as u16);
-        self.word(old as u16, new as u16);
+        // One 32-bit step: modulo 0xffff, a 32-bit word is the sum of its two halves and
+        // `!old` is minus `old` (0xffff_ffff = 0xffff * 0x10001), as for the halves.
+        self.0 += u64::from(!old) + u64::from(new);
     }
 
     /// The checksum to store now.
@@ -328,12 +359,22 @@ mod tests {
                 let c = internet(&data);
                 data[2..4].copy_from_slice(&c.to_be_bytes());
                 let mut inc = Incremental::new(c);
-                for _ in 0..12 {
-                    let w = 4 + 2 * (rng.next() as usize % (len / 2 - 2));
-                    let old = u16::from_be_bytes([data[w], data[w + 1]]);
-                    let new = rng.next() as u16;
-                    data[w..w + 2].copy_from_slice(&new.to_be_bytes());
-                    inc.word(old, new);
+                for i in 0..12 {
+                    if i % 2 == 0 {
+                        let w = 4 + 2 * (rng.next() as usize % (len / 2 - 2));
+                        let old = u16::from_be_bytes([data[w], data[w + 1]]);
+                        let new = rng.next() as u16;
+                        data[w..w + 2].copy_from_slice(&new.to_be_bytes());
+                        inc.word(old, new);
+                    } else {
+                        // A 32-bit field at any even offset (a TCP option's may be unaligned
+                        // to 4).
+                        let w = 4 + 2 * (rng.next() as usize % (len / 2 - 3));
+                        let old = u32::from_be_bytes(data[w..w + 4].try_into().unwrap());
+                        let new = rng.next() as u32;
+                        data[w..w + 4].copy_from_slice(&new.to_be_bytes());
+                        inc.dword(old, new);
+                    }
                 }
                 data[2..4].copy_from_slice(&inc.finish().to_be_bytes());
                 assert_eq!(fold(sum(&data)), 0xffff, "verifies");

@@ -108,10 +108,16 @@ impl Worker {
     /// After a segment of `id`: once a round's splice is settled (the backend has its
     /// head), its record goes to the other members, and again for each new round or
     /// request end, and to renew the lease while the connection has traffic.
+    #[inline]
     pub(super) fn sync_if_due(&mut self, id: ConnId, now_ms: u64) {
-        if self.tcp.cluster_flows.is_empty() {
-            return;
+        // Inlined test, out-of-line work: outside a cluster this costs every segment one
+        // comparison, not a call.
+        if !self.tcp.cluster_flows.is_empty() {
+            self.sync_in_cluster(id, now_ms);
         }
+    }
+
+    fn sync_in_cluster(&mut self, id: ConnId, now_ms: u64) {
         // Cheap checks first: this runs after every segment of a connection in a cluster.
         let Some(round) = self
             .tcp
