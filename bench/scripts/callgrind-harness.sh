@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions webswitch spends per spliced packet and per connection under a fixed
 # webswitch-bench load over net_memif, counted by callgrind inside the worker loop's packet
-# functions only (Worker::handle_burst, Worker::flush, and *tcp_timers* when not inlined),
+# functions only (Worker::handle_burst, Worker::flush, and the timers: Worker::sweep,
+# Worker::fire_timer, ConnTable::expire; not the empty iterations of the loop),
 # as callgrind-splice.sh does on the netns testbed. Valgrind counts instructions, which do not
 # drift with machine noise; no kernel is involved with memif, so nothing is missing from the
 # count but the PMD's rx copy (rte_eth_rx_burst is called from Worker::run, outside the

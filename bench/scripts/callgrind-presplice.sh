@@ -2,7 +2,8 @@
 # Instructions per routed request in presplice mode (a VIP with "mode": "presplice": every
 # request of a keep-alive connection is routed; issue 4), counted by callgrind the same way as
 # callgrind-splice.sh: inside the worker loop's packet functions only (Worker::handle_burst,
-# Worker::flush, and *tcp_timers* when it is not inlined), an idle run of the same config
+# Worker::flush, and the timers: Worker::sweep, Worker::fire_timer, ConnTable::expire), an
+# idle run of the same config
 # subtracted in proportion to each run's length.
 #
 #   idle            start, 2 s, stop (one per mode: splice and presplice configs)
@@ -133,8 +134,8 @@ run_one() { # run name
 modes=$(for r in $RUNS; do echo "${r%%_*}"; done | sort -u)
 for mode in $modes; do run_one "${mode}_idle"; done
 for run in $RUNS; do run_one "$run"; done
-nm "$BIN" | grep -q tcp_timers ||
-    echo "note: tcp_timers is inlined into Worker::run in this build: the timer sweep is not counted"
+nm -C "$BIN" | grep 'Worker>::fire_timer' >/dev/null ||
+    echo "note: fire_timer is inlined in this build: connection timers are not counted"
 echo
 declare -A PER
 for run in $RUNS; do

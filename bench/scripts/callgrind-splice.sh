@@ -2,8 +2,9 @@
 # Instructions of the splice path, counted by callgrind inside the worker loop's packet
 # functions only (Worker::handle_burst, which parses, looks up the flow, runs the connection
 # state machine and translates in place; Worker::flush, which hands frames to the driver,
-# including net_af_packet's tx code up to its sendto; and *tcp_timers*, the connection timer
-# sweep, when it is not inlined), the same way as callgrind-l2l3.sh:
+# including net_af_packet's tx code up to its sendto; and the timers: Worker::sweep every
+# 10 ms, Worker::fire_timer per due connection timer, ConnTable::expire reading the wheel),
+# the same way as callgrind-l2l3.sh:
 #
 #   idle        start, 2 s, stop: the baseline, subtracted from every other run in proportion
 #               to its length (health probes and ARP refreshes come with time)
@@ -102,8 +103,8 @@ for run in $RUNS; do
         keepalive | download) [ "$accepted" -eq 1 ] || { echo "expected 1 connection, got $accepted" >&2; exit 1; } ;;
     esac
 done
-nm "$BIN" | grep -q tcp_timers ||
-    echo "note: tcp_timers is inlined into Worker::run in this build: the timer sweep is not counted"
+nm -C "$BIN" | grep 'Worker>::fire_timer' >/dev/null ||
+    echo "note: fire_timer is inlined in this build: connection timers are not counted"
 echo
 for run in $RUNS; do
     case $run in

@@ -102,7 +102,7 @@ pin_testbed() {
 }
 
 # webswitch under callgrind, collecting only the worker's packet work (handle_burst, flush,
-# the TCP timers). $1: config, $2: callgrind output file, then an optional command prefix
+# the sweep and the connection timers; not the loop's empty iterations). $1: config, $2: callgrind output file, then an optional command prefix
 # (e.g. ip netns exec NS). Sets PID; stdout events go to $OUT/events, stderr to $OUT/log.
 cg_start() {
     local config=$1 out=$2
@@ -110,7 +110,8 @@ cg_start() {
     : >"$OUT/events"
     "$@" valgrind --tool=callgrind --fair-sched=yes ${CG_EXTRA:-} \
         --toggle-collect='*Worker::handle_burst' --toggle-collect='*Worker::flush' \
-        --toggle-collect='*tcp_timers*' --callgrind-out-file="$out" \
+        --toggle-collect='*Worker*sweep' --toggle-collect='*Worker*fire_timer' \
+        --toggle-collect='*ConnTable::expire' --callgrind-out-file="$out" \
         "$BIN" run --config "$config" >"$OUT/events" 2>"$OUT/log" &
     PID=$!
     for _ in $(seq 1200); do

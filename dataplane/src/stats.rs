@@ -145,6 +145,8 @@ counter_enum! {
         IdleIterations => "idle_iterations",
         BusyCycles => "busy_cycles",
         IdleCycles => "idle_cycles",
+        LoopOver100us => "loop_iterations_over_100us",
+        LoopOver1ms => "loop_iterations_over_1ms",
     }
 }
 

@@ -182,6 +182,8 @@ pub struct Worker {
     backend_asked_ms: Vec<Option<u64>>,
     start_tsc: u64,
     tsc_per_ms: u64,
+    /// 100 µs in TSC cycles: a loop iteration at least this long counts as a stall.
+    stall_tsc: u64,
     tx_drain_tsc: u64,
     /// Wakes the idle loop when a frame arrives or a peer queues work (see
     /// `dpdk_env::Doorbell`); without one the loop sleeps blind.
@@ -217,6 +219,7 @@ impl Worker {
             backend_asked_ms: vec![None; crate::runtime::MAX_BACKENDS],
             start_tsc: rdtsc(),
             tsc_per_ms,
+            stall_tsc: tsc_per_ms / 10,
             tx_drain_tsc: (shared.tsc_hz / 1_000_000).max(1) * s.tx_drain_us,
             doorbell,
             beats: cluster::BeatClock::default(),
@@ -305,7 +308,10 @@ impl Worker {
             if shared.cluster.is_some() {
                 work += self.drain_sync_inbox(now_ms);
             }
-            self.tcp_timers(now_ms);
+            if self.tcp_timers(now_ms) {
+                // Due timers still wait to be fired: come back without sleeping.
+                work += 1;
+            }
             // Flush when the burst was short (no more coming right now) or on the timer,
             // so a trickle of packets is not held back.
             let short = work < BURST;
@@ -322,6 +328,15 @@ impl Worker {
             }
             let end_tsc = rdtsc();
             let spent = end_tsc.wrapping_sub(prev_tsc);
+            // Stalls: iterations long enough to hold the next burst back (their work, not
+            // a sleep, which comes after this).
+            let took = end_tsc.wrapping_sub(now_tsc);
+            if took >= self.stall_tsc {
+                self.stats().add(Counter::LoopOver100us, 1);
+                if took >= self.stall_tsc * 10 {
+                    self.stats().add(Counter::LoopOver1ms, 1);
+                }
+            }
             if work > 0 {
                 self.stats().add(Counter::BusyIterations, 1);
                 self.stats().add(Counter::BusyCycles, spent);

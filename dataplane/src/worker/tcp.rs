@@ -243,6 +243,12 @@ pub struct TcpCore {
     /// Prepares sent this second (`vips[].preallocate`).
     prealloc_budget: prealloc::PreallocBudget,
     scratch_ids: Vec<ConnId>,
+    /// Connections the wheel handed out as due, fired from `due_next` on, a bounded
+    /// number per loop iteration (`timers`).
+    due: Vec<ConnId>,
+    due_next: usize,
+    /// The millisecond the wheel was last read.
+    due_read_ms: u64,
     /// Buffers for rewritten heads (X-Forwarded-For, PROXY), reused.
     rewrite_bufs: Vec<Vec<u8>>,
     /// Per pool slot: the requests this core has queued, oldest first (ticket, id).
@@ -346,6 +352,9 @@ impl TcpCore {
             rng,
             prealloc_budget: prealloc::PreallocBudget::default(),
             scratch_ids: Vec::with_capacity(t.max_flows),
+            due: Vec::with_capacity(t.max_flows),
+            due_next: 0,
+            due_read_ms: u64::MAX,
             rewrite_bufs: Vec::new(),
             queues: (0..crate::runtime::MAX_POOLS)
                 .map(|_| VecDeque::new())
