@@ -214,7 +214,13 @@ pub fn translate_limited(
     );
     let (tcp_fixed, rest) = segment.split_at_mut(TcpPacket::<&[u8]>::HEADER_LEN);
     let (options, payload) = rest.split_at_mut(tcp_header_len - TcpPacket::<&[u8]>::HEADER_LEN);
-    let patches = locate_options(options)?;
+    // The two layouts of nearly every segment of a splice, none and NOP NOP TS (Linux,
+    // BSD), are patched without a walk; any other is walked and validated first.
+    let layout = match options.len() {
+        0 => Layout::Bare,
+        12 if options[..4] == [1, 1, KIND_TS, 10] => Layout::Timestamps,
+        _ => Layout::Walked(locate_options(options)?),
+    };
     let ip_fixed: &mut [u8; Ipv4Packet::<&[u8]>::HEADER_LEN] = (&mut ip_hdr
         [..Ipv4Packet::<&[u8]>::HEADER_LEN])
         .try_into()
@@ -277,23 +283,37 @@ pub fn translate_limited(
 
     // Options: offsets are from the start of the options, an even offset in the
     // checksum's 16-bit words (the fixed header is 20 bytes).
-    for patch in patches.iter().flatten() {
-        let at = usize::from(patch.at);
-        match patch.kind {
-            KIND_TS => {
-                add32(options, at + 2, t.ts_val_delta, &mut csum);
+    match layout {
+        Layout::Bare => {}
+        Layout::Timestamps => {
+            // TSval at 4, TSecr at 8: whole checksum words.
+            if let Ok(ts) = <&mut [u8; 12]>::try_from(&mut *options) {
+                shift_aligned(ts, 4, t.ts_val_delta, &mut csum);
                 if has_ack {
-                    add32(options, at + 6, t.ts_ecr_delta, &mut csum);
+                    shift_aligned(ts, 8, t.ts_ecr_delta, &mut csum);
                 }
             }
-            _ if has_ack => {
-                // SACK: (len - 2) / 8 blocks of two edges; all of them, including a
-                // fourth block that `TcpOption` itself does not report.
-                for edge in 0..usize::from(patch.len - 2) / 4 {
-                    add32(options, at + 2 + 4 * edge, t.ack_delta, &mut csum);
+        }
+        Layout::Walked(patches) => {
+            for patch in patches.iter().flatten() {
+                let at = usize::from(patch.at);
+                match patch.kind {
+                    KIND_TS => {
+                        add32(options, at + 2, t.ts_val_delta, &mut csum);
+                        if has_ack {
+                            add32(options, at + 6, t.ts_ecr_delta, &mut csum);
+                        }
+                    }
+                    _ if has_ack => {
+                        // SACK: (len - 2) / 8 blocks of two edges; all of them, including
+                        // a fourth block that `TcpOption` itself does not report.
+                        for edge in 0..usize::from(patch.len - 2) / 4 {
+                            add32(options, at + 2 + 4 * edge, t.ack_delta, &mut csum);
+                        }
+                    }
+                    _ => {}
                 }
             }
-            _ => {}
         }
     }
     tcp.set_checksum(csum.finish());
@@ -339,16 +359,6 @@ struct Patch {
 /// act on any of them), at most four, which is all that 40 option bytes can hold.
 fn locate_options(options: &[u8]) -> Result<[Option<Patch>; MAX_PATCHED_OPTIONS], SpliceError> {
     let mut patches = [None; MAX_PATCHED_OPTIONS];
-    // The layout of nearly every segment of a connection with timestamps (Linux, BSD:
-    // NOP, NOP, then the option): nothing to walk.
-    if options.len() == 12 && options[..4] == [1, 1, KIND_TS, 10] {
-        patches[0] = Some(Patch {
-            at: 2,
-            kind: KIND_TS,
-            len: 10,
-        });
-        return Ok(patches);
-    }
     let mut found = 0;
     let mut at = 0;
     while at < options.len() {
@@ -371,6 +381,26 @@ fn locate_options(options: &[u8]) -> Result<[Option<Patch>; MAX_PATCHED_OPTIONS]
         at += len;
     }
     Ok(patches)
+}
+
+/// The options of a segment, as `translate_limited` patches them.
+enum Layout {
+    /// No options.
+    Bare,
+    /// NOP, NOP, timestamps: 12 bytes.
+    Timestamps,
+    /// Any other layout, walked: where its timestamps and SACK options are.
+    Walked([Option<Patch>; MAX_PATCHED_OPTIONS]),
+}
+
+/// Adds `delta` to the big-endian `u32` at the even offset `at` of `ts` and patches the
+/// checksum (constant offsets into an array: no bounds check, no call).
+#[inline]
+fn shift_aligned(ts: &mut [u8; 12], at: usize, delta: u32, csum: &mut Incremental) {
+    let old = u32::from_be_bytes([ts[at], ts[at + 1], ts[at + 2], ts[at + 3]]);
+    let new = old.wrapping_add(delta);
+    ts[at..at + 4].copy_from_slice(&new.to_be_bytes());
+    csum.dword(old, new);
 }
 
 /// Adds `delta` to the big-endian `u32` at `at` in the options and patches the

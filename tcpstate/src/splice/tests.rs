@@ -337,6 +337,50 @@ fn built_with_tcp_repr() {
     assert_eq!(got.payload_len, 1_001);
 }
 
+/// The two layouts translated without walking the options (none, and NOP NOP TS) with
+/// and without ACK: TSecr, like the ACK field, is left alone on a segment without ACK.
+#[test]
+fn usual_layouts_with_and_without_ack() {
+    for (ack, timestamps) in [(true, true), (false, true), (true, false), (false, false)] {
+        let repr = TcpRepr {
+            src_port: 8080,
+            dst_port: 40_001,
+            seq_number: SeqNumber(0xfffe_0000),
+            ack_number: ack.then_some(SeqNumber(0x7fff_ffff)),
+            flags: if ack { tcp_flags::PSH } else { tcp_flags::SYN },
+            window_len: 1000,
+            max_seg_size: None,
+            window_scale: None,
+            sack_permitted: false,
+            timestamps: timestamps.then_some((0xffff_fff0, 0x0000_0010)),
+            payload_len: 33,
+        };
+        let payload = [0x5a; 33];
+        let pkt = build_repr(BACKEND, LOCAL, &repr, &payload);
+        let t = Translation {
+            src: (VIP, 80),
+            dst: (CLIENT, 33_800),
+            seq_delta: 0x0002_0001,
+            ack_delta: 0x9000_0000,
+            ts_val_delta: 0x20,
+            ts_ecr_delta: 0xffff_fff0,
+            window_shift_in: 0,
+            window_shift_out: 0,
+        };
+        let (out, _) = translate_and_back(&pkt, &t);
+        let r = TcpRepr::parse(&tcp_of(&out), VIP, CLIENT, true).expect("checksums verify");
+        assert_eq!(r.seq_number, SeqNumber(0x0000_0001), "{ack} {timestamps}");
+        let want_ack = ack.then_some(SeqNumber(0x7fff_ffffu32.wrapping_add(0x9000_0000)));
+        assert_eq!(r.ack_number, want_ack, "{ack} {timestamps}");
+        let ecr = if ack { 0x0000_0000 } else { 0x0000_0010 };
+        assert_eq!(
+            r.timestamps,
+            timestamps.then_some((0x0000_0010, ecr)),
+            "{ack} {timestamps}"
+        );
+    }
+}
+
 #[test]
 fn real_captured_segments() {
     for frame in fixtures::TCP {
