@@ -21,7 +21,8 @@ const SWEEP_MS: u64 = 10;
 /// the connections of a busy millisecond (at 100,000 new connections a second, a hundred
 /// lingering ones end each millisecond) never hold the packets of a whole burst back.
 /// Firing them all at once every `SWEEP_MS` stalled the loop: at 120,000 connections/s
-/// the harness saw time to first byte p99 at 2.9 ms (docs/benchmarks.md, "Ratios").
+/// the harness saw time to first byte p99 at 2.9 ms (docs/benchmarks.md, "Ratios in one
+/// harness run").
 const TIMERS_PER_ITERATION: usize = 16;
 
 impl Worker {
