@@ -3,6 +3,7 @@
 //! register, heartbeats and leave to the switch, sent by its main thread.
 pub mod agent;
 pub mod heartbeat;
+pub mod tap_routes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct RunningAgent {
     lcore: u32,
     pub ports: Vec<PortInfo>,
     eal: Option<Eal>,
+    /// The host's routes through the kernel's TAP, put back after the ports close.
+    tap_routes: Option<tap_routes::TapRoutes>,
 }
 
 fn dpdk(field: &str) -> impl FnOnce(dpdk_env::DpdkError) -> StartError + '_ {
@@ -69,8 +72,18 @@ pub fn start_agent(config: &AgentConfig) -> Result<RunningAgent, StartError> {
             .into());
         }
     }
+    // Before the EAL attaches to the TAP: what the host routes through it.
+    let tap_routes =
+        tap_routes::iface_of(&config.kernel.device).and_then(tap_routes::TapRoutes::save);
+    if let Some(r) = &tap_routes {
+        tracing::info!(
+            routes = r.len(),
+            "the kernel's routes through its TAP will be put back at stop"
+        );
+    }
     let eal = Eal::init(&agent_eal_args(config)).map_err(dpdk("eal.args"))?;
     let mut running = RunningAgent {
+        tap_routes,
         shared: None,
         lcore: config.lcores.workers[0],
         ports: Vec::new(),
@@ -168,5 +181,9 @@ impl Drop for RunningAgent {
         // Ports and the mempool go before the EAL is cleaned up.
         self.shared = None;
         self.eal = None;
+        // The TAP went down with its port and the kernel dropped its routes.
+        if let Some(r) = self.tap_routes.take() {
+            r.restore();
+        }
     }
 }

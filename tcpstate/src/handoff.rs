@@ -50,5 +50,16 @@ pub mod cookie;
 pub mod option;
 pub mod watch;
 
+use crate::wire::SeqNumber;
+
+/// Whether a client RST of a handed-off connection lands at the kernel's next expected
+/// byte, as far as a forwarder can tell (the switch and the agent each ask): `next` is the
+/// end of the client's bytes it has seen, `fin` where the client's FIN stands; after the
+/// FIN both its own number and one past it count (Linux's `tcp_reset_check`). Any other
+/// RST goes on for the kernel to judge (RFC 5961), and the forwarder keeps its entry.
+pub(crate) fn client_rst_exact(seq: SeqNumber, next: SeqNumber, fin: Option<SeqNumber>) -> bool {
+    seq == next || fin.is_some_and(|f| f == next && (seq == f || seq == f + 1))
+}
+
 #[cfg(test)]
 mod tests;

@@ -269,6 +269,21 @@ impl Testbed {
             .collect()
     }
 
+    /// For a raw-socket client (`tests/tools/rawtcp.py`) in namespace `ns`: the kernel
+    /// there knows no socket for its flows, so its RSTs (all but the raw client's own,
+    /// which carry TTL 77) are dropped before they reach the switch.
+    pub fn drop_kernel_rsts(&self, ns: &str) {
+        let rule =
+            "iptables-legacy -A OUTPUT -p tcp --tcp-flags RST RST -m ttl ! --ttl-eq 77 -j DROP";
+        let args: Vec<&str> = rule.split_whitespace().collect();
+        let out = self.exec(ns, &args, Duration::from_secs(10));
+        assert!(
+            out.status.success(),
+            "{rule} in {ns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A switch config for this testbed: the example config with this testbed's subnet,
     /// `workers` worker lcores and its own DPDK file prefix.
     pub fn config(&self, workers: usize) -> Value {
@@ -388,9 +403,11 @@ impl Switch {
         let stderr = std::sync::Arc::new(Mutex::new(String::new()));
         let sink = std::sync::Arc::clone(&stderr);
         let err_pipe = child.stderr.take().unwrap();
+        // Named, so that the logs of a cluster's instances can be told apart.
+        let tag = name.to_string();
         std::thread::spawn(move || {
             for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
-                eprintln!("[webswitch] {line}");
+                eprintln!("[webswitch {tag}] {line}");
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });

@@ -209,11 +209,22 @@ fn weighted(name: &str, net: u8, workers: usize) {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    let (o2_s3, o3_s3) = (shares(&o2).1, shares(&o3).1);
-    assert!(
-        (o2_s3 - s3).abs() < 0.05 && (o3_s3 - s3).abs() < 0.05,
-        "the owners build the front's table: {s3} at the front, {o2_s3} and {o3_s3}"
-    );
+    // The owners follow within a few beats: each rebuilds its table from the factors its
+    // own beats brought, up to a beat and a rebuild (about 200 ms) after the front (a
+    // suite run caught owner 2 still on the equal table right after the front changed).
+    let agreed = Instant::now();
+    loop {
+        let front_s3 = shares(&front).1;
+        let (o2_s3, o3_s3) = (shares(&o2).1, shares(&o3).1);
+        if (o2_s3 - front_s3).abs() < 0.05 && (o3_s3 - front_s3).abs() < 0.05 {
+            break;
+        }
+        assert!(
+            agreed.elapsed() < Duration::from_secs(3),
+            "the owners build the front's table: {front_s3} at the front, {o2_s3} and {o3_s3}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // New connections split by the shares.
     let (a2, a3) = (accepted(&o2), accepted(&o3));

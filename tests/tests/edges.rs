@@ -6,7 +6,8 @@
 //! is not exact (a challenge ACK, and the connection still answers its next request) and
 //! an exact one (it ends the connection), a SYN on an established connection (a
 //! challenge ACK, never a SYN-ACK), and a request with its FIN in one segment (answered
-//! in full, FIN both ways, without the client ever retransmitting).
+//! in full, FIN both ways, without the client ever retransmitting). The same edges hold
+//! against a handoff VIP (issue 16), where the backend's kernel answers through its agent.
 use std::time::Duration;
 
 use serde_json::Value;
@@ -33,6 +34,14 @@ fn raw(tb: &Testbed, scenario: &str, path: &str) -> Value {
 }
 
 fn check_all(tb: &Testbed, mode: &str) {
+    check_edges(tb, mode);
+    check_pipeline_bound(tb, mode);
+}
+
+/// What holds in every VIP mode, handoff included, where after the handoff the agent's
+/// kernel is the endpoint and the switch only forwards: zero windows, RSTs and SYNs as
+/// RFC 5961 has them, and a request sent with its FIN.
+fn check_edges(tb: &Testbed, mode: &str) {
     eprintln!("mode {mode}:");
     // Zero window against a backend's answer: the window reaches the backend as zero,
     // so it sends nothing but probes, then everything once the window opens.
@@ -96,7 +105,11 @@ fn check_all(tb: &Testbed, mode: &str) {
     );
     assert!(r["fin"].as_bool().unwrap(), "{mode}: {r}");
     assert!(r["our_fin_acked"].as_bool().unwrap(), "{mode}: {r}");
+}
 
+/// What the switch holds for a next request, splice and presplice modes (a handoff VIP
+/// frames later requests with its watch instead, tests/tests/handoff.rs).
+fn check_pipeline_bound(tb: &Testbed, mode: &str) {
     // Pipelined requests past what the switch holds for the next round (one head
     // buffer, `max_head_bytes`), while the first response is unacknowledged: every
     // byte the window let through is acknowledged (held), and the window closes at
@@ -140,7 +153,8 @@ fn check_all(tb: &Testbed, mode: &str) {
 
 /// Segments with a wrong checksum (issue 15, point 2): the switch acts on none of them,
 /// and the one it carries unverified (body bytes it does not read) is dropped by the
-/// backend, so the echo of the body is exact once the segment comes again right.
+/// backend, so the echo of the body is exact once the segment comes again right. (A
+/// handoff VIP verifies every segment it forwards: the corrupt one is dropped there.)
 fn check_corrupt(tb: &Testbed, mode: &str) {
     let r = raw(tb, "corrupt", "/whoami");
     assert_eq!(r["synack_to_bad_syn"], false, "{mode}: {r}");
@@ -169,35 +183,7 @@ fn scenario(name: &str, net: u8, workers: usize) {
     }
     let _guard = testbed_lock();
     let tb = Testbed::up(name, net);
-    // The kernel of the client namespace knows no socket for the raw client's flows:
-    // its RSTs (all but the raw client's own, which carry TTL 77) must not reach the
-    // switch.
-    let out = tb.exec(
-        "cli",
-        &[
-            "iptables-legacy",
-            "-A",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "--tcp-flags",
-            "RST",
-            "RST",
-            "-m",
-            "ttl",
-            "!",
-            "--ttl-eq",
-            "77",
-            "-j",
-            "DROP",
-        ],
-        Duration::from_secs(10),
-    );
-    assert!(
-        out.status.success(),
-        "iptables-legacy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tb.drop_kernel_rsts("cli");
     for mode in ["splice", "presplice"] {
         let mut c = tb.config(workers);
         c["tcp"]["closed_linger_ms"] = 300.into();
@@ -239,4 +225,47 @@ fn edges_one_worker() {
 #[test]
 fn edges_two_workers() {
     scenario("edg2", 182, 2);
+}
+
+/// The same edges against a handoff VIP (issue 16), on the handoff testbed: after the
+/// handoff the backend's kernel answers through its agent, straight to the client. A RST
+/// or SYN the client sends on the handed-off connection goes through the switch and the
+/// agent to the kernel, which judges it as Linux does: an inexact RST or a SYN gets the
+/// kernel's challenge ACK and the connection lives on (neither the switch nor the agent
+/// may end their entries for them: a blind RST would otherwise cut the client off); an
+/// exact RST ends it everywhere. A request sent with its FIN reaches the kernel with the
+/// FIN (the switch acknowledged both and the client never sends them again).
+fn handoff_scenario(name: &str, net: u8, workers: usize) {
+    use webswitch_tests::handoff::{start_all, stop_agents};
+    if !root_or_skip() {
+        return;
+    }
+    let _guard = testbed_lock();
+    let tb = Testbed::up_handoff(name, net);
+    tb.drop_kernel_rsts("cli");
+    let (agents, sw) = start_all(&tb, workers);
+    check_edges(&tb, "handoff");
+    check_corrupt(&tb, "handoff");
+    std::thread::sleep(Duration::from_secs(2));
+    let stats = sw.stop();
+    let t = &stats["total"];
+    eprintln!("handoff switch: {t}");
+    assert!(counter(t, &["handoffs_started"]) >= 7, "{t}");
+    assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
+    // Every handed-off segment was verified: the corrupt ones (SYN, request, RST, SYN,
+    // ACK, FIN and the body segment) all dropped here.
+    assert!(counter(t, &["drops", "bad_tcp_checksum"]) >= 7, "{t}");
+    assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
+    let taken = stop_agents(agents);
+    assert!(taken >= 7, "agents established {taken} handoffs");
+}
+
+#[test]
+fn edges_handoff_one_worker() {
+    handoff_scenario("edh1", 183, 1);
+}
+
+#[test]
+fn edges_handoff_two_workers() {
+    handoff_scenario("edh2", 184, 2);
 }

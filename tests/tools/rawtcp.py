@@ -10,7 +10,8 @@ Usage (inside the client namespace, as root):
 Scenarios: zero_window, zero_window_own (the switch's own 400), rst_inexact, rst_exact,
 syn_established, request_fin, pipeline_bound (pipelined requests past what the switch
 holds: it acknowledges what it holds and closes its window at the bound), corrupt
-(segments of every kind with a bad checksum: none is acted on).
+(segments of every kind with a bad checksum: none is acted on). `rawtcp.py VIP adopted
+PATH [COUNT]`: the edges on connections a cluster member adopts (see `adopted`).
 
 Every segment it sends has IP TTL 77, so the test can drop the kernel's own RSTs for
 these flows (it knows no socket for them) with
@@ -119,6 +120,34 @@ class Conn:
             self.seen.append(s)
             return s
         return None
+
+    def request_with_fin(self, path: str) -> bool:
+        """Sends a request and its FIN in one segment, never again; takes the answer and
+        the peer's FIN (up to 8 s). Returns whether our FIN was acknowledged."""
+        self.request(path, extra_flags=FIN)
+        end = time.monotonic() + 8
+        fin_acked = False
+        while time.monotonic() < end and not (self.fin_seen and fin_acked):
+            s = self.recv(end - time.monotonic())
+            if s is None:
+                break
+            if s["flags"] & ACK and s["ack"] == self.snd_nxt:
+                fin_acked = True
+            self.take(s)
+        return fin_acked
+
+    def challenged(self, timeout: float) -> bool:
+        """Whether a bare ACK of exactly our next byte comes within `timeout`."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            s = self.recv(end - time.monotonic())
+            if s is None:
+                return False
+            if s["flags"] & ACK and not s["payload"] and s["ack"] == self.snd_nxt \
+                    and not s["flags"] & (SYN | RST):
+                return True
+            self.take(s)
+        return False
 
     def handshake(self):
         self.send(SYN, seq=self.iss, ack=0, window=65535, syn_opts=True)
@@ -257,16 +286,7 @@ def syn_established(c: Conn, path: str):
 
 def request_fin(c: Conn, path: str):
     c.handshake()
-    c.request(path, extra_flags=FIN)
-    end = time.monotonic() + 8
-    fin_acked = False
-    while time.monotonic() < end and not (c.fin_seen and fin_acked):
-        s = c.recv(end - time.monotonic())
-        if s is None:
-            break
-        if s["flags"] & ACK and s["ack"] == c.snd_nxt:
-            fin_acked = True
-        c.take(s)
+    fin_acked = c.request_with_fin(path)
     return {"status": status_of(bytes(c.data)), "complete": c.response_complete(0), "fin": c.fin_seen,
             "our_fin_acked": fin_acked, "len": len(c.data)}
 
@@ -426,7 +446,72 @@ def corrupt(c: Conn, path: str):
     return r
 
 
+def adopted(vip: str, path: str, count: int):
+    """Issue 17: TCP edges on connections a cluster member adopted. Opens `count`
+    connections (each a handshake, a request and its answer), prints one JSON line with
+    their client ports and waits for a line on stdin: meanwhile the test kills the member
+    that spliced some of them. Then, on every connection in turn: a request (the first
+    segment the survivor sees adopts it), an in-window RST that is not exact and a SYN
+    (each a challenge ACK, the connection answering after), a request under a zero window
+    (probes only, then the whole answer) and a request sent with its FIN (the answer, FIN
+    both ways). Prints one JSON object per connection, in a list."""
+    conns = []
+    for _ in range(count):
+        c = Conn(vip)
+        c.handshake()
+        c.request(path)
+        ok = c.read_response(5)
+        conns.append((c, ok))
+    print(json.dumps({"ports": [c.sport for c, _ in conns], "answered": [ok for _, ok in conns]}),
+          flush=True)
+    sys.stdin.readline()
+    out = []
+    for c, ok in conns:
+        r = {"port": c.sport, "before": ok}
+        mark = len(c.data)
+        c.request(path)
+        r["after_kill"] = c.read_response(8, mark)
+        # An in-window RST that is not exact: a challenge ACK, and the connection lives on.
+        c.send(RST, seq=c.snd_nxt + 1000)
+        r["rst_challenged"] = c.challenged(1.5)
+        mark = len(c.data)
+        c.request(path)
+        r["after_rst"] = c.read_response(5, mark)
+        # A SYN on the connection: a challenge ACK, never a SYN-ACK.
+        c.send(SYN, seq=random.randint(1, 2**31), ack=0, window=65535, syn_opts=True)
+        r["syn_challenged"] = c.challenged(1.5)
+        r["syn_ack"] = any(s["flags"] & SYN for s in c.seen[-4:])
+        mark = len(c.data)
+        c.request(path)
+        r["after_syn"] = c.read_response(5, mark)
+        # A zero window: nothing but probes while it stays closed, then the whole answer.
+        mark = len(c.data)
+        c.request(path, window=0)
+        closed_bytes, end = 0, time.monotonic() + 1.5
+        while time.monotonic() < end:
+            s = c.recv(end - time.monotonic())
+            if s is None:
+                break
+            closed_bytes += len(s["payload"])
+            c.send(ACK, window=0)
+        r["bytes_in_closed_window"] = closed_bytes
+        c.send(ACK, window=OPEN_WINDOW)
+        r["after_zero_window"] = c.read_response(8, mark)
+        # The last request with its FIN: answered in full, FIN both ways.
+        mark = len(c.data)
+        fin_acked = c.request_with_fin(path)
+        r["after_fin"] = c.response_complete(mark)
+        r["fin"] = c.fin_seen
+        r["our_fin_acked"] = fin_acked
+        out.append(r)
+    return out
+
+
 def main():
+    if len(sys.argv) >= 3 and sys.argv[2] == "adopted":
+        count = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+        print(json.dumps(adopted(sys.argv[1], sys.argv[3], count)))
+        return
     if len(sys.argv) < 3:
         print(__doc__)
         sys.exit(2)

@@ -53,6 +53,8 @@ def get(host, path, rate, meter, out):
     got = 0
     try:
         c = http.client.HTTPConnection(host, 80, timeout=TIMEOUT)
+        c.connect()
+        out["port"] = c.sock.getsockname()[1]
         c.request("GET", path)
         r = c.getresponse()
         out["backend"] = r.getheader("X-Backend", "")
@@ -83,6 +85,8 @@ def put(host, path, size, rate, meter, out):
     sent = 0
     try:
         c = http.client.HTTPConnection(host, 80, timeout=TIMEOUT)
+        c.connect()
+        out["port"] = c.sock.getsockname()[1]
         c.putrequest("PUT", path)
         c.putheader("Content-Length", str(size))
         c.endheaders()

@@ -461,6 +461,7 @@ mod tests {
             capacity: 0,
             seq: 0,
             live: 0,
+            backend: None,
         };
         let src = Ipv4Addr::new(10, 99, 4, 31 + from);
         m.on_beat(src, MacAddr([2, 0, 0, 0, 0, from]), &b, at)
@@ -477,6 +478,7 @@ mod tests {
             capacity: 0,
             seq: 0,
             live: 0,
+            backend: None,
         };
         assert!(!m.on_beat(Ipv4Addr::new(10, 99, 4, 99), MacAddr([2; 6]), &b, 10 * MS));
         let b = Beat { index: 7, ..b };
@@ -542,6 +544,7 @@ mod tests {
                 capacity,
                 seq: 0,
                 live: 0,
+                backend: None,
             };
             let src = Ipv4Addr::new(10, 99, 4, 31 + from);
             assert!(m.on_beat(src, MacAddr([2, 0, 0, 0, 0, from]), &b, t));

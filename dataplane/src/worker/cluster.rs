@@ -37,6 +37,11 @@ impl Worker {
         };
         match Beat::decode(payload) {
             Ok(b) if cl.on_beat(src, src_mac, &b, dpdk_env::rdtsc()) => {
+                if let Some((ip, mac)) = b.backend {
+                    // The address to take over should the sender die: known before any
+                    // record of its has reached us (records may live in a store).
+                    cl.takeover.learn(usize::from(b.index), ip, mac);
+                }
                 self.stats().add(Counter::ClusterBeatsReceived, 1)
             }
             _ => self.stats().drop(DropReason::BadClusterBeat, 1),
@@ -75,6 +80,7 @@ impl Worker {
             capacity: cl.capacity.load(std::sync::atomic::Ordering::Relaxed),
             seq: self.beats.seq,
             live: cl.tables().now.live(),
+            backend: self.backend_face(),
         }
         .encode();
         self.beats.seq = self.beats.seq.wrapping_add(1);

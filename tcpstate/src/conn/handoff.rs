@@ -51,6 +51,10 @@ pub struct HandoffHead {
     pub timestamps: Option<(u32, u32)>,
     /// The client's latest raw window field (its scale).
     pub window: u16,
+    /// The client's FIN came right after the held bytes (a request and its FIN in one
+    /// segment, or a FIN before the handoff): the last head segment carries it, since the
+    /// client may never send it again.
+    pub fin: bool,
 }
 
 impl Conn {
@@ -81,6 +85,7 @@ impl Conn {
             sack_permitted: self.syn.sack_permitted,
             timestamps,
             window: self.client_window,
+            fin: self.client_fin == Some(self.client_isn + 1 + self.head_bytes().len()),
         }
     }
 
@@ -121,8 +126,17 @@ impl Conn {
     /// the handoff took and when the entry may go.
     pub(super) fn client_handed_off(&mut self, seg: &SegmentInfo, now_ms: u64) -> Verdict {
         if seg.rst() {
-            // Forwarded; the entry lingers closed (later segments are dropped), then goes.
-            self.close(now_ms);
+            // Forwarded in any case: the kernel judges it (RFC 5961: it ends the connection
+            // only at exactly its next expected byte, and challenges one elsewhere in its
+            // window). The entry ends only with an exact one, as far as the switch can
+            // tell; after any other the connection lives on, and the kernel's challenge
+            // ACK reaches the client past the switch. A blind RST must not end it here.
+            if seg.checked
+                && crate::handoff::client_rst_exact(seg.seq, self.client_next, self.client_fin)
+            {
+                // The entry lingers closed (later segments are dropped), then goes.
+                self.close(now_ms);
+            }
             return Verdict::Continue;
         }
         if seg.fin() {

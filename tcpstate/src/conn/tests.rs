@@ -3165,6 +3165,55 @@ fn handed_off_client_fin_and_rst_end_the_entry() {
 }
 
 #[test]
+fn handed_off_entry_ends_only_with_an_exact_rst() {
+    let s = Setup::default();
+    let (mut h, _) = handed_off(s);
+    let t = s.now + 10;
+    // Inside the kernel's window but not at its next byte (RFC 5961 3.2): passed on for
+    // the kernel to challenge, and the entry lives on; so it does after a blind one.
+    for off in [HEAD.len() + 1000, HEAD.len() - 1, 7_000_000] {
+        let (v, _) = h.client(off, 500, tcp_flags::RST, &[], t);
+        assert_eq!(v, Verdict::Continue);
+        assert_eq!(h.c.state, State::HandedOff, "RST at {off}");
+    }
+    // A next request moves the exact point on; the old one is no longer exact.
+    let (v, _) = h.client(
+        HEAD.len(),
+        500,
+        tcp_flags::PSH,
+        b"GET /2 HTTP/1.1\r\n\r\n",
+        t + 1,
+    );
+    assert_eq!(v, Verdict::Continue);
+    let (v, _) = h.client(HEAD.len(), 600, tcp_flags::RST, &[], t + 2);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(h.c.state, State::HandedOff);
+    let (v, _) = h.client(HEAD.len() + 19, 600, tcp_flags::RST, &[], t + 3);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(h.c.state, State::Closed);
+}
+
+#[test]
+fn handoff_head_carries_the_fin_sent_with_the_request() {
+    let s = Setup::default();
+    let mut h = H::new(s);
+    let (v, _) = h.client(0, 0, tcp_flags::PSH | tcp_flags::FIN, HEAD, s.now + 1);
+    assert_eq!(v, Verdict::HeadComplete);
+    let head = h.c.hand_off(target(), s.now + 2);
+    assert!(head.fin, "the client may never send its FIN again");
+    // Without one, and with the head cut before the FIN (a pipelined request for
+    // another pool follows), the head carries none.
+    let (_, head) = handed_off(s);
+    assert!(!head.fin);
+    let mut h = H::new(s);
+    let (v, _) = h.client(0, 0, tcp_flags::PSH | tcp_flags::FIN, HEAD, s.now + 1);
+    assert_eq!(v, Verdict::HeadComplete);
+    h.c.hand_off(target(), s.now + 2);
+    h.c.truncate_handoff_head(HEAD.len() - 4);
+    assert!(!h.c.handoff_head(s.now + 3).fin);
+}
+
+#[test]
 fn a_record_exists_only_once_the_backend_has_the_head() {
     let mac = crate::wire::MacAddr([2, 0, 0, 0, 0, 1]);
     let h = H::connected(Setup::default());

@@ -470,15 +470,16 @@ impl AgentFlow {
     /// Accounts a segment from the client (or from the switch on its behalf: the
     /// handoff segments), read before translation.
     ///
-    /// - A SYN is dropped in every state: the switch answered the client's
-    ///   handshake, and the agent made its own with the kernel.
+    /// - A SYN is translated to an established kernel connection, which answers it
+    ///   with a challenge ACK (RFC 5961 §4.2); in every other state it is dropped: the
+    ///   switch answered the client's handshake, and the agent made its own.
     /// - Before the kernel's handshake completes everything else is
     ///   [`Hold`](ClientVerdict::Hold), a RST included (replayed after the ACK, it
     ///   resets the kernel's fresh connection instead of leaving it half open).
-    /// - Established: [`Translate`](ClientVerdict::Translate); a RST closes the
-    ///   flow. The RST is not checked against the window: the kernel does that
-    ///   (RFC 5961), and the switch in front forwards only segments of connections
-    ///   it holds.
+    /// - Established: [`Translate`](ClientVerdict::Translate); a RST at exactly the
+    ///   client's next byte closes the flow. Any other RST goes on without closing
+    ///   it: the kernel judges it (RFC 5961 §3.2) and its challenge ACK must reach the
+    ///   client through the flow.
     /// - Closed: dropped.
     ///
     /// A FIN is noted (its sequence number is `seq + payload_len`) whenever it is
@@ -486,7 +487,13 @@ impl AgentFlow {
     pub fn on_client(&mut self, seg: SegFlags, now_ms: u64) -> ClientVerdict {
         self.last_ms = now_ms;
         if seg.syn {
-            return ClientVerdict::Drop;
+            // Established: the kernel answers a SYN on its connection with a challenge
+            // ACK (RFC 5961 4.2), which tells a client that really restarted to reset.
+            // Before, the agent made the kernel's handshake itself; after, nobody listens.
+            return match self.state {
+                AgentState::Established => ClientVerdict::Translate,
+                _ => ClientVerdict::Drop,
+            };
         }
         match self.state {
             AgentState::Closed | AgentState::Parked => ClientVerdict::Drop,
@@ -500,7 +507,11 @@ impl AgentFlow {
             }
             AgentState::Established => {
                 if seg.rst {
-                    self.close(now_ms);
+                    // Only an exact RST ends the flow here; the kernel challenges any
+                    // other (its ACK must reach the client, and the connection lives on).
+                    if super::client_rst_exact(seg.seq, self.client_next, self.client_fin) {
+                        self.close(now_ms);
+                    }
                 } else {
                     self.note_client(&seg, now_ms);
                 }

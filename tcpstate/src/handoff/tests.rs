@@ -895,10 +895,42 @@ fn syn_ack_that_does_not_answer_our_syn_is_refused() {
 #[test]
 fn rst_from_the_client_closes() {
     let (mut flow, _) = established();
+    // In the kernel's window but not at its next byte (after the held request): passed
+    // to the kernel to challenge, and the flow stays, its answer translated back.
+    for seq in [CLIENT_ISN + 1, CLIENT_ISN + 1 + REQUEST.len() as u32 + 900] {
+        let rst = build(CLIENT, VIP, seq, None, tcp_flags::RST, 0, &[], &[]);
+        assert_eq!(
+            flow.on_client(seg_of(&rst), 4_000),
+            ClientVerdict::Translate
+        );
+        assert_eq!(flow.state(), AgentState::Established);
+    }
+    let challenge = build(
+        VIP,
+        CLIENT,
+        KERNEL_ISN + 1,
+        Some(CLIENT_ISN + 1 + REQUEST.len() as u32),
+        0,
+        9,
+        &[],
+        &[],
+    );
+    assert_eq!(
+        flow.on_kernel(seg_of(&challenge), 4_001),
+        KernelVerdict::Translate
+    );
+    // A SYN on the connection goes to the kernel too, for its challenge ACK.
+    let syn = build(CLIENT, VIP, 99, None, tcp_flags::SYN, 0, &[], &[]);
+    assert_eq!(
+        flow.on_client(seg_of(&syn), 4_002),
+        ClientVerdict::Translate
+    );
+    assert_eq!(flow.state(), AgentState::Established);
+    // At exactly the next byte: the flow ends.
     let rst = build(
         CLIENT,
         VIP,
-        CLIENT_ISN + 1,
+        CLIENT_ISN + 1 + REQUEST.len() as u32,
         None,
         tcp_flags::RST,
         0,
@@ -910,7 +942,10 @@ fn rst_from_the_client_closes() {
         ClientVerdict::Translate
     );
     let out = translated(&rst, flow.to_kernel().unwrap());
-    assert_eq!(repr_of(&out).seq_number, SeqNumber(CLIENT_ISN + 1));
+    assert_eq!(
+        repr_of(&out).seq_number,
+        SeqNumber(CLIENT_ISN + 1 + REQUEST.len() as u32)
+    );
     assert_eq!(flow.state(), AgentState::Closed);
     // What crosses the RST is dropped while the flow lingers.
     let late = build(

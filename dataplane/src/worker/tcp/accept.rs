@@ -211,6 +211,17 @@ impl Worker {
                 }
             }
         };
+        tracing::debug!(
+            worker = self.index,
+            from = %rx.src,
+            from_port = rx.sport,
+            to = %rx.dst,
+            to_port = rx.dport,
+            seq = seg.seq.0,
+            ack = ?seg.ack.map(|a| a.0),
+            len = seg.payload_len,
+            "a segment of no flow: reset"
+        );
         let frame = self.answer_frame(p, rx);
         drop(m);
         self.emit_segment(p, &frame, &out, &[]);

@@ -185,7 +185,10 @@ impl Worker {
         loop {
             let n = (total - off).min(HANDOFF_SEGMENT);
             let last = off + n >= total;
-            let flags = tcp_flags::ACK | if last && n > 0 { tcp_flags::PSH } else { 0 };
+            let mut flags = tcp_flags::ACK | if last && n > 0 { tcp_flags::PSH } else { 0 };
+            if last && head.fin {
+                flags |= tcp_flags::FIN;
+            }
             let seg = AgentSegment {
                 seq: head.client_isn + 1 + off,
                 ack: head.switch_isn + 1,

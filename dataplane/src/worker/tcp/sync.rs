@@ -25,7 +25,7 @@ use tcpstate::cluster::sync::{SpliceRecord, Stored, SyncKind};
 use tcpstate::conn::{Conn, SegmentInfo};
 use tcpstate::flow::{ConnId, FlowKey, Side};
 use tcpstate::steer;
-use tcpstate::wire::{EthernetFrame, SeqNumber};
+use tcpstate::wire::{EthernetFrame, MacAddr, SeqNumber};
 
 use super::{Meta, RequestLine};
 use crate::stats::{Counter, DropReason};
@@ -247,6 +247,15 @@ impl Worker {
                 "splice records sent to members that joined"
             );
         }
+    }
+
+    /// This instance's backend-facing address and MAC, as its splice records carry them
+    /// (for its beats): the local address of the route to the first backend, and that
+    /// route's port's MAC.
+    pub(in crate::worker) fn backend_face(&self) -> Option<(Ipv4Addr, MacAddr)> {
+        let route = self.tcp.rt.routes.first()?;
+        let mac = self.shared.addrs.get(route.via_port)?.mac;
+        Some((route.local_ip, mac))
     }
 
     /// Connection `id` is being removed: the others drop its record.
@@ -556,6 +565,13 @@ impl Worker {
             match inbound {
                 Inbound::Record(rec) => self.keep_sync(rec, now_ms),
                 Inbound::StoreNone(key) => {
+                    tracing::debug!(
+                        worker = self.index,
+                        remote = %key.remote_ip,
+                        remote_port = key.remote_port,
+                        local_port = key.local_port,
+                        "the store has no record of this tuple"
+                    );
                     if let Some(lookup) = self.tcp.store_pending.get_mut(&key) {
                         lookup.none_ms = Some(now_ms);
                     }
