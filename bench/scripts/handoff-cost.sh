@@ -5,7 +5,8 @@
 # `mode: "handoff"`, and from each run the switch's busy cycles (TSC in poll-loop iterations
 # that did work, summed over its workers), packets and bytes per response; then, per mode, the
 # time from the request to the first response byte on new connections (curl, one at a time).
-# A third run is handoff with `vips[].preallocate` (the agent prepared at SYN time).
+# A third run is handoff with `vips[].preallocate` (the agent prepared at SYN time), a fourth
+# handoff through the control-connection transport (`handoff.transport: "control"`).
 #
 # In splice mode every response byte crosses the switch twice (in from the backend, out to the
 # client); in handoff mode only the client's packets cross it (its requests and ACKs), so the
@@ -77,12 +78,13 @@ done
 
 # One run: the switch up, a warm-up request, wrk, the switch stopped; its final counters kept.
 # NAME names the run's files; MODE is the VIP's mode; PREALLOC "true" turns on
-# `vips[].preallocate` (handoff only).
-run_mode() { # name mode prealloc
-    local name=$1 mode=$2 prealloc=${3:-false} cfg=$OUT/switch-$1.json
+# `vips[].preallocate` (handoff only); TRANSPORT is `handoff.transport`.
+run_mode() { # name mode prealloc transport
+    local name=$1 mode=$2 prealloc=${3:-false} transport=${4:-inline} cfg=$OUT/switch-$1.json
     write_ws_config "$cfg.in"
-    jq --arg m "$mode" --argjson p "$prealloc" \
+    jq --arg m "$mode" --argjson p "$prealloc" --arg t "$transport" \
         '.vips[0].mode = $m | (if $p then .vips[0].preallocate = true else . end)
+         | .handoff.transport = $t
          | .health.interval_ms = 300 | .health.timeout_ms = 250' \
         "$cfg.in" >"$cfg"
     ip netns exec "$WS_NS_SW" "$BIN" run --config "$cfg" \
@@ -112,12 +114,13 @@ run_mode() { # name mode prealloc
 run_mode splice splice
 run_mode handoff handoff
 run_mode handoff-prealloc handoff true
+run_mode handoff-control handoff false control
 
 python3 - "$OUT" "$FILE" "$BIN_DATE" "${BIN_NOTE:-}" <<'PY'
 import json, re, sys
 out, file, bin_date, note = sys.argv[1:5]
 rows = {}
-for mode in ("splice", "handoff", "handoff-prealloc"):
+for mode in ("splice", "handoff", "handoff-prealloc", "handoff-control"):
     final = None
     for line in open(f"{out}/switch-{mode}.events"):
         v = json.loads(line)
@@ -161,8 +164,10 @@ lines += ["", "| mode | new connections | request to first response byte p50 (µ
 for m, r in rows.items():
     p50, p99, n = r["ttfb"]
     lines.append(f"| {m} | {n} | {p50:.0f} | {p99:.0f} |")
-p = rows["handoff-prealloc"]
+p, c = rows["handoff-prealloc"], rows["handoff-control"]
 lines += ["", f"handoff / splice, busy cycles per response: **{h['cycles'] / s['cycles']:.3f}** (goal <= 0.2)",
+          f"control transport / splice, busy cycles per response: **{c['cycles'] / s['cycles']:.3f}**",
+          f"control transport / inline, busy cycles per response: {c['cycles'] / h['cycles']:.3f}; request to first byte p50: {c['ttfb'][0] / h['ttfb'][0]:.3f}",
           f"handoff with pre-allocation / without, request to first byte p50: {p['ttfb'][0] / h['ttfb'][0]:.3f}",
           f"handoff / splice, switch packets per response: {h['pkts'] / s['pkts']:.3f}"]
 text = "\n".join(lines) + "\n"

@@ -44,6 +44,11 @@ pub enum Action {
         at: usize,
         len: usize,
     },
+    /// A handoff ack on the agent port (control transport, checksum verified): to
+    /// `core`, which owns the client flow it names.
+    HandoffAck {
+        core: usize,
+    },
     /// A UDP datagram to one of our own addresses at the cluster port (checksum verified
     /// when it has one): a cluster member's beat, its payload at `frame[at..at + len]`,
     /// for `tcpstate::cluster::beat` to decode.
@@ -212,20 +217,22 @@ fn process_ipv4(frame: &mut [u8], port: &PortAddrs, cores: usize) -> Action {
             port,
             (src, dst),
             hdr + ip_hdr_len,
+            cores,
         ),
         _ => Action::Drop(DropReason::UnsupportedProtocol),
     }
 }
 
 /// A UDP datagram (`udp`, starting at frame offset `at`) to one of our own addresses:
-/// an agent's beat when it is for the agent port, a cluster member's for the cluster
-/// port. Any other UDP is unsupported, as it always was; a beat with a wrong checksum is
+/// an agent's beat or handoff ack when it is for the agent port, a cluster member's beat
+/// for the cluster port. Any other UDP is unsupported, as it always was; a beat with a wrong checksum is
 /// a bad beat.
 fn own_datagram(
     udp: &[u8],
     port: &PortAddrs,
     (src, dst): (Ipv4Addr, Ipv4Addr),
     at: usize,
+    cores: usize,
 ) -> Action {
     let Ok(u) = UdpPacket::new_checked(udp) else {
         return Action::Drop(DropReason::UnsupportedProtocol);
@@ -243,6 +250,19 @@ fn own_datagram(
         } else {
             DropReason::BadClusterBeat
         });
+    }
+    if agent {
+        if let Ok(a) = tcpstate::handoff::channel::AckRepr::parse(u.payload()) {
+            let k = a.key;
+            let core = steer::client_flow_core(
+                k.remote_ip,
+                k.remote_port,
+                k.local_ip,
+                k.local_port,
+                cores,
+            );
+            return Action::HandoffAck { core };
+        }
     }
     let (at, len) = (at + UdpPacket::<&[u8]>::HEADER_LEN, u.payload().len());
     if agent {

@@ -454,16 +454,21 @@ impl Worker {
                     self.on_agent_beat(src, m.get(at..at + len).unwrap_or(&[]));
                 }
                 Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m, now_ms),
-                Action::Tcp { core } => match self.shared.steer[core][p].enqueue(m) {
-                    Ok(()) => {
-                        self.shared.wake(core);
-                        self.stats().add(Counter::SteeredToPeer, 1)
+                Action::HandoffAck { core } if core == self.index => self.on_handoff_ack(m, now_ms),
+                // A steered ack reaches the owner's `handle_owned_tcp`, which knows it by
+                // its protocol.
+                Action::Tcp { core } | Action::HandoffAck { core } => {
+                    match self.shared.steer[core][p].enqueue(m) {
+                        Ok(()) => {
+                            self.shared.wake(core);
+                            self.stats().add(Counter::SteeredToPeer, 1)
+                        }
+                        Err(m) => {
+                            drop(m);
+                            self.stats().drop(DropReason::PeerRingFull, 1);
+                        }
                     }
-                    Err(m) => {
-                        drop(m);
-                        self.stats().drop(DropReason::PeerRingFull, 1);
-                    }
-                },
+                }
             }
         }
     }

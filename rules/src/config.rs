@@ -22,7 +22,7 @@ mod web;
 pub use agent::{AgentConfig, AgentPort, AgentSwitch, AgentVip};
 pub use cluster::{Balance, ClusterConfig, MemberConfig};
 pub use exception::ExceptionConfig;
-pub use handoff::HandoffConfig;
+pub use handoff::{HandoffConfig, HandoffTransport};
 pub use mgmt::{HealthConfig, MgmtConfig};
 pub use routing::{
     BackendConfig, ClientAddress, ClientXff, CookieMatch, HeaderMatch, LardConfig, PoolConfig,

@@ -384,6 +384,7 @@ pub struct Conn {
     head_consumed: usize,
     /// Bytes of the head sent to the backend (backend space, rewrite included); the
     /// backend has acked them (and a client FIN sent after them) once `head_acked` is set.
+    /// Handed off: `head_acked` is the control transport's ack (`handoff_taken`).
     head_sent: usize,
     head_acked: bool,
     /// The head's way to the backend, within the backend's window.
@@ -701,8 +702,9 @@ impl Conn {
             State::Spliced => {
                 self.head_acked && (self.response_started || !self.retry_ok || self.round_c2b > 0)
             }
-            // The agent's kernel has answered: the head will not be sent again.
-            State::HandedOff => self.response_started,
+            // The agent's kernel has answered, or (control transport) the agent acked:
+            // the head will not be sent again.
+            State::HandedOff => self.response_started || self.head_acked,
             State::Closed => true,
             _ => false,
         }

@@ -40,11 +40,15 @@
 //!   client, and the chosen backend.
 //! - [`watch`]: the switch's watch over the later requests of a handed-off
 //!   connection, so the rules hold on every request.
+//! - [`channel`]: the other transport (paper 004's control connection): the same head
+//!   segments carried as handoff requests on a per-agent UDP channel, and the agent's
+//!   ack, after which the switch forwards the client's later segments.
 //! - [`agent`]: the agent's per-flow state: the replayed handshake, then the two
 //!   [`splice::Translation`](crate::splice::Translation)s that
 //!   [`splice::translate`](crate::splice::translate) applies to every segment, and
 //!   when the flow ends.
 pub mod agent;
+pub mod channel;
 pub mod control;
 pub mod cookie;
 pub mod option;

@@ -262,6 +262,8 @@ pub fn stop_agents_counting(agents: Vec<Switch>, names: &[&str]) -> Vec<u64> {
             "drop_no_mbuf",
             "drop_table_full",
             "beat_send_failures",
+            "drop_bad_request",
+            "drop_channel_stranger",
         ] {
             assert_eq!(counter(&s, &[k]), 0, "{k}: {s}");
         }

@@ -1,4 +1,5 @@
-//! Issue 16 end to end: TCP handoff with a backend agent (DWSR's inline transport).
+//! Issue 16 end to end: TCP handoff with a backend agent, through DWSR's inline transport
+//! and TCPHA's control-connection transport.
 //!
 //! The handoff testbed (`testbed.sh up --handoff`): the backends' answers return to the
 //! client through a router namespace, past the switch. A webswitch agent (real DPDK: its
@@ -87,9 +88,42 @@ fn keep_alive_rules(tb: &Testbed) {
     );
 }
 
-fn scenario(tb: &Testbed, workers: usize) {
+/// `handoff.transport` for a switch config.
+fn with_transport(mut config: serde_json::Value, transport: &str) -> serde_json::Value {
+    config["handoff"]["transport"] = transport.into();
+    config
+}
+
+/// What a run's switch counters say of the transport it used: the control transport
+/// sent requests and took an ack for every handoff it started; the inline one sent none.
+fn check_transport(t: &serde_json::Value, transport: &str) {
+    let (started, requests, acks) = (
+        counter(t, &["handoffs_started"]),
+        counter(t, &["handoff_requests_sent"]),
+        counter(t, &["handoff_acks"]),
+    );
+    if transport == "control" {
+        assert!(requests >= started && started > 0, "{t}");
+        // Each handoff taken once: by the agent's ack, or (the ack lost) by the client's
+        // acknowledgment of the kernel's bytes.
+        assert_eq!(
+            acks + counter(t, &["handoff_heard_of"]),
+            started,
+            "every handoff taken once: {t}"
+        );
+        assert_eq!(counter(t, &["drops", "handoff_held_full"]), 0, "{t}");
+    } else {
+        assert_eq!(
+            (requests, acks, counter(t, &["handoff_heard_of"])),
+            (0, 0, 0),
+            "{t}"
+        );
+    }
+}
+
+fn scenario(tb: &Testbed, workers: usize, transport: &str) {
     let dir = format!("/tmp/{}-testbed", tb.name);
-    let (agents, sw) = start_all(tb, workers);
+    let (agents, sw) = start_all_with(tb, &with_transport(switch_config(tb, workers), transport));
     // Every agent was alive before the first request: no handoff found none.
     let no_agent = no_agent_count(&sw);
 
@@ -205,6 +239,7 @@ fn scenario(tb: &Testbed, workers: usize) {
     eprintln!("switch: {t}");
     eprintln!("switch ports: {}", stats["ports"]);
     assert!(counter(t, &["handoffs_started"]) >= 7, "{t}");
+    check_transport(t, transport);
     assert_eq!(
         counter(t, &["spliced_bytes_b2c"]),
         0,
@@ -242,7 +277,7 @@ fn handoff_one_worker() {
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hof1", 213);
-    scenario(&tb, 1);
+    scenario(&tb, 1, "inline");
 }
 
 #[test]
@@ -252,17 +287,29 @@ fn handoff_two_workers() {
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hof2", 214);
-    scenario(&tb, 2);
+    scenario(&tb, 2, "inline");
+}
+
+/// The same through paper 004's control-connection transport (handoff requests and
+/// acks on a per-agent channel; the client's later segments wait for the ack).
+#[test]
+fn handoff_control_transport_one_worker() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hofc1", 188);
+    scenario(&tb, 1, "control");
 }
 
 /// Loss, duplication, reordering and delay on every link a handed-off connection
 /// crosses (client, backends, and the way back past the switch): 100 MB down, a 20 MB
 /// PUT and 10 parallel 5 MB downloads, every byte checked.
-fn impaired(tb: &Testbed, workers: usize) {
+fn impaired(tb: &Testbed, workers: usize, transport: &str) {
     let dir = format!("/tmp/{}-testbed", tb.name);
     // Two rules for the keep-alive walk below: 1 MB objects from be1, and what asks for
     // the apps pool by a header from be2.
-    let mut config = switch_config(tb, workers);
+    let mut config = with_transport(switch_config(tb, workers), transport);
     let rules = config["rules"].as_array_mut().unwrap();
     rules.insert(
         0,
@@ -390,6 +437,7 @@ fn impaired(tb: &Testbed, workers: usize) {
     let t = &stats["total"];
     eprintln!("switch: {t}");
     assert_eq!(counter(t, &["spliced_bytes_b2c"]), 0, "{t}");
+    check_transport(t, transport);
     assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
     assert_eq!(counter(t, &["handoff_refused"]), 0, "{t}");
     assert_eq!(counter(t, &["handoff_moves_failed"]), 0, "{t}");
@@ -412,7 +460,7 @@ fn handoff_impaired_one_worker() {
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hofi1", 215);
-    impaired(&tb, 1);
+    impaired(&tb, 1, "inline");
 }
 
 #[test]
@@ -422,7 +470,17 @@ fn handoff_impaired_two_workers() {
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hofi2", 216);
-    impaired(&tb, 2);
+    impaired(&tb, 2, "inline");
+}
+
+#[test]
+fn handoff_control_transport_impaired_two_workers() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hofc2", 189);
+    impaired(&tb, 2, "control");
 }
 
 /// Agents on be1 and be2 only, none on be3; health checks off, so that only the agents'

@@ -9,7 +9,9 @@
 //! both encapsulations by the unit tests of `tcpstate::wire::tunnel`): content from be4, a
 //! 100 MB download and a 20 MB
 //! PUT byte-exact, the agent decapsulating, nothing spliced, and the on-link backends still
-//! reached by MAC rewrite beside it.
+//! reached by MAC rewrite beside it. The control-connection transport is checked through
+//! IP-in-IP with two workers: its handoff requests and acks are plain datagrams the router
+//! carries, the client's later segments still go through the tunnel.
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -26,9 +28,10 @@ fn agent(tb: &Testbed, b: u8) -> Switch {
     )
 }
 
-fn switch_config(tb: &Testbed, workers: usize, tunnel: &str) -> Value {
+fn switch_config(tb: &Testbed, workers: usize, tunnel: &str, transport: &str) -> Value {
     let mut c = tb.config(workers);
     c["vips"][0]["mode"] = "handoff".into();
+    c["handoff"]["transport"] = transport.into();
     c["health"] = json!({ "interval_ms": 300, "timeout_ms": 250 });
     c["tcp"]["fin_timeout_ms"] = 1000.into();
     c["tcp"]["closed_linger_ms"] = 300.into();
@@ -80,10 +83,10 @@ fn wait_for(tb: &Testbed, path: &str, extra: &[&str]) {
     }
 }
 
-fn scenario(tb: &Testbed, workers: usize, tunnel: &str) {
+fn scenario(tb: &Testbed, workers: usize, tunnel: &str, transport: &str) {
     let dir = format!("/tmp/{}-testbed", tb.name);
     let agents: Vec<Switch> = [1u8, 2, 3, 4].iter().map(|&b| agent(tb, b)).collect();
-    let sw = Switch::start(tb, &switch_config(tb, workers, tunnel));
+    let sw = Switch::start(tb, &switch_config(tb, workers, tunnel, transport));
     wait_for(tb, "/whoami", &[]);
     wait_for(tb, "/whoami", &["-H", "X-Route: be4"]);
     let vip = tb.ip(0, 10);
@@ -131,6 +134,13 @@ fn scenario(tb: &Testbed, workers: usize, tunnel: &str) {
     assert_eq!(counter(t, &["spliced_bytes_b2c"]), 0, "{t}");
     assert_eq!(counter(t, &["handoff_failures"]), 0, "{t}");
     assert_eq!(counter(t, &["flows_live"]), 0, "{t}");
+    let started = counter(t, &["handoffs_started"]);
+    let taken = counter(t, &["handoff_acks"]) + counter(t, &["handoff_heard_of"]);
+    if transport == "control" {
+        assert_eq!(taken, started, "each handoff taken once: {t}");
+    } else {
+        assert_eq!(counter(t, &["handoff_requests_sent"]), 0, "{t}");
+    }
     assert_eq!(counter(&stats, &["mbufs_in_use"]), 0, "mbufs leaked");
     // The client received 120 MB; the switch sent it handshakes and acks only.
     let tx = counter(&stats["ports"]["client"], &["tx_bytes"]);
@@ -152,6 +162,10 @@ fn scenario(tb: &Testbed, workers: usize, tunnel: &str) {
             // is over 14,000 of them.
             assert!(decap > 14_000, "be4 decapsulated {decap}");
             assert!(counter(&s, &["handoffs_established"]) >= 4, "{s}");
+            if transport == "control" {
+                // Its requests came through the router, not the tunnel.
+                assert!(counter(&s, &["handoff_requests"]) >= 4, "{s}");
+            }
         } else {
             assert_eq!(decap, 0, "be{} is on the LAN: no tunnel", i + 1);
         }
@@ -165,7 +179,7 @@ fn handoff_through_ipip_one_worker() {
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hotn1", 219);
-    scenario(&tb, 1, "ipip");
+    scenario(&tb, 1, "ipip", "inline");
 }
 
 #[test]
@@ -175,5 +189,15 @@ fn handoff_through_gre_two_workers() {
     }
     let _l = testbed_lock();
     let tb = Testbed::up_handoff("hotn2", 220);
-    scenario(&tb, 2, "gre");
+    scenario(&tb, 2, "gre", "inline");
+}
+
+#[test]
+fn handoff_control_transport_through_ipip_two_workers() {
+    if !root_or_skip() {
+        return;
+    }
+    let _l = testbed_lock();
+    let tb = Testbed::up_handoff("hotc2", 196);
+    scenario(&tb, 2, "ipip", "control");
 }

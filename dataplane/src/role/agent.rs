@@ -31,6 +31,8 @@ use tcpstate::wire::{
 
 use crate::backoff::{Backoff, Idle};
 
+mod channel;
+
 const ETH: usize = 14;
 /// Client segments held per flow while the kernel's handshake is under way; more are
 /// dropped (the client sends them again).
@@ -79,6 +81,8 @@ agent_counters! {
     Prepared => "prepared",
     PreparedExpired => "prepared_expired",
     ResetsNotified => "resets_notified",
+    HandoffRequests => "handoff_requests",
+    HandoffAcksSent => "handoff_acks_sent",
     CookiesTagged => "cookies_tagged",
     CookiesRestored => "cookies_restored",
     CookiesMissed => "cookies_missed",
@@ -90,6 +94,8 @@ agent_counters! {
     DropTableFull => "drop_table_full",
     DropBadTcp => "drop_bad_tcp",
     DropUnexpected => "drop_unexpected",
+    DropBadRequest => "drop_bad_request",
+    DropChannelStranger => "drop_channel_stranger",
     DropBadSynAck => "drop_bad_syn_ack",
     DropTxFull => "drop_tx_full",
     DropNoMbuf => "drop_no_mbuf",
@@ -152,6 +158,8 @@ struct Entry {
     /// Where the termination notice goes: the switch's MAC, as the head came from it
     /// (None through a tunnel, whose sender is a router), until it was sent.
     notify: Option<MacAddr>,
+    /// Control transport: where the handoff ack goes, and whether it went.
+    control: Option<channel::ChannelPeer>,
 }
 
 struct Agent {
@@ -319,7 +327,11 @@ impl Agent {
     }
 
     /// A frame from the network: a handed-off flow's (or a new handoff), or the host's.
-    fn on_nic_frame(&mut self, mut m: Mbuf, now_ms: u64) {
+    fn on_nic_frame(&mut self, m: Mbuf, now_ms: u64) {
+        let mut m = match self.on_channel(m, now_ms) {
+            Ok(()) => return,
+            Err(m) => m,
+        };
         let tunnelled = self.tunnelled(&m);
         if let Some(inner) = tunnelled {
             // IP-in-IP or GRE from the switch to a routed backend: the outer headers go here, in
@@ -488,6 +500,7 @@ impl Agent {
                 held: vec![m],
                 client_window: seen.window,
                 notify,
+                control: None,
             },
         );
     }
@@ -647,6 +660,12 @@ impl Agent {
                 self.emit_to_kernel(&addrs, &rst);
             }
             self.count(AgentCounter::KernelOrphansReset);
+            return;
+        };
+        if let Some(peer) = channel::kernel_took_head(e, &seen) {
+            self.send_handoff_ack(&key, &peer);
+        }
+        let Some(e) = self.flows.get_mut(&key) else {
             return;
         };
         match e.flow.on_kernel(seen.seg, now_ms) {

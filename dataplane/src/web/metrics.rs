@@ -331,6 +331,26 @@ impl Collector for SwitchCollector {
                 Counter::HandoffClosedNotices,
             ),
             (
+                "webswitch_handoff_requests_sent",
+                "Handoff requests sent on an agent's control channel (handoff.transport control), resends included.",
+                Counter::HandoffRequestsSent,
+            ),
+            (
+                "webswitch_handoff_acks",
+                "Handoff acks taken from agents (control transport): the agent's kernel had the whole head.",
+                Counter::HandoffAcks,
+            ),
+            (
+                "webswitch_handoff_held_for_ack",
+                "Client segments held until their connection's handoff ack (control transport), then forwarded.",
+                Counter::HandoffHeldForAck,
+            ),
+            (
+                "webswitch_handoff_heard_of",
+                "Handoffs (control transport) taken as done without their ack: the client acknowledged bytes of the agent's kernel.",
+                Counter::HandoffHeardOf,
+            ),
+            (
                 "webswitch_handoff_returns",
                 "Moves that took a handed-off connection back to the agent holding it parked (no new handshake).",
                 Counter::HandoffReturns,

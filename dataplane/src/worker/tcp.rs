@@ -34,6 +34,7 @@ use crate::stats::{Counter, DropReason};
 mod accept;
 mod backend;
 mod carry;
+mod channel;
 mod control;
 mod emit;
 mod handoff;
@@ -265,6 +266,11 @@ pub struct TcpCore {
     moving: Vec<ConnId>,
     /// Per backend id: the agent incarnation this core last acted on.
     agent_incarnations: Vec<u64>,
+    /// Control transport: client segments that came before their handoff's ack
+    /// (`channel`), in arrival order, at most `channel::MAX_HELD_FOR_ACK`; and a spare
+    /// list to take one connection's out without allocating.
+    ack_held: Vec<channel::HeldForAck>,
+    ack_scratch: Vec<channel::HeldForAck>,
     #[allow(clippy::vec_box)]
     watch_pool: Vec<Box<tcpstate::handoff::watch::RequestWatch>>,
     // Boxed: states move between connections and the spares by pointer.
@@ -364,6 +370,8 @@ impl TcpCore {
             watches: (0..t.max_flows).map(|_| None).collect(),
             watch_pool: Vec::new(),
             moving: Vec::new(),
+            ack_held: Vec::with_capacity(channel::MAX_HELD_FOR_ACK),
+            ack_scratch: Vec::with_capacity(channel::MAX_HELD_FOR_ACK),
             agent_incarnations: (0..crate::runtime::MAX_BACKENDS)
                 .map(|b| shared.agents.incarnation(b))
                 .collect(),
@@ -438,6 +446,11 @@ struct Rx {
 impl Worker {
     /// A TCP segment of a flow this core owns, received on port `p`.
     pub(in crate::worker) fn handle_owned_tcp(&mut self, p: usize, mut m: Mbuf, now_ms: u64) {
+        if m.get(ETH + 9) == Some(&tcpstate::wire::ip_proto::UDP) {
+            // The one datagram steered to a core: a handoff ack (l2l3 checked it).
+            self.on_handoff_ack(m, now_ms);
+            return;
+        }
         self.stats().add(Counter::TcpSegmentsOwned, 1);
         let Some(mut rx) = parse_tcp(&m) else {
             self.stats().drop(DropReason::BadTcp, 1);

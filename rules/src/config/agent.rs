@@ -36,6 +36,11 @@ pub struct AgentConfig {
     /// Longest sleep of the idle poll loop.
     #[serde(default = "AgentConfig::default_idle_max_sleep_us")]
     pub idle_max_sleep_us: u64,
+    /// The UDP port, on the host's addresses, where the switch's handoff requests arrive
+    /// (its `handoff.transport: "control"`); with a `switch` block only its address is
+    /// taken. Datagrams to this port never reach the host's kernel.
+    #[serde(default = "super::handoff::HandoffConfig::default_control_port")]
+    pub control_port: u16,
     /// Where to register and send heartbeats; none: the agent stays silent (and a switch
     /// that waits for agents hands it nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +199,9 @@ impl AgentConfig {
                 "must be a net_tap device (net_tap0,iface=NAME)",
             ));
         }
+        if self.control_port == 0 {
+            return Err(ConfigError::new("control_port", "must not be 0"));
+        }
         if self.vips.is_empty() {
             return Err(ConfigError::new("vips", "at least one VIP is needed"));
         }
@@ -291,6 +299,15 @@ mod tests {
         assert_eq!(
             c.session_cookie("10.99.0.10".parse().unwrap()),
             Some("PHPSESSID")
+        );
+        assert_eq!(c.control_port, 7947);
+        let bad = EXAMPLE.replace(
+            "\"role\": \"agent\"",
+            "\"role\": \"agent\", \"control_port\": 0",
+        );
+        assert_eq!(
+            AgentConfig::from_json(&bad).unwrap_err().field,
+            "control_port"
         );
         let bad = EXAMPLE.replace("\"tcp_ports\": [80]", "\"tcp_ports\": [0]");
         assert_eq!(

@@ -66,8 +66,60 @@ impl Conn {
         self.state = State::HandedOff;
         self.attempts = 1;
         self.response_started = false;
+        // Set by the control transport's ack (`handoff_taken`); the inline one never does.
+        self.head_acked = false;
         self.deadline_ms = now_ms + RTO_MS;
         self.handoff_head(now_ms)
+    }
+
+    /// The control transport's handoff ack: the agent's kernel holds the client's stream
+    /// up to `acked`. Once that covers the whole head (and a FIN after it) the head is
+    /// not sent again and the client's later segments may go to the agent. `true` when
+    /// this ack is the one that took it (a repeated or short ack changes nothing).
+    pub fn handoff_taken(&mut self, acked: SeqNumber, now_ms: u64) -> bool {
+        if !self.handoff_awaits_ack() {
+            return false;
+        }
+        let fin = usize::from(self.client_fin.is_some());
+        let end = self.client_isn + 1 + self.head_bytes().len() + fin;
+        if acked.wrapping_diff(end) < 0 {
+            return false;
+        }
+        self.head_acked = true;
+        self.deadline_ms = now_ms + self.idle_timeout();
+        true
+    }
+
+    /// Whether the control transport's ack for the current handoff is still awaited
+    /// (the switch holds the client's later segments until it comes, or until the
+    /// client shows it has heard from the kernel: `handoff_heard_of`).
+    pub fn handoff_awaits_ack(&self) -> bool {
+        self.state == State::HandedOff && !self.head_acked && !self.response_started
+    }
+
+    /// A client segment (checked) of a connection awaiting its handoff ack acknowledges
+    /// bytes only the agent's kernel can have sent: the handoff took, as with the inline
+    /// transport, even if the ack itself was lost. `true` if so (the segments held so far
+    /// may go on, ahead of this one).
+    pub fn handoff_heard_of(&mut self, seg: &SegmentInfo) -> bool {
+        let heard = self.state == State::HandedOff
+            && seg.checked
+            && seg
+                .ack
+                .is_some_and(|a| a.wrapping_diff(self.our_isn + 1) > 0);
+        if heard {
+            self.response_started = true;
+        }
+        heard
+    }
+
+    /// How long a handed-off entry lives without a client segment.
+    fn idle_timeout(&self) -> u64 {
+        if self.client_fin.is_some() {
+            self.params.fin_timeout_ms
+        } else {
+            self.params.idle_timeout_ms
+        }
     }
 
     /// The head segments' state, for the first send and every resend.
@@ -168,13 +220,8 @@ impl Conn {
                 self.response_started = true;
             }
         }
-        if self.response_started {
-            let idle = if self.client_fin.is_some() {
-                self.params.fin_timeout_ms
-            } else {
-                self.params.idle_timeout_ms
-            };
-            self.deadline_ms = now_ms + idle;
+        if self.response_started || self.head_acked {
+            self.deadline_ms = now_ms + self.idle_timeout();
         }
         Verdict::Continue
     }
@@ -183,7 +230,7 @@ impl Conn {
     /// handoff is unconfirmed, give up after [`HANDOFF_TRIES`] (a RST to the client, as
     /// a connect that fails), or forget an idle one.
     pub(super) fn handoff_timer(&mut self, now_ms: u64, out: &mut Outputs) -> Verdict {
-        if self.response_started {
+        if self.response_started || self.head_acked {
             // Idle (or closing) past its timeout: the agent's kernel keeps its own timers;
             // a later segment of the client finds no flow and gets a RST.
             return Verdict::Remove;

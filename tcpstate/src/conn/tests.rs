@@ -3126,6 +3126,78 @@ fn handoff_head_is_resent_with_backoff_until_the_client_acks_kernel_bytes() {
 }
 
 #[test]
+fn control_transport_ack_takes_the_head_only_when_it_covers_it() {
+    let s = Setup::default();
+    let (mut h, _) = handed_off(s);
+    let t = s.now + 2;
+    let mut out = Outputs::default();
+    let end = SeqNumber(s.client_isn) + 1 + HEAD.len();
+    assert!(h.c.handoff_awaits_ack());
+    // An ack short of the head's end (a piece of a longer head) takes nothing.
+    assert!(!h.c.handoff_taken(end - 1, t + 10));
+    assert!(h.c.handoff_awaits_ack());
+    assert_eq!(h.c.on_timer(t + 200, &mut out), Verdict::HandoffResend);
+    // The whole head: taken once; a repeated ack changes nothing.
+    assert!(h.c.handoff_taken(end, t + 250));
+    assert!(!h.c.handoff_awaits_ack());
+    assert!(!h.c.handoff_taken(end, t + 260));
+    // No more resends: the idle timeout, from the ack, and the head is no longer kept.
+    assert_eq!(h.c.deadline_ms(), t + 250 + params().idle_timeout_ms);
+    assert!(h.c.take_head_if_done().is_some());
+    assert_eq!(
+        h.c.on_timer(t + 250 + params().idle_timeout_ms, &mut out),
+        Verdict::Remove
+    );
+    assert!(out.is_empty());
+    // A connection that is not handed off takes no ack.
+    let mut spliced = H::connected(Setup::default());
+    assert!(!spliced.c.handoff_taken(end, t));
+    assert!(!spliced.c.handoff_awaits_ack());
+}
+
+#[test]
+fn control_transport_client_ack_of_kernel_bytes_stands_for_a_lost_ack() {
+    let s = Setup::default();
+    let (mut h, _) = handed_off(s);
+    let t = s.now + 2;
+    let mut out = Outputs::default();
+    // An ACK of only the switch's ISN + 1 proves nothing.
+    let seg = h.client_seg(HEAD.len(), 0, 0, 0);
+    assert!(!h.c.handoff_heard_of(&seg));
+    assert!(h.c.handoff_awaits_ack());
+    // An unchecked segment is not believed either.
+    let mut seg = h.client_seg(HEAD.len(), 700, 0, 0);
+    seg.checked = false;
+    assert!(!h.c.handoff_heard_of(&seg));
+    // The client acknowledges 700 bytes only the kernel can have sent.
+    seg.checked = true;
+    assert!(h.c.handoff_heard_of(&seg));
+    assert!(!h.c.handoff_awaits_ack());
+    assert!(h.c.handoff_confirmed());
+    // No resend: the head is the kernel's.
+    let (v, _) = h.client_raw(&seg, &[], t + 100);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(h.c.on_timer(t + 200, &mut out), Verdict::Continue);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn control_transport_ack_must_cover_a_fin_after_the_head() {
+    let s = Setup::default();
+    let mut h = H::new(s);
+    let (v, _) = h.client(0, 0, tcp_flags::PSH | tcp_flags::FIN, HEAD, s.now + 1);
+    assert_eq!(v, Verdict::HeadComplete);
+    let head = h.c.hand_off(target(), s.now + 2);
+    assert!(head.fin);
+    let end = SeqNumber(s.client_isn) + 1 + HEAD.len();
+    assert!(
+        !h.c.handoff_taken(end, s.now + 3),
+        "the FIN is not acked yet"
+    );
+    assert!(h.c.handoff_taken(end + 1, s.now + 4));
+}
+
+#[test]
 fn handoff_given_up_after_its_tries_resets_the_client() {
     let s = Setup::default();
     let (mut h, _) = handed_off(s);

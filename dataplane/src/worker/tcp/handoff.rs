@@ -180,10 +180,19 @@ impl Worker {
         let mut options = [0u8; 40];
         let opt_len = options_with_handoff(head.timestamps, &record, &mut options);
         let total = conn.head_bytes().len();
+        // The control transport's requests carry the head's end: the agent acks once its
+        // kernel has acknowledged that far (the FIN counted).
+        let head_end = head.client_isn + 1 + total + usize::from(head.fin);
+        let control = self.control_transport();
+        let piece = if control {
+            tcpstate::handoff::channel::MAX_PIECE
+        } else {
+            HANDOFF_SEGMENT
+        };
         // At least one segment, so an empty head (a bare FIN) still carries the state.
         let mut off = 0;
         loop {
-            let n = (total - off).min(HANDOFF_SEGMENT);
+            let n = (total - off).min(piece);
             let last = off + n >= total;
             let mut flags = tcp_flags::ACK | if last && n > 0 { tcp_flags::PSH } else { 0 };
             if last && head.fin {
@@ -197,7 +206,12 @@ impl Worker {
                 options: &options[..opt_len],
                 head: off..off + n,
             };
-            if !self.send_to_agent(id, &seg) {
+            let sent = if control {
+                self.send_handoff_request(id, &seg, head_end)
+            } else {
+                self.send_to_agent(id, &seg)
+            };
+            if !sent {
                 return;
             }
             off += n;
@@ -302,6 +316,21 @@ impl Worker {
     /// A client segment of a handed-off connection: to the agent, as it came (only the
     /// Ethernet addresses change; the agent and its kernel judge the segment).
     pub(super) fn forward_handed_off(&mut self, id: ConnId, mut m: Mbuf, rx: &Rx, now_ms: u64) {
+        if self.awaits_handoff_ack(id) {
+            // Control transport: the agent may not have the connection yet, unless the
+            // client has heard from its kernel (then what was held goes first).
+            let heard = self
+                .tcp
+                .flows
+                .get_mut(id)
+                .is_some_and(|c| c.handoff_heard_of(&rx.seg));
+            if !heard {
+                self.hold_for_ack(id, m, rx);
+                return;
+            }
+            self.stats().add(Counter::HandoffHeardOf, 1);
+            self.release_held_for_ack(id, now_ms);
+        }
         let mut bare = *rx;
         let mut held = false;
         if let (true, Some(ack)) = (rx.seg.checked, rx.seg.ack) {

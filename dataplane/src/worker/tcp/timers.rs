@@ -52,6 +52,7 @@ impl Worker {
         self.warm_tick(now_ms);
         self.handoff_moves_tick(now_ms);
         self.handoff_agents_tick(now_ms);
+        self.purge_held_for_ack();
         self.cluster_beats(now_ms, false);
         self.sync_joined();
         let expired = self.tcp.standby.expire(now_ms);
