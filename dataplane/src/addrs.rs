@@ -42,6 +42,9 @@ pub struct PortAddrs {
     /// In a cluster: addresses of gone members this instance answers for
     /// (`cluster::takeover`), checked only for frames to none of the port's own.
     pub takeover: Option<Arc<Takeover>>,
+    /// In a cluster: adopted connections' backend tuples steered against the port rule
+    /// (`cluster::adopted_steer`), checked for TCP to our own (or taken-over) addresses.
+    pub adopted_steer: Option<Arc<crate::cluster::adopted_steer::AdoptedSteer>>,
 }
 
 impl PortAddrs {
@@ -86,6 +89,7 @@ impl PortAddrs {
                     _ => 0,
                 },
                 takeover: None,
+                adopted_steer: None,
             })
             .collect()
     }

@@ -5,6 +5,7 @@
 //! tables built from that.
 //! The packet side of the cluster (the exception path that carries the daemon's BGP and
 //! BFD, `ports[].exception`) is in the worker's loop and `l2l3`.
+pub mod adopted_steer;
 pub mod announce;
 pub mod members;
 pub mod store;

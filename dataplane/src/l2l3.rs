@@ -208,7 +208,21 @@ fn process_ipv4(frame: &mut [u8], port: &PortAddrs, cores: usize) -> Action {
                 Local::Vip(_) => {
                     steer::client_flow_core(src, tcp.src_port(), dst, tcp.dst_port(), cores)
                 }
-                Local::Own => steer::local_port_core(tcp.dst_port(), cores),
+                Local::Own => port
+                    .adopted_steer
+                    .as_ref()
+                    .filter(|t| !t.is_empty() && !port.own.iter().any(|c| c.addr == dst))
+                    .and_then(|t| {
+                        // Another member's connection (a taken-over address): its record
+                        // or adopted flow may live on another core than the port says.
+                        t.core_of(crate::cluster::adopted_steer::key(
+                            src,
+                            tcp.src_port(),
+                            dst,
+                            tcp.dst_port(),
+                        ))
+                    })
+                    .unwrap_or_else(|| steer::local_port_core(tcp.dst_port(), cores)),
             };
             Action::Tcp { core }
         }

@@ -255,6 +255,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     if let Some(cl) = &cluster {
         for a in &mut addrs {
             a.takeover = Some(Arc::clone(&cl.takeover));
+            a.adopted_steer = Some(Arc::clone(&cl.adopted_steer));
         }
     }
     let shared = Arc::new(Shared {

@@ -257,8 +257,18 @@ pub fn start_pair_with(
     workers: usize,
     edit: impl Fn(&mut Value),
 ) -> (Switch, Switch, Value, Value) {
-    let mut c1 = instance_config(tb, 1, workers);
-    let mut c2 = instance_config(tb, 2, workers);
+    start_pair_mixed(tb, name, (workers, workers), edit)
+}
+
+/// [`start_pair_with`] with instance 1's and instance 2's worker counts apart.
+pub fn start_pair_mixed(
+    tb: &Testbed,
+    name: &str,
+    (w1, w2): (usize, usize),
+    edit: impl Fn(&mut Value),
+) -> (Switch, Switch, Value, Value) {
+    let mut c1 = instance_config(tb, 1, w1);
+    let mut c2 = instance_config(tb, 2, w2);
     edit(&mut c1);
     edit(&mut c2);
     let s1 = Switch::start_in(tb, "sw", &format!("{name}-i1"), &c1);

@@ -93,6 +93,9 @@ pub struct Membership {
     pub front: bool,
     /// Backend-facing addresses of gone members that this instance answers for.
     pub takeover: Arc<Takeover>,
+    /// Adopted connections whose backend side the port rule would steer to another core
+    /// (members with other worker counts).
+    pub adopted_steer: Arc<super::adopted_steer::AdoptedSteer>,
     /// Per worker: splice records received by another core for flows it steers (the
     /// core that receives a record's datagram is not the one that would adopt it).
     pub inbox: Vec<ArrayQueue<Inbound>>,
@@ -159,6 +162,7 @@ impl Membership {
             operator_withdrawn: AtomicBool::new(false),
             front: c.front,
             takeover: Arc::new(Takeover::default()),
+            adopted_steer: Arc::new(super::adopted_steer::AdoptedSteer::default()),
             inbox: (0..config.lcores.workers.len().max(1))
                 .map(|_| ArrayQueue::new(INBOX_LEN))
                 .collect(),

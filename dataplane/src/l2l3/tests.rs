@@ -21,6 +21,7 @@ fn port() -> PortAddrs {
         exception: false,
         cluster_port: 0,
         takeover: None,
+        adopted_steer: None,
     }
 }
 

@@ -416,6 +416,11 @@ impl Collector for SwitchCollector {
                 Counter::ClusterHandedOver,
             ),
             (
+                "webswitch_cluster_adopted_steered",
+                "Adopted connections whose backend side is steered to the adopting core by tuple (the origin ran another worker count).",
+                Counter::ClusterAdoptedSteered,
+            ),
+            (
                 "webswitch_cluster_taken_from_peer",
                 "Segments a member handed over to this instance.",
                 Counter::ClusterTakenFromPeer,

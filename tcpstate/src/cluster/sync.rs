@@ -391,8 +391,9 @@ impl StandbyTable {
         outcome
     }
 
-    /// Drops the records whose lease ended by `now_ms`; returns how many.
-    pub fn expire(&mut self, now_ms: u64) -> usize {
+    /// Drops the records whose lease ended by `now_ms`, each shown to `gone` first;
+    /// returns how many.
+    pub fn expire(&mut self, now_ms: u64, mut gone: impl FnMut(&SpliceRecord)) -> usize {
         let mut expired = 0;
         while let Some(&(key, stamp)) = self.order.front() {
             match self.by_client.get(&key) {
@@ -400,7 +401,9 @@ impl StandbyTable {
                     if e.2 > now_ms {
                         break;
                     }
-                    self.remove(&key);
+                    if let Some(r) = self.remove(&key) {
+                        gone(&r);
+                    }
                     expired += 1;
                 }
                 // A replaced or removed record's pair.
@@ -599,18 +602,18 @@ mod tests {
         t.insert(record(40000, 1026), 600);
         assert_eq!(t.received_ms(&record(40000, 1026).client), Some(600));
         assert_eq!(t.received_ms(&record(40001, 1027).client), Some(100));
-        assert_eq!(t.expire(999), 0);
-        assert_eq!(t.expire(1100), 1, "the second was not renewed");
+        assert_eq!(t.expire(999, |_| {}), 0);
+        assert_eq!(t.expire(1100, |_| {}), 1, "the second was not renewed");
         assert!(t.by_client(&record(40001, 1027).client).is_none());
         assert!(t.by_backend(&record(40001, 1027).backend).is_none());
         assert!(t.by_client(&record(40000, 1026).client).is_some());
-        assert_eq!(t.expire(1599), 0);
-        assert_eq!(t.expire(1600), 1);
+        assert_eq!(t.expire(1599, |_| {}), 0);
+        assert_eq!(t.expire(1600, |_| {}), 1);
         assert!(t.is_empty() && t.order.is_empty());
         // A removed record's pair is skipped.
         t.insert(record(40002, 1028), 2000);
         t.remove(&record(40002, 1028).client);
-        assert_eq!(t.expire(5000), 0);
+        assert_eq!(t.expire(5000, |_| {}), 0);
         assert!(t.order.is_empty());
     }
 

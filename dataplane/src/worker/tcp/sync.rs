@@ -25,6 +25,8 @@ use tcpstate::cluster::sync::{SpliceRecord, Stored, SyncKind};
 use tcpstate::conn::{Conn, SegmentInfo};
 use tcpstate::flow::{ConnId, FlowKey, Side};
 use tcpstate::steer;
+
+use crate::cluster::adopted_steer;
 use tcpstate::wire::{EthernetFrame, MacAddr, SeqNumber};
 
 use super::{Meta, RequestLine};
@@ -59,6 +61,12 @@ impl StoreLookup {
     }
 }
 
+/// `cluster::adopted_steer`'s key for a backend tuple (remote: the backend, local: the
+/// member that opened it).
+pub(super) fn steer_key(b: &FlowKey) -> u64 {
+    adopted_steer::key(b.remote_ip, b.remote_port, b.local_ip, b.local_port)
+}
+
 /// What a core keeps per connection in a cluster.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct ClusterFlow {
@@ -73,6 +81,9 @@ pub(super) struct ClusterFlow {
     /// The member an adopted connection was adopted from (its later records may still
     /// come: `origins_last_record`).
     adopted_from: Option<u8>,
+    /// Adopted with its backend tuple in `cluster::adopted_steer` (its port steers to
+    /// another core here): taken out when the connection goes.
+    steered: bool,
     /// When the record was last sent: it is sent again after `TcpCore::sync_refresh_ms`
     /// of traffic, so the others' copies (leases) and the store's stay alive.
     synced_ms: u64,
@@ -264,6 +275,11 @@ impl Worker {
             return;
         };
         let flow = std::mem::take(&mut self.tcp.cluster_flows[id as usize]);
+        if flow.steered {
+            if let Some(b) = self.tcp.flows.get(id).and_then(|c| c.backend) {
+                cl.adopted_steer.remove(steer_key(&b.key));
+            }
+        }
         if flow.synced_round.is_none() {
             return;
         }
@@ -605,7 +621,9 @@ impl Worker {
                     .by_client(&rec.client)
                     .is_some_and(|r| r.origin == rec.origin)
                 {
-                    self.tcp.standby.remove(&rec.client);
+                    if let Some(r) = self.tcp.standby.remove(&rec.client) {
+                        self.unsteer_record(&r);
+                    }
                 }
             }
             // A flow we hold ourselves: a late record of it is stale, or another member
@@ -639,6 +657,7 @@ impl Worker {
                 if self.tcp.standby.insert(rec, now_ms) == Stored::Evicted {
                     self.stats().add(Counter::ClusterStandbyEvicted, 1);
                 }
+                self.steer_record(&rec);
             }
         }
     }
@@ -827,6 +846,31 @@ impl Worker {
         })
     }
 
+    /// If `rec`'s backend port steers to another core here than this one (the core its
+    /// client tuple steers to, which keeps the record and would adopt the connection):
+    /// its backend tuple steered here by `cluster::adopted_steer`; `true` if it is.
+    fn steer_record(&self, rec: &SpliceRecord) -> bool {
+        let Some(cl) = self.shared.cluster.as_deref() else {
+            return false;
+        };
+        if steer::local_port_core(rec.backend.local_port, self.shared.stats.len()) == self.index {
+            return false;
+        }
+        if cl.adopted_steer.insert(steer_key(&rec.backend), self.index) {
+            return true;
+        }
+        // Its backend segments will reach the port's core, which has no record of it.
+        self.stats().drop(DropReason::ClusterSteerFull, 1);
+        false
+    }
+
+    /// The record `rec` went without an adoption: its steering goes too.
+    fn unsteer_record(&self, rec: &SpliceRecord) {
+        if let Some(cl) = self.shared.cluster.as_deref() {
+            cl.adopted_steer.remove(steer_key(&rec.backend));
+        }
+    }
+
     /// Takes over the connection `rec` describes: into the flow table, spliced, with its
     /// record pushed again under our name. None (counted) when it cannot be: no route to
     /// its backend or its client, or no room.
@@ -895,6 +939,12 @@ impl Worker {
             }
         };
         self.tcp.flows.bind_backend(id, rec.backend);
+        // The origin picked the backend port for its own worker count: if the port steers
+        // to another core here, the backend's segments come to this one by tuple.
+        let steered = self.steer_record(&rec);
+        if steered {
+            self.stats().add(Counter::ClusterAdoptedSteered, 1);
+        }
         let presplice = per_request.is_some();
         // (The slot's previous connection gave its state back when it went.)
         self.release_per_request(id);
@@ -902,6 +952,7 @@ impl Worker {
         self.tcp.cluster_flows[id as usize] = ClusterFlow {
             synced_ms: now_ms,
             adopted_from: Some(rec.origin),
+            steered,
             adopted: match rec.request_end {
                 _ if presplice => Adopted::PerRequest,
                 Some(end) => Adopted::Until(SeqNumber(end)),

@@ -7,6 +7,7 @@
 //! None of it walks the flow table: the timers come from a wheel, the gauges from counts
 //! kept as states change, and the connects from the list of those waiting
 //! (`tcpstate::conn_table`), so an iteration costs what is due, not what is open.
+use std::sync::Arc;
 use tcpstate::conn::{Emit, Outputs, State};
 
 use super::super::Worker;
@@ -55,7 +56,17 @@ impl Worker {
         self.purge_held_for_ack();
         self.cluster_beats(now_ms, false);
         self.sync_joined();
-        let expired = self.tcp.standby.expire(now_ms);
+        let steer = self
+            .shared
+            .cluster
+            .as_ref()
+            .map(|c| Arc::clone(&c.adopted_steer));
+        let expired = self.tcp.standby.expire(now_ms, |r| {
+            // Not adopted (an adoption takes the record out first): its steering goes.
+            if let Some(t) = &steer {
+                t.remove(super::sync::steer_key(&r.backend));
+            }
+        });
         if expired > 0 {
             self.stats()
                 .add(Counter::ClusterStandbyExpired, expired as u64);
