@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 use dpdk_env::{rdtsc, Doorbell, Mbuf, MbufBatch, MbufRing, Mempool, Port, Ringer, BURST};
 use tcpstate::neighbour::{Learned, NeighbourTable};
-use tcpstate::wire::MacAddr;
+use tcpstate::wire::{ip_proto, EthernetFrame, MacAddr};
 
 use crate::addrs::PortAddrs;
 use crate::backoff::{Backoff, Idle};
@@ -298,7 +298,14 @@ impl Worker {
                     work += n;
                     self.stats().add(Counter::SteeredFromPeer, n as u64);
                     for m in steered.drain() {
-                        self.handle_owned_tcp(p, m, now_ms);
+                        let proto_at = EthernetFrame::<&[u8]>::HEADER_LEN + 9;
+                        if m.get(proto_at) == Some(&ip_proto::UDP) {
+                            // The one datagram a peer steers here: a handoff ack (l2l3
+                            // checked it); segments received here never pay this check.
+                            self.on_handoff_ack(m, now_ms);
+                        } else {
+                            self.handle_owned_tcp(p, m, now_ms);
+                        }
                     }
                 }
             }
@@ -455,8 +462,8 @@ impl Worker {
                 }
                 Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m, now_ms),
                 Action::HandoffAck { core } if core == self.index => self.on_handoff_ack(m, now_ms),
-                // A steered ack reaches the owner's `handle_owned_tcp`, which knows it by
-                // its protocol.
+                // A steered ack is told from a segment by its protocol where the owner
+                // drains its ring.
                 Action::Tcp { core } | Action::HandoffAck { core } => {
                     match self.shared.steer[core][p].enqueue(m) {
                         Ok(()) => {

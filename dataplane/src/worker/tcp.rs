@@ -446,11 +446,6 @@ struct Rx {
 impl Worker {
     /// A TCP segment of a flow this core owns, received on port `p`.
     pub(in crate::worker) fn handle_owned_tcp(&mut self, p: usize, mut m: Mbuf, now_ms: u64) {
-        if m.get(ETH + 9) == Some(&tcpstate::wire::ip_proto::UDP) {
-            // The one datagram steered to a core: a handoff ack (l2l3 checked it).
-            self.on_handoff_ack(m, now_ms);
-            return;
-        }
         self.stats().add(Counter::TcpSegmentsOwned, 1);
         let Some(mut rx) = parse_tcp(&m) else {
             self.stats().drop(DropReason::BadTcp, 1);

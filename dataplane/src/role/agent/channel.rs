@@ -38,13 +38,17 @@ struct Datagram {
 /// If the kernel segment `seen` of flow `e` acknowledges the whole head of a handoff
 /// that came on the channel and was not acked yet: the peer to ack (marked acked).
 pub(super) fn kernel_took_head(e: &mut Entry, seen: &Seen) -> Option<ChannelPeer> {
+    // Inline flows (no peer) and acked ones pay only this check per kernel segment.
+    if e.control.is_none_or(|c| c.acked) {
+        return None;
+    }
     let ack = seen.seg.ack?;
     // The kernel acknowledges in the client's space as the kernel sees it; a flow that
     // came back after a move may see the client's stream shifted (`to_client` undoes it).
     let delta = e.flow.to_client().map_or(0, |t| t.ack_delta);
     let client_space = SeqNumber(ack.0.wrapping_add(delta));
     let c = e.control.as_mut()?;
-    if c.acked || client_space.wrapping_diff(c.head_end) < 0 {
+    if client_space.wrapping_diff(c.head_end) < 0 {
         return None;
     }
     c.acked = true;
