@@ -138,6 +138,7 @@ counter_enum! {
         ClusterAdoptedEnded => "cluster_adopted_ended",
         ClusterAdoptedRequests => "cluster_adopted_requests",
         ClusterAdoptedGivenBack => "cluster_adopted_given_back",
+        ClusterRecordReplaced => "cluster_record_replaced",
         ClusterAdoptedCaughtUp => "cluster_adopted_caught_up",
         ClusterAdoptedUnframed => "cluster_adopted_unframed",
         ClusterPassedToOrigin => "cluster_passed_to_origin",

@@ -440,6 +440,14 @@ fn a_killed_instance_breaks_no_presplice_connection_state_in_memcached() {
 /// opens it, then the whole answer) and a request sent with its FIN (answered in full, FIN
 /// both ways). Records pushed to the members; one and two workers per instance.
 fn adopted_edges(name: &str, net: u8, workers: usize) {
+    raw_after_kill(name, net, workers, "adopted");
+}
+
+/// `rawtcp.py` opens twelve connections through the two instances, the test kills
+/// instance 2, then the tool runs `kind` on the connections instance 2 held: `adopted`
+/// (the edges above, on every connection) or `reopened` (a new connection from each such
+/// client port: see `reopened_tuples`).
+fn raw_after_kill(name: &str, net: u8, workers: usize, kind: &str) {
     use std::io::{BufRead, BufReader, Write};
     if !root_or_skip() {
         return;
@@ -455,7 +463,7 @@ fn adopted_edges(name: &str, net: u8, workers: usize) {
     let mut child = Command::new("ip")
         .args(["netns", "exec", &tb.ns("fc"), "python3"])
         .arg(tool)
-        .args([vip(&tb).as_str(), "adopted", "/whoami", "12"])
+        .args([vip(&tb).as_str(), kind, "/whoami", "12"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -511,11 +519,29 @@ fn adopted_edges(name: &str, net: u8, workers: usize) {
     drop(s2);
     await_members(&s1, &["sw1"], Duration::from_secs(3));
     await_next_hops(&tb, &[host(&tb, 1)], Duration::from_secs(10));
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    // `adopted` goes on with every connection; `reopened` with instance 2's ports.
+    let go = format!("{}\n", serde_json::json!(moved));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(go.as_bytes())
+        .unwrap();
     // Its output is read by `reader` (the first line came before the kill).
-    wait_output(child, Duration::from_secs(240), "rawtcp.py adopted");
+    wait_output(
+        child,
+        Duration::from_secs(240),
+        &format!("rawtcp.py {kind}"),
+    );
     let rest = reader.join().unwrap();
     let rows: Value = serde_json::from_str(rest.trim()).unwrap_or_else(|e| panic!("{e}: {rest}"));
+    if kind == "reopened" {
+        check_reopened(&s1, &rows, &moved);
+        let fin = s1.stop();
+        assert_eq!(counter(&fin, &["mbufs_in_use"]), 0, "mbufs leaked");
+        tb.down();
+        return;
+    }
     for r in rows.as_array().unwrap() {
         eprintln!("  {r}");
         for k in [
@@ -543,6 +569,51 @@ fn adopted_edges(name: &str, net: u8, workers: usize) {
     let fin = s1.stop();
     assert_eq!(counter(&fin, &["mbufs_in_use"]), 0, "mbufs leaked");
     tb.down();
+}
+
+/// What `rawtcp.py reopened` must find: each new connection from a port whose old
+/// connection the killed member held is answered by a SYN-ACK at once (never a challenge
+/// ACK for the old connection, whose record the survivor holds), and serves its request;
+/// the survivor replaced each record by the new connection instead of adopting it.
+fn check_reopened(s1: &Switch, rows: &Value, moved: &[u64]) {
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), moved.len(), "{rows:?}");
+    for r in rows {
+        eprintln!("  {r}");
+        assert_eq!(r["syn_ack"], true, "no SYN-ACK on port {}: {r}", r["port"]);
+        assert_eq!(r["challenged"], false, "port {}: {r}", r["port"]);
+        assert_eq!(r["answered"], true, "port {}: {r}", r["port"]);
+    }
+    let t = &s1.call("stats", Value::Null)["total"];
+    eprintln!(
+        "survivor: record_replaced {}, adopted {}, drops {}",
+        t["cluster_record_replaced"], t["cluster_adopted"], t["drops"]
+    );
+    assert!(
+        counter(t, &["cluster_record_replaced"]) >= moved.len() as u64,
+        "{t}"
+    );
+    assert_eq!(counter(t, &["cluster_adopted"]), 0, "{t}");
+    assert_eq!(counter(t, &["drops", "syn_on_established"]), 0, "{t}");
+}
+
+/// Issue 17: a client that lost a connection a killed member held (or reuses its port)
+/// opens a new one on the same tuple: the survivor, which holds the old connection's
+/// record, answers the SYN as any other and lets the record go once the handshake
+/// completes; before, it adopted the old connection and challenged the SYN, so the client
+/// waited a second to retry (as after a rolling upgrade that drained one instance).
+fn reopened_tuples(name: &str, net: u8, workers: usize) {
+    raw_after_kill(name, net, workers, "reopened");
+}
+
+#[test]
+fn a_new_connection_on_a_gone_members_tuple_one_worker() {
+    reopened_tuples("wcr1", 198, 1);
+}
+
+#[test]
+fn a_new_connection_on_a_gone_members_tuple_two_workers() {
+    reopened_tuples("wcr2", 202, 2);
 }
 
 #[test]

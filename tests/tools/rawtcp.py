@@ -11,7 +11,9 @@ Scenarios: zero_window, zero_window_own (the switch's own 400), rst_inexact, rst
 syn_established, request_fin, pipeline_bound (pipelined requests past what the switch
 holds: it acknowledges what it holds and closes its window at the bound), corrupt
 (segments of every kind with a bad checksum: none is acted on). `rawtcp.py VIP adopted
-PATH [COUNT]`: the edges on connections a cluster member adopts (see `adopted`).
+PATH [COUNT]`: the edges on connections a cluster member adopts (see `adopted`);
+`rawtcp.py VIP reopened PATH [COUNT]`: new connections on a gone member's tuples (see
+`reopened`).
 
 Every segment it sends has IP TTL 77, so the test can drop the kernel's own RSTs for
 these flows (it knows no socket for them) with
@@ -56,6 +58,7 @@ class Conn:
         self.data = bytearray()
         self.fin_seen = False
         self.seen = []  # every segment received: dicts
+        self.syn_sent = 0  # SYNs the handshake sent (more than one: one was lost)
 
     def tsval(self) -> int:
         return int((time.monotonic() - self.t0) * 1000) + 1000
@@ -150,13 +153,22 @@ class Conn:
         return False
 
     def handshake(self):
-        self.send(SYN, seq=self.iss, ack=0, window=65535, syn_opts=True)
-        while True:
-            s = self.recv(3)
-            if s is None:
-                raise SystemExit(json.dumps({"error": "no SYN-ACK"}))
-            if s["flags"] & (SYN | ACK) == SYN | ACK:
+        """Connects, sending the SYN again after 1 s and 2 s as Linux does (its initial
+        RTO, doubled): a SYN lost on the way must not fail a scenario about something
+        else. `syn_sent` says how many it took."""
+        s = None
+        for wait in (1, 2, 4):
+            self.send(SYN, seq=self.iss, ack=0, window=65535, syn_opts=True)
+            self.syn_sent += 1
+            end = time.monotonic() + wait
+            while time.monotonic() < end:
+                s = self.recv(end - time.monotonic())
+                if s is None or s["flags"] & (SYN | ACK) == SYN | ACK:
+                    break
+            if s is not None and s["flags"] & (SYN | ACK) == SYN | ACK:
                 break
+        else:
+            raise SystemExit(json.dumps({"error": "no SYN-ACK", "syn_sent": self.syn_sent}))
         self.snd_nxt = self.iss + 1
         self.rcv_nxt = (s["seq"] + 1) & 0xFFFFFFFF
         self.send(ACK)
@@ -507,10 +519,52 @@ def adopted(vip: str, path: str, count: int):
     return out
 
 
+def reopened(vip: str, path: str, count: int):
+    """Issue 17: a new connection on the tuple of a gone member's connection. Opens `count`
+    connections (each a handshake, a request and its answer), prints one JSON line with
+    their client ports and reads one line from stdin: a JSON list of the ports the test
+    wants reopened (those of the member it then killed). From each such port it opens a
+    new connection with a new ISN, as a client that lost the old one (or reused its port)
+    would: its SYN must be answered by a SYN-ACK, not by a challenge ACK for the old
+    connection, and the new connection must serve a request. Prints one JSON object per
+    port, in a list."""
+    conns = []
+    for _ in range(count):
+        c = Conn(vip)
+        c.handshake()
+        c.request(path)
+        conns.append((c, c.read_response(5)))
+    print(json.dumps({"ports": [c.sport for c, _ in conns], "answered": [ok for _, ok in conns]}),
+          flush=True)
+    ports = json.loads(sys.stdin.readline())
+    out = []
+    for port in ports:
+        c = Conn(vip)
+        c.sport = port
+        r = {"port": port}
+        try:
+            c.handshake()
+        except SystemExit as e:
+            r.update({"syn_ack": False, "error": str(e), "seen_before": len(c.seen)})
+            out.append(r)
+            continue
+        r["syn_ack"] = True
+        r["syn_sent"] = c.syn_sent
+        # Anything but the SYN-ACK before it: a challenge ACK for the old connection.
+        r["challenged"] = any(not s["flags"] & SYN for s in c.seen[:-1])
+        c.request(path)
+        r["answered"] = c.read_response(5)
+        c.send(ACK | FIN)
+        c.snd_nxt += 1
+        out.append(r)
+    return out
+
+
 def main():
-    if len(sys.argv) >= 3 and sys.argv[2] == "adopted":
+    if len(sys.argv) >= 3 and sys.argv[2] in ("adopted", "reopened"):
         count = int(sys.argv[4]) if len(sys.argv) > 4 else 8
-        print(json.dumps(adopted(sys.argv[1], sys.argv[3], count)))
+        run = adopted if sys.argv[2] == "adopted" else reopened
+        print(json.dumps(run(sys.argv[1], sys.argv[3], count)))
         return
     if len(sys.argv) < 3:
         print(__doc__)
@@ -536,6 +590,7 @@ def main():
         print(__doc__)
         sys.exit(2)
     r["scenario"] = scenario
+    r["syn_sent"] = c.syn_sent
     print(json.dumps(r))
 
 

@@ -443,6 +443,18 @@ struct Rx {
     dport: u16,
 }
 
+impl Rx {
+    /// The segment's flow key, seen from here (the sender is the remote end).
+    fn key(&self) -> FlowKey {
+        FlowKey {
+            remote_ip: self.src,
+            remote_port: self.sport,
+            local_ip: self.dst,
+            local_port: self.dport,
+        }
+    }
+}
+
 impl Worker {
     /// A TCP segment of a flow this core owns, received on port `p`.
     pub(in crate::worker) fn handle_owned_tcp(&mut self, p: usize, mut m: Mbuf, now_ms: u64) {
@@ -473,12 +485,7 @@ impl Worker {
             },
             false => None,
         };
-        let key = FlowKey {
-            remote_ip: rx.src,
-            remote_port: rx.sport,
-            local_ip: rx.dst,
-            local_port: rx.dport,
-        };
+        let key = rx.key();
         let mut found = self.tcp.flows.lookup(&key);
         if found.is_none() && cluster_vip {
             // Not ours to hold: to the member that owns the connection, as it is.
@@ -505,7 +512,7 @@ impl Worker {
                 || (store
                     && matches!(local, Some(Local::Vip(_)))
                     && self.completes_our_handshake(&rx, now_ms));
-            match self.standby_segment(p, m, &key, no_lookup, from_peer, now_ms) {
+            match self.standby_segment(p, m, &rx, no_lookup, from_peer, now_ms) {
                 sync::FromStandby::Unknown(back) => m = back,
                 sync::FromStandby::Handled => return,
                 sync::FromStandby::Adopted(back, id, side) => {
@@ -824,6 +831,7 @@ impl Worker {
         if let Some(c) = self.tcp.flows.get(id) {
             self.shared.client_conns.close(c.client.remote_ip);
         }
+        self.sync_closed(id);
         self.tcp.flows.mark_lingering(id);
     }
 

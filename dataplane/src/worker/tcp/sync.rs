@@ -29,7 +29,7 @@ use tcpstate::steer;
 use crate::cluster::adopted_steer;
 use tcpstate::wire::{EthernetFrame, MacAddr, SeqNumber};
 
-use super::{Meta, RequestLine};
+use super::{Meta, RequestLine, Rx};
 use crate::stats::{Counter, DropReason};
 use crate::worker::Worker;
 
@@ -269,7 +269,8 @@ impl Worker {
         Some((route.local_ip, mac))
     }
 
-    /// Connection `id` is being removed: the others drop its record.
+    /// Connection `id` is being removed: the others drop its record (if its close did not
+    /// have them do so already, `sync_closed`).
     pub(super) fn sync_forget(&mut self, id: ConnId) {
         let Some(cl) = self.shared.cluster.as_deref() else {
             return;
@@ -280,9 +281,31 @@ impl Worker {
                 cl.adopted_steer.remove(steer_key(&b.key));
             }
         }
-        if flow.synced_round.is_none() {
-            return;
+        if flow.synced_round.is_some() {
+            self.send_forget(id);
         }
+    }
+
+    /// Connection `id` closed and only lingers here (for late segments): the others drop
+    /// its record now. Kept until the entry goes, a record outlives the connection by the
+    /// linger, and for good if this member leaves meanwhile (a drained instance stops with
+    /// its last connections lingering); a client that reuses the port for a new
+    /// connection would then find, at the member it reaches, a record of the old one to
+    /// adopt, and its SYN challenged instead of answered.
+    pub(super) fn sync_closed(&mut self, id: ConnId) {
+        let Some(flow) = self.tcp.cluster_flows.get_mut(id as usize) else {
+            return;
+        };
+        if flow.synced_round.take().is_some() {
+            self.send_forget(id);
+        }
+    }
+
+    /// The record of connection `id` to be dropped, to every member.
+    fn send_forget(&mut self, id: ConnId) {
+        let Some(cl) = self.shared.cluster.as_deref() else {
+            return;
+        };
         let Some(conn) = self.tcp.flows.get(id) else {
             return;
         };
@@ -668,11 +691,12 @@ impl Worker {
         &mut self,
         p: usize,
         mut m: Mbuf,
-        key: &FlowKey,
+        rx: &Rx,
         no_lookup: bool,
         from: Option<usize>,
         now_ms: u64,
     ) -> FromStandby {
+        let key = &rx.key();
         let found = match self.tcp.standby.by_client(key) {
             Some(r) => Some((*r, Side::Client)),
             None => self
@@ -727,6 +751,20 @@ impl Worker {
                 self.stage(p, m);
                 return FromStandby::Handled;
             }
+        }
+        if side == Side::Client && opens_connection(self, rx, now_ms) {
+            // Not a segment of the record's connection: a bare SYN (its client lost that
+            // connection, or reuses the port after a close whose Forget never came) is
+            // answered as any SYN, with the record kept (a spoofed SYN must not cost a live
+            // connection its record); the ACK that completes a handshake this core
+            // answered opens a new connection, which replaces the record.
+            if !rx.seg.syn() {
+                if let Some(r) = self.tcp.standby.remove(&rec.client) {
+                    self.unsteer_record(&r);
+                }
+                self.stats().add(Counter::ClusterRecordReplaced, 1);
+            }
+            return FromStandby::Unknown(m);
         }
         if !cl.settled(self.tsc_of(now_ms)) {
             // Just started: the record's origin may be alive and not heard yet. Adopting
@@ -991,4 +1029,11 @@ impl Worker {
         self.sync_if_due(id, now_ms);
         Some(id)
     }
+}
+
+/// Whether the client segment of `rx` opens a connection rather than continuing one: a
+/// bare SYN, or the ACK that completes a handshake this core answered (its cookie holds;
+/// checked last, as it costs a hash).
+fn opens_connection(w: &Worker, rx: &Rx, now_ms: u64) -> bool {
+    (rx.seg.syn() && rx.seg.ack.is_none()) || w.completes_our_handshake(rx, now_ms)
 }
