@@ -82,6 +82,8 @@ pub struct BackendRoute {
     pub next_hop: Ipv4Addr,
     /// The encapsulation handoff reaches its agent through (`backends[].tunnel`), if any.
     pub tunnel: Option<tcpstate::wire::tunnel::Encap>,
+    /// The host's own kernel (`backends[].local`), behind `via_port`'s exception TAP.
+    pub local: bool,
 }
 
 /// One published snapshot.
@@ -298,6 +300,7 @@ pub fn backend_routes(config: &Config) -> Result<Vec<BackendRoute>, ConfigError>
                 rules::config::Tunnel::Ipip => tcpstate::wire::tunnel::Encap::Ipip,
                 rules::config::Tunnel::Gre => tcpstate::wire::tunnel::Encap::Gre,
             }),
+            local: b.local,
         });
     }
     Ok(routes)

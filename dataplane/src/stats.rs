@@ -124,6 +124,8 @@ counter_enum! {
         AgentBeats => "agent_beats",
         ExceptionToKernel => "exception_to_kernel",
         ExceptionFromKernel => "exception_from_kernel",
+        LocalNodeRx => "local_node_rx",
+        LocalNodeTx => "local_node_tx",
         ClusterBeatsSent => "cluster_beats_sent",
         ClusterBeatsReceived => "cluster_beats_received",
         ClusterHandedOver => "cluster_handed_over",

@@ -22,7 +22,7 @@ use tcpstate::wire::{ip_proto, EthernetFrame, MacAddr};
 use crate::addrs::PortAddrs;
 use crate::backoff::{Backoff, Idle};
 use crate::l2l3::{self, Action, ARP_FRAME_LEN};
-use crate::runtime::Runtime;
+use crate::runtime::{BackendRoute, Runtime};
 use crate::stats::{Counter, DropReason, WorkerStats};
 
 mod beats;
@@ -171,6 +171,9 @@ pub struct Worker {
     tx_bytes: Vec<u64>,
     /// One per port: frames staged for the kernel through the port's exception TAP.
     to_kernel: Vec<MbufBatch>,
+    /// Per port with an exception TAP: the port's MAC, which the TAP has too; frames
+    /// staged to it go to the kernel (`stage`).
+    kernel_mac: Vec<Option<MacAddr>>,
     neigh: Vec<NeighbourTable>,
     /// Per port: when we last asked for the gateway's MAC.
     gateway_asked_ms: Vec<Option<u64>>,
@@ -205,6 +208,9 @@ impl Worker {
             tx: (0..nports).map(|_| MbufBatch::new()).collect(),
             tx_bytes: vec![0; nports],
             to_kernel: (0..nports).map(|_| MbufBatch::new()).collect(),
+            kernel_mac: (0..nports)
+                .map(|p| shared.kernel_taps[p].as_ref().map(|_| shared.addrs[p].mac))
+                .collect(),
             neigh: (0..nports)
                 .map(|_| NeighbourTable::new(s.arp_max_entries, s.arp_ttl_ms))
                 .collect(),
@@ -288,7 +294,7 @@ impl Worker {
                         let (n, _) = tap.rx_burst(queue, &mut rx);
                         if n > 0 {
                             work += n;
-                            self.forward_from_kernel(p, &mut rx);
+                            self.forward_from_kernel(p, &mut rx, now_ms);
                         }
                     }
                 }
@@ -427,53 +433,70 @@ impl Worker {
         // Field borrows, not an Arc clone: a refcount shared by every core would bounce its
         // cache line between them on each burst.
         let cores = self.shared.stats.len();
-        for mut m in rx.drain() {
+        for m in rx.drain() {
             self.stats().add(Counter::RxPackets, 1);
             self.stats().add(Counter::RxBytes, m.len() as u64);
-            let (action, learn) = process_packet(
-                &mut m,
-                &self.shared.addrs[p],
-                &mut self.neigh[p],
-                now_ms,
-                cores,
-            );
-            if let Some(l) = learn {
-                self.learned(p, l);
+            self.handle_frame(p, m, now_ms, cores, false);
+        }
+    }
+
+    /// One frame received on port `p`, or (`from_kernel`) one the host's kernel sent
+    /// out of the port's exception TAP to an address of the switch. Answers go back the
+    /// way the frame came: to the kernel, `stage` tells by their destination MAC.
+    #[inline]
+    fn handle_frame(
+        &mut self,
+        p: usize,
+        mut m: Mbuf,
+        now_ms: u64,
+        cores: usize,
+        from_kernel: bool,
+    ) {
+        let (action, learn) = process_packet(
+            &mut m,
+            &self.shared.addrs[p],
+            &mut self.neigh[p],
+            now_ms,
+            cores,
+        );
+        if let Some(l) = learn {
+            self.learned(p, l);
+        }
+        match action {
+            Action::Drop(reason) => self.stats().drop(reason, 1),
+            Action::Absorbed => self.stats().add(Counter::ArpAbsorbed, 1),
+            Action::ArpAnswered => {
+                self.stats().add(Counter::ArpRequestsAnswered, 1);
+                self.stage(p, m);
             }
-            match action {
-                Action::Drop(reason) => self.stats().drop(reason, 1),
-                Action::Absorbed => self.stats().add(Counter::ArpAbsorbed, 1),
-                Action::ArpAnswered => {
-                    self.stats().add(Counter::ArpRequestsAnswered, 1);
-                    self.stage(p, m);
-                }
-                Action::EchoAnswered { len } => {
-                    self.stats().add(Counter::IcmpEchoAnswered, 1);
-                    m.set_len(len);
-                    self.stage(p, m);
-                }
-                Action::ToKernel => self.stage_for_kernel(p, m),
-                Action::ClusterBeat { src, at, len } => {
-                    let mac = cluster::frame_src_mac(&m);
-                    self.on_cluster_beat(src, mac, m.get(at..at + len).unwrap_or(&[]));
-                }
-                Action::AgentBeat { src, at, len } => {
-                    self.on_agent_beat(src, m.get(at..at + len).unwrap_or(&[]));
-                }
-                Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m, now_ms),
-                Action::HandoffAck { core } if core == self.index => self.on_handoff_ack(m, now_ms),
-                // A steered ack is told from a segment by its protocol where the owner
-                // drains its ring.
-                Action::Tcp { core } | Action::HandoffAck { core } => {
-                    match self.shared.steer[core][p].enqueue(m) {
-                        Ok(()) => {
-                            self.shared.wake(core);
-                            self.stats().add(Counter::SteeredToPeer, 1)
-                        }
-                        Err(m) => {
-                            drop(m);
-                            self.stats().drop(DropReason::PeerRingFull, 1);
-                        }
+            Action::EchoAnswered { len } => {
+                self.stats().add(Counter::IcmpEchoAnswered, 1);
+                m.set_len(len);
+                self.stage(p, m);
+            }
+            // Never back where it came from.
+            Action::ToKernel if from_kernel => self.stats().drop(DropReason::NotForUs, 1),
+            Action::ToKernel => self.stage_for_kernel(p, m),
+            Action::ClusterBeat { src, at, len } => {
+                let mac = cluster::frame_src_mac(&m);
+                self.on_cluster_beat(src, mac, m.get(at..at + len).unwrap_or(&[]));
+            }
+            Action::AgentBeat { src, at, len } => {
+                self.on_agent_beat(src, m.get(at..at + len).unwrap_or(&[]));
+            }
+            Action::Tcp { core } if core == self.index => self.handle_owned_tcp(p, m, now_ms),
+            Action::HandoffAck { core } if core == self.index => self.on_handoff_ack(m, now_ms),
+            // A steered ack is told from a segment by its protocol where the owner
+            // drains its ring.
+            Action::Tcp { core } | Action::HandoffAck { core } => {
+                match self.shared.steer[core][p].enqueue(m) {
+                    Ok(()) => {
+                        self.shared.wake(core);
+                        self.stats().add(Counter::SteeredToPeer, 1)
+                    }
+                    Err(m) => {
+                        drop(m);
+                        self.stats().drop(DropReason::PeerRingFull, 1);
                     }
                 }
             }
@@ -516,7 +539,11 @@ impl Worker {
                 continue;
             };
             if queue < tap.rx_queues() && tap.rx_burst(queue, rx).0 > 0 {
-                self.forward_from_kernel(p, rx);
+                // Out as it is: nothing the kernel sends the switch itself is taken now.
+                for m in rx.drain() {
+                    self.stats().add(Counter::ExceptionFromKernel, 1);
+                    self.stage_wire(p, m);
+                }
             }
             let port = &shared.ports[p];
             if queue >= port.rx_queues() || port.rx_burst(queue, rx).0 == 0 {
@@ -540,8 +567,24 @@ impl Worker {
         self.flush_all();
     }
 
-    /// Stages a frame for transmission on port `p`, flushing first if the stage is full.
+    /// Stages a frame for transmission on port `p`, flushing first if the stage is full;
+    /// on a port with an exception TAP, a frame to the port's own MAC is for the host's
+    /// kernel, which has that MAC (a local backend, or an answer to the kernel), and goes
+    /// to the TAP.
+    #[inline]
     fn stage(&mut self, p: usize, m: Mbuf) {
+        if let Some(mac) = self.kernel_mac[p] {
+            if m.get(..6) == Some(&mac.0[..]) {
+                self.stats().add(Counter::LocalNodeTx, 1);
+                self.stage_for_kernel(p, m);
+                return;
+            }
+        }
+        self.stage_wire(p, m);
+    }
+
+    /// Stages a frame for port `p`'s tx queue as it is.
+    fn stage_wire(&mut self, p: usize, m: Mbuf) {
         if self.tx[p].is_full() {
             self.flush(p);
         }
@@ -566,10 +609,19 @@ impl Worker {
 
     /// What the host's kernel sent out of port `p`'s exception TAP: out of the port as
     /// it is (the TAP has the port's MAC, so the LAN sees one station).
-    fn forward_from_kernel(&mut self, p: usize, rx: &mut MbufBatch) {
+    fn forward_from_kernel(&mut self, p: usize, rx: &mut MbufBatch, now_ms: u64) {
+        let cores = self.shared.stats.len();
         for m in rx.drain() {
             self.stats().add(Counter::ExceptionFromKernel, 1);
-            self.stage(p, m);
+            // To an address of the switch's (a local backend's answer, its ARP for our
+            // backend-facing address): handled here as if received on the port, since
+            // on the wire nothing would bring it back.
+            if for_the_switch(&m, &self.shared.addrs[p]) {
+                self.stats().add(Counter::LocalNodeRx, 1);
+                self.handle_frame(p, m, now_ms, cores, true);
+            } else {
+                self.stage_wire(p, m);
+            }
         }
     }
 
@@ -645,10 +697,7 @@ impl Worker {
                 if rt.removed[b] {
                     continue;
                 }
-                if self.neigh[route.via_port]
-                    .lookup(route.next_hop, now_ms)
-                    .is_some()
-                {
+                if self.route_mac(route, now_ms).is_some() {
                     continue;
                 }
                 let due = self.backend_asked_ms[b]
@@ -683,6 +732,16 @@ impl Worker {
         }
     }
 
+    /// The MAC frames to a backend go to: its next hop's, from the neighbour table; for a
+    /// local backend (the host's own kernel), the port's own, which its exception TAP
+    /// has: `stage` passes frames so addressed to the TAP.
+    pub(crate) fn route_mac(&self, route: &BackendRoute, now_ms: u64) -> Option<MacAddr> {
+        if route.local {
+            return Some(self.shared.addrs[route.via_port].mac);
+        }
+        self.neigh[route.via_port].lookup(route.next_hop, now_ms)
+    }
+
     /// Builds an ARP request (gratuitous when `target == sender`) and stages it.
     fn send_arp_request(&mut self, p: usize, sender: Ipv4Addr, target: Ipv4Addr) -> bool {
         let Some(mut m) = Mbuf::alloc(&self.shared.pool) else {
@@ -699,6 +758,21 @@ impl Worker {
         self.stage(p, m);
         true
     }
+}
+
+/// Whether a frame the kernel sent out of an exception TAP is addressed to the switch
+/// itself (an address or VIP of port `port`): IPv4 by its destination, ARP by its target.
+fn for_the_switch(m: &Mbuf, port: &PortAddrs) -> bool {
+    let ip_at = |at: usize| {
+        m.get(at..at + 4)
+            .map(|b| Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    };
+    let target = match m.get(12..14) {
+        Some([0x08, 0x00]) => ip_at(14 + 16),
+        Some([0x08, 0x06]) => ip_at(14 + 24),
+        _ => None,
+    };
+    target.is_some_and(|ip| port.local(ip).is_some())
 }
 
 /// The per-packet work of the loop, kept out of line so `callgrind --toggle-collect`

@@ -97,7 +97,7 @@ impl Worker {
             }
             self.health.probes[b].next_ms = now_ms + s.interval_ms;
             let route = rt.routes[b];
-            let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
+            let Some(mac) = self.route_mac(&route, now_ms) else {
                 self.health_result(b, false, now_ms);
                 continue;
             };
@@ -149,7 +149,7 @@ impl Worker {
             return;
         }
         let route = self.shared.runtime.load().routes[b];
-        let mac = self.neigh[route.via_port].lookup(route.next_hop, now_ms);
+        let mac = self.route_mac(&route, now_ms);
         let http = !self.health.request.is_empty();
         let req_len = self.health.request.len();
         let verdict = match self.health.probes[b].http_sent {

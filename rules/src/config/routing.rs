@@ -34,6 +34,11 @@ pub struct BackendConfig {
     /// None: the same segment, by MAC rewrite. Splice and presplice connections ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Tunnel>,
+    /// The local node (papers 003 and 004): this backend is the switch host's own kernel,
+    /// at an address it holds on the exception TAP of the backend-facing port whose
+    /// subnet has `address`; the switch reaches it through that TAP, not the wire.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
 }
 
 /// An encapsulation toward a handoff agent.
@@ -537,6 +542,28 @@ impl Config {
                          `both`), and none of those ports has a `gateway`"
                     ),
                 ));
+            }
+            if b.local {
+                let tap_port = backend_ports
+                    .iter()
+                    .find(|p| p.addresses.iter().any(|c| c.contains(a)));
+                let why = match tap_port {
+                    None => Some("is on no subnet of a backend-facing port"),
+                    Some(p) if p.exception.is_none() => {
+                        Some("is on a backend-facing port without an `exception` TAP")
+                    }
+                    Some(_) if b.tunnel.is_some() => Some("has a `tunnel`"),
+                    Some(_) => None,
+                };
+                if let Some(why) = why {
+                    return Err(ConfigError::new(
+                        format!("backends[{i}].local"),
+                        format!(
+                            "a local backend is reached through its port's exception TAP, \
+                             and {a} {why}"
+                        ),
+                    ));
+                }
             }
             if b.port == 0 {
                 return Err(ConfigError::new(

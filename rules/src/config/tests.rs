@@ -548,3 +548,28 @@ fn cluster_members_are_checked_by_field() {
     assert_eq!(c.cluster.balance, super::Balance::Workload);
     assert_eq!(Config::from_json(&c.to_json_pretty()).unwrap(), c);
 }
+
+#[test]
+fn local_backend_needs_its_ports_exception_tap() {
+    // The backend port of the example has no exception path.
+    let e = err_after(|c| c["backends"][2]["local"] = true.into());
+    assert_eq!(e.field, "backends[2].local");
+    assert!(e.message.contains("without an `exception` TAP"), "{e}");
+    // With one, the same backend is accepted...
+    let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+    v["ports"][1]["exception"] = serde_json::json!({ "tap": "wsl0" });
+    v["backends"][2]["local"] = true.into();
+    let c = Config::from_json(&v.to_string()).expect("a local backend on a TAP port");
+    assert!(c.backends[2].local && !c.backends[0].local);
+    // ...but never with a tunnel, nor off every backend port's subnet.
+    v["backends"][2]["tunnel"] = "ipip".into();
+    let e = err_of(&v.to_string());
+    assert_eq!(e.field, "backends[2].local");
+    assert!(e.message.contains("tunnel"), "{e}");
+    v["backends"][2]["tunnel"] = serde_json::Value::Null;
+    v["ports"][1]["gateway"] = "10.99.1.254".into();
+    v["backends"][2]["address"] = "10.99.7.13".into();
+    let e = err_of(&v.to_string());
+    assert_eq!(e.field, "backends[2].local");
+    assert!(e.message.contains("no subnet"), "{e}");
+}

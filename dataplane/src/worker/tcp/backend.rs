@@ -51,7 +51,7 @@ impl Worker {
             return;
         };
         let route = self.tcp.rt.routes[b];
-        let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
+        let Some(mac) = self.route_mac(&route, now_ms) else {
             self.wait_for_mac(id, b, route, now_ms);
             return;
         };

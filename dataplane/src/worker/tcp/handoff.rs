@@ -88,7 +88,7 @@ impl Worker {
             self.prealloc_settle(id, b, now_ms);
         }
         let route = self.tcp.rt.routes[b];
-        let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
+        let Some(mac) = self.route_mac(&route, now_ms) else {
             // Wait as a connect does; the sweep comes back here once the MAC is known.
             self.stats().add(Counter::HandoffNoMac, 1);
             self.wait_for_mac(id, b, route, now_ms);

@@ -106,7 +106,7 @@ impl Worker {
             return;
         };
         let route = self.tcp.rt.routes[b];
-        let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
+        let Some(mac) = self.route_mac(&route, now_ms) else {
             return;
         };
         let seg = rx.seg;
@@ -164,7 +164,7 @@ impl Worker {
             return;
         }
         let route = self.tcp.rt.routes[guess];
-        let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
+        let Some(mac) = self.route_mac(&route, now_ms) else {
             return;
         };
         let cancel = AgentSegment {

@@ -930,9 +930,7 @@ impl Worker {
             return failed(self);
         };
         let client_mac = self.next_hop_mac(client_port, rec.client.remote_ip, now_ms);
-        let backend_mac = self.neigh[route.via_port]
-            .lookup(route.next_hop, now_ms)
-            .unwrap_or(rec.backend_mac);
+        let backend_mac = self.route_mac(&route, now_ms).unwrap_or(rec.backend_mac);
         let Some(client_mac) = client_mac else {
             return failed(self);
         };

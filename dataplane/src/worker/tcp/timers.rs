@@ -103,7 +103,7 @@ impl Worker {
                 continue;
             };
             let route = self.tcp.rt.routes.get(b).copied();
-            if route.is_some_and(|r| self.neigh[r.via_port].lookup(r.next_hop, now_ms).is_some()) {
+            if route.is_some_and(|r| self.route_mac(&r, now_ms).is_some()) {
                 if let Some(c) = self.tcp.flows.get_mut(id) {
                     c.backend = None;
                 }

@@ -30,7 +30,7 @@ impl Worker {
         let Some(route) = self.tcp.rt.routes.get(b).copied() else {
             return;
         };
-        if let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) {
+        if let Some(mac) = self.route_mac(&route, now_ms) {
             self.send_raw_segment(route.via_port, mac, key, seg);
         }
     }
@@ -161,7 +161,7 @@ impl Worker {
             return;
         }
         let route = rt.routes[b];
-        let Some(mac) = self.neigh[route.via_port].lookup(route.next_hop, now_ms) else {
+        let Some(mac) = self.route_mac(&route, now_ms) else {
             return; // worker 0 keeps asking for backends' next hops
         };
         let mut opened = 0;
