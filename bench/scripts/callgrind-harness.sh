@@ -17,6 +17,8 @@
 #
 # Usage (root): bash bench/scripts/callgrind-harness.sh     (about 2 minutes)
 #   RATE=200 LOAD_S=5 IDLE_S=5 RUNS="idle conns data" KEEP=1 TOP=12
+#   CLUSTER=1: the switch as a cluster member whose one peer never answers (issue 17's
+#   per-packet and per-connection cost of membership, without a receiver)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -50,6 +52,22 @@ fi
 mkdir -p "$SOCK"
 sed -e "s|\"file_prefix\": \"webswitch-memif\"|\"file_prefix\": \"$PREFIX\"|" \
     examples/memif.json >"$OUT/config.json"
+if [ -n "${CLUSTER:-}" ]; then
+    # Issue 17: the same loads on a cluster member (cluster.members: this instance and a
+    # second one at an address nobody holds, so it is never heard): every segment pays the
+    # cluster's checks (ownership of new flows, the standby table on a miss, the sync
+    # check after each segment), and each splice builds its record, which no live member
+    # is there to receive.
+    python3 - "$OUT/config.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+c = json.load(open(path))
+own = c["ports"][0]["addresses"][0].split("/")[0]
+peer = own.rsplit(".", 1)[0] + ".250"
+c["cluster"] = {"members": [{"name": "sw1", "address": own}, {"name": "sw2", "address": peer}]}
+json.dump(c, open(path, "w"), indent=1)
+PY
+fi
 
 start() { cg_start "$OUT/config.json" "$1"; } # $1: callgrind output file
 stop() { cg_stop; }

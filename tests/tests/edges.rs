@@ -235,17 +235,20 @@ fn edges_two_workers() {
 /// may end their entries for them: a blind RST would otherwise cut the client off); an
 /// exact RST ends it everywhere. A request sent with its FIN reaches the kernel with the
 /// FIN (the switch acknowledged both and the client never sends them again).
-fn handoff_scenario(name: &str, net: u8, workers: usize) {
-    use webswitch_tests::handoff::{start_all, stop_agents};
+fn handoff_scenario(name: &str, net: u8, workers: usize, transport: &str) {
+    use webswitch_tests::handoff::{start_all_with, stop_agents, switch_config};
     if !root_or_skip() {
         return;
     }
     let _guard = testbed_lock();
     let tb = Testbed::up_handoff(name, net);
     tb.drop_kernel_rsts("cli");
-    let (agents, sw) = start_all(&tb, workers);
-    check_edges(&tb, "handoff");
-    check_corrupt(&tb, "handoff");
+    let mut config = switch_config(&tb, workers);
+    config["handoff"]["transport"] = transport.into();
+    let (agents, sw) = start_all_with(&tb, &config);
+    let mode = format!("handoff ({transport})");
+    check_edges(&tb, &mode);
+    check_corrupt(&tb, &mode);
     std::thread::sleep(Duration::from_secs(2));
     let stats = sw.stop();
     let t = &stats["total"];
@@ -262,10 +265,17 @@ fn handoff_scenario(name: &str, net: u8, workers: usize) {
 
 #[test]
 fn edges_handoff_one_worker() {
-    handoff_scenario("edh1", 183, 1);
+    handoff_scenario("edh1", 183, 1, "inline");
 }
 
 #[test]
 fn edges_handoff_two_workers() {
-    handoff_scenario("edh2", 184, 2);
+    handoff_scenario("edh2", 184, 2, "inline");
+}
+
+/// The same edges through paper 004's control-connection transport: the head goes to the
+/// agent as handoff requests, and the client's segments wait on the switch for the ack.
+#[test]
+fn edges_handoff_control_transport_two_workers() {
+    handoff_scenario("edhc", 175, 2, "control");
 }

@@ -401,6 +401,16 @@ impl Collector for SwitchCollector {
                 Counter::ExceptionFromKernel,
             ),
             (
+                "webswitch_local_node_rx",
+                "Frames from the host's kernel to an address of the switch, taken as received (a local backend's segments).",
+                Counter::LocalNodeRx,
+            ),
+            (
+                "webswitch_local_node_tx",
+                "Frames the switch sent to the host's kernel by its MAC (to a local backend, answers to the kernel).",
+                Counter::LocalNodeTx,
+            ),
+            (
                 "webswitch_cluster_beats_sent",
                 "Beats sent to the other cluster members (cluster.members).",
                 Counter::ClusterBeatsSent,
@@ -479,6 +489,11 @@ impl Collector for SwitchCollector {
                 "webswitch_cluster_adopted_given_back",
                 "Adopted connections let go because the member they were adopted from still held them.",
                 Counter::ClusterAdoptedGivenBack,
+            ),
+            (
+                "webswitch_cluster_record_replaced",
+                "Records of a gone member's connections replaced by a new connection on the same client tuple.",
+                Counter::ClusterRecordReplaced,
             ),
             (
                 "webswitch_cluster_passed_to_origin",

@@ -190,8 +190,14 @@ impl Worker {
     }
 
     /// The record of connection `id` now (`None` unless spliced with its head acked).
+    /// `None` too for a connection to a local backend (`backends[].local`): its backend is
+    /// this member's own host, which no other member reaches, and which goes with it.
     fn record_of(&self, id: ConnId) -> Option<SpliceRecord> {
         let cl = self.shared.cluster.as_deref()?;
+        let backend = self.tcp.flows.get(id)?.backend?.id;
+        if self.tcp.rt.routes.get(backend).is_some_and(|r| r.local) {
+            return None;
+        }
         let meta = &self.tcp.meta[id as usize];
         let origin_mac = self.shared.addrs[meta.backend_port].mac;
         let mut rec =
@@ -309,15 +315,16 @@ impl Worker {
         let Some(conn) = self.tcp.flows.get(id) else {
             return;
         };
-        let Some(backend) = conn.backend else {
-            return;
-        };
+        // Between two presplice rounds the connection has no backend: the members drop
+        // the record by its client tuple alone (the store's copy under the last round's
+        // backend tuple then ends with its TTL).
+        let backend = conn.backend.map_or(conn.client, |b| b.key);
         let meta = &self.tcp.meta[id as usize];
         let rec = SpliceRecord {
             kind: SyncKind::Forget,
             origin: cl.me as u8,
             client: conn.client,
-            backend: backend.key,
+            backend,
             client_isn: 0,
             our_isn: 0,
             backend_isn: 0,
