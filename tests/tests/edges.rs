@@ -24,13 +24,35 @@ fn raw(tb: &Testbed, scenario: &str, path: &str) -> Value {
     );
     assert!(
         out.status.success(),
-        "rawtcp {scenario}: {}\n{}",
+        "rawtcp {scenario}: {}\n{}\nthe switch's counters then: {}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        switch_stats(tb)
     );
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("  {}", text.trim());
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("rawtcp JSON {e}: {text}"))
+}
+
+/// The running switch's `stats` totals, read from its management socket by name, for a
+/// failure's message: what it received, answered and dropped when a scenario went wrong.
+fn switch_stats(tb: &Testbed) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let path = format!("/run/webswitch/ws-{}.sock", tb.name);
+    let ask = || -> std::io::Result<String> {
+        let s = std::os::unix::net::UnixStream::connect(&path)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        (&s).write_all(b"{\"id\": 1, \"cmd\": \"stats\", \"args\": null}\n")?;
+        let mut reply = String::new();
+        BufReader::new(&s).read_line(&mut reply)?;
+        Ok(reply)
+    };
+    match ask() {
+        Ok(reply) => serde_json::from_str::<Value>(&reply)
+            .map(|v| v["result"]["total"].to_string())
+            .unwrap_or(reply),
+        Err(e) => format!("({path}: {e})"),
+    }
 }
 
 fn check_all(tb: &Testbed, mode: &str) {
