@@ -87,12 +87,7 @@ impl Worker {
         ours: &SynOptions,
         now_ms: u64,
     ) {
-        let key = FlowKey {
-            remote_ip: rx.src,
-            remote_port: rx.sport,
-            local_ip: rx.dst,
-            local_port: rx.dport,
-        };
+        let key = rx.key();
         if !self.preallocates(key.local_ip) {
             return;
         }
