@@ -410,6 +410,16 @@ location /slow/ {
     default_type text/plain;
     echo_sleep 1;
     echo \"slow on $b: \$request_uri\";
+}
+# a response written in two pieces (the head and a first chunk, 0.3 s of silence, the
+# rest), under /img/ so the rules send it to the images pool: between the pieces the
+# kernel has sent everything and the client acknowledged it, yet the response goes on
+location /img/pause/ {
+    default_type text/plain;
+    echo \"first piece on $b\";
+    echo_flush;
+    echo_sleep 0.3;
+    echo \"second piece on $b: \$request_uri\";
 }"
     fi
     # what every server (port 80, 8080, 8081) serves; \$ below: nginx variables, not shell ones

@@ -38,6 +38,8 @@
 //!   what the agent needs to replay the client's SYN and to translate: the client's
 //!   ISN and SYN options, the window scale and latest TSval the switch showed the
 //!   client, and the chosen backend.
+//! - [`responses`]: the agent's count of its kernel's complete responses, so a
+//!   connection moves to another agent only between responses.
 //! - [`watch`]: the switch's watch over the later requests of a handed-off
 //!   connection, so the rules hold on every request.
 //! - [`channel`]: the other transport (paper 004's control connection): the same head
@@ -52,6 +54,7 @@ pub mod channel;
 pub mod control;
 pub mod cookie;
 pub mod option;
+pub mod responses;
 pub mod watch;
 
 use crate::wire::SeqNumber;

@@ -159,36 +159,65 @@ fn keep_alive_with(tb: &Testbed, requests: &[&str], hashed: bool, max_s: u64) ->
 import hashlib, socket
 s = socket.create_connection(("{vip}", 80), timeout={read_s})
 buf = b""
+def more():
+    global buf
+    d = s.recv(65536)
+    if not d:
+        raise EOFError
+    buf += d
+def line():
+    global buf
+    while b"\r\n" not in buf:
+        more()
+    l, _, buf = buf.partition(b"\r\n")
+    return l
+def take(n):
+    global buf
+    while len(buf) < n:
+        more()
+    b, buf = buf[:n], buf[n:]
+    return b
 for h in {hexes:?}:
     s.sendall(bytes.fromhex(h))
     try:
         while b"\r\n\r\n" not in buf:
-            d = s.recv(65536)
-            if not d:
-                raise EOFError
-            buf += d
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        n = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                n = int(line.split(b":")[1])
-        while len(rest) < n:
-            d = s.recv(65536)
-            if not d:
-                raise EOFError
-            rest += d
-        buf = rest[n:]
-        body = rest[:n].decode(errors="replace").splitlines()
+            more()
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        fields = [l.lower() for l in head.split(b"\r\n")[1:]]
+        if any(l.startswith(b"transfer-encoding:") and b"chunked" in l for l in fields):
+            # Chunk by chunk (the agent's move waits for the last one); the body's lines
+            # are printed joined, so every piece is checked.
+            body = b""
+            while True:
+                n = int(line().split(b";")[0], 16)
+                if n == 0:
+                    while line():
+                        pass
+                    break
+                body += take(n)
+                line()
+            text = " / ".join(body.decode(errors="replace").splitlines())
+        else:
+            n = 0
+            for l in fields:
+                if l.startswith(b"content-length:"):
+                    n = int(l.split(b":")[1])
+            body = take(n)
+            lines = body.decode(errors="replace").splitlines()
+            text = lines[0] if lines else ""
         be = [l.split(b":", 1)[1].strip().decode() for l in head.split(b"\r\n")
               if l.lower().startswith(b"x-backend:")]
-        last = hashlib.sha256(rest[:n]).hexdigest() if {hashed} else (body[0] if body else "")
+        last = hashlib.sha256(body).hexdigest() if {hashed} else text
         print("ok", head.split(b"\r\n")[0].decode(), (be or ["-"])[0], last)
     except ConnectionResetError:
         print("reset"); break
     except EOFError:
         print("closed"); break
     except TimeoutError:
-        print("timeout", repr(buf[:200])); break
+        print("timeout", repr(buf[:300])); break
+    except ValueError:
+        # Not HTTP where a chunk size should be: another response's bytes in the body.
+        print("garbled", repr(buf[:300])); break
 "#,
         vip = tb.ip(0, 10),
         read_s = if hashed { 30 } else { 10 },

@@ -57,6 +57,19 @@ fn keep_alive_rules(tb: &Testbed) {
     assert_eq!(r[0], "ok HTTP/1.1 200 OK be2 app on be2: /app/p1");
     assert!(r[1].starts_with("ok HTTP/1.1 200 OK be1 "), "{r:?}");
     assert_eq!(r[2], "ok HTTP/1.1 200 OK be2 app on be2: /app/p2");
+    // The same with a response its server writes in two pieces, 0.3 s apart: between
+    // them the kernel is idle and the client has every byte, yet the move waits for
+    // the response's last chunk (the agent frames the kernel's responses).
+    let pipelined = req("/app/p1") + &req("/img/pause/x") + &req("/app/p2");
+    let r = keep_alive(tb, &[&pipelined, "", ""]);
+    assert_eq!(
+        r,
+        [
+            "ok HTTP/1.1 200 OK be2 app on be2: /app/p1",
+            "ok HTTP/1.1 200 OK be1 first piece on be1 / second piece on be1: /img/pause/x",
+            "ok HTTP/1.1 200 OK be2 app on be2: /app/p2",
+        ]
+    );
     let chunked = "POST /app/c HTTP/1.1\r\nHost: ws\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let with_body = "POST /app/d HTTP/1.1\r\nHost: ws\r\nContent-Length: 11\r\n\r\nGET /admin/";
     for spelling in ["/admin/x", "/%61dmin/x", "//admin/x", "/app/../admin/x"] {

@@ -23,6 +23,7 @@ use tcpstate::handoff::agent::{
 use tcpstate::handoff::control::{self, Control};
 use tcpstate::handoff::cookie;
 use tcpstate::handoff::option;
+use tcpstate::handoff::responses::ResponseTally;
 use tcpstate::splice::{translate, Translation};
 use tcpstate::wire::{
     ethertype, ip_proto, EthernetFrame, Ipv4Packet, Ipv4Repr, MacAddr, SeqNumber, TcpPacket,
@@ -160,6 +161,8 @@ struct Entry {
     notify: Option<MacAddr>,
     /// Control transport: where the handoff ack goes, and whether it went.
     control: Option<channel::ChannelPeer>,
+    /// The kernel's complete responses: a `Release` is granted only between them.
+    responses: ResponseTally,
 }
 
 struct Agent {
@@ -356,8 +359,8 @@ impl Agent {
             // Not the usual shape (no options, or timestamps alone): maybe a control
             // message of the switch's.
             let tcp = TcpPacket::new_unchecked(&m[seen.tcp_at..seen.ip_end]);
-            if Control::find(tcp.options()) == Some(Control::Release) {
-                self.on_release(&m, &seen, key, now_ms);
+            if let Some(Control::Release { requests }) = Control::find(tcp.options()) {
+                self.on_release(&m, &seen, key, requests, now_ms);
                 return;
             }
         }
@@ -380,6 +383,7 @@ impl Agent {
                     tracing::debug!(?key, seq = seen.seg.seq.0, ack = ack.0, len = seen.seg.payload_len,
                         ends = ?e.flow.stream_ends(), nic = %self.nic_mac, "resume");
                     if e.flow.resume(r, ack, now_ms).is_ok() {
+                        e.responses.new_round();
                         self.count(AgentCounter::Resumed);
                     } else {
                         tracing::debug!(?key, seq = seen.seg.seq.0, ack = ack.0,
@@ -501,6 +505,7 @@ impl Agent {
                 client_window: seen.window,
                 notify,
                 control: None,
+                responses: ResponseTally::new(),
             },
         );
     }
@@ -508,14 +513,18 @@ impl Agent {
     /// The switch asks to move the connection to another agent (`handoff::control`): let
     /// it go if it is idle (its kernel side reset quietly, the flow silent from now on),
     /// and say so, or that it is busy, to the switch.
-    fn on_release(&mut self, m: &Mbuf, seen: &Seen, key: FlowKey, now_ms: u64) {
+    /// `requests`: how many the kernel was given in this round (0: not countable).
+    fn on_release(&mut self, m: &Mbuf, seen: &Seen, key: FlowKey, requests: u16, now_ms: u64) {
         let Some(ack) = seen.seg.ack else {
             self.count(AgentCounter::DropUnexpected);
             return;
         };
         let addrs = addrs_of(&key);
         let verdict = match self.flows.get_mut(&key) {
-            Some(e) => e.flow.on_release(seen.seg.seq, ack, now_ms),
+            Some(e) => {
+                let answered = e.responses.answered(requests, now_ms);
+                e.flow.on_release(seen.seg.seq, ack, answered, now_ms)
+            }
             // Nothing of it here (expired, or the agent restarted): nothing to silence.
             None => ReleaseVerdict::Released,
         };
@@ -538,7 +547,7 @@ impl Agent {
                     tracing::debug!(
                         ?key, seq = seen.seg.seq.0, ack = ack.0, kernel_next = kernel_next.0,
                         client_next = client_next.0, state = ?e.flow.state(), nic = %self.nic_mac,
-                        "release: busy"
+                        requests, complete = e.responses.complete(), "release: busy"
                     );
                 }
                 self.count(AgentCounter::ReleaseBusy);
@@ -675,9 +684,11 @@ impl Agent {
                     TcpRepr::parse(&tcp, seen.src, seen.dst, false)
                 };
                 let was_established = e.flow.state() == AgentState::Established;
-                let reply = repr
-                    .ok()
-                    .and_then(|r| e.flow.on_kernel_syn_ack(&r, e.client_window, now_ms).ok());
+                let reply = repr.ok().and_then(|r| {
+                    let ack = e.flow.on_kernel_syn_ack(&r, e.client_window, now_ms).ok()?;
+                    e.responses.start(r.seq_number);
+                    Some(ack)
+                });
                 let Some(ack) = reply else {
                     self.count(AgentCounter::DropBadSynAck);
                     return;
@@ -706,6 +717,9 @@ impl Agent {
                     m.set_len(end);
                 }
                 let backend = e.flow.record().backend_id;
+                // Framed in the kernel's own sequence space, before translation.
+                e.responses
+                    .on_kernel(seen.seg.seq, &m[end - seen.seg.payload_len..end], now_ms);
                 if translate(&mut m[ETH..end], &t).is_err() {
                     self.count(AgentCounter::DropBadTcp);
                     return;

@@ -609,7 +609,17 @@ impl AgentFlow {
     /// has sent nothing the client lacks, and has every client byte before `seq`, so its
     /// connection can be reset without anyone losing a byte and the next backend's
     /// answer continues the client's stream exactly at `ack`.
-    pub fn on_release(&mut self, seq: SeqNumber, ack: SeqNumber, now_ms: u64) -> ReleaseVerdict {
+    ///
+    /// `answered`: whether the kernel has answered every request it was given with a
+    /// whole response (`responses::ResponseTally::answered`): an idle kernel may be in
+    /// the middle of one, between two of its server's writes.
+    pub fn on_release(
+        &mut self,
+        seq: SeqNumber,
+        ack: SeqNumber,
+        answered: bool,
+        now_ms: u64,
+    ) -> ReleaseVerdict {
         self.last_ms = now_ms;
         match self.state {
             // Nothing of it is left to silence.
@@ -618,7 +628,8 @@ impl AgentFlow {
             AgentState::Parked => ReleaseVerdict::Parked,
             AgentState::SynSent => ReleaseVerdict::Busy,
             AgentState::Established => {
-                if self.kernel_next == ack
+                if answered
+                    && self.kernel_next == ack
                     && self.client_next == seq
                     && self.kernel_fin.is_none()
                     && self.client_fin.is_none()

@@ -1231,7 +1231,7 @@ fn release_only_when_idle_both_ways() {
     );
     let in_client = |n: usize| SeqNumber(SWITCH_ISN) + 1 + n;
     assert_eq!(
-        flow.on_release(req_end, in_client(1448), 1_011),
+        flow.on_release(req_end, in_client(1448), true, 1_011),
         ReleaseVerdict::Busy,
         "the response is still under way"
     );
@@ -1243,18 +1243,25 @@ fn release_only_when_idle_both_ways() {
     assert_eq!(flow.stream_ends(), (in_client(3000), req_end));
     // A release at a sequence number the kernel has not reached is refused...
     assert_eq!(
-        flow.on_release(req_end + 1, in_client(3000), 1_013),
+        flow.on_release(req_end + 1, in_client(3000), true, 1_013),
         ReleaseVerdict::Busy
     );
+    // ...and so is the right one while the kernel's response is not whole (its server
+    // wrote a piece and pauses: every byte so far acknowledged)...
+    assert_eq!(
+        flow.on_release(req_end, in_client(3000), false, 1_013),
+        ReleaseVerdict::Busy
+    );
+    assert_eq!(flow.state(), AgentState::Established);
     // ...the right one, once the client has everything, lets the connection go: the
     // kernel's connection is parked, open and silent.
     assert_eq!(
-        flow.on_release(req_end, in_client(3000), 1_014),
+        flow.on_release(req_end, in_client(3000), true, 1_014),
         ReleaseVerdict::Parked
     );
     assert_eq!(flow.state(), AgentState::Parked);
     assert_eq!(
-        flow.on_release(req_end, in_client(3000), 1_014),
+        flow.on_release(req_end, in_client(3000), true, 1_014),
         ReleaseVerdict::Parked,
         "asked again: the same answer"
     );
@@ -1279,7 +1286,7 @@ fn release_only_when_idle_both_ways() {
     assert_eq!(flow.state(), AgentState::Closed);
     assert_eq!(flow.kernel_rst_seq(), Some(req_end));
     assert_eq!(
-        flow.on_release(req_end, in_client(3000), 1_016),
+        flow.on_release(req_end, in_client(3000), true, 1_016),
         ReleaseVerdict::Released
     );
 }
@@ -1295,7 +1302,7 @@ fn parked(served: usize) -> (AgentFlow, SeqNumber, SeqNumber) {
     assert_eq!(flow.on_kernel(data, 1_010), KernelVerdict::Translate);
     let client_has = SeqNumber(SWITCH_ISN) + 1 + served;
     assert_eq!(
-        flow.on_release(req_end, client_has, 1_011),
+        flow.on_release(req_end, client_has, true, 1_011),
         ReleaseVerdict::Parked
     );
     (flow, req_end, client_has)
@@ -1361,7 +1368,7 @@ fn a_parked_connection_resumes_where_the_client_stands() {
     // And it can be parked again, and resumed again.
     use crate::handoff::agent::ReleaseVerdict;
     assert_eq!(
-        flow.on_release(head_end, ack + 100, 2_002),
+        flow.on_release(head_end, ack + 100, true, 2_002),
         ReleaseVerdict::Parked
     );
     let rec = HandoffRecord {
@@ -1450,7 +1457,7 @@ fn release_before_the_kernel_answered_is_busy() {
     assert_eq!(flow.on_client(seg_of(&handoff), 1_000), ClientVerdict::Hold);
     let req_end = SeqNumber(CLIENT_ISN + 1) + REQUEST.len();
     assert_eq!(
-        flow.on_release(req_end, SeqNumber(SWITCH_ISN) + 1, 1_001),
+        flow.on_release(req_end, SeqNumber(SWITCH_ISN) + 1, true, 1_001),
         ReleaseVerdict::Busy
     );
 }

@@ -20,7 +20,7 @@
 //!                                                   ^ framed           ^ store base when
 //!                                                                        head 2 is due
 //! ```
-use rules::framing::{BodyFraming, FramingError, Phase, RequestFramer};
+use rules::framing::{BodyFraming, FramingError, Phase, RequestFramer, RequestMethod};
 use rules::http::RequestHead;
 
 use crate::reasm::{HeadBuffer, Insert};
@@ -56,6 +56,9 @@ pub struct RequestWatch {
     store: Option<HeadBuffer>,
     /// Requests the watch has framed after the first.
     pub requests: u32,
+    /// A HEAD among the requests given to the agent: its response's length headers
+    /// describe no body, so the agent cannot frame responses by them alone.
+    head_method: bool,
     /// A request that belongs to another backend is held while the current agent is
     /// asked to let the connection go.
     pending: Option<Migration>,
@@ -86,6 +89,7 @@ impl RequestWatch {
             framed: head_end,
             store: None,
             requests: 0,
+            head_method: RequestMethod::of(first.method) == RequestMethod::Head,
             pending: None,
         })
     }
@@ -139,12 +143,24 @@ impl RequestWatch {
         &mut self,
         framing: BodyFraming,
         close: bool,
+        method: RequestMethod,
         len: usize,
     ) -> Result<(), FramingError> {
         self.framer.start(framing, close)?;
         self.advance(len);
         self.requests += 1;
+        self.head_method |= method == RequestMethod::Head;
         Ok(())
+    }
+
+    /// The requests the agent's kernel was given in this round, the first included, as
+    /// a `Release` carries them (`control::Control::Release`): 0 when the agent cannot
+    /// count responses against them (a HEAD among them, or more than `u16::MAX`).
+    pub fn requests_given(&self) -> u16 {
+        if self.head_method {
+            return 0;
+        }
+        u16::try_from(self.requests + 1).unwrap_or(0)
     }
 
     fn advance(&mut self, n: usize) {
@@ -272,11 +288,34 @@ mod tests {
                     let req = rules::http::parse_request(&head).unwrap();
                     found.push(req.path.to_string());
                     let framing = RequestFramer::framing_of(&req).unwrap();
-                    w.accept(framing, req.connection_close, len).unwrap();
+                    w.accept(
+                        framing,
+                        req.connection_close,
+                        RequestMethod::of(req.method),
+                        len,
+                    )
+                    .unwrap();
                 }
                 step => return (found, step),
             }
         }
+    }
+
+    #[test]
+    fn the_requests_given_count_the_first_and_a_head_makes_them_uncountable() {
+        let first = b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut w = watch_after(first);
+        assert_eq!(w.requests_given(), 1);
+        let two = b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n";
+        run(&mut w, first.len(), two);
+        assert_eq!(w.requests_given(), 2);
+        let head = b"HEAD /three HTTP/1.1\r\nHost: a\r\n\r\n";
+        run(&mut w, first.len() + two.len(), head);
+        assert_eq!(w.requests_given(), 0);
+        assert_eq!(
+            watch_after(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n").requests_given(),
+            0
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! directly, so response bytes never cross the switch.
 use std::sync::Arc;
 
-use rules::framing::RequestFramer;
+use rules::framing::{RequestFramer, RequestMethod};
 use rules::{http, Action};
 use tcpstate::conn::{BackendTarget, Emit, HandoffHead, Outputs, State, Verdict};
 use tcpstate::flow::{ConnId, FlowKey};
@@ -478,10 +478,10 @@ impl Worker {
                         Some(c) => (c.backend.map(|t| t.id), c.client.local_ip),
                         None => return Watched::Pass,
                     };
-                    let (allowed, framing, close) = {
+                    let (allowed, framing, close, method) = {
                         let head = &w.head()[..len];
                         match http::parse_request(head) {
-                            Err(_) => (false, None, false),
+                            Err(_) => (false, None, false, RequestMethod::Other),
                             Ok(req) => {
                                 let (rule, action) = rt.router.decide(&req);
                                 let stats = &self.shared.stats[self.index];
@@ -515,6 +515,7 @@ impl Worker {
                                     allowed,
                                     RequestFramer::framing_of(&req).ok().map(|f| (f, other)),
                                     req.connection_close,
+                                    RequestMethod::of(req.method),
                                 )
                             }
                         }
@@ -543,7 +544,7 @@ impl Worker {
                     let Some(w) = self.tcp.watches[id as usize].as_mut() else {
                         return Watched::Pass;
                     };
-                    if w.accept(framing, close, len).is_err() {
+                    if w.accept(framing, close, method, len).is_err() {
                         return Watched::Refuse;
                     }
                     self.stats().add(Counter::RequestsRouted, 1);
@@ -635,6 +636,7 @@ impl Worker {
             return;
         };
         let at = w.framed();
+        let requests = w.requests_given();
         let Some(m) = w.pending_move() else {
             return;
         };
@@ -642,7 +644,7 @@ impl Worker {
         m.next_ms = now_ms + MOVE_RETRY_MS;
         let ack = m.client_ack;
         let mut options = [0u8; 8];
-        let n = Control::Release.emit(&mut options);
+        let n = Control::Release { requests }.emit(&mut options);
         let seg = AgentSegment {
             seq: at,
             ack,
