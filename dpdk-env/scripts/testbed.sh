@@ -27,7 +27,7 @@
 #   status   show namespaces, links, addresses, nginx state; exit 0 only if fully up
 #   env      print shell-eval-able variables (eval "$(testbed.sh env)")
 #   impair [--loss PCT] [--dup PCT] [--reorder PCT] [--delay MS] [--seed N]
-#          [--links client,backend,router,client_return] [--reorder-gap K] [--reorder-ms MS]
+#          [--links client,backend,router,client_return,front] [--reorder-gap K] [--reorder-ms MS]
 #            (re)apply TCP-only loss/duplication/reordering/delay, both directions, on the
 #            client link and/or every backend link, and on a handoff testbed the direct
 #            return path too: router (bridge port rt) and client_return (cli1); default:
@@ -37,6 +37,8 @@
 #            every packet MS ms (0-10000, up to 2 decimals) in each direction of each link)
 #            (on a handoff testbed be4 stays unimpaired but for its answers on client_return:
 #            its link rt-b4 has no rules and the switch's IP-in-IP to it is not TCP)
+#            (front, on a cluster testbed only and never by default: the link of the client
+#            behind the ECMP router, $P-fc's cli0, the way to every instance's front port)
 #   impair off     remove every impairment (rules, helper veths, NFQUEUE consumers)
 #   impair stats   print JSON counters of what was injected, per link and direction
 #
@@ -989,7 +991,7 @@ IMP_Q_RET_OUT=6              # ... and what the client sends there (stolen like 
 # One NFQUEUE consumer per tag: cli and br as before; rt and cli1 on a handoff testbed. The
 # consumer names links by its role (cli: always "client"; br: by the bridge ports), so the
 # router's and cli1's packets get consumers of their own, and `impair stats` renames their links.
-IMP_TAGS=(cli br rt cli1)
+IMP_TAGS=(cli br rt cli1 fc)
 IMP_MARK=0x5753              # SO_MARK of those copies (the OUTPUT queue rule skips them)
 IMP_TCP="meta protocol ip meta l4proto tcp"   # only IPv4 TCP: never ARP, ICMP, ...
 
@@ -1010,7 +1012,7 @@ pct_bp() { # "2" / "0.5" / "12.25" -> basis points (0-10000)
 
 impair_pid() { # tag -> pid of its NFQUEUE consumer, if it is running in its namespace
     local role=$1 ns pid
-    case $role in cli|cli1) ns=$NS_CLI ;; br|rt) ns=$NS_BR ;; *) return 1 ;; esac
+    case $role in cli|cli1) ns=$NS_CLI ;; br|rt) ns=$NS_BR ;; fc) ns=$NS_FC ;; *) return 1 ;; esac
     [[ -s $IMP_DIR/reorder-$role.pid ]] || return 1
     pid=$(tr -dc '0-9' <"$IMP_DIR/reorder-$role.pid")
     [[ -n $pid ]] || return 1
@@ -1035,10 +1037,13 @@ ipt_unhook() { # ns parent chain: remove our chain and every jump to it
 impair_off() { # remove every impairment of this testbed; fine if nothing (or no testbed) is there
     local role pid i segs
     # 1. stop queueing (with --queue-bypass nothing waits for a consumer anyway)
-    if ns_exists "$NS_CLI"; then
-        ipt_unhook "$NS_CLI" OUTPUT ws_impair_out
-        ipt_unhook "$NS_CLI" INPUT ws_impair_in
-    fi
+    local cns
+    for cns in "$NS_CLI" "$NS_FC"; do
+        if ns_exists "$cns"; then
+            ipt_unhook "$cns" OUTPUT ws_impair_out
+            ipt_unhook "$cns" INPUT ws_impair_in
+        fi
+    done
     if ns_exists "$NS_BR"; then
         ipt_unhook "$NS_BR" FORWARD ws_impair_fwd
     fi
@@ -1069,6 +1074,15 @@ impair_off() { # remove every impairment of this testbed; fine if nothing (or no
             ip -n "$NS_CLI" link set "$IF_CLI_RT" gso_max_segs "${segs:-65535}" 2>/dev/null || true
         fi
     fi
+    # a cluster testbed's client behind the router (link front)
+    if ns_exists "$NS_FC"; then
+        nsx "$NS_FC" nft delete table netdev "$IMP_TABLE" 2>/dev/null || true
+        ip -n "$NS_FC" link del "$IMP_BH" 2>/dev/null || true
+        ip -n "$NS_FC" link del "$IMP_DUP" 2>/dev/null || true
+        segs=65535
+        if [[ -s $IMP_DIR/fc-cli0.gso_max_segs ]]; then segs=$(tr -dc '0-9' <"$IMP_DIR/fc-cli0.gso_max_segs"); fi
+        ip -n "$NS_FC" link set "$IF_CLI" gso_max_segs "${segs:-65535}" 2>/dev/null || true
+    fi
     if ns_exists "$NS_BR"; then
         nsx "$NS_BR" nft delete table netdev "$IMP_TABLE" 2>/dev/null || true
         nsx "$NS_BR" sysctl -qw net.bridge.bridge-nf-call-iptables=0 >/dev/null 2>&1 || true
@@ -1080,7 +1094,7 @@ start_reorderer() { # tag ns queue pct seed gap ms delay_ms [consumer args...]
     local role=$1 ns=$2 q=$3 pct=$4 seed=$5 gap=$6 ms=$7 delay=$8 i pid crole
     shift 8
     # the consumer's own role: how it names links (rt and cli1 are renamed by impair_stats)
-    case $role in cli|cli1) crole=cli ;; *) crole=br ;; esac
+    case $role in cli|cli1|fc) crole=cli ;; *) crole=br ;; esac
     rm -f "$IMP_DIR/reorder-$role.pid"
     # its own session, stdio on a log file: callers that capture our output never wait on it
     setsid ip netns exec "$ns" python3 "$SCRIPT_DIR/nfq_reorder.py" --role "$crole" --queue "$q" \
@@ -1096,6 +1110,116 @@ start_reorderer() { # tag ns queue pct seed gap ms delay_ms [consumer args...]
     done
     cat "$IMP_DIR/reorder-$role.log" >&2 || true
     die "impair: the NFQUEUE consumer for $ns did not start (log: $IMP_DIR/reorder-$role.log)"
+}
+
+# The client side of impair_apply: the client's veth(s) in namespace $cns, link $clink,
+# reorderer $crole (its GSO limit saved as $gso_tag<veth>.gso_max_segs). Called from
+# impair_apply, whose locals (on_ret, loss_bp, dup_bp, queued, ...) it reads: once for the
+# testbed's client ($P-cli: links client and client_return), once on a cluster testbed for
+# the client behind the ECMP router ($P-fc: link front)
+impair_client_side() { # cns cmac clink crole gso_tag want_cli on_ret
+    local cns=$1 cmac=$2 clink=$3 crole=$4 gso_tag=$5 want_cli=$6 on_ret=$7 l
+    if ((want_cli || on_ret)); then
+        # blackhole for silent client->switch loss (and client->router on cli1); a second veth
+        # pair per client veth to inject duplicates of what arrives into the client's stack
+        # (ingress `dup to` a device would send them back); its far end has that veth's MAC,
+        # so the copy is addressed to it
+        ip -n "$cns" link add "$IMP_BH" type veth peer name "$IMP_BH_PEER"
+        local dups=()
+        if ((want_cli)); then
+            ip -n "$cns" link add "$IMP_DUP" type veth peer name "$IMP_DUP_PEER" address "$cmac"
+            dups+=("$IMP_DUP" "$IMP_DUP_PEER")
+        fi
+        if ((on_ret)); then
+            ip -n "$cns" link add "$IMP_DUP_RET" type veth peer name "$IMP_DUP_RET_PEER" address "$MAC_CLI_RT"
+            dups+=("$IMP_DUP_RET" "$IMP_DUP_RET_PEER")
+        fi
+        for l in "$IMP_BH" "${dups[@]}"; do offloads_off "$cns" "$l"; done
+        ip -n "$cns" link set "$IMP_BH" up        # its peer stays down: no carrier, frames vanish
+        if ((want_cli)); then
+            ip -n "$cns" link set "$IMP_DUP_PEER" arp off
+            ip -n "$cns" link set "$IMP_DUP_PEER" up
+            ip -n "$cns" link set "$IMP_DUP" up
+        fi
+        if ((on_ret)); then
+            ip -n "$cns" link set "$IMP_DUP_RET_PEER" arp off
+            ip -n "$cns" link set "$IMP_DUP_RET_PEER" up
+            ip -n "$cns" link set "$IMP_DUP_RET" up
+        fi
+        if ((loss_bp || dup_bp)); then
+            # the egress hook sees whole GSO skbs (up to 64 KB); one segment per skb makes
+            # client->switch (client->router) loss and duplication per frame (for connections
+            # opened from now on)
+            local cif gso_links=()
+            if ((want_cli)); then gso_links+=("$IF_CLI"); fi
+            if ((on_ret)); then gso_links+=("$IF_CLI_RT"); fi
+            for cif in "${gso_links[@]}"; do
+                ip -d -n "$cns" link show "$cif" | grep -o 'gso_max_segs [0-9]*' | awk '{print $2}' \
+                    >"$IMP_DIR/$gso_tag$cif.gso_max_segs" || true
+                ip -n "$cns" link set "$cif" gso_max_segs 1
+            done
+        fi
+        {
+            echo "table netdev $IMP_TABLE {"
+            if ((want_cli)); then counters "$clink"; fi
+            if ((on_ret)); then counters client_return; fi
+            if ((want_cli)); then
+                echo "    chain cli0_egress {"
+                echo "        type filter hook egress device \"$IF_CLI\" priority 0; policy accept;"
+                rules "$clink" to_switch "" "fwd to \"$IMP_BH\"" "dup to \"$IF_CLI\""
+                echo "    }"
+                echo "    chain cli0_ingress {"
+                echo "        type filter hook ingress device \"$IF_CLI\" priority 0; policy accept;"
+                rules "$clink" from_switch "" "drop" "dup to \"$IMP_DUP\""
+                echo "    }"
+            fi
+            if ((on_ret)); then
+                # handoff: cli1 is the client's end of the router link; to_switch is what the
+                # client sends there, from_switch what it receives (the backends' answers)
+                echo "    chain cli1_egress {"
+                echo "        type filter hook egress device \"$IF_CLI_RT\" priority 0; policy accept;"
+                rules client_return to_switch "" "fwd to \"$IMP_BH\"" "dup to \"$IF_CLI_RT\""
+                echo "    }"
+                echo "    chain cli1_ingress {"
+                echo "        type filter hook ingress device \"$IF_CLI_RT\" priority 0; policy accept;"
+                rules client_return from_switch "" "drop" "dup to \"$IMP_DUP_RET\""
+                echo "    }"
+            fi
+            echo "}"
+        } | nsx "$cns" nft -f -
+        if ((queued)); then
+            # cli1 gets a consumer of its own: the consumer names every packet it sees by hook
+            # (out: to_switch, in: from_switch) as link "client", so one consumer per veth
+            if ((want_cli)); then
+                start_reorderer "$crole" "$cns" "$IMP_Q_CLI" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms" \
+                    --steal-queue "$IMP_Q_CLI_OUT" --mark "$IMP_MARK"
+            fi
+            if ((on_ret)); then
+                start_reorderer cli1 "$cns" "$IMP_Q_RET" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms" \
+                    --steal-queue "$IMP_Q_RET_OUT" --mark "$IMP_MARK"
+            fi
+            ipt "$cns" -N ws_impair_out
+            if ((want_cli)); then
+                ipt "$cns" -A ws_impair_out -o "$IF_CLI" -p tcp -m mark ! --mark "$IMP_MARK" \
+                    -j NFQUEUE --queue-num "$IMP_Q_CLI_OUT" --queue-bypass
+            fi
+            if ((on_ret)); then
+                ipt "$cns" -A ws_impair_out -o "$IF_CLI_RT" -p tcp -m mark ! --mark "$IMP_MARK" \
+                    -j NFQUEUE --queue-num "$IMP_Q_RET_OUT" --queue-bypass
+            fi
+            ipt "$cns" -I OUTPUT -j ws_impair_out
+            ipt "$cns" -N ws_impair_in
+            if ((want_cli)); then
+                ipt "$cns" -A ws_impair_in -i "$IF_CLI" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
+                ipt "$cns" -A ws_impair_in -i "$IMP_DUP_PEER" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
+            fi
+            if ((on_ret)); then
+                ipt "$cns" -A ws_impair_in -i "$IF_CLI_RT" -p tcp -j NFQUEUE --queue-num "$IMP_Q_RET" --queue-bypass
+                ipt "$cns" -A ws_impair_in -i "$IMP_DUP_RET_PEER" -p tcp -j NFQUEUE --queue-num "$IMP_Q_RET" --queue-bypass
+            fi
+            ipt "$cns" -I INPUT -j ws_impair_in
+        fi
+    fi
 }
 
 impair_apply() {
@@ -1140,7 +1264,7 @@ impair_apply() {
     # on a handoff testbed the backends' answers return past the switch (bridge port rt ->
     # router -> cli1): by default those links are impaired too, so that every link a
     # handed-off connection crosses is impaired
-    local l on_cli=0 on_be=0 on_rt=0 on_ret=0 handoff=0
+    local l on_cli=0 on_be=0 on_rt=0 on_ret=0 on_front=0 handoff=0
     if is_handoff; then handoff=1; fi
     if [[ -z $links ]]; then
         links=client,backend
@@ -1152,12 +1276,16 @@ impair_apply() {
             backend|backends) on_be=1 ;;
             router) on_rt=1 ;;
             client_return) on_ret=1 ;;
+            front) on_front=1 ;;
             both) on_cli=1; on_be=1 ;;
             all) on_cli=1; on_be=1; on_rt=$handoff; on_ret=$handoff ;;
-            *) die "impair: --links takes client, backend, router, client_return, both or all ('$l')" ;;
+            *) die "impair: --links takes client, backend, router, client_return, front, both or all ('$l')" ;;
         esac
     done
-    ((on_cli + on_be + on_rt + on_ret)) || die "impair: --links names no link"
+    ((on_cli + on_be + on_rt + on_ret + on_front)) || die "impair: --links names no link"
+    if ((on_front)) && ! is_cluster; then
+        die "impair: --links front exists on a cluster testbed only (up --cluster); '$P' is not one"
+    fi
     if ((on_rt || on_ret)) && ! ((handoff)); then
         die "impair: --links router and client_return exist on a handoff testbed only (up --handoff); '$P' is not one"
     fi
@@ -1177,6 +1305,7 @@ impair_apply() {
     ((on_be)) && links_json+=('"backend"')
     ((on_rt)) && links_json+=('"router"')
     ((on_ret)) && links_json+=('"client_return"')
+    ((on_front)) && links_json+=('"front"')
     cat >"$IMP_DIR/params.json" <<EOF
 {"loss_pct": $((loss_bp / 100)).$(printf '%02d' $((loss_bp % 100))), "dup_pct": $((dup_bp / 100)).$(printf '%02d' $((dup_bp % 100))), "reorder_pct": $((reorder_bp / 100)).$(printf '%02d' $((reorder_bp % 100))), "delay_ms": $delay_ms, "seed": $seed, "reorder_gap": $gap, "reorder_ms": $ms, "links": [$(IFS=,; echo "${links_json[*]}")]}
 EOF
@@ -1199,106 +1328,9 @@ EOF
         done; done; done
     }
 
-    if ((on_cli || on_ret)); then
-        # blackhole for silent client->switch loss (and client->router on cli1); a second veth
-        # pair per client veth to inject duplicates of what arrives into the client's stack
-        # (ingress `dup to` a device would send them back); its far end has that veth's MAC,
-        # so the copy is addressed to it
-        ip -n "$NS_CLI" link add "$IMP_BH" type veth peer name "$IMP_BH_PEER"
-        local dups=()
-        if ((on_cli)); then
-            ip -n "$NS_CLI" link add "$IMP_DUP" type veth peer name "$IMP_DUP_PEER" address "$MAC_CLI"
-            dups+=("$IMP_DUP" "$IMP_DUP_PEER")
-        fi
-        if ((on_ret)); then
-            ip -n "$NS_CLI" link add "$IMP_DUP_RET" type veth peer name "$IMP_DUP_RET_PEER" address "$MAC_CLI_RT"
-            dups+=("$IMP_DUP_RET" "$IMP_DUP_RET_PEER")
-        fi
-        for l in "$IMP_BH" "${dups[@]}"; do offloads_off "$NS_CLI" "$l"; done
-        ip -n "$NS_CLI" link set "$IMP_BH" up        # its peer stays down: no carrier, frames vanish
-        if ((on_cli)); then
-            ip -n "$NS_CLI" link set "$IMP_DUP_PEER" arp off
-            ip -n "$NS_CLI" link set "$IMP_DUP_PEER" up
-            ip -n "$NS_CLI" link set "$IMP_DUP" up
-        fi
-        if ((on_ret)); then
-            ip -n "$NS_CLI" link set "$IMP_DUP_RET_PEER" arp off
-            ip -n "$NS_CLI" link set "$IMP_DUP_RET_PEER" up
-            ip -n "$NS_CLI" link set "$IMP_DUP_RET" up
-        fi
-        if ((loss_bp || dup_bp)); then
-            # the egress hook sees whole GSO skbs (up to 64 KB); one segment per skb makes
-            # client->switch (client->router) loss and duplication per frame (for connections
-            # opened from now on)
-            local cif gso_links=()
-            if ((on_cli)); then gso_links+=("$IF_CLI"); fi
-            if ((on_ret)); then gso_links+=("$IF_CLI_RT"); fi
-            for cif in "${gso_links[@]}"; do
-                ip -d -n "$NS_CLI" link show "$cif" | grep -o 'gso_max_segs [0-9]*' | awk '{print $2}' \
-                    >"$IMP_DIR/$cif.gso_max_segs" || true
-                ip -n "$NS_CLI" link set "$cif" gso_max_segs 1
-            done
-        fi
-        {
-            echo "table netdev $IMP_TABLE {"
-            if ((on_cli)); then counters client; fi
-            if ((on_ret)); then counters client_return; fi
-            if ((on_cli)); then
-                echo "    chain cli0_egress {"
-                echo "        type filter hook egress device \"$IF_CLI\" priority 0; policy accept;"
-                rules client to_switch "" "fwd to \"$IMP_BH\"" "dup to \"$IF_CLI\""
-                echo "    }"
-                echo "    chain cli0_ingress {"
-                echo "        type filter hook ingress device \"$IF_CLI\" priority 0; policy accept;"
-                rules client from_switch "" "drop" "dup to \"$IMP_DUP\""
-                echo "    }"
-            fi
-            if ((on_ret)); then
-                # handoff: cli1 is the client's end of the router link; to_switch is what the
-                # client sends there, from_switch what it receives (the backends' answers)
-                echo "    chain cli1_egress {"
-                echo "        type filter hook egress device \"$IF_CLI_RT\" priority 0; policy accept;"
-                rules client_return to_switch "" "fwd to \"$IMP_BH\"" "dup to \"$IF_CLI_RT\""
-                echo "    }"
-                echo "    chain cli1_ingress {"
-                echo "        type filter hook ingress device \"$IF_CLI_RT\" priority 0; policy accept;"
-                rules client_return from_switch "" "drop" "dup to \"$IMP_DUP_RET\""
-                echo "    }"
-            fi
-            echo "}"
-        } | nsx "$NS_CLI" nft -f -
-        if ((queued)); then
-            # cli1 gets a consumer of its own: the consumer names every packet it sees by hook
-            # (out: to_switch, in: from_switch) as link "client", so one consumer per veth
-            if ((on_cli)); then
-                start_reorderer cli "$NS_CLI" "$IMP_Q_CLI" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms" \
-                    --steal-queue "$IMP_Q_CLI_OUT" --mark "$IMP_MARK"
-            fi
-            if ((on_ret)); then
-                start_reorderer cli1 "$NS_CLI" "$IMP_Q_RET" "$reorder_pct" "$seed" "$gap" "$ms" "$delay_ms" \
-                    --steal-queue "$IMP_Q_RET_OUT" --mark "$IMP_MARK"
-            fi
-            ipt "$NS_CLI" -N ws_impair_out
-            if ((on_cli)); then
-                ipt "$NS_CLI" -A ws_impair_out -o "$IF_CLI" -p tcp -m mark ! --mark "$IMP_MARK" \
-                    -j NFQUEUE --queue-num "$IMP_Q_CLI_OUT" --queue-bypass
-            fi
-            if ((on_ret)); then
-                ipt "$NS_CLI" -A ws_impair_out -o "$IF_CLI_RT" -p tcp -m mark ! --mark "$IMP_MARK" \
-                    -j NFQUEUE --queue-num "$IMP_Q_RET_OUT" --queue-bypass
-            fi
-            ipt "$NS_CLI" -I OUTPUT -j ws_impair_out
-            ipt "$NS_CLI" -N ws_impair_in
-            if ((on_cli)); then
-                ipt "$NS_CLI" -A ws_impair_in -i "$IF_CLI" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
-                ipt "$NS_CLI" -A ws_impair_in -i "$IMP_DUP_PEER" -p tcp -j NFQUEUE --queue-num "$IMP_Q_CLI" --queue-bypass
-            fi
-            if ((on_ret)); then
-                ipt "$NS_CLI" -A ws_impair_in -i "$IF_CLI_RT" -p tcp -j NFQUEUE --queue-num "$IMP_Q_RET" --queue-bypass
-                ipt "$NS_CLI" -A ws_impair_in -i "$IMP_DUP_RET_PEER" -p tcp -j NFQUEUE --queue-num "$IMP_Q_RET" --queue-bypass
-            fi
-            ipt "$NS_CLI" -I INPUT -j ws_impair_in
-        fi
+    impair_client_side "$NS_CLI" "$MAC_CLI" client cli "" "$on_cli" "$on_ret"
+    if ((on_front)); then
+        impair_client_side "$NS_FC" "$(mac 3 2)" front fc fc- 1 0
     fi
 
     if ((on_be || on_rt)); then
@@ -1404,6 +1436,7 @@ impair_stats() {
     done
     if ns_exists "$NS_CLI"; then nsx "$NS_CLI" nft -j list counters table netdev "$IMP_TABLE" >"$tmp/nft-cli.json" 2>/dev/null || true; fi
     if ns_exists "$NS_BR"; then nsx "$NS_BR" nft -j list counters table netdev "$IMP_TABLE" >"$tmp/nft-br.json" 2>/dev/null || true; fi
+    if ns_exists "$NS_FC"; then nsx "$NS_FC" nft -j list counters table netdev "$IMP_TABLE" >"$tmp/nft-fc.json" 2>/dev/null || true; fi
     python3 - "$P" "$IMP_DIR" "$tmp" "${BACKENDS[@]}" <<'PY'
 import json, os, sys
 
@@ -1425,10 +1458,11 @@ if params is not None:
     names = (["client"] if "client" in params["links"] else []) + \
             (backends if "backend" in params["links"] else []) + \
             (["router"] if "router" in params["links"] else []) + \
-            (["client_return"] if "client_return" in params["links"] else [])
+            (["client_return"] if "client_return" in params["links"] else []) + \
+            (["front"] if "front" in params["links"] else [])
     for link in names:
         out["links"][link] = {d: dict.fromkeys(NFT + REO, 0) for d in ("to_switch", "from_switch")}
-    for ns in ("cli", "br"):
+    for ns in ("cli", "br", "fc"):
         doc = load(os.path.join(tmp, f"nft-{ns}.json")) or {}
         for item in doc.get("nftables", []):
             c = item.get("counter")
@@ -1445,11 +1479,13 @@ if params is not None:
         # from_switch and one from rt by where it goes (to-sw: "rt"/to_switch, else "beN")
         if role == "cli1":
             return "client_return", d
+        if role == "fc":
+            return "front", d
         if role == "rt":
             return "router", ("from_switch" if (link, d) == ("rt", "from_switch") else "to_switch")
         return link, d
     delay_sum = {}
-    for role in ("cli", "br", "rt", "cli1"):
+    for role in ("cli", "br", "rt", "cli1", "fc"):
         doc = load(os.path.join(imp, f"reorder-{role}.json"))
         if doc is None:
             continue

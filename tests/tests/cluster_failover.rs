@@ -38,8 +38,9 @@ struct Scale {
     gets: usize,
     puts: usize,
     secs: usize,
-    /// Whether the backend links lose, duplicate and reorder segments meanwhile.
-    impaired: bool,
+    /// The links (`testbed.sh impair --links`) that lose, duplicate and reorder segments
+    /// meanwhile, if any.
+    impaired: Option<&'static str>,
 }
 
 /// What the suite runs for each design and worker count.
@@ -47,11 +48,17 @@ const SMALL: Scale = Scale {
     gets: 10,
     puts: 10,
     secs: 20,
-    impaired: false,
+    impaired: None,
 };
 /// The suite's scale with the backend links impaired.
 const IMPAIRED: Scale = Scale {
-    impaired: true,
+    impaired: Some("backend"),
+    ..SMALL
+};
+/// The suite's scale with the front link impaired: the client's, behind the ECMP router,
+/// the way to both instances.
+const IMPAIRED_FRONT: Scale = Scale {
+    impaired: Some("front"),
     ..SMALL
 };
 /// The issue's scale, once: 100 concurrent 10 MiB GETs and 100 PUTs, a minute each.
@@ -59,7 +66,7 @@ const ISSUE: Scale = Scale {
     gets: 100,
     puts: 100,
     secs: 60,
-    impaired: false,
+    impaired: None,
 };
 
 /// The records' lease: well under half time, so the first copies would be gone by the
@@ -120,14 +127,13 @@ fn failover(name: &str, net: u8, workers: (usize, usize), sharing: Sharing, scal
         }
     });
 
-    if scale.impaired {
-        // TCP segments lost (1%), duplicated (1%) and reordered (3%) on every backend link,
-        // both ways, toward either instance: the survivor's first segments of the
-        // connections it adopts include retransmissions, duplicates and segments past
-        // holes, and so do the segments the restarted instance passes on.
-        let impair: Vec<&str> = "impair --links backend --loss 1 --dup 1 --reorder 3 --seed 17"
-            .split_whitespace()
-            .collect();
+    if let Some(links) = scale.impaired {
+        // TCP segments lost (1%), duplicated (1%) and reordered (3%) on those links, both
+        // ways, toward either instance: the survivor's first segments of the connections it
+        // adopts include retransmissions, duplicates and segments past holes, and so do the
+        // segments the restarted instance passes on.
+        let impair = format!("impair --links {links} --loss 1 --dup 1 --reorder 3 --seed 17");
+        let impair: Vec<&str> = impair.split_whitespace().collect();
         tb.script(&impair);
     }
     let tool = workspace_root().join("tests/tools/transfers.py");
@@ -193,7 +199,7 @@ fn failover(name: &str, net: u8, workers: (usize, usize), sharing: Sharing, scal
 
     // Bounded: every socket in the tool times out after 30 s of silence.
     let text = wait_output(child, Duration::from_secs(120), "the transfers");
-    if scale.impaired {
+    if scale.impaired.is_some() {
         tb.impairment_off_checked(5_000);
     }
     let run: Value =
@@ -338,6 +344,13 @@ fn a_killed_instance_breaks_no_transfer_on_impaired_links_one_worker() {
 #[test]
 fn a_killed_instance_breaks_no_transfer_on_impaired_links_two_workers() {
     failover("wci2", 211, (2, 2), Sharing::Push, IMPAIRED);
+}
+
+/// The same with the client's link impaired instead (the front, before the ECMP router):
+/// what the survivor adopts from the client arrives lost, duplicated and out of order.
+#[test]
+fn a_killed_instance_breaks_no_transfer_on_an_impaired_front_link_two_workers() {
+    failover("wcfi", 176, (2, 2), Sharing::Push, IMPAIRED_FRONT);
 }
 
 #[test]
