@@ -425,6 +425,9 @@ impl Agent {
             if seen.seg.ack.is_some() {
                 e.client_window = seen.window;
             }
+            if seen.seg.payload_len > 0 {
+                e.responses.on_client_bytes(now_ms);
+            }
             match e.flow.on_client(seen.seg, now_ms) {
                 ClientVerdict::Hold => {
                     if e.held.len() < MAX_HELD {
@@ -494,6 +497,9 @@ impl Agent {
         }
         self.emit_to_kernel(&addrs, &syn);
         self.count(AgentCounter::Held);
+        // The head is a request the kernel has yet to answer.
+        let mut responses = ResponseTally::new();
+        responses.on_client_bytes(now_ms);
         let notify = tunnelled
             .is_none()
             .then(|| EthernetFrame::new_unchecked(&m[..]).src_addr());
@@ -505,7 +511,7 @@ impl Agent {
                 client_window: seen.window,
                 notify,
                 control: None,
-                responses: ResponseTally::new(),
+                responses,
             },
         );
     }

@@ -15,8 +15,8 @@
 //! arrived or not. A hole in what must be read (a kernel segment the agent never saw
 //! before a later one) stops the count where it is: [`ResponseTally::answered`] then
 //! cannot say yes, and the caller falls back on the kernel having been silent for a
-//! while ([`QUIET_MS`]), as it does when the switch could not count (a HEAD request,
-//! whose response's `Content-Length` describes no body).
+//! while ([`QUIET_MS`]: no byte from it, none given to it), as it does when the switch
+//! could not count (a HEAD request, whose response's `Content-Length` describes no body).
 use rules::framing::{Phase, RequestMethod, ResponseEvent, ResponseFramer};
 
 use crate::wire::SeqNumber;
@@ -44,7 +44,8 @@ pub struct ResponseTally {
     /// A 101 (or a 2xx to CONNECT) ended: another protocol from here on, never a
     /// response boundary again, so the connection never goes.
     upgraded: bool,
-    /// When the kernel last sent a byte.
+    /// When the kernel last sent a byte, or was given one of the client's (a request it
+    /// has yet to answer): what the silence of the fallback is measured from.
     last_byte_ms: u64,
 }
 
@@ -78,6 +79,12 @@ impl ResponseTally {
         self.complete = 0;
     }
 
+    /// Client bytes went to the kernel: a request it may not have begun to answer, so
+    /// silence counts from now.
+    pub fn on_client_bytes(&mut self, now_ms: u64) {
+        self.last_byte_ms = self.last_byte_ms.max(now_ms);
+    }
+
     /// A kernel segment at `seq` (kernel space) carrying `payload`.
     pub fn on_kernel(&mut self, seq: SeqNumber, payload: &[u8], now_ms: u64) {
         if payload.is_empty() {
@@ -91,7 +98,7 @@ impl ResponseTally {
             // Already framed (a retransmission).
             return;
         }
-        self.last_byte_ms = now_ms;
+        self.last_byte_ms = self.last_byte_ms.max(now_ms);
         if self.lost || self.upgraded {
             return;
         }
@@ -267,6 +274,16 @@ mod tests {
         let next = b"HTTP/1.1 204 No Content\r\n\r\n";
         t.on_kernel(at + HEAD.len() + 10, next, 0);
         assert_eq!(t.complete(), 2);
+    }
+
+    #[test]
+    fn silence_counts_from_the_last_request_too() {
+        let (mut t, _) = tally();
+        // A HEAD request (uncountable) just given to a kernel that has sent nothing yet:
+        // not silence, a server at work.
+        t.on_client_bytes(1_000);
+        assert!(!t.answered(0, 1_000 + QUIET_MS - 1));
+        assert!(t.answered(0, 1_000 + QUIET_MS));
     }
 
     #[test]
