@@ -681,6 +681,9 @@ pub struct ResponseFramer<B = Box<[u8]>> {
     buf: B,
     /// Bytes of a split head held in `buf`.
     held: usize,
+    /// The longest head accepted when it arrives whole in one slice (parsed in place);
+    /// a split one must also fit `buf`.
+    max_head: usize,
 }
 
 impl<B> fmt::Debug for ResponseFramer<B> {
@@ -709,11 +712,21 @@ impl ResponseFramer {
 impl<B: AsMut<[u8]>> ResponseFramer<B> {
     /// A framer gathering split heads in `buf`; heads longer than `buf` are
     /// [`FramingError::HeadTooLarge`].
-    pub fn with_buffer(buf: B) -> Self {
+    pub fn with_buffer(mut buf: B) -> Self {
+        let max_head = buf.as_mut().len();
+        Self::with_split_buffer(buf, max_head)
+    }
+
+    /// A framer that parses heads of up to `max_head` bytes in place when they arrive
+    /// whole in one slice, and gathers only split ones in `buf` (which bounds those):
+    /// for a framer kept per connection, whose memory is mostly the buffer, where heads
+    /// almost always come in one segment.
+    pub fn with_split_buffer(buf: B, max_head: usize) -> Self {
         ResponseFramer {
             state: RespState::Idle,
             buf,
             held: 0,
+            max_head,
         }
     }
 
@@ -798,12 +811,13 @@ impl<B: AsMut<[u8]>> ResponseFramer<B> {
         method: RequestMethod,
         bytes: &[u8],
     ) -> Result<ResponseProgress, FramingError> {
+        let max_head = self.max_head;
         let buf = self.buf.as_mut();
         let cap = buf.len();
         let (head, used) = if self.held == 0 {
             match http::head_end(bytes) {
                 // The whole head is in this slice: parse it where it is.
-                Some(end) if end <= cap => (parse_response(&bytes[..end], method)?, end),
+                Some(end) if end <= max_head => (parse_response(&bytes[..end], method)?, end),
                 Some(_) => return Err(FramingError::HeadTooLarge),
                 None if bytes.len() >= cap => return Err(FramingError::HeadTooLarge),
                 None => {

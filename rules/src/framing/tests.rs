@@ -970,6 +970,36 @@ fn head_size_limit_is_the_same_for_every_cut() {
 }
 
 #[test]
+fn a_split_buffer_bounds_only_split_heads() {
+    // 64 bytes to gather split heads in; heads up to 128 parsed in place.
+    let run = |s: &[u8], cuts: &[usize]| {
+        run_responses_with(
+            ResponseFramer::with_split_buffer([0u8; 64], 128),
+            s,
+            &[Get],
+            cuts,
+        )
+    };
+    let mut head = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+    head.resize(100 - 23, b'p');
+    head.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(head.len(), 100);
+    // Whole in one slice: parsed, though longer than the buffer.
+    assert_eq!(run(&head, &[]).error, None);
+    // Split: it must fit the buffer, and does not.
+    assert_eq!(run(&head, &[50]).error, Some(FramingError::HeadTooLarge));
+    // A short head split anywhere fits.
+    let short = b"HTTP/1.1 204 No Content\r\n\r\n";
+    let r = same_for_every_cut(short, |c| run(short, c));
+    assert_eq!(r.error, None);
+    // Past the in-place limit, whole: refused.
+    let mut long = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+    long.resize(200, b'p');
+    long.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(run(&long, &[]).error, Some(FramingError::HeadTooLarge));
+}
+
+#[test]
 fn unsolicited_and_out_of_turn() {
     // Bytes with no request outstanding.
     let mut f = ResponseFramer::new();

@@ -25,9 +25,15 @@ use crate::wire::SeqNumber;
 /// idle connection may go. A guess, which a server pausing longer mid-response defeats.
 pub const QUIET_MS: u64 = 250;
 
-/// The longest response head the agent reads; a longer one leaves the count to the
-/// quiet rule (and the switch never sees response heads, so nothing else needs it).
-pub const MAX_HEAD: usize = 8 * 1024;
+/// The longest response head the agent reads (parsed in place, as it came in one
+/// segment); a longer one leaves the count to the quiet rule.
+pub const MAX_HEAD: usize = rules::framing::MAX_RESPONSE_HEAD;
+
+/// The most of a head split across segments that a flow keeps: the flow's one buffer,
+/// so its size is what every handed-off connection costs the agent (64 MiB at the
+/// default 65,536 flows). A split head longer than this leaves the count to the quiet
+/// rule.
+pub const SPLIT_HEAD: usize = 1024;
 
 /// Frames one connection's kernel → client stream (kernel sequence space).
 #[derive(Debug)]
@@ -58,7 +64,10 @@ impl Default for ResponseTally {
 impl ResponseTally {
     pub fn new() -> Self {
         ResponseTally {
-            framer: ResponseFramer::with_buffer(vec![0; MAX_HEAD].into_boxed_slice()),
+            framer: ResponseFramer::with_split_buffer(
+                vec![0; SPLIT_HEAD].into_boxed_slice(),
+                MAX_HEAD,
+            ),
             next: None,
             complete: 0,
             lost: false,
@@ -231,6 +240,24 @@ mod tests {
         // A new round counts from zero.
         t.new_round();
         assert!(!t.answered(1, 0));
+    }
+
+    #[test]
+    fn a_long_head_in_one_segment_and_a_short_one_split() {
+        let (mut t, mut at) = tally();
+        let mut long = b"HTTP/1.1 200 OK\r\nSet-Cookie: ".to_vec();
+        long.resize(4000, b'c');
+        long.extend_from_slice(b"\r\nContent-Length: 2\r\n\r\nok");
+        t.on_kernel(at, &long, 0);
+        at += long.len();
+        assert!(t.answered(1, 0));
+        // The next head in three pieces.
+        let head = b"HTTP/1.1 204 No Content\r\n\r\n";
+        for piece in [&head[..5], &head[5..20], &head[20..]] {
+            t.on_kernel(at, piece, 0);
+            at += piece.len();
+        }
+        assert!(t.answered(2, 0));
     }
 
     #[test]
