@@ -140,16 +140,28 @@ pub fn wait_ready(tb: &Testbed) {
 /// response (Content-Length), printing `ok <status line> <X-Backend> <first body line>`,
 /// or `reset`/`closed` when the connection ended instead.
 pub fn keep_alive(tb: &Testbed, requests: &[&str]) -> Vec<String> {
-    keep_alive_with(tb, requests, false, 60)
+    keep_alive_with(tb, requests, false, 60, &[])
+}
+
+/// [`keep_alive`] where the responses numbered in `heads` (from 0) answer HEAD requests:
+/// their length headers describe no body.
+pub fn keep_alive_heads(tb: &Testbed, requests: &[&str], heads: &[usize]) -> Vec<String> {
+    keep_alive_with(tb, requests, false, 60, heads)
 }
 
 /// The same with the body's SHA-256 (hex) in place of its first line, and `max_s`
 /// seconds in all (each read waits up to 30 s): for large objects, on impaired links.
 pub fn keep_alive_hashed(tb: &Testbed, requests: &[&str], max_s: u64) -> Vec<String> {
-    keep_alive_with(tb, requests, true, max_s)
+    keep_alive_with(tb, requests, true, max_s, &[])
 }
 
-fn keep_alive_with(tb: &Testbed, requests: &[&str], hashed: bool, max_s: u64) -> Vec<String> {
+fn keep_alive_with(
+    tb: &Testbed,
+    requests: &[&str],
+    hashed: bool,
+    max_s: u64,
+    heads: &[usize],
+) -> Vec<String> {
     let hexes: Vec<String> = requests
         .iter()
         .map(|r| r.bytes().map(|b| format!("{b:02x}")).collect())
@@ -177,14 +189,17 @@ def take(n):
         more()
     b, buf = buf[:n], buf[n:]
     return b
-for h in {hexes:?}:
+for i, h in enumerate({hexes:?}):
     s.sendall(bytes.fromhex(h))
     try:
         while b"\r\n\r\n" not in buf:
             more()
         head, _, buf = buf.partition(b"\r\n\r\n")
         fields = [l.lower() for l in head.split(b"\r\n")[1:]]
-        if any(l.startswith(b"transfer-encoding:") and b"chunked" in l for l in fields):
+        if i in {heads:?}:
+            body = b""
+            text = ""
+        elif any(l.startswith(b"transfer-encoding:") and b"chunked" in l for l in fields):
             # Chunk by chunk (the agent's move waits for the last one); the body's lines
             # are printed joined, so every piece is checked.
             body = b""

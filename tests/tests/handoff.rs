@@ -70,6 +70,20 @@ fn keep_alive_rules(tb: &Testbed) {
             "ok HTTP/1.1 200 OK be2 app on be2: /app/p2",
         ]
     );
+    // A HEAD among them: its response's Content-Length describes no body, so the switch
+    // gives the agent no count, and the move waits for the kernel's silence (250 ms).
+    let pipelined = "HEAD /app/h HTTP/1.1\r\nHost: ws\r\n\r\n".to_string()
+        + &req("/img/pause/y")
+        + &req("/app/p3");
+    let r = keep_alive_heads(tb, &[&pipelined, "", ""], &[0]);
+    assert_eq!(
+        r,
+        [
+            "ok HTTP/1.1 200 OK be2 ",
+            "ok HTTP/1.1 200 OK be1 first piece on be1 / second piece on be1: /img/pause/y",
+            "ok HTTP/1.1 200 OK be2 app on be2: /app/p3",
+        ]
+    );
     let chunked = "POST /app/c HTTP/1.1\r\nHost: ws\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let with_body = "POST /app/d HTTP/1.1\r\nHost: ws\r\nContent-Length: 11\r\n\r\nGET /admin/";
     for spelling in ["/admin/x", "/%61dmin/x", "//admin/x", "/app/../admin/x"] {
